@@ -1,0 +1,200 @@
+// HPACK decoder (RFC 7541 §6): one header block in, header records out.
+// Peer bytes only ever produce return codes: a negative result is -COMPRESSION_ERROR
+// (reason in lastReason) or -HPACK_LIST_TOO_LARGE (decoded fully, table in sync).
+
+import {
+  COMPRESSION_ERROR, HPACK_LIST_TOO_LARGE, HDR_WORDS, HDR_NEVER_INDEXED, R_HPACK_TRUNCATED, R_HPACK_BAD_HUFFMAN,
+  R_HPACK_BAD_INDEX, R_HPACK_INTEGER_OVERFLOW, R_HPACK_BAD_SIZE_UPDATE, R_HPACK_MISSING_SIZE_UPDATE, R_HPACK_LIST_TOO_LARGE,
+} from "../abi";
+import { headerRecords, headerBytes, reserve, reserveKeep } from "../memory";
+import { Hpack, ENTRY_OVERHEAD, entry, entryName, entryNameLen, entryValue, entryValueLen, insert, setMaxSize } from "./table";
+import { STATIC_COUNT, staticNameLen, staticNameOff, staticValueLen, staticValueOff, nameHash } from "./tables";
+import { huffDecode } from "./huffman";
+
+/** A static value is used as is (the host has it interned): HDR_FLAGS bit. */
+export const HDR_STATIC_VALUE: i32 = 0x200;
+
+export let lastReason: i32 = 0;
+let pos: usize = 0; // read position shared by the helpers below
+let outBytes: i32 = 0; // bytes used in headerBytes
+
+@inline function fail(reason: i32): i32 {
+  lastReason = reason;
+  return -COMPRESSION_ERROR;
+}
+
+/** Reads an integer with an N-bit prefix at pos (§5.1); -1 on error (lastReason set). */
+function readInt(end: usize, prefixBits: i32): i32 {
+  const mask = (1 << prefixBits) - 1;
+  const first = <i32>load<u8>(pos) & mask;
+  pos++;
+  if (first < mask) return first;
+  let v: i64 = first;
+  let shift: i64 = 0;
+  while (true) {
+    if (pos >= end) {
+      lastReason = R_HPACK_TRUNCATED;
+      return -1;
+    }
+    const b = <i64>load<u8>(pos++);
+    v += (b & 0x7f) << shift;
+    if (v > 0x7fffffff) {
+      lastReason = R_HPACK_INTEGER_OVERFLOW;
+      return -1;
+    }
+    if ((b & 0x80) == 0) return <i32>v;
+    shift += 7;
+    if (shift > 28) {
+      lastReason = R_HPACK_INTEGER_OVERFLOW;
+      return -1;
+    }
+  }
+}
+
+/** Reads a string literal at pos into headerBytes at outBytes (§5.2); returns its length or -1. */
+function readString(end: usize): i32 {
+  if (pos >= end) {
+    lastReason = R_HPACK_TRUNCATED;
+    return -1;
+  }
+  const huffman = (load<u8>(pos) & 0x80) != 0;
+  const n = readInt(end, 7);
+  if (n < 0) return -1;
+  if (<usize>n > end - pos) {
+    lastReason = R_HPACK_TRUNCATED;
+    return -1;
+  }
+  const room = huffman ? (n * 8) / 5 + 1 : n;
+  const base = reserveKeep(headerBytes, outBytes + room, outBytes);
+  let len = n;
+  if (huffman) {
+    len = huffDecode(pos, n, base + outBytes);
+    if (len < 0) {
+      lastReason = R_HPACK_BAD_HUFFMAN;
+      return -1;
+    }
+  } else {
+    memory.copy(base + outBytes, pos, <usize>n);
+  }
+  pos += n;
+  return len;
+}
+
+function copyOut(src: usize, n: i32): i32 {
+  const base = reserveKeep(headerBytes, outBytes + n, outBytes);
+  memory.copy(base + outBytes, src, <usize>n);
+  const at = outBytes;
+  outBytes += n;
+  return at;
+}
+
+/** Sets what the next blocks may use: our advertised SETTINGS_HEADER_TABLE_SIZE (§4.2). */
+export function decoderSetAllowed(t: Hpack, n: i32): void {
+  if (n < t.maxSize) t.needUpdate = 1; // the encoder must acknowledge a reduction first
+  t.allowed = n;
+}
+
+/**
+ * Decodes the block [p, p+len). Returns the number of header records written to
+ * headerRecords (HDR_WORDS i32 each; offsets are into headerBytes) or a negative code.
+ */
+export function hpackDecode(t: Hpack, p: usize, len: i32): i32 {
+  const end = p + <usize>len;
+  pos = p;
+  outBytes = 0;
+  lastReason = 0;
+  let count = 0;
+  let listSize = 0;
+  let over = false;
+  let sawField = false;
+  reserve(headerRecords, 64 * HDR_WORDS * 4);
+  while (pos < end) {
+    const b = <i32>load<u8>(pos);
+    if ((b & 0xe0) == 0x20) {
+      // Dynamic table size update (§6.3): only before the first field, never above the allowed size.
+      if (sawField) return fail(R_HPACK_BAD_SIZE_UPDATE);
+      const n = readInt(end, 5);
+      if (n < 0) return -COMPRESSION_ERROR;
+      if (n > t.allowed) return fail(R_HPACK_BAD_SIZE_UPDATE);
+      setMaxSize(t, n);
+      t.needUpdate = 0;
+      continue;
+    }
+    if (t.needUpdate) return fail(R_HPACK_MISSING_SIZE_UPDATE);
+    sawField = true;
+    let nameOff = -1, nameLen = 0, valueOff = -1, valueLen = 0, flags = 0;
+    const mark = outBytes;
+    if (b & 0x80) {
+      // Indexed field (§6.1).
+      const idx = readInt(end, 7);
+      if (idx < 0) return -COMPRESSION_ERROR;
+      if (idx == 0) return fail(R_HPACK_BAD_INDEX);
+      if (idx <= STATIC_COUNT) {
+        nameLen = staticNameLen(idx);
+        valueLen = staticValueLen(idx);
+        flags = idx | HDR_STATIC_VALUE;
+      } else {
+        const k = idx - STATIC_COUNT;
+        if (k > t.count) return fail(R_HPACK_BAD_INDEX);
+        const e = entry(t, k);
+        nameLen = entryNameLen(e);
+        valueLen = entryValueLen(e);
+        nameOff = copyOut(entryName(t, e), nameLen);
+        valueOff = copyOut(entryValue(t, e), valueLen);
+      }
+    } else {
+      // Literal field (§6.2): with incremental indexing (01), never indexed (0001), without (0000).
+      const indexing = (b & 0x40) != 0;
+      if (!indexing && (b & 0x10) != 0) flags = HDR_NEVER_INDEXED;
+      const idx = readInt(end, indexing ? 6 : 4);
+      if (idx < 0) return -COMPRESSION_ERROR;
+      if (idx == 0) {
+        nameLen = readString(end);
+        if (nameLen < 0) return -COMPRESSION_ERROR;
+        nameOff = outBytes;
+        outBytes += nameLen;
+      } else if (idx <= STATIC_COUNT) {
+        nameLen = staticNameLen(idx);
+        flags |= idx;
+      } else {
+        const k = idx - STATIC_COUNT;
+        if (k > t.count) return fail(R_HPACK_BAD_INDEX);
+        const e = entry(t, k);
+        nameLen = entryNameLen(e);
+        nameOff = copyOut(entryName(t, e), nameLen);
+      }
+      valueLen = readString(end);
+      if (valueLen < 0) return -COMPRESSION_ERROR;
+      valueOff = outBytes;
+      outBytes += valueLen;
+      if (indexing) {
+        const bytes = headerBytes.ptr;
+        const np = nameOff >= 0 ? bytes + <usize>nameOff : staticNameOff(idx);
+        const vp = bytes + <usize>valueOff;
+        insert(t, np, nameLen, vp, valueLen, nameHash(np, nameLen), nameHash(vp, valueLen));
+      }
+    }
+    listSize += nameLen + valueLen + ENTRY_OVERHEAD;
+    if (over || listSize > t.maxList) {
+      // Keep decoding so the table stays in sync, but stop producing output.
+      over = true;
+      outBytes = mark;
+      continue;
+    }
+    const rec = reserveKeep(headerRecords, (count + 1) * HDR_WORDS * 4, count * HDR_WORDS * 4) +
+      <usize>(count * HDR_WORDS * 4);
+    store<i32>(rec, nameOff);
+    store<i32>(rec, nameLen, 4);
+    store<i32>(rec, valueOff, 8);
+    store<i32>(rec, valueLen, 12);
+    store<i32>(rec, flags, 16);
+    count++;
+  }
+  if (over) {
+    lastReason = R_HPACK_LIST_TOO_LARGE;
+    return -HPACK_LIST_TOO_LARGE;
+  }
+  return count;
+}
+
+export { staticValueOff };

@@ -1,0 +1,148 @@
+// The one thin boundary between the host and the Wasm codec: copy bytes in, run, read
+// fixed-size event records, map payload offsets back onto the caller's chunk.
+
+import { H2Error } from "../errors.js";
+import { type CodecExports, type Variant, loadExports, defaultVariant } from "./instance.js";
+import * as abi from "../../assembly/abi.js";
+
+/** Node's Buffer has fast latin1 accessors that its typings leave out (undici uses them too). */
+export type LatinBuffer = Buffer & {
+  latin1Slice(start: number, end: number): string;
+  latin1Write(s: string, offset: number, length: number): number;
+};
+
+/** Views over Wasm memory, re-created whenever memory grows (growth detaches them). */
+export class Codec {
+  readonly ex: CodecExports;
+  u8!: Uint8Array;
+  i32!: Int32Array;
+  mem!: LatinBuffer;
+  private buffer: ArrayBuffer | null = null;
+  readonly eventsPtr: number;
+  readonly eventsCapacity: number;
+
+  constructor(ex: CodecExports) {
+    if (ex.abi_version() !== abi.ABI_VERSION) {
+      throw new Error(`hbone-wasm: Wasm ABI ${ex.abi_version()} does not match host ABI ${abi.ABI_VERSION}; rebuild`);
+    }
+    this.ex = ex;
+    this.eventsPtr = ex.events_ptr();
+    this.eventsCapacity = ex.events_capacity();
+    this.refresh();
+  }
+
+  /** Call after any export that may allocate. Cheap when memory did not grow. */
+  refresh(): void {
+    const b = this.ex.memory.buffer;
+    if (b !== this.buffer) {
+      this.buffer = b;
+      this.u8 = new Uint8Array(b);
+      this.i32 = new Int32Array(b);
+      this.mem = Buffer.from(b) as LatinBuffer;
+    }
+  }
+
+  /** Copies bytes into the input region; returns their address. */
+  copyIn(bytes: Uint8Array): number {
+    const p = this.ex.input_reserve(bytes.length);
+    this.refresh();
+    this.u8.set(bytes, p);
+    return p;
+  }
+
+  /** A copy of Wasm bytes [p, p+n) that outlives the next call. */
+  copyOut(p: number, n: number): Buffer {
+    return Buffer.from(this.u8.subarray(p, p + n));
+  }
+}
+
+const codecs = new Map<Variant, Codec>();
+
+/** The codec of this thread (release build unless HBONE_WASM_DEBUG=1, or as asked). */
+export function getCodec(variant: Variant = defaultVariant()): Codec {
+  let c = codecs.get(variant);
+  if (!c) {
+    c = new Codec(loadExports(variant));
+    codecs.set(variant, c);
+  }
+  return c;
+}
+
+/** Frees Wasm-side objects whose JS owner was collected without dispose(). */
+export const wasmFinalizer = new FinalizationRegistry<() => void>((free) => free());
+
+/**
+ * Receives the events of FrameReader.feed in wire order. `payload` is a view of the fed chunk
+ * (DATA, and anything that arrived whole) or a private copy; it stays valid after the call.
+ */
+export type FrameVisitor = (
+  type: number, flags: number, streamId: number, payload: Uint8Array, a: number, b: number, c: number,
+) => void;
+
+const EMPTY = new Uint8Array(0);
+
+/** Incremental frame reader: one per connection (assembly/h2/frame-reader.ts). */
+export class FrameReader {
+  readonly codec: Codec;
+  private r: number;
+  private events: Int32Array;
+  private payloads: Uint8Array[] = [];
+
+  constructor(maxFrameSize = abi.DEFAULT_MAX_FRAME_SIZE, options = 0, codec: Codec = getCodec()) {
+    this.codec = codec;
+    this.r = codec.ex.reader_new(maxFrameSize, options);
+    this.events = new Int32Array(codec.eventsCapacity * abi.EVENT_WORDS);
+    const ex = codec.ex, r = this.r;
+    wasmFinalizer.register(this, () => ex.reader_free(r), this);
+  }
+
+  setMaxFrameSize(n: number): void {
+    this.codec.ex.reader_set_max_frame_size(this.r, n);
+  }
+
+  /**
+   * Parses a chunk and calls `visit` for each event. A connection error throws H2Error
+   * (stream errors arrive as events of type EV_STREAM_ERROR).
+   */
+  feed(chunk: Uint8Array, visit: FrameVisitor): void {
+    const codec = this.codec, ex = codec.ex, len = chunk.length;
+    let off = 0;
+    let base = codec.copyIn(chunk);
+    while (off < len) {
+      const n = ex.reader_parse(this.r, base + off, len - off);
+      const consumed = ex.reader_consumed();
+      if (n < 0) {
+        throw new H2Error(-n, ex.reader_error_reason(), ex.reader_error_stream());
+      }
+      codec.refresh();
+      // Copy the events and resolve payloads before any visitor runs: a visitor may feed
+      // another reader (a session nested in a stream), which reuses the shared regions.
+      const ev = this.events;
+      const w = n * abi.EVENT_WORDS;
+      ev.set(codec.i32.subarray(codec.eventsPtr >> 2, (codec.eventsPtr >> 2) + w));
+      const payloads = this.payloads;
+      const lo = base + off, hi = base + len; // where the chunk's unparsed bytes sit in Wasm memory
+      for (let k = 0; k < n; k++) {
+        const o = ev[k * abi.EVENT_WORDS + abi.EV_OFF], l = ev[k * abi.EVENT_WORDS + abi.EV_LEN];
+        if (l === 0) payloads[k] = EMPTY;
+        else if (o >= lo && o + l <= hi) payloads[k] = chunk.subarray(o - base, o - base + l);
+        else payloads[k] = codec.copyOut(o, l);
+      }
+      off += consumed;
+      for (let k = 0, i = 0; k < n; k++, i += abi.EVENT_WORDS) {
+        visit(ev[i], ev[i + 1], ev[i + 2], payloads[k], ev[i + 5], ev[i + 6], ev[i + 7]);
+        payloads[k] = EMPTY;
+      }
+      if (n === 0 && consumed === 0) break;
+      if (off < len && n > 0) base = codec.copyIn(chunk.subarray(off)) - off; // visitors may have reused the region
+    }
+  }
+
+  dispose(): void {
+    if (this.r) {
+      wasmFinalizer.unregister(this);
+      this.codec.ex.reader_free(this.r);
+      this.r = 0;
+    }
+  }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// Runs vitest (its usual report on the terminal, plus its JSON report) and ends with one
+// plain line "N passed, N failed, N skipped", so a run that executed no test is visible.
+// Exits non-zero when vitest does, or when no test ran at all.
+
+import { spawnSync } from "node:child_process";
+import { readFileSync, mkdirSync, rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const outDir = join(root, "dist", "test-report");
+mkdirSync(outDir, { recursive: true });
+const out = join(outDir, "vitest.json");
+rmSync(out, { force: true });
+
+const vitest = join(root, "node_modules", "vitest", "vitest.mjs");
+const args = [vitest, "run", "--config", "test/vitest.config.ts", "--reporter=default", "--reporter=json",
+  `--outputFile.json=${out}`, ...process.argv.slice(2)];
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
+
+let passed = 0, failed = 0, skipped = 0;
+try {
+  const report = JSON.parse(readFileSync(out, "utf8"));
+  passed = report.numPassedTests;
+  failed = report.numFailedTests + (report.numRuntimeErrorTestSuites ?? 0);
+  skipped = report.numPendingTests + report.numTodoTests;
+  for (const suite of report.testResults ?? []) if (suite.status === "failed" && suite.assertionResults.length === 0) failed++;
+} catch (err) {
+  console.error(`test summary: no vitest report (${err.message})`);
+  failed++;
+}
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+const code = r.status ?? 1;
+process.exit(code !== 0 ? code : passed === 0 || failed > 0 ? 1 : 0);
