@@ -2,7 +2,7 @@
 // the host (host/wasm/codec.ts) calls them raw. Pointers are byte addresses in `memory`.
 
 import { ABI_VERSION } from "./abi";
-import { input, output, reserve, events, EVENT_CAPACITY, headerRecords, headerBytes } from "./memory";
+import { input, output, reserve, events, EVENT_CAPACITY, headerRecords, headerBytes, heapCheck } from "./memory";
 import * as reader from "./h2/frame-reader";
 import * as writer from "./h2/frame-writer";
 import { Hpack, hpackNew, hpackFree, ensureCapacity } from "./hpack/table";
@@ -121,4 +121,13 @@ export function write_window_update(o: usize, stream: i32, increment: i32): i32 
 }
 export function write_priority(o: usize, stream: i32, dependency: i32, exclusive: i32, weight: i32): i32 {
   return writer.writePriority(o, stream, dependency, exclusive != 0, weight);
+}
+
+/** Free blocks held by the allocator, or -1 if its lists are corrupt (tests check this). */
+export function heap_check(): i32 {
+  return heapCheck();
+}
+/** Bytes of linear memory in use by the module (grows, never shrinks). */
+export function memory_bytes(): i32 {
+  return <i32>(memory.size() << 16);
 }

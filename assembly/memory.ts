@@ -96,3 +96,18 @@ export function allocZeroed(size: i32): usize {
   memory.fill(p, 0, <usize>size);
   return p;
 }
+
+/** Walks the free lists; returns the number of free blocks, or -1 if a list is corrupt. */
+export function heapCheck(): i32 {
+  const top = <usize>memory.size() << 16;
+  let blocks = 0;
+  for (let c = 0; c < CLASSES; c++) {
+    let p = <usize>load<u32>(freeHeads + (<usize>c << 2));
+    while (p != 0) {
+      if (p >= top || (p & 15) != 0 || blocks > 1 << 24) return -1;
+      blocks++;
+      p = <usize>load<u32>(p);
+    }
+  }
+  return blocks;
+}

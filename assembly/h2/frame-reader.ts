@@ -350,7 +350,7 @@ export function readerParse(r: Reader, p: usize, len: i32): i32 {
       if (r.bufFill == 0) {
         // The gather buffer may still back an event of this call: let the host take it first.
         if (bufUsed) break;
-        if (capacityOf(r.bufSize) < r.length) {
+        if (r.buf == 0 || capacityOf(r.bufSize) < r.length) {
           r.buf = grow(r.buf, r.bufSize, r.length, 0);
           r.bufSize = r.length;
         }

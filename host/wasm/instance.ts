@@ -43,6 +43,8 @@ export interface CodecExports {
   write_rst_stream(o: number, stream: number, code: number): number;
   write_window_update(o: number, stream: number, increment: number): number;
   write_priority(o: number, stream: number, dependency: number, exclusive: number, weight: number): number;
+  heap_check(): number;
+  memory_bytes(): number;
 }
 
 export type Variant = "release" | "debug";
