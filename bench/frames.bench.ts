@@ -64,9 +64,9 @@ export function buildStream(): { bytes: Buffer; expected: Expected } {
   const frames: Buffer[] = [];
   const expected: Expected = { frames: [], dataBytes: 0, dataSum: 0 };
   let total = 0;
-  const add = (type: number, flags: number, stream: number, payload: Uint8Array, wireBody = payload,
-    body = payload): void => {
-    const f = frame(type, flags, stream, wireBody);
+  // `body` is what a parser should report (no padding or priority); `wire` the payload sent.
+  const add = (type: number, flags: number, stream: number, body: Uint8Array, wire = body): void => {
+    const f = frame(type, flags, stream, wire);
     frames.push(f);
     total += f.length;
     expected.frames.push(`${type}:${stream}:${body.length}`);
@@ -79,7 +79,7 @@ export function buildStream(): { bytes: Buffer; expected: Expected } {
     const body = fill(n, total + 1);
     if (pad === 0) return add(abi.FRAME_DATA, flags, stream, body);
     const wire = Buffer.concat([Buffer.from([pad]), body, Buffer.alloc(pad)]);
-    add(abi.FRAME_DATA, flags | abi.FLAG_PADDED, stream, body, wire, body);
+    add(abi.FRAME_DATA, flags | abi.FLAG_PADDED, stream, body, wire);
   };
 
   const settings = Buffer.alloc(18);
@@ -96,7 +96,7 @@ export function buildStream(): { bytes: Buffer; expected: Expected } {
     if (stream % 3 === 0) {
       // HEADERS with a priority block: the parser must skip it.
       const p = Buffer.concat([u32(stream - 2), Buffer.from([15]), HEADER_BLOCK]);
-      add(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_PRIORITY, stream, HEADER_BLOCK, p, HEADER_BLOCK);
+      add(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_PRIORITY, stream, HEADER_BLOCK, p);
     } else {
       add(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, stream, HEADER_BLOCK);
     }

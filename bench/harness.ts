@@ -49,7 +49,7 @@ export interface SuiteResult {
 /** Short runs for --quick (the whole run must stay well under a minute), a few seconds otherwise. */
 export function newBench(name: string, opts: RunOptions): Bench {
   return opts.quick
-    ? new Bench({ name, time: 300, iterations: 5, warmupTime: 100, warmupIterations: 3, throws: true })
+    ? new Bench({ name, time: 500, iterations: 5, warmupTime: 150, warmupIterations: 3, throws: true })
     : new Bench({ name, time: 3000, iterations: 20, warmupTime: 500, warmupIterations: 10, throws: true });
 }
 

@@ -50,6 +50,15 @@ export class Codec {
     return p;
   }
 
+  /** How deep FrameReader.feed calls are nested (a visitor feeding another reader). */
+  feedDepth = 0;
+  private readonly eventCopies: Int32Array[] = [];
+
+  /** Where a feed at nesting `depth` copies its events: one buffer per depth, shared by all readers. */
+  eventScratch(depth: number): Int32Array {
+    return (this.eventCopies[depth] ??= new Int32Array(this.eventsCapacity * abi.EVENT_WORDS));
+  }
+
   /** A copy of Wasm bytes [p, p+n) that outlives the next call. */
   copyOut(p: number, n: number): Buffer {
     return Buffer.from(this.u8.subarray(p, p + n));
@@ -85,13 +94,11 @@ const EMPTY = new Uint8Array(0);
 export class FrameReader {
   readonly codec: Codec;
   private r: number;
-  private events: Int32Array;
   private payloads: Uint8Array[] = [];
 
   constructor(maxFrameSize = abi.DEFAULT_MAX_FRAME_SIZE, options = 0, codec: Codec = getCodec()) {
     this.codec = codec;
     this.r = codec.ex.reader_new(maxFrameSize, options);
-    this.events = new Int32Array(codec.eventsCapacity * abi.EVENT_WORDS);
     const ex = codec.ex, r = this.r;
     wasmFinalizer.register(this, () => ex.reader_free(r), this);
   }
@@ -105,6 +112,16 @@ export class FrameReader {
    * (stream errors arrive as events of type EV_STREAM_ERROR).
    */
   feed(chunk: Uint8Array, visit: FrameVisitor): void {
+    const codec = this.codec;
+    const depth = codec.feedDepth++;
+    try {
+      this.feedAt(chunk, depth, visit);
+    } finally {
+      codec.feedDepth--;
+    }
+  }
+
+  private feedAt(chunk: Uint8Array, depth: number, visit: FrameVisitor): void {
     const codec = this.codec, ex = codec.ex, len = chunk.length;
     let off = 0;
     let base = codec.copyIn(chunk);
@@ -117,7 +134,7 @@ export class FrameReader {
       codec.refresh();
       // Copy the events and resolve payloads before any visitor runs: a visitor may feed
       // another reader (a session nested in a stream), which reuses the shared regions.
-      const ev = this.events;
+      const ev = codec.eventScratch(depth);
       const w = n * abi.EVENT_WORDS;
       ev.set(codec.i32.subarray(codec.eventsPtr >> 2, (codec.eventsPtr >> 2) + w));
       const payloads = this.payloads;

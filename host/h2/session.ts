@@ -1,0 +1,857 @@
+// An HTTP/2 connection (RFC 9113) over any Node Duplex, client or server role, carrying
+// CONNECT tunnels (§8.5). Framing and HPACK run in Wasm (FrameReader, HpackDecoder/Encoder);
+// this file keeps the connection's state: streams, flow-control windows, settings, keepalive,
+// GOAWAY, and the limits that protect it from hostile peers.
+//
+// The session never stops reading its socket: a write waiting for flow-control credit parks
+// on its stream, so two sessions nested in each other (double HBONE) cannot deadlock.
+
+import { EventEmitter } from "node:events";
+import type { Duplex } from "node:stream";
+import * as abi from "../../assembly/abi.js";
+import { H2Error, errorCodeName } from "../errors.js";
+import { FrameReader, type Codec, getCodec } from "../wasm/codec.js";
+import { FrameWriter } from "./frames.js";
+import { HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.js";
+import { DEFAULT_LIMITS, RateLimit, type SessionLimits } from "./limits.js";
+import { H2Stream, type PendingWrite } from "./stream.js";
+
+export { H2Stream } from "./stream.js";
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+const DEFAULT_WINDOW = 65535;
+const READER_NO_PUSH = 1;
+
+export interface SessionOptions extends Partial<SessionLimits> {
+  /** Our stream receive window (SETTINGS_INITIAL_WINDOW_SIZE). ztunnel: 4 MiB. */
+  streamWindow?: number;
+  /** Our connection receive window. ztunnel: 16 MiB. */
+  connectionWindow?: number;
+  /** Largest frame we accept (SETTINGS_MAX_FRAME_SIZE). ztunnel: 1 MiB. */
+  maxFrameSize?: number;
+  /** HPACK table size we allow the peer's encoder (SETTINGS_HEADER_TABLE_SIZE). */
+  headerTableSize?: number;
+  /** Client: most streams we open at once, whatever the peer allows. ztunnel: 100. */
+  maxClientStreams?: number;
+  /** PING every this many ms (0: never). ztunnel: 10 s. */
+  keepaliveIntervalMs?: number;
+  /** Close the connection when a PING is unanswered this long. ztunnel: 20 s. */
+  keepaliveTimeoutMs?: number;
+  /** Close the connection when our SETTINGS are not acknowledged this long. */
+  settingsTimeoutMs?: number;
+  codec?: Codec;
+}
+
+type Role = "client" | "server";
+export type Headers = HeaderList | Record<string, string>;
+export type Respond = (status: number, headers?: Headers) => void;
+
+function toList(h: Headers | undefined): HeaderList {
+  if (!h) return [];
+  return Array.isArray(h) ? h : Object.entries(h);
+}
+
+/** Headers that must not appear in HTTP/2 (§8.2.2). */
+const CONNECTION_SPECIFIC = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
+
+/** §8.2-8.3: lower-case names, pseudo-headers first and known, no connection-specific fields. */
+function malformed(list: HeaderList, request: boolean): string | null {
+  let regular = false;
+  const seen = new Set<string>();
+  for (const [n, v] of list) {
+    if (n.length === 0) return "empty header name";
+    if (n !== n.toLowerCase()) return `upper-case header name ${n}`;
+    if (n[0] === ":") {
+      if (regular) return `pseudo-header ${n} after regular headers`;
+      if (seen.has(n)) return `duplicate ${n}`;
+      seen.add(n);
+      const known = request ? [":method", ":scheme", ":authority", ":path", ":protocol"].includes(n) : n === ":status";
+      if (!known) return `unknown pseudo-header ${n}`;
+    } else {
+      regular = true;
+      if (CONNECTION_SPECIFIC.has(n)) return `connection-specific header ${n}`;
+      if (n === "te" && v !== "trailers") return "te other than trailers";
+    }
+  }
+  return null;
+}
+
+export class H2Session extends EventEmitter {
+  readonly role: Role;
+  readonly socket: Duplex;
+  /** Settings the peer sent (id -> value). */
+  readonly remoteSettings = new Map<number, number>();
+  /** Streams by id. */
+  readonly streams = new Map<number, H2Stream>();
+
+  private readonly opts: Required<Omit<SessionOptions, "codec">>;
+  private readonly reader: FrameReader;
+  private readonly decoder: HpackDecoder;
+  private readonly encoder: HpackEncoder;
+  private readonly writer: FrameWriter;
+
+  // Peer settings in force.
+  private peerMaxFrameSize = abi.DEFAULT_MAX_FRAME_SIZE;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxStreams = Infinity;
+  // Connection-level flow control.
+  private sendWindow = DEFAULT_WINDOW;
+  private recvWindow: number;
+  private recvConsumed = 0; // connection bytes consumed but not yet credited
+  private blocked = new Set<H2Stream>(); // streams with writes waiting for credit
+  // Stream ids.
+  private nextStreamId: number;
+  private lastPeerStreamId = 0;
+  private goawaySent = false;
+  private goawayReceived = -1; // last stream id of a received GOAWAY
+  private closing = false;
+  private destroyed = false;
+  private prefaceLeft: number; // server: preface bytes still to check
+  private gotSettings = false;
+  // Header block being received (HEADERS + CONTINUATION).
+  private block: Uint8Array[] = [];
+  private blockBytes = 0;
+  private blockStream = 0;
+  private blockFlags = 0;
+  private blockContinuations = 0;
+  // Client: connect() calls waiting for a free stream slot.
+  private waiting: (() => void)[] = [];
+  // Socket write batching and backpressure.
+  private corked = false;
+  private drainWaiters: (() => void)[] = [];
+  // Keepalive and settings timers.
+  private pingTimer: NodeJS.Timeout | null = null;
+  private pingDeadline: NodeJS.Timeout | null = null;
+  private pingSentAt = 0;
+  private pingWaiters: ((rtt: number) => void)[] = [];
+  private settingsTimer: NodeJS.Timeout | null = null;
+  // Flood counters.
+  private readonly resets: RateLimit;
+  private readonly settingsRate: RateLimit;
+  private readonly pings: RateLimit;
+  private readonly empties: RateLimit;
+
+  static client(socket: Duplex, opts: SessionOptions = {}): H2Session {
+    return new H2Session("client", socket, opts);
+  }
+
+  static server(socket: Duplex, opts: SessionOptions = {}): H2Session {
+    return new H2Session("server", socket, opts);
+  }
+
+  private constructor(role: Role, socket: Duplex, opts: SessionOptions) {
+    super();
+    this.role = role;
+    this.socket = socket;
+    const client = role === "client";
+    this.opts = {
+      ...DEFAULT_LIMITS,
+      maxHeaderListSize: client ? 16 * 1024 : DEFAULT_LIMITS.maxHeaderListSize,
+      streamWindow: 4 << 20,
+      connectionWindow: 16 << 20,
+      maxFrameSize: 1 << 20,
+      headerTableSize: 4096,
+      maxClientStreams: 100,
+      keepaliveIntervalMs: 10_000,
+      keepaliveTimeoutMs: 20_000,
+      settingsTimeoutMs: 10_000,
+      ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k !== "codec")),
+    } as Required<Omit<SessionOptions, "codec">>;
+    const o = this.opts;
+    const codec = opts.codec ?? getCodec();
+    this.reader = new FrameReader(o.maxFrameSize, READER_NO_PUSH, codec);
+    this.decoder = new HpackDecoder(o.headerTableSize, codec);
+    this.decoder.setMaxHeaderListSize(o.maxHeaderListSize);
+    this.encoder = new HpackEncoder(4096, codec);
+    this.writer = new FrameWriter(codec);
+    this.recvWindow = o.connectionWindow;
+    this.nextStreamId = client ? 1 : 2;
+    this.prefaceLeft = client ? 0 : PREFACE.length;
+    this.resets = new RateLimit(o.maxResetsPerWindow, o.floodWindowMs);
+    this.settingsRate = new RateLimit(o.maxSettingsPerWindow, o.floodWindowMs);
+    this.pings = new RateLimit(o.maxPingsPerWindow, o.floodWindowMs);
+    this.empties = new RateLimit(o.maxEmptyFramesPerWindow, o.floodWindowMs);
+
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("end", () => this.onSocketGone(null));
+    socket.on("close", () => this.onSocketGone(null));
+    socket.on("error", (err: Error) => this.onSocketGone(err));
+    socket.on("drain", () => this.onDrain());
+
+    // Preface (client), our SETTINGS, and the connection window beyond the default.
+    const settings: [number, number][] = [
+      [abi.SETTINGS_ENABLE_PUSH, 0],
+      [abi.SETTINGS_INITIAL_WINDOW_SIZE, o.streamWindow],
+      [abi.SETTINGS_MAX_FRAME_SIZE, o.maxFrameSize],
+      [abi.SETTINGS_MAX_HEADER_LIST_SIZE, o.maxHeaderListSize],
+    ];
+    if (!client) settings.push([abi.SETTINGS_MAX_CONCURRENT_STREAMS, o.maxConcurrentStreams]);
+    if (o.headerTableSize !== 4096) settings.push([abi.SETTINGS_HEADER_TABLE_SIZE, o.headerTableSize]);
+    if (client) this.write(PREFACE);
+    this.write(this.writer.settings(settings));
+    if (o.connectionWindow > DEFAULT_WINDOW) this.write(this.writer.windowUpdate(0, o.connectionWindow - DEFAULT_WINDOW));
+    if (o.settingsTimeoutMs > 0) {
+      this.settingsTimer = setTimeout(
+        () => this.fail(new H2Error(abi.SETTINGS_TIMEOUT, 0, 0, false, "SETTINGS not acknowledged")),
+        o.settingsTimeoutMs,
+      );
+      this.settingsTimer.unref();
+    }
+    if (o.keepaliveIntervalMs > 0) {
+      this.pingTimer = setInterval(() => this.keepalive(), o.keepaliveIntervalMs);
+      this.pingTimer.unref();
+    }
+  }
+
+  // ---- Public API ------------------------------------------------------------------------
+
+  /** True while new streams may be opened. */
+  get open(): boolean {
+    return !this.destroyed && !this.closing && !this.goawaySent && this.goawayReceived < 0;
+  }
+
+  /** Streams currently open (not closed). */
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Client: opens a CONNECT stream to `authority` (e.g. "10.0.0.1:8080") with extra headers.
+   * Resolves once the response headers arrive (check `stream.status`); rejects if the stream is
+   * reset or the session goes away first.
+   */
+  async connect(authority: string, headers?: Headers): Promise<H2Stream> {
+    if (this.role !== "client") throw new Error("connect() is for client sessions");
+    while (this.streams.size >= Math.min(this.opts.maxClientStreams, this.peerMaxStreams)) {
+      if (!this.open) break;
+      await new Promise<void>((r) => this.waiting.push(r));
+    }
+    if (!this.open) throw new H2Error(abi.REFUSED_STREAM, 0, 0, false, "session is closing");
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = new H2Stream(this, id, this.peerInitialWindow, this.opts.streamWindow);
+    this.streams.set(id, stream);
+    const list: HeaderList = [[":method", "CONNECT"], [":authority", authority], ...toList(headers)];
+    const response = new Promise<H2Stream>((resolve, reject) => {
+      stream.onResponse = (err) => (err ? reject(err) : resolve(stream));
+    });
+    this.write(this.encoder.encodeHeadersFrame(id, list, false, this.peerMaxFrameSize));
+    return response;
+  }
+
+  /** Sends a PING and resolves with the round trip in ms. */
+  ping(): Promise<number> {
+    return new Promise((resolve) => {
+      this.pingWaiters.push(resolve);
+      if (this.pingWaiters.length === 1) this.sendPing();
+    });
+  }
+
+  /**
+   * Graceful close: GOAWAY(NO_ERROR) with the last stream we accepted; streams in flight
+   * finish; the socket ends when the last one closes.
+   */
+  close(): void {
+    if (this.destroyed || this.closing) return;
+    this.closing = true;
+    this.sendGoaway(abi.NO_ERROR, "");
+    for (const w of this.waiting.splice(0)) w();
+    this.maybeFinish();
+  }
+
+  /** Immediate close: GOAWAY with `code`, every stream destroyed. */
+  destroy(err?: Error, code = err ? abi.INTERNAL_ERROR : abi.NO_ERROR): void {
+    if (this.destroyed) return;
+    this.sendGoaway(code, err?.message ?? "");
+    this.teardown(err ?? null);
+    this.socket.end();
+  }
+
+  // ---- Receiving ---------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.destroyed) return;
+    try {
+      if (this.prefaceLeft > 0) {
+        const n = Math.min(this.prefaceLeft, chunk.length);
+        const off = PREFACE.length - this.prefaceLeft;
+        if (!chunk.subarray(0, n).equals(PREFACE.subarray(off, off + n))) {
+          throw new H2Error(abi.PROTOCOL_ERROR, 0, 0, false, "invalid connection preface");
+        }
+        this.prefaceLeft -= n;
+        chunk = chunk.subarray(n);
+        if (chunk.length === 0) return;
+      }
+      this.reader.feed(chunk, this.onFrame);
+    } catch (err) {
+      this.fail(err);
+    }
+    this.uncork();
+  }
+
+  private readonly onFrame = (
+    type: number, flags: number, id: number, payload: Uint8Array, a: number, b: number, c: number,
+  ): void => {
+    if (this.destroyed) return;
+    if (!this.gotSettings && type !== abi.FRAME_SETTINGS) {
+      throw new H2Error(abi.PROTOCOL_ERROR, 0, 0, false, "first frame is not SETTINGS");
+    }
+    switch (type) {
+      case abi.FRAME_DATA:
+        return this.onDataFrame(id, flags, payload, a);
+      case abi.FRAME_HEADERS:
+        return this.onHeadersFrame(id, flags, payload, b);
+      case abi.FRAME_CONTINUATION:
+        return this.onContinuation(flags, payload);
+      case abi.FRAME_SETTINGS:
+        return this.onSettings(flags, payload, a);
+      case abi.FRAME_PING:
+        return this.onPing(flags, payload);
+      case abi.FRAME_WINDOW_UPDATE:
+        return this.onWindowUpdate(id, a);
+      case abi.FRAME_RST_STREAM:
+        return this.onRstStream(id, a >>> 0);
+      case abi.FRAME_GOAWAY:
+        return this.onGoaway(a, b >>> 0, payload);
+      case abi.EV_STREAM_ERROR:
+        return this.resetStream(id, a);
+      case abi.FRAME_PRIORITY:
+        return; // deprecated (RFC 9113 §5.3.2): validated by the reader, otherwise ignored
+    }
+    void c;
+  };
+
+  private idle(id: number): boolean {
+    // A stream id we have not seen yet: peer-initiated above the last one, or ours not yet used.
+    const peerInitiated = (id & 1) === (this.role === "server" ? 1 : 0);
+    return peerInitiated ? id > this.lastPeerStreamId : id >= this.nextStreamId;
+  }
+
+  private onDataFrame(id: number, flags: number, payload: Uint8Array, fc: number): void {
+    if (payload.length === 0 && !(flags & abi.FLAG_END_STREAM) && fc === 0 && (flags & abi.FLAG_FRAME_END)) {
+      if (this.empties.hit()) throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "flood of empty DATA frames");
+    }
+    // Connection window first: every DATA byte counts, whatever its stream (§6.9).
+    this.recvWindow -= fc;
+    if (this.recvWindow < 0) throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "connection window exceeded");
+    const s = this.streams.get(id);
+    if (!s) {
+      if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "DATA on an idle stream");
+      this.consumeConnection(fc); // closed stream: discard, give the credit back
+      return;
+    }
+    if (s.remoteEnded || s.onResponse) {
+      this.consumeConnection(fc);
+      this.resetStream(id, abi.STREAM_CLOSED);
+      return;
+    }
+    s.recvWindow -= fc;
+    if (s.recvWindow < 0) {
+      this.consumeConnection(fc);
+      this.resetStream(id, abi.FLOW_CONTROL_ERROR);
+      return;
+    }
+    const padding = fc - payload.length;
+    if (padding > 0) this.creditPadding(s, padding);
+    if (payload.length > 0) {
+      s.pushed += payload.length;
+      s.push(payload);
+    }
+    if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
+    else if (payload.length > 0) this._credit(s);
+  }
+
+  private onHeadersFrame(id: number, flags: number, payload: Uint8Array, dep: number): void {
+    void dep;
+    this.block = [payload];
+    this.blockBytes = payload.length;
+    this.blockStream = id;
+    this.blockFlags = flags;
+    this.blockContinuations = 0;
+    if (flags & abi.FLAG_END_HEADERS) this.onHeaderBlock();
+  }
+
+  private onContinuation(flags: number, payload: Uint8Array): void {
+    if (++this.blockContinuations > this.opts.maxContinuations) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, this.blockStream, false, "too many CONTINUATION frames");
+    }
+    this.blockBytes += payload.length;
+    // A compressed block can only be larger than its header list by a few bytes per field.
+    if (this.blockBytes > this.opts.maxHeaderListSize * 2 + 16384) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, this.blockStream, false, "header block too large");
+    }
+    this.block.push(payload);
+    if (flags & abi.FLAG_END_HEADERS) this.onHeaderBlock();
+  }
+
+  private onHeaderBlock(): void {
+    const id = this.blockStream, flags = this.blockFlags;
+    const block = this.block.length === 1 ? this.block[0] : Buffer.concat(this.block);
+    this.block = [];
+    let list: HeaderList | null = null;
+    try {
+      list = this.decoder.decode(block);
+    } catch (err) {
+      // An oversized list was decoded to keep HPACK in sync: only this stream fails.
+      if (!(err instanceof H2Error) || err.reason !== abi.R_HPACK_LIST_TOO_LARGE) throw err;
+    }
+    const s = this.streams.get(id);
+    if (s) return this.onStreamHeaders(s, list, flags);
+    if (!this.idle(id)) return; // a closed stream (e.g. trailers after our RST): ignore
+    if (this.role === "client") {
+      throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a stream the server may not open");
+    }
+    if ((id & 1) === 0) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "even stream id from a client");
+    this.lastPeerStreamId = id;
+    this.onRequest(id, list, flags);
+  }
+
+  /** Server: a new request. */
+  private onRequest(id: number, list: HeaderList | null, flags: number): void {
+    if (this.goawaySent || this.closing) return this.resetStream(id, abi.REFUSED_STREAM);
+    if (this.streams.size >= this.opts.maxConcurrentStreams) return this.resetStream(id, abi.REFUSED_STREAM);
+    const s = new H2Stream(this, id, this.peerInitialWindow, this.opts.streamWindow);
+    this.streams.set(id, s);
+    if (list === null) return this.respond(s, 431, []);
+    const bad = malformed(list, true);
+    if (bad !== null) return this.resetStream(id, abi.PROTOCOL_ERROR);
+    s.headers = list;
+    const method = list.find(([n]) => n === ":method")?.[1];
+    const authority = list.find(([n]) => n === ":authority")?.[1];
+    if (method !== "CONNECT") {
+      if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
+      return this.respond(s, 400, []);
+    }
+    // Plain CONNECT (§8.5): :authority only, no :scheme or :path.
+    if (!authority || list.some(([n]) => n === ":scheme" || n === ":path" || n === ":protocol")) {
+      return this.resetStream(id, abi.PROTOCOL_ERROR);
+    }
+    if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
+    const respond: Respond = (status, headers) => this.respond(s, status, toList(headers));
+    if (this.listenerCount("connect") === 0) return respond(503);
+    this.emit("connect", s, list, respond);
+  }
+
+  /** Response headers (client) or trailers (either side). */
+  private onStreamHeaders(s: H2Stream, list: HeaderList | null, flags: number): void {
+    if (s.remoteEnded) return this.resetStream(s.id, abi.STREAM_CLOSED);
+    if (this.role === "client" && s.onResponse) {
+      if (list === null) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
+      const bad = malformed(list, false);
+      const status = Number(list.find(([n]) => n === ":status")?.[1]);
+      if (bad !== null || !(status >= 100 && status <= 999)) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
+      if (status < 200) return; // informational: the final response follows
+      s.status = status;
+      s.headers = list;
+      const done = s.onResponse;
+      s.onResponse = null;
+      done();
+      if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
+      return;
+    }
+    // Trailers: must end the stream (§8.1).
+    if (!(flags & abi.FLAG_END_STREAM)) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
+    this.onRemoteEnd(s);
+  }
+
+  private onRemoteEnd(s: H2Stream): void {
+    if (s.remoteEnded) return;
+    s.remoteEnded = true;
+    s.push(null);
+    this.maybeCloseStream(s);
+  }
+
+  private onSettings(flags: number, payload: Uint8Array, count: number): void {
+    if (flags & abi.FLAG_ACK) {
+      if (this.settingsTimer) clearTimeout(this.settingsTimer);
+      this.settingsTimer = null;
+      return;
+    }
+    if (this.gotSettings && this.settingsRate.hit()) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "SETTINGS flood");
+    }
+    this.gotSettings = true;
+    const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    for (let i = 0; i < count; i++) {
+      const id = dv.getUint16(i * 6), v = dv.getUint32(i * 6 + 2);
+      this.remoteSettings.set(id, v);
+      switch (id) {
+        case abi.SETTINGS_HEADER_TABLE_SIZE:
+          this.encoder.setMaxTableSize(Math.min(v, 4096));
+          break;
+        case abi.SETTINGS_MAX_CONCURRENT_STREAMS:
+          this.peerMaxStreams = v;
+          this.wakeWaiters();
+          break;
+        case abi.SETTINGS_INITIAL_WINDOW_SIZE: {
+          // Applies to every open stream, as a delta (§6.9.2).
+          const delta = v - this.peerInitialWindow;
+          this.peerInitialWindow = v;
+          for (const s of this.streams.values()) {
+            s.sendWindow += delta;
+            if (s.sendWindow > abi.MAX_WINDOW_SIZE) {
+              throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "stream window overflow from SETTINGS");
+            }
+          }
+          if (delta > 0) this.flushBlocked();
+          break;
+        }
+        case abi.SETTINGS_MAX_FRAME_SIZE:
+          this.peerMaxFrameSize = v;
+          break;
+      }
+    }
+    this.write(this.writer.settings([], true));
+    this.emit("remoteSettings", this.remoteSettings);
+  }
+
+  private onPing(flags: number, payload: Uint8Array): void {
+    if (flags & abi.FLAG_ACK) {
+      if (this.pingDeadline) clearTimeout(this.pingDeadline);
+      this.pingDeadline = null;
+      const rtt = Date.now() - this.pingSentAt;
+      for (const w of this.pingWaiters.splice(0)) w(rtt);
+      return;
+    }
+    if (this.pings.hit()) throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "PING flood");
+    this.write(this.writer.ping(payload, true));
+  }
+
+  private onWindowUpdate(id: number, inc: number): void {
+    if (id === 0) {
+      this.sendWindow += inc;
+      if (this.sendWindow > abi.MAX_WINDOW_SIZE) {
+        throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "connection window overflow");
+      }
+      this.flushBlocked();
+      return;
+    }
+    const s = this.streams.get(id);
+    if (!s) {
+      if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "WINDOW_UPDATE on an idle stream");
+      return;
+    }
+    s.sendWindow += inc;
+    if (s.sendWindow > abi.MAX_WINDOW_SIZE) return this.resetStream(id, abi.FLOW_CONTROL_ERROR);
+    this.flushStream(s);
+  }
+
+  private onRstStream(id: number, code: number): void {
+    if (this.resets.hit()) throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "RST_STREAM flood (rapid reset)");
+    const s = this.streams.get(id);
+    if (!s) {
+      if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "RST_STREAM on an idle stream");
+      return;
+    }
+    s.rstCode = code;
+    this.closeStream(s);
+    const err = code === abi.NO_ERROR || code === abi.CANCEL ? null
+      : new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`);
+    if (s.onResponse) {
+      const done = s.onResponse;
+      s.onResponse = null;
+      done(err ?? new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`));
+    }
+    s.destroy(err ?? undefined);
+  }
+
+  private onGoaway(lastStreamId: number, code: number, debug: Uint8Array): void {
+    this.goawayReceived = lastStreamId;
+    this.emit("goaway", code, lastStreamId, Buffer.from(debug).toString("latin1"));
+    // Streams we opened above lastStreamId were never processed: safe to retry elsewhere.
+    for (const s of [...this.streams.values()]) {
+      if ((s.id & 1) === (this.role === "client" ? 1 : 0) && s.id > lastStreamId) {
+        const err = new H2Error(abi.REFUSED_STREAM, 0, s.id, true, "stream refused by GOAWAY");
+        this.closeStream(s);
+        if (s.onResponse) {
+          const done = s.onResponse;
+          s.onResponse = null;
+          done(err);
+        }
+        s.destroy(err);
+      }
+    }
+    for (const w of this.waiting.splice(0)) w();
+    if (code !== abi.NO_ERROR) {
+      this.teardown(new H2Error(code, 0, 0, false, `GOAWAY from peer: ${errorCodeName(code)}`));
+      this.socket.end();
+      return;
+    }
+    this.maybeFinish();
+  }
+
+  // ---- Sending ------------------------------------------------------------------------------
+
+  private write(buf: Uint8Array): boolean {
+    if (this.destroyed && !this.goawaySent) return false;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => this.uncork());
+    }
+    return this.socket.write(buf);
+  }
+
+  private uncork(): void {
+    if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
+  }
+
+  private onDrain(): void {
+    for (const w of this.drainWaiters.splice(0)) w();
+  }
+
+  /** Calls `cb` once the socket has room again (backpressure reaches the stream writer). */
+  private afterDrain(cb: () => void): void {
+    if (this.socket.writableNeedDrain) this.drainWaiters.push(cb);
+    else cb();
+  }
+
+  /** @internal H2Stream._write/_final: queue, then send what the windows allow. */
+  _sendData(s: H2Stream, buf: Uint8Array, end: boolean, cb: (err?: Error | null) => void): void {
+    if (s.streamClosed || s.localEnded) {
+      cb(s.rstCode !== null ? new H2Error(s.rstCode, 0, s.id, true, "stream was reset") : null);
+      return;
+    }
+    s.pending.push({ buf, off: 0, end, cb });
+    if (s.pending.length === 1) this.flushStream(s);
+  }
+
+  /** Sends a stream's queued writes as far as both windows allow. */
+  private flushStream(s: H2Stream): void {
+    while (s.pending.length > 0 && !s.streamClosed) {
+      const w: PendingWrite = s.pending[0];
+      let left = w.buf.length - w.off;
+      while (left > 0) {
+        const n = Math.min(left, s.sendWindow, this.sendWindow, this.peerMaxFrameSize);
+        if (n <= 0) {
+          this.blocked.add(s);
+          return;
+        }
+        const last = n === left && w.end;
+        this.write(this.writer.dataHeader(s.id, n, last));
+        this.write(w.off === 0 && n === w.buf.length ? w.buf : w.buf.subarray(w.off, w.off + n));
+        s.sendWindow -= n;
+        this.sendWindow -= n;
+        w.off += n;
+        left -= n;
+        if (last) s.localEnded = true;
+      }
+      if (w.end && !s.localEnded) {
+        this.write(this.writer.dataHeader(s.id, 0, true));
+        s.localEnded = true;
+      }
+      s.pending.shift();
+      this.afterDrain(() => w.cb());
+      if (s.localEnded) this.maybeCloseStream(s);
+    }
+    this.blocked.delete(s);
+  }
+
+  private flushBlocked(): void {
+    for (const s of [...this.blocked]) {
+      if (this.sendWindow <= 0) return;
+      this.blocked.delete(s);
+      this.flushStream(s);
+    }
+  }
+
+  private respond(s: H2Stream, status: number, headers: HeaderList): void {
+    if (s.responded || s.streamClosed) return;
+    s.responded = true;
+    const end = status !== 200; // an error response closes the tunnel (HEADERS with END_STREAM)
+    this.write(this.encoder.encodeHeadersFrame(s.id, [[":status", String(status)], ...headers], end,
+      this.peerMaxFrameSize));
+    if (end) {
+      s.localEnded = true;
+      if (!s.remoteEnded) {
+        // The request body will not be read: stop it politely (§8.1).
+        this.write(this.writer.rstStream(s.id, abi.NO_ERROR));
+        s.rstCode = abi.NO_ERROR;
+        this.closeStream(s);
+        s.destroy();
+        return;
+      }
+      this.maybeCloseStream(s);
+    }
+  }
+
+  /** @internal Grants the peer credit for bytes the application has read. */
+  _credit(s: H2Stream): void {
+    if (s.streamClosed) return;
+    const consumed = s.pushed - s.readableLength;
+    const fresh = consumed - s.credited;
+    if (fresh <= 0) return;
+    this.consumeConnection(fresh);
+    // Stream credit: in batches of half a window, or whatever is left once the reader caught up.
+    if (!s.remoteEnded && (fresh >= this.opts.streamWindow / 2 || s.readableLength === 0 && fresh >= 16384)) {
+      s.credited = consumed;
+      s.recvWindow += fresh;
+      this.write(this.writer.windowUpdate(s.id, fresh));
+    } else if (s.remoteEnded) {
+      s.credited = consumed;
+    } else {
+      this.pendingCredit(s, fresh);
+    }
+  }
+
+  private creditPadding(s: H2Stream, n: number): void {
+    // Padding is never read by the application: return it at once.
+    s.recvWindow += n;
+    this.consumeConnection(n);
+    this.write(this.writer.windowUpdate(s.id, n));
+  }
+
+  /** Small credits are held back while data keeps flowing; a stream with no more reads flushes them. */
+  private pendingCredit(s: H2Stream, fresh: number): void {
+    // The window only runs dry if everything it holds was consumed and not credited:
+    // credit when more than half the window is unacknowledged.
+    if (this.opts.streamWindow - s.recvWindow - s.readableLength >= this.opts.streamWindow / 2) {
+      s.credited += fresh;
+      s.recvWindow += fresh;
+      this.write(this.writer.windowUpdate(s.id, fresh));
+    }
+  }
+
+  private consumeConnection(n: number): void {
+    this.recvConsumed += n;
+    if (this.recvConsumed >= this.opts.connectionWindow / 4) {
+      this.recvWindow += this.recvConsumed;
+      this.write(this.writer.windowUpdate(0, this.recvConsumed));
+      this.recvConsumed = 0;
+    }
+  }
+
+  private sendPing(): void {
+    this.pingSentAt = Date.now();
+    const opaque = Buffer.alloc(8);
+    opaque.writeDoubleBE(this.pingSentAt);
+    this.write(this.writer.ping(opaque));
+    this.uncork();
+    if (this.opts.keepaliveTimeoutMs > 0 && !this.pingDeadline) {
+      this.pingDeadline = setTimeout(() => {
+        this.emit("timeout");
+        this.destroy(new Error("keepalive PING unanswered"), abi.NO_ERROR);
+      }, this.opts.keepaliveTimeoutMs);
+      this.pingDeadline.unref();
+    }
+  }
+
+  private keepalive(): void {
+    if (!this.destroyed && !this.pingDeadline) this.sendPing();
+  }
+
+  private sendGoaway(code: number, debug: string): void {
+    if (this.goawaySent) return;
+    this.goawaySent = true;
+    this.write(this.writer.goaway(this.lastPeerStreamId, code, Buffer.from(debug.slice(0, 256), "latin1")));
+    this.uncork();
+  }
+
+  /** Sends RST_STREAM and forgets the stream (stream errors, refusals). */
+  private resetStream(id: number, code: number): void {
+    this.write(this.writer.rstStream(id, code));
+    const s = this.streams.get(id);
+    if (!s) return;
+    s.rstCode = code;
+    this.closeStream(s);
+    const err = new H2Error(code, 0, id, true, `stream reset: ${errorCodeName(code)}`);
+    if (s.onResponse) {
+      const done = s.onResponse;
+      s.onResponse = null;
+      done(err);
+    }
+    s.destroy(err);
+  }
+
+  // ---- Lifecycle ---------------------------------------------------------------------------
+
+  /** @internal H2Stream._destroy: an application destroy() resets the stream. */
+  _streamDestroyed(s: H2Stream, err: Error | null): void {
+    if (s.streamClosed) return;
+    const code = err instanceof H2Error ? err.code : err ? abi.INTERNAL_ERROR : abi.CANCEL;
+    s.rstCode = code;
+    if (!this.destroyed) this.write(this.writer.rstStream(s.id, code));
+    this.closeStream(s);
+  }
+
+  private maybeCloseStream(s: H2Stream): void {
+    if (s.localEnded && s.remoteEnded && s.pending.length === 0) this.closeStream(s);
+  }
+
+  private closeStream(s: H2Stream): void {
+    if (s.streamClosed) return;
+    s.streamClosed = true;
+    this.streams.delete(s.id);
+    this.blocked.delete(s);
+    // Data the application never read still occupied the connection window.
+    const unread = s.pushed - s.credited - Math.max(0, s.pushed - s.readableLength - s.credited);
+    if (unread > 0 && !this.destroyed) this.consumeConnection(unread);
+    for (const w of s.pending.splice(0)) {
+      const e = new H2Error(s.rstCode ?? abi.CANCEL, 0, s.id, true, "stream closed before the write was sent");
+      process.nextTick(() => w.cb(e));
+    }
+    this.emit("streamClosed", s);
+    this.wakeWaiters();
+    this.maybeFinish();
+  }
+
+  private wakeWaiters(): void {
+    const room = Math.min(this.opts.maxClientStreams, this.peerMaxStreams) - this.streams.size;
+    for (let i = 0; i < room && this.waiting.length > 0; i++) this.waiting.shift()!();
+  }
+
+  private maybeFinish(): void {
+    if (this.destroyed || this.streams.size > 0) return;
+    if (this.closing || this.goawayReceived >= 0) {
+      this.teardown(null);
+      this.socket.end();
+    }
+  }
+
+  /** Connection error: GOAWAY with its code, then tear down (§5.4.1). */
+  private fail(err: unknown): void {
+    const e = err instanceof H2Error ? err
+      : new H2Error(abi.INTERNAL_ERROR, 0, 0, false, err instanceof Error ? err.message : String(err));
+    if (this.destroyed) return;
+    this.sendGoaway(e.code, e.message);
+    this.emit("protocolError", e);
+    this.teardown(e);
+    this.socket.end();
+    // A peer that ignores GOAWAY does not keep the socket open.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private onSocketGone(err: Error | null): void {
+    if (this.destroyed) return;
+    this.teardown(err ?? (this.streams.size > 0 ? new Error("connection closed") : null));
+    this.socket.destroy();
+  }
+
+  private teardown(err: Error | null): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    if (this.pingDeadline) clearTimeout(this.pingDeadline);
+    if (this.settingsTimer) clearTimeout(this.settingsTimer);
+    for (const s of [...this.streams.values()]) {
+      this.closeStream(s);
+      const e = err ?? new H2Error(abi.CANCEL, 0, s.id, true, "session closed");
+      if (s.onResponse) {
+        const done = s.onResponse;
+        s.onResponse = null;
+        done(e);
+      }
+      s.destroy(err ?? undefined);
+    }
+    for (const w of this.waiting.splice(0)) w();
+    for (const w of this.drainWaiters.splice(0)) w();
+    this.reader.dispose();
+    this.decoder.dispose();
+    this.encoder.dispose();
+    if (err && this.listenerCount("error") > 0) this.emit("error", err);
+    this.emit("close");
+  }
+}

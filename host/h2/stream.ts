@@ -1,0 +1,71 @@
+// One HTTP/2 stream as a Node Duplex: writes become DATA frames, end() becomes END_STREAM,
+// destroy(err) becomes RST_STREAM; reading grants the peer flow-control credit.
+
+import { Duplex } from "node:stream";
+import type { HeaderList } from "./hpack.js";
+import type { H2Session } from "./session.js";
+
+/** A write waiting for flow-control credit. */
+export interface PendingWrite {
+  buf: Uint8Array;
+  off: number;
+  end: boolean;
+  cb: (err?: Error | null) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class H2Stream extends Duplex {
+  readonly id: number;
+  readonly session: H2Session;
+  /** Client side: the response status (0 until the response arrives). */
+  status = 0;
+  /** Client side: the response headers; server side: the request headers. */
+  headers: HeaderList = [];
+  /** The RST_STREAM code that closed the stream (sent or received), or null. */
+  rstCode: number | null = null;
+
+  // Flow control and state, owned by the session.
+  /** @internal */ sendWindow: number;
+  /** @internal */ recvWindow: number;
+  /** @internal bytes handed to the readable side */ pushed = 0;
+  /** @internal bytes credited back to the peer (stream window) */ credited = 0;
+  /** @internal */ pending: PendingWrite[] = [];
+  /** @internal END_STREAM sent */ localEnded = false;
+  /** @internal END_STREAM received */ remoteEnded = false;
+  /** @internal removed from the session */ streamClosed = false;
+  /** @internal server: the response HEADERS went out */ responded = false;
+  /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
+  /** @internal a header block (trailers or response) is being received */ inTrailers = false;
+
+  constructor(session: H2Session, id: number, sendWindow: number, recvWindow: number) {
+    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    this.session = session;
+    this.id = id;
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  /** The first value of a header (response headers on a client, request headers on a server). */
+  header(name: string): string | undefined {
+    for (const [n, v] of this.headers) if (n === name) return v;
+    return undefined;
+  }
+
+  override _read(): void {
+    this.session._credit(this);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.session._sendData(this, chunk, false, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.session._sendData(this, EMPTY, true, cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.session._streamDestroyed(this, err);
+    cb(err);
+  }
+}
