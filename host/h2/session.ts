@@ -678,23 +678,20 @@ export class H2Session extends EventEmitter {
     }
   }
 
-  /** @internal Grants the peer credit for bytes the application has read. */
+  /** @internal Grants the peer credit for bytes the application has read (never before). */
   _credit(s: H2Stream): void {
     if (s.streamClosed) return;
     const consumed = s.pushed - s.readableLength;
-    const fresh = consumed - s.credited;
-    if (fresh <= 0) return;
-    this.consumeConnection(fresh);
-    // Stream credit: in batches of half a window, or whatever is left once the reader caught up.
-    if (!s.remoteEnded && (fresh >= this.opts.streamWindow / 2 || s.readableLength === 0 && fresh >= 16384)) {
-      s.credited = consumed;
-      s.recvWindow += fresh;
-      this.write(this.writer.windowUpdate(s.id, fresh));
-    } else if (s.remoteEnded) {
-      s.credited = consumed;
-    } else {
-      this.pendingCredit(s, fresh);
+    if (consumed > s.connCounted) {
+      this.consumeConnection(consumed - s.connCounted);
+      s.connCounted = consumed;
     }
+    // Stream credit in batches of half a window: the peer always has room for half a window.
+    const fresh = consumed - s.credited;
+    if (s.remoteEnded || fresh < this.opts.streamWindow / 2) return;
+    s.credited = consumed;
+    s.recvWindow += fresh;
+    this.write(this.writer.windowUpdate(s.id, fresh));
   }
 
   private creditPadding(s: H2Stream, n: number): void {
@@ -702,17 +699,6 @@ export class H2Session extends EventEmitter {
     s.recvWindow += n;
     this.consumeConnection(n);
     this.write(this.writer.windowUpdate(s.id, n));
-  }
-
-  /** Small credits are held back while data keeps flowing; a stream with no more reads flushes them. */
-  private pendingCredit(s: H2Stream, fresh: number): void {
-    // The window only runs dry if everything it holds was consumed and not credited:
-    // credit when more than half the window is unacknowledged.
-    if (this.opts.streamWindow - s.recvWindow - s.readableLength >= this.opts.streamWindow / 2) {
-      s.credited += fresh;
-      s.recvWindow += fresh;
-      this.write(this.writer.windowUpdate(s.id, fresh));
-    }
   }
 
   private consumeConnection(n: number): void {
@@ -787,8 +773,8 @@ export class H2Session extends EventEmitter {
     this.streams.delete(s.id);
     this.blocked.delete(s);
     // Data the application never read still occupied the connection window.
-    const unread = s.pushed - s.credited - Math.max(0, s.pushed - s.readableLength - s.credited);
-    if (unread > 0 && !this.destroyed) this.consumeConnection(unread);
+    if (s.pushed > s.connCounted && !this.destroyed) this.consumeConnection(s.pushed - s.connCounted);
+    s.connCounted = s.pushed;
     for (const w of s.pending.splice(0)) {
       const e = new H2Error(s.rstCode ?? abi.CANCEL, 0, s.id, true, "stream closed before the write was sent");
       process.nextTick(() => w.cb(e));

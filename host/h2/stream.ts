@@ -30,6 +30,7 @@ export class H2Stream extends Duplex {
   /** @internal */ recvWindow: number;
   /** @internal bytes handed to the readable side */ pushed = 0;
   /** @internal bytes credited back to the peer (stream window) */ credited = 0;
+  /** @internal bytes counted as consumed for the connection window */ connCounted = 0;
   /** @internal */ pending: PendingWrite[] = [];
   /** @internal END_STREAM sent */ localEnded = false;
   /** @internal END_STREAM received */ remoteEnded = false;

@@ -1,0 +1,182 @@
+// H2Session against itself and against node:http2 (an independent implementation), over
+// real loopback TCP: CONNECT tunnels, bulk data both ways with windows far smaller than the
+// data, 100 concurrent streams, half-close, resets both ways, GOAWAY.
+
+import { afterEach, describe, expect, it } from "vitest";
+import net from "node:net";
+import http2 from "node:http2";
+import { once } from "node:events";
+import * as abi from "../../assembly/abi.js";
+import { H2Session, type H2Stream } from "../../host/h2/session.js";
+import { H2Error } from "../../host/errors.js";
+import { listen, tcpPair, pattern, drain, pump } from "../helpers/net.js";
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A server session on a loopback port that echoes every CONNECT tunnel. */
+async function echoServer(opts = {}): Promise<{ port: number; sessions: H2Session[] }> {
+  const sessions: H2Session[] = [];
+  const server = net.createServer((sock) => {
+    const s = H2Session.server(sock, opts);
+    sessions.push(s);
+    s.on("connect", (stream: H2Stream, headers, respond) => {
+      respond(200, [["baggage", "k8s.cluster.name=server"], ["x-authority", headers[1][1]]]);
+      stream.pipe(stream);
+    });
+  });
+  const port = await listen(server);
+  cleanups.push(() => new Promise((r) => server.close(r)), () => sessions.forEach((s) => s.destroy()));
+  return { port, sessions };
+}
+
+async function client(port: number, opts = {}): Promise<H2Session> {
+  const sock = net.connect(port, "127.0.0.1");
+  await once(sock, "connect");
+  const s = H2Session.client(sock, opts);
+  cleanups.push(() => s.destroy());
+  return s;
+}
+
+describe("H2Session with itself", () => {
+  it("opens a CONNECT tunnel, reads status and headers, echoes 16 MiB both ways", async () => {
+    const { port } = await echoServer();
+    const c = await client(port);
+    const stream = await c.connect("10.0.0.7:8080", [["baggage", "k8s.cluster.name=client"]]);
+    expect(stream.status).toBe(200);
+    expect(stream.header("baggage")).toBe("k8s.cluster.name=server");
+    expect(stream.header("x-authority")).toBe("10.0.0.7:8080");
+    const data = pattern(16 << 20, 7);
+    const [, got] = await Promise.all([pump(stream, data), drain(stream, data)]);
+    expect(got).toEqual({ bytes: data.length, equal: true });
+  });
+
+  it("answers 503 without a connect listener and ends the stream", async () => {
+    const [a, b, close] = await tcpPair();
+    cleanups.push(close);
+    H2Session.server(b);
+    const c = H2Session.client(a);
+    cleanups.push(() => c.destroy());
+    const stream = await c.connect("1.2.3.4:80");
+    expect(stream.status).toBe(503);
+    const got = await drain(stream);
+    expect(got.bytes).toBe(0);
+  });
+});
+
+/** node:http2 server whose CONNECT handler echoes; its own windows stay at node's defaults. */
+async function nodeEchoServer(): Promise<{ port: number; server: http2.Http2Server; streams: http2.ServerHttp2Stream[] }> {
+  const streams: http2.ServerHttp2Stream[] = [];
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    streams.push(stream);
+    if (headers[":method"] !== "CONNECT") {
+      stream.respond({ ":status": 405 }, { endStream: true });
+      return;
+    }
+    stream.respond({ ":status": 200, baggage: "k8s.cluster.name=node" });
+    stream.pipe(stream);
+    stream.on("error", () => {});
+  });
+  server.on("sessionError", () => {});
+  const port = await new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)));
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  return { port, server, streams };
+}
+
+function nodeClient(port: number): http2.ClientHttp2Session {
+  const c = http2.connect(`http://127.0.0.1:${port}`);
+  c.on("error", () => {});
+  cleanups.push(() => c.destroy());
+  return c;
+}
+
+function nodeConnect(c: http2.ClientHttp2Session, authority: string, headers: Record<string, string> = {}) {
+  const req = c.request({ ":method": "CONNECT", ":authority": authority, ...headers });
+  req.on("error", () => {});
+  return req;
+}
+
+describe("our client with a node:http2 server", () => {
+  it("moves 64 MiB each way through one CONNECT stream, byte-exact, windows far smaller than the data", async () => {
+    const { port } = await nodeEchoServer();
+    const c = await client(port);
+    const stream = await c.connect("10.0.0.1:80");
+    expect(stream.status).toBe(200);
+    expect(stream.header("baggage")).toBe("k8s.cluster.name=node");
+    const data = pattern(64 << 20, 3);
+    const [, got] = await Promise.all([pump(stream, data), drain(stream, data)]);
+    expect(got).toEqual({ bytes: data.length, equal: true });
+  });
+
+  it("runs 100 concurrent streams on one connection", async () => {
+    const { port } = await nodeEchoServer();
+    const c = await client(port);
+    const results = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+      const s = await c.connect(`10.0.0.${i}:80`);
+      const data = pattern(64 * 1024 + i, i + 1);
+      const [, got] = await Promise.all([pump(s, data, 8192), drain(s, data)]);
+      return got.equal;
+    }));
+    expect(results.every(Boolean)).toBe(true);
+    expect(c.activeStreams).toBe(0);
+  });
+
+  it("half-closes: our end() reaches node as END_STREAM while node keeps sending", async () => {
+    const server = http2.createServer();
+    server.on("stream", (stream) => {
+      stream.respond({ ":status": 200 });
+      const chunks: Buffer[] = [];
+      stream.on("data", (d: Buffer) => chunks.push(d));
+      stream.on("end", () => {
+        // The request side ended; the response side is still open.
+        stream.write(Buffer.concat(chunks));
+        setTimeout(() => stream.end("-after-end"), 20);
+      });
+    });
+    const port = await new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)));
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const c = await client(port);
+    const s = await c.connect("10.0.0.1:80");
+    s.end("hello");
+    const got = await drain(s);
+    expect(got.bytes).toBe("hello-after-end".length);
+  });
+
+  it("resets: our destroy() sends RST_STREAM CANCEL; node's RST reaches us as an H2Error", async () => {
+    const { port, streams } = await nodeEchoServer();
+    const c = await client(port);
+    const s1 = await c.connect("10.0.0.1:80");
+    const closed = new Promise<number>((r) => streams[0].on("close", () => r(streams[0].rstCode!)));
+    s1.destroy();
+    expect(await closed).toBe(http2.constants.NGHTTP2_CANCEL);
+    const s2 = await c.connect("10.0.0.2:80");
+    const err = new Promise<Error>((r) => s2.on("error", r));
+    streams[1].close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    const e = await err;
+    expect(e).toBeInstanceOf(H2Error);
+    expect((e as H2Error).code).toBe(abi.ENHANCE_YOUR_CALM);
+    expect(s2.rstCode).toBe(abi.ENHANCE_YOUR_CALM);
+  });
+
+  it("honours node's GOAWAY: the stream in flight finishes, new streams are refused", async () => {
+    const { port, server } = await nodeEchoServer();
+    const sessions: http2.ServerHttp2Session[] = [];
+    server.on("session", (x) => sessions.push(x));
+    const c = await client(port);
+    const s = await c.connect("10.0.0.1:80");
+    const goaway = once(c, "goaway");
+    sessions[0].goaway(http2.constants.NGHTTP2_NO_ERROR, 1);
+    sessions[0].close();
+    const [code, last] = await goaway;
+    expect([code, last]).toEqual([abi.NO_ERROR, 1]);
+    await expect(c.connect("10.0.0.2:80")).rejects.toThrow(H2Error);
+    const closed = once(c, "close");
+    const data = pattern(1 << 20, 9);
+    const [, got] = await Promise.all([pump(s, data), drain(s, data)]);
+    expect(got.equal).toBe(true);
+    await closed; // the session ends once its last stream is done
+  });
+});
