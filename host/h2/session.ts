@@ -172,6 +172,8 @@ export class H2Session extends EventEmitter {
     this.pings = new RateLimit(o.maxPingsPerWindow, o.floodWindowMs);
     this.empties = new RateLimit(o.maxEmptyFramesPerWindow, o.floodWindowMs);
 
+    // Small frames (WINDOW_UPDATE, PING ACK) must not wait for Nagle's algorithm.
+    (socket as Partial<import("node:net").Socket>).setNoDelay?.(true);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("end", () => this.onSocketGone(null));
     socket.on("close", () => this.onSocketGone(null));
@@ -429,6 +431,7 @@ export class H2Session extends EventEmitter {
     if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
     const respond: Respond = (status, headers) => this.respond(s, status, toList(headers));
     if (this.listenerCount("connect") === 0) return respond(503);
+    s.delivered = true;
     this.emit("connect", s, list, respond);
   }
 
@@ -445,6 +448,7 @@ export class H2Session extends EventEmitter {
       s.headers = list;
       const done = s.onResponse;
       s.onResponse = null;
+      s.delivered = true;
       done();
       if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
       return;
@@ -545,14 +549,10 @@ export class H2Session extends EventEmitter {
     }
     s.rstCode = code;
     this.closeStream(s);
-    const err = code === abi.NO_ERROR || code === abi.CANCEL ? null
-      : new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`);
-    if (s.onResponse) {
-      const done = s.onResponse;
-      s.onResponse = null;
-      done(err ?? new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`));
-    }
-    s.destroy(err ?? undefined);
+    // NO_ERROR and CANCEL mean "stop", not failure (a pending connect() still fails).
+    const err = new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`);
+    if (s.onResponse) this.failStream(s, err);
+    else this.failStream(s, code === abi.NO_ERROR || code === abi.CANCEL ? null : err);
   }
 
   private onGoaway(lastStreamId: number, code: number, debug: Uint8Array): void {
@@ -561,14 +561,8 @@ export class H2Session extends EventEmitter {
     // Streams we opened above lastStreamId were never processed: safe to retry elsewhere.
     for (const s of [...this.streams.values()]) {
       if ((s.id & 1) === (this.role === "client" ? 1 : 0) && s.id > lastStreamId) {
-        const err = new H2Error(abi.REFUSED_STREAM, 0, s.id, true, "stream refused by GOAWAY");
         this.closeStream(s);
-        if (s.onResponse) {
-          const done = s.onResponse;
-          s.onResponse = null;
-          done(err);
-        }
-        s.destroy(err);
+        this.failStream(s, new H2Error(abi.REFUSED_STREAM, 0, s.id, true, "stream refused by GOAWAY"));
       }
     }
     for (const w of this.waiting.splice(0)) w();
@@ -743,13 +737,23 @@ export class H2Session extends EventEmitter {
     if (!s) return;
     s.rstCode = code;
     this.closeStream(s);
-    const err = new H2Error(code, 0, id, true, `stream reset: ${errorCodeName(code)}`);
+    this.failStream(s, new H2Error(code, 0, id, true, `stream reset: ${errorCodeName(code)}`));
+  }
+
+  /**
+   * Ends a stream with an error where its owner will see it: a pending connect() rejects; a
+   * stream the application holds emits 'error'; a stream nobody was given yet just closes
+   * (an unheard 'error' event would crash the process on a peer's bytes).
+   */
+  private failStream(s: H2Stream, err: Error | null): void {
     if (s.onResponse) {
       const done = s.onResponse;
       s.onResponse = null;
-      done(err);
+      done(err ?? new H2Error(abi.CANCEL, 0, s.id, true, "stream closed before its response"));
+      s.destroy();
+    } else {
+      s.destroy(s.delivered && err ? err : undefined);
     }
-    s.destroy(err);
   }
 
   // ---- Lifecycle ---------------------------------------------------------------------------
@@ -824,13 +828,7 @@ export class H2Session extends EventEmitter {
     if (this.settingsTimer) clearTimeout(this.settingsTimer);
     for (const s of [...this.streams.values()]) {
       this.closeStream(s);
-      const e = err ?? new H2Error(abi.CANCEL, 0, s.id, true, "session closed");
-      if (s.onResponse) {
-        const done = s.onResponse;
-        s.onResponse = null;
-        done(e);
-      }
-      s.destroy(err ?? undefined);
+      this.failStream(s, err ?? (s.onResponse ? new H2Error(abi.CANCEL, 0, s.id, true, "session closed") : null));
     }
     for (const w of this.waiting.splice(0)) w();
     for (const w of this.drainWaiters.splice(0)) w();

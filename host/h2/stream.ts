@@ -36,6 +36,7 @@ export class H2Stream extends Duplex {
   /** @internal END_STREAM received */ remoteEnded = false;
   /** @internal removed from the session */ streamClosed = false;
   /** @internal server: the response HEADERS went out */ responded = false;
+  /** @internal the application holds this stream (it may listen for 'error') */ delivered = false;
   /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
   /** @internal a header block (trailers or response) is being received */ inTrailers = false;
 

@@ -180,3 +180,92 @@ describe("our client with a node:http2 server", () => {
     await closed; // the session ends once its last stream is done
   });
 });
+
+describe("node:http2 client with our server", () => {
+  it("moves 64 MiB each way through one CONNECT stream, byte-exact", async () => {
+    const { port } = await echoServer();
+    const c = nodeClient(port);
+    const req = nodeConnect(c, "10.0.0.1:80", { baggage: "k8s.cluster.name=node" });
+    const [headers] = (await once(req, "response")) as [http2.IncomingHttpHeaders];
+    expect(headers[":status"]).toBe(200);
+    expect(headers.baggage).toBe("k8s.cluster.name=server");
+    const data = pattern(64 << 20, 5);
+    const [, got] = await Promise.all([pump(req, data), drain(req, data)]);
+    expect(got).toEqual({ bytes: data.length, equal: true });
+  });
+
+  it("serves 100 concurrent streams on one connection", async () => {
+    const { port, sessions } = await echoServer();
+    const c = nodeClient(port);
+    const ok = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+      const req = nodeConnect(c, `10.1.0.${i}:80`);
+      await once(req, "response");
+      const data = pattern(32 * 1024 + i, 100 + i);
+      const [, got] = await Promise.all([pump(req, data, 4096), drain(req, data)]);
+      return got.equal;
+    }));
+    expect(ok.every(Boolean)).toBe(true);
+    expect(sessions[0].activeStreams).toBe(0);
+  });
+
+  it("half-closes: node's END_STREAM ends our readable side while we keep writing", async () => {
+    const [a, b, close] = await tcpPair();
+    cleanups.push(close);
+    const server = H2Session.server(b);
+    cleanups.push(() => server.destroy());
+    server.on("connect", (stream: H2Stream, _h, respond) => {
+      respond(200);
+      const chunks: Buffer[] = [];
+      stream.on("data", (d: Buffer) => chunks.push(d));
+      stream.on("end", () => {
+        stream.write(Buffer.concat(chunks));
+        setTimeout(() => stream.end("-after-end"), 20);
+      });
+    });
+    const c = http2.connect("http://x", { createConnection: () => a });
+    cleanups.push(() => c.destroy());
+    const req = nodeConnect(c, "10.0.0.1:80");
+    req.end("hello");
+    const chunks: Buffer[] = [];
+    for await (const d of req) chunks.push(d as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe("hello-after-end");
+  });
+
+  it("resets: node's RST reaches our stream as CANCEL; our destroy(err) reaches node", async () => {
+    const { port, sessions } = await echoServer();
+    const c = nodeClient(port);
+    const r1 = nodeConnect(c, "10.0.0.1:80");
+    await once(r1, "response");
+    const ours = await new Promise<H2Stream>((r) => {
+      const s = [...sessions[0].streams.values()][0];
+      r(s);
+    });
+    const closed = once(ours, "close");
+    r1.close(http2.constants.NGHTTP2_CANCEL);
+    await closed;
+    expect(ours.rstCode).toBe(abi.CANCEL);
+    const r2 = nodeConnect(c, "10.0.0.2:80");
+    await once(r2, "response");
+    const s2 = [...sessions[0].streams.values()][0];
+    const nodeClosed = new Promise((r) => r2.on("close", r));
+    s2.on("error", () => {});
+    s2.destroy(new H2Error(abi.CONNECT_ERROR, 0, s2.id, true, "upstream reset"));
+    await nodeClosed;
+    expect(r2.rstCode).toBe(abi.CONNECT_ERROR);
+  });
+
+  it("closes gracefully: GOAWAY names the last stream, the stream in flight finishes", async () => {
+    const { port, sessions } = await echoServer();
+    const c = nodeClient(port);
+    const req = nodeConnect(c, "10.0.0.1:80");
+    await once(req, "response");
+    const goaway = once(c, "goaway");
+    sessions[0].close();
+    const [code, last] = await goaway;
+    expect([code, last]).toEqual([0, 1]);
+    const data = pattern(2 << 20, 11);
+    const [, got] = await Promise.all([pump(req, data), drain(req, data)]);
+    expect(got.equal).toBe(true);
+    await once(c, "close");
+  });
+});
