@@ -37,6 +37,7 @@ export class H2Stream extends Duplex {
   /** @internal removed from the session */ streamClosed = false;
   /** @internal server: the response HEADERS went out */ responded = false;
   /** @internal the application holds this stream (it may listen for 'error') */ delivered = false;
+  private creditQueued = false;
   /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
   /** @internal a header block (trailers or response) is being received */ inTrailers = false;
 
@@ -55,7 +56,14 @@ export class H2Stream extends Duplex {
   }
 
   override _read(): void {
-    this.session._credit(this);
+    // Readable.read() calls _read before it takes the bytes out of the buffer: credit the
+    // peer once they are gone, or a reader that drains everything at once would stall.
+    if (this.creditQueued) return;
+    this.creditQueued = true;
+    process.nextTick(() => {
+      this.creditQueued = false;
+      this.session._credit(this);
+    });
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
