@@ -22,6 +22,8 @@ export interface Figure {
   throughputUnit?: string;
   /** Name of the figure this one is compared against (absent on baselines). */
   baseline?: string;
+  /** CPU seconds per GiB moved (tunnel benchmarks; both processes). */
+  cpuSecondsPerGiB?: number;
 }
 
 export interface Ratio {
@@ -36,6 +38,10 @@ export interface Target {
   value: number;
   goal: number;
   met: boolean;
+  /** The figure row this target is shown on (default: the suite's first figure). */
+  task?: string;
+  /** The goal is a maximum (e.g. a CPU ratio), not a minimum. */
+  lowerIsBetter?: boolean;
 }
 
 export interface SuiteResult {

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { type Figure, type SuiteResult, repoRoot } from "./harness.js";
 import { runFramesBench } from "./frames.bench.js";
 import { runHpackBench } from "./hpack.bench.js";
+import { runTunnelBench } from "./tunnel.bench.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
 
@@ -22,9 +23,10 @@ function table(suites: SuiteResult[]): string {
     for (const f of s.figures) {
       const base = f.baseline ? figures.get(f.baseline) : undefined;
       const ratio = base ? `${fmt(f.opsPerSec / base.opsPerSec, 2)}x` : "baseline";
-      // A suite's target belongs to its first figure (the one under test).
-      const t = f === s.figures[0] ? s.targets[0] : undefined;
-      const goal = t ? (t.goal >= 100 ? `>= ${fmt(t.goal)} MB/s` : `>= ${fmt(t.goal, 1)}x`) : "";
+      // A target is shown on the figure it names, else on the suite's first figure.
+      const t = s.targets.find((x) => x.task === f.task) ??
+        (f === s.figures[0] ? s.targets.find((x) => x.task === undefined) : undefined);
+      const goal = t ? (t.goal >= 100 ? `>= ${fmt(t.goal)} MB/s` : `${t.lowerIsBetter ? "<=" : ">="} ${fmt(t.goal, 1)}x`) : "";
       const thr = f.throughputMBps !== undefined ? `${fmt(f.throughputMBps, 1)} ${f.throughputUnit ?? "MB/s"}` : "";
       rows.push(`| ${f.task} | ${fmt(f.opsPerSec, f.opsPerSec < 100 ? 1 : 0)} ±${fmt(f.rme, 1)}% | ${thr} | ${ratio} ` +
         `| ${goal} | ${t ? (t.met ? "yes" : "no") : ""} |`);
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
 
   const started = Date.now();
   const suites: SuiteResult[] = [];
-  for (const run of [runFramesBench, runHpackBench]) {
+  for (const run of [runFramesBench, runHpackBench, runTunnelBench]) {
     const s = await run({ quick });
     console.log(`${s.suite}: done (${fmt((Date.now() - started) / 1000, 1)} s)`);
     suites.push(s);

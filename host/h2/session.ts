@@ -76,6 +76,19 @@ function malformed(list: HeaderList, request: boolean): string | null {
   return null;
 }
 
+/** Events: see the overloads. */
+export interface H2Session {
+  /** Server: a CONNECT request. Call `respond(200, headers)` to open the tunnel, any other status refuses it. */
+  on(event: "connect", listener: (stream: H2Stream, headers: HeaderList, respond: Respond) => void): this;
+  on(event: "goaway", listener: (code: number, lastStreamId: number, debug: string) => void): this;
+  /** A connection error we detected (the session closes with GOAWAY carrying its code). */
+  on(event: "protocolError", listener: (err: H2Error) => void): this;
+  on(event: "close" | "timeout", listener: () => void): this;
+  on(event: "error", listener: (err: Error) => void): this;
+  on(event: "remoteSettings", listener: (settings: Map<number, number>) => void): this;
+  on(event: "streamClosed", listener: (stream: H2Stream) => void): this;
+}
+
 export class H2Session extends EventEmitter {
   readonly role: Role;
   readonly socket: Duplex;
