@@ -279,7 +279,7 @@ export class H2Session extends EventEmitter {
     if (this.destroyed) return;
     this.sendGoaway(code, err?.message ?? "");
     this.teardown(err ?? null);
-    this.socket.end();
+    this.endSocket();
   }
 
   // ---- Receiving ---------------------------------------------------------------------------
@@ -574,6 +574,8 @@ export class H2Session extends EventEmitter {
     // Streams we opened above lastStreamId were never processed: safe to retry elsewhere.
     for (const s of [...this.streams.values()]) {
       if ((s.id & 1) === (this.role === "client" ? 1 : 0) && s.id > lastStreamId) {
+        // Tell the peer we dropped it too, in case it had started it after all.
+        this.write(this.writer.rstStream(s.id, abi.CANCEL));
         this.closeStream(s);
         this.failStream(s, new H2Error(abi.REFUSED_STREAM, 0, s.id, true, "stream refused by GOAWAY"));
       }
@@ -581,7 +583,7 @@ export class H2Session extends EventEmitter {
     for (const w of this.waiting.splice(0)) w();
     if (code !== abi.NO_ERROR) {
       this.teardown(new H2Error(code, 0, 0, false, `GOAWAY from peer: ${errorCodeName(code)}`));
-      this.socket.end();
+      this.endSocket();
       return;
     }
     this.maybeFinish();
@@ -810,7 +812,7 @@ export class H2Session extends EventEmitter {
     if (this.destroyed || this.streams.size > 0) return;
     if (this.closing || this.goawayReceived >= 0) {
       this.teardown(null);
-      this.socket.end();
+      this.endSocket();
     }
   }
 
@@ -822,9 +824,17 @@ export class H2Session extends EventEmitter {
     this.sendGoaway(e.code, e.message);
     this.emit("protocolError", e);
     this.teardown(e);
-    this.socket.end();
-    // A peer that ignores GOAWAY does not keep the socket open.
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.endSocket();
+  }
+
+  /** Flushes what we wrote (GOAWAY last), then closes the socket both ways. */
+  private endSocket(): void {
+    const sock = this.socket;
+    if (sock.destroyed) return;
+    sock.once("finish", () => sock.destroy());
+    sock.end();
+    // A peer that stops reading cannot keep the socket open.
+    setTimeout(() => sock.destroy(), 1000).unref();
   }
 
   private onSocketGone(err: Error | null): void {

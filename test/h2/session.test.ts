@@ -82,7 +82,10 @@ async function nodeEchoServer(): Promise<{ port: number; server: http2.Http2Serv
   });
   server.on("sessionError", () => {});
   const port = await new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)));
-  cleanups.push(() => new Promise((r) => server.close(r)));
+  // node's server.close() waits for sessions, and a session that sent GOAWAY may stop reading: destroy them.
+  const all: http2.ServerHttp2Session[] = [];
+  server.on("session", (x) => all.push(x));
+  cleanups.push(() => new Promise((r) => server.close(r)), () => all.forEach((x) => x.destroy()));
   return { port, server, streams };
 }
 
@@ -178,6 +181,24 @@ describe("our client with a node:http2 server", () => {
     const [, got] = await Promise.all([pump(s, data), drain(s, data)]);
     expect(got.equal).toBe(true);
     await closed; // the session ends once its last stream is done
+  });
+});
+
+describe("GOAWAY with streams beyond its last stream id", () => {
+  it("fails only the streams the peer never processed, with a retryable REFUSED_STREAM", async () => {
+    const { port, server } = await nodeEchoServer();
+    const sessions: http2.ServerHttp2Session[] = [];
+    server.on("session", (x) => sessions.push(x));
+    const c = await client(port);
+    const s1 = await c.connect("10.0.0.1:80");
+    const s3 = await c.connect("10.0.0.3:80");
+    const s3err = new Promise<Error>((r) => s3.on("error", r));
+    sessions[0].goaway(http2.constants.NGHTTP2_NO_ERROR, 1);
+    const e = await s3err;
+    expect((e as H2Error).code).toBe(abi.REFUSED_STREAM);
+    const data = pattern(256 * 1024, 4);
+    const [, got] = await Promise.all([pump(s1, data), drain(s1, data)]);
+    expect(got.equal).toBe(true);
   });
 });
 
