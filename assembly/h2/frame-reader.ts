@@ -168,21 +168,31 @@ function beginFrame(r: Reader): i32 {
   return 0;
 }
 
+// The payload after the pad length byte (multiple results via globals, no allocation).
+let bodyOff: usize = 0;
+let bodyLen: i32 = 0;
+
+/** Skips the pad length byte of a PADDED frame (§6.1): returns the pad length, or -1 if there is no room for it. */
+function stripPadLength(p: usize, length: i32, flags: i32): i32 {
+  bodyOff = p;
+  bodyLen = length;
+  if ((flags & FLAG_PADDED) == 0) return 0;
+  if (length < 1) return -1;
+  bodyOff = p + 1;
+  bodyLen = length - 1;
+  return <i32>load<u8>(p);
+}
+
 /** Validates a whole non-DATA payload at p and emits its event. */
 function completeFrame(r: Reader, p: usize): i32 {
   const type = r.type, flags = r.flags, stream = r.stream, length = r.length;
   r.state = S_HEADER;
   switch (type) {
     case FRAME_HEADERS: {
-      let off = p;
-      let n = length;
-      let padLen = 0;
-      if (flags & FLAG_PADDED) {
-        if (n < 1) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
-        padLen = <i32>load<u8>(off);
-        off++;
-        n--;
-      }
+      const padLen = stripPadLength(p, length, flags);
+      if (padLen < 0) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      let off = bodyOff;
+      let n = bodyLen;
       let dep = 0, weight = 0;
       if (flags & FLAG_PRIORITY) {
         if (n < 5) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
@@ -204,15 +214,10 @@ function completeFrame(r: Reader, p: usize): i32 {
       emit(FRAME_CONTINUATION, flags, stream, p, length, 0, 0, length);
       return 0;
     case FRAME_PUSH_PROMISE: {
-      let off = p;
-      let n = length;
-      let padLen = 0;
-      if (flags & FLAG_PADDED) {
-        if (n < 1) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
-        padLen = <i32>load<u8>(off);
-        off++;
-        n--;
-      }
+      const padLen = stripPadLength(p, length, flags);
+      if (padLen < 0) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      let off = bodyOff;
+      let n = bodyLen;
       if (n < 4) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
       const promised = <i32>(bswap<u32>(load<u32>(off)) & 0x7fffffff);
       off += 4;

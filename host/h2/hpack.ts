@@ -32,15 +32,35 @@ export interface DecodedHeaders {
   neverIndexed: boolean[];
 }
 
-export class HpackDecoder {
-  private readonly codec: Codec;
-  private t: number;
+/** An HPACK context in Wasm memory (dynamic table and direction state), freed by dispose() or GC. */
+abstract class HpackContext {
+  protected readonly codec: Codec;
+  protected t: number;
 
-  constructor(maxTableSize = 4096, codec: Codec = getCodec()) {
+  constructor(maxTableSize: number, codec: Codec) {
     this.codec = codec;
     const ex = codec.ex;
     const t = (this.t = ex.hpack_new(maxTableSize));
     wasmFinalizer.register(this, () => ex.hpack_free(t), this);
+  }
+
+  /** Current dynamic table size in octets (RFC 7541 §4.1). */
+  get tableSize(): number {
+    return this.codec.ex.hpack_table_size(this.t);
+  }
+
+  dispose(): void {
+    if (this.t) {
+      wasmFinalizer.unregister(this);
+      this.codec.ex.hpack_free(this.t);
+      this.t = 0;
+    }
+  }
+}
+
+export class HpackDecoder extends HpackContext {
+  constructor(maxTableSize = 4096, codec: Codec = getCodec()) {
+    super(maxTableSize, codec);
   }
 
   /** The SETTINGS_HEADER_TABLE_SIZE we advertise: size updates above it are errors. */
@@ -85,19 +105,6 @@ export class HpackDecoder {
     }
     return { headers, neverIndexed };
   }
-
-  /** Current dynamic table size in octets (RFC 7541 §4.1). */
-  get tableSize(): number {
-    return this.codec.ex.hpack_table_size(this.t);
-  }
-
-  dispose(): void {
-    if (this.t) {
-      wasmFinalizer.unregister(this);
-      this.codec.ex.hpack_free(this.t);
-      this.t = 0;
-    }
-  }
 }
 
 export interface EncodeOptions {
@@ -105,17 +112,12 @@ export interface EncodeOptions {
   sensitive?: ReadonlySet<string>;
 }
 
-export class HpackEncoder {
-  private readonly codec: Codec;
-  private t: number;
+export class HpackEncoder extends HpackContext {
   private readonly sensitive: ReadonlySet<string> | undefined;
 
   constructor(maxTableSize = 4096, codec: Codec = getCodec(), opts: EncodeOptions = {}) {
-    this.codec = codec;
+    super(maxTableSize, codec);
     this.sensitive = opts.sensitive;
-    const ex = codec.ex;
-    const t = (this.t = ex.hpack_new(maxTableSize));
-    wasmFinalizer.register(this, () => ex.hpack_free(t), this);
   }
 
   /** Uses a new table size (at most the peer's SETTINGS_HEADER_TABLE_SIZE); announced in the next block. */
@@ -166,17 +168,5 @@ export class HpackEncoder {
     const n = c.ex.write_headers(this.t, inp, headers.length, out, streamId, endStream ? 1 : 0, maxFrameSize);
     c.refresh();
     return c.copyOut(out, n);
-  }
-
-  get tableSize(): number {
-    return this.codec.ex.hpack_table_size(this.t);
-  }
-
-  dispose(): void {
-    if (this.t) {
-      wasmFinalizer.unregister(this);
-      this.codec.ex.hpack_free(this.t);
-      this.t = 0;
-    }
   }
 }
