@@ -1,35 +1,121 @@
 #!/usr/bin/env node
-// `hbone` command line. The node proxy, gateway and certificate commands arrive with the
-// issues that build them; `start` is what `npm start` runs.
+// `hbone` command line: proxy (the node proxy), certs (a plug-in CA), start (the demo `npm start` runs).
 
 import { parseArgs } from "node:util";
 import { getCodec } from "./wasm/codec.js";
+import { startProxy, type ForwardListener, type ProxyOptions } from "./app.js";
+import { certsCommand } from "./identity/certs-command.js";
+import { parseHostPort } from "./proxy/authority.js";
+import { runDemo } from "./demo.js";
+import { logger } from "./log.js";
+import { VERSION } from "./version.js";
+
+const log = logger("cli");
 
 const USAGE = `usage: hbone <command> [options]
 
 commands:
-  start [--duration N]   run the main job on the embedded default config (N seconds, default: until Ctrl-C)
-  version                print the version and the Wasm ABI
+  proxy    run a node proxy for one workload
+           --config FILE             mesh config in ztunnel's local format (env LOCAL_XDS_PATH)
+           --workload NS/NAME/SA     the workload served (env PROXY_WORKLOAD_INFO)
+           --ca-dir DIR              Istio plug-in CA directory that signs our certificate (env HBONE_CA_DIR)
+           --trust-domain TD         (env TRUST_DOMAIN; default: the workload's, else cluster.local)
+           --cluster NAME            (env CLUSTER_ID)      --network NAME   (env NETWORK)
+           --inbound-port N          HBONE on the workload's IP (15008)
+           --socks5-port N           SOCKS5 on 127.0.0.1 (15080; "off" = none, as for the ports below)
+           --admin-port N            127.0.0.1 (15000)     --metrics-port N   (15020)
+           --readiness-port N        (15021)               0 picks a free port (printed at start-up)
+           --hbone-port N            port of other proxies' HBONE listeners (default: --inbound-port)
+           --forward ADDR=DEST       extra listener, e.g. 127.0.0.1:9080=reviews.default.svc.cluster.local:9080
+  certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
+  start    the single-cluster demo (what npm start runs) [--duration N]
+  version  print the version
 `;
 
-async function start(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { duration: { type: "string" } }, allowPositionals: false });
+function port(v: string | undefined, flag: string, dflt: number): number | false {
+  if (v === undefined) return dflt;
+  if (v === "off") return false;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${flag}: not a port: ${v}`);
+  return n;
+}
+
+async function proxy(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string" }, workload: { type: "string" }, "ca-dir": { type: "string" },
+      "trust-domain": { type: "string" }, cluster: { type: "string" }, network: { type: "string" },
+      "inbound-port": { type: "string" }, "socks5-port": { type: "string" }, "admin-port": { type: "string" },
+      "metrics-port": { type: "string" }, "readiness-port": { type: "string" }, "hbone-port": { type: "string" },
+      forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
+    },
+  });
+  const env = process.env;
+  const config = values.config ?? env.LOCAL_XDS_PATH;
+  const workload = values.workload ?? env.PROXY_WORKLOAD_INFO;
+  const caDir = values["ca-dir"] ?? env.HBONE_CA_DIR;
+  if (!config || !workload || !caDir) throw new Error("proxy needs --config, --workload and --ca-dir");
+  const forward: ForwardListener[] = (values.forward ?? []).map((f) => {
+    const [listen, to] = f.split("=");
+    const l = listen ? parseHostPort(listen) : null;
+    if (!l || !to) throw new Error(`--forward: expected ADDR=DEST, got ${f}`);
+    return { listen: l, to };
+  });
+  const hbonePort = values["hbone-port"] !== undefined ? Number(values["hbone-port"]) : undefined;
+  const opts: ProxyOptions = {
+    config, workload, caDir, forward,
+    trustDomain: values["trust-domain"] ?? env.TRUST_DOMAIN,
+    cluster: values.cluster ?? env.CLUSTER_ID,
+    network: values.network ?? env.NETWORK,
+    inboundPort: port(values["inbound-port"], "--inbound-port", 15008),
+    socks5Port: port(values["socks5-port"], "--socks5-port", 15080),
+    adminPort: port(values["admin-port"], "--admin-port", 15000),
+    metricsPort: port(values["metrics-port"], "--metrics-port", 15020),
+    readinessPort: port(values["readiness-port"], "--readiness-port", 15021),
+    hbonePort,
+    drainTimeoutMs: values["drain-timeout"] ? Number(values["drain-timeout"]) * 1000 : undefined,
+  };
+  const mesh = await startProxy(opts);
+  const a = mesh.addresses;
+  // One plain line for people and scripts (tests read it); details are in the JSON log.
+  console.log(`hbone proxy ready ${JSON.stringify({
+    identity: String(mesh.identity), inbound: a.inbound && `${a.inbound.address}:${a.inbound.port}`,
+    socks5: a.socks5?.port, admin: a.admin?.port, metrics: a.metrics?.port, readiness: a.readiness?.port,
+    forward: a.forward.map((f) => `${f.address}:${f.port}`),
+  })}`);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info("draining", { signal: sig });
+      void mesh.drain().then(resolve);
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+    mesh.onQuit(resolve);
+  });
+  log.info("drained, exiting");
+  return 0;
+}
+
+async function start(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { duration: { type: "string" } } });
   const duration = values.duration !== undefined ? Number(values.duration) : undefined;
   if (duration !== undefined && !(duration >= 0)) throw new Error(`--duration: not a number of seconds: ${values.duration}`);
-  const codec = getCodec();
-  console.log(`hbone-wasm: Wasm codec loaded (ABI ${codec.ex.abi_version()}).`);
-  console.log("hbone-wasm: the node proxy is not yet built (issue #4); nothing to run yet.");
-  if (duration) await new Promise((r) => setTimeout(r, duration * 1000));
+  await runDemo(duration);
+  return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
+    case "proxy":
+      return proxy(rest);
+    case "certs":
+      return certsCommand(rest);
     case "start":
-      await start(rest);
-      return 0;
+      return start(rest);
     case "version":
-      console.log(`hbone-wasm ABI ${getCodec().ex.abi_version()}`);
+      console.log(`hbone-wasm ${VERSION} (Wasm ABI ${getCodec().ex.abi_version()})`);
       return 0;
     case undefined:
     case "help":

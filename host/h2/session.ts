@@ -776,7 +776,9 @@ export class H2Session extends EventEmitter {
   /** @internal H2Stream._destroy: an application destroy() resets the stream. */
   _streamDestroyed(s: H2Stream, err: Error | null): void {
     if (s.streamClosed) return;
-    const code = err instanceof H2Error ? err.code : err ? abi.INTERNAL_ERROR : abi.CANCEL;
+    // A reader that stopped early (e.g. a for-await loop left) is a cancel, not a failure.
+    const benign = !err || (err as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE";
+    const code = err instanceof H2Error ? err.code : benign ? abi.CANCEL : abi.INTERNAL_ERROR;
     s.rstCode = code;
     if (!this.destroyed) this.write(this.writer.rstStream(s.id, code));
     this.closeStream(s);

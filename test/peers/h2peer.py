@@ -4,6 +4,9 @@
   h2peer.py server            listen on 127.0.0.1:0, print the port; echo every CONNECT stream
   h2peer.py client PORT N SIZE  open N CONNECT streams, send SIZE bytes on each, read the echo,
                               print a JSON report
+  h2peer.py tls-client HOST PORT N SIZE AUTHORITY CERT KEY CA
+                              the same over HBONE's mutual TLS (TLS 1.3, ALPN h2, no SNI, client
+                              certificate), CONNECT to AUTHORITY (an HBONE tunnel through a node proxy)
 
 h2 4.1 rejects a correct CONNECT (no :path) unless header validation is off in that direction
 (python-hyper/h2#1247), hence validate_*_headers=False.
@@ -12,6 +15,7 @@ import hashlib
 import json
 import select
 import socket
+import ssl
 import sys
 
 import h2.config
@@ -116,9 +120,22 @@ def serve():
         sock.close()
 
 
-def client(port, n, size):
-    sock = socket.create_connection(("127.0.0.1", port))
+def client(port, n, size, host="127.0.0.1", tls=None, authority=None):
+    sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    peer_sans = []
+    if tls:
+        cert, key, ca = tls
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(cert, key)
+        ctx.load_verify_locations(ca)
+        ctx.check_hostname = False  # SPIFFE identities are URI SANs, checked below
+        ctx.set_alpn_protocols(["h2"])
+        sock = ctx.wrap_socket(sock, server_hostname=None)  # HBONE sends no SNI
+        if sock.selected_alpn_protocol() != "h2":
+            raise SystemExit("server did not select h2")
+        peer_sans = [v for k, v in sock.getpeercert().get("subjectAltName", ()) if k == "URI"]
     cfg = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
     peer = Peer(sock, h2.connection.H2Connection(config=cfg))
     peer.conn.initiate_connection()
@@ -126,7 +143,7 @@ def client(port, n, size):
     want, got, status, headers, ended = {}, {}, {}, {}, set()
     for i in range(n):
         sid = peer.conn.get_next_available_stream_id()
-        peer.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "10.0.0.%d:80" % i), ("baggage", "k8s.cluster.name=python")])
+        peer.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority or "10.0.0.%d:80" % i), ("baggage", "k8s.cluster.name=python")])
         want[sid] = pattern(size, i)
         got[sid] = bytearray()
         peer.queue(sid, want[sid], True)
@@ -159,11 +176,15 @@ def client(port, n, size):
         "status": sorted(set(status.values())),
         "baggage": sorted(set(h.get("baggage", "") for h in headers.values())),
         "resets": resets,
+        "peerSans": peer_sans,
     }), flush=True)
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve()
+    elif sys.argv[1] == "tls-client":
+        host, port, n, size, authority, cert, key, ca = sys.argv[2:10]
+        client(int(port), int(n), int(size), host=host, tls=(cert, key, ca), authority=authority)
     else:
         client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

@@ -1,0 +1,357 @@
+// Wiring of a node proxy, in ztunnel's app.rs order: config -> state, certificates, metrics
+// and admin, then the proxy (inbound, outbound, SOCKS5, forward listeners). `startProxy`
+// returns a Mesh: the same object the CLI runs and a Node application embeds.
+
+import net from "node:net";
+import type http from "node:http";
+import type { Duplex } from "node:stream";
+import { parseMeshConfig, type MeshConfig, type Workload } from "./config.js";
+import { ProxyState, ProxyStateUpdater } from "./state/index.js";
+import { LocalConfigSource } from "./xds/local.js";
+import { Identity } from "./identity/identity.js";
+import { CertificateAuthority, type WorkloadCertificate } from "./identity/ca.js";
+import { SecretManager } from "./identity/manager.js";
+import type { SessionOptions } from "./h2/session.js";
+import { HbonePool, type PoolOptions } from "./proxy/pool.js";
+import { Inbound, type Acceptor } from "./proxy/inbound.js";
+import { Outbound, OutboundError } from "./proxy/outbound.js";
+import { createSocks5Server, SOCKS_OK } from "./proxy/socks5.js";
+import { pipeTunnel } from "./proxy/pipe.js";
+import { parseHostPort, type HostPort } from "./proxy/authority.js";
+import { Metrics } from "./metrics.js";
+import { serveHttp, jsonResponse, loggingRoute } from "./admin.js";
+import { logger } from "./log.js";
+import { VERSION } from "./version.js";
+
+const log = logger("proxy");
+
+export interface ForwardListener {
+  /** Where to listen, e.g. 127.0.0.1:9080. */
+  listen: HostPort;
+  /** Where its connections go, e.g. reviews.default.svc.cluster.local:9080. */
+  to: string;
+}
+
+export interface ProxyOptions {
+  /** The mesh config: a YAML file in ztunnel's local format (watched and reloaded), or the model itself. */
+  config: string | MeshConfig;
+  /** The workload this proxy serves: "namespace/name/serviceAccount" (ztunnel's PROXY_WORKLOAD_INFO). */
+  workload: string;
+  /** An Istio plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem) that signs our certificate. */
+  caDir: string;
+  trustDomain?: string;
+  cluster?: string;
+  network?: string;
+  /** Ports: 0 picks a free one; false turns the listener off. Defaults are ztunnel's. */
+  inboundPort?: number | false;
+  socks5Port?: number | false;
+  adminPort?: number | false;
+  metricsPort?: number | false;
+  readinessPort?: number | false;
+  /** The port other node proxies accept HBONE on (default: ours, or 15008). */
+  hbonePort?: number;
+  forward?: ForwardListener[];
+  session?: SessionOptions;
+  pool?: PoolOptions;
+  /** SIGTERM/drain: how long in-flight tunnels may take to finish. */
+  drainTimeoutMs?: number;
+  /** Workload certificate lifetime (renewed at half-life). */
+  certificateTtlMs?: number;
+}
+
+export interface Addresses {
+  inbound?: net.AddressInfo;
+  socks5?: net.AddressInfo;
+  admin?: net.AddressInfo;
+  metrics?: net.AddressInfo;
+  readiness?: net.AddressInfo;
+  forward: net.AddressInfo[];
+}
+
+
+function parseWorkloadInfo(s: string): { namespace: string; name: string; serviceAccount: string } {
+  const parts = s.split("/");
+  if (parts.length !== 3 || parts.some((p) => p === "")) {
+    throw new Error(`--workload must be namespace/name/serviceAccount, got "${s}"`);
+  }
+  return { namespace: parts[0], name: parts[1], serviceAccount: parts[2] };
+}
+
+async function listenOn(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return server.address() as net.AddressInfo;
+}
+
+/** A running node proxy; also the embeddable API (`connect`, `accept`). */
+export class Mesh {
+  readonly addresses: Addresses = { forward: [] };
+  readonly state = new ProxyState();
+  readonly pool: HbonePool;
+  identity!: Identity;
+  workload!: Workload;
+  private readonly updater = new ProxyStateUpdater(this.state);
+  private source?: LocalConfigSource;
+  private secrets!: SecretManager;
+  private inbound?: Inbound;
+  private outbound!: Outbound;
+  /** SOCKS5 and forward listeners: closed first on drain. */
+  private listeners: net.Server[] = [];
+  /** Admin, metrics, readiness: kept until close (readiness reports the drain). */
+  private httpServers: http.Server[] = [];
+  private outboundTunnels = 0;
+  private ready = false;
+  private closed = false;
+
+  private constructor(private readonly o: ProxyOptions) {
+    this.pool = new HbonePool(o.pool);
+  }
+
+  static async start(o: ProxyOptions): Promise<Mesh> {
+    const m = new Mesh(o);
+    try {
+      await m.init();
+    } catch (err) {
+      await m.close();
+      throw err;
+    }
+    return m;
+  }
+
+  private async init(): Promise<void> {
+    const o = this.o;
+    // Config -> state.
+    if (typeof o.config === "string") {
+      this.source = new LocalConfigSource(o.config, this.updater);
+      this.source.load();
+      this.source.watch();
+    } else {
+      this.updater.apply(o.config);
+    }
+    const info = parseWorkloadInfo(o.workload);
+    const w = this.state.findWorkload(info.namespace, info.name);
+    if (!w) throw new Error(`workload ${info.namespace}/${info.name} is not in the config`);
+    if ((w.serviceAccount || "default") !== info.serviceAccount) {
+      throw new Error(`workload ${info.namespace}/${info.name} runs as ${w.serviceAccount}, not ${info.serviceAccount}`);
+    }
+    this.workload = w;
+    this.identity = new Identity(o.trustDomain ?? (w.trustDomain || "cluster.local"), w.namespace, info.serviceAccount);
+    this.state.on("updated", () => {
+      const now = this.state.findWorkload(info.namespace, info.name);
+      if (now) {
+        this.workload = now;
+        this.inbound?.setWorkload(now);
+      }
+    });
+
+    // Certificates.
+    const ca = await CertificateAuthority.load(o.caDir);
+    const ttl = o.certificateTtlMs;
+    this.secrets = new SecretManager({ issue: (id) => ca.issue(id, ttl ? { validityMs: ttl } : undefined) });
+    const cert = await this.secrets.fetch(this.identity);
+    this.secrets.on("rotated", (id: Identity, c: WorkloadCertificate) => {
+      if (id.equals(this.identity)) this.inbound?.setCertificate(c);
+      log.info("workload certificate rotated", { identity: String(id), notAfter: c.notAfter.toISOString() });
+    });
+
+    // Inbound on the workload's own IP, so proxies of several workloads share a machine.
+    const inboundPort = o.inboundPort ?? 15008;
+    if (inboundPort !== false) {
+      this.inbound = new Inbound({ state: this.state, workload: w, certificate: cert, session: o.session });
+      const ip = w.workloadIps[0];
+      if (!ip) throw new Error(`workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
+      this.addresses.inbound = await this.inbound.listen(ip, inboundPort);
+    }
+
+    this.outbound = new Outbound({
+      state: this.state,
+      pool: this.pool,
+      source: w,
+      sourceIdentity: this.identity,
+      certificate: () => this.secrets.fetch(this.identity),
+      hbonePort: o.hbonePort ?? (typeof inboundPort === "number" && inboundPort !== 0 ? inboundPort : 15008),
+      session: o.session,
+    });
+
+    if (o.socks5Port !== false) {
+      const socks = createSocks5Server(async (dest, socket) => {
+        try {
+          const tunnel = await this.connect(dest, { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 });
+          return { code: SOCKS_OK, start: () => void this.track(pipeTunnel(socket, tunnel)) };
+        } catch (err) {
+          log.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
+          return { code: err instanceof OutboundError ? err.socks : 0x01 };
+        }
+      });
+      this.addresses.socks5 = await listenOn(this.keep(socks), "127.0.0.1", o.socks5Port ?? 15080);
+    }
+
+    for (const f of o.forward ?? []) {
+      const to = parseHostPort(f.to);
+      if (!to) throw new Error(`forward destination "${f.to}" is not host:port`);
+      const srv = net.createServer({ allowHalfOpen: true }, (socket) => {
+        socket.setNoDelay(true);
+        socket.pause();
+        this.connect(to, { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }).then(
+          (tunnel) => {
+            void this.track(pipeTunnel(socket, tunnel));
+            socket.resume();
+          },
+          (err: Error) => {
+            log.info("forward refused", { to: f.to, error: err });
+            socket.destroy();
+          },
+        );
+      });
+      this.addresses.forward.push(await listenOn(this.keep(srv), f.listen.host, f.listen.port));
+    }
+
+    // Metrics, readiness, admin.
+    const metrics = new Metrics({
+      activeTunnels: () => ({ inbound: this.inbound?.activeTunnels ?? 0, outbound: this.outboundTunnels }),
+      pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
+    }, { version: VERSION, workload: o.workload });
+    const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
+      res.writeHead(200, { "content-type": metrics.registry.contentType });
+      res.end(await metrics.text());
+    };
+    if (o.metricsPort !== false) {
+      const s = await serveHttp("127.0.0.1", o.metricsPort ?? 15020, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
+      this.addresses.metrics = s.address() as net.AddressInfo;
+      this.httpServers.push(s);
+    }
+    if (o.readinessPort !== false) {
+      const s = await serveHttp("127.0.0.1", o.readinessPort ?? 15021, {
+        "/healthz/ready": (_req, res) => {
+          res.writeHead(this.ready ? 200 : 503).end(this.ready ? "ready\n" : "not ready\n");
+        },
+      });
+      this.addresses.readiness = s.address() as net.AddressInfo;
+      this.httpServers.push(s);
+    }
+    if (o.adminPort !== false) {
+      const s = await serveHttp("127.0.0.1", o.adminPort ?? 15000, {
+        "/config_dump": (_req, res) => jsonResponse(res, 200, this.configDump()),
+        "/logging": loggingRoute,
+        "/quitquitquit": (_req, res) => {
+          res.end("OK\n");
+          void this.drain().then(() => this.emitQuit());
+        },
+      });
+      this.addresses.admin = s.address() as net.AddressInfo;
+      this.httpServers.push(s);
+    }
+    this.ready = true;
+    log.info("proxy ready", {
+      workload: o.workload,
+      identity: String(this.identity),
+      inbound: this.addresses.inbound && `${this.addresses.inbound.address}:${this.addresses.inbound.port}`,
+      socks5: this.addresses.socks5 && `127.0.0.1:${this.addresses.socks5.port}`,
+      admin: this.addresses.admin?.port,
+      metrics: this.addresses.metrics?.port,
+      readiness: this.addresses.readiness?.port,
+    });
+  }
+
+  private quitHandlers: (() => void)[] = [];
+  /** Called after /quitquitquit has drained (the CLI exits). */
+  onQuit(fn: () => void): void {
+    this.quitHandlers.push(fn);
+  }
+  private emitQuit(): void {
+    for (const f of this.quitHandlers) f();
+  }
+
+  private keep<T extends net.Server>(s: T): T {
+    this.listeners.push(s);
+    return s;
+  }
+
+  private async track<T>(p: Promise<T>): Promise<T> {
+    this.outboundTunnels++;
+    try {
+      return await p;
+    } finally {
+      this.outboundTunnels--;
+    }
+  }
+
+  /**
+   * Opens a tunnel from this workload to `dest` ("reviews.default.svc.cluster.local:9080",
+   * "10.96.0.10:9080", or a workload "ip:port"). Resolves with a Duplex once the far side
+   * accepted it (HBONE 200, or TCP connected).
+   */
+  async connect(dest: string | HostPort, client?: HostPort): Promise<Duplex> {
+    if (this.closed) throw new OutboundError("proxy is closed", 0x01);
+    const hp = typeof dest === "string" ? parseHostPort(dest) : dest;
+    if (!hp) throw new OutboundError(`destination "${String(dest)}" is not host:port`, 0x01);
+    const tunnel = await this.outbound.open(hp, client);
+    // A peer's reset must never crash the process, even if the caller forgets 'error'.
+    tunnel.on("error", (e) => log.debug("tunnel ended with an error", { error: e }));
+    return tunnel;
+  }
+
+  /** Tunnels that reach this workload on `port` are handed to `fn` instead of dialling an application. */
+  accept(port: number, fn: Acceptor): void {
+    if (!this.inbound) throw new Error("inbound is disabled");
+    this.inbound.accept(port, fn);
+  }
+
+  /** What the admin /config_dump shows. */
+  configDump(): unknown {
+    const cert = this.secrets?.current(this.identity);
+    return {
+      workload: this.workload,
+      identity: String(this.identity),
+      certificates: cert ? [{ identity: String(cert.identity), notBefore: cert.notBefore, notAfter: cert.notAfter }] : [],
+      config: this.state.config,
+      pool: { connections: this.pool.size, ...this.pool.stats },
+    };
+  }
+
+  /**
+   * Graceful stop: readiness fails, listeners stop accepting, GOAWAY on every HBONE connection,
+   * in-flight tunnels finish (bounded by drainTimeoutMs), then everything closes.
+   */
+  async drain(timeoutMs = this.o.drainTimeoutMs ?? 30_000): Promise<void> {
+    if (this.closed) return;
+    this.ready = false;
+    for (const l of this.listeners) l.close();
+    this.inbound?.drain();
+    this.pool.drain();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && ((this.inbound?.activeTunnels ?? 0) > 0 || this.outboundTunnels > 0)) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const left = (this.inbound?.activeTunnels ?? 0) + this.outboundTunnels;
+    if (left > 0) log.warn("drain timeout: closing tunnels still open", { tunnels: left });
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.ready = false;
+    this.source?.close();
+    this.secrets?.close();
+    this.inbound?.close();
+    this.pool.close();
+    for (const l of this.listeners) l.close();
+    await Promise.all(this.httpServers.map((s) => new Promise((r) => {
+      s.close(() => r(undefined));
+      s.closeAllConnections();
+    })));
+  }
+}
+
+/** Starts a node proxy (what `hbone proxy` runs). */
+export function startProxy(o: ProxyOptions): Promise<Mesh> {
+  return Mesh.start(o);
+}
+
+export { parseMeshConfig };

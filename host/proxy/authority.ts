@@ -1,0 +1,43 @@
+// Addresses as HBONE writes them: `ip:port`, `[v6]:port` (ztunnel's authority format), and the
+// ports no tunnel may target (the proxy's own: ztunnel's SelfCall).
+
+import net from "node:net";
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** ztunnel's own ports: outbound capture, inbound plaintext, HBONE, SOCKS5. */
+export const PROXY_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008, 15080]);
+
+function validPort(s: string): number | null {
+  if (!/^\d{1,5}$/.test(s)) return null;
+  const n = Number(s);
+  return n >= 1 && n <= 65535 ? n : null;
+}
+
+/** Parses `ip:port` or `[v6]:port` (an IP, not a hostname); null when malformed. */
+export function parseIpAuthority(a: string): HostPort | null {
+  const m = /^\[([^\]]+)\]:([^:]+)$/.exec(a) ?? /^([^:[\]]+):([^:]+)$/.exec(a);
+  if (!m) return null;
+  const port = validPort(m[2]);
+  if (port === null || net.isIP(m[1]) === 0) return null;
+  if (a.startsWith("[") !== (net.isIP(m[1]) === 6)) return null;
+  return { host: m[1], port };
+}
+
+/** Parses `host:port` where host is an IP, a [v6] or a DNS name; null when malformed. */
+export function parseHostPort(a: string): HostPort | null {
+  const ip = parseIpAuthority(a);
+  if (ip) return ip;
+  const m = /^([A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?):([^:]+)$/.exec(a);
+  if (!m) return null;
+  const port = validPort(m[5]);
+  return port === null ? null : { host: m[1].replace(/\.$/, "").toLowerCase(), port };
+}
+
+/** `ip:port`, bracketing IPv6. */
+export function formatAuthority(host: string, port: number): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}

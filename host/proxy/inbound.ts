@@ -1,0 +1,162 @@
+// Inbound (:15008): mTLS (SPIFFE, trust domain checked) -> HTTP/2 -> CONNECT, terminated as
+// ztunnel's serve_connect does: parse the authority, check it names this workload, map the
+// service port to the target port, dial the application, and only then answer 200.
+// 400: bad request; 503: unknown port or the application cannot be reached.
+
+import net from "node:net";
+import type tls from "node:tls";
+import type { Duplex } from "node:stream";
+import type { Service, Workload } from "../config.js";
+import type { ProxyState } from "../state/index.js";
+import type { Identity } from "../identity/identity.js";
+import type { WorkloadCertificate } from "../identity/ca.js";
+import { createHboneServer } from "../tls/contexts.js";
+import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../h2/session.js";
+import type { HeaderList } from "../h2/hpack.js";
+import { PROXY_PORTS, parseIpAuthority, formatAuthority } from "./authority.js";
+import { pipeTunnel } from "./pipe.js";
+import { logger } from "../log.js";
+
+const log = logger("inbound");
+
+/** What an in-process acceptor learns about a tunnel. */
+export interface TunnelInfo {
+  /** The verified SPIFFE identity of the peer proxy (the source workload). */
+  peer: Identity;
+  /** The port the tunnel targets (after service port mapping). */
+  port: number;
+  headers: HeaderList;
+}
+
+export type Acceptor = (stream: Duplex, info: TunnelInfo) => void;
+
+export interface InboundOptions {
+  state: ProxyState;
+  workload: Workload;
+  certificate: WorkloadCertificate;
+  session?: SessionOptions;
+  connectTimeoutMs?: number;
+}
+
+export class Inbound {
+  readonly server: ReturnType<typeof createHboneServer>;
+  private readonly sessions = new Set<H2Session>();
+  private readonly acceptors = new Map<number, Acceptor>();
+  private workload: Workload;
+  /** Tunnels opened (200 sent) and refused, for tests and metrics. */
+  readonly stats = { accepted: 0, refused: 0 };
+
+  constructor(private readonly o: InboundOptions) {
+    this.workload = o.workload;
+    this.server = createHboneServer({ certificate: o.certificate, trustDomain: o.workload.trustDomain || "cluster.local" },
+      (socket, peer) => this.onSecure(socket, peer));
+  }
+
+  /** Tunnels to `port` are handed to `fn` in-process instead of dialling an application. */
+  accept(port: number, fn: Acceptor): void {
+    this.acceptors.set(port, fn);
+  }
+
+  /** The workload's record changed (config reload). */
+  setWorkload(w: Workload): void {
+    this.workload = w;
+  }
+
+  setCertificate(cert: WorkloadCertificate): void {
+    this.server.setCertificate(cert);
+  }
+
+  async listen(host: string, port: number): Promise<net.AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    return this.server.address() as net.AddressInfo;
+  }
+
+  /** GOAWAY on every connection: tunnels in flight finish, new ones go elsewhere. */
+  drain(): void {
+    this.server.close();
+    for (const s of this.sessions) s.close();
+  }
+
+  get activeTunnels(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.activeStreams;
+    return n;
+  }
+
+  close(): void {
+    this.server.close();
+    for (const s of this.sessions) s.destroy();
+  }
+
+  private onSecure(socket: tls.TLSSocket, peer: Identity): void {
+    const session = H2Session.server(socket, this.o.session);
+    this.sessions.add(session);
+    session.on("close", () => this.sessions.delete(session));
+    session.on("protocolError", (e) => log.warn("HBONE connection closed on a protocol error", { peer: String(peer), error: e }));
+    session.on("connect", (stream, headers, respond) => this.serveConnect(stream, headers, respond, peer));
+  }
+
+  /** The port the application listens on for a tunnel to `port`, or null if this workload has no such port. */
+  private targetPort(port: number): number | null {
+    const w = this.workload;
+    const maps = Object.entries(w.services);
+    if (maps.length === 0) return port; // no services declared: any port of the workload
+    for (const [key, ports] of maps) {
+      if (ports[port] !== undefined) return ports[port];
+      const [ns, host] = key.split("/", 2);
+      const svc: Service | undefined = this.o.state.serviceByHost(host, ns);
+      if (svc?.ports[port] !== undefined) return svc.ports[port] || port;
+    }
+    // A target port itself is fine too.
+    for (const [, ports] of maps) if (Object.values(ports).includes(port)) return port;
+    return null;
+  }
+
+  private serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity): void {
+    const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
+    const refuse = (status: number, why: string) => {
+      this.stats.refused++;
+      log.info("tunnel refused", { status, reason: why, authority, peer: String(peer) });
+      respond(status);
+    };
+    const dst = parseIpAuthority(authority);
+    if (!dst) return refuse(400, "authority is not ip:port");
+    if (!this.workload.workloadIps.includes(dst.host)) return refuse(400, `${dst.host} is not this workload's address`);
+    if (PROXY_PORTS.has(dst.port)) return refuse(400, `port ${dst.port} is a proxy port`);
+    // A port with an in-process acceptor is served here whatever the config says.
+    const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
+    if (port === null) return refuse(503, `workload has no port ${dst.port}`);
+    const acceptor = this.acceptors.get(port);
+    if (acceptor) {
+      this.stats.accepted++;
+      respond(200);
+      // A peer's reset must never crash the process, even if the acceptor forgets 'error'.
+      stream.on("error", (e) => log.debug("in-process tunnel ended with an error", { error: e }));
+      acceptor(stream, { peer, port, headers });
+      return;
+    }
+    // Half-open: the app may still answer after our FIN (END_STREAM from the peer).
+    const app = net.connect({ host: dst.host, port, noDelay: true, allowHalfOpen: true });
+    let connected = false;
+    const timer = setTimeout(() => app.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
+    app.once("connect", () => {
+      connected = true;
+      clearTimeout(timer);
+      if (stream.destroyed) return app.destroy();
+      this.stats.accepted++;
+      respond(200);
+      void pipeTunnel(app, stream);
+    });
+    app.once("error", (err) => {
+      clearTimeout(timer);
+      if (connected) return; // errors after connect are the pipe's
+      refuse(503, `application ${formatAuthority(dst.host, port)} unreachable: ${err.message}`);
+    });
+  }
+}
