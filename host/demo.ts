@@ -95,7 +95,8 @@ export async function runDemo(durationSec?: number): Promise<void> {
     const t1 = Date.now();
     for (let i = 0; i < n; i++) await roundTrip(socks, "echo.default.svc.cluster.local:9000", `#${i}`);
     const st = client.pool.stats;
-    console.log(`${n} more tunnels in ${Date.now() - t1} ms over ${st.dials} HBONE connection(s) (${st.reused} reused): one TLS handshake`);
+    console.log(`${n} more tunnels in ${Date.now() - t1} ms: ${st.dials} HBONE connection(s) dialled (TLS handshakes), ` +
+      `${st.reused} checkouts reused a pooled one`);
 
     if (durationSec === 0) return;
     console.log(durationSec ? `serving for ${durationSec} s…` : "serving; Ctrl-C to stop.");

@@ -1,8 +1,25 @@
 // hbone-wasm library API.
+
+// The node proxy, embeddable: open tunnels (mesh.connect) and accept them in-process (mesh.accept).
+export { startProxy, Mesh, type ProxyOptions, type ForwardListener, type Addresses } from "./app.js";
+export type { TunnelInfo, Acceptor } from "./proxy/inbound.js";
+export { OutboundError } from "./proxy/outbound.js";
+export { socks5Connect } from "./socks5-client.js";
+
+// Config model (ztunnel's local format).
+export { parseMeshConfig, ConfigError, type MeshConfig, type Workload, type Service } from "./config.js";
+
+// Identities and certificates.
+export { Identity } from "./identity/identity.js";
+export { createPluginCa, CertificateAuthority, type WorkloadCertificate } from "./identity/ca.js";
+export { createHboneServer, connectHbone } from "./tls/contexts.js";
+
+// The HTTP/2 engine and the Wasm codec.
+export { H2Session, H2Stream, type SessionOptions, type Respond, type Headers } from "./h2/session.js";
+export { DEFAULT_LIMITS, type SessionLimits } from "./h2/limits.js";
 export { H2Error, errorCodeName } from "./errors.js";
 export { parseFrames, FrameWriter, type Frame, type Priority } from "./h2/frames.js";
 export { HpackDecoder, HpackEncoder, type HeaderList } from "./h2/hpack.js";
 export { FrameReader, getCodec } from "./wasm/codec.js";
-export { H2Session, H2Stream, type SessionOptions, type Respond, type Headers } from "./h2/session.js";
-export { DEFAULT_LIMITS, type SessionLimits } from "./h2/limits.js";
 export * as h2constants from "../assembly/abi.js";
+export { setLevel as setLogLevel, setSink as setLogSink } from "./log.js";
