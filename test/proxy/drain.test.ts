@@ -2,8 +2,9 @@
 // drains (GOAWAY, refuses new tunnels, lets the one in flight finish, no byte lost), then exits 0.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { meshFixture, type MeshFixture } from "./fixture.js";
@@ -34,6 +35,15 @@ afterAll(async () => {
 });
 
 describe("hbone proxy process", () => {
+  it("refuses a bad config file at start with its file, line and field", () => {
+    const bad = join(fx.dir, "bad.yaml");
+    writeFileSync(bad, "workloads:\n  - uid: x\n    name: x\n    namespace: default\n    workloadIPs: [127.0.0.9]\n");
+    const r = spawnSync(process.execPath, [CLI, "proxy", "--config", bad, "--workload", "default/x/default", "--ca-dir", fx.caDir],
+      { encoding: "utf8" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/bad\.yaml:5:5: workloads\[0\]\.workloadIPs: unknown field/);
+  });
+
   it("reports ready, logs JSON, and serves a tunnel", async () => {
     const r = await fetch(`http://127.0.0.1:${ready.readiness}/healthz/ready`);
     expect(r.status).toBe(200);

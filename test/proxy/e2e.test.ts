@@ -9,6 +9,8 @@ import type { Mesh } from "../../host/app.js";
 import { socks5Connect } from "../../host/socks5-client.js";
 import { OutboundError } from "../../host/proxy/outbound.js";
 import { pattern, drain, pump } from "../helpers/net.js";
+import { parseMeshConfig } from "../../host/config.js";
+import { setSink, type LogRecord } from "../../host/log.js";
 
 let fx: MeshFixture;
 let b: Mesh; // echo's proxy
@@ -99,6 +101,22 @@ describe("node proxy end to end", () => {
     await expect(a.connect("127.0.0.3:4444")).rejects.toMatchObject({ status: 503 });
     await expect(socks("127.0.0.3", 4444)).rejects.toThrow(/refused/);
     await expect(a.connect("nosuch.default.svc.cluster.local:80")).rejects.toBeInstanceOf(OutboundError);
+  });
+
+  it("refuses a server whose identity is not the one expected, and says why", async () => {
+    // This proxy believes 127.0.0.3 runs as sa/impostor; the real peer presents sa/echo.
+    const cfg = parseMeshConfig(meshYaml(fx.echoPort, fx.halfPort, "impostor"));
+    const c = await fx.proxy({ workload: "default/sleep/sleep", config: cfg, inboundPort: false, hbonePort: b.addresses.inbound!.port });
+    const logs: LogRecord[] = [];
+    const restore = setSink((r) => logs.push(r));
+    try {
+      await expect(c.connect(`127.0.0.3:${fx.echoPort}`)).rejects.toBeInstanceOf(OutboundError);
+    } finally {
+      restore();
+    }
+    const why = logs.map((l) => JSON.stringify(l)).join("\n");
+    expect(why).toMatch(/sa\/impostor/);
+    expect(c.pool.size).toBe(0);
   });
 
   it("accepts tunnels in-process through the library API", async () => {
