@@ -131,3 +131,7 @@ export function heap_check(): i32 {
 export function memory_bytes(): i32 {
   return <i32>(memory.size() << 16);
 }
+
+// Baggage codec and load-balancing tables: each room owns its export list.
+export * from "./baggage/exports";
+export * from "./lb/exports";
