@@ -14,6 +14,7 @@ import { SecretManager } from "./identity/manager.js";
 import type { SessionOptions } from "./h2/session.js";
 import { HbonePool, type PoolOptions } from "./proxy/pool.js";
 import { Inbound, type Acceptor } from "./proxy/inbound.js";
+import { Gateway } from "./proxy/gateway.js";
 import { Outbound, OutboundError } from "./proxy/outbound.js";
 import { createSocks5Server, SOCKS_OK } from "./proxy/socks5.js";
 import { pipeTunnel } from "./proxy/pipe.js";
@@ -57,6 +58,15 @@ export interface ProxyOptions {
   drainTimeoutMs?: number;
   /** Workload certificate lifetime (renewed at half-life). */
   certificateTtlMs?: number;
+  /** ENABLE_RESPONSE_BAGGAGE: our metadata on every 200 (default on, env ENABLE_RESPONSE_BAGGAGE). */
+  responseBaggage?: boolean;
+  /** Run as an east-west gateway: :15008 routes svc-host:port CONNECTs to local endpoints (no inbound to an app). */
+  gateway?: boolean;
+}
+
+function envFlag(name: string, dflt: boolean): boolean {
+  const v = process.env[name];
+  return v === undefined ? dflt : !["false", "0", "no", "off"].includes(v.toLowerCase());
 }
 
 export interface Addresses {
@@ -93,6 +103,9 @@ export class Mesh {
   readonly addresses: Addresses = { forward: [] };
   readonly state = new ProxyState();
   readonly pool: HbonePool;
+  /** Inner (double HBONE) sessions, pooled per destination identities. */
+  readonly innerPool: HbonePool;
+  private gateway?: Gateway;
   identity!: Identity;
   workload!: Workload;
   private readonly updater = new ProxyStateUpdater(this.state);
@@ -105,11 +118,14 @@ export class Mesh {
   /** Admin, metrics, readiness: kept until close (readiness reports the drain). */
   private httpServers: http.Server[] = [];
   private outboundTunnels = 0;
+  /** istio_tcp_* series and process metrics (:15020). */
+  metrics!: Metrics;
   private ready = false;
   private closed = false;
 
   private constructor(private readonly o: ProxyOptions) {
     this.pool = new HbonePool(o.pool);
+    this.innerPool = new HbonePool(o.pool);
   }
 
   static async start(o: ProxyOptions): Promise<Mesh> {
@@ -134,7 +150,7 @@ export class Mesh {
       this.updater.apply(o.config);
     }
     const info = parseWorkloadInfo(o.workload);
-    const w = this.state.findWorkload(info.namespace, info.name);
+    const w = this.findSelf(info);
     if (!w) throw new Error(`workload ${info.namespace}/${info.name} is not in the config`);
     if ((w.serviceAccount || "default") !== info.serviceAccount) {
       throw new Error(`workload ${info.namespace}/${info.name} runs as ${w.serviceAccount}, not ${info.serviceAccount}`);
@@ -142,10 +158,11 @@ export class Mesh {
     this.workload = w;
     this.identity = new Identity(o.trustDomain ?? (w.trustDomain || "cluster.local"), w.namespace, info.serviceAccount);
     this.state.on("updated", () => {
-      const now = this.state.findWorkload(info.namespace, info.name);
+      const now = this.findSelf(info);
       if (now) {
         this.workload = now;
         this.inbound?.setWorkload(now);
+        this.outbound?.setSource(now);
       }
     });
 
@@ -155,14 +172,31 @@ export class Mesh {
     this.secrets = new SecretManager({ issue: (id) => ca.issue(id, ttl ? { validityMs: ttl } : undefined) });
     const cert = await this.secrets.fetch(this.identity);
     this.secrets.on("rotated", (id: Identity, c: WorkloadCertificate) => {
-      if (id.equals(this.identity)) this.inbound?.setCertificate(c);
+      if (id.equals(this.identity)) {
+        this.inbound?.setCertificate(c);
+        this.gateway?.setCertificate(c);
+      }
       log.info("workload certificate rotated", { identity: String(id), notAfter: c.notAfter.toISOString() });
     });
 
+    this.metrics = new Metrics({
+      activeTunnels: () => ({ inbound: this.inboundTunnels, outbound: this.outboundTunnels }),
+      pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
+    }, { version: VERSION });
+
     // Inbound on the workload's own IP, so proxies of several workloads share a machine.
     const inboundPort = o.inboundPort ?? 15008;
-    if (inboundPort !== false) {
-      this.inbound = new Inbound({ state: this.state, workload: w, certificate: cert, session: o.session });
+    const hbonePort = o.hbonePort ?? (typeof inboundPort === "number" && inboundPort !== 0 ? inboundPort : 15008);
+    if (o.gateway) {
+      if (inboundPort === false) throw new Error("a gateway needs its HBONE port");
+      this.gateway = new Gateway({ state: this.state, workload: w, certificate: cert, hbonePort, session: o.session,
+        pick: (host, port, active) => this.pickLocal(host, port, active) });
+      const ip = w.workloadIps[0];
+      if (!ip) throw new Error(`gateway workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
+      this.addresses.inbound = await this.gateway.listen(ip, inboundPort);
+    } else if (inboundPort !== false) {
+      this.inbound = new Inbound({ state: this.state, workload: w, certificate: cert, identity: this.identity,
+        session: o.session, metrics: this.metrics, responseBaggage: o.responseBaggage ?? envFlag("ENABLE_RESPONSE_BAGGAGE", true) });
       const ip = w.workloadIps[0];
       if (!ip) throw new Error(`workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
       this.addresses.inbound = await this.inbound.listen(ip, inboundPort);
@@ -174,8 +208,10 @@ export class Mesh {
       source: w,
       sourceIdentity: this.identity,
       certificate: () => this.secrets.fetch(this.identity),
-      hbonePort: o.hbonePort ?? (typeof inboundPort === "number" && inboundPort !== 0 ? inboundPort : 15008),
+      hbonePort,
       session: o.session,
+      metrics: this.metrics,
+      innerPool: this.innerPool,
     });
 
     if (o.socks5Port !== false) {
@@ -211,11 +247,8 @@ export class Mesh {
       this.addresses.forward.push(await listenOn(this.keep(srv), f.listen.host, f.listen.port));
     }
 
-    // Metrics, readiness, admin.
-    const metrics = new Metrics({
-      activeTunnels: () => ({ inbound: this.inbound?.activeTunnels ?? 0, outbound: this.outboundTunnels }),
-      pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
-    }, { version: VERSION, workload: o.workload });
+    // Readiness, admin, metrics endpoints.
+    const metrics = this.metrics;
     const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
       res.writeHead(200, { "content-type": metrics.registry.contentType });
       res.end(await metrics.text());
@@ -258,6 +291,16 @@ export class Mesh {
     });
   }
 
+  /**
+   * Our workload in the config: by namespace/name, in our cluster when one is set (the same
+   * name may exist in other clusters, namespace sameness), one with an address first.
+   */
+  private findSelf(info: { namespace: string; name: string }): Workload | undefined {
+    const named = this.state.config.workloads.filter((x) => x.namespace === info.namespace && x.name === info.name &&
+      (!this.o.cluster || !x.clusterId || x.clusterId === this.o.cluster));
+    return named.find((x) => x.workloadIps.length > 0) ?? named[0];
+  }
+
   private quitHandlers: (() => void)[] = [];
   /** Called after /quitquitquit has drained (the CLI exits). */
   onQuit(fn: () => void): void {
@@ -270,6 +313,25 @@ export class Mesh {
   private keep<T extends net.Server>(s: T): T {
     this.listeners.push(s);
     return s;
+  }
+
+  private get inboundTunnels(): number {
+    return (this.inbound?.activeTunnels ?? 0) + (this.gateway?.activeTunnels ?? 0);
+  }
+
+  /**
+   * Gateway: a healthy endpoint on the gateway's own network for svc-host (namespace sameness),
+   * the less busy of two random candidates (P2C), so pooled tunnels do not pin load to a few pods.
+   */
+  private pickLocal(host: string, port: number, active: (w: Workload) => number): { workload: Workload; targetPort: number } | undefined {
+    const svc = this.state.serviceByHost(host);
+    if (!svc) return undefined;
+    const local = this.state.endpoints(svc, port).filter((e) => e.workload.network === this.workload.network &&
+      e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0 && e.workload.protocol === "HBONE");
+    if (local.length === 0) return undefined;
+    const a = local[Math.floor(Math.random() * local.length)];
+    const b = local[Math.floor(Math.random() * local.length)];
+    return active(a.workload) <= active(b.workload) ? a : b;
   }
 
   private async track<T>(p: Promise<T>): Promise<T> {
@@ -311,6 +373,7 @@ export class Mesh {
       certificates: cert ? [{ identity: String(cert.identity), notBefore: cert.notBefore, notAfter: cert.notAfter }] : [],
       config: this.state.config,
       pool: { connections: this.pool.size, ...this.pool.stats },
+      innerPool: { connections: this.innerPool.size, ...this.innerPool.stats },
     };
   }
 
@@ -323,12 +386,14 @@ export class Mesh {
     this.ready = false;
     for (const l of this.listeners) l.close();
     this.inbound?.drain();
+    this.gateway?.drain();
+    this.innerPool.drain();
     this.pool.drain();
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && ((this.inbound?.activeTunnels ?? 0) > 0 || this.outboundTunnels > 0)) {
+    while (Date.now() < deadline && (this.inboundTunnels > 0 || this.outboundTunnels > 0)) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    const left = (this.inbound?.activeTunnels ?? 0) + this.outboundTunnels;
+    const left = this.inboundTunnels + this.outboundTunnels;
     if (left > 0) log.warn("drain timeout: closing tunnels still open", { tunnels: left });
     await this.close();
   }
@@ -340,6 +405,8 @@ export class Mesh {
     this.source?.close();
     this.secrets?.close();
     this.inbound?.close();
+    this.gateway?.close();
+    this.innerPool.close();
     this.pool.close();
     for (const l of this.listeners) l.close();
     await Promise.all(this.httpServers.map((s) => new Promise((r) => {

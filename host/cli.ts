@@ -27,6 +27,8 @@ commands:
            --readiness-port N        (15021)               0 picks a free port (printed at start-up)
            --hbone-port N            port of other proxies' HBONE listeners (default: --inbound-port)
            --forward ADDR=DEST       extra listener, e.g. 127.0.0.1:9080=reviews.default.svc.cluster.local:9080
+  gateway  run an east-west gateway (multicluster): the same flags as proxy; :15008 on the gateway workload's IP
+           routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
   start    the single-cluster demo (what npm start runs) [--duration N]
   version  print the version
@@ -40,7 +42,7 @@ function port(v: string | undefined, flag: string, dflt: number): number | false
   return n;
 }
 
-async function proxy(args: string[]): Promise<number> {
+async function proxy(args: string[], gateway = false): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -69,17 +71,18 @@ async function proxy(args: string[]): Promise<number> {
     cluster: values.cluster ?? env.CLUSTER_ID,
     network: values.network ?? env.NETWORK,
     inboundPort: port(values["inbound-port"], "--inbound-port", 15008),
-    socks5Port: port(values["socks5-port"], "--socks5-port", 15080),
+    socks5Port: gateway && values["socks5-port"] === undefined ? false : port(values["socks5-port"], "--socks5-port", 15080),
     adminPort: port(values["admin-port"], "--admin-port", 15000),
     metricsPort: port(values["metrics-port"], "--metrics-port", 15020),
     readinessPort: port(values["readiness-port"], "--readiness-port", 15021),
     hbonePort,
     drainTimeoutMs: values["drain-timeout"] ? Number(values["drain-timeout"]) * 1000 : undefined,
+    gateway,
   };
   const mesh = await startProxy(opts);
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.
-  console.log(`hbone proxy ready ${JSON.stringify({
+  console.log(`hbone ${gateway ? "gateway" : "proxy"} ready ${JSON.stringify({
     identity: String(mesh.identity), inbound: a.inbound && `${a.inbound.address}:${a.inbound.port}`,
     socks5: a.socks5?.port, admin: a.admin?.port, metrics: a.metrics?.port, readiness: a.readiness?.port,
     forward: a.forward.map((f) => `${f.address}:${f.port}`),
@@ -110,6 +113,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case "proxy":
       return proxy(rest);
+    case "gateway":
+      return proxy(rest, true);
     case "certs":
       return certsCommand(rest);
     case "start":

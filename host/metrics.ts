@@ -1,30 +1,163 @@
-// Prometheus metrics (:15020 /metrics and /stats/prometheus). Process metrics and build info
-// now; Istio's istio_tcp_* series arrive with peer metadata. Per-byte paths never call
-// prom-client: counters are read from plain numbers at scrape time (collect()).
+// Prometheus metrics (:15020 /metrics and /stats/prometheus): Istio's istio_tcp_* series with
+// ztunnel's labels (../shared/docs/ztunnel-compat.md §7), process metrics and build info.
+// The per-byte path never calls prom-client: streams and sockets already count their bytes in
+// plain numbers, and the counters catch up from them at scrape time (collect()) and at close.
 
 import client from "prom-client";
+
+/** Bytes a tunnel moved so far, by direction (client = the side that opened it). */
+export interface TunnelBytes {
+  clientToServer: number;
+  serverToClient: number;
+}
+
+/** ztunnel's label set, in its order. */
+export const TCP_LABELS = [
+  "reporter",
+  "source_workload", "source_canonical_service", "source_canonical_revision", "source_workload_namespace",
+  "source_principal", "source_app", "source_version", "source_cluster",
+  "destination_service", "destination_service_namespace", "destination_service_name",
+  "destination_workload", "destination_canonical_service", "destination_canonical_revision",
+  "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
+  "destination_cluster",
+  "request_protocol", "response_flags", "connection_security_policy",
+  "source_region", "source_zone", "destination_region", "destination_zone",
+] as const;
+
+export type TcpLabel = (typeof TCP_LABELS)[number];
+export type TcpLabels = Record<TcpLabel, string>;
+
+/** One side of a tunnel's identity, as labels know it. Missing fields become "unknown". */
+export interface PeerLabels {
+  workload?: string;
+  canonicalService?: string;
+  canonicalRevision?: string;
+  namespace?: string;
+  principal?: string;
+  app?: string;
+  version?: string;
+  cluster?: string;
+  region?: string;
+  zone?: string;
+}
+
+export interface ServiceLabels {
+  hostname?: string;
+  namespace?: string;
+  name?: string;
+}
+
+const u = (v: string | undefined) => (v ? v : "unknown");
+
+export function tcpLabels(reporter: "source" | "destination", src: PeerLabels, dst: PeerLabels, svc: ServiceLabels,
+  responseFlags = "-", mtls = true): TcpLabels {
+  return {
+    reporter,
+    source_workload: u(src.workload),
+    source_canonical_service: u(src.canonicalService),
+    source_canonical_revision: u(src.canonicalRevision),
+    source_workload_namespace: u(src.namespace),
+    source_principal: u(src.principal),
+    source_app: u(src.app),
+    source_version: u(src.version),
+    source_cluster: u(src.cluster),
+    destination_service: u(svc.hostname),
+    destination_service_namespace: u(svc.namespace),
+    destination_service_name: u(svc.name),
+    destination_workload: u(dst.workload),
+    destination_canonical_service: u(dst.canonicalService),
+    destination_canonical_revision: u(dst.canonicalRevision),
+    destination_workload_namespace: u(dst.namespace),
+    destination_principal: u(dst.principal),
+    destination_app: u(dst.app),
+    destination_version: u(dst.version),
+    destination_cluster: u(dst.cluster),
+    request_protocol: "tcp",
+    response_flags: responseFlags,
+    connection_security_policy: mtls ? "mutual_tls" : "unknown",
+    source_region: u(src.region),
+    source_zone: u(src.zone),
+    destination_region: u(dst.region),
+    destination_zone: u(dst.zone),
+  };
+}
 
 export interface MetricsSources {
   activeTunnels(): { inbound: number; outbound: number };
   pool(): { connections: number; dials: number; reused: number };
 }
 
+/**
+ * One tunnel's record (ztunnel's ConnectionResult): opened when counted, bytes in plain
+ * numbers, published at scrape and at close.
+ */
+export class ConnectionResult {
+  private published: TunnelBytes = { clientToServer: 0, serverToClient: 0 };
+  private bytes: () => TunnelBytes = () => this.published;
+  closed = false;
+
+  constructor(private readonly m: Metrics, readonly labels: TcpLabels) {}
+
+  /** Where this tunnel's byte counts are read from (a stream's or socket's own counters). */
+  countFrom(bytes: () => TunnelBytes): void {
+    this.bytes = bytes;
+  }
+
+  /** Moves the bytes moved since the last call into the counters (client→server is "received"). */
+  publish(): void {
+    const now = this.bytes();
+    const dr = now.clientToServer - this.published.clientToServer;
+    const ds = now.serverToClient - this.published.serverToClient;
+    if (dr > 0) this.m.receivedBytes.inc(this.labels, dr);
+    if (ds > 0) this.m.sentBytes.inc(this.labels, ds);
+    this.published = { ...now };
+  }
+
+  /**
+   * The tunnel ended. `failed`: it never carried data (connect failure, refusal); `flags` is then
+   * the response flag its closed and failed series carry (as ztunnel records it at the end).
+   */
+  close(failed = false, flags?: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.publish();
+    this.m.open.delete(this);
+    this.m.socketsOpen.dec(this.labels);
+    const end = flags ? { ...this.labels, response_flags: flags } : this.labels;
+    this.m.closedTotal.inc(end);
+    if (failed) this.m.failedTotal.inc(end);
+  }
+}
+
 export class Metrics {
   readonly registry = new client.Registry();
+  /** Tunnels whose bytes are not fully published yet. */
+  readonly open = new Set<ConnectionResult>();
+  readonly openedTotal: client.Counter<TcpLabel>;
+  readonly closedTotal: client.Counter<TcpLabel>;
+  readonly failedTotal: client.Counter<TcpLabel>;
+  readonly receivedBytes: client.Counter<TcpLabel>;
+  readonly sentBytes: client.Counter<TcpLabel>;
+  readonly socketsOpen: client.Gauge<TcpLabel>;
 
-  constructor(sources: MetricsSources, info: { version: string; workload: string }) {
+  constructor(sources: MetricsSources, info: { version: string }) {
+    const registers = [this.registry];
+    const labelNames = TCP_LABELS as unknown as TcpLabel[];
     client.collectDefaultMetrics({ register: this.registry });
+    new client.Gauge({ name: "istio_build", help: "Istio component build info", labelNames: ["component", "tag"], registers })
+      .set({ component: "ztunnel", tag: info.version }, 1);
+    this.openedTotal = new client.Counter({ name: "istio_tcp_connections_opened_total", help: "The total number of TCP connections opened", labelNames, registers });
+    this.closedTotal = new client.Counter({ name: "istio_tcp_connections_closed_total", help: "The total number of TCP connections closed", labelNames, registers });
+    this.failedTotal = new client.Counter({ name: "istio_tcp_connections_failed_total", help: "The total number of TCP connections that failed to establish", labelNames, registers });
+    const open = this.open;
+    const publishAll = () => {
+      for (const r of open) r.publish();
+    };
+    this.receivedBytes = new client.Counter({ name: "istio_tcp_received_bytes_total", help: "The size of total bytes received during request in case of a TCP connection", labelNames, registers, collect: publishAll });
+    this.sentBytes = new client.Counter({ name: "istio_tcp_sent_bytes_total", help: "The size of total bytes sent during response in case of a TCP connection", labelNames, registers, collect: publishAll });
+    this.socketsOpen = new client.Gauge({ name: "istio_tcp_sockets_open", help: "The current number of open TCP sockets", labelNames, registers });
     new client.Gauge({
-      name: "istio_build",
-      help: "Istio component build info",
-      labelNames: ["component", "tag"],
-      registers: [this.registry],
-    }).set({ component: "hbone-wasm", tag: info.version }, 1);
-    new client.Gauge({
-      name: "hbone_active_tunnels",
-      help: "Tunnels open now, by direction",
-      labelNames: ["direction"],
-      registers: [this.registry],
+      name: "hbone_active_tunnels", help: "Tunnels open now, by direction", labelNames: ["direction"], registers,
       collect() {
         const t = sources.activeTunnels();
         this.set({ direction: "inbound" }, t.inbound);
@@ -32,22 +165,26 @@ export class Metrics {
       },
     });
     new client.Gauge({
-      name: "hbone_pool_connections",
-      help: "Pooled HBONE connections",
-      registers: [this.registry],
+      name: "hbone_pool_connections", help: "Pooled HBONE connections", registers,
       collect() {
         this.set(sources.pool().connections);
       },
     });
-    new client.Counter({
-      name: "hbone_pool_dials_total",
-      help: "HBONE connections dialled (one TLS handshake each)",
-      registers: [this.registry],
+    new client.Gauge({
+      name: "hbone_pool_dials", help: "HBONE connections dialled so far (one TLS handshake each)", registers,
       collect() {
-        this.reset();
-        this.inc(sources.pool().dials);
+        this.set(sources.pool().dials);
       },
     });
+  }
+
+  /** Counts a tunnel as opened (outbound: before dialling; inbound: before policy). */
+  opened(labels: TcpLabels): ConnectionResult {
+    const r = new ConnectionResult(this, labels);
+    this.openedTotal.inc(labels);
+    this.socketsOpen.inc(labels);
+    this.open.add(r);
+    return r;
   }
 
   async text(): Promise<string> {

@@ -6,5 +6,7 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // Proxies log JSON lines; keep test output to warnings (tests that check logs capture them).
+    env: { HBONE_LOG_LEVEL: "warn" },
   },
 });

@@ -28,7 +28,10 @@ export class H2Stream extends Duplex {
   // Flow control and state, owned by the session.
   /** @internal */ sendWindow: number;
   /** @internal */ recvWindow: number;
-  /** @internal bytes handed to the readable side */ pushed = 0;
+  /** Bytes received from the peer (handed to the readable side). */
+  pushed = 0;
+  /** Bytes the application wrote to the peer. */
+  written = 0;
   /** @internal bytes credited back to the peer (stream window) */ credited = 0;
   /** @internal bytes counted as consumed for the connection window */ connCounted = 0;
   /** @internal */ pending: PendingWrite[] = [];
@@ -67,6 +70,7 @@ export class H2Stream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.written += chunk.length;
     this.session._sendData(this, chunk, false, cb);
   }
 

@@ -13,8 +13,11 @@ import type { WorkloadCertificate } from "../identity/ca.js";
 import { createHboneServer } from "../tls/contexts.js";
 import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../h2/session.js";
 import type { HeaderList } from "../h2/hpack.js";
-import { PROXY_PORTS, parseIpAuthority, formatAuthority } from "./authority.js";
+import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
+import { encodeBaggage, decodeBaggage } from "../baggage.js";
+import { tcpLabels, type Metrics, type PeerLabels, type ServiceLabels } from "../metrics.js";
+import { workloadLabels, workloadMeta, baggageLabels } from "./peer-labels.js";
 import { logger } from "../log.js";
 
 const log = logger("inbound");
@@ -34,8 +37,14 @@ export interface InboundOptions {
   state: ProxyState;
   workload: Workload;
   certificate: WorkloadCertificate;
+  /** Our SPIFFE identity (destination_principal). */
+  identity: Identity;
   session?: SessionOptions;
   connectTimeoutMs?: number;
+  /** Records istio_tcp_* series (reporter=destination) when set. */
+  metrics?: Metrics;
+  /** ENABLE_RESPONSE_BAGGAGE: our metadata on the 200 (default on). */
+  responseBaggage?: boolean;
 }
 
 export class Inbound {
@@ -99,7 +108,30 @@ export class Inbound {
     this.sessions.add(session);
     session.on("close", () => this.sessions.delete(session));
     session.on("protocolError", (e) => log.warn("HBONE connection closed on a protocol error", { peer: String(peer), error: e }));
-    session.on("connect", (stream, headers, respond) => this.serveConnect(stream, headers, respond, peer));
+    const from = socket.remoteAddress ?? "";
+    session.on("connect", (stream, headers, respond) => this.serveConnect(stream, headers, respond, peer, from));
+  }
+
+  /**
+   * What a CONNECT authority names here: `ip:port` of this workload, or — for double HBONE,
+   * whose inner CONNECT keeps the service's name — `svc-host:port` of a service this workload
+   * serves. A string is the reason it names nothing here.
+   */
+  private destination(authority: string): { appHost: string; port: number } | string {
+    const ip = parseIpAuthority(authority);
+    if (ip) {
+      if (!this.workload.workloadIps.includes(ip.host)) return `${ip.host} is not this workload's address`;
+      return { appHost: ip.host, port: ip.port };
+    }
+    const hp = parseHostPort(authority);
+    if (!hp) return "authority is not ip:port or svc-host:port";
+    const svc = this.o.state.serviceByHost(hp.host, this.workload.namespace);
+    if (!svc || this.workload.services[`${svc.namespace}/${svc.hostname}`] === undefined) {
+      return `this workload does not serve ${hp.host}`;
+    }
+    const appHost = this.workload.workloadIps[0];
+    if (!appHost) return "this workload has no address";
+    return { appHost, port: hp.port };
   }
 
   /** The port the application listens on for a tunnel to `port`, or null if this workload has no such port. */
@@ -118,31 +150,69 @@ export class Inbound {
     return null;
   }
 
-  private serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity): void {
+  /**
+   * Who the source is: config knows its address (source_principal always from TLS), else its
+   * request baggage says, else "unknown".
+   */
+  private sourceLabels(from: string, peer: Identity, headers: HeaderList): PeerLabels {
+    const principal = String(peer);
+    const w = this.o.state.workloadByIp(from);
+    if (w) return workloadLabels(w, principal);
+    const baggage = headers.filter(([n]) => n === "baggage").map(([, v]) => v);
+    return baggage.length > 0 ? baggageLabels(decodeBaggage(baggage), principal) : { principal };
+  }
+
+  /** The service a port of this workload belongs to, for destination_service labels. */
+  private serviceOf(port: number): ServiceLabels {
+    for (const [key, ports] of Object.entries(this.workload.services)) {
+      if (ports[port] === undefined && !Object.values(ports).includes(port)) continue;
+      const [ns, host] = key.split("/", 2);
+      const svc = this.o.state.serviceByHost(host, ns);
+      return { hostname: host, namespace: ns, name: svc?.name };
+    }
+    return {};
+  }
+
+  private serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void {
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
       log.info("tunnel refused", { status, reason: why, authority, peer: String(peer) });
       respond(status);
     };
-    const dst = parseIpAuthority(authority);
-    if (!dst) return refuse(400, "authority is not ip:port");
-    if (!this.workload.workloadIps.includes(dst.host)) return refuse(400, `${dst.host} is not this workload's address`);
+    const dst = this.destination(authority);
+    if (typeof dst === "string") return refuse(400, dst);
     if (PROXY_PORTS.has(dst.port)) return refuse(400, `port ${dst.port} is a proxy port`);
+    // Through an east-west gateway (double HBONE) the source address is the gateway's: only
+    // baggage can say who the source is.
+    const forwardedNetwork = headers.find(([n]) => n === "x-forwarded-network")?.[1];
+    const viaGateway = forwardedNetwork !== undefined && forwardedNetwork !== this.workload.network;
+    // Counted as opened here, before policy (as ztunnel does).
+    const src = this.sourceLabels(viaGateway ? "" : from, peer, headers);
+    const self = workloadLabels(this.workload, String(this.o.identity));
+    const svc = this.serviceOf(dst.port);
+    const result = this.o.metrics?.opened(tcpLabels("destination", src, self, svc));
+    const fail = (status: number, why: string) => {
+      result?.close(true, "CONNECT");
+      refuse(status, why);
+    };
+    const ok: HeaderList = this.o.responseBaggage === false ? [] : [["baggage", encodeBaggage(workloadMeta(this.workload))]];
+    result?.countFrom(() => ({ clientToServer: stream.pushed, serverToClient: stream.written }));
+    stream.once("close", () => result?.close());
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
-    if (port === null) return refuse(503, `workload has no port ${dst.port}`);
+    if (port === null) return fail(503, `workload has no port ${dst.port}`);
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
-      respond(200);
+      respond(200, ok);
       // A peer's reset must never crash the process, even if the acceptor forgets 'error'.
       stream.on("error", (e) => log.debug("in-process tunnel ended with an error", { error: e }));
       acceptor(stream, { peer, port, headers });
       return;
     }
     // Half-open: the app may still answer after our FIN (END_STREAM from the peer).
-    const app = net.connect({ host: dst.host, port, noDelay: true, allowHalfOpen: true });
+    const app = net.connect({ host: dst.appHost, port, noDelay: true, allowHalfOpen: true });
     let connected = false;
     const timer = setTimeout(() => app.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
     app.once("connect", () => {
@@ -150,13 +220,13 @@ export class Inbound {
       clearTimeout(timer);
       if (stream.destroyed) return app.destroy();
       this.stats.accepted++;
-      respond(200);
+      respond(200, ok);
       void pipeTunnel(app, stream);
     });
     app.once("error", (err) => {
       clearTimeout(timer);
       if (connected) return; // errors after connect are the pipe's
-      refuse(503, `application ${formatAuthority(dst.host, port)} unreachable: ${err.message}`);
+      fail(503, `application ${formatAuthority(dst.appHost, port)} unreachable: ${err.message}`);
     });
   }
 }

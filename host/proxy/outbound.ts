@@ -3,6 +3,7 @@
 // endpoint's node proxy (:15008), or plain TCP when the endpoint does not speak HBONE.
 
 import net from "node:net";
+import os from "node:os";
 import { randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { ProxyState } from "../state/index.js";
@@ -13,6 +14,9 @@ import { connectHbone } from "../tls/contexts.js";
 import { H2Session, type SessionOptions } from "../h2/session.js";
 import { HbonePool } from "./pool.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
+import { encodeBaggage, decodeBaggage } from "../baggage.js";
+import { tcpLabels, type Metrics, type PeerLabels, type ConnectionResult } from "../metrics.js";
+import { workloadLabels, workloadMeta, baggageLabels } from "./peer-labels.js";
 import { logger } from "../log.js";
 
 const log = logger("outbound");
@@ -35,6 +39,13 @@ export interface Route {
   expected: Identity[];
   service?: Service;
   workload?: Workload;
+  /**
+   * Double HBONE: the endpoint is on another network. The outer tunnel goes to that network's
+   * east-west gateway (`hop`, `expected`: the gateway's identities) with `authority`
+   * svc-host:svc-port; the inner one, end to end, must present one of the route's `expected`
+   * (the service's subjectAltNames only).
+   */
+  via?: { hop: HostPort; expected: Identity[]; authority: string };
 }
 
 export interface OutboundOptions {
@@ -48,15 +59,31 @@ export interface OutboundOptions {
   hbonePort: number;
   session?: SessionOptions;
   connectTimeoutMs?: number;
+  /** Records istio_tcp_* series (reporter=source) when set. */
+  metrics?: Metrics;
+  /** Pool of inner (double HBONE) sessions, keyed by destination identities and gateway. */
+  innerPool: HbonePool;
+  /** The load balancer (locality ranking, outlier detection); default: capacity-weighted random. */
+  pick?: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
+}
+
+/** An address this machine can send from: loopback, or one of its interfaces'. */
+function isLocalAddress(ip: string): boolean {
+  if (ip.startsWith("127.") || ip === "::1") return true;
+  return Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.address === ip));
 }
 
 function identityOf(w: Workload): Identity {
   return new Identity(w.trustDomain || "cluster.local", w.namespace, w.serviceAccount || "default");
 }
 
-/** Capacity-weighted random choice among healthy endpoints (locality rules arrive with the LB tables). */
-function pickEndpoint<T extends { workload: Workload }>(eps: T[]): T | undefined {
-  const healthy = eps.filter((e) => e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0);
+/**
+ * Capacity-weighted random choice among healthy reachable endpoints (an off-network one only
+ * through its gateway); the proxy normally uses the locality-aware LoadBalancer instead.
+ */
+function pickEndpoint<T extends { workload: Workload }>(eps: T[], network?: string): T | undefined {
+  const healthy = eps.filter((e) => e.workload.status !== "Unhealthy" &&
+    (e.workload.network !== network && network !== undefined ? !!e.workload.networkGateway : e.workload.workloadIps.length > 0));
   let total = 0;
   for (const e of healthy) total += Math.max(1, e.workload.capacity || 1);
   let r = Math.random() * total;
@@ -70,6 +97,11 @@ function pickEndpoint<T extends { workload: Workload }>(eps: T[]): T | undefined
 export class Outbound {
   constructor(private readonly o: OutboundOptions) {}
 
+  /** Our own labels and baggage come from our workload's record (it may change on reload). */
+  private get self(): PeerLabels {
+    return workloadLabels(this.o.source, String(this.o.sourceIdentity));
+  }
+
   /** Where `dest` leads, from the config in force. */
   resolve(dest: HostPort): Route {
     const { state } = this.o;
@@ -82,8 +114,10 @@ export class Outbound {
       if (svc.ports[dest.port] === undefined && Object.keys(svc.ports).length > 0) {
         throw new OutboundError(`service ${svc.hostname} has no port ${dest.port}`, 0x05);
       }
-      const ep = pickEndpoint(state.endpoints(svc, dest.port));
+      const ep = this.o.pick ? this.o.pick(this.o.source, svc, dest.port)
+        : pickEndpoint(state.endpoints(svc, dest.port), this.o.source.network);
       if (!ep) throw new OutboundError(`service ${svc.hostname} has no healthy endpoint`, 0x04);
+      if (ep.workload.network !== this.o.source.network) return this.routeViaGateway(ep.workload, svc, dest.port);
       return this.routeTo(ep.workload, ep.targetPort, svc);
     }
     if (!net.isIP(dest.host)) throw new OutboundError(`unknown host ${dest.host}`, 0x04);
@@ -91,6 +125,47 @@ export class Outbound {
     if (w) return this.routeTo(w, dest.port, undefined, dest.host);
     // Not in the mesh: passthrough.
     return { protocol: "TCP", target: dest, hop: dest, expected: [] };
+  }
+
+  /** Double HBONE to an endpoint behind another network's gateway (ztunnel build_request_through_gateway). */
+  private routeViaGateway(w: Workload, svc: Service, svcPort: number): Route {
+    const gw = w.networkGateway;
+    if (!gw) throw new OutboundError(`endpoint ${w.name} is on network ${w.network} with no gateway`, 0x04);
+    // The inner handshake is end to end with whichever pod the gateway picks: only the service's SANs fit.
+    const expected = svc.subjectAltNames.map((s) => Identity.tryParse(s)).filter((x): x is Identity => x !== undefined);
+    if (expected.length === 0) {
+      throw new OutboundError(`service ${svc.hostname} has no subjectAltNames: double HBONE needs them`, 0x02);
+    }
+    let gwIp: string | undefined;
+    const gwExpected: Identity[] = [];
+    const d = gw.destination;
+    if ("address" in d) {
+      gwIp = d.address;
+      const gwWorkload = this.o.state.workloadByIp(d.address, d.network) ?? this.o.state.workloadByIp(d.address);
+      if (gwWorkload) gwExpected.push(identityOf(gwWorkload));
+    } else {
+      const gsvc = this.o.state.serviceByHost(d.hostname, d.namespace);
+      const gep = gsvc ? pickEndpoint(this.o.state.endpoints(gsvc, gw.hboneMtlsPort)) : undefined;
+      gwIp = gep?.workload.workloadIps[0];
+      if (gep) gwExpected.push(identityOf(gep.workload));
+      for (const san of gsvc?.subjectAltNames ?? []) {
+        const id = Identity.tryParse(san);
+        if (id) gwExpected.push(id);
+      }
+    }
+    if (!gwIp || gwExpected.length === 0) {
+      throw new OutboundError(`no reachable gateway with a known identity for network ${w.network}`, 0x04);
+    }
+    const authority = `${svc.hostname}:${svcPort}`;
+    return {
+      protocol: "HBONE",
+      target: { host: svc.hostname, port: svcPort },
+      hop: { host: gwIp, port: gw.hboneMtlsPort },
+      expected,
+      service: svc,
+      workload: w,
+      via: { hop: { host: gwIp, port: gw.hboneMtlsPort }, expected: gwExpected, authority },
+    };
   }
 
   private routeTo(w: Workload, port: number, service?: Service, ip = w.workloadIps[0]): Route {
@@ -111,31 +186,97 @@ export class Outbound {
 
   /**
    * Opens a tunnel to `dest` for a client at `client`: an H2Stream (HBONE, after its 200) or a
-   * TCP socket. Throws OutboundError.
+   * TCP socket. Counts it in the metrics; throws OutboundError.
    */
   async open(dest: HostPort, client?: HostPort): Promise<Duplex> {
     const route = this.resolve(dest);
-    if (route.protocol === "TCP") return this.dialTcp(route.target);
-    const session = await this.session(route);
-    const headers: [string, string][] = [];
+    const svc = route.service ? { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name } : {};
+    // Destination labels from config; the 200's baggage fills in a peer config does not know.
+    let dst: PeerLabels = route.workload ? workloadLabels(route.workload, String(route.expected[0])) : {};
+    const record = (mtls: boolean): ConnectionResult | undefined =>
+      this.o.metrics?.opened(tcpLabels("source", this.self, dst, svc, "-", mtls));
+    if (route.protocol === "TCP") {
+      let sock: net.Socket;
+      try {
+        sock = await this.dialTcp(route.target);
+      } catch (err) {
+        record(false)?.close(true, "CONNECT");
+        throw err;
+      }
+      const r = record(false);
+      r?.countFrom(() => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }));
+      sock.once("close", () => r?.close());
+      return sock;
+    }
+    const headers: [string, string][] = [["baggage", encodeBaggage(workloadMeta(this.o.source))]];
     if (client) {
       headers.push(["forwarded", `for="${formatAuthority(client.host, client.port)}"` +
         (route.service ? `;host=${route.service.hostname}` : "")]);
     }
     headers.push(["traceparent", `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-00`]);
-    const authority = formatAuthority(route.target.host, route.target.port);
+    const authority = route.via ? route.via.authority : formatAuthority(route.target.host, route.target.port);
+    if (route.via && this.o.source.network) headers.push(["x-forwarded-network", this.o.source.network]);
     let stream;
     try {
+      const session = route.via ? await this.innerSession(route) : await this.session(route);
       stream = await session.connect(authority, headers);
     } catch (err) {
+      record(true)?.close(true, "CONNECT");
+      if (err instanceof OutboundError) throw err;
       throw new OutboundError(`HBONE CONNECT ${authority} failed: ${(err as Error).message}`, 0x01);
+    }
+    // A peer config does not describe (or a pod behind a gateway) is labelled from the 200's baggage.
+    if (!route.workload || route.via) {
+      const peerBaggage = stream.header("baggage");
+      const principal = String(this.innerPeer.get(stream.session) ?? route.expected[0] ?? "");
+      if (peerBaggage) dst = baggageLabels(decodeBaggage(peerBaggage), principal);
     }
     if (stream.status !== 200) {
       stream.destroy();
+      record(true)?.close(true, stream.status === 401 ? "DENY" : "CONNECT");
       throw new OutboundError(`HBONE CONNECT ${authority} answered ${stream.status}`, stream.status === 401 ? 0x02 : 0x05,
         stream.status);
     }
+    const r = record(true);
+    const s = stream;
+    r?.countFrom(() => ({ clientToServer: s.written, serverToClient: s.pushed }));
+    stream.once("close", () => r?.close());
     return stream;
+  }
+
+  /** The peer identity each inner (double HBONE) session verified, for destination_principal. */
+  private readonly innerPeer = new WeakMap<H2Session, Identity>();
+
+  /**
+   * Double HBONE: an inner HTTP/2 session over TLS inside an outer stream through the gateway.
+   * Inner sessions are pooled per destination identities too (beyond ztunnel, its #1672), so
+   * repeated tunnels cost no new inner handshake.
+   */
+  private innerSession(route: Route): Promise<H2Session> {
+    const via = route.via!;
+    const outerRoute: Route = { ...route, hop: via.hop, expected: via.expected, via: undefined };
+    const key = { src: this.o.sourceIdentity.toString(), dst: route.expected.map(String),
+      hop: `${formatAuthority(via.hop.host, via.hop.port)}/${via.authority}` };
+    return this.o.innerPool.checkout(key, async () => {
+      const outerSession = await this.session(outerRoute);
+      const outer = await outerSession.connect(via.authority, []);
+      if (outer.status !== 200) {
+        outer.destroy();
+        throw new OutboundError(`gateway ${key.hop} answered ${outer.status}`, 0x05, outer.status);
+      }
+      try {
+        const { socket, peer } = await connectHbone({
+          host: via.hop.host, port: via.hop.port, certificate: await this.o.certificate(), expected: route.expected,
+          socket: outer, timeoutMs: this.o.connectTimeoutMs ?? 10_000,
+        });
+        const inner = H2Session.client(socket, this.o.session);
+        this.innerPeer.set(inner, peer);
+        return inner;
+      } catch (err) {
+        outer.destroy();
+        throw new OutboundError(`inner HBONE through ${key.hop}: ${(err as Error).message}`, 0x05);
+      }
+    });
   }
 
   private session(route: Route): Promise<H2Session> {
@@ -147,6 +288,7 @@ export class Outbound {
           port: route.hop.port,
           certificate: await this.o.certificate(),
           expected: route.expected,
+          socket: this.dialFromWorkload(route.hop),
           timeoutMs: this.o.connectTimeoutMs ?? 10_000,
         });
         return H2Session.client(socket, this.o.session);
@@ -158,7 +300,22 @@ export class Outbound {
     });
   }
 
-  private dialTcp(target: HostPort): Promise<Duplex> {
+  /**
+   * The TCP connection under HBONE leaves from our workload's IP (as from a pod), so the
+   * destination can identify us by address; loopback IPs all work on one machine.
+   */
+  private dialFromWorkload(hop: HostPort): net.Socket {
+    const ip = this.o.source.workloadIps[0];
+    const bind = ip && net.isIP(ip) === net.isIP(hop.host) && isLocalAddress(ip);
+    return net.connect({ host: hop.host, port: hop.port, noDelay: true, ...(bind ? { localAddress: ip } : {}) });
+  }
+
+  /** The workload record changed (config reload). */
+  setSource(w: Workload): void {
+    this.o.source = w;
+  }
+
+  private dialTcp(target: HostPort): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const sock = net.connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
       const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);

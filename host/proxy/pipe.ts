@@ -1,31 +1,22 @@
 // Bidirectional copy between an application socket and an HBONE stream, with ztunnel's close
 // mapping (../shared/docs/ztunnel-compat.md §2): FIN <-> END_STREAM (half-close both ways);
 // RST_STREAM NO_ERROR/CANCEL is EOF, other codes reset the app socket; a TCP RST from the app
-// is passed on as FIN (ztunnel #1483). Bytes are counted in plain numbers (metrics read them).
+// is passed on as FIN (ztunnel #1483). Bytes are counted by the stream and socket themselves.
 
 import type { Duplex } from "node:stream";
 import type net from "node:net";
 import * as abi from "../../assembly/abi.js";
 import type { H2Stream } from "../h2/stream.js";
 
-export interface ByteCounts {
-  /** Bytes from the application into the tunnel. */
-  sent: number;
-  /** Bytes from the tunnel to the application. */
-  received: number;
-}
-
 /** Resolves when both directions are done (or torn down). */
-export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex, counts: ByteCounts = { sent: 0, received: 0 }): Promise<ByteCounts> {
+export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
   return new Promise((resolve) => {
     let appDone = false, streamDone = false, finished = false;
     const finish = () => {
       if (finished || !appDone || !streamDone) return;
       finished = true;
-      resolve(counts);
+      resolve();
     };
-    app.on("data", (d: Buffer) => (counts.sent += d.length));
-    stream.on("data", (d: Buffer) => (counts.received += d.length));
     app.pipe(stream); // app FIN -> stream.end() -> END_STREAM
     stream.pipe(app); // END_STREAM -> app.end() -> shutdown(WR)
 

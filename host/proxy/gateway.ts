@@ -1,0 +1,123 @@
+// East-west gateway (multicluster ambient): terminates the outer HBONE from other networks
+// (mTLS, trust domain checked, its own SPIFFE identity), routes a CONNECT for `svc-host:port`
+// by namespace sameness (the same service name in every cluster) to a healthy local
+// endpoint's HBONE port, and passes the inner bytes through untouched: the inner mTLS runs end
+// to end between the source and the destination node proxies, so the gateway never sees it.
+
+import net from "node:net";
+import type tls from "node:tls";
+import type { Workload } from "../config.js";
+import type { ProxyState } from "../state/index.js";
+import type { Identity } from "../identity/identity.js";
+import type { WorkloadCertificate } from "../identity/ca.js";
+import { createHboneServer } from "../tls/contexts.js";
+import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../h2/session.js";
+import type { HeaderList } from "../h2/hpack.js";
+import { parseHostPort, formatAuthority } from "./authority.js";
+import { pipeTunnel } from "./pipe.js";
+import { logger } from "../log.js";
+
+const log = logger("gateway");
+
+/** Picks a local endpoint of a service; `active` counts the gateway's open tunnels per workload. */
+export type LocalPicker = (svcHost: string, port: number, active: (w: Workload) => number) =>
+  { workload: Workload; targetPort: number } | undefined;
+
+export interface GatewayOptions {
+  state: ProxyState;
+  /** The gateway's own workload (its IP is where it listens). */
+  workload: Workload;
+  certificate: WorkloadCertificate;
+  /** Where node proxies accept HBONE (15008). */
+  hbonePort: number;
+  pick: LocalPicker;
+  session?: SessionOptions;
+  connectTimeoutMs?: number;
+}
+
+export class Gateway {
+  readonly server: ReturnType<typeof createHboneServer>;
+  private readonly sessions = new Set<H2Session>();
+  private readonly active = new Map<string, number>(); // workload uid -> open tunnels
+  readonly stats = { routed: 0, refused: 0 };
+
+  constructor(private readonly o: GatewayOptions) {
+    this.server = createHboneServer({ certificate: o.certificate, trustDomain: o.workload.trustDomain || "cluster.local" },
+      (socket, peer) => this.onSecure(socket, peer));
+  }
+
+  async listen(host: string, port: number): Promise<net.AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    return this.server.address() as net.AddressInfo;
+  }
+
+  setCertificate(cert: WorkloadCertificate): void {
+    this.server.setCertificate(cert);
+  }
+
+  /** Open tunnels through this gateway to `w`. */
+  activeTo(w: Workload): number {
+    return this.active.get(w.uid) ?? 0;
+  }
+
+  get activeTunnels(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.activeStreams;
+    return n;
+  }
+
+  drain(): void {
+    this.server.close();
+    for (const s of this.sessions) s.close();
+  }
+
+  close(): void {
+    this.server.close();
+    for (const s of this.sessions) s.destroy();
+  }
+
+  private onSecure(socket: tls.TLSSocket, peer: Identity): void {
+    const session = H2Session.server(socket, this.o.session);
+    this.sessions.add(session);
+    session.on("close", () => this.sessions.delete(session));
+    session.on("connect", (stream, headers, respond) => this.route(stream, headers, respond, peer));
+  }
+
+  private route(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity): void {
+    const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
+    const refuse = (status: number, why: string) => {
+      this.stats.refused++;
+      log.info("gateway tunnel refused", { status, reason: why, authority, peer: String(peer) });
+      respond(status);
+    };
+    const dst = parseHostPort(authority);
+    if (!dst || net.isIP(dst.host)) return refuse(400, "authority is not svc-host:port");
+    const choice = this.o.pick(dst.host, dst.port, (w) => this.activeTo(w));
+    if (!choice) return refuse(503, `no healthy local endpoint for ${authority}`);
+    const w = choice.workload;
+    const hop = { host: w.workloadIps[0], port: this.o.hbonePort };
+    const upstream = net.connect({ ...hop, noDelay: true, allowHalfOpen: true });
+    let connected = false;
+    const timer = setTimeout(() => upstream.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
+    upstream.once("connect", () => {
+      connected = true;
+      clearTimeout(timer);
+      if (stream.destroyed) return upstream.destroy();
+      this.stats.routed++;
+      this.active.set(w.uid, this.activeTo(w) + 1);
+      respond(200);
+      void pipeTunnel(upstream, stream).then(() => this.active.set(w.uid, Math.max(0, this.activeTo(w) - 1)));
+    });
+    upstream.once("error", (err) => {
+      clearTimeout(timer);
+      if (connected) return;
+      refuse(503, `endpoint ${formatAuthority(hop.host, hop.port)} unreachable: ${err.message}`);
+    });
+  }
+}
