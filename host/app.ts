@@ -62,6 +62,8 @@ export interface ProxyOptions {
   responseBaggage?: boolean;
   /** Run as an east-west gateway: :15008 routes svc-host:port CONNECTs to local endpoints (no inbound to an app). */
   gateway?: boolean;
+  /** Passive outlier detection: eject an endpoint after `failures` failed dials in a row, for a growing time. */
+  outlier?: { failures?: number; baseEjectionMs?: number; maxEjectionMs?: number };
 }
 
 function envFlag(name: string, dflt: boolean): boolean {

@@ -1,107 +1,113 @@
-// `npm start`: a single-cluster demo on loopback. Certificates are generated on the fly; two
-// node proxies (client workload on 127.0.0.2, echo workload on 127.0.0.3) and an echo app run
-// in this process; an application connects through the client proxy's SOCKS5 port to the echo
-// service by name, over HBONE (mTLS, HTTP/2 CONNECT). Then it keeps serving.
+// `npm start`: two clusters on loopback (host/demo/two-clusters.ts): node proxies, an east-west
+// gateway per network, echo apps, a global service `echo` with endpoints in both clusters and a
+// local-only service `hello`. It drives traffic from cluster1 and prints where tunnels went
+// (default spread vs PreferClose), failover when cluster1's echo pods stop and recovery when
+// they return, handshakes saved by pooling, and metric series labelled from both clusters.
+// Then it keeps serving metrics and admin until Ctrl-C (or --duration).
 
-import net from "node:net";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { once } from "node:events";
-import { createPluginCa } from "./identity/ca.js";
-import { startProxy, type Mesh } from "./app.js";
-import { socks5Connect } from "./socks5-client.js";
+import { TwoClusters } from "./demo/two-clusters.js";
 import { setLevel } from "./log.js";
 
-/** The embedded default config (ztunnel's local format); ECHO_PORT is filled in at start. */
-export const DEMO_CONFIG = `# hbone-wasm demo mesh: one cluster, two workloads, one service
-workloads:
-  - uid: demo//v1/Pod/default/sleep
-    name: sleep
-    namespace: default
-    serviceAccount: sleep
-    workloadIps: [127.0.0.2]
-    protocol: HBONE
-    canonicalName: sleep
-    canonicalRevision: v1
-    workloadName: sleep
-    workloadType: pod
-    clusterId: demo
-  - uid: demo//v1/Pod/default/echo
-    name: echo
-    namespace: default
-    serviceAccount: echo
-    workloadIps: [127.0.0.3]
-    protocol: HBONE
-    canonicalName: echo
-    canonicalRevision: v1
-    workloadName: echo
-    workloadType: pod
-    clusterId: demo
-    services:
-      default/echo.default.svc.cluster.local:
-        9000: ECHO_PORT
-services:
-  - name: echo
-    namespace: default
-    hostname: echo.default.svc.cluster.local
-    vips: [/10.96.0.10]
-    ports:
-      9000: ECHO_PORT
-    subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]
-`;
+const ECHO = "echo.default.svc.cluster.local:9000";
+const HELLO = "hello.default.svc.cluster.local:9000";
 
-async function roundTrip(socks: net.AddressInfo, dest: string, msg: string): Promise<string> {
-  const [host, port] = [dest.slice(0, dest.lastIndexOf(":")), Number(dest.slice(dest.lastIndexOf(":") + 1))];
-  const s = await socks5Connect({ host: "127.0.0.1", port: socks.port }, host, port);
-  s.end(msg);
-  const chunks: Buffer[] = [];
-  for await (const c of s) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString();
+interface Tally {
+  local: number;
+  remote: number;
+  failed: number;
+}
+
+async function drive(mc: TwoClusters, dest: string, n: number): Promise<Tally> {
+  const t: Tally = { local: 0, remote: 0, failed: 0 };
+  for (let i = 0; i < n; i++) {
+    try {
+      const { who } = await mc.ask(dest);
+      if (who.endsWith("@cluster1")) t.local++;
+      else t.remote++;
+    } catch {
+      t.failed++;
+    }
+  }
+  return t;
+}
+
+const pct = (x: number, n: number) => `${Math.round((100 * x) / Math.max(1, n))}%`;
+
+function row(label: string, t: Tally, extra = ""): string {
+  const n = t.local + t.remote + t.failed;
+  return `| ${label} | ${n} | ${t.local} (${pct(t.local, n)}) | ${t.remote} (${pct(t.remote, n)}) | ${t.failed} | ${extra} |`;
+}
+
+/** Metric series of a proxy, reduced to the labels the table shows. */
+async function series(port: number, reporter: string): Promise<string[]> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out = new Set<string>();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("istio_tcp_connections_opened_total{") || !line.includes(`reporter="${reporter}"`)) continue;
+    const get = (k: string) => new RegExp(`${k}="([^"]*)"`).exec(line)?.[1] ?? "?";
+    out.add(`${get("source_workload")}.${get("source_cluster")} -> ${get("destination_workload")}.${get("destination_cluster")} ` +
+      `(${get("destination_service")}, principal ${get("source_principal").replace("spiffe://cluster.local/", "")}): ` +
+      `${line.slice(line.lastIndexOf(" ") + 1)}`);
+  }
+  return [...out];
 }
 
 export async function runDemo(durationSec?: number): Promise<void> {
-  setLevel((process.env.HBONE_LOG_LEVEL as "debug") ?? "warn");
+  setLevel((process.env.HBONE_LOG_LEVEL as "debug") ?? "error");
   const dir = mkdtempSync(join(tmpdir(), "hbone-demo-"));
-  const meshes: Mesh[] = [];
-  const echo = net.createServer((s) => s.pipe(s));
+  let mc: TwoClusters | undefined;
   try {
     const t0 = Date.now();
-    await createPluginCa({ outDir: join(dir, "ca"), trustDomain: "cluster.local", cluster: "demo" });
-    console.log(`certificates: Istio plug-in CA for cluster "demo" in ${join(dir, "ca")} (${Date.now() - t0} ms)`);
-    echo.listen(0, "127.0.0.3");
-    await once(echo, "listening");
-    const echoPort = (echo.address() as net.AddressInfo).port;
-    const configPath = join(dir, "mesh.yaml");
-    writeFileSync(configPath, DEMO_CONFIG.replaceAll("ECHO_PORT", String(echoPort)));
-    console.log(`echo app:     127.0.0.3:${echoPort} (workload default/echo, service echo.default.svc.cluster.local:9000)`);
+    mc = await TwoClusters.start({ dir, proxy: { outlier: { baseEjectionMs: 1000 } } });
+    const client = mc.client;
+    console.log(`two clusters up in ${Date.now() - t0} ms: cluster1/network1 on 127.0.1.x, cluster2/network2 on 127.0.2.x, ` +
+      `one root CA, an intermediate each; 9 node proxies and 2 east-west gateways on :15008`);
+    const rows: string[] = [
+      "| traffic from cluster1 sleep | tunnels | local (cluster1) | cross-network (cluster2) | failed | note |",
+      "| --- | ---: | ---: | ---: | ---: | --- |",
+    ];
+    rows.push(row("echo (global), default: spread evenly", await drive(mc, ECHO, 100)));
+    rows.push(row("hello (local-only service)", await drive(mc, HELLO, 30), "never leaves its cluster"));
+    await mc.setDistribution("PreferClose");
+    rows.push(row("echo, trafficDistribution PreferClose", await drive(mc, ECHO, 100), "FAILOVER [NETWORK, REGION, ZONE]"));
+    await mc.stopProxy("cluster1", "echo-a");
+    await mc.stopProxy("cluster1", "echo-b");
+    rows.push(row("echo, PreferClose, cluster1's echo pods stopped", await drive(mc, ECHO, 50),
+      "outlier detection ejects them; failover to cluster2"));
+    await mc.restartProxy("cluster1", "echo-a");
+    await mc.restartProxy("cluster1", "echo-b");
+    const tRecover = Date.now();
+    let back = 0;
+    while (Date.now() - tRecover < 10_000) {
+      const { who } = await mc.ask(ECHO);
+      if (who.endsWith("@cluster1") && ++back >= 5) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    rows.push(row("echo, PreferClose, pods restarted", await drive(mc, ECHO, 50),
+      `back to local ${back >= 5 ? `within ${Date.now() - tRecover} ms` : "not yet"} (ejection expired)`));
+    console.log(`\n${rows.join("\n")}\n`);
 
-    const common = { config: configPath, caDir: join(dir, "ca"), adminPort: 0, metricsPort: 0, readinessPort: 0 } as const;
-    const server = await startProxy({ ...common, workload: "default/echo/echo", inboundPort: 0, socks5Port: false });
-    meshes.push(server);
-    const client = await startProxy({ ...common, workload: "default/sleep/sleep", inboundPort: 0, socks5Port: 0,
-      hbonePort: server.addresses.inbound!.port });
-    meshes.push(client);
-    const socks = client.addresses.socks5!;
-    console.log(`proxy echo:   HBONE 127.0.0.3:${server.addresses.inbound!.port} as ${server.identity}`);
-    console.log(`proxy sleep:  SOCKS5 127.0.0.1:${socks.port} as ${client.identity}; admin 127.0.0.1:${client.addresses.admin!.port}, ` +
-      `metrics 127.0.0.1:${client.addresses.metrics!.port}/metrics, ready 127.0.0.1:${client.addresses.readiness!.port}/healthz/ready`);
+    const outer = client.pool.stats, inner = client.innerPool.stats;
+    const tunnels = 330;
+    console.log(`pooling: ${tunnels} tunnels from cluster1 sleep cost ${outer.dials} outer TLS handshakes (to node proxies and ` +
+      `the cluster2 gateway) and ${inner.dials} inner end-to-end handshakes through the gateway ` +
+      `(${outer.reused} + ${inner.reused} reuses)\n`);
 
-    const reply = await roundTrip(socks, "echo.default.svc.cluster.local:9000", "hello through HBONE");
-    console.log(`app -> SOCKS5 -> sleep proxy -> HBONE/mTLS -> echo proxy -> echo app: sent "hello through HBONE", got "${reply}"`);
-    const vip = await roundTrip(socks, "10.96.0.10:9000", "by VIP");
-    console.log(`the same by service VIP 10.96.0.10:9000: got "${vip}"`);
-    const n = 50;
-    const t1 = Date.now();
-    for (let i = 0; i < n; i++) await roundTrip(socks, "echo.default.svc.cluster.local:9000", `#${i}`);
-    const st = client.pool.stats;
-    console.log(`${n} more tunnels in ${Date.now() - t1} ms: ${st.dials} HBONE connection(s) dialled (TLS handshakes), ` +
-      `${st.reused} checkouts reused a pooled one`);
+    console.log("metric series at cluster1 sleep (reporter=source):");
+    for (const s of await series(client.addresses.metrics!.port, "source")) console.log(`  ${s}`);
+    const remoteEcho = mc.proxies.get("cluster2/echo-a")!;
+    console.log("metric series at cluster2 echo-a (reporter=destination; the source is known from baggage, via the gateway):");
+    for (const s of await series(remoteEcho.addresses.metrics!.port, "destination")) console.log(`  ${s}`);
 
+    console.log(`\nadmin 127.0.0.1:${client.addresses.admin!.port}/config_dump, metrics 127.0.0.1:${client.addresses.metrics!.port}/metrics ` +
+      `(cluster1 sleep)`);
     if (durationSec === 0) return;
     console.log(durationSec ? `serving for ${durationSec} s…` : "serving; Ctrl-C to stop.");
     await new Promise<void>((resolve) => {
-      const keepAlive = setInterval(() => {}, 1 << 30); // listeners are unref'd nowhere, but be explicit
+      const keepAlive = setInterval(() => {}, 1 << 30);
       const stop = () => {
         clearInterval(keepAlive);
         resolve();
@@ -110,10 +116,8 @@ export async function runDemo(durationSec?: number): Promise<void> {
       process.once("SIGTERM", stop);
       if (durationSec) setTimeout(stop, durationSec * 1000).unref();
     });
-    console.log("draining…");
   } finally {
-    for (const m of meshes.reverse()) await m.drain(2000);
-    echo.close();
+    await mc?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -65,6 +65,8 @@ export interface OutboundOptions {
   innerPool: HbonePool;
   /** The load balancer (locality ranking, outlier detection); default: capacity-weighted random. */
   pick?: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
+  /** Dial outcomes per endpoint, for outlier detection. */
+  report?: (w: Workload, ok: boolean) => void;
 }
 
 /** An address this machine can send from: loopback, or one of its interfaces'. */
@@ -72,6 +74,9 @@ function isLocalAddress(ip: string): boolean {
   if (ip.startsWith("127.") || ip === "::1") return true;
   return Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.address === ip));
 }
+
+/** Tries per tunnel when service endpoints cannot be reached. */
+const CONNECT_ATTEMPTS = 3;
 
 function identityOf(w: Workload): Identity {
   return new Identity(w.trustDomain || "cluster.local", w.namespace, w.serviceAccount || "default");
@@ -189,7 +194,24 @@ export class Outbound {
    * TCP socket. Counts it in the metrics; throws OutboundError.
    */
   async open(dest: HostPort, client?: HostPort): Promise<Duplex> {
-    const route = this.resolve(dest);
+    // A service endpoint that cannot be dialled is reported (outlier detection) and another one
+    // tried: the failover users set up with DestinationRule outlierDetection and connect retries.
+    for (let attempt = 1; ; attempt++) {
+      const route = this.resolve(dest);
+      try {
+        const tunnel = await this.openRoute(route, client);
+        if (route.workload) this.o.report?.(route.workload, true);
+        return tunnel;
+      } catch (err) {
+        const unreachable = err instanceof OutboundError && err.status === undefined;
+        if (route.workload && unreachable) this.o.report?.(route.workload, false);
+        if (!unreachable || !route.service || attempt >= CONNECT_ATTEMPTS) throw err;
+        log.debug("endpoint unreachable, trying another", { endpoint: route.workload?.name, attempt, error: err as Error });
+      }
+    }
+  }
+
+  private async openRoute(route: Route, client?: HostPort): Promise<Duplex> {
     const svc = route.service ? { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name } : {};
     // Destination labels from config; the 200's baggage fills in a peer config does not know.
     let dst: PeerLabels = route.workload ? workloadLabels(route.workload, String(route.expected[0])) : {};
