@@ -15,6 +15,7 @@ import type { SessionOptions } from "./h2/session.js";
 import { HbonePool, type PoolOptions } from "./proxy/pool.js";
 import { Inbound, type Acceptor } from "./proxy/inbound.js";
 import { Gateway } from "./proxy/gateway.js";
+import { LoadBalancer } from "./lb.js";
 import { Outbound, OutboundError } from "./proxy/outbound.js";
 import { createSocks5Server, SOCKS_OK } from "./proxy/socks5.js";
 import { pipeTunnel } from "./proxy/pipe.js";
@@ -108,6 +109,8 @@ export class Mesh {
   /** Inner (double HBONE) sessions, pooled per destination identities. */
   readonly innerPool: HbonePool;
   private gateway?: Gateway;
+  /** Locality-aware endpoint choice (Wasm tables), outlier detection, P2C at the gateway. */
+  private lb?: LoadBalancer;
   identity!: Identity;
   workload!: Workload;
   private readonly updater = new ProxyStateUpdater(this.state);
@@ -181,6 +184,9 @@ export class Mesh {
       log.info("workload certificate rotated", { identity: String(id), notAfter: c.notAfter.toISOString() });
     });
 
+    this.lb = new LoadBalancer(this.state, { outlier: o.outlier, local: { network: w.network, clusterId: w.clusterId } });
+    const lb = this.lb;
+
     this.metrics = new Metrics({
       activeTunnels: () => ({ inbound: this.inboundTunnels, outbound: this.outboundTunnels }),
       pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
@@ -192,7 +198,11 @@ export class Mesh {
     if (o.gateway) {
       if (inboundPort === false) throw new Error("a gateway needs its HBONE port");
       this.gateway = new Gateway({ state: this.state, workload: w, certificate: cert, hbonePort, session: o.session,
-        pick: (host, port, active) => this.pickLocal(host, port, active) });
+        pick: (host, port, active) => {
+          // Namespace sameness: the service of that name, its endpoints on this gateway's network.
+          const svc = this.state.serviceByHost(host);
+          return svc && lb.pickLeastLoaded(svc, port, active);
+        } });
       const ip = w.workloadIps[0];
       if (!ip) throw new Error(`gateway workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
       this.addresses.inbound = await this.gateway.listen(ip, inboundPort);
@@ -214,6 +224,8 @@ export class Mesh {
       session: o.session,
       metrics: this.metrics,
       innerPool: this.innerPool,
+      pick: (src, svc, port) => lb.pick(src, svc, port),
+      report: (ep, ok) => (ok ? lb.reportSuccess(ep) : lb.reportFailure(ep)),
     });
 
     if (o.socks5Port !== false) {
@@ -321,21 +333,6 @@ export class Mesh {
     return (this.inbound?.activeTunnels ?? 0) + (this.gateway?.activeTunnels ?? 0);
   }
 
-  /**
-   * Gateway: a healthy endpoint on the gateway's own network for svc-host (namespace sameness),
-   * the less busy of two random candidates (P2C), so pooled tunnels do not pin load to a few pods.
-   */
-  private pickLocal(host: string, port: number, active: (w: Workload) => number): { workload: Workload; targetPort: number } | undefined {
-    const svc = this.state.serviceByHost(host);
-    if (!svc) return undefined;
-    const local = this.state.endpoints(svc, port).filter((e) => e.workload.network === this.workload.network &&
-      e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0 && e.workload.protocol === "HBONE");
-    if (local.length === 0) return undefined;
-    const a = local[Math.floor(Math.random() * local.length)];
-    const b = local[Math.floor(Math.random() * local.length)];
-    return active(a.workload) <= active(b.workload) ? a : b;
-  }
-
   private async track<T>(p: Promise<T>): Promise<T> {
     this.outboundTunnels++;
     try {
@@ -410,6 +407,7 @@ export class Mesh {
     this.gateway?.close();
     this.innerPool.close();
     this.pool.close();
+    this.lb?.close();
     for (const l of this.listeners) l.close();
     await Promise.all(this.httpServers.map((s) => new Promise((r) => {
       s.close(() => r(undefined));

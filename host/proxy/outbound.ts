@@ -277,8 +277,10 @@ export class Outbound {
   private innerSession(route: Route): Promise<H2Session> {
     const via = route.via!;
     const outerRoute: Route = { ...route, hop: via.hop, expected: via.expected, via: undefined };
+    // One inner session per remote endpoint the load balancer picked: the gateway spreads the
+    // sessions over its pods (P2C), so reuse does not pin every tunnel to one pod.
     const key = { src: this.o.sourceIdentity.toString(), dst: route.expected.map(String),
-      hop: `${formatAuthority(via.hop.host, via.hop.port)}/${via.authority}` };
+      hop: `${formatAuthority(via.hop.host, via.hop.port)}/${via.authority}/${route.workload?.uid ?? ""}` };
     return this.o.innerPool.checkout(key, async () => {
       const outerSession = await this.session(outerRoute);
       const outer = await outerSession.connect(via.authority, []);

@@ -37,8 +37,8 @@ export class HbonePool {
   private readonly dialing = new Map<string, Promise<Entry>>();
   private readonly maxStreams: number;
   private readonly idleMs: number;
-  /** Connections dialled (each one TLS handshake) and checkouts served by an existing one. */
-  readonly stats = { dials: 0, reused: 0, idleClosed: 0 };
+  /** Connections established (each one TLS handshake), dials that failed, checkouts served by an existing one. */
+  readonly stats = { dials: 0, dialFailures: 0, reused: 0, idleClosed: 0 };
   private closed = false;
 
   constructor(opts: PoolOptions = {}) {
@@ -112,8 +112,14 @@ export class HbonePool {
   }
 
   private async dial(k: string, dial: () => Promise<H2Session>): Promise<Entry> {
+    let session: H2Session;
+    try {
+      session = await dial();
+    } catch (err) {
+      this.stats.dialFailures++;
+      throw err;
+    }
     this.stats.dials++;
-    const session = await dial();
     const e: Entry = { session, idleTimer: null };
     let list = this.conns.get(k);
     if (!list) this.conns.set(k, (list = []));

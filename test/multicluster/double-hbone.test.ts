@@ -55,8 +55,8 @@ describe("double HBONE through the east-west gateway", () => {
   it("reuses inner connections: many tunnels, few inner handshakes", async () => {
     const before = mc.client.innerPool.stats.dials;
     for (let i = 0; i < 40; i++) await mc.ask("echo.default.svc.cluster.local:9000");
-    // One inner session per (gateway, service) key, whichever pod the gateway picked.
-    expect(mc.client.innerPool.stats.dials - before).toBeLessThanOrEqual(1);
+    // One inner session per remote endpoint picked (2 in cluster2), whichever pod the gateway chose.
+    expect(mc.client.innerPool.stats.dials - before).toBeLessThanOrEqual(2);
     expect(mc.client.innerPool.stats.reused).toBeGreaterThan(10);
   });
 });
