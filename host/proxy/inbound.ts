@@ -18,6 +18,9 @@ import { pipeTunnel } from "./pipe.js";
 import { encodeBaggage, decodeBaggage } from "../baggage.js";
 import { tcpLabels, type Metrics, type PeerLabels, type ServiceLabels } from "../metrics.js";
 import { workloadLabels, workloadMeta, baggageLabels } from "./peer-labels.js";
+import { authorize, type RbacConnection } from "../state/policy.js";
+import { H2Error } from "../errors.js";
+import * as abi from "../../assembly/abi.js";
 import { logger } from "../log.js";
 
 const log = logger("inbound");
@@ -51,6 +54,8 @@ export class Inbound {
   readonly server: ReturnType<typeof createHboneServer>;
   private readonly sessions = new Set<H2Session>();
   private readonly acceptors = new Map<number, Acceptor>();
+  /** Open tunnels and what authorized them: re-checked when policies change (ztunnel's PolicyWatcher). */
+  private readonly open = new Map<H2Stream, RbacConnection>();
   private workload: Workload;
   /** Tunnels opened (200 sent) and refused, for tests and metrics. */
   readonly stats = { accepted: 0, refused: 0 };
@@ -59,7 +64,21 @@ export class Inbound {
     this.workload = o.workload;
     this.server = createHboneServer({ certificate: o.certificate, trustDomain: o.workload.trustDomain || "cluster.local" },
       (socket, peer) => this.onSecure(socket, peer));
+    o.state.on("updated", this.recheck);
   }
+
+  /** Closes open tunnels that the policies in force now deny. */
+  private readonly recheck = (): void => {
+    const policies = this.o.state.policiesFor(this.workload);
+    for (const [stream, conn] of this.open) {
+      const d = authorize(policies, conn);
+      if (d.allowed) continue;
+      log.info("closing a tunnel the new policy denies", { reason: d.reason, peer: String(conn.source),
+        destination: `${conn.destinationIp}:${conn.destinationPort}` });
+      this.open.delete(stream);
+      stream.destroy(new H2Error(abi.CONNECT_ERROR, 0, stream.id, true, d.reason));
+    }
+  };
 
   /** Tunnels to `port` are handed to `fn` in-process instead of dialling an application. */
   accept(port: number, fn: Acceptor): void {
@@ -99,6 +118,7 @@ export class Inbound {
   }
 
   close(): void {
+    this.o.state.off("updated", this.recheck);
     this.server.close();
     for (const s of this.sessions) s.destroy();
   }
@@ -202,6 +222,16 @@ export class Inbound {
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
     if (port === null) return fail(503, `workload has no port ${dst.port}`);
+    // L4 authorization on the target port, with the TLS identity and the connection's source address.
+    const conn: RbacConnection = { source: peer, sourceIp: from, destinationIp: dst.appHost, destinationPort: port };
+    const decision = authorize(this.o.state.policiesFor(this.workload), conn);
+    if (decision.dryRun.length > 0) log.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
+    if (!decision.allowed) {
+      result?.close(true, "DENY");
+      return refuse(401, decision.reason);
+    }
+    this.open.set(stream, conn);
+    stream.once("close", () => this.open.delete(stream));
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
