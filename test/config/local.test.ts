@@ -7,7 +7,7 @@ import path from "node:path";
 import { once } from "node:events";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ConfigError, type MeshConfig } from "../../host/config.js";
-import { setSink, type LogRecord } from "../../host/log.js";
+import { setSink, setLevel, getLevel, type LogRecord } from "../../host/log.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { LocalConfigSource } from "../../host/xds/local.js";
 
@@ -23,7 +23,14 @@ beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "hbone-config-"));
   file = path.join(dir, "mesh.yaml");
   logs = [];
-  restoreSink = setSink((r) => logs.push(r));
+  // These tests read info-level lines; the suite runs at warn.
+  const level = getLevel();
+  setLevel("info");
+  const restore = setSink((r) => logs.push(r));
+  restoreSink = () => {
+    restore();
+    setLevel(level);
+  };
 });
 
 afterEach(() => {

@@ -23,7 +23,8 @@ beforeAll(async () => {
   fx = await meshFixture();
   child = spawn(process.execPath, [CLI, "proxy", "--config", fx.configPath, "--workload", "default/echo/echo",
     "--ca-dir", fx.caDir, "--inbound-port", "0", "--socks5-port", "off", "--admin-port", "0", "--metrics-port", "0",
-    "--readiness-port", "0", "--drain-timeout", "20"], { stdio: ["ignore", "pipe", "inherit"] });
+    "--readiness-port", "0", "--drain-timeout", "20"],
+  { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } });
   child.stdout!.on("data", (d) => (stdout += d));
   while (!stdout.includes("hbone proxy ready")) await once(child.stdout!, "data");
   ready = JSON.parse(/hbone proxy ready (\{.*\})/.exec(stdout)![1]);
