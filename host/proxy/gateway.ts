@@ -5,13 +5,12 @@
 // to end between the source and the destination node proxies, so the gateway never sees it.
 
 import net from "node:net";
-import type tls from "node:tls";
 import type { Workload } from "../config.js";
 import type { ProxyState } from "../state/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
-import { createHboneServer } from "../tls/contexts.js";
-import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../h2/session.js";
+import type { H2Stream, Respond, SessionOptions } from "../h2/session.js";
+import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
@@ -35,30 +34,12 @@ export interface GatewayOptions {
   connectTimeoutMs?: number;
 }
 
-export class Gateway {
-  readonly server: ReturnType<typeof createHboneServer>;
-  private readonly sessions = new Set<H2Session>();
+export class Gateway extends HboneListener {
   private readonly active = new Map<string, number>(); // workload uid -> open tunnels
   readonly stats = { routed: 0, refused: 0 };
 
   constructor(private readonly o: GatewayOptions) {
-    this.server = createHboneServer({ certificate: o.certificate, trustDomain: o.workload.trustDomain || "cluster.local" },
-      (socket, peer) => this.onSecure(socket, peer));
-  }
-
-  async listen(host: string, port: number): Promise<net.AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
-    return this.server.address() as net.AddressInfo;
-  }
-
-  setCertificate(cert: WorkloadCertificate): void {
-    this.server.setCertificate(cert);
+    super(o.workload, o.certificate, o.session);
   }
 
   /** Open tunnels through this gateway to `w`. */
@@ -66,30 +47,7 @@ export class Gateway {
     return this.active.get(w.uid) ?? 0;
   }
 
-  get activeTunnels(): number {
-    let n = 0;
-    for (const s of this.sessions) n += s.activeStreams;
-    return n;
-  }
-
-  drain(): void {
-    this.server.close();
-    for (const s of this.sessions) s.close();
-  }
-
-  close(): void {
-    this.server.close();
-    for (const s of this.sessions) s.destroy();
-  }
-
-  private onSecure(socket: tls.TLSSocket, peer: Identity): void {
-    const session = H2Session.server(socket, this.o.session);
-    this.sessions.add(session);
-    session.on("close", () => this.sessions.delete(session));
-    session.on("connect", (stream, headers, respond) => this.route(stream, headers, respond, peer));
-  }
-
-  private route(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity): void {
+  protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity): void {
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;

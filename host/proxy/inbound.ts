@@ -4,14 +4,13 @@
 // 400: bad request; 503: unknown port or the application cannot be reached.
 
 import net from "node:net";
-import type tls from "node:tls";
 import type { Duplex } from "node:stream";
 import type { Service, Workload } from "../config.js";
 import type { ProxyState } from "../state/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
-import { createHboneServer } from "../tls/contexts.js";
-import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../h2/session.js";
+import type { H2Stream, Respond, SessionOptions } from "../h2/session.js";
+import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
@@ -50,9 +49,7 @@ export interface InboundOptions {
   responseBaggage?: boolean;
 }
 
-export class Inbound {
-  readonly server: ReturnType<typeof createHboneServer>;
-  private readonly sessions = new Set<H2Session>();
+export class Inbound extends HboneListener {
   private readonly acceptors = new Map<number, Acceptor>();
   /** Open tunnels and what authorized them: re-checked when policies change (ztunnel's PolicyWatcher). */
   private readonly open = new Map<H2Stream, RbacConnection>();
@@ -61,9 +58,8 @@ export class Inbound {
   readonly stats = { accepted: 0, refused: 0 };
 
   constructor(private readonly o: InboundOptions) {
+    super(o.workload, o.certificate, o.session);
     this.workload = o.workload;
-    this.server = createHboneServer({ certificate: o.certificate, trustDomain: o.workload.trustDomain || "cluster.local" },
-      (socket, peer) => this.onSecure(socket, peer));
     o.state.on("updated", this.recheck);
   }
 
@@ -90,46 +86,9 @@ export class Inbound {
     this.workload = w;
   }
 
-  setCertificate(cert: WorkloadCertificate): void {
-    this.server.setCertificate(cert);
-  }
-
-  async listen(host: string, port: number): Promise<net.AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
-    return this.server.address() as net.AddressInfo;
-  }
-
-  /** GOAWAY on every connection: tunnels in flight finish, new ones go elsewhere. */
-  drain(): void {
-    this.server.close();
-    for (const s of this.sessions) s.close();
-  }
-
-  get activeTunnels(): number {
-    let n = 0;
-    for (const s of this.sessions) n += s.activeStreams;
-    return n;
-  }
-
-  close(): void {
+  override close(): void {
     this.o.state.off("updated", this.recheck);
-    this.server.close();
-    for (const s of this.sessions) s.destroy();
-  }
-
-  private onSecure(socket: tls.TLSSocket, peer: Identity): void {
-    const session = H2Session.server(socket, this.o.session);
-    this.sessions.add(session);
-    session.on("close", () => this.sessions.delete(session));
-    session.on("protocolError", (e) => log.warn("HBONE connection closed on a protocol error", { peer: String(peer), error: e }));
-    const from = socket.remoteAddress ?? "";
-    session.on("connect", (stream, headers, respond) => this.serveConnect(stream, headers, respond, peer, from));
+    super.close();
   }
 
   /**
@@ -193,7 +152,7 @@ export class Inbound {
     return {};
   }
 
-  private serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void {
+  protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void {
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
