@@ -114,6 +114,35 @@ describe("istio_tcp_* metrics", () => {
     });
   });
 
+  it("survives hostile baggage: huge, thousands of members, non-ASCII", async () => {
+    const ca = await CertificateAuthority.load(fx.caDir);
+    const cert = await ca.issue(new Identity("cluster.local", "far", "hostile"));
+    const { socket } = await connectHbone({ host: "127.0.0.3", port: b.addresses.inbound!.port, certificate: cert,
+      expected: [new Identity("cluster.local", "default", "echo")] });
+    const s = H2Session.client(socket);
+    try {
+      const members = Array.from({ length: 5000 }, (_, i) => `k${i}=v${i}`).join(",");
+      const cases: [string, number][] = [
+        [members.slice(0, 40_000), 200], // big but under the header list limit
+        ["k8s.cluster.name=café,k8s.namespace.name=ÿþ", 200], // non-ASCII: ztunnel's parser gives up
+        ["=,=,,;;%%%,k8s.deployment.name=", 200],
+        ["x".repeat(70_000), 431], // over the server's 64 KiB header list limit
+      ];
+      for (const [baggage, status] of cases) {
+        const stream = await s.connect(`127.0.0.3:${fx.echoPort}`, [["baggage", baggage]]);
+        expect(stream.status).toBe(status);
+        stream.end("x");
+        await drain(stream).catch(() => undefined);
+      }
+    } finally {
+      s.destroy();
+    }
+    const got = series((await scrape(b)).families, "istio_tcp_connections_opened_total",
+      { reporter: "destination", source_principal: "spiffe://cluster.local/ns/far/sa/hostile" });
+    expect(got.length).toBeGreaterThan(0);
+    for (const g of got) expect(g.labels!.source_cluster).toBe("unknown");
+  });
+
   it("counts a failed tunnel with response_flags CONNECT on both sides", async () => {
     await expect(a.connect("127.0.0.3:4444")).rejects.toThrow();
     await new Promise((r) => setTimeout(r, 50));
