@@ -14,9 +14,9 @@ import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
-import { encodeBaggage, decodeBaggage } from "../baggage.js";
+import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type Metrics, type PeerLabels, type ServiceLabels } from "../metrics.js";
-import { workloadLabels, workloadMeta, baggageLabels } from "./peer-labels.js";
+import { workloadLabels, workloadBaggage, baggageLabels } from "./peer-labels.js";
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
 import * as abi from "../../assembly/abi.js";
@@ -175,7 +175,7 @@ export class Inbound extends HboneListener {
       result?.close(true, "CONNECT");
       refuse(status, why);
     };
-    const ok: HeaderList = this.o.responseBaggage === false ? [] : [["baggage", encodeBaggage(workloadMeta(this.workload))]];
+    const ok: HeaderList = this.o.responseBaggage === false ? [] : workloadBaggage(this.workload);
     result?.countFrom(() => ({ clientToServer: stream.pushed, serverToClient: stream.written }));
     stream.once("close", () => result?.close());
     // A port with an in-process acceptor is served here whatever the config says.

@@ -14,9 +14,9 @@ import { connectHbone } from "../tls/contexts.js";
 import { H2Session, type SessionOptions } from "../h2/session.js";
 import { HbonePool } from "./pool.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
-import { encodeBaggage, decodeBaggage } from "../baggage.js";
+import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type Metrics, type PeerLabels, type ConnectionResult } from "../metrics.js";
-import { workloadLabels, workloadMeta, baggageLabels } from "./peer-labels.js";
+import { workloadLabels, workloadBaggage, baggageLabels } from "./peer-labels.js";
 import { logger } from "../log.js";
 
 const log = logger("outbound");
@@ -230,7 +230,7 @@ export class Outbound {
       sock.once("close", () => r?.close());
       return sock;
     }
-    const headers: [string, string][] = [["baggage", encodeBaggage(workloadMeta(this.o.source))]];
+    const headers: [string, string][] = workloadBaggage(this.o.source);
     if (client) {
       headers.push(["forwarded", `for="${formatAuthority(client.host, client.port)}"` +
         (route.service ? `;host=${route.service.hostname}` : "")]);

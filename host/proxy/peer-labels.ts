@@ -2,7 +2,7 @@
 // there, else from the baggage it sent, else "unknown" (ztunnel-compat §6-7).
 
 import type { Workload } from "../config.js";
-import type { BaggageMeta } from "../baggage.js";
+import { encodeBaggage, type BaggageMeta } from "../baggage.js";
 import type { PeerLabels } from "../metrics.js";
 
 const WORKLOAD_TYPES = new Set(["deployment", "cronjob", "pod", "job"]);
@@ -20,6 +20,15 @@ export function workloadMeta(w: Workload): BaggageMeta {
     region: w.locality?.region || undefined,
     zone: w.locality?.zone || undefined,
   };
+}
+
+/** Our baggage header value; a field the format cannot carry (a comma in a name) drops the header. */
+export function workloadBaggage(w: Workload): [string, string][] {
+  try {
+    return [["baggage", encodeBaggage(workloadMeta(w))]];
+  } catch {
+    return [];
+  }
 }
 
 /** Labels of a workload known from config; `principal` is the SPIFFE id (TLS or xDS). */
