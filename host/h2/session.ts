@@ -20,6 +20,9 @@ export { H2Stream } from "./stream.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65535;
+/** Writes at least this large skip the slab (copying them would cost more than a separate write). */
+const DIRECT_WRITE = 64 * 1024;
+const SLAB_SIZE = 256 * 1024;
 const READER_NO_PUSH = 1;
 
 export interface SessionOptions extends Partial<SessionLimits> {
@@ -129,8 +132,12 @@ export class H2Session extends EventEmitter {
   private blockContinuations = 0;
   // Client: connect() calls waiting for a free stream slot.
   private waiting: (() => void)[] = [];
-  // Socket write batching and backpressure.
-  private corked = false;
+  // Socket writes: small frames are copied into a slab and written as one buffer per tick
+  // (one TLS record, one syscall); large payloads go to the socket as they are (no copy).
+  private slab = Buffer.allocUnsafe(SLAB_SIZE);
+  private slabStart = 0; // start of the bytes not yet handed to the socket
+  private slabPos = 0;
+  private flushQueued = false;
   private drainWaiters: (() => void)[] = [];
   // Keepalive and settings timers.
   private pingTimer: NodeJS.Timeout | null = null;
@@ -301,7 +308,7 @@ export class H2Session extends EventEmitter {
     } catch (err) {
       this.fail(err);
     }
-    this.uncork();
+    this.flush();
   }
 
   private readonly onFrame = (
@@ -593,19 +600,36 @@ export class H2Session extends EventEmitter {
 
   private write(buf: Uint8Array): boolean {
     if (this.destroyed && !this.goawaySent) return false;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => this.uncork());
+    if (buf.length >= DIRECT_WRITE) {
+      this.flush();
+      return this.socket.write(buf);
     }
-    return this.socket.write(buf);
+    if (this.slabPos + buf.length > SLAB_SIZE) {
+      this.flush();
+      this.slab = Buffer.allocUnsafe(SLAB_SIZE); // the old one is the socket's until written
+      this.slabStart = this.slabPos = 0;
+    }
+    // Copied now: the caller may reuse its buffer as soon as its write callback runs.
+    this.slab.set(buf, this.slabPos);
+    this.slabPos += buf.length;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(this.flushTick);
+    }
+    return !this.socket.writableNeedDrain;
   }
 
-  private uncork(): void {
-    if (this.corked) {
-      this.corked = false;
-      this.socket.uncork();
-    }
+  private readonly flushTick = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
+
+  /** Hands the slab's pending bytes to the socket. */
+  private flush(): void {
+    if (this.slabPos === this.slabStart || this.socket.destroyed) return;
+    const bytes = this.slab.subarray(this.slabStart, this.slabPos);
+    this.slabStart = this.slabPos;
+    this.socket.write(bytes);
   }
 
   private onDrain(): void {
@@ -724,7 +748,7 @@ export class H2Session extends EventEmitter {
     const opaque = Buffer.alloc(8);
     opaque.writeDoubleBE(this.pingSentAt);
     this.write(this.writer.ping(opaque));
-    this.uncork();
+    this.flush();
     if (this.opts.keepaliveTimeoutMs > 0 && !this.pingDeadline) {
       this.pingDeadline = setTimeout(() => {
         this.emit("timeout");
@@ -742,7 +766,7 @@ export class H2Session extends EventEmitter {
     if (this.goawaySent) return;
     this.goawaySent = true;
     this.write(this.writer.goaway(this.lastPeerStreamId, code, Buffer.from(debug.slice(0, 256), "latin1")));
-    this.uncork();
+    this.flush();
   }
 
   /** Sends RST_STREAM and forgets the stream (stream errors, refusals). */
@@ -833,6 +857,7 @@ export class H2Session extends EventEmitter {
   private endSocket(): void {
     const sock = this.socket;
     if (sock.destroyed) return;
+    this.flush();
     sock.once("finish", () => sock.destroy());
     sock.end();
     // A peer that stops reading cannot keep the socket open.
