@@ -3,14 +3,17 @@
 // returns a Mesh: the same object the CLI runs and a Node application embeds.
 
 import net from "node:net";
+import { readFileSync } from "node:fs";
 import type http from "node:http";
 import type { Duplex } from "node:stream";
 import { parseMeshConfig, type MeshConfig, type Workload } from "./config.js";
 import { ProxyState, ProxyStateUpdater } from "./state/index.js";
 import { LocalConfigSource } from "./xds/local.js";
+import { XdsClient } from "./xds/client.js";
+import { IstioCaClient } from "./identity/istio-ca.js";
 import { Identity } from "./identity/identity.js";
 import { CertificateAuthority, type WorkloadCertificate } from "./identity/ca.js";
-import { SecretManager } from "./identity/manager.js";
+import { SecretManager, type CertificateSource } from "./identity/manager.js";
 import type { SessionOptions } from "./h2/session.js";
 import { HbonePool, type PoolOptions } from "./proxy/pool.js";
 import { Inbound, type Acceptor } from "./proxy/inbound.js";
@@ -35,12 +38,30 @@ export interface ForwardListener {
 }
 
 export interface ProxyOptions {
-  /** The mesh config: a YAML file in ztunnel's local format (watched and reloaded), or the model itself. */
-  config: string | MeshConfig;
+  /** The mesh config: a YAML file in ztunnel's local format (watched and reloaded), or the model itself.
+   *  Not needed with xdsAddress. */
+  config?: string | MeshConfig;
   /** The workload this proxy serves: "namespace/name/serviceAccount" (ztunnel's PROXY_WORKLOAD_INFO). */
   workload: string;
-  /** An Istio plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem) that signs our certificate. */
-  caDir: string;
+  /** An Istio plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem) that signs our certificate.
+   *  Not needed with caAddress. */
+  caDir?: string;
+  /** istiod's xDS endpoint (ztunnel XDS_ADDRESS, e.g. https://istiod.istio-system.svc:15012): the config comes
+   *  from Delta ADS instead of `config`; start() waits for the first ACK of both types. */
+  xdsAddress?: string;
+  /** istiod's CA endpoint (ztunnel CA_ADDRESS): our certificate comes from CreateCertificate instead of caDir. */
+  caAddress?: string;
+  /** Bearer token for both (default /var/run/secrets/tokens/istio-token). */
+  tokenFile?: string;
+  /** The mesh root istiod's TLS and issued chains must chain to (default /var/run/secrets/istio/root-cert.pem). */
+  rootCertPath?: string;
+  /** The `clusterid` header (default: `cluster`). */
+  clusterId?: string;
+  /** How long start() waits for xDS readiness (default 30 s). */
+  xdsReadyTimeoutMs?: number;
+  /** Also accept istiod's TLS certificate when its URI SAN is this SPIFFE id (an istiod serving a mesh certificate,
+   *  as the tests' does); otherwise a DNS SAN must match the address's host, as ztunnel checks. */
+  istiodIdentity?: string;
   trustDomain?: string;
   cluster?: string;
   network?: string;
@@ -115,6 +136,8 @@ export class Mesh {
   workload!: Workload;
   private readonly updater = new ProxyStateUpdater(this.state);
   private source?: LocalConfigSource;
+  private xds?: XdsClient;
+  private istioCa?: IstioCaClient;
   private secrets!: SecretManager;
   private inbound?: Inbound;
   private outbound!: Outbound;
@@ -147,12 +170,27 @@ export class Mesh {
   private async init(): Promise<void> {
     const o = this.o;
     // Config -> state.
-    if (typeof o.config === "string") {
+    const rootsPem = o.xdsAddress || o.caAddress
+      ? readFileSync(o.rootCertPath ?? "/var/run/secrets/istio/root-cert.pem", "utf8") : undefined;
+    const tokenFile = o.tokenFile ?? "/var/run/secrets/tokens/istio-token";
+    const clusterId = o.clusterId ?? o.cluster;
+    const serverIdentities = o.istiodIdentity ? [o.istiodIdentity] : undefined;
+    if (o.xdsAddress) {
+      const self = parseWorkloadInfo(o.workload);
+      this.xds = new XdsClient({
+        address: o.xdsAddress, rootsPem, tokenFile, clusterId, serverIdentities, updater: this.updater,
+        node: { ip: process.env.INSTANCE_IP ?? "", podName: process.env.POD_NAME ?? self.name,
+          namespace: process.env.POD_NAMESPACE ?? self.namespace, nodeName: process.env.NODE_NAME, clusterId },
+      }).start();
+      await this.xds.waitReady(o.xdsReadyTimeoutMs ?? 30_000);
+    } else if (typeof o.config === "string") {
       this.source = new LocalConfigSource(o.config, this.updater);
       this.source.load();
       this.source.watch();
-    } else {
+    } else if (o.config) {
       this.updater.apply(o.config);
+    } else {
+      throw new Error("no config: give config (a file or a MeshConfig) or xdsAddress");
     }
     const info = parseWorkloadInfo(o.workload);
     const w = this.findSelf(info);
@@ -172,9 +210,19 @@ export class Mesh {
     });
 
     // Certificates.
-    const ca = await CertificateAuthority.load(o.caDir);
     const ttl = o.certificateTtlMs;
-    this.secrets = new SecretManager({ issue: (id) => ca.issue(id, ttl ? { validityMs: ttl } : undefined) });
+    let certs: CertificateSource;
+    if (o.caAddress) {
+      this.istioCa = new IstioCaClient({ address: o.caAddress, rootsPem: rootsPem!, tokenFile, clusterId, serverIdentities,
+        ttlMs: ttl });
+      certs = this.istioCa;
+    } else if (o.caDir) {
+      const ca = await CertificateAuthority.load(o.caDir);
+      certs = { issue: (id) => ca.issue(id, ttl ? { validityMs: ttl } : undefined) };
+    } else {
+      throw new Error("no certificate source: give caDir or caAddress");
+    }
+    this.secrets = new SecretManager(certs);
     const cert = await this.secrets.fetch(this.identity);
     this.secrets.on("rotated", (id: Identity, c: WorkloadCertificate) => {
       if (id.equals(this.identity)) {
@@ -402,7 +450,9 @@ export class Mesh {
     this.closed = true;
     this.ready = false;
     this.source?.close();
+    this.xds?.close();
     this.secrets?.close();
+    this.istioCa?.close();
     this.inbound?.close();
     this.gateway?.close();
     this.innerPool.close();

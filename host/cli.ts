@@ -19,6 +19,11 @@ commands:
            --config FILE             mesh config in ztunnel's local format (env LOCAL_XDS_PATH)
            --workload NS/NAME/SA     the workload served (env PROXY_WORKLOAD_INFO)
            --ca-dir DIR              Istio plug-in CA directory that signs our certificate (env HBONE_CA_DIR)
+           --xds-address URL         config from istiod over Delta ADS instead of --config (env XDS_ADDRESS),
+                                     e.g. https://istiod.istio-system.svc:15012
+           --ca-address URL          certificate from istiod's CA instead of --ca-dir (env CA_ADDRESS)
+           --xds-token-file FILE     bearer token for both (/var/run/secrets/tokens/istio-token)
+           --root-cert FILE          mesh root for istiod's TLS (/var/run/secrets/istio/root-cert.pem)
            --trust-domain TD         (env TRUST_DOMAIN; default: the workload's, else cluster.local)
            --cluster NAME            (env CLUSTER_ID)      --network NAME   (env NETWORK)
            --inbound-port N          HBONE on the workload's IP (15008)
@@ -51,13 +56,19 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       "inbound-port": { type: "string" }, "socks5-port": { type: "string" }, "admin-port": { type: "string" },
       "metrics-port": { type: "string" }, "readiness-port": { type: "string" }, "hbone-port": { type: "string" },
       forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
+      "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
+      "root-cert": { type: "string" },
     },
   });
   const env = process.env;
   const config = values.config ?? env.LOCAL_XDS_PATH;
   const workload = values.workload ?? env.PROXY_WORKLOAD_INFO;
   const caDir = values["ca-dir"] ?? env.HBONE_CA_DIR;
-  if (!config || !workload || !caDir) throw new Error("proxy needs --config, --workload and --ca-dir");
+  const xdsAddress = values["xds-address"] ?? (env.XDS_ADDRESS || undefined);
+  const caAddress = values["ca-address"] ?? (env.CA_ADDRESS || undefined);
+  if (!workload || !(config || xdsAddress) || !(caDir || caAddress)) {
+    throw new Error("proxy needs --workload, --config or --xds-address, and --ca-dir or --ca-address");
+  }
   const forward: ForwardListener[] = (values.forward ?? []).map((f) => {
     const [listen, to] = f.split("=");
     const l = listen ? parseHostPort(listen) : null;
@@ -66,7 +77,8 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   });
   const hbonePort = values["hbone-port"] !== undefined ? Number(values["hbone-port"]) : undefined;
   const opts: ProxyOptions = {
-    config, workload, caDir, forward,
+    config, workload, caDir, forward, xdsAddress, caAddress,
+    tokenFile: values["xds-token-file"], rootCertPath: values["root-cert"],
     trustDomain: values["trust-domain"] ?? env.TRUST_DOMAIN,
     cluster: values.cluster ?? env.CLUSTER_ID,
     network: values.network ?? env.NETWORK,

@@ -6,6 +6,10 @@ export type { TunnelInfo, Acceptor } from "./proxy/inbound.js";
 export { OutboundError } from "./proxy/outbound.js";
 export { socks5Connect } from "./socks5-client.js";
 
+// Live config and certificates from istiod.
+export { XdsClient, type XdsClientOptions } from "./xds/client.js";
+export { IstioCaClient, type IstioCaClientOptions } from "./identity/istio-ca.js";
+
 // Config model (ztunnel's local format).
 export { parseMeshConfig, ConfigError, type MeshConfig, type Workload, type Service } from "./config.js";
 

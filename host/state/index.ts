@@ -1,6 +1,7 @@
 // ProxyState: the config in force and its lookup indexes, read by the proxy. ProxyStateUpdater is its only
-// writer (as in ztunnel): the local file source uses it now, xDS will later. An update builds a whole new set of
-// indexes and swaps it in one assignment, so a reader never sees a half-applied config.
+// writer (as in ztunnel): the local file source replaces the whole config (apply: a whole new set of indexes swapped
+// in one assignment), xDS sends deltas (update: the indexes are changed in place, within one synchronous call, so
+// a reader still never sees a half-applied config). Both give the same lookups for the same resulting config.
 
 import { EventEmitter } from "node:events";
 import { canonicalIp, emptyMeshConfig, policyKey } from "../config.js";
@@ -11,15 +12,136 @@ export interface Endpoint {
   targetPort: number;
 }
 
+/**
+ * One index key's values in config order; a lookup gets the first ("the first workload configured with the IP
+ * wins"). The rest are kept only for keys that have more than one value, so an incremental removal can promote
+ * the next one.
+ */
+class FirstWins<T extends object> {
+  readonly first = new Map<string, T>();
+  private readonly rest = new Map<string, T[]>();
+
+  /** During a full build values arrive in config order: a later one never beats the current first. */
+  add(k: string, v: T, seq?: (x: T) => number): void {
+    const cur = this.first.get(k);
+    if (cur === undefined) {
+      this.first.set(k, v);
+    } else if (seq && seq(v) < seq(cur)) {
+      this.first.set(k, v);
+      insertInOrder(this.rest, k, cur, seq);
+    } else {
+      insertInOrder(this.rest, k, v, seq);
+    }
+  }
+
+  remove(k: string, v: T): void {
+    const list = this.rest.get(k);
+    if (this.first.get(k) === v) {
+      if (!list) {
+        this.first.delete(k);
+        return;
+      }
+      this.first.set(k, list.shift()!);
+    } else if (list) {
+      const i = list.indexOf(v);
+      if (i >= 0) list.splice(i, 1);
+    }
+    if (list && list.length === 0) this.rest.delete(k);
+  }
+
+  get(k: string): T | undefined {
+    return this.first.get(k);
+  }
+}
+
+/** Appends v to m[k], or (with seq) inserts it where its config position says. */
+function insertInOrder<T>(m: Map<string, T[]>, k: string, v: T, seq?: (x: T) => number): void {
+  const list = m.get(k);
+  if (!list) {
+    m.set(k, [v]);
+    return;
+  }
+  if (!seq || list.length === 0 || seq(list[list.length - 1]!) < seq(v)) {
+    list.push(v);
+    return;
+  }
+  const s = seq(v);
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (seq(list[mid]!) < s) lo = mid + 1;
+    else hi = mid;
+  }
+  list.splice(lo, 0, v);
+}
+
+function removeFrom<T>(m: Map<string, T[]>, k: string, v: T): void {
+  const list = m.get(k);
+  if (!list) return;
+  const i = list.indexOf(v);
+  if (i >= 0) list.splice(i, 1);
+  if (list.length === 0) m.delete(k);
+}
+
+/** Changes for ProxyStateUpdater.update: removals first, then additions and replacements. */
+export interface StateDelta {
+  /** Added, or replacing the workload with the same uid (which keeps its place in the config order). */
+  workloads?: Workload[];
+  /** uids. */
+  removeWorkloads?: string[];
+  /** Added, or replacing the service with the same namespace/hostname. */
+  services?: Service[];
+  /** `namespace/hostname` keys. */
+  removeServices?: string[];
+  /** Added, or replacing the policy with the same namespace/name. */
+  policies?: Policy[];
+  /** `namespace/name` keys (policyKey). */
+  removePolicies?: string[];
+}
+
+function serviceKey(s: Service): string {
+  return `${s.namespace}/${s.hostname}`;
+}
+
+/**
+ * The config `delta` turns `cfg` into (what update() must index the same as apply() would): removed keys dropped,
+ * replacements in place of the first item with their key (other items with that key dropped), additions appended.
+ */
+export function applyDelta(cfg: MeshConfig, delta: StateDelta): MeshConfig {
+  const merge = <T>(items: T[], key: (t: T) => string, upserts: T[] = [], removes: string[] = []): T[] => {
+    const gone = new Set(removes);
+    const byKey = new Map<string, T>();
+    for (const u of upserts) byKey.set(key(u), u);
+    const out: T[] = [];
+    const seen = new Set<string>();
+    for (const it of items) {
+      const k = key(it);
+      if (gone.has(k) || seen.has(k)) continue;
+      seen.add(k);
+      out.push(byKey.get(k) ?? it);
+      byKey.delete(k);
+    }
+    for (const u of byKey.values()) out.push(u);
+    return out;
+  };
+  return {
+    workloads: merge(cfg.workloads, (w) => w.uid, delta.workloads, delta.removeWorkloads),
+    services: merge(cfg.services, serviceKey, delta.services, delta.removeServices),
+    policies: merge(cfg.policies, policyKey, delta.policies, delta.removePolicies),
+    serviceScopeConfigs: cfg.serviceScopeConfigs ?? [],
+  };
+}
+
 /** Everything derived from one MeshConfig. Keys are `network/ip`, `ns/hostname`, `ns/name`. */
 class Indexes {
   readonly workloadsByUid = new Map<string, Workload>();
-  readonly workloadsByAddr = new Map<string, Workload>();
+  readonly workloadsByAddr = new FirstWins<Workload>();
   /** Any network; the first workload configured with the IP wins. */
-  readonly workloadsByIp = new Map<string, Workload>();
-  readonly workloadsByName = new Map<string, Workload>();
-  readonly servicesByVip = new Map<string, Service>();
-  readonly servicesByIp = new Map<string, Service>();
+  readonly workloadsByIp = new FirstWins<Workload>();
+  readonly workloadsByName = new FirstWins<Workload>();
+  readonly servicesByVip = new FirstWins<Service>();
+  readonly servicesByIp = new FirstWins<Service>();
   readonly servicesByKey = new Map<string, Service>();
   /** One hostname may be defined in several namespaces (ServiceEntry). */
   readonly servicesByHost = new Map<string, Service[]>();
@@ -28,42 +150,148 @@ class Indexes {
   readonly policiesByKey = new Map<string, Policy>();
   /** Namespace-scoped policies by namespace; Global ones under "" (ztunnel PolicyStore). */
   readonly policiesByNamespace = new Map<string, Policy[]>();
+  /** The config as given to apply(), or (after an update) undefined until asked for again. */
+  private snapshot: MeshConfig | undefined;
+  private readonly scopes: MeshConfig["serviceScopeConfigs"];
+  /** Config positions, set up by the first update(): each kind numbered in its own config order. */
+  private order: Map<object, number> | undefined;
+  private nextSeq = 0;
+  private readonly seq = (x: object) => this.order!.get(x)!;
 
-  constructor(readonly config: MeshConfig) {
+  constructor(config: MeshConfig) {
+    this.snapshot = config;
+    this.scopes = config.serviceScopeConfigs;
     for (const w of config.workloads) {
       this.workloadsByUid.set(w.uid, w);
-      setFirst(this.workloadsByName, `${w.namespace}/${w.name}`, w);
-      for (const ip of w.workloadIps) {
-        setFirst(this.workloadsByAddr, `${w.network}/${ip}`, w);
-        setFirst(this.workloadsByIp, ip, w);
-      }
-      for (const key in w.services) push(this.backends, key, w);
+      this.indexWorkload(w);
     }
     for (const s of config.services) {
-      this.servicesByKey.set(`${s.namespace}/${s.hostname}`, s);
-      push(this.servicesByHost, s.hostname, s);
-      for (const v of s.vips) {
-        setFirst(this.servicesByVip, `${v.network}/${v.address}`, s);
-        setFirst(this.servicesByIp, v.address, s);
-      }
+      this.servicesByKey.set(serviceKey(s), s);
+      this.indexService(s);
     }
     for (const p of config.policies) {
       this.policiesByKey.set(policyKey(p), p);
-      if (p.scope === "Global") push(this.policiesByNamespace, "", p);
-      else if (p.scope === "Namespace") push(this.policiesByNamespace, p.namespace, p);
-      // WorkloadSelector policies apply only through a workload's authorizationPolicies.
+      this.indexPolicy(p);
     }
   }
-}
 
-function setFirst<K, V>(m: Map<K, V>, k: K, v: V): void {
-  if (!m.has(k)) m.set(k, v);
-}
+  get config(): MeshConfig {
+    return (this.snapshot ??= {
+      workloads: [...this.workloadsByUid.values()],
+      services: [...this.servicesByKey.values()],
+      policies: [...this.policiesByKey.values()],
+      serviceScopeConfigs: this.scopes ?? [],
+    });
+  }
 
-function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
-  const list = m.get(k);
-  if (list) list.push(v);
-  else m.set(k, [v]);
+  /**
+   * Whether update() can work on these indexes: every workload, service and policy has its own key (apply() takes
+   * any config; one with duplicate keys is rebuilt through applyDelta instead).
+   */
+  get incremental(): boolean {
+    const c = this.snapshot;
+    return !c || (c.workloads.length === this.workloadsByUid.size && c.services.length === this.servicesByKey.size &&
+      c.policies.length === this.policiesByKey.size);
+  }
+
+  /** Workloads, services and policies indexed. */
+  get size(): number {
+    return this.workloadsByUid.size + this.servicesByKey.size + this.policiesByKey.size;
+  }
+
+  /** Applies a delta in place. */
+  update(d: StateDelta): void {
+    if (!this.order) {
+      this.order = new Map();
+      for (const m of [this.workloadsByUid, this.servicesByKey, this.policiesByKey] as Map<string, object>[]) {
+        let i = 0;
+        for (const v of m.values()) this.order.set(v, i++);
+        this.nextSeq = Math.max(this.nextSeq, i);
+      }
+    }
+    const order = this.order;
+    const seq = this.seq;
+    this.snapshot = undefined;
+    const upsert = <T extends object>(byKey: Map<string, T>, k: string, v: T, index: (x: T, s?: (x: T) => number) => void,
+      unindex: (x: T) => void) => {
+      const old = byKey.get(k);
+      if (old) {
+        // The replacement takes the old one's place (v may be the very same object).
+        const at = order.get(old)!;
+        unindex(old);
+        order.delete(old);
+        order.set(v, at);
+      } else {
+        order.set(v, this.nextSeq++);
+      }
+      byKey.set(k, v);
+      index(v, seq);
+    };
+    const remove = <T extends object>(byKey: Map<string, T>, k: string, unindex: (x: T) => void) => {
+      const old = byKey.get(k);
+      if (!old) return;
+      unindex(old);
+      byKey.delete(k);
+      order.delete(old);
+    };
+    for (const k of d.removeWorkloads ?? []) remove(this.workloadsByUid, k, (w) => this.unindexWorkload(w));
+    for (const k of d.removeServices ?? []) remove(this.servicesByKey, k, (s) => this.unindexService(s));
+    for (const k of d.removePolicies ?? []) remove(this.policiesByKey, k, (p) => this.unindexPolicy(p));
+    for (const w of d.workloads ?? []) {
+      upsert(this.workloadsByUid, w.uid, w, (x, s) => this.indexWorkload(x, s), (x) => this.unindexWorkload(x));
+    }
+    for (const sv of d.services ?? []) {
+      upsert(this.servicesByKey, serviceKey(sv), sv, (x, s) => this.indexService(x, s), (x) => this.unindexService(x));
+    }
+    for (const p of d.policies ?? []) {
+      upsert(this.policiesByKey, policyKey(p), p, (x, s) => this.indexPolicy(x, s), (x) => this.unindexPolicy(x));
+    }
+  }
+
+  private indexWorkload(w: Workload, seq?: (x: Workload) => number): void {
+    this.workloadsByName.add(`${w.namespace}/${w.name}`, w, seq);
+    for (const ip of w.workloadIps) {
+      this.workloadsByAddr.add(`${w.network}/${ip}`, w, seq);
+      this.workloadsByIp.add(ip, w, seq);
+    }
+    for (const key in w.services) insertInOrder(this.backends, key, w, seq);
+  }
+
+  private unindexWorkload(w: Workload): void {
+    this.workloadsByName.remove(`${w.namespace}/${w.name}`, w);
+    for (const ip of w.workloadIps) {
+      this.workloadsByAddr.remove(`${w.network}/${ip}`, w);
+      this.workloadsByIp.remove(ip, w);
+    }
+    for (const key in w.services) removeFrom(this.backends, key, w);
+  }
+
+  private indexService(s: Service, seq?: (x: Service) => number): void {
+    insertInOrder(this.servicesByHost, s.hostname, s, seq);
+    for (const v of s.vips) {
+      this.servicesByVip.add(`${v.network}/${v.address}`, s, seq);
+      this.servicesByIp.add(v.address, s, seq);
+    }
+  }
+
+  private unindexService(s: Service): void {
+    removeFrom(this.servicesByHost, s.hostname, s);
+    for (const v of s.vips) {
+      this.servicesByVip.remove(`${v.network}/${v.address}`, s);
+      this.servicesByIp.remove(v.address, s);
+    }
+  }
+
+  private indexPolicy(p: Policy, seq?: (x: Policy) => number): void {
+    if (p.scope === "Global") insertInOrder(this.policiesByNamespace, "", p, seq);
+    else if (p.scope === "Namespace") insertInOrder(this.policiesByNamespace, p.namespace, p, seq);
+    // WorkloadSelector policies apply only through a workload's authorizationPolicies.
+  }
+
+  private unindexPolicy(p: Policy): void {
+    if (p.scope === "Global") removeFrom(this.policiesByNamespace, "", p);
+    else if (p.scope === "Namespace") removeFrom(this.policiesByNamespace, p.namespace, p);
+  }
 }
 
 /** Lookups hit the canonical spelling parseMeshConfig stored; only IPv6 text needs rewriting (rare, so cheap). */
@@ -72,20 +300,29 @@ function norm(ip: string): string {
 }
 
 /** ProxyStateUpdater's private door into a ProxyState (kept off the public class). */
-const install = new WeakMap<ProxyState, (ix: Indexes) => void>();
+interface Door {
+  indexes(): Indexes;
+  install(ix: Indexes, delta?: StateDelta): void;
+}
+const doors = new WeakMap<ProxyState, Door>();
 
 /**
- * The config in force, indexed. Emits "updated" (with the new MeshConfig) after each apply. Objects returned
- * are the config's own: treat them as read-only.
+ * The config in force, indexed. Emits "updated" (the new MeshConfig; after update(), also the StateDelta) after each
+ * change. Objects returned are the config's own: treat them as read-only. A MeshConfig once handed out never
+ * changes: update() makes a new one (lazily, when `config` is next read).
  */
 export class ProxyState extends EventEmitter {
   private ix = new Indexes(emptyMeshConfig());
 
   constructor() {
     super();
-    install.set(this, (ix) => {
-      this.ix = ix;
-      this.emit("updated", ix.config);
+    doors.set(this, {
+      indexes: () => this.ix,
+      install: (ix, delta) => {
+        this.ix = ix;
+        if (delta) this.emit("updated", ix.config, delta);
+        else this.emit("updated", ix.config);
+      },
     });
   }
 
@@ -171,6 +408,25 @@ export class ProxyStateUpdater {
 
   /** Replaces everything: rebuilds all indexes from `cfg`, swaps them in, emits "updated". */
   apply(cfg: MeshConfig): void {
-    install.get(this.state)!(new Indexes(cfg));
+    doors.get(this.state)!.install(new Indexes(cfg));
+  }
+
+  /**
+   * Changes part of the config in place (xDS deltas): the cost follows the size of the delta, not of the config.
+   * Lookups afterwards are those apply(applyDelta(state.config, delta)) would give. Emits "updated" (config, delta).
+   */
+  update(delta: StateDelta): void {
+    const door = doors.get(this.state)!;
+    const ix = door.indexes();
+    const n = (a?: unknown[]) => a?.length ?? 0;
+    const changes = n(delta.workloads) + n(delta.removeWorkloads) + n(delta.services) + n(delta.removeServices) +
+      n(delta.policies) + n(delta.removePolicies);
+    // A first sync, or a delta touching a good part of the config, is cheaper as one build in config order.
+    if (!ix.incremental || ix.size === 0 || (changes > 1000 && changes * 4 >= ix.size)) {
+      door.install(new Indexes(applyDelta(ix.config, delta)), delta);
+      return;
+    }
+    ix.update(delta);
+    door.install(ix, delta);
   }
 }

@@ -1,0 +1,514 @@
+// Live config from istiod: ztunnel's xDS client (src/xds/client.rs) over gRPC Delta ADS
+// (envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources), wildcard subscriptions to
+// istio.workload.Address and istio.security.Authorization.
+//
+// - Each response is all-or-nothing: every resource is decoded and converted (host/xds/convert.ts) before
+//   anything changes; one bad resource NACKs the response (error_detail.message names it) and the running config
+//   stays. A good response updates the held resources, goes to ProxyStateUpdater.update as one delta (the indexes
+//   change in place: cost follows the delta, not the mesh), then is ACKed.
+// - Reconnects back off 10 ms doubling to 15 s (reset once a stream delivers a response) and resume with
+//   initial_resource_versions, so istiod sends only what changed and the names that went away.
+// - `ready` resolves after the first ACK of each type; it stays resolved across reconnects (the proxy keeps
+//   serving the config it holds while istiod is away).
+// - Headers as ztunnel: `authorization: Bearer <token>` (token file re-read for every stream) and `clusterid`.
+
+import { EventEmitter } from "node:events";
+import { readFile } from "node:fs/promises";
+import tls from "node:tls";
+import { ChannelCredentials, Metadata, credentials, status as GrpcStatus } from "@grpc/grpc-js";
+import type { ChannelOptions, ClientDuplexStream, ServiceError, StatusObject } from "@grpc/grpc-js";
+import { policyKey, type Policy } from "../config.js";
+import { Identity } from "../identity/identity.js";
+import { logger } from "../log.js";
+import type { ProxyStateUpdater, StateDelta } from "../state/index.js";
+import { verifyServerIdentity } from "../tls/verify.js";
+import {
+  ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsConvertError, addressResourceName as addressKey, decodeAddress,
+  decodeAuthorization, type AddressResource,
+} from "./convert.js";
+import type { Node } from "./gen/envoy/config/core/v3/base.js";
+import { AggregatedDiscoveryServiceClient } from "./gen/envoy/service/discovery/v3/ads.js";
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from "./gen/envoy/service/discovery/v3/discovery.js";
+
+export { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL };
+
+const log = logger("xds");
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reaching istiod (shared with the CA client, host/identity/istio-ca.ts)
+
+/** How to reach an istiod endpoint (XDS_ADDRESS or CA_ADDRESS). */
+export interface ControlPlaneConnection {
+  /** `https://host:port` or `host:port` (TLS), or `http://host:port` (plaintext, local development only). */
+  address: string;
+  /** Trust anchors (PEM) istiod's serving certificate must chain to: the mesh root. Required for TLS. */
+  rootsPem?: string;
+  /** The TLS name sent (SNI) and checked against the certificate's DNS SANs. Default: the address's host. */
+  serverName?: string;
+  /** ztunnel's ALT_XDS_HOSTNAME / ALT_CA_HOSTNAME: a second DNS name the certificate may carry instead. */
+  altServerName?: string;
+  /** Also accepted: a certificate whose URI SAN is one of these SPIFFE identities (istiod serving with a mesh
+   *  certificate, e.g. spiffe://cluster.local/ns/istio-system/sa/istiod). */
+  serverIdentities?: (Identity | string)[];
+  /** A file holding the bearer token (ztunnel: /var/run/secrets/tokens/istio-token), re-read for every stream and
+   *  call, so a rotated token is picked up. No file: no authorization header. */
+  tokenFile?: string;
+  /** The `clusterid` header (ztunnel's CLUSTER_ID). */
+  clusterId?: string;
+}
+
+export interface ChannelParams {
+  /** gRPC target, `host:port`. */
+  target: string;
+  credentials: ChannelCredentials;
+  options: ChannelOptions;
+}
+
+/** The gRPC target, credentials and channel options for a control plane connection. */
+export function controlPlaneChannel(c: ControlPlaneConnection, extra: ChannelOptions = {}): ChannelParams {
+  const m = /^(https?):\/\/(.*)$/.exec(c.address);
+  const scheme = m ? m[1] : "https";
+  const target = (m ? m[2]! : c.address).replace(/\/+$/, "");
+  if (!/^(\[[^\]]+\]|[^:/[\]]+):\d+$/.test(target)) {
+    throw new Error(`control plane address ${JSON.stringify(c.address)} is not [https://]host:port`);
+  }
+  const options: ChannelOptions = { ...extra };
+  if (scheme === "http") return { target, credentials: credentials.createInsecure(), options };
+  if (!c.rootsPem) throw new Error(`control plane ${c.address}: TLS needs the mesh root certificate`);
+  const ids = (c.serverIdentities ?? []).map((x) => (typeof x === "string" ? Identity.parse(x) : x));
+  const alt = c.altServerName;
+  const creds = credentials.createSsl(Buffer.from(c.rootsPem), null, null, {
+    // The chain is verified against rootsPem by OpenSSL before this runs; this checks the name.
+    checkServerIdentity: (host, cert) => {
+      const err = tls.checkServerIdentity(host, cert);
+      if (!err) return undefined;
+      if (alt && !tls.checkServerIdentity(alt, cert)) return undefined;
+      if (ids.length > 0 && verifyServerIdentity(cert, ids) === null) return undefined;
+      return err;
+    },
+  });
+  if (c.serverName) options["grpc.ssl_target_name_override"] = c.serverName;
+  return { target, credentials: creds, options };
+}
+
+/** `authorization: Bearer <token>` (token file read now) and `clusterid`, as ztunnel sends them to istiod. */
+export async function controlPlaneMetadata(c: ControlPlaneConnection): Promise<Metadata> {
+  const md = new Metadata();
+  if (c.tokenFile) {
+    let token: string;
+    try {
+      token = (await readFile(c.tokenFile, "utf8")).trim();
+    } catch (e) {
+      throw new Error(`cannot read the token file ${c.tokenFile}: ${(e as Error).message}`);
+    }
+    if (token === "") throw new Error(`the token file ${c.tokenFile} is empty`);
+    md.set("authorization", `Bearer ${token}`);
+  }
+  if (c.clusterId) md.set("clusterid", c.clusterId);
+  return md;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The node
+
+export interface NodeInfo {
+  /** The pod's IP (INSTANCE_IP). */
+  ip: string;
+  /** POD_NAME. */
+  podName: string;
+  /** POD_NAMESPACE. */
+  namespace: string;
+  /** NODE_NAME. */
+  nodeName?: string;
+  /** CLUSTER_ID. */
+  clusterId?: string;
+  /** More metadata; wins over the environment's. */
+  metadata?: Record<string, string>;
+  /** Where ISTIO_META_* variables come from (default process.env). */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * ztunnel's node: id `ztunnel~<IP>~<POD>.<NS>~<NS>.svc.cluster.local`; metadata from ISTIO_META_* variables
+ * (prefix stripped), then NAME, NAMESPACE, INSTANCE_IPS, NODE_NAME and CLUSTER_ID.
+ */
+export function ztunnelNode(info: NodeInfo): Node {
+  const md: Record<string, string> = {};
+  for (const [k, v] of Object.entries(info.env ?? process.env)) {
+    if (k.startsWith("ISTIO_META_") && k.length > 11 && v !== undefined) md[k.slice(11)] = v;
+  }
+  md.NAME = info.podName;
+  md.NAMESPACE = info.namespace;
+  md.INSTANCE_IPS = info.ip;
+  md.NODE_NAME = info.nodeName ?? "";
+  if (info.clusterId) md.CLUSTER_ID = info.clusterId;
+  Object.assign(md, info.metadata);
+  return {
+    id: `ztunnel~${info.ip}~${info.podName}.${info.namespace}~${info.namespace}.svc.cluster.local`,
+    cluster: "",
+    metadata: md,
+    locality: undefined,
+    userAgentName: "",
+    userAgentVersionType: undefined,
+    clientFeatures: [],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The client
+
+export interface XdsClientOptions extends ControlPlaneConnection {
+  /** Where converted config goes (the state's only writer). */
+  updater: ProxyStateUpdater;
+  /** The node sent on every stream: ztunnelNode(info) unless given as a Node. */
+  node: NodeInfo | Node;
+  /** Reconnect backoff: first delay (default 10 ms), doubling up to maxBackoffMs (default 15 s). */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Largest response accepted (default 256 MiB; 50k workloads + 10k services take about 15 MB). */
+  maxMessageBytes?: number;
+  /** HTTP/2 keepalive PING interval (default 30 s; istiod refuses pings more often than every 15 s). */
+  keepaliveMs?: number;
+}
+
+export interface XdsStats {
+  /** Streams opened. */
+  streams: number;
+  responses: number;
+  acks: number;
+  nacks: number;
+}
+
+/** A type we subscribe to: what we hold of it and where its stream stands. */
+interface TypeState {
+  readonly typeUrl: string;
+  /** Resource name -> version held (sent as initial_resource_versions on a new stream). */
+  readonly versions: Map<string, string>;
+  /** Acked at least once (ever). */
+  acked: boolean;
+}
+
+type Call = ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+
+export interface XdsClient {
+  on(event: "ready", listener: () => void): this;
+  on(event: "connected", listener: () => void): this;
+  on(event: "disconnected", listener: (reason: string, retryInMs: number) => void): this;
+  on(event: "ack", listener: (typeUrl: string, nonce: string) => void): this;
+  on(event: "nack", listener: (typeUrl: string, nonce: string, message: string) => void): this;
+  on(event: "closed", listener: () => void): this;
+  once(event: "ready", listener: () => void): this;
+  once(event: "connected", listener: () => void): this;
+  once(event: "disconnected", listener: (reason: string, retryInMs: number) => void): this;
+  once(event: "ack", listener: (typeUrl: string, nonce: string) => void): this;
+  once(event: "nack", listener: (typeUrl: string, nonce: string, message: string) => void): this;
+  once(event: "closed", listener: () => void): this;
+}
+
+/**
+ * Delta ADS client for istiod. Emits "connected" (stream opened), "disconnected" (reason, retryInMs), "ack"
+ * (typeUrl, nonce), "nack" (typeUrl, nonce, message), "ready" (once, after the first ACK of each type) and
+ * "closed".
+ */
+export class XdsClient extends EventEmitter {
+  /** Resolves after the first ACK of each type. Never rejects: see waitReady for a deadline. */
+  readonly ready: Promise<void>;
+  readonly stats: XdsStats = { streams: 0, responses: 0, acks: 0, nacks: 0 };
+  private resolveReady!: () => void;
+  private readyDone = false;
+  private readonly types: TypeState[];
+  private readonly byUrl = new Map<string, TypeState>();
+  /** Held resources by name, converted. */
+  private readonly addresses = new Map<string, AddressResource>();
+  private readonly policies = new Map<string, Policy>();
+  private readonly grpc: InstanceType<typeof AggregatedDiscoveryServiceClient>;
+  private readonly node: Node;
+  private readonly initialBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private call: Call | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly o: XdsClientOptions) {
+    super();
+    this.ready = new Promise((resolve) => (this.resolveReady = resolve));
+    this.types = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL].map((typeUrl) => ({ typeUrl, versions: new Map(), acked: false }));
+    for (const t of this.types) this.byUrl.set(t.typeUrl, t);
+    this.node = "podName" in o.node ? ztunnelNode(o.node) : o.node;
+    this.initialBackoffMs = o.initialBackoffMs ?? 10;
+    this.maxBackoffMs = o.maxBackoffMs ?? 15_000;
+    const keepalive = o.keepaliveMs ?? 30_000;
+    const ch = controlPlaneChannel(o, {
+      "grpc.max_receive_message_length": o.maxMessageBytes ?? 256 * 1024 * 1024,
+      "grpc.max_send_message_length": -1,
+      // The channel's own reconnect backoff, kept in step with ours (grpc-js defaults to 1 s .. 120 s).
+      "grpc.initial_reconnect_backoff_ms": this.initialBackoffMs,
+      "grpc.max_reconnect_backoff_ms": this.maxBackoffMs,
+      "grpc.keepalive_time_ms": keepalive,
+      "grpc.keepalive_timeout_ms": 10_000,
+    });
+    this.grpc = new AggregatedDiscoveryServiceClient(ch.target, ch.credentials, ch.options);
+  }
+
+  get isReady(): boolean {
+    return this.readyDone;
+  }
+
+  /** Opens the stream (once); reconnects on its own until close(). */
+  start(): this {
+    if (this.started || this.closed) return this;
+    this.started = true;
+    void this.connect();
+    return this;
+  }
+
+  /** Resolves when ready; rejects after timeoutMs or when the client is closed first. */
+  waitReady(timeoutMs: number): Promise<void> {
+    if (this.readyDone) return Promise.resolve();
+    if (this.closed) return Promise.reject(new Error("xDS client closed before it was ready"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off("closed", onClosed);
+        const missing = this.types.filter((t) => !t.acked).map((t) => t.typeUrl.split("/").pop());
+        reject(new Error(`xDS from ${this.o.address} not ready after ${timeoutMs} ms (no ACK yet for ${missing.join(", ")})`));
+      }, timeoutMs);
+      const onClosed = () => {
+        clearTimeout(timer);
+        reject(new Error("xDS client closed before it was ready"));
+      };
+      this.once("closed", onClosed);
+      void this.ready.then(() => {
+        clearTimeout(timer);
+        this.off("closed", onClosed);
+        resolve();
+      });
+    });
+  }
+
+  /** The resource names and versions held for a type (what the next stream announces). */
+  versions(typeUrl: string): ReadonlyMap<string, string> {
+    return this.byUrl.get(typeUrl)?.versions ?? new Map();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    const call = this.call;
+    this.call = undefined;
+    call?.cancel();
+    this.grpc.close();
+    this.emit("closed");
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+
+  private async connect(): Promise<void> {
+    this.timer = undefined;
+    if (this.closed) return;
+    let md: Metadata;
+    try {
+      md = await controlPlaneMetadata(this.o);
+    } catch (e) {
+      this.retry((e as Error).message);
+      return;
+    }
+    if (this.closed) return;
+    const call = this.grpc.deltaAggregatedResources(md);
+    this.call = call;
+    this.stats.streams++;
+    let ended = false;
+    const end = (reason: string) => {
+      if (ended) return;
+      ended = true;
+      if (this.call !== call) return;
+      this.call = undefined;
+      call.cancel();
+      this.retry(reason);
+    };
+    call.on("data", (resp: DeltaDiscoveryResponse) => {
+      if (this.call !== call) return;
+      try {
+        this.onResponse(call, resp);
+      } catch (e) {
+        // A bug here must not take the process down; the stream starts over.
+        log.error("xDS response handling failed", { error: e as Error });
+        end(`internal error: ${(e as Error).message}`);
+      }
+    });
+    // 'error' comes with every non-OK status; 'status' always ends the call.
+    call.on("error", (e: ServiceError) => end(`${GrpcStatus[e.code] ?? e.code}: ${e.details || e.message}`));
+    call.on("status", (s: StatusObject) => end(s.code === GrpcStatus.OK ? "stream closed by the server" : `${GrpcStatus[s.code] ?? s.code}: ${s.details}`));
+    call.on("end", () => end("stream closed by the server"));
+    for (const t of this.types) {
+      const req: DeltaDiscoveryRequest = {
+        node: this.node,
+        typeUrl: t.typeUrl,
+        // Wildcard: an empty subscription list on a type's first request.
+        resourceNamesSubscribe: [],
+        resourceNamesUnsubscribe: [],
+        initialResourceVersions: new Map(t.versions),
+        responseNonce: "",
+        errorDetail: undefined,
+      };
+      call.write(req);
+    }
+    log.info("xDS stream opened", {
+      address: this.o.address,
+      resuming: this.types.reduce((n, t) => n + t.versions.size, 0),
+    });
+    this.emit("connected");
+  }
+
+  private retry(reason: string): void {
+    if (this.closed) return;
+    const delay = Math.min(this.initialBackoffMs * 2 ** this.failures, this.maxBackoffMs);
+    this.failures = Math.min(this.failures + 1, 30);
+    log.warn("xDS stream ended; reconnecting", { address: this.o.address, reason, retryInMs: delay });
+    this.emit("disconnected", reason, delay);
+    this.timer = setTimeout(() => void this.connect(), delay);
+    this.timer.unref();
+  }
+
+  private onResponse(call: Call, resp: DeltaDiscoveryResponse): void {
+    this.stats.responses++;
+    // A stream that delivers is a good stream: the next drop starts the backoff over.
+    this.failures = 0;
+    const t = this.byUrl.get(resp.typeUrl);
+    if (!t) {
+      this.nack(call, resp.typeUrl, resp.nonce, `unsupported type ${JSON.stringify(resp.typeUrl)}`);
+      return;
+    }
+    const err = t.typeUrl === ADDRESS_TYPE_URL ? this.applyAddresses(t, resp) : this.applyPolicies(t, resp);
+    if (err) {
+      this.nack(call, t.typeUrl, resp.nonce, err);
+      return;
+    }
+    call.write({
+      node: undefined,
+      typeUrl: t.typeUrl,
+      resourceNamesSubscribe: [],
+      resourceNamesUnsubscribe: [],
+      initialResourceVersions: new Map(),
+      responseNonce: resp.nonce,
+      errorDetail: undefined,
+    });
+    this.stats.acks++;
+    this.emit("ack", t.typeUrl, resp.nonce);
+    if (!t.acked) {
+      t.acked = true;
+      if (!this.readyDone && this.types.every((x) => x.acked)) {
+        this.readyDone = true;
+        log.info("xDS ready", { address: this.o.address, ...this.counts() });
+        this.resolveReady();
+        this.emit("ready");
+      }
+    }
+  }
+
+  private nack(call: Call, typeUrl: string, nonce: string, message: string): void {
+    log.warn("xDS response rejected (NACK); keeping the running config", { typeUrl, nonce, error: message });
+    call.write({
+      node: undefined,
+      typeUrl,
+      resourceNamesSubscribe: [],
+      resourceNamesUnsubscribe: [],
+      initialResourceVersions: new Map(),
+      responseNonce: nonce,
+      errorDetail: { code: GrpcStatus.INVALID_ARGUMENT, message, details: [] },
+    });
+    this.stats.nacks++;
+    this.emit("nack", typeUrl, nonce, message);
+  }
+
+  /** Converts every resource first; changes nothing and returns the error message if any fails. */
+  private applyAddresses(t: TypeState, resp: DeltaDiscoveryResponse): string | undefined {
+    const staged = this.convertAll(resp, decodeAddress);
+    if (typeof staged === "string") return staged;
+    const delta: Required<Pick<StateDelta, "workloads" | "services" | "removeWorkloads" | "removeServices">> = {
+      workloads: [], services: [], removeWorkloads: [], removeServices: [],
+    };
+    // A name that now holds a different key (or kind) gives its old key up first.
+    const drop = (old: AddressResource | undefined, now?: AddressResource) => {
+      if (!old || (now && now.kind === old.kind && addressKey(now) === addressKey(old))) return;
+      if (old.kind === "workload") delta.removeWorkloads.push(old.workload.uid);
+      else delta.removeServices.push(addressKey(old));
+    };
+    for (const name of resp.removedResources) {
+      drop(this.addresses.get(name));
+      this.addresses.delete(name);
+      t.versions.delete(name);
+    }
+    for (let i = 0; i < staged.length; i++) {
+      const r = resp.resources[i]!;
+      const now = staged[i]!;
+      drop(this.addresses.get(r.name), now);
+      if (now.kind === "workload") delta.workloads.push(now.workload);
+      else delta.services.push(now.service);
+      this.addresses.set(r.name, now);
+      t.versions.set(r.name, r.version);
+    }
+    this.o.updater.update(delta);
+    return undefined;
+  }
+
+  private applyPolicies(t: TypeState, resp: DeltaDiscoveryResponse): string | undefined {
+    const staged = this.convertAll(resp, decodeAuthorization);
+    if (typeof staged === "string") return staged;
+    const delta: Required<Pick<StateDelta, "policies" | "removePolicies">> = { policies: [], removePolicies: [] };
+    const drop = (old: Policy | undefined, now?: Policy) => {
+      if (old && (!now || policyKey(now) !== policyKey(old))) delta.removePolicies.push(policyKey(old));
+    };
+    for (const name of resp.removedResources) {
+      drop(this.policies.get(name));
+      this.policies.delete(name);
+      t.versions.delete(name);
+    }
+    for (let i = 0; i < staged.length; i++) {
+      const r = resp.resources[i]!;
+      drop(this.policies.get(r.name), staged[i]!);
+      delta.policies.push(staged[i]!);
+      this.policies.set(r.name, staged[i]!);
+      t.versions.set(r.name, r.version);
+    }
+    this.o.updater.update(delta);
+    return undefined;
+  }
+
+  /** All resources converted, in order, or the NACK message (the first few errors, each naming its resource). */
+  private convertAll<T>(resp: DeltaDiscoveryResponse, decode: (b: Uint8Array) => T): T[] | string {
+    const out = new Array<T>(resp.resources.length);
+    const errors: string[] = [];
+    let failed = 0;
+    const short = resp.typeUrl.slice(resp.typeUrl.lastIndexOf(".") + 1);
+    for (let i = 0; i < resp.resources.length; i++) {
+      const r = resp.resources[i]!;
+      let reason: string | undefined;
+      if (r.name === "") reason = "resource without a name";
+      else if (!r.resource) reason = "no resource body";
+      else if (r.resource.typeUrl !== resp.typeUrl) reason = `body of type ${r.resource.typeUrl}, not ${resp.typeUrl}`;
+      else {
+        try {
+          out[i] = decode(r.resource.value);
+        } catch (e) {
+          if (!(e instanceof XdsConvertError)) throw e;
+          reason = e.message;
+        }
+      }
+      if (reason !== undefined) {
+        failed++;
+        if (errors.length < 5) errors.push(`${short} ${JSON.stringify(r.name)}: ${reason}`);
+      }
+    }
+    if (failed === 0) return out;
+    return errors.join("; ") + (failed > errors.length ? `; and ${failed - errors.length} more` : "");
+  }
+
+  private counts(): Record<string, number> {
+    let workloads = 0;
+    for (const r of this.addresses.values()) if (r.kind === "workload") workloads++;
+    return { workloads, services: this.addresses.size - workloads, policies: this.policies.size };
+  }
+}
