@@ -38,9 +38,23 @@ export interface Target {
   value: number;
   goal: number;
   met: boolean;
+  /** Unit of value and goal when they are not ratios ("x"), e.g. "vCPU", "µs", "B". */
+  unit?: string;
   /** The figure row this target is shown on (default: the suite's first figure). */
   task?: string;
   /** The goal is a maximum (e.g. a CPU ratio), not a minimum. */
+  lowerIsBetter?: boolean;
+}
+
+/** One figure of a topology benchmark: a workload's metric measured on one topology. */
+export interface Measure {
+  /** The row, e.g. "throughput, 1 tunnel". */
+  metric: string;
+  unit: string;
+  /** The column: "direct", "tls-pipe", "node-http2", "hbone-wasm" (or a published reference). */
+  topology: string;
+  value: number;
+  /** Latency, CPU and memory: lower is better. */
   lowerIsBetter?: boolean;
 }
 
@@ -50,6 +64,13 @@ export interface SuiteResult {
   ratios: Ratio[];
   targets: Target[];
   notes: string[];
+  /** Topology benchmarks: figures by workload and topology (rendered as one table, topologies as columns). */
+  measures?: Measure[];
+  /** The column order of `measures`, then the ratio columns: [ours, baseline] pairs. */
+  columns?: string[];
+  ratioColumns?: [string, string][];
+  /** Extra facts for latest.json (limits, counts, settings). */
+  details?: Record<string, unknown>;
 }
 
 /** Short runs for --quick (the whole run must stay well under a minute), a few seconds otherwise. */

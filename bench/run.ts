@@ -1,13 +1,19 @@
-// Benchmark entry point: `node dist/bench/run.js [--quick]` (or `npm run bench -- --quick`).
-// Runs the suites, prints a markdown table, and writes bench/results/latest.{json,md}.
+// Benchmark entry point: `node dist/bench/run.js [--quick] [--suites a,b] [--profile[=WORKLOAD]]`
+// (or `npm run bench -- --quick`). Runs the microbenchmarks (frames, HPACK, tunnel, and baggage /
+// load balancing when those suites are built) and the proxy topologies, prints markdown tables and
+// writes bench/results/latest.{json,md}. --profile runs one proxy workload under `node --cpu-prof`
+// instead (see profile.ts).
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { type Figure, type SuiteResult, repoRoot } from "./harness.js";
+import { pathToFileURL } from "node:url";
+import { type Figure, type RunOptions, type SuiteResult, type Target, repoRoot } from "./harness.js";
 import { runFramesBench } from "./frames.bench.js";
 import { runHpackBench } from "./hpack.bench.js";
 import { runTunnelBench } from "./tunnel.bench.js";
+import { runProxyBench } from "./proxy.bench.js";
+import { runProfile } from "./profile.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
 
@@ -15,7 +21,25 @@ function fmt(n: number, digits = 0): string {
   return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function table(suites: SuiteResult[]): string {
+/** Three significant digits, grouped: 1,234 / 123 / 12.3 / 1.23 / 0.123. */
+function sig(n: number): string {
+  const a = Math.abs(n);
+  return fmt(n, a >= 100 || a === 0 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3);
+}
+
+function goalText(t: Target): string {
+  const unit = t.unit ?? (t.goal >= 100 ? "MB/s" : "x");
+  const op = t.lowerIsBetter ? "<=" : ">=";
+  return unit === "x" ? `${op} ${fmt(t.goal, 1)}x` : `${op} ${sig(t.goal)} ${unit}`;
+}
+
+function valueText(t: Target): string {
+  const unit = t.unit ?? (t.goal >= 100 ? "MB/s" : "x");
+  return unit === "x" ? `${fmt(t.value, 2)}x` : `${sig(t.value)} ${unit}`;
+}
+
+/** The microbenchmark suites: one row per task, with its ratio and target. */
+function microTable(suites: SuiteResult[]): string {
   const figures = new Map<string, Figure>();
   for (const s of suites) for (const f of s.figures) figures.set(f.task, f);
   const rows = ["| task | ops/s | throughput | ratio vs baseline | target | met |", "| --- | ---: | ---: | ---: | --- | --- |"];
@@ -26,13 +50,59 @@ function table(suites: SuiteResult[]): string {
       // A target is shown on the figure it names, else on the suite's first figure.
       const t = s.targets.find((x) => x.task === f.task) ??
         (f === s.figures[0] ? s.targets.find((x) => x.task === undefined) : undefined);
-      const goal = t ? (t.goal >= 100 ? `>= ${fmt(t.goal)} MB/s` : `${t.lowerIsBetter ? "<=" : ">="} ${fmt(t.goal, 1)}x`) : "";
       const thr = f.throughputMBps !== undefined ? `${fmt(f.throughputMBps, 1)} ${f.throughputUnit ?? "MB/s"}` : "";
       rows.push(`| ${f.task} | ${fmt(f.opsPerSec, f.opsPerSec < 100 ? 1 : 0)} ±${fmt(f.rme, 1)}% | ${thr} | ${ratio} ` +
-        `| ${goal} | ${t ? (t.met ? "yes" : "no") : ""} |`);
+        `| ${t ? goalText(t) : ""} | ${t ? (t.met ? "yes" : "no") : ""} |`);
     }
   }
   return rows.join("\n");
+}
+
+/** A topology suite: one row per metric, one column per topology, then the ratio columns. */
+function topologyTable(s: SuiteResult): string {
+  const measures = s.measures ?? [];
+  const cols = s.columns ?? [...new Set(measures.map((m) => m.topology))];
+  const pairs = s.ratioColumns ?? [];
+  const head = ["metric", "unit", ...cols, ...pairs.map(([a, b]) => `${a} / ${b}`)];
+  const rows = [`| ${head.join(" | ")} |`, `| --- | --- | ${head.slice(2).map(() => "---:").join(" | ")} |`];
+  for (const metric of [...new Set(measures.map((m) => m.metric))]) {
+    const of = (t: string) => measures.find((m) => m.metric === metric && m.topology === t);
+    const unit = measures.find((m) => m.metric === metric)!.unit;
+    const cells = cols.map((c) => {
+      const m = of(c);
+      return m ? sig(m.value) : "";
+    });
+    const ratios = pairs.map(([a, b]) => {
+      const r = s.ratios.find((x) => x.name === `${metric}: ${a} / ${b}`);
+      return r ? `${fmt(r.value, 2)}x` : "";
+    });
+    rows.push(`| ${metric} | ${unit} | ${[...cells, ...ratios].join(" | ")} |`);
+  }
+  return rows.join("\n");
+}
+
+function targetTable(targets: Target[]): string {
+  const rows = ["| target | value | goal | met |", "| --- | ---: | --- | --- |"];
+  for (const t of targets) rows.push(`| ${t.name} | ${valueText(t)} | ${goalText(t)} | ${t.met ? "yes" : "**no**"} |`);
+  return rows.join("\n");
+}
+
+type SuiteRunner = (o: RunOptions) => Promise<SuiteResult>;
+
+/** Suites other rooms add (bench/baggage.bench.ts, bench/lb.bench.ts): run when they are built. */
+async function optionalSuite(file: string, exportName: string): Promise<SuiteRunner | undefined> {
+  const path = join(repoRoot(), "dist", "bench", file);
+  if (!existsSync(path)) return undefined;
+  const mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  const fn = mod[exportName];
+  if (typeof fn !== "function") throw new Error(`${file} does not export ${exportName}()`);
+  return fn as SuiteRunner;
+}
+
+function arg(name: string): string | undefined {
+  const a = process.argv.find((x) => x === `--${name}` || x.startsWith(`--${name}=`));
+  if (a === undefined) return undefined;
+  return a.includes("=") ? a.slice(a.indexOf("=") + 1) : "";
 }
 
 async function main(): Promise<void> {
@@ -43,15 +113,35 @@ async function main(): Promise<void> {
     // ld.so reads it at startup, so it must be set before node starts (the npm script does).
     notes.push(`GLIBC_TUNABLES does not set ${TUNABLE}: on some AMD CPUs glibc's memcpy (behind copies into ` +
       `Wasm memory) is much slower at some alignments. Run \`npm run bench\`, or set ` +
-      `GLIBC_TUNABLES=${TUNABLE}=1000000000 yourself.`);
+      `GLIBC_TUNABLES=${TUNABLE}=1000000000 yourself (child processes get it either way).`);
     console.log(`note: ${notes[0]}\n`);
   }
 
+  const profile = arg("profile");
+  if (profile !== undefined) {
+    await runProfile({ quick, workload: profile || "throughput" });
+    return;
+  }
+
   const started = Date.now();
+  const runners: [string, SuiteRunner][] = [
+    ["frames", runFramesBench],
+    ["hpack", runHpackBench],
+    ["tunnel", runTunnelBench],
+  ];
+  for (const [name, file, fn] of [["baggage", "baggage.bench.js", "runBaggageBench"], ["lb", "lb.bench.js", "runLbBench"]]) {
+    const r = await optionalSuite(file, fn);
+    if (r) runners.push([name, r]);
+  }
+  runners.push(["proxies", runProxyBench]);
+  const only = arg("suites")?.split(",").filter(Boolean);
   const suites: SuiteResult[] = [];
-  for (const run of [runFramesBench, runHpackBench, runTunnelBench]) {
+  const loadStart = os.loadavg()[0];
+  for (const [name, run] of runners) {
+    if (only && !only.includes(name)) continue;
+    console.log(`${name}: running${quick ? " (quick)" : ""}…`);
     const s = await run({ quick });
-    console.log(`${s.suite}: done (${fmt((Date.now() - started) / 1000, 1)} s)`);
+    console.log(`${name}: done (${fmt((Date.now() - started) / 1000, 1)} s)`);
     suites.push(s);
   }
 
@@ -59,19 +149,30 @@ async function main(): Promise<void> {
   const machine = {
     cpu: cpus[0]?.model ?? "unknown",
     cores: cpus.length,
+    memoryGB: Math.round(os.totalmem() / 1e9),
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     node: process.version,
     date: new Date().toISOString(),
     quick,
     glibcTunables: tunables || null,
+    childGlibcTunables: tunables.includes(TUNABLE) ? tunables : `${TUNABLE}=1000000000`,
+    loadavg1mAtStart: loadStart,
+    seconds: (Date.now() - started) / 1000,
   };
   for (const s of suites) notes.push(...s.notes);
+  const micro = suites.filter((s) => s.figures.length > 0);
+  const topo = suites.filter((s) => s.measures && s.measures.length > 0);
+  const targets = suites.flatMap((s) => s.targets);
   const md = [
-    `# hbone-wasm microbenchmarks${quick ? " (quick)" : ""}`,
+    `# hbone-wasm benchmarks${quick ? " (quick)" : ""}`,
     "",
-    `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.date}`,
+    `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGB} GB, Node ${machine.node}, ${machine.date}, ` +
+      `${fmt(machine.seconds)} s, load ${fmt(loadStart, 2)} at start, GLIBC_TUNABLES=${machine.childGlibcTunables}`,
     "",
-    table(suites),
+    ...topo.flatMap((s) => [`## ${s.suite}: hbone-wasm against its peers`, "", topologyTable(s), ""]),
+    ...(micro.length ? ["## microbenchmarks", "", microTable(micro), ""] : []),
+    ...(targets.length ? ["## targets", "", targetTable(targets), ""] : []),
+    "## notes",
     "",
     ...notes.map((n) => `- ${n}`),
     "",
@@ -82,9 +183,12 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const json = {
     machine,
+    suites: suites.map((s) => s.suite),
     figures: suites.flatMap((s) => s.figures),
+    measures: suites.flatMap((s) => s.measures ?? []),
     ratios: suites.flatMap((s) => s.ratios),
-    targets: suites.flatMap((s) => s.targets),
+    targets,
+    details: Object.fromEntries(suites.filter((s) => s.details).map((s) => [s.suite, s.details])),
     notes,
   };
   writeFileSync(join(dir, "latest.json"), JSON.stringify(json, null, 2) + "\n");
@@ -92,7 +196,11 @@ async function main(): Promise<void> {
   console.log(`wrote ${join(dir, "latest.json")} and latest.md (${fmt((Date.now() - started) / 1000, 1)} s)`);
 }
 
-main().catch((e: unknown) => {
-  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
-  process.exit(1);
-});
+main().then(
+  // Children are killed in procs.ts's exit hook; exit now so no stray handle keeps us alive.
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+    process.exit(1);
+  },
+);

@@ -134,13 +134,17 @@ export async function runTunnelBench(opts: RunOptions): Promise<SuiteResult> {
   const best: Record<Impl, { secs: number; cpu: number }> = { hbone: { secs: Infinity, cpu: 0 }, node: { secs: Infinity, cpu: 0 } };
   for (let r = 0; r < rounds; r++) {
     for (const impl of ["node", "hbone"] as const) {
+      console.log(`  tunnel: bulk ${total >> 20} MiB, ${impl === "hbone" ? "H2Session" : "node:http2"}, round ${r + 1}/${rounds}`);
       const [secs, cpu] = await bulk(impl, total);
       if (secs < best[impl].secs) best[impl] = { secs, cpu };
     }
   }
   const shortMs = opts.quick ? 1000 : 4000;
   const rate: Record<Impl, number> = { hbone: 0, node: 0 };
-  for (const impl of ["node", "hbone"] as const) rate[impl] = await shortStreams(impl, shortMs, 32);
+  for (const impl of ["node", "hbone"] as const) {
+    console.log(`  tunnel: short streams for ${shortMs / 1000} s, ${impl === "hbone" ? "H2Session" : "node:http2"}`);
+    rate[impl] = await shortStreams(impl, shortMs, 32);
+  }
 
   const gib = total / (1 << 30);
   const fig = (impl: Impl): Figure => ({

@@ -61,4 +61,6 @@ if (process.send) {
       process.exit(0);
     }
   });
+  // The benchmark process is gone (crash, Ctrl-C): never outlive it.
+  process.on("disconnect", () => process.exit(0));
 }
