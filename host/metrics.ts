@@ -87,30 +87,45 @@ export interface MetricsSources {
   pool(): { connections: number; dials: number; reused: number };
 }
 
+/** One label set's numbers, kept as plain numbers and handed to prom-client only at scrape time. */
+class Series {
+  opened = 0;
+  closed = 0;
+  failed = 0;
+  received = 0;
+  sent = 0;
+  open = 0;
+  constructor(readonly labels: TcpLabels) {}
+}
+
 /**
- * One tunnel's record (ztunnel's ConnectionResult): opened when counted, bytes in plain
- * numbers, published at scrape and at close.
+ * One tunnel's record (ztunnel's ConnectionResult): counted as opened when created; its bytes
+ * are read from the stream's or socket's own counters at scrape time and at close.
  */
 export class ConnectionResult {
   private published: TunnelBytes = { clientToServer: 0, serverToClient: 0 };
   private bytes: () => TunnelBytes = () => this.published;
+  private readonly series: Series;
   closed = false;
 
-  constructor(private readonly m: Metrics, readonly labels: TcpLabels) {}
+  constructor(private readonly m: Metrics, readonly labels: TcpLabels) {
+    this.series = m.seriesFor(labels);
+    this.series.opened++;
+    this.series.open++;
+    m.open.add(this);
+  }
 
   /** Where this tunnel's byte counts are read from (a stream's or socket's own counters). */
   countFrom(bytes: () => TunnelBytes): void {
     this.bytes = bytes;
   }
 
-  /** Moves the bytes moved since the last call into the counters (client→server is "received"). */
+  /** Adds the bytes moved since the last call (client→server is "received"). */
   publish(): void {
     const now = this.bytes();
-    const dr = now.clientToServer - this.published.clientToServer;
-    const ds = now.serverToClient - this.published.serverToClient;
-    if (dr > 0) this.m.receivedBytes.inc(this.labels, dr);
-    if (ds > 0) this.m.sentBytes.inc(this.labels, ds);
-    this.published = { ...now };
+    this.series.received += now.clientToServer - this.published.clientToServer;
+    this.series.sent += now.serverToClient - this.published.serverToClient;
+    this.published = { clientToServer: now.clientToServer, serverToClient: now.serverToClient };
   }
 
   /**
@@ -122,10 +137,10 @@ export class ConnectionResult {
     this.closed = true;
     this.publish();
     this.m.open.delete(this);
-    this.m.socketsOpen.dec(this.labels);
-    const end = flags ? { ...this.labels, response_flags: flags } : this.labels;
-    this.m.closedTotal.inc(end);
-    if (failed) this.m.failedTotal.inc(end);
+    this.series.open--;
+    const end = flags ? this.m.seriesFor({ ...this.labels, response_flags: flags }) : this.series;
+    end.closed++;
+    if (failed) end.failed++;
   }
 }
 
@@ -133,12 +148,7 @@ export class Metrics {
   readonly registry = new client.Registry();
   /** Tunnels whose bytes are not fully published yet. */
   readonly open = new Set<ConnectionResult>();
-  readonly openedTotal: client.Counter<TcpLabel>;
-  readonly closedTotal: client.Counter<TcpLabel>;
-  readonly failedTotal: client.Counter<TcpLabel>;
-  readonly receivedBytes: client.Counter<TcpLabel>;
-  readonly sentBytes: client.Counter<TcpLabel>;
-  readonly socketsOpen: client.Gauge<TcpLabel>;
+  private readonly series = new Map<string, Series>();
 
   constructor(sources: MetricsSources, info: { version: string }) {
     const registers = [this.registry];
@@ -146,16 +156,31 @@ export class Metrics {
     client.collectDefaultMetrics({ register: this.registry });
     new client.Gauge({ name: "istio_build", help: "Istio component build info", labelNames: ["component", "tag"], registers })
       .set({ component: "ztunnel", tag: info.version }, 1);
-    this.openedTotal = new client.Counter({ name: "istio_tcp_connections_opened_total", help: "The total number of TCP connections opened", labelNames, registers });
-    this.closedTotal = new client.Counter({ name: "istio_tcp_connections_closed_total", help: "The total number of TCP connections closed", labelNames, registers });
-    this.failedTotal = new client.Counter({ name: "istio_tcp_connections_failed_total", help: "The total number of TCP connections that failed to establish", labelNames, registers });
-    const open = this.open;
-    const publishAll = () => {
-      for (const r of open) r.publish();
-    };
-    this.receivedBytes = new client.Counter({ name: "istio_tcp_received_bytes_total", help: "The size of total bytes received during request in case of a TCP connection", labelNames, registers, collect: publishAll });
-    this.sentBytes = new client.Counter({ name: "istio_tcp_sent_bytes_total", help: "The size of total bytes sent during response in case of a TCP connection", labelNames, registers, collect: publishAll });
-    this.socketsOpen = new client.Gauge({ name: "istio_tcp_sockets_open", help: "The current number of open TCP sockets", labelNames, registers });
+    const all = this.series, open = this.open;
+    // Each istio_tcp_* family is rebuilt from the plain numbers when scraped.
+    const counter = (name: string, help: string, value: (s: Series) => number) => new client.Counter({
+      name, help, labelNames, registers,
+      collect() {
+        for (const r of open) r.publish();
+        this.reset();
+        for (const s of all.values()) {
+          const v = value(s);
+          if (v > 0) this.inc(s.labels, v);
+        }
+      },
+    });
+    counter("istio_tcp_connections_opened_total", "The total number of TCP connections opened", (s) => s.opened);
+    counter("istio_tcp_connections_closed_total", "The total number of TCP connections closed", (s) => s.closed);
+    counter("istio_tcp_connections_failed_total", "The total number of TCP connections that failed to establish", (s) => s.failed);
+    counter("istio_tcp_received_bytes_total", "The size of total bytes received during request in case of a TCP connection", (s) => s.received);
+    counter("istio_tcp_sent_bytes_total", "The size of total bytes sent during response in case of a TCP connection", (s) => s.sent);
+    new client.Gauge({
+      name: "istio_tcp_sockets_open", help: "The current number of open TCP sockets", labelNames, registers,
+      collect() {
+        this.reset();
+        for (const s of all.values()) if (s.opened > 0) this.set(s.labels, s.open);
+      },
+    });
     new client.Gauge({
       name: "hbone_active_tunnels", help: "Tunnels open now, by direction", labelNames: ["direction"], registers,
       collect() {
@@ -178,13 +203,18 @@ export class Metrics {
     });
   }
 
+  /** The numbers of one label set (created on first use). */
+  seriesFor(labels: TcpLabels): Series {
+    let key = "";
+    for (const l of TCP_LABELS) key += labels[l] + "\u0000";
+    let s = this.series.get(key);
+    if (!s) this.series.set(key, (s = new Series(labels)));
+    return s;
+  }
+
   /** Counts a tunnel as opened (outbound: before dialling; inbound: before policy). */
   opened(labels: TcpLabels): ConnectionResult {
-    const r = new ConnectionResult(this, labels);
-    this.openedTotal.inc(labels);
-    this.socketsOpen.inc(labels);
-    this.open.add(r);
-    return r;
+    return new ConnectionResult(this, labels);
   }
 
   async text(): Promise<string> {
