@@ -601,8 +601,13 @@ export class H2Session extends EventEmitter {
   private write(buf: Uint8Array): boolean {
     if (this.destroyed && !this.goawaySent) return false;
     if (buf.length >= DIRECT_WRITE) {
+      // One writev with what is pending (the frame header): over TLS that is one record and one
+      // syscall, worth the copy TLS makes of it.
+      this.socket.cork();
       this.flush();
-      return this.socket.write(buf);
+      const ok = this.socket.write(buf);
+      this.socket.uncork();
+      return ok;
     }
     if (this.slabPos + buf.length > SLAB_SIZE) {
       this.flush();
