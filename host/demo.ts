@@ -8,31 +8,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TwoClusters } from "./demo/two-clusters.js";
+import { TwoClusters, type Tally } from "./demo/two-clusters.js";
 import { setLevel } from "./log.js";
 
 const ECHO = "echo.default.svc.cluster.local:9000";
 const HELLO = "hello.default.svc.cluster.local:9000";
-
-interface Tally {
-  local: number;
-  remote: number;
-  failed: number;
-}
-
-async function drive(mc: TwoClusters, dest: string, n: number): Promise<Tally> {
-  const t: Tally = { local: 0, remote: 0, failed: 0 };
-  for (let i = 0; i < n; i++) {
-    try {
-      const { who } = await mc.ask(dest);
-      if (who.endsWith("@cluster1")) t.local++;
-      else t.remote++;
-    } catch {
-      t.failed++;
-    }
-  }
-  return t;
-}
 
 const pct = (x: number, n: number) => `${Math.round((100 * x) / Math.max(1, n))}%`;
 
@@ -69,13 +49,13 @@ export async function runDemo(durationSec?: number): Promise<void> {
       "| traffic from cluster1 sleep | tunnels | local (cluster1) | cross-network (cluster2) | failed | note |",
       "| --- | ---: | ---: | ---: | ---: | --- |",
     ];
-    rows.push(row("echo (global), default: spread evenly", await drive(mc, ECHO, 100)));
-    rows.push(row("hello (local-only service)", await drive(mc, HELLO, 30), "never leaves its cluster"));
+    rows.push(row("echo (global), default: spread evenly", await mc.tally(ECHO, 100)));
+    rows.push(row("hello (local-only service)", await mc.tally(HELLO, 30), "never leaves its cluster"));
     await mc.setDistribution("PreferClose");
-    rows.push(row("echo, trafficDistribution PreferClose", await drive(mc, ECHO, 100), "FAILOVER [NETWORK, REGION, ZONE]"));
+    rows.push(row("echo, trafficDistribution PreferClose", await mc.tally(ECHO, 100), "FAILOVER [NETWORK, REGION, ZONE]"));
     await mc.stopProxy("cluster1", "echo-a");
     await mc.stopProxy("cluster1", "echo-b");
-    rows.push(row("echo, PreferClose, cluster1's echo pods stopped", await drive(mc, ECHO, 50),
+    rows.push(row("echo, PreferClose, cluster1's echo pods stopped", await mc.tally(ECHO, 50),
       "outlier detection ejects them; failover to cluster2"));
     await mc.restartProxy("cluster1", "echo-a");
     await mc.restartProxy("cluster1", "echo-b");
@@ -86,7 +66,7 @@ export async function runDemo(durationSec?: number): Promise<void> {
       if (who.endsWith("@cluster1") && ++back >= 5) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    rows.push(row("echo, PreferClose, pods restarted", await drive(mc, ECHO, 50),
+    rows.push(row("echo, PreferClose, pods restarted", await mc.tally(ECHO, 50),
       `back to local ${back >= 5 ? `within ${Date.now() - tRecover} ms` : "not yet"} (ejection expired)`));
     console.log(`\n${rows.join("\n")}\n`);
 

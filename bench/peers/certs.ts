@@ -3,12 +3,12 @@
 // TLS as HBONE (TLS 1.3 only, ztunnel's AES-GCM suites, client certificates required, SPIFFE URI
 // SAN of the peer checked).
 
+import { contextOptions } from "../../host/tls/contexts.js";
 import type tls from "node:tls";
 import { CertificateAuthority } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
 
 export const TRUST_DOMAIN = "cluster.local";
-export const CIPHERS = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
 
 export function spiffe(sa: string, ns = "default"): string {
   return `spiffe://${TRUST_DOMAIN}/ns/${ns}/sa/${sa}`;
@@ -18,14 +18,7 @@ export function spiffe(sa: string, ns = "default"): string {
 export async function tlsOptions(caDir: string, sa: string): Promise<tls.SecureContextOptions> {
   const ca = await CertificateAuthority.load(caDir);
   const cert = await ca.issue(new Identity(TRUST_DOMAIN, "default", sa));
-  return {
-    key: cert.keyPem,
-    cert: cert.certChainPem,
-    ca: cert.rootsPem,
-    minVersion: "TLSv1.3",
-    maxVersion: "TLSv1.3",
-    ciphers: CIPHERS,
-  };
+  return contextOptions(cert);
 }
 
 /** Whether a verified peer certificate names `id` as a URI SAN (null: yes, else the reason). */

@@ -26,6 +26,13 @@ export interface TwoClusterOptions {
 
 export type Distribution = "default" | "PreferClose";
 
+/** Where a series of tunnels from cluster1 went. */
+export interface Tally {
+  local: number;
+  remote: number;
+  failed: number;
+}
+
 interface WorkloadSpec {
   name: string;
   namespace: string;
@@ -200,6 +207,21 @@ export class TwoClusters {
     const text = Buffer.concat(chunks).toString();
     const nl = text.indexOf("\n");
     return { who: text.slice(0, nl), echo: text.slice(nl + 1) };
+  }
+
+  /** Opens `n` tunnels to `dest` from cluster1's sleep, one after another: where they went. */
+  async tally(dest: string, n: number): Promise<Tally> {
+    const t: Tally = { local: 0, remote: 0, failed: 0 };
+    for (let i = 0; i < n; i++) {
+      try {
+        const { who } = await this.ask(dest);
+        if (who.endsWith("@cluster1")) t.local++;
+        else t.remote++;
+      } catch {
+        t.failed++;
+      }
+    }
+    return t;
   }
 
   async close(): Promise<void> {

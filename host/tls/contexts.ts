@@ -15,7 +15,8 @@ const CIPHERS = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
 const ALPN = ["h2"];
 const DEFAULT_TIMEOUT_MS = 10_000; // ztunnel's connect timeout
 
-function contextOptions(cert: WorkloadCertificate): tls.SecureContextOptions {
+/** HBONE's TLS parameters with a workload certificate: TLS 1.3 only, the mesh roots as trust anchors. */
+export function contextOptions(cert: WorkloadCertificate): tls.SecureContextOptions {
   return {
     key: cert.keyPem,
     cert: cert.certChainPem,

@@ -3,26 +3,16 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import net from "node:net";
-import { spawn, execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { H2Session, type H2Stream } from "../../host/h2/session.js";
 import { listen, drain, pump, pattern } from "../helpers/net.js";
+import { PYTHON, H2PEER, requireH2, runH2Peer } from "../helpers/python.js";
 
-const PEER = fileURLToPath(new URL("../peers/h2peer.py", import.meta.url));
-const PYTHON = "/usr/bin/python3"; // Debian's, which sees python3-h2 (not the one first on PATH)
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function requireH2(): void {
-  try {
-    execFileSync(PYTHON, ["-c", "import h2"], { stdio: "pipe" });
-  } catch {
-    throw new Error("python3-h2 is not installed: apt-get install -y python3-h2 (.ci/run does this)");
-  }
-}
 
 describe("interop with Python hyper-h2", () => {
   it("h2 client -> our server: 10 CONNECT streams x 1 MiB echoed byte-exact", async () => {
@@ -38,11 +28,7 @@ describe("interop with Python hyper-h2", () => {
     });
     const port = await listen(srv);
     cleanups.push(() => new Promise((r) => srv.close(r)), () => sessions.forEach((s) => s.destroy()));
-    const child = spawn(PYTHON, [PEER, "client", String(port), "10", String(1 << 20)], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "", err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const [code] = await once(child, "exit");
+    const { code, out, err } = await runH2Peer(["client", String(port), "10", String(1 << 20)]);
     expect(err).toBe("");
     expect(code).toBe(0);
     const report = JSON.parse(out);
@@ -52,7 +38,7 @@ describe("interop with Python hyper-h2", () => {
 
   it("our client -> h2 server: 4 streams x 2 MiB both ways, half-close honoured", async () => {
     requireH2();
-    const child = spawn(PYTHON, [PEER, "server"], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(PYTHON, [H2PEER, "server"], { stdio: ["ignore", "pipe", "inherit"] });
     cleanups.push(() => child.kill());
     const [line] = (await once(child.stdout, "data")) as [Buffer];
     const port = Number(line.toString().trim());

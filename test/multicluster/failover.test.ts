@@ -22,38 +22,24 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function where(dest: string, n: number): Promise<{ local: number; remote: number; failed: number }> {
-  const t = { local: 0, remote: 0, failed: 0 };
-  for (let i = 0; i < n; i++) {
-    try {
-      const { who } = await mc.ask(dest);
-      if (who.endsWith("@cluster1")) t.local++;
-      else t.remote++;
-    } catch {
-      t.failed++;
-    }
-  }
-  return t;
-}
-
 describe("multicluster traffic distribution and failover", () => {
   it("keeps a non-global service in its cluster", async () => {
-    expect(await where("hello.default.svc.cluster.local:9000", 30)).toEqual({ local: 30, remote: 0, failed: 0 });
+    expect(await mc.tally("hello.default.svc.cluster.local:9000", 30)).toEqual({ local: 30, remote: 0, failed: 0 });
   });
 
   it("PreferClose keeps everything local while local endpoints are healthy", async () => {
     await mc.setDistribution("PreferClose");
-    expect(await where(ECHO, 60)).toEqual({ local: 60, remote: 0, failed: 0 });
+    expect(await mc.tally(ECHO, 60)).toEqual({ local: 60, remote: 0, failed: 0 });
   });
 
   it("fails over to cluster2 when cluster1's echo pods stop, and comes back when they restart", async () => {
     await mc.stopProxy("cluster1", "echo-a");
     await mc.stopProxy("cluster1", "echo-b");
-    const during = await where(ECHO, 40);
+    const during = await mc.tally(ECHO, 40);
     // Retries hide most failed dials; ejection then sends everything across.
     expect(during.remote).toBeGreaterThanOrEqual(37);
     expect(during.local).toBe(0);
-    const tail = await where(ECHO, 20);
+    const tail = await mc.tally(ECHO, 20);
     expect(tail).toEqual({ local: 0, remote: 20, failed: 0 });
     await mc.restartProxy("cluster1", "echo-a");
     await mc.restartProxy("cluster1", "echo-b");

@@ -6,17 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import { TwoClusters } from "../../host/demo/two-clusters.js";
 import { parseMeshConfig, type MeshConfig } from "../../host/config.js";
 import { startProxy, type Mesh } from "../../host/app.js";
 import { OutboundError } from "../../host/proxy/outbound.js";
 import { CertificateAuthority } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
+import { runH2Peer } from "../helpers/python.js";
 
-const PEER = fileURLToPath(new URL("../peers/h2peer.py", import.meta.url));
 let dir: string;
 let mc: TwoClusters;
 const extra: Mesh[] = [];
@@ -90,13 +87,8 @@ describe("an independent client through the gateway", () => {
     writeFileSync(join(dir, "py-key.pem"), cert.keyPem);
     writeFileSync(join(dir, "roots.pem"), cert.rootsPem);
     // The inner bytes reach a node proxy's TLS listener, which drops non-TLS: the tunnel answer is what counts.
-    const child = spawn("/usr/bin/python3", [PEER, "tls-client", mc.ip("cluster2", "100"), "15008", "1", "0",
-      "echo.default.svc.cluster.local:9000", join(dir, "py-chain.pem"), join(dir, "py-key.pem"), join(dir, "roots.pem")],
-    { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "", err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const [code] = await once(child, "exit");
+    const { code, out, err } = await runH2Peer(["tls-client", mc.ip("cluster2", "100"), "15008", "1", "0",
+      "echo.default.svc.cluster.local:9000", join(dir, "py-chain.pem"), join(dir, "py-key.pem"), join(dir, "roots.pem")]);
     expect(err).toBe("");
     expect(code).toBe(0);
     const r = JSON.parse(out);

@@ -3,15 +3,13 @@
 // `openssl` command line, not by this project.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFileSync } from "node:child_process";
 import { writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { meshFixture, type MeshFixture } from "./fixture.js";
 import type { Mesh } from "../../host/app.js";
+import { requireH2, runH2Peer } from "../helpers/python.js";
 
-const PEER = fileURLToPath(new URL("../peers/h2peer.py", import.meta.url));
 let fx: MeshFixture;
 let b: Mesh;
 let dir: string;
@@ -21,7 +19,7 @@ function openssl(...args: string[]): void {
 }
 
 beforeAll(async () => {
-  execFileSync("/usr/bin/python3", ["-c", "import h2"], { stdio: "pipe" }); // fails loudly without python3-h2
+  requireH2();
   fx = await meshFixture();
   dir = join(fx.dir, "openssl-ca");
   execFileSync("mkdir", ["-p", dir]);
@@ -49,13 +47,8 @@ afterAll(async () => fx?.close());
 
 describe("interop: Python hyper-h2 + OpenSSL as an HBONE client", () => {
   it("opens 5 tunnels through the proxy to the echo app, byte-exact, with certificates made by openssl", async () => {
-    const child = spawn("/usr/bin/python3", [PEER, "tls-client", "127.0.0.3", String(b.addresses.inbound!.port), "5",
-      String(256 * 1024), `127.0.0.3:${fx.echoPort}`, join(dir, "py-chain.pem"), join(dir, "py-key.pem"), join(dir, "root-cert.pem")],
-    { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "", err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const [code] = await once(child, "exit");
+    const { code, out, err } = await runH2Peer(["tls-client", "127.0.0.3", String(b.addresses.inbound!.port), "5",
+      String(256 * 1024), `127.0.0.3:${fx.echoPort}`, join(dir, "py-chain.pem"), join(dir, "py-key.pem"), join(dir, "root-cert.pem")]);
     expect(err).toBe("");
     expect(code).toBe(0);
     const r = JSON.parse(out);
@@ -65,11 +58,8 @@ describe("interop: Python hyper-h2 + OpenSSL as an HBONE client", () => {
 
   it("gets 503 for a port the workload does not serve and 400 for a bad authority", async () => {
     for (const [authority, status] of [["127.0.0.3:4444", 503], ["echo:9000", 400]] as const) {
-      const child = spawn("/usr/bin/python3", [PEER, "tls-client", "127.0.0.3", String(b.addresses.inbound!.port), "1", "10",
-        authority, join(dir, "py-chain.pem"), join(dir, "py-key.pem"), join(dir, "root-cert.pem")], { stdio: ["ignore", "pipe", "pipe"] });
-      let out = "";
-      child.stdout.on("data", (d) => (out += d));
-      await once(child, "exit");
+      const { out } = await runH2Peer(["tls-client", "127.0.0.3", String(b.addresses.inbound!.port), "1", "10",
+        authority, join(dir, "py-chain.pem"), join(dir, "py-key.pem"), join(dir, "root-cert.pem")]);
       expect(JSON.parse(out).status).toEqual([status]);
     }
   });
