@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { getCodec } from "./wasm/codec.js";
 import { startProxy, type ForwardListener, type ProxyOptions } from "./app.js";
 import { certsCommand } from "./identity/certs-command.js";
-import { parseHostPort } from "./proxy/authority.js";
+import { parseListenAddress } from "./proxy/authority.js";
 import { runDemo } from "./demo.js";
 import { logger } from "./log.js";
 import { VERSION } from "./version.js";
@@ -71,7 +71,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   }
   const forward: ForwardListener[] = (values.forward ?? []).map((f) => {
     const [listen, to] = f.split("=");
-    const l = listen ? parseHostPort(listen) : null;
+    const l = listen ? parseListenAddress(listen) : null;
     if (!l || !to) throw new Error(`--forward: expected ADDR=DEST, got ${f}`);
     return { listen: l, to };
   });

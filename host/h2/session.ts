@@ -20,8 +20,8 @@ export { H2Stream } from "./stream.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65535;
-/** Writes at least this large skip the slab (copying them would cost more than a separate write). */
-const DIRECT_WRITE = 64 * 1024;
+/** Payloads at least this large skip the slab: they go out in one writev with the pending frame header. */
+const DIRECT_WRITE = 16 * 1024;
 const SLAB_SIZE = 256 * 1024;
 const READER_NO_PUSH = 1;
 

@@ -11,10 +11,18 @@ export interface HostPort {
 /** ztunnel's own ports: outbound capture, inbound plaintext, HBONE, SOCKS5. */
 export const PROXY_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008, 15080]);
 
-function validPort(s: string): number | null {
+function validPort(s: string, min = 1): number | null {
   if (!/^\d{1,5}$/.test(s)) return null;
   const n = Number(s);
-  return n >= 1 && n <= 65535 ? n : null;
+  return n >= min && n <= 65535 ? n : null;
+}
+
+/** A listen address `ip:port` or `[v6]:port`, where port 0 means "pick a free one". */
+export function parseListenAddress(a: string): HostPort | null {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(a) ?? /^([^:[\]]+):(\d+)$/.exec(a);
+  if (!m || net.isIP(m[1]) === 0) return null;
+  const port = validPort(m[2], 0);
+  return port === null ? null : { host: m[1], port };
 }
 
 /** Parses `ip:port` or `[v6]:port` (an IP, not a hostname); null when malformed. */

@@ -15,7 +15,7 @@ const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 let fx: MeshFixture;
 let child: ChildProcess;
 let a: Mesh;
-let ready: { inbound: string; admin: number; readiness: number };
+let ready: { inbound: string; admin: number; readiness: number; forward: string[] };
 let stdout = "";
 
 beforeAll(async () => {
@@ -23,7 +23,7 @@ beforeAll(async () => {
   fx = await meshFixture();
   child = spawn(process.execPath, [CLI, "proxy", "--config", fx.configPath, "--workload", "default/echo/echo",
     "--ca-dir", fx.caDir, "--inbound-port", "0", "--socks5-port", "off", "--admin-port", "0", "--metrics-port", "0",
-    "--readiness-port", "0", "--drain-timeout", "20"],
+    "--readiness-port", "0", "--drain-timeout", "20", "--forward", "127.0.0.1:0=echo.default.svc.cluster.local:9000"],
   { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } });
   child.stdout!.on("data", (d) => (stdout += d));
   while (!stdout.includes("hbone proxy ready")) await once(child.stdout!, "data");
@@ -48,6 +48,9 @@ describe("hbone proxy process", () => {
   it("reports ready, logs JSON, and serves a tunnel", async () => {
     const r = await fetch(`http://127.0.0.1:${ready.readiness}/healthz/ready`);
     expect(r.status).toBe(200);
+    // A forward listener on port 0 got a free port, printed at start-up.
+    expect(ready.forward).toHaveLength(1);
+    expect(ready.forward[0]).toMatch(/^127\.0\.0\.1:[1-9]\d*$/);
     const lines = stdout.split("\n").filter((l) => l.startsWith("{"));
     expect(lines.map((l) => JSON.parse(l).msg)).toContain("proxy ready");
     const t = await a.connect("echo.default.svc.cluster.local:9000");
