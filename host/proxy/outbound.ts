@@ -63,8 +63,8 @@ export interface OutboundOptions {
   metrics?: Metrics;
   /** Pool of inner (double HBONE) sessions, keyed by destination identities and gateway. */
   innerPool: HbonePool;
-  /** The load balancer (locality ranking, outlier detection); default: capacity-weighted random. */
-  pick?: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
+  /** The load balancer (host/lb.ts: locality ranking, ServiceScope, outlier detection). */
+  pick: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
   /** Dial outcomes per endpoint, for outlier detection. */
   report?: (w: Workload, ok: boolean) => void;
 }
@@ -97,13 +97,9 @@ function identityOf(w: Workload): Identity {
   return new Identity(w.trustDomain || "cluster.local", w.namespace, w.serviceAccount || "default");
 }
 
-/**
- * Capacity-weighted random choice among healthy reachable endpoints (an off-network one only
- * through its gateway); the proxy normally uses the locality-aware LoadBalancer instead.
- */
-function pickEndpoint<T extends { workload: Workload }>(eps: T[], network?: string): T | undefined {
-  const healthy = eps.filter((e) => e.workload.status !== "Unhealthy" &&
-    (e.workload.network !== network && network !== undefined ? !!e.workload.networkGateway : e.workload.workloadIps.length > 0));
+/** A gateway instance behind a gateway service: capacity-weighted random among healthy ones with an address. */
+function pickGatewayInstance<T extends { workload: Workload }>(eps: T[]): T | undefined {
+  const healthy = eps.filter((e) => e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0);
   let total = 0;
   for (const e of healthy) total += Math.max(1, e.workload.capacity || 1);
   let r = Math.random() * total;
@@ -134,8 +130,7 @@ export class Outbound {
       if (svc.ports[dest.port] === undefined && Object.keys(svc.ports).length > 0) {
         throw new OutboundError(`service ${svc.hostname} has no port ${dest.port}`, 0x05);
       }
-      const ep = this.o.pick ? this.o.pick(this.o.source, svc, dest.port)
-        : pickEndpoint(state.endpoints(svc, dest.port), this.o.source.network);
+      const ep = this.o.pick(this.o.source, svc, dest.port);
       if (!ep) throw new OutboundError(`service ${svc.hostname} has no healthy endpoint`, 0x04);
       if (ep.workload.network !== this.o.source.network) return this.routeViaGateway(ep.workload, svc, dest.port);
       return this.routeTo(ep.workload, ep.targetPort, svc);
@@ -165,7 +160,7 @@ export class Outbound {
       if (gwWorkload) gwExpected.push(identityOf(gwWorkload));
     } else {
       const gsvc = this.o.state.serviceByHost(d.hostname, d.namespace);
-      const gep = gsvc ? pickEndpoint(this.o.state.endpoints(gsvc, gw.hboneMtlsPort)) : undefined;
+      const gep = gsvc ? pickGatewayInstance(this.o.state.endpoints(gsvc, gw.hboneMtlsPort)) : undefined;
       gwIp = gep?.workload.workloadIps[0];
       if (gep) gwExpected.push(identityOf(gep.workload));
       for (const san of gsvc?.subjectAltNames ?? []) {
