@@ -187,9 +187,17 @@ export function originalDestination(socket: net.Socket | number): OriginalDestin
   len.writeUInt32LE(v6.length);
   if (c.getsockopt(fd, C.SOL_IPV6, C.IP6T_SO_ORIGINAL_DST, v6, len) === 0) {
     const a = decodeInet(v6, len.readUInt32LE(0));
-    if (a) return { ...a, via: "IP6T_SO_ORIGINAL_DST" };
+    if (a) return { ...canonical(a), via: "IP6T_SO_ORIGINAL_DST" };
   }
-  return { ...localAddress(fd), via: "local" };
+  return { ...canonical(localAddress(fd)), via: "local" };
+}
+
+/** An IPv4-mapped IPv6 address (a v4 client of a dual-stack socket) as the IPv4 address it is, as ztunnel does. */
+function canonical(a: SockAddr): SockAddr {
+  if (a.family === 6 && a.address.startsWith("::ffff:") && net.isIPv4(a.address.slice(7))) {
+    return { family: 4, address: a.address.slice(7), port: a.port };
+  }
+  return a;
 }
 
 /** getsockname() of an fd. */
