@@ -14,6 +14,7 @@ import { InpodClient } from "../../host/inpod/client.js";
 import { PodListeners, outboundDestination, type PodListenerKind } from "../../host/inpod/pod-listeners.js";
 import { dialFrom, openNetns } from "../../host/sys/index.js";
 import type { WorkloadInfo } from "../../host/inpod/zds.js";
+import { setSink, type LogRecord } from "../../host/log.js";
 
 const NETNS = netnsAvailable();
 
@@ -88,8 +89,11 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
   let agent: ZdsAgent;
   const infoA: WorkloadInfo = { name: "pod-a", namespace: "default", serviceAccount: "sa-a" };
   const infoB: WorkloadInfo = { name: "pod-b", namespace: "default", serviceAccount: "sa-b" };
+  const logs: LogRecord[] = [];
+  let restoreLog: () => void;
 
   beforeAll(() => {
+    restoreLog = setSink((r) => logs.push(r));
     a = createNetns("poda");
     b = createNetns("podb");
     aFd = openNetns(a.name);
@@ -97,6 +101,7 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     agent = ZdsAgent.listen();
   });
   afterAll(() => {
+    restoreLog?.();
     agent?.close();
     for (const fd of [aFd, bFd]) if (fd !== undefined) fs.closeSync(fd);
     a?.destroy();
@@ -162,6 +167,10 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     }
     expect(await agent.request(Buffer.from("ffffffffffff", "hex"))).toMatch(/^malformed WorkloadRequest/);
     expect(await agent.keep("uid-a")).toBe("keep is only valid before snapshot_sent");
+    // Every refusal is logged with its reason.
+    expect(logs.filter((r) => r.msg === "refused a CNI agent request").map((r) => r.kind)).toEqual([
+      "add", "add", "add", "truncated", "add", "truncated", "invalid", "keep",
+    ]);
     expect(client.pods().map((p) => p.uid)).toEqual(["uid-a", "uid-b"]);
     expect((await probe(bFd, 15008)).line).toBe("hbone 127.0.0.1:15008");
 
