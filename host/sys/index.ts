@@ -24,3 +24,4 @@ export {
 } from "./socket.js";
 export { SeqpacketSocket, SeqpacketServer, watchReadable, type Datagram, type Readiness } from "./seqpacket.js";
 export type { SockAddr } from "./sockaddr.js";
+export { missingCapabilities, effectiveCapabilities, INPOD_CAPABILITIES, type Capability } from "./caps.js";

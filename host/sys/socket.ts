@@ -17,7 +17,7 @@ export interface ListenSocketOptions {
   port: number;
   /** SO_MARK (needs CAP_NET_ADMIN); omit for none. */
   mark?: number;
-  /** SO_REUSEPORT (several listeners on one port, e.g. an old and a new proxy during a restart). */
+  /** SO_REUSEPORT, best effort (several listeners on one port, e.g. an old and a new proxy during a restart). */
   reusePort?: boolean;
   /** IP_TRANSPARENT, best effort: a refusal is reported in `warnings`, not thrown. */
   transparent?: boolean;
@@ -28,7 +28,7 @@ export interface ListenSocketOptions {
 
 export interface FfiSocket {
   fd: number;
-  /** Best-effort options that could not be set, each a SysError message. */
+  /** Best-effort options (SO_REUSEPORT, IP_TRANSPARENT) that could not be set, each a SysError message. */
   warnings: string[];
 }
 
@@ -40,7 +40,13 @@ export function createListenSocket(o: ListenSocketOptions): FfiSocket {
   const warnings: string[] = [];
   try {
     setIntOpt(fd, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "SO_REUSEADDR", "sockopt");
-    if (o.reusePort) setIntOpt(fd, C.SOL_SOCKET, C.SO_REUSEPORT, 1, "SO_REUSEPORT", "so-reuseport");
+    if (o.reusePort) {
+      try {
+        setIntOpt(fd, C.SOL_SOCKET, C.SO_REUSEPORT, 1, "SO_REUSEPORT", "so-reuseport");
+      } catch (err) {
+        warnings.push((err as Error).message);
+      }
+    }
     if (o.mark !== undefined) setMark(fd, o.mark);
     if (family === C.AF_INET6) setIntOpt(fd, C.SOL_IPV6, C.IPV6_V6ONLY, o.v6Only ? 1 : 0, "IPV6_V6ONLY", "sockopt");
     if (o.transparent) {

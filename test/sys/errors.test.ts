@@ -4,6 +4,7 @@
 import os from "node:os";
 import { describe, expect, it } from "vitest";
 import { SysError, errnoName, errnoOf, hintFor, isSysError } from "../../host/sys/errors.js";
+import { effectiveCapabilities, missingCapabilities } from "../../host/sys/caps.js";
 
 const E = os.constants.errno;
 
@@ -43,5 +44,18 @@ describe("SysError", () => {
     expect(errnoOf(nodeErr)).toBe(E.ENOENT);
     expect(errnoOf(Object.assign(new Error("x"), { code: "EACCES" }))).toBe(E.EACCES);
     expect(errnoOf(new Error("x"))).toBe(E.EIO);
+  });
+});
+
+describe("capabilities", () => {
+  it("reads CapEff and names what is missing", () => {
+    const status = (eff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapEff:\t${eff}\n`;
+    expect(effectiveCapabilities(status("000001ffffffffff"))).toBe(0x1ffffffffffn);
+    expect(missingCapabilities(undefined, status("000001ffffffffff"))).toEqual([]);
+    expect(missingCapabilities(undefined, status("0000000000000000"))).toEqual(["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]);
+    // CAP_NET_ADMIN (bit 12) and CAP_NET_RAW (13) only.
+    expect(missingCapabilities(undefined, status("0000000000003000"))).toEqual(["CAP_SYS_ADMIN"]);
+    expect(missingCapabilities(["CAP_NET_BIND_SERVICE"], status("0000000000000400"))).toEqual([]);
+    expect(missingCapabilities(undefined, "not linux")).toEqual([]);
   });
 });

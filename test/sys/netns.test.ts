@@ -266,6 +266,7 @@ describe.skipIf(!NETNS)("native calls in network namespaces", () => {
       tryIt("transparent", () => sys.setTransparent(fd, 2));
       tryIt("setns", () => sys.inNetns(sys.openNetns(${JSON.stringify(ns.path)}), () => 0));
       tryIt("bind80", () => sys.createListenSocket({ host: "127.0.0.1", port: 80 }));
+      out.missing = sys.missingCapabilities().join(",");
       console.log(JSON.stringify(out));`,
     );
     try {
@@ -281,6 +282,7 @@ describe.skipIf(!NETNS)("native calls in network namespaces", () => {
       expect(out.transparent).toMatch(/IP_TRANSPARENT\): EPERM — needs CAP_NET_ADMIN or CAP_NET_RAW/);
       expect(out.setns).toMatch(/setns\(\d+, CLONE_NEWNET\): EPERM — needs CAP_SYS_ADMIN/);
       expect(out.bind80).toMatch(/bind\(127\.0\.0\.1:80\): EACCES — ports below 1024 need CAP_NET_BIND_SERVICE/);
+      expect(out.missing).toBe("CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN");
     } finally {
       fs.rmSync(script, { force: true });
     }
