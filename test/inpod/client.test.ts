@@ -275,4 +275,49 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
       await client.close();
     }
   });
+
+  it("an agent that floods requests without waiting gets every ack, in order, and the client stays usable", async () => {
+    const hooks = proxyHooks();
+    const client = new InpodClient({ path: agent.path, onAdd: hooks.onAdd, onDel: hooks.onDel, backoffMs: { initial: 20, max: 200 } });
+    const count = agent.connections;
+    client.start();
+    try {
+      await agent.nextConnection(count);
+      // 100 requests sent back to back (within one socket send buffer) (keep of unknown pods: each refused), then a real add.
+      const acks = await Promise.all(Array.from({ length: 100 }, (_, i) => agent.keep(`flood-${i}`)));
+      expect(acks).toEqual(Array.from({ length: 100 }, (_, i) => `keep of an unknown workload "flood-${i}"`));
+      expect(await agent.add("uid-b", infoB, b.path)).toBe("");
+      expect(await agent.snapshotSent()).toBe("");
+      expect((await probe(bFd, 15006)).line).toBe("inbound-plaintext 127.0.0.1:15006");
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("close() while an add is in progress waits for it, then tears that pod down (no listener or fd left)", async () => {
+    const fdsBefore = fs.readdirSync("/proc/self/fd").length;
+    const hooks = proxyHooks();
+    let entered!: () => void;
+    const inAdd = new Promise<void>((r) => (entered = r));
+    const client = new InpodClient({
+      path: agent.path,
+      onAdd: async (uid, info, fd) => {
+        entered();
+        await new Promise((r) => setTimeout(r, 200));
+        await hooks.onAdd(uid, info, fd);
+      },
+      onDel: hooks.onDel,
+      backoffMs: { initial: 20, max: 200 },
+    });
+    const count = agent.connections;
+    client.start();
+    await agent.nextConnection(count);
+    const ack = agent.add("uid-a", infoA, a.path).catch((err: Error) => err.message);
+    await inAdd;
+    await client.close();
+    expect(await ack).toMatch(/closed the connection|dropped|replaced/); // no ack: the connection went away
+    expect(hooks.pods.size).toBe(0);
+    expect(listeningPorts(a)).toEqual([]);
+    await until(() => fs.readdirSync("/proc/self/fd").length <= fdsBefore, "fds back to their count");
+  });
 });
