@@ -76,6 +76,8 @@ export function hintFor(op: SysOp, code: string): string | undefined {
       return op === "unix-connect" || op === "unix-bind" || op === "socket"
         ? "the kernel does not support this socket type (AF_UNIX SOCK_SEQPACKET needs Linux)"
         : undefined;
+    case "EPROTOTYPE":
+      return op === "unix-connect" ? "the socket at that path is not SOCK_SEQPACKET" : undefined;
     case "EADDRINUSE":
       return "the address is already in use";
     case "EADDRNOTAVAIL":

@@ -40,12 +40,15 @@ type KoffiPoll = {
   close(): void;
 };
 
-/** Calls `onReady` whenever `fd` is readable or hung up (status < 0: an error from the poller). */
-export function watchReadable(fd: number, onReady: (status: number) => void): Readiness {
+/**
+ * Calls `onReady` whenever `fd` is readable or hung up (status < 0: an error from the poller). `timer` forces
+ * the fallback (tests).
+ */
+export function watchReadable(fd: number, onReady: (status: number) => void, opts: { timer?: boolean } = {}): Readiness {
   const k = libc().koffi as unknown as {
     node?: { poll?: (fd: number, opts: object, cb: (status: number) => void) => KoffiPoll };
   };
-  if (typeof k.node?.poll === "function") {
+  if (typeof k.node?.poll === "function" && !opts.timer) {
     const cb = (status: number) => onReady(status);
     let handle: KoffiPoll | null = k.node.poll(fd, { readable: true, disconnect: true }, cb);
     let running = true;
@@ -193,8 +196,8 @@ export class SeqpacketSocket {
   }
 
   /** Watches this socket for readability (see watchReadable). */
-  watch(onReady: (status: number) => void): Readiness {
-    return watchReadable(this.fd, onReady);
+  watch(onReady: (status: number) => void, opts: { timer?: boolean } = {}): Readiness {
+    return watchReadable(this.fd, onReady, opts);
   }
 
   get isClosed(): boolean {

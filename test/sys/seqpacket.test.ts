@@ -3,6 +3,8 @@
 // in order without blocking the event loop, and clear errors for a missing or bad path.
 
 import fs from "node:fs";
+import net from "node:net";
+import { once } from "node:events";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -37,7 +39,7 @@ async function pair(opts: { maxData?: number; maxFds?: number } = {}) {
 }
 
 /** Waits (via the poller) for the next datagram on `s`. */
-function nextDatagram(s: SeqpacketSocket, timeoutMs = 5000): Promise<Datagram | "eof"> {
+function nextDatagram(s: SeqpacketSocket, timeoutMs = 5000, timer = false): Promise<Datagram | "eof"> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       w.close();
@@ -49,7 +51,7 @@ function nextDatagram(s: SeqpacketSocket, timeoutMs = 5000): Promise<Datagram | 
       clearTimeout(timer);
       w.close();
       resolve(d);
-    });
+    }, { timer });
   });
 }
 
@@ -96,6 +98,26 @@ describe.skipIf(!NATIVE)("SOCK_SEQPACKET with SCM_RIGHTS", () => {
     expect(ct.fds.length).toBeLessThan(5);
     ct.fds.forEach(closeQuietly);
     expect(openFds()).toBe(before);
+  });
+
+  it("the timer fallback (koffi without libuv poll) delivers too", async () => {
+    const { client, peer, close } = await pair();
+    cleanups.push(close);
+    peer.send(Buffer.from("tick"));
+    const d = (await nextDatagram(client, 5000, true)) as Datagram;
+    expect(d.data.toString()).toBe("tick");
+  });
+
+  it("connecting to a stream socket is refused with the reason", async () => {
+    const p = path.join(os.tmpdir(), `hb-stream-${randomBytes(4).toString("hex")}.sock`);
+    const srv = net.createServer();
+    srv.listen(p);
+    await once(srv, "listening");
+    try {
+      expect(() => SeqpacketSocket.connect(p)).toThrow(/EPROTOTYPE — the socket at that path is not SOCK_SEQPACKET/);
+    } finally {
+      srv.close();
+    }
   });
 
   it("the peer's close reads as eof", async () => {
