@@ -39,7 +39,7 @@ async function pair(opts: { maxData?: number; maxFds?: number } = {}) {
 }
 
 /** Waits (via the poller) for the next datagram on `s`. */
-function nextDatagram(s: SeqpacketSocket, timeoutMs = 5000, timer = false): Promise<Datagram | "eof"> {
+function nextDatagram(s: SeqpacketSocket, timeoutMs = 5000, useTimer = false): Promise<Datagram | "eof"> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       w.close();
@@ -51,7 +51,7 @@ function nextDatagram(s: SeqpacketSocket, timeoutMs = 5000, timer = false): Prom
       clearTimeout(timer);
       w.close();
       resolve(d);
-    }, { timer });
+    }, { timer: useTimer });
   });
 }
 
