@@ -110,6 +110,9 @@ async function tcpAsk(port: number, queries: packet.Packet[]): Promise<packet.De
   return out;
 }
 
+/** dns-packet decodes the rcode; its type declarations leave it out. */
+const rcodeOf = (m: Buffer): string => (packet.decode(m) as packet.DecodedPacket & { rcode?: string }).rcode ?? "?";
+
 const query = (name: string, type: packet.RecordType = "A", id = 4242): packet.Packet =>
   ({ type: "query", id, flags: packet.RECURSION_DESIRED, questions: [{ type, name, class: "IN" }] });
 
@@ -282,7 +285,7 @@ describe("DNS proxy: hostile clients", () => {
     expect(await udpAsk(port, Buffer.concat([packet.encode(query(REVIEWS)), Buffer.alloc(5000)]), 300)).toBeUndefined();
     expect(packet.decode((await udpAsk(port, header(2)))!)).toMatchObject({ rcode: "FORMERR" });
     expect(packet.decode((await udpAsk(port, Buffer.concat([header(1, 0x2900), Buffer.from([0, 0, 1, 0, 1])])))!)).toMatchObject({ rcode: "NOTIMP" });
-    expect(packet.decode((await udpAsk(port, fatLabel))!).rcode).toMatch(/NOERROR|NXDOMAIN/);
+    expect(rcodeOf((await udpAsk(port, fatLabel))!)).toMatch(/NOERROR|NXDOMAIN/);
     sock.close();
     expect(dns.stats.malformed).toBeGreaterThan(100);
     expect(await resolver(dns).resolve4("reviews")).toEqual(["10.96.0.10"]);
@@ -335,7 +338,7 @@ describe("DNS proxy: hostile clients", () => {
     const rcodes = new Map<string, number>();
     sock.on("message", (m) => {
       try {
-        const rc = packet.decode(m).rcode ?? "?";
+        const rc = rcodeOf(m);
         rcodes.set(rc, (rcodes.get(rc) ?? 0) + 1);
       } catch {
         rcodes.set("undecodable", (rcodes.get("undecodable") ?? 0) + 1);
