@@ -166,7 +166,12 @@ export class DnsProxy {
     if (this.closed || msg.length > this.o.maxQueryBytes) return;
     this.handle(msg, false).then(
       (reply) => {
-        if (reply && !this.closed) this.udp!.send(reply, rinfo.port, rinfo.address, () => undefined);
+        if (!reply || this.closed) return;
+        try {
+          this.udp!.send(reply, rinfo.port, rinfo.address, () => undefined);
+        } catch {
+          // A source we cannot answer (e.g. port 0): nothing to send to.
+        }
       },
       (e: unknown) => log.warn("dns query failed", { error: e instanceof Error ? e : String(e) }),
     );
