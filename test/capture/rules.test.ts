@@ -87,6 +87,12 @@ describe("capture rules (printed)", () => {
     expect(cli("capture", "nope").code).toBe(2);
   });
 
+  it("without nft on PATH, --apply says what to install", () => {
+    const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--host", "--apply"], { encoding: "utf8", timeout: 20_000, env: { PATH: "/nonexistent" } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe("hbone: nft not found: redirect mode needs nftables (apt-get install nftables)\n");
+  });
+
   it("a missing namespace is a clear error", async () => {
     const err = await runNft({ netns: `hbt-missing-${process.pid}` }, removeScript()).then(() => undefined, (e: unknown) => e);
     // Without iproute2 the message names the package instead; both are CaptureErrors.
@@ -195,6 +201,13 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
     expect(await fromPeer(...IN)).toEqual(["tcp:8080", "tcp:15008", "tcp:2222"]);
     // Removing what is not there succeeds.
     expect(spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--remove"]).status).toBe(0);
+  });
+
+  it("without CAP_NET_ADMIN (as nobody) --apply is refused with a message naming the capability", () => {
+    const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI, "capture", "rules", "--host", "--apply"],
+      { encoding: "utf8", timeout: 20_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^hbone: nft on the host: not permitted: installing rules needs root \(CAP_NET_ADMIN\): .*Operation not permitted/);
   });
 
   it("nft refusing the rules is reported with nft's message", async () => {
