@@ -35,7 +35,7 @@ export const DNS_DEFAULTS = {
 export interface DnsProxyOptions extends ClientContext {
   state: ProxyState;
   /** Where to listen (both UDP and TCP); or already bound sockets' fds (e.g. made inside a pod's namespace). */
-  listen?: { host: string; port: number } | { udpFd: number; tcpFd: number };
+  listen?: { host: string; port: number } | { udpFd: number; tcpFd: number; family: 4 | 6 };
   /** Default: the nameservers of /etc/resolv.conf. */
   upstreams?: Upstream[];
   clusterDomain?: string;
@@ -148,7 +148,8 @@ export class DnsProxy {
     });
     const port = "tcpFd" in l ? 0 : (tcp.address() as net.AddressInfo).port;
     const host = "tcpFd" in l ? "" : l.host;
-    const udp = dgram.createSocket(net.isIPv6(host) ? "udp6" : "udp4", (msg, rinfo) => this.onDatagram(msg, rinfo));
+    const v6 = "udpFd" in l ? l.family === 6 : net.isIPv6(host);
+    const udp = dgram.createSocket(v6 ? "udp6" : "udp4", (msg, rinfo) => this.onDatagram(msg, rinfo));
     udp.on("error", (e) => log.warn("dns udp socket error", { error: e }));
     this.udp = udp;
     await new Promise<void>((resolve, reject) => {

@@ -158,7 +158,8 @@ export class WorkloadCertificates extends EventEmitter {
 
   private priority(key: string): FetchPriority {
     if (this.urgent.has(key)) return "on-demand";
-    return this.secrets.current(this.identities.get(key) ?? Identity.parse(key)) ? "renewal" : "prefetch";
+    const id = this.identities.get(key);
+    return id && this.secrets.current(id) ? "renewal" : "prefetch";
   }
 
   /** SecretManager's source: the real one behind the cap and the priority queue. */

@@ -138,7 +138,6 @@ describe("DNS proxy process under hostile clients", () => {
     }
     expect(child.exitCode).toBeNull();
     const grownKiB = rssKiB(child.pid!) - rss0;
-    if (process.env.HBONE_DNS_REPORT) console.log(`dns proxy process: RSS grew ${grownKiB} KiB under the hostile load`);
     expect(grownKiB).toBeLessThan(64 * 1024);
     expect(await legitUdp()).toEqual(["10.96.0.10"]);
     upstream.records.set("A example.org", ["192.0.2.7"]);
