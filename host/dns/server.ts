@@ -5,7 +5,8 @@
 // Bounded against hostile clients: queries longer than maxQueryBytes are dropped (UDP) or end the connection
 // (TCP); a query that does not parse is answered FORMERR when it has a header, else dropped; responses are never
 // answered (no reflection loops); forwards in flight are capped (REFUSED beyond the cap) and each upstream try
-// has a deadline; TCP connections are capped, time out when idle and may have only a few queries outstanding.
+// has a deadline; TCP connections are capped, time out when idle, may have only a few queries outstanding and
+// only 256 KiB of answers unread.
 // Wire format by dns-packet.
 
 import dgram from "node:dgram";
@@ -52,6 +53,8 @@ const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REF
 const QR = 0x8000;
 const OPCODE_MASK = 0x7800;
 const UDP_PLAIN_LIMIT = 512;
+/** Answers a TCP client may leave unread before it is disconnected. */
+const MAX_TCP_UNREAD = 256 * 1024;
 
 /** A header-only reply (FORMERR, SERVFAIL, REFUSED, NOTIMP) to `query`, whose question is echoed when it parsed. */
 function errorReply(query: Buffer, rcode: number, q?: packet.DecodedPacket): Buffer {
@@ -181,8 +184,12 @@ export class DnsProxy {
   private onTcp(s: net.Socket): void {
     this.conns.add(s);
     s.on("error", () => undefined);
-    s.on("close", () => this.conns.delete(s));
-    s.setTimeout(this.o.tcpIdleMs, () => s.destroy());
+    // Idle means no whole query for tcpIdleMs: a byte now and then (slowloris) does not keep a connection.
+    const idle = setTimeout(() => s.destroy(), this.o.tcpIdleMs);
+    s.on("close", () => {
+      clearTimeout(idle);
+      this.conns.delete(s);
+    });
     let buf: Buffer = Buffer.alloc(0);
     let outstanding = 0;
     s.on("data", (d: Buffer) => {
@@ -197,6 +204,7 @@ export class DnsProxy {
         if (buf.length < n + 2) break;
         const query = Buffer.from(buf.subarray(2, n + 2));
         buf = buf.subarray(n + 2);
+        idle.refresh();
         if (++outstanding > this.o.tcpMaxOutstanding) {
           this.stats.refused++;
           s.destroy();
@@ -206,6 +214,12 @@ export class DnsProxy {
           (reply) => {
             outstanding--;
             if (!reply || s.destroyed) return;
+            // A client that asks and never reads would make us buffer its answers without end.
+            if (s.writableLength > MAX_TCP_UNREAD) {
+              this.stats.refused++;
+              s.destroy();
+              return;
+            }
             const len = Buffer.alloc(2);
             len.writeUInt16BE(reply.length);
             s.write(Buffer.concat([len, reply]));

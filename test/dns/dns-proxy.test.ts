@@ -113,6 +113,14 @@ async function tcpAsk(port: number, queries: packet.Packet[]): Promise<packet.De
 /** dns-packet decodes the rcode; its type declarations leave it out. */
 const rcodeOf = (m: Buffer): string => (packet.decode(m) as packet.DecodedPacket & { rcode?: string }).rcode ?? "?";
 
+async function until(check: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 const query = (name: string, type: packet.RecordType = "A", id = 4242): packet.Packet =>
   ({ type: "query", id, flags: packet.RECURSION_DESIRED, questions: [{ type, name, class: "IN" }] });
 
@@ -329,6 +337,38 @@ describe("DNS proxy: hostile clients", () => {
     expect(reply!.answers).toMatchObject([{ data: "10.96.0.10" }]);
     await new Promise((r) => setTimeout(r, 700));
     expect(dns.load.tcpConnections).toBe(0);
+  });
+
+  it("TCP: a byte now and then does not keep a connection; a client that never reads is cut off", async () => {
+    const dns = await startProxy({ tcpIdleMs: 300 });
+    const port = dns.address.tcpPort;
+    const slow = net.connect(port, "127.0.0.1");
+    slow.on("error", () => undefined);
+    await once(slow, "connect");
+    const whole = packet.streamEncode(query("reviews"));
+    let sent = 0;
+    const drip = setInterval(() => sent < whole.length && !slow.destroyed && slow.write(whole.subarray(sent, ++sent)), 100);
+    slow.resume();
+    const t0 = Date.now();
+    await once(slow, "close");
+    clearInterval(drip);
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(sent).toBeLessThan(whole.length);
+
+    // 60k queries written, no answer read: the proxy stops once 256 KiB of answers wait unread.
+    const deaf = net.connect(port, "127.0.0.1");
+    deaf.on("error", () => undefined);
+    await once(deaf, "connect");
+    const refused = dns.stats.refused;
+    const batch = Buffer.concat(Array.from({ length: 1000 }, (_, i) => packet.streamEncode(query("reviews", "A", i))));
+    for (let i = 0; i < 60 && !deaf.destroyed; i++) {
+      if (!deaf.write(batch)) await Promise.race([once(deaf, "drain"), once(deaf, "close"), new Promise((r) => setTimeout(r, 2000))]);
+    }
+    await until(() => dns.load.tcpConnections === 0, 5000);
+    expect(dns.stats.refused).toBe(refused + 1);
+    deaf.destroy();
+    const [reply] = await tcpAsk(port, [query("reviews")]);
+    expect(reply!.answers).toMatchObject([{ data: "10.96.0.10" }]);
   });
 
   it("a flood of queries: forwards in flight stay under the cap (REFUSED beyond), mesh answers keep coming", async () => {
