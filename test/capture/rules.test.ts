@@ -216,3 +216,76 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
     expect((err as Error).message).toMatch(new RegExp(`nft in network namespace ${pod.name} failed \\(exit 1\\): .*syntax error`, "s"));
   });
 });
+
+// The DNS proxy (dist build) inside a pod namespace on 127.0.0.1:15053, with one global service; its upstream is
+// a resolver in the peer namespace on port 5353 (port 53 would be redirected back to the proxy: its own sockets
+// would need SO_MARK 0x539 for that, which the node proxy sets).
+const DNS_IN_POD = `
+import { DnsProxy } from ${JSON.stringify(new URL("../../dist/host/dns/server.js", import.meta.url).href)};
+import { ProxyState, ProxyStateUpdater } from ${JSON.stringify(new URL("../../dist/host/state/index.js", import.meta.url).href)};
+import { newService } from ${JSON.stringify(new URL("../../dist/host/config.js", import.meta.url).href)};
+import net from "node:net";
+const state = new ProxyState();
+new ProxyStateUpdater(state).apply({ workloads: [], policies: [], serviceScopeConfigs: [], services: [
+  newService({ name: "payments", namespace: "shop", hostname: "payments.shop.svc.cluster.local", labels: { "istio.io/global": "true" },
+    vips: [{ network: "", address: "10.96.0.30" }] }) ] });
+await DnsProxy.start({ state, namespace: "shop", upstreams: [{ host: process.argv[1], port: 5353 }], listen: { host: "127.0.0.1", port: 15053 } });
+net.createServer((s) => { s.on("error", () => {}); s.end("tcp:15001"); }).listen(15001, "127.0.0.1", () => console.log("READY"));
+`;
+
+// A resolver on UDP 5353 that knows one outside name.
+const UPSTREAM = `
+import dgram from "node:dgram";
+import * as packet from ${JSON.stringify(new URL("../../node_modules/dns-packet/index.js", import.meta.url).href)};
+const u = dgram.createSocket("udp4");
+u.on("message", (m, r) => {
+  const q = packet.decode(m); const name = q.questions[0].name;
+  const found = name === "example.org";
+  u.send(packet.encode({ type: "response", id: q.id, flags: found ? 0 : 3, questions: q.questions,
+    answers: found ? [{ type: "A", name, ttl: 60, data: "192.0.2.1" }] : [] }), r.port, r.address);
+});
+u.bind(5353, () => console.log("READY"));
+`;
+
+// An unmodified client: asks "the resolver" at the peer's address, port 53, then connects to what it got.
+const LOOKUP_AND_CONNECT = `
+import { Resolver } from "node:dns/promises"; import net from "node:net";
+const r = new Resolver({ timeout: 2000, tries: 2 }); r.setServers([process.argv[1]]);
+const vip = (await r.resolve4("payments.shop"))[0];
+const outside = await r.resolve4("example.org").catch((e) => e.code);
+const answer = await new Promise((res) => { const c = net.connect(9080, vip); let d = ""; c.on("data", (x) => d += x);
+  c.on("end", () => res(d)); c.on("error", (e) => res("error:" + e.code)); });
+console.log("RESULT " + JSON.stringify({ vip, outside, answer }));
+`;
+
+describe.skipIf(!HAVE_NETNS)("capture rules with the DNS proxy in a pod namespace (root, nftables)", () => {
+  let pod: Netns;
+  let peer: Netns;
+  const procs: NetnsProcess[] = [];
+
+  beforeAll(async () => {
+    pod = createNetns();
+    peer = createNetns();
+    vethPair(pod, peer, "10.78.0.2/24", "10.78.0.3/24");
+    pod.ip("route", "add", "default", "via", "10.78.0.3");
+    for (const [ns, script, args] of [[pod, DNS_IN_POD, ["10.78.0.3"]], [peer, UPSTREAM, []]] as const) {
+      const p = spawnInNetns(ns, script, [...args]);
+      procs.push(p);
+      await p.line((l) => l === "READY");
+    }
+  });
+  afterAll(async () => {
+    for (const p of procs) await p.stop();
+    pod?.del();
+    peer?.del();
+  });
+
+  it("a lookup of a global service's short name from the pod is answered by the proxy, and the connect to its VIP is captured", async () => {
+    expect(spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--apply"]).status).toBe(0);
+    const r = JSON.parse(await runInNetns(pod, LOOKUP_AND_CONNECT, ["10.78.0.3"])) as Record<string, unknown>;
+    expect(r).toEqual({ vip: "10.96.0.30", outside: ["192.0.2.1"], answer: "tcp:15001" });
+    // Without the rules the same client asks the peer's port 53, where nothing answers.
+    expect(spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--remove"]).status).toBe(0);
+    await expect(runInNetns(pod, LOOKUP_AND_CONNECT, ["10.78.0.3"], 10_000)).rejects.toThrow(/ECONNREFUSED|ETIMEOUT|exited/);
+  });
+});
