@@ -6,7 +6,9 @@
 // and leaves other tables alone.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   CAPTURE_DEFAULTS, CaptureError, applyScript, captureRuleset, removeScript, runNft,
@@ -208,6 +210,18 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
       { encoding: "utf8", timeout: 20_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^hbone: nft on the host: not permitted: installing rules needs root \(CAP_NET_ADMIN\): .*Operation not permitted/);
+  });
+
+  it("inside a namespace without nft on PATH, --apply says what to install", () => {
+    const bin = mkdtempSync(join(tmpdir(), "hbone-path-"));
+    try {
+      symlinkSync(execFileSync("sh", ["-c", "command -v ip"], { encoding: "utf8" }).trim(), join(bin, "ip"));
+      const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--apply"], { encoding: "utf8", timeout: 20_000, env: { PATH: bin } });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/^hbone: nft not found: redirect mode needs nftables \(apt-get install nftables\): exec of "nft" failed/);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   it("nft refusing the rules is reported with nft's message", async () => {
