@@ -249,6 +249,21 @@ describe("DNS proxy: forwarding", () => {
     expect(quick.load.inflight).toBe(0);
   });
 
+  it("on IPv6 loopback too (UDP and TCP)", async () => {
+    const v6 = await startProxy({ listen: { host: "::1", port: 0 } });
+    const r = new Resolver({ timeout: 3000, tries: 1 });
+    r.setServers([`[::1]:${v6.address.udpPort}`]);
+    expect(await r.resolve6("reviews")).toEqual(["fd00:96::10"]);
+    expect(await r.resolve4("example.org")).toEqual(["192.0.2.1"]);
+    const s = net.connect(v6.address.tcpPort, "::1");
+    s.on("error", () => undefined);
+    await once(s, "connect");
+    s.write(packet.streamEncode(query("reviews")));
+    const [chunk] = (await once(s, "data")) as [Buffer];
+    s.destroy();
+    expect(packet.streamDecode(chunk).answers).toMatchObject([{ data: "10.96.0.10" }]);
+  });
+
   it("no upstream at all: SERVFAIL for names outside the mesh", async () => {
     const none = await startProxy({ upstreams: [] });
     expect(await code(resolver(none).resolve4("example.org"))).toBe("ESERVFAIL");
