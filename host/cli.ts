@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { getCodec } from "./wasm/codec.js";
 import { startProxy, type ForwardListener, type ProxyOptions } from "./app.js";
 import { certsCommand } from "./identity/certs-command.js";
+import { captureCommand } from "./capture/rules.js";
 import { parseListenAddress } from "./proxy/authority.js";
 import { runDemo } from "./demo.js";
 import { logger } from "./log.js";
@@ -35,6 +36,7 @@ commands:
   gateway  run an east-west gateway (multicluster): the same flags as proxy; :15008 on the gateway workload's IP
            routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
+  capture  rules (--netns NAME | --host) [--apply | --remove]: nftables redirection to the proxy (redirect mode)
   start    the single-cluster demo (what npm start runs) [--duration N]
   version  print the version
 `;
@@ -129,6 +131,8 @@ async function main(argv: string[]): Promise<number> {
       return proxy(rest, true);
     case "certs":
       return certsCommand(rest);
+    case "capture":
+      return captureCommand(rest);
     case "start":
       return start(rest);
     case "version":

@@ -37,6 +37,16 @@ export class CsrSigner {
   /** Every request, in order. */
   readonly requests: { csr: x509.Pkcs10CertificateRequest; validitySeconds: number; metadata: Record<string, unknown> | undefined; headers: Metadata }[] = [];
   issued = 0;
+  /** Holds each signature back this long (to observe how many requests a client keeps in flight). */
+  delayMs = 0;
+  /** Requests being signed now, and the most seen at once. */
+  inflight = 0;
+  maxInflight = 0;
+  /** As istiod for a node proxy: metadata.ImpersonatedIdentity must be present and equal the CSR's URI SAN, and
+   *  `impersonationAllowed` (istiod: a pod with that service account runs on the caller's node) must accept it;
+   *  otherwise PERMISSION_DENIED. */
+  requireImpersonation = false;
+  impersonationAllowed: (spiffeId: string) => boolean = () => true;
 
   private constructor(
     private readonly caCert: x509.X509Certificate,
@@ -55,12 +65,29 @@ export class CsrSigner {
   }
 
   async sign(req: IstioCertificateRequest, headers: Metadata): Promise<string[]> {
+    this.inflight++;
+    this.maxInflight = Math.max(this.maxInflight, this.inflight);
+    try {
+      if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+      return await this.signNow(req, headers);
+    } finally {
+      this.inflight--;
+    }
+  }
+
+  private async signNow(req: IstioCertificateRequest, headers: Metadata): Promise<string[]> {
     const csr = new x509.Pkcs10CertificateRequest(req.csr);
     this.requests.push({ csr, validitySeconds: req.validityDuration, metadata: req.metadata, headers });
     if (this.mode === "fail") throw new Error("CA is failing on purpose");
     if (!(await csr.verify())) throw new Error("CSR signature does not verify");
     const san = csr.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
     let uris: string[] = san?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
+    if (this.requireImpersonation) {
+      const want = req.metadata?.ImpersonatedIdentity;
+      if (typeof want !== "string") throw new SignerRefusal("impersonation required: no ImpersonatedIdentity in metadata");
+      if (uris.length !== 1 || uris[0] !== want) throw new SignerRefusal(`CSR names [${uris.join(", ")}], not the impersonated ${want}`);
+      if (!this.impersonationAllowed(want)) throw new SignerRefusal(`no pod with identity ${want} on the caller's node`);
+    }
     if (this.mode === "wrong-identity") uris = ["spiffe://cluster.local/ns/default/sa/someone-else"];
     let publicKey: x509.PublicKey | CryptoKey = csr.publicKey;
     if (this.mode === "foreign-key") {
@@ -87,6 +114,11 @@ export class CsrSigner {
     this.issued++;
     return [leaf.toString("pem") + "\n", this.caPem, this.rootPem];
   }
+}
+
+/** A request the signer refuses as istiod would (PERMISSION_DENIED), rather than failing on it. */
+export class SignerRefusal extends Error {
+  readonly code = status.PERMISSION_DENIED;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -281,7 +313,7 @@ export class TestControlPlane {
           if (denied) return cb({ code: status.UNAUTHENTICATED, details: denied });
           signer.sign(call.request, call.metadata).then(
             (certChain) => cb(null, { certChain }),
-            (e: Error) => cb({ code: status.INTERNAL, details: e.message }),
+            (e: Error) => cb({ code: e instanceof SignerRefusal ? e.code : status.INTERNAL, details: e.message }),
           );
         },
       });
