@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { CertificateAuthority, type WorkloadCertificate } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
 import { connectHbone } from "../../host/tls/contexts.js";
-import { H2Session } from "../../host/h2/session.js";
+import { H2Session, type SessionOptions } from "../../host/h2/session.js";
 
 const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 
@@ -90,12 +90,12 @@ export async function peerCertificate(caDir: string, ns: string, sa: string): Pr
 
 /** An HBONE client connection to the proxy (mTLS, identity `expected` checked), from `localAddress` if given. */
 export async function hboneSession(o: { host: string; port: number; certificate: WorkloadCertificate; expected: Identity;
-  localAddress?: string; timeoutMs?: number }): Promise<H2Session> {
+  localAddress?: string; timeoutMs?: number; session?: SessionOptions }): Promise<H2Session> {
   const tcp = o.localAddress ? net.connect({ host: o.host, port: o.port, localAddress: o.localAddress }) : undefined;
   tcp?.on("error", () => {}); // the TLS layer reports it
   const { socket } = await connectHbone({ host: o.host, port: o.port, certificate: o.certificate, expected: [o.expected],
     socket: tcp, timeoutMs: o.timeoutMs });
-  return H2Session.client(socket);
+  return H2Session.client(socket, o.session);
 }
 
 /** The bytes a real TLS 1.3 client sends first (its ClientHello), captured from node:tls against a plain socket. */
