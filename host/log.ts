@@ -87,29 +87,32 @@ function emitter(scope: string): Emit {
 }
 
 /**
- * Wraps an emitter so each message (level + msg) logs at most `limit.lines` lines per `limit.intervalMs`; the rest
- * are counted and, when the interval ends, summed up in one line "suppressed K similar lines" (same level, with the
- * message in `similar`). Memory is bounded: one small record per distinct message, at most MAX_KEYS.
+ * Wraps an emitter so each message (level + msg + its `reason` field, if any: one flood of "socket hang up" must not
+ * hide a "certificate has expired") logs at most `limit.lines` lines per `limit.intervalMs`; the rest are counted
+ * and, when the interval ends, summed up in one line "suppressed K similar lines" (same level, the message in
+ * `similar`, the reason in `reason`). Memory is bounded: one small record per key, at most MAX_KEYS (then one shared).
  */
 function limitEmit(emit: Emit, limit: RateLimit): Emit {
   const windows = new Map<string, Window>();
-  const flush = (key: string, w: Window, level: Level, msg: string) => {
+  const flush = (key: string, w: Window, level: Level, msg: string, reason: string | undefined) => {
     if (w.suppressed > 0) {
-      emit(level, `suppressed ${w.suppressed} similar lines`, { similar: msg, intervalMs: limit.intervalMs });
+      emit(level, `suppressed ${w.suppressed} similar lines`, { similar: msg, reason, intervalMs: limit.intervalMs });
     }
     windows.delete(key);
   };
   return (level, msg, fields) => {
     if (ORDER[level] < ORDER[threshold]) return;
-    const exact = `${level}\u0000${msg}`;
-    const key = windows.size < MAX_KEYS || windows.has(exact) ? exact : `${level}\u0000*`;
+    const reason = typeof fields?.reason === "string" ? fields.reason.slice(0, 200) : undefined;
+    const exact = `${level}\u0000${msg}\u0000${reason ?? ""}`;
+    const shared = windows.size >= MAX_KEYS && !windows.has(exact);
+    const key = shared ? `${level}\u0000*` : exact;
     let w = windows.get(key);
     if (!w) {
       w = { emitted: 0, suppressed: 0 };
       windows.set(key, w);
       const win = w;
       // Ends the window: the summary, if any, goes out even when the flood has stopped.
-      setTimeout(() => flush(key, win, level, key === exact ? msg : "(various)"), limit.intervalMs).unref();
+      setTimeout(() => flush(key, win, level, shared ? "(various)" : msg, shared ? undefined : reason), limit.intervalMs).unref();
     }
     if (w.emitted < limit.lines) {
       w.emitted++;

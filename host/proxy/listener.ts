@@ -95,7 +95,7 @@ export abstract class HboneListener {
     const who = String(peer);
     const mine = this.perPeer.get(who) ?? 0;
     const over = this.sessions.size >= this.limits.maxEstablished ? `over ${this.limits.maxEstablished} connections`
-      : mine >= this.limits.maxEstablishedPerPeer ? `over ${this.limits.maxEstablishedPerPeer} connections of ${who}` : null;
+      : mine >= this.limits.maxEstablishedPerPeer ? `over ${this.limits.maxEstablishedPerPeer} connections of one peer` : null;
     if (over) {
       if (this.sessions.size >= this.limits.maxEstablished) this.capped.total++;
       else this.capped.perPeer++;

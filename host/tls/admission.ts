@@ -93,7 +93,7 @@ export class Admission {
     const l = this.limits;
     const mine = this.bySource.get(source);
     if (mine && mine.size >= l.maxPendingHandshakesPerSource) {
-      this.shed(mine.values().next().value!, `over ${l.maxPendingHandshakesPerSource} unfinished handshakes from ${source}`);
+      this.shed(mine.values().next().value!, `over ${l.maxPendingHandshakesPerSource} unfinished handshakes from one source`);
     }
     if (this.pending.size >= l.maxPendingHandshakes) {
       this.shed(this.pending.keys().next().value!, `over ${l.maxPendingHandshakes} unfinished handshakes`);
@@ -138,6 +138,7 @@ export class Admission {
     return this.shedSockets.has(raw);
   }
 
+  /** `why` is also the log limiter's key: it names the cap, never the peer (that is `remote`). */
   private shed(raw: net.Socket, why: string): void {
     this.stats.shed++;
     this.shedSockets.add(raw);
