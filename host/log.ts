@@ -62,8 +62,8 @@ export const DEFAULT_RATE_LIMIT: RateLimit = {
   intervalMs: envInt("HBONE_LOG_RATE_INTERVAL_MS", 10_000),
 };
 
-/** Distinct messages a limiter tracks; past that, new ones share one budget (messages are code constants). */
-const MAX_KEYS = 1000;
+/** Keys one limiter tracks; past that, new ones share one budget. */
+const MAX_KEYS = 100;
 
 interface Window {
   emitted: number;
@@ -87,23 +87,29 @@ function emitter(scope: string): Emit {
 }
 
 /**
- * Wraps an emitter so each message (level + msg + its `reason` field, if any: one flood of "socket hang up" must not
- * hide a "certificate has expired") logs at most `limit.lines` lines per `limit.intervalMs`; the rest are counted
- * and, when the interval ends, summed up in one line "suppressed K similar lines" (same level, the message in
- * `similar`, the reason in `reason`). Memory is bounded: one small record per key, at most MAX_KEYS (then one shared).
+ * Wraps an emitter so each message (level + msg, plus `fields.limitKey` if given) logs at most `limit.lines` lines
+ * per `limit.intervalMs`; the rest are counted and, when the interval ends, summed up in one line "suppressed K
+ * similar lines" (same level, the message in `similar`). `limitKey` (not logged) gives a message one budget per value
+ * — so a flood of one TLS error cannot hide another — and must come from a small fixed set (an error code, a cap's
+ * name), never from peer-chosen text. Memory is bounded: one small record per key, at most MAX_KEYS (then shared).
  */
 function limitEmit(emit: Emit, limit: RateLimit): Emit {
   const windows = new Map<string, Window>();
-  const flush = (key: string, w: Window, level: Level, msg: string, reason: string | undefined) => {
+  const flush = (key: string, w: Window, level: Level, msg: string, limitKey: string | undefined) => {
     if (w.suppressed > 0) {
-      emit(level, `suppressed ${w.suppressed} similar lines`, { similar: msg, reason, intervalMs: limit.intervalMs });
+      emit(level, `suppressed ${w.suppressed} similar lines`, { similar: msg, limitKey, intervalMs: limit.intervalMs });
     }
     windows.delete(key);
   };
   return (level, msg, fields) => {
     if (ORDER[level] < ORDER[threshold]) return;
-    const reason = typeof fields?.reason === "string" ? fields.reason.slice(0, 200) : undefined;
-    const exact = `${level}\u0000${msg}\u0000${reason ?? ""}`;
+    let limitKey: string | undefined;
+    if (fields && "limitKey" in fields) {
+      limitKey = String(fields.limitKey);
+      fields = { ...fields };
+      delete fields.limitKey;
+    }
+    const exact = `${level}\u0000${msg}\u0000${limitKey ?? ""}`;
     const shared = windows.size >= MAX_KEYS && !windows.has(exact);
     const key = shared ? `${level}\u0000*` : exact;
     let w = windows.get(key);
@@ -112,7 +118,7 @@ function limitEmit(emit: Emit, limit: RateLimit): Emit {
       windows.set(key, w);
       const win = w;
       // Ends the window: the summary, if any, goes out even when the flood has stopped.
-      setTimeout(() => flush(key, win, level, shared ? "(various)" : msg, shared ? undefined : reason), limit.intervalMs).unref();
+      setTimeout(() => flush(key, win, level, shared ? "(various)" : msg, shared ? undefined : limitKey), limit.intervalMs).unref();
     }
     if (w.emitted < limit.lines) {
       w.emitted++;

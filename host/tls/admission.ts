@@ -138,13 +138,13 @@ export class Admission {
     return this.shedSockets.has(raw);
   }
 
-  /** `why` is also the log limiter's key: it names the cap, never the peer (that is `remote`). */
+  /** `why` names the cap, never the peer (that is `remote`): it is also the log limiter's key. */
   private shed(raw: net.Socket, why: string): void {
     this.stats.shed++;
     this.shedSockets.add(raw);
     this.settled(raw);
     this.live.delete(raw); // its descriptor is closed now, not at 'close'
-    log.limited.warn("unfinished TLS handshake shed", { reason: why, remote: raw.remoteAddress });
+    log.limited.warn("unfinished TLS handshake shed", { reason: why, remote: raw.remoteAddress, limitKey: why });
     raw.destroy();
   }
 }

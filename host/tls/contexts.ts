@@ -73,30 +73,32 @@ export function createHboneServer(
   // accept() failing (EMFILE: out of descriptors) must not take the process down; the listener keeps accepting.
   server.on("error", (err) => log.limited.error("HBONE listener error", { error: err }));
 
-  const refuse = (socket: tls.TLSSocket, reason: string) => {
+  // `kind` (an error code or a fixed name) gives each kind of refusal its own log budget.
+  const refuse = (socket: tls.TLSSocket, reason: string, kind: string) => {
     server.refused++;
     admission.settled(rawOf(socket));
     const remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
-    log.limited.warn("inbound HBONE TLS refused", { reason, remote });
+    log.limited.warn("inbound HBONE TLS refused", { reason, remote, limitKey: kind });
     socket.destroy();
   };
   // Handshake failures inside OpenSSL: wrong TLS version, ALPN mismatch, not TLS at all, client gone, timed out.
   server.on("tlsClientError", (err, socket) => {
     if (admission.wasShed(rawOf(socket))) return socket.destroy(); // logged when shed
-    refuse(socket, reasonOf(err));
+    refuse(socket, reasonOf(err), (err as Error & { code?: string }).code ?? "tls");
   });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     admission.settled(rawOf(socket));
     // A client offering no ALPN at all gets through OpenSSL's ALPN check.
-    if (socket.alpnProtocol !== "h2") return refuse(socket, "client did not negotiate ALPN h2");
+    if (socket.alpnProtocol !== "h2") return refuse(socket, "client did not negotiate ALPN h2", "alpn");
     const cert = socket.getPeerCertificate();
     if (!socket.authorized && cert.raw) {
       // Node's verify code, e.g. CERT_HAS_EXPIRED or UNABLE_TO_GET_ISSUER_CERT_LOCALLY (typed wrongly as Error).
-      return refuse(socket, `client certificate rejected: ${socket.authorizationError as unknown as string}`);
+      const code = socket.authorizationError as unknown as string;
+      return refuse(socket, `client certificate rejected: ${code}`, code);
     }
     // Also refuses a client that sent no certificate.
     const { identity, reason } = verifyClientTrustDomain(cert, opts.trustDomain);
-    if (!identity) return refuse(socket, reason ?? "no client identity");
+    if (!identity) return refuse(socket, reason ?? "no client identity", "identity");
     onSecure(socket, identity);
   });
   server.setCertificate = (cert) => server.setSecureContext(contextOptions(cert));
