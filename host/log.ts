@@ -3,6 +3,8 @@
 // trigger at will (refusals, failed handshakes) go through `log.limited`: a flood of them costs
 // a few lines and one summary per interval, not a line each.
 
+import { envInt } from "./env.js";
+
 export type Level = "debug" | "info" | "warn" | "error";
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -51,15 +53,10 @@ export interface RateLimit {
   intervalMs: number;
 }
 
-function envInt(name: string, dflt: number): number {
-  const n = Number(process.env[name]);
-  return Number.isInteger(n) && n > 0 ? n : dflt;
-}
-
 /** Default: 10 lines per message per 10 s (env HBONE_LOG_RATE_LINES, HBONE_LOG_RATE_INTERVAL_MS). */
 export const DEFAULT_RATE_LIMIT: RateLimit = {
-  lines: envInt("HBONE_LOG_RATE_LINES", 10),
-  intervalMs: envInt("HBONE_LOG_RATE_INTERVAL_MS", 10_000),
+  lines: envInt("HBONE_LOG_RATE_LINES") ?? 10,
+  intervalMs: envInt("HBONE_LOG_RATE_INTERVAL_MS") || 10_000,
 };
 
 /** Keys one limiter tracks; past that, new ones share one budget. */

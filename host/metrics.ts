@@ -7,6 +7,7 @@
 // inbound tunnel gets a series only once it passed its checks (Metrics.checking).
 
 import client from "prom-client";
+import { envInt } from "./env.js";
 
 /** Bytes a tunnel moved so far, by direction (client = the side that opened it). */
 export interface TunnelBytes {
@@ -117,17 +118,9 @@ export interface MetricsLimits {
   seriesTtlMs: number;
 }
 
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === "") return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name}: not a positive integer: ${v}`);
-  return n;
-}
-
 /** Defaults: 10,000 series, 5 minutes (env HBONE_METRICS_MAX_SERIES, HBONE_METRICS_SERIES_TTL_S). */
 export function defaultMetricsLimits(): MetricsLimits {
-  return { maxSeries: envInt("HBONE_METRICS_MAX_SERIES", 10_000), seriesTtlMs: envInt("HBONE_METRICS_SERIES_TTL_S", 300) * 1000 };
+  return { maxSeries: envInt("HBONE_METRICS_MAX_SERIES") ?? 10_000, seriesTtlMs: (envInt("HBONE_METRICS_SERIES_TTL_S") ?? 300) * 1000 };
 }
 
 /** Labels kept on an overflow series; every other one becomes "unknown". */

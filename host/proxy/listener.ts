@@ -14,6 +14,7 @@ import { defaultAdmissionLimits, type AdmissionLimits } from "../tls/admission.j
 import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../h2/session.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { logger } from "../log.js";
+import { envInt } from "../env.js";
 
 const log = logger("listener");
 
@@ -24,20 +25,12 @@ export interface ListenerLimits extends AdmissionLimits {
   maxEstablishedPerPeer: number;
 }
 
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === "") return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name}: not a positive integer: ${v}`);
-  return n;
-}
-
 /** Defaults (env HBONE_MAX_ESTABLISHED, HBONE_MAX_ESTABLISHED_PER_PEER; the admission ones in admission.ts). */
 export function defaultListenerLimits(): ListenerLimits {
   return {
     ...defaultAdmissionLimits(),
-    maxEstablished: envInt("HBONE_MAX_ESTABLISHED", 4096),
-    maxEstablishedPerPeer: envInt("HBONE_MAX_ESTABLISHED_PER_PEER", 256),
+    maxEstablished: envInt("HBONE_MAX_ESTABLISHED") ?? 4096,
+    maxEstablishedPerPeer: envInt("HBONE_MAX_ESTABLISHED_PER_PEER") ?? 256,
   };
 }
 
@@ -67,6 +60,10 @@ export abstract class HboneListener {
         resolve();
       });
     });
+    const { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource, maxConnections, fdReserve } =
+      this.server.admission.limits;
+    log.info("HBONE listener limits", { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource,
+      maxConnections, fdReserve, maxEstablished: this.limits.maxEstablished, maxEstablishedPerPeer: this.limits.maxEstablishedPerPeer });
     return this.server.address() as net.AddressInfo;
   }
 

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import type net from "node:net";
 import { logger } from "../log.js";
+import { envInt } from "../env.js";
 
 const log = logger("tls.admission");
 
@@ -22,14 +23,6 @@ export interface AdmissionLimits {
   maxConnections: number;
   /** Descriptors kept free of this listener for everything else (default: a quarter of the limit, at least 32). */
   fdReserve?: number;
-}
-
-function envInt(name: string): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v === "") return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name}: not a non-negative integer: ${v}`);
-  return n;
 }
 
 /** Defaults; each can be set by its environment variable (HBONE_HANDSHAKE_TIMEOUT_MS, …) or by the listener's options. */
