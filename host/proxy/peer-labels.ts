@@ -1,5 +1,5 @@
 // Who is at each end of a tunnel, for metrics and baggage: from config when the peer is known
-// there, else from the baggage it sent, else "unknown" (ztunnel-compat §6-7).
+// there, else from the baggage it sent, else "unknown" (as ztunnel labels them).
 
 import type { MeshConfig, Workload } from "../config.js";
 import type { ProxyState } from "../state/index.js";
