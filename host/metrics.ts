@@ -1,9 +1,13 @@
 // Prometheus metrics (:15020 /metrics and /stats/prometheus): Istio's istio_tcp_* series with
-// ztunnel's labels (../shared/docs/ztunnel-compat.md §7), process metrics and build info.
+// ztunnel's labels (same names, order and "unknown" defaults), process metrics and build info.
 // The per-byte path never calls prom-client: streams and sockets already count their bytes in
 // plain numbers, and the counters catch up from them at scrape time (collect()) and at close.
+// Cardinality is bounded because peers choose some labels (baggage): values are validated and
+// length-bounded, series are capped (overflow: "unknown" labels), idle series expire, and an
+// inbound tunnel gets a series only once it passed its checks (Metrics.checking).
 
 import client from "prom-client";
+import { envInt } from "./env.js";
 
 /** Bytes a tunnel moved so far, by direction (client = the side that opened it). */
 export interface TunnelBytes {
@@ -47,44 +51,91 @@ export interface ServiceLabels {
   name?: string;
 }
 
-const u = (v: string | undefined) => (v ? v : "unknown");
+/**
+ * Label values a peer can influence (baggage) are bounded: Kubernetes name rules (alphanumerics, '.', '_', '-';
+ * starting and ending alphanumeric), at most 63 characters for namespaces, service names, revisions and localities
+ * (label values, DNS labels), 253 for workload, app, cluster and host names (DNS subdomains), 512 for a SPIFFE
+ * principal (URI characters). Anything else is "unknown". Missing values are "unknown" too.
+ */
+const K8S_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;
+const PRINCIPAL = /^spiffe:\/\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]+$/;
+const SHORT = 63, LONG = 253, URI = 512;
+
+function name(v: string | undefined, max: number): string {
+  return v && v.length <= max && K8S_NAME.test(v) ? v : "unknown";
+}
+
+function principal(v: string | undefined): string {
+  return v && v.length <= URI && PRINCIPAL.test(v) ? v : "unknown";
+}
 
 export function tcpLabels(reporter: "source" | "destination", src: PeerLabels, dst: PeerLabels, svc: ServiceLabels,
   responseFlags = "-", mtls = true): TcpLabels {
   return {
     reporter,
-    source_workload: u(src.workload),
-    source_canonical_service: u(src.canonicalService),
-    source_canonical_revision: u(src.canonicalRevision),
-    source_workload_namespace: u(src.namespace),
-    source_principal: u(src.principal),
-    source_app: u(src.app),
-    source_version: u(src.version),
-    source_cluster: u(src.cluster),
-    destination_service: u(svc.hostname),
-    destination_service_namespace: u(svc.namespace),
-    destination_service_name: u(svc.name),
-    destination_workload: u(dst.workload),
-    destination_canonical_service: u(dst.canonicalService),
-    destination_canonical_revision: u(dst.canonicalRevision),
-    destination_workload_namespace: u(dst.namespace),
-    destination_principal: u(dst.principal),
-    destination_app: u(dst.app),
-    destination_version: u(dst.version),
-    destination_cluster: u(dst.cluster),
+    source_workload: name(src.workload, LONG),
+    source_canonical_service: name(src.canonicalService, LONG),
+    source_canonical_revision: name(src.canonicalRevision, SHORT),
+    source_workload_namespace: name(src.namespace, SHORT),
+    source_principal: principal(src.principal),
+    source_app: name(src.app, LONG),
+    source_version: name(src.version, SHORT),
+    source_cluster: name(src.cluster, LONG),
+    destination_service: name(svc.hostname, LONG),
+    destination_service_namespace: name(svc.namespace, SHORT),
+    destination_service_name: name(svc.name, SHORT),
+    destination_workload: name(dst.workload, LONG),
+    destination_canonical_service: name(dst.canonicalService, LONG),
+    destination_canonical_revision: name(dst.canonicalRevision, SHORT),
+    destination_workload_namespace: name(dst.namespace, SHORT),
+    destination_principal: principal(dst.principal),
+    destination_app: name(dst.app, LONG),
+    destination_version: name(dst.version, SHORT),
+    destination_cluster: name(dst.cluster, LONG),
     request_protocol: "tcp",
     response_flags: responseFlags,
     connection_security_policy: mtls ? "mutual_tls" : "unknown",
-    source_region: u(src.region),
-    source_zone: u(src.zone),
-    destination_region: u(dst.region),
-    destination_zone: u(dst.zone),
+    source_region: name(src.region, SHORT),
+    source_zone: name(src.zone, SHORT),
+    destination_region: name(dst.region, SHORT),
+    destination_zone: name(dst.zone, SHORT),
   };
 }
 
 export interface MetricsSources {
   activeTunnels(): { inbound: number; outbound: number };
   pool(): { connections: number; dials: number; reused: number };
+}
+
+/**
+ * Bounds on istio_tcp_* series. Over `maxSeries`, a new label set is counted on its overflow series (every peer and
+ * service label "unknown"). A series with no open tunnel that has not changed for `seriesTtlMs` is removed (its
+ * counters disappear from /metrics; a later tunnel starts them again from 0, which Prometheus treats as a counter
+ * reset — ztunnel and Envoy drop stale stats the same way).
+ */
+export interface MetricsLimits {
+  maxSeries: number;
+  seriesTtlMs: number;
+}
+
+/** Defaults: 10,000 series, 5 minutes (env HBONE_METRICS_MAX_SERIES, HBONE_METRICS_SERIES_TTL_S). */
+export function defaultMetricsLimits(): MetricsLimits {
+  return { maxSeries: envInt("HBONE_METRICS_MAX_SERIES") ?? 10_000, seriesTtlMs: (envInt("HBONE_METRICS_SERIES_TTL_S") ?? 300) * 1000 };
+}
+
+/** Labels kept on an overflow series; every other one becomes "unknown". */
+const OVERFLOW_KEEPS: ReadonlySet<TcpLabel> = new Set(["reporter", "request_protocol", "response_flags", "connection_security_policy"]);
+
+function overflowLabels(labels: TcpLabels): TcpLabels {
+  const out = { ...labels };
+  for (const l of TCP_LABELS) if (!OVERFLOW_KEEPS.has(l)) out[l] = "unknown";
+  return out;
+}
+
+function keyOf(labels: TcpLabels): string {
+  let key = "";
+  for (const l of TCP_LABELS) key += labels[l] + "\u0000";
+  return key;
 }
 
 /** One label set's numbers, kept as plain numbers and handed to prom-client only at scrape time. */
@@ -95,24 +146,33 @@ class Series {
   received = 0;
   sent = 0;
   open = 0;
+  /** When a number last changed (ms), for expiry. */
+  changed = Date.now();
   constructor(readonly labels: TcpLabels) {}
 }
 
 /**
- * One tunnel's record (ztunnel's ConnectionResult): counted as opened when created; its bytes
- * are read from the stream's or socket's own counters at scrape time and at close.
+ * One tunnel's record (ztunnel's ConnectionResult). Made by Metrics.opened it is counted as opened at once; made by
+ * Metrics.checking it records nothing until accept() (then counted on its labels) or close() (then counted, opened
+ * and closed, on its refused labels). Its bytes are read from the stream's or socket's own counters at scrape time
+ * and at close.
  */
 export class ConnectionResult {
   private published: TunnelBytes = { clientToServer: 0, serverToClient: 0 };
   private bytes: () => TunnelBytes = () => this.published;
-  private readonly series: Series;
+  private series?: Series;
   closed = false;
 
-  constructor(private readonly m: Metrics, readonly labels: TcpLabels) {
-    this.series = m.seriesFor(labels);
+  constructor(private readonly m: Metrics, readonly labels: TcpLabels, private readonly refusedLabels = labels) {}
+
+  /** Counts the tunnel as opened on its labels (it passed the checks). Once only; not after close. */
+  accept(): void {
+    if (this.series || this.closed) return;
+    this.series = this.m.seriesFor(this.labels);
     this.series.opened++;
     this.series.open++;
-    m.open.add(this);
+    this.series.changed = Date.now();
+    this.m.open.add(this);
   }
 
   /** Where this tunnel's byte counts are read from (a stream's or socket's own counters). */
@@ -122,9 +182,14 @@ export class ConnectionResult {
 
   /** Adds the bytes moved since the last call (client→server is "received"). */
   publish(): void {
+    if (!this.series) return;
     const now = this.bytes();
-    this.series.received += now.clientToServer - this.published.clientToServer;
-    this.series.sent += now.serverToClient - this.published.serverToClient;
+    const received = now.clientToServer - this.published.clientToServer;
+    const sent = now.serverToClient - this.published.serverToClient;
+    if (received === 0 && sent === 0) return;
+    this.series.received += received;
+    this.series.sent += sent;
+    this.series.changed = Date.now();
     this.published = { clientToServer: now.clientToServer, serverToClient: now.serverToClient };
   }
 
@@ -134,13 +199,20 @@ export class ConnectionResult {
    */
   close(failed = false, flags?: string): void {
     if (this.closed) return;
+    if (!this.series) {
+      // Refused (or gone) before it passed the checks: counted on labels the peer cannot choose.
+      this.series = this.m.seriesFor(this.refusedLabels);
+      this.series.opened++;
+    } else {
+      this.publish();
+      this.m.open.delete(this);
+      this.series.open--;
+    }
     this.closed = true;
-    this.publish();
-    this.m.open.delete(this);
-    this.series.open--;
-    const end = flags ? this.m.seriesFor({ ...this.labels, response_flags: flags }) : this.series;
+    const end = flags ? this.m.seriesFor({ ...this.series.labels, response_flags: flags }) : this.series;
     end.closed++;
     if (failed) end.failed++;
+    this.series.changed = end.changed = Date.now();
   }
 }
 
@@ -148,9 +220,14 @@ export class Metrics {
   readonly registry = new client.Registry();
   /** Tunnels whose bytes are not fully published yet. */
   readonly open = new Set<ConnectionResult>();
+  readonly limits: MetricsLimits;
   private readonly series = new Map<string, Series>();
+  /** Label sets counted on an overflow series because the cap was reached; series removed by expiry. */
+  readonly seriesStats = { overflowed: 0, expired: 0 };
+  private lastSweep = 0;
 
-  constructor(sources: MetricsSources, info: { version: string }) {
+  constructor(sources: MetricsSources, info: { version: string }, limits?: Partial<MetricsLimits>) {
+    this.limits = { ...defaultMetricsLimits(), ...limits };
     const registers = [this.registry];
     const labelNames = TCP_LABELS as unknown as TcpLabel[];
     client.collectDefaultMetrics({ register: this.registry });
@@ -181,6 +258,20 @@ export class Metrics {
         for (const s of all.values()) if (s.opened > 0) this.set(s.labels, s.open);
       },
     });
+    const stats = this.seriesStats;
+    new client.Gauge({
+      name: "hbone_metrics_series", help: "istio_tcp_* label sets kept now (capped; idle ones expire)", registers,
+      collect() {
+        this.set(all.size);
+      },
+    });
+    new client.Gauge({
+      name: "hbone_metrics_series_overflowed", help: "Tunnels counted on an all-unknown series because the series cap was reached",
+      registers,
+      collect() {
+        this.set(stats.overflowed);
+      },
+    });
     new client.Gauge({
       name: "hbone_active_tunnels", help: "Tunnels open now, by direction", labelNames: ["direction"], registers,
       collect() {
@@ -203,21 +294,65 @@ export class Metrics {
     });
   }
 
-  /** The numbers of one label set (created on first use). */
-  seriesFor(labels: TcpLabels): Series {
-    let key = "";
-    for (const l of TCP_LABELS) key += labels[l] + "\u0000";
-    let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = new Series(labels)));
-    return s;
+  /** Label sets kept now. */
+  get seriesCount(): number {
+    return this.series.size;
   }
 
-  /** Counts a tunnel as opened (outbound: before dialling; inbound: before policy). */
+  /** The numbers of one label set (created on first use; over the cap, its overflow series). */
+  seriesFor(labels: TcpLabels): Series {
+    const key = keyOf(labels);
+    const s = this.series.get(key);
+    if (s) return s;
+    if (this.series.size >= this.limits.maxSeries) {
+      // Full: make room from idle series first (a sweep at most once a second, so a flood does not loop).
+      const now = Date.now();
+      if (now - this.lastSweep >= 1000) this.expire(now);
+      if (this.series.size >= this.limits.maxSeries) {
+        this.seriesStats.overflowed++;
+        const o = overflowLabels(labels);
+        const ok = keyOf(o);
+        let over = this.series.get(ok);
+        if (!over) this.series.set(ok, (over = new Series(o))); // a handful at most: beyond the cap on purpose
+        return over;
+      }
+    }
+    const created = new Series(labels);
+    this.series.set(key, created);
+    return created;
+  }
+
+  /** Removes series with no open tunnel that have not changed for seriesTtlMs. */
+  expire(now = Date.now()): void {
+    this.lastSweep = now;
+    for (const [key, s] of this.series) {
+      if (s.open === 0 && now - s.changed >= this.limits.seriesTtlMs) {
+        this.series.delete(key);
+        this.seriesStats.expired++;
+      }
+    }
+  }
+
+  /** Counts a tunnel as opened now (outbound: before dialling). */
   opened(labels: TcpLabels): ConnectionResult {
-    return new ConnectionResult(this, labels);
+    const r = new ConnectionResult(this, labels);
+    r.accept();
+    return r;
+  }
+
+  /**
+   * A tunnel still being checked (inbound: before policy and the app dial): no series exists for it until
+   * accept(). If it is refused or gone first, close() counts it on `refused` — labels built only from what the
+   * peer cannot choose (config, its TLS identity) — so refused CONNECTs never create series from baggage.
+   */
+  checking(labels: TcpLabels, refused: TcpLabels = labels): ConnectionResult {
+    return new ConnectionResult(this, labels, refused);
   }
 
   async text(): Promise<string> {
+    // Bytes first, so a series whose last tunnel just moved data is not taken for idle.
+    for (const r of this.open) r.publish();
+    this.expire();
     return this.registry.metrics();
   }
 }

@@ -174,9 +174,10 @@ export class TwoClusters {
         `    canonicalName: ${w.service ?? w.name}`, `    canonicalRevision: v1`, `    protocol: HBONE`,
         `    clusterId: ${cl}`, `    network: ${net}`, `    node: ${cl}-node`,
         `    locality: { region: region-${cl}, zone: zone-${cl}, subzone: "" }`);
-      // Remote pods are address-less: reachable only through their network's gateway.
+      // Remote pods are address-less: reachable only through their network's gateway. Local pods name it too (as
+      // istiod does for every pod of a network with a gateway): that is how an inbound knows the gateway's address.
       if (local || w.gateway) lines.push(`    workloadIps: [${this.ip(cl, w.ip)}]`);
-      else lines.push(`    networkGateway: { destination: "${net}/${this.ip(cl, "100")}", hboneMtlsPort: ${this.hbonePort} }`);
+      if (!w.gateway) lines.push(`    networkGateway: { destination: "${net}/${this.ip(cl, "100")}", hboneMtlsPort: ${this.hbonePort} }`);
       if (w.service) {
         lines.push("    services:", `      default/${w.service}.default.svc.cluster.local:`, `        ${APP_PORT}: ${APP_PORT}`);
       }

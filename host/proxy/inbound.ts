@@ -14,9 +14,8 @@ import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
-import { decodeBaggage } from "../baggage.js";
-import { tcpLabels, type Metrics, type PeerLabels, type ServiceLabels } from "../metrics.js";
-import { workloadLabels, workloadBaggage, baggageLabels } from "./peer-labels.js";
+import { tcpLabels, type Metrics, type ServiceLabels } from "../metrics.js";
+import { workloadLabels, workloadBaggage, inboundSourceLabels } from "./peer-labels.js";
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
 import * as abi from "../../assembly/abi.js";
@@ -129,18 +128,6 @@ export class Inbound extends HboneListener {
     return null;
   }
 
-  /**
-   * Who the source is: config knows its address (source_principal always from TLS), else its
-   * request baggage says, else "unknown".
-   */
-  private sourceLabels(from: string, peer: Identity, headers: HeaderList): PeerLabels {
-    const principal = String(peer);
-    const w = this.o.state.workloadByIp(from);
-    if (w) return workloadLabels(w, principal);
-    const baggage = headers.filter(([n]) => n === "baggage").map(([, v]) => v);
-    return baggage.length > 0 ? baggageLabels(decodeBaggage(baggage), principal) : { principal };
-  }
-
   /** The service a port of this workload belongs to, for destination_service labels. */
   private serviceOf(port: number): ServiceLabels {
     for (const [key, ports] of Object.entries(this.workload.services)) {
@@ -162,15 +149,13 @@ export class Inbound extends HboneListener {
     const dst = this.destination(authority);
     if (typeof dst === "string") return refuse(400, dst);
     if (PROXY_PORTS.has(dst.port)) return refuse(400, `port ${dst.port} is a proxy port`);
-    // Through an east-west gateway (double HBONE) the source address is the gateway's: only
-    // baggage can say who the source is.
-    const forwardedNetwork = headers.find(([n]) => n === "x-forwarded-network")?.[1];
-    const viaGateway = forwardedNetwork !== undefined && forwardedNetwork !== this.workload.network;
-    // Counted as opened here, before policy (as ztunnel does).
-    const src = this.sourceLabels(viaGateway ? "" : from, peer, headers);
+    // Config, else baggage (x-forwarded-network only from a known gateway). A series is made only once the tunnel
+    // passes its checks (accept() below); a refused one is counted on the labels the peer cannot choose.
+    const src = inboundSourceLabels(this.o.state, this.workload, from, peer, headers);
     const self = workloadLabels(this.workload, String(this.o.identity));
     const svc = this.serviceOf(dst.port);
-    const result = this.o.metrics?.opened(tcpLabels("destination", src, self, svc));
+    const result = this.o.metrics?.checking(tcpLabels("destination", src.labels, self, svc),
+      tcpLabels("destination", src.trusted, self, svc));
     const fail = (status: number, why: string) => {
       result?.close(true, "CONNECT");
       refuse(status, why);
@@ -194,6 +179,7 @@ export class Inbound extends HboneListener {
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
+      result?.accept();
       respond(200, ok);
       // A peer's reset must never crash the process, even if the acceptor forgets 'error'.
       stream.on("error", (e) => log.debug("in-process tunnel ended with an error", { error: e }));
@@ -209,6 +195,7 @@ export class Inbound extends HboneListener {
       clearTimeout(timer);
       if (stream.destroyed) return app.destroy();
       this.stats.accepted++;
+      result?.accept();
       respond(200, ok);
       void pipeTunnel(app, stream);
     });

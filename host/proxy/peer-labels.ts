@@ -1,8 +1,11 @@
 // Who is at each end of a tunnel, for metrics and baggage: from config when the peer is known
-// there, else from the baggage it sent, else "unknown" (ztunnel-compat §6-7).
+// there, else from the baggage it sent, else "unknown" (as ztunnel labels them).
 
-import type { Workload } from "../config.js";
-import { encodeBaggage, type BaggageMeta } from "../baggage.js";
+import type { MeshConfig, Workload } from "../config.js";
+import type { ProxyState } from "../state/index.js";
+import type { Identity } from "../identity/identity.js";
+import type { HeaderList } from "../h2/hpack.js";
+import { decodeBaggage, encodeBaggage, type BaggageMeta } from "../baggage.js";
 import type { PeerLabels } from "../metrics.js";
 
 const WORKLOAD_TYPES = new Set(["deployment", "cronjob", "pod", "job"]);
@@ -61,4 +64,65 @@ export function baggageLabels(m: BaggageMeta, principal?: string): PeerLabels {
     region: m.region,
     zone: m.zone,
   };
+}
+
+/** Network-gateway addresses ("network/ip") named by a config's workloads, computed once per config snapshot. */
+const gatewayAddresses = new WeakMap<MeshConfig, Set<string>>();
+
+function gatewaysOf(state: ProxyState): Set<string> {
+  const cfg = state.config;
+  let set = gatewayAddresses.get(cfg);
+  if (set) return set;
+  set = new Set();
+  const services = new Set<string>();
+  for (const w of cfg.workloads) {
+    const d = w.networkGateway?.destination;
+    if (!d) continue;
+    if ("address" in d) set.add(`${d.network}/${d.address}`);
+    else services.add(`${d.namespace}/${d.hostname}`);
+  }
+  // A gateway named by its service: every workload backing that service.
+  for (const w of cfg.workloads) {
+    if (!Object.keys(w.services).some((k) => services.has(k))) continue;
+    for (const ip of w.workloadIps) set.add(`${w.network}/${ip}`);
+  }
+  gatewayAddresses.set(cfg, set);
+  return set;
+}
+
+/** Whether `ip` on `network` is a network (east-west) gateway the config knows: some workload names it (or its
+ *  service) as its networkGateway. */
+export function isNetworkGateway(state: ProxyState, ip: string, network: string): boolean {
+  const w = state.workloadByIp(ip, network);
+  if (!w) return false;
+  const gws = gatewaysOf(state);
+  return w.workloadIps.some((a) => gws.has(`${w.network}/${a}`));
+}
+
+/** Who the source of an inbound tunnel is: `labels` for a tunnel that passes its checks, `trusted` (what the peer
+ *  cannot choose) for one that is refused. */
+export interface SourceLabels {
+  labels: PeerLabels;
+  trusted: PeerLabels;
+}
+
+/**
+ * The source of an inbound tunnel from `from` (TCP peer address) with TLS identity `peer`: the workload config
+ * knows at that address, else what its request baggage says, else only its principal (always from TLS).
+ * Through an east-west gateway (double HBONE: `x-forwarded-network` names another network) the address is the
+ * gateway's, so only baggage can say who the source is — but only when `from` really is a network gateway of the
+ * config; from anyone else the header is ignored, so a peer cannot trade its config labels for ones it chose.
+ */
+export function inboundSourceLabels(state: ProxyState, self: Workload, from: string, peer: Identity,
+  headers: HeaderList): SourceLabels {
+  const principal = String(peer);
+  const forwarded = headers.find(([n]) => n === "x-forwarded-network")?.[1];
+  const viaGateway = forwarded !== undefined && forwarded !== self.network && isNetworkGateway(state, from, self.network);
+  const w = viaGateway ? undefined : state.workloadByIp(from);
+  if (w) {
+    const labels = workloadLabels(w, principal);
+    return { labels, trusted: labels };
+  }
+  const baggage = headers.filter(([n]) => n === "baggage").map(([, v]) => v);
+  return { labels: baggage.length > 0 ? baggageLabels(decodeBaggage(baggage), principal) : { principal }, trusted: { principal } };
 }

@@ -1,12 +1,15 @@
 // TLS for HBONE as ztunnel speaks it: TLS 1.3 only with the AES-GCM suites, ALPN h2, mandatory client
 // certificates chained to the mesh roots, SPIFFE identities checked on both sides, no SNI, no resumption.
+// The server admits connections through an Admission (handshake timeout, caps, shedding: admission.ts).
 
+import type net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { logger } from "../log.js";
 import { peerIdentities, verifyClientTrustDomain, verifyServerIdentity } from "./verify.js";
+import { Admission, defaultAdmissionLimits, effectiveLimits, type AdmissionLimits } from "./admission.js";
 
 const log = logger("tls");
 
@@ -32,16 +35,27 @@ function reasonOf(err: Error): string {
   return (err as Error & { reason?: string }).reason || err.message;
 }
 
-export type HboneServer = tls.Server & { setCertificate(cert: WorkloadCertificate): void; refused: number };
+export type HboneServer = tls.Server & {
+  setCertificate(cert: WorkloadCertificate): void;
+  refused: number;
+  readonly admission: Admission;
+};
+
+/** The TCP socket under a server-side TLSSocket (Node keeps it as `_parent`; the socket itself if absent). */
+function rawOf(socket: tls.TLSSocket): net.Socket {
+  return (socket as unknown as { _parent?: net.Socket | null })._parent ?? socket;
+}
 
 /** A TLS server for HBONE (:15008): TLS 1.3, ALPN h2, client certs required and chained to the roots, peers outside
- *  `trustDomain` refused (socket destroyed, log line with the reason and remote address). `onSecure` gets only accepted
- *  sockets with their verified peer identity. Keeps serving with the newest certificate: call server.setCertificate(cert)
- *  (uses setSecureContext) — existing connections are not dropped. */
+ *  `trustDomain` refused (socket destroyed, log line with the reason and remote address, rate-limited). `onSecure`
+ *  gets only accepted sockets with their verified peer identity. Keeps serving with the newest certificate: call
+ *  server.setCertificate(cert) (uses setSecureContext) — existing connections are not dropped. `limits` (defaults:
+ *  defaultAdmissionLimits) bound handshakes and connections; the descriptor limit clamps them. */
 export function createHboneServer(
-  opts: { certificate: WorkloadCertificate; trustDomain: string },
+  opts: { certificate: WorkloadCertificate; trustDomain: string; limits?: Partial<AdmissionLimits> },
   onSecure: (socket: tls.TLSSocket, peer: Identity) => void,
 ): HboneServer {
+  const limits = effectiveLimits({ ...defaultAdmissionLimits(), ...opts.limits });
   const server = tls.createServer({
     ...contextOptions(opts.certificate),
     requestCert: true,
@@ -49,28 +63,42 @@ export function createHboneServer(
     // itself it destroys the socket before saying why, losing the reason and the remote address.
     rejectUnauthorized: false,
     ALPNProtocols: ALPN,
+    handshakeTimeout: limits.handshakeTimeoutMs,
   }) as HboneServer;
   server.refused = 0;
+  const admission = new Admission(limits);
+  Object.defineProperty(server, "admission", { value: admission });
+  // Runs after tls.Server's own listener has wrapped the socket: shedding destroys the TCP socket under it.
+  server.on("connection", (raw: net.Socket) => admission.admit(raw));
+  // accept() failing (EMFILE: out of descriptors) must not take the process down; the listener keeps accepting.
+  server.on("error", (err) => log.limited.error("HBONE listener error", { error: err }));
 
-  const refuse = (socket: tls.TLSSocket, reason: string) => {
+  // `kind` (an error code or a fixed name) gives each kind of refusal its own log budget.
+  const refuse = (socket: tls.TLSSocket, reason: string, kind: string) => {
     server.refused++;
+    admission.settled(rawOf(socket));
     const remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
-    log.warn("inbound HBONE TLS refused", { reason, remote });
+    log.limited.warn("inbound HBONE TLS refused", { reason, remote, limitKey: kind });
     socket.destroy();
   };
-  // Handshake failures inside OpenSSL: wrong TLS version, ALPN mismatch, not TLS at all, client gone.
-  server.on("tlsClientError", (err, socket) => refuse(socket, reasonOf(err)));
+  // Handshake failures inside OpenSSL: wrong TLS version, ALPN mismatch, not TLS at all, client gone, timed out.
+  server.on("tlsClientError", (err, socket) => {
+    if (admission.wasShed(rawOf(socket))) return socket.destroy(); // logged when shed
+    refuse(socket, reasonOf(err), (err as Error & { code?: string }).code ?? "tls");
+  });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
+    admission.settled(rawOf(socket));
     // A client offering no ALPN at all gets through OpenSSL's ALPN check.
-    if (socket.alpnProtocol !== "h2") return refuse(socket, "client did not negotiate ALPN h2");
+    if (socket.alpnProtocol !== "h2") return refuse(socket, "client did not negotiate ALPN h2", "alpn");
     const cert = socket.getPeerCertificate();
     if (!socket.authorized && cert.raw) {
       // Node's verify code, e.g. CERT_HAS_EXPIRED or UNABLE_TO_GET_ISSUER_CERT_LOCALLY (typed wrongly as Error).
-      return refuse(socket, `client certificate rejected: ${socket.authorizationError as unknown as string}`);
+      const code = socket.authorizationError as unknown as string;
+      return refuse(socket, `client certificate rejected: ${code}`, code);
     }
     // Also refuses a client that sent no certificate.
     const { identity, reason } = verifyClientTrustDomain(cert, opts.trustDomain);
-    if (!identity) return refuse(socket, reason ?? "no client identity");
+    if (!identity) return refuse(socket, reason ?? "no client identity", "identity");
     onSecure(socket, identity);
   });
   server.setCertificate = (cert) => server.setSecureContext(contextOptions(cert));
@@ -106,7 +134,7 @@ export function connectHbone(opts: {
     const fail = (err: Error) => {
       done();
       const reason = reasonOf(err);
-      log.warn("outbound HBONE TLS failed", { reason, target });
+      log.limited.warn("outbound HBONE TLS failed", { reason, target });
       socket.destroy();
       reject(new Error(`HBONE TLS to ${target}: ${reason}`));
     };

@@ -150,7 +150,7 @@ describe("istio_tcp_* metrics", () => {
     expect(series(f, "istio_tcp_connections_failed_total", { reporter: "source", response_flags: "CONNECT" })[0]?.value).toBe("1");
     const d = (await scrape(b)).families;
     expect(series(d, "istio_tcp_connections_failed_total", { reporter: "destination", response_flags: "CONNECT" })[0]?.value).toBe("1");
-    // Opened is counted before the outcome is known: its series carries no flag.
+    // Opened is counted on the series without a flag; closed and failed carry the outcome.
     expect(series(d, "istio_tcp_connections_opened_total", { reporter: "destination", response_flags: "-" }).length).toBeGreaterThan(0);
   });
 
