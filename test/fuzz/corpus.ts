@@ -61,7 +61,7 @@ export function builtinFrames(): Buffer[] {
 }
 
 let frameSeeds: Buffer[] | undefined;
-let hpackSeeds: Buffer[] | undefined;
+let hpackSeeds: Buffer[][] | undefined;
 let baggageSeeds: string[] | undefined;
 export const corpusInfo = { vectorsDir: undefined as string | undefined, frames: 0, hpack: 0, baggage: 0 };
 
@@ -84,6 +84,7 @@ export function frameCorpus(): Buffer[] {
 
 /** Header blocks of hpack-test-case (each story's blocks in order, for a live dynamic table). */
 export function hpackStories(): Buffer[][] {
+  if (hpackSeeds) return hpackSeeds;
   const root = vectorsRoot();
   const stories: Buffer[][] = [];
   if (root) {
@@ -93,8 +94,8 @@ export function hpackStories(): Buffer[][] {
       if (blocks.length) stories.push(blocks.slice(0, 40));
     }
   }
-  hpackSeeds = stories.flat();
-  corpusInfo.hpack = hpackSeeds.length;
+  hpackSeeds = stories;
+  corpusInfo.hpack = stories.flat().length;
   return stories;
 }
 
