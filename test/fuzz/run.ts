@@ -15,7 +15,7 @@ const { values } = parseArgs({
   options: {
     minutes: { type: "string", default: "1" }, target: { type: "string", multiple: true },
     variant: { type: "string", multiple: true }, seed: { type: "string" }, replay: { type: "string" },
-    slice: { type: "string", default: "10" },
+    slice: { type: "string" },
   },
 });
 
@@ -45,7 +45,9 @@ async function main(): Promise<number> {
   if (values.replay) return replayOne(values.replay);
   const minutes = Number(values.minutes);
   if (!(minutes > 0)) throw new Error(`--minutes: not a positive number: ${values.minutes}`);
-  const sliceMs = Number(values.slice) * 1000;
+  // Each target and build runs in slices of this many seconds; by default about three rounds fit the time.
+  const sliceMs = 1000 * (values.slice !== undefined ? Number(values.slice)
+    : Math.min(30, Math.max(2, (minutes * 60) / (targets.length * variants.length * 3))));
   const end = Date.now() + minutes * 60_000;
   const seeds = new Rng(values.seed !== undefined ? Number(values.seed) : (Math.random() * 2 ** 32) >>> 0);
   const totals = new Map<string, TargetStats>();
