@@ -83,7 +83,13 @@ interface Proc {
   start(): Promise<Child>;
   child?: Child;
   restarts: number;
+  /** Set while the soak itself kills and restarts it. */
+  killing: boolean;
 }
+
+/** Processes that exited without being killed by the soak (a crash is the worst finding): restarted, and reported. */
+const crashes: { proc: string; t: number; exit: string; tail: string }[] = [];
+let startedAt = Date.now();
 
 const env = { HBONE_LOG_LEVEL: "warn" };
 // Each tunnel holds several descriptors per proxy: raise the children's soft limit as far as the hard one allows.
@@ -94,10 +100,18 @@ const common = ["--config", configFile, "--ca-dir", caDir, "--socks5-port", "off
 
 function proc(name: string, script: string, args: () => string[]): Proc {
   const p: Proc = {
-    name, restarts: 0,
+    name, restarts: 0, killing: false,
     async start() {
-      p.child = await spawnNode(name, script, args(), { env, nofile: NOFILE });
-      return p.child;
+      const c = await spawnNode(name, script, args(), { env, nofile: NOFILE });
+      p.child = c;
+      c.proc.once("exit", (code, signal) => {
+        if (p.killing || stopping) return;
+        const t = Math.round((Date.now() - startedAt) / 1000);
+        crashes.push({ proc: name, t, exit: String(code ?? signal), tail: c.tail() });
+        console.log(`[${t} s] CRASH: ${name} exited (${code ?? signal}) on its own; last output:\n${c.tail()}`);
+        setTimeout(() => void p.start().then(() => p.restarts++, (e: unknown) => console.error(`restart of ${name}: ${String(e)}`)), 1000);
+      });
+      return c;
     },
   };
   return p;
@@ -134,6 +148,7 @@ const stats = {
   errors: new Map<string, number>(),
 };
 const lossExamples: string[] = [];
+let stopping = false;
 let open = 0;
 
 /** One tunnel: send `size` random bytes in random chunks, FIN, read the echo to its end, compare. */
@@ -224,7 +239,7 @@ async function main(): Promise<void> {
   const all = [appA, appB, destA, destB, source];
   for (const p of all) await p.start();
   const proxies = [source, destA, destB];
-  const t0 = Date.now();
+  const t0 = (startedAt = Date.now());
   const elapsed = () => Math.round((Date.now() - t0) / 1000);
   console.log(`soak: ${MINUTES} min, ${TUNNELS} tunnels, certificates ${CERT_TTL} s, a kill every ${KILL_EVERY_MS / 1000} s, ` +
     `config ${CONFIG_HZ}/s; dir ${dir}`);
@@ -250,15 +265,16 @@ async function main(): Promise<void> {
     if (restarting) return;
     const v = victims[kills++ % victims.length]!;
     restarting = true;
+    v.killing = true;
     v.child?.proc.kill("SIGKILL");
     console.log(`[${elapsed()} s] killed ${v.name}`);
     setTimeout(() => {
       v.start().then(() => {
         v.restarts++;
-        restarting = false;
+        v.killing = restarting = false;
       }, (e: unknown) => {
         console.error(`restart of ${v.name} failed: ${String(e)}`);
-        restarting = false;
+        v.killing = restarting = false;
       });
     }, 1000 + Math.random() * 2000);
   }, KILL_EVERY_MS);
@@ -321,6 +337,7 @@ async function main(): Promise<void> {
     console.log(`tunnels still counted active: ${JSON.stringify(leaks)}; again in 15 s`);
     await new Promise((r) => setTimeout(r, 15_000));
   }
+  stopping = true;
   const alive = Object.fromEntries(all.map((p) => [p.name, p.child?.proc.exitCode === null && p.child.proc.signalCode === null]));
   for (const p of all) await p.child?.stop();
 
@@ -383,6 +400,9 @@ function writeResults(r: {
       `${JSON.stringify(r.leaks[n])} | ${r.alive[n]} |`),
     "",
     `Restarts: ${JSON.stringify(r.restarts)}.`,
+    "",
+    `**Crashes** (exits the soak did not cause): ${crashes.length}.`,
+    ...crashes.map((c) => `\n- ${c.proc} at ${c.t} s, exit ${c.exit}:\n\n\`\`\`\n${c.tail}\n\`\`\``),
     "",
     "Samples (every ~5 s):",
     "",

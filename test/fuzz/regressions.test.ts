@@ -89,6 +89,65 @@ import { writeFileSync } from "node:fs";
     }
   });
 
+  // Soak (bench/soak.ts, an app killed behind destination proxy a): the source proxy exited 1 twice in 40 s with
+  // "H2Error: ENHANCE_YOUR_CALM: RST_STREAM flood (rapid reset)" as an unhandled 'error' on an H2Stream. The
+  // destination refused each new CONNECT as it should (503 with END_STREAM, then RST_STREAM NO_ERROR); host/h2/session.ts
+  // counts every received RST_STREAM against maxResetsPerWindow (400 / 10 s) in the client role too, so a server
+  // refusing our own streams ends the pooled connection with every other tunnel on it (the crash is then the
+  // client-stream bug above). Rapid reset (CVE-2023-44487) is a client resetting streams it opened.
+  it.fails("a client session survives a server refusing 500 of its streams", async () => {
+    const server = net.createServer((sock) => {
+      sock.on("error", () => {});
+      let buf = Buffer.alloc(0), preface = true;
+      sock.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // SETTINGS
+      sock.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (preface && buf.length >= 24) {
+          buf = buf.subarray(24);
+          preface = false;
+        }
+        while (!preface && buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+          const len = buf.readUIntBE(0, 3), type = buf[3]!, flags = buf[4]!, id = buf.readUInt32BE(5) & 0x7fffffff;
+          buf = buf.subarray(9 + len);
+          if (type === 4 && !(flags & 1)) sock.write(Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0])); // SETTINGS ACK
+          if (type !== 1) continue;
+          // The inbound's refusal: HEADERS :status 503 (END_STREAM, END_HEADERS), then RST_STREAM NO_ERROR.
+          const h = Buffer.from([0, 0, 5, 1, 5, 0, 0, 0, 0, 0x08, 0x03, 0x35, 0x30, 0x33]);
+          h.writeUInt32BE(id, 5);
+          const r = Buffer.from([0, 0, 4, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+          r.writeUInt32BE(id, 5);
+          sock.write(Buffer.concat([h, r]));
+        }
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { H2Session } = await import("../../host/h2/session.js");
+    const sock = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+    await once(sock, "connect");
+    const session = H2Session.client(sock);
+    // Own each stream from its creation (the client-stream bug above would otherwise crash this worker).
+    const set = session.streams.set.bind(session.streams);
+    session.streams.set = (id, st) => set(id, st.on("error", () => {}));
+    let protocolError = "";
+    session.on("protocolError", (e: Error) => (protocolError = e.message));
+    session.on("error", () => {});
+    try {
+      let refused = 0;
+      for (let i = 0; i < 500 && session.open; i++) {
+        const s = await session.connect("10.0.0.1:80").catch(() => null);
+        if (s?.status === 503) refused++;
+        s?.resume();
+      }
+      expect(protocolError).toBe("");
+      expect(refused).toBe(500);
+      expect(session.open).toBe(true);
+    } finally {
+      session.destroy();
+      server.close();
+    }
+  });
+
   it("the reproducer harness itself catches a crash", () => {
     const r = child(`import { H2Session } from SESSION; void H2Session; setImmediate(() => { throw new Error("boom"); });`);
     expect(r.status).toBe(1);
