@@ -104,11 +104,13 @@ function proc(name: string, script: string, args: () => string[]): Proc {
     async start() {
       const c = await spawnNode(name, script, args(), { env, nofile: NOFILE });
       p.child = c;
-      c.proc.once("exit", (code, signal) => {
+      // 'close', not 'exit': by then its output has been read to the end (the stack of a crash comes last).
+      c.proc.once("close", (code, signal) => {
         if (p.killing || stopping) return;
         const t = Math.round((Date.now() - startedAt) / 1000);
-        crashes.push({ proc: name, t, exit: String(code ?? signal), tail: c.tail() });
-        console.log(`[${t} s] CRASH: ${name} exited (${code ?? signal}) on its own; last output:\n${c.tail()}`);
+        const tail = c.tail().split("\n").filter((l) => !l.startsWith("{")).join("\n"); // the JSON log lines aside
+        crashes.push({ proc: name, t, exit: String(code ?? signal), tail });
+        console.log(`[${t} s] CRASH: ${name} exited (${code ?? signal}) on its own; last output:\n${tail}`);
         setTimeout(() => void p.start().then(() => p.restarts++, (e: unknown) => console.error(`restart of ${name}: ${String(e)}`)), 1000);
       });
       return c;

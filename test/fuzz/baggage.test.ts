@@ -3,4 +3,4 @@
 import { fuzzSuite } from "./suite.js";
 import { baggageTarget } from "./target-baggage.js";
 
-fuzzSuite(baggageTarget, { minInputs: 100 });
+fuzzSuite(baggageTarget, { minInputs: 50 });

@@ -3,4 +3,4 @@
 import { fuzzSuite } from "./suite.js";
 import { framesTarget } from "./target-frames.js";
 
-fuzzSuite(framesTarget, { minInputs: 100 });
+fuzzSuite(framesTarget, { minInputs: 50 });

@@ -3,4 +3,4 @@
 import { fuzzSuite } from "./suite.js";
 import { hpackTarget } from "./target-hpack.js";
 
-fuzzSuite(hpackTarget, { minInputs: 100 });
+fuzzSuite(hpackTarget, { minInputs: 50 });

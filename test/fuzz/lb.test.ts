@@ -3,4 +3,4 @@
 import { fuzzSuite } from "./suite.js";
 import { lbTarget } from "./target-lb.js";
 
-fuzzSuite(lbTarget, { minInputs: 30 });
+fuzzSuite(lbTarget, { minInputs: 10 });

@@ -3,4 +3,4 @@
 import { fuzzSuite } from "./suite.js";
 import { sessionTarget } from "./target-session.js";
 
-fuzzSuite(sessionTarget, { minInputs: 20 });
+fuzzSuite(sessionTarget, { minInputs: 5 });
