@@ -33,6 +33,7 @@ commands:
            --readiness-port N        (15021)               0 picks a free port (printed at start-up)
            --hbone-port N            port of other proxies' HBONE listeners (default: --inbound-port)
            --forward ADDR=DEST       extra listener, e.g. 127.0.0.1:9080=reviews.default.svc.cluster.local:9080
+           --cert-ttl SECONDS        workload certificate lifetime (24 h), renewed at half-life
   gateway  run an east-west gateway (multicluster): the same flags as proxy; :15008 on the gateway workload's IP
            routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
@@ -59,7 +60,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       "metrics-port": { type: "string" }, "readiness-port": { type: "string" }, "hbone-port": { type: "string" },
       forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
       "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
-      "root-cert": { type: "string" },
+      "root-cert": { type: "string" }, "cert-ttl": { type: "string" },
     },
   });
   const env = process.env;
@@ -91,6 +92,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     readinessPort: port(values["readiness-port"], "--readiness-port", 15021),
     hbonePort,
     drainTimeoutMs: values["drain-timeout"] ? Number(values["drain-timeout"]) * 1000 : undefined,
+    certificateTtlMs: values["cert-ttl"] ? Number(values["cert-ttl"]) * 1000 : undefined,
     gateway,
   };
   const mesh = await startProxy(opts);
