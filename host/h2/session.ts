@@ -13,7 +13,7 @@ import { H2Error, errorCodeName } from "../errors.js";
 import { FrameReader, type Codec, getCodec } from "../wasm/codec.js";
 import { FrameWriter } from "./frames.js";
 import { HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.js";
-import { DEFAULT_LIMITS, RateLimit, type SessionLimits } from "./limits.js";
+import { DEFAULT_LIMITS, RateLimit, headerBlockLimit, type SessionLimits } from "./limits.js";
 import { H2Stream, type PendingWrite } from "./stream.js";
 
 export { H2Stream } from "./stream.js";
@@ -76,6 +76,25 @@ function malformed(list: HeaderList, request: boolean): string | null {
   return null;
 }
 
+/** The session's Wasm parts, or the H2Error (INTERNAL_ERROR, R_OUT_OF_MEMORY) when the codec's budget is spent. */
+function openCodec(maxFrameSize: number, maxHeaderBlock: number, tableSize: number, maxList: number, codec: Codec):
+  [FrameReader, HpackDecoder, HpackEncoder] | H2Error {
+  let reader: FrameReader | null = null, decoder: HpackDecoder | null = null;
+  try {
+    reader = new FrameReader(maxFrameSize, READER_NO_PUSH, codec);
+    // No non-DATA frame needs the max frame size: HEADERS and CONTINUATION are bounded by the block limit.
+    reader.setMaxGather(maxHeaderBlock);
+    decoder = new HpackDecoder(tableSize, codec);
+    decoder.setMaxHeaderListSize(maxList);
+    return [reader, decoder, new HpackEncoder(4096, codec)];
+  } catch (err) {
+    reader?.dispose();
+    decoder?.dispose();
+    if (err instanceof H2Error) return err;
+    throw err;
+  }
+}
+
 /** Events: see the overloads. */
 export interface H2Session {
   /** Server: a CONNECT request. Call `respond(200, headers)` to open the tunnel, any other status refuses it. */
@@ -98,10 +117,13 @@ export class H2Session extends EventEmitter {
   readonly streams = new Map<number, H2Stream>();
 
   private readonly opts: Required<Omit<SessionOptions, "codec">>;
-  private readonly reader: FrameReader;
-  private readonly decoder: HpackDecoder;
-  private readonly encoder: HpackEncoder;
+  // Assigned unless the codec's memory budget was spent at construction (the session is then
+  // destroyed at once and never touches them).
+  private readonly reader!: FrameReader;
+  private readonly decoder!: HpackDecoder;
+  private readonly encoder!: HpackEncoder;
   private readonly writer: FrameWriter;
+  private readonly maxHeaderBlock: number;
 
   // Peer settings in force.
   private peerMaxFrameSize = abi.DEFAULT_MAX_FRAME_SIZE;
@@ -145,6 +167,9 @@ export class H2Session extends EventEmitter {
   private readonly settingsRate: RateLimit;
   private readonly pings: RateLimit;
   private readonly empties: RateLimit;
+  private readonly localResets: RateLimit;
+  // Control bytes written while the socket was over its high-water mark (reset on 'drain').
+  private controlQueued = 0;
 
   static client(socket: Duplex, opts: SessionOptions = {}): H2Session {
     return new H2Session("client", socket, opts);
@@ -174,11 +199,9 @@ export class H2Session extends EventEmitter {
     } as Required<Omit<SessionOptions, "codec">>;
     const o = this.opts;
     const codec = opts.codec ?? getCodec();
-    this.reader = new FrameReader(o.maxFrameSize, READER_NO_PUSH, codec);
-    this.decoder = new HpackDecoder(o.headerTableSize, codec);
-    this.decoder.setMaxHeaderListSize(o.maxHeaderListSize);
-    this.encoder = new HpackEncoder(4096, codec);
     this.writer = new FrameWriter(codec);
+    this.maxHeaderBlock = headerBlockLimit(o.maxHeaderListSize);
+    const parts = openCodec(o.maxFrameSize, this.maxHeaderBlock, o.headerTableSize, o.maxHeaderListSize, codec);
     this.recvWindow = o.connectionWindow;
     this.nextStreamId = client ? 1 : 2;
     this.prefaceLeft = client ? 0 : PREFACE.length;
@@ -186,6 +209,7 @@ export class H2Session extends EventEmitter {
     this.settingsRate = new RateLimit(o.maxSettingsPerWindow, o.floodWindowMs);
     this.pings = new RateLimit(o.maxPingsPerWindow, o.floodWindowMs);
     this.empties = new RateLimit(o.maxEmptyFramesPerWindow, o.floodWindowMs);
+    this.localResets = new RateLimit(o.maxLocalResetsPerWindow, o.floodWindowMs);
 
     // Small frames (WINDOW_UPDATE, PING ACK) must not wait for Nagle's algorithm.
     (socket as Partial<import("node:net").Socket>).setNoDelay?.(true);
@@ -194,6 +218,21 @@ export class H2Session extends EventEmitter {
     socket.on("close", () => this.onSocketGone(null));
     socket.on("error", (err: Error) => this.onSocketGone(err));
     socket.on("drain", () => this.onDrain());
+
+    if (parts instanceof H2Error) {
+      // The codec's memory budget is spent: refuse this connection only (others keep theirs).
+      this.destroyed = true;
+      this.goawaySent = true;
+      if (client) this.write(PREFACE);
+      this.write(this.writer.goaway(0, parts.code, Buffer.from(parts.message, "latin1")));
+      process.nextTick(() => {
+        this.emit("protocolError", parts);
+        this.emit("close");
+        this.endSocket();
+      });
+      return;
+    }
+    [this.reader, this.decoder, this.encoder] = parts;
 
     // Preface (client), our SETTINGS, and the connection window beyond the default.
     const settings: [number, number][] = [
@@ -380,6 +419,9 @@ export class H2Session extends EventEmitter {
 
   private onHeadersFrame(id: number, flags: number, payload: Uint8Array, dep: number): void {
     void dep;
+    if (payload.length > this.maxHeaderBlock) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, id);
+    }
     this.block = [payload];
     this.blockBytes = payload.length;
     this.blockStream = id;
@@ -394,8 +436,8 @@ export class H2Session extends EventEmitter {
     }
     this.blockBytes += payload.length;
     // A compressed block can only be larger than its header list by a few bytes per field.
-    if (this.blockBytes > this.opts.maxHeaderListSize * 2 + 16384) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, this.blockStream, false, "header block too large");
+    if (this.blockBytes > this.maxHeaderBlock) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, this.blockStream);
     }
     this.block.push(payload);
     if (flags & abi.FLAG_END_HEADERS) this.onHeaderBlock();
@@ -429,7 +471,10 @@ export class H2Session extends EventEmitter {
     if (this.streams.size >= this.opts.maxConcurrentStreams) return this.resetStream(id, abi.REFUSED_STREAM);
     const s = new H2Stream(this, id, this.peerInitialWindow, this.opts.streamWindow);
     this.streams.set(id, s);
-    if (list === null) return this.respond(s, 431, []);
+    if (list === null) {
+      this.provokedReset();
+      return this.respond(s, 431, []);
+    }
     const bad = malformed(list, true);
     if (bad !== null) return this.resetStream(id, abi.PROTOCOL_ERROR);
     s.headers = list;
@@ -491,8 +536,25 @@ export class H2Session extends EventEmitter {
     }
     this.gotSettings = true;
     const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    // Entries apply in order (§6.5), so for each id the last value wins; the reader caps a frame
+    // at MAX_SETTINGS_ENTRIES. INITIAL_WINDOW_SIZE is applied to the streams once, with the
+    // largest value of the frame checked first: a window that any intermediate value pushes
+    // past 2^31-1 is the same FLOW_CONTROL_ERROR as applying them one by one (§6.9.2).
+    const last = new Map<number, number>();
+    let maxInitialWindow = -1;
     for (let i = 0; i < count; i++) {
       const id = dv.getUint16(i * 6), v = dv.getUint32(i * 6 + 2);
+      last.set(id, v);
+      if (id === abi.SETTINGS_INITIAL_WINDOW_SIZE) maxInitialWindow = Math.max(maxInitialWindow, v);
+    }
+    if (maxInitialWindow > this.peerInitialWindow) {
+      let largest = -Infinity;
+      for (const s of this.streams.values()) largest = Math.max(largest, s.sendWindow);
+      if (largest + maxInitialWindow - this.peerInitialWindow > abi.MAX_WINDOW_SIZE) {
+        throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "stream window overflow from SETTINGS");
+      }
+    }
+    for (const [id, v] of last) {
       this.remoteSettings.set(id, v);
       switch (id) {
         case abi.SETTINGS_HEADER_TABLE_SIZE:
@@ -506,12 +568,7 @@ export class H2Session extends EventEmitter {
           // Applies to every open stream, as a delta (§6.9.2).
           const delta = v - this.peerInitialWindow;
           this.peerInitialWindow = v;
-          for (const s of this.streams.values()) {
-            s.sendWindow += delta;
-            if (s.sendWindow > abi.MAX_WINDOW_SIZE) {
-              throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "stream window overflow from SETTINGS");
-            }
-          }
+          for (const s of this.streams.values()) s.sendWindow += delta;
           if (delta > 0) this.flushBlocked();
           break;
         }
@@ -564,6 +621,11 @@ export class H2Session extends EventEmitter {
     }
     s.rstCode = code;
     this.closeStream(s);
+    if (code === abi.NO_ERROR && s.remoteEnded && !s.onResponse) {
+      // "Stop sending" after a complete message (§8.1): what was received stays readable to its
+      // end; later writes are dropped (the peer asked for no more).
+      return;
+    }
     // NO_ERROR and CANCEL mean "stop", not failure (a pending connect() still fails).
     const err = new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`);
     if (s.onResponse) this.failStream(s, err);
@@ -593,8 +655,17 @@ export class H2Session extends EventEmitter {
 
   // ---- Sending ------------------------------------------------------------------------------
 
-  private write(buf: Uint8Array): boolean {
+  private write(buf: Uint8Array, control = true): boolean {
     if (this.destroyed && !this.goawaySent) return false;
+    if (control && this.socket.writableNeedDrain && !this.destroyed) {
+      // A peer that sends but does not read would otherwise queue our answers without limit.
+      this.controlQueued += buf.length;
+      if (this.controlQueued > this.opts.maxQueuedControlBytes) {
+        this.controlQueued = 0;
+        this.fail(new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "peer does not read: control frames queued"));
+        return false;
+      }
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -612,6 +683,7 @@ export class H2Session extends EventEmitter {
   }
 
   private onDrain(): void {
+    this.controlQueued = 0;
     for (const w of this.drainWaiters.splice(0)) w();
   }
 
@@ -624,7 +696,9 @@ export class H2Session extends EventEmitter {
   /** @internal H2Stream._write/_final: queue, then send what the windows allow. */
   _sendData(s: H2Stream, buf: Uint8Array, end: boolean, cb: (err?: Error | null) => void): void {
     if (s.streamClosed || s.localEnded) {
-      cb(s.rstCode !== null ? new H2Error(s.rstCode, 0, s.id, true, "stream was reset") : null);
+      // RST_STREAM(NO_ERROR) asked us to stop sending: not a failure of the stream.
+      const code = s.rstCode ?? abi.NO_ERROR;
+      cb(code !== abi.NO_ERROR ? new H2Error(code, 0, s.id, true, "stream was reset") : null);
       return;
     }
     s.pending.push({ buf, off: 0, end, cb });
@@ -643,8 +717,8 @@ export class H2Session extends EventEmitter {
           return;
         }
         const last = n === left && w.end;
-        this.write(this.writer.dataHeader(s.id, n, last));
-        this.write(w.off === 0 && n === w.buf.length ? w.buf : w.buf.subarray(w.off, w.off + n));
+        this.write(this.writer.dataHeader(s.id, n, last), false);
+        this.write(w.off === 0 && n === w.buf.length ? w.buf : w.buf.subarray(w.off, w.off + n), false);
         s.sendWindow -= n;
         this.sendWindow -= n;
         w.off += n;
@@ -652,7 +726,7 @@ export class H2Session extends EventEmitter {
         if (last) s.localEnded = true;
       }
       if (w.end && !s.localEnded) {
-        this.write(this.writer.dataHeader(s.id, 0, true));
+        this.write(this.writer.dataHeader(s.id, 0, true), false);
         s.localEnded = true;
       }
       s.pending.shift();
@@ -748,8 +822,16 @@ export class H2Session extends EventEmitter {
     this.flush();
   }
 
+  /** A stream we reset or refuse because of the peer's frames counts against a budget (MadeYouReset). */
+  private provokedReset(): void {
+    if (this.localResets.hit()) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "too many streams reset for invalid frames (MadeYouReset)");
+    }
+  }
+
   /** Sends RST_STREAM and forgets the stream (stream errors, refusals). */
   private resetStream(id: number, code: number): void {
+    this.provokedReset();
     this.write(this.writer.rstStream(id, code));
     const s = this.streams.get(id);
     if (!s) return;
@@ -800,7 +882,8 @@ export class H2Session extends EventEmitter {
     if (s.pushed > s.connCounted && !this.destroyed) this.consumeConnection(s.pushed - s.connCounted);
     s.connCounted = s.pushed;
     for (const w of s.pending.splice(0)) {
-      const e = new H2Error(s.rstCode ?? abi.CANCEL, 0, s.id, true, "stream closed before the write was sent");
+      const e = s.rstCode === abi.NO_ERROR ? null
+        : new H2Error(s.rstCode ?? abi.CANCEL, 0, s.id, true, "stream closed before the write was sent");
       process.nextTick(() => w.cb(e));
     }
     this.emit("streamClosed", s);
