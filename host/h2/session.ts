@@ -54,10 +54,16 @@ function toList(h: Headers | undefined): HeaderList {
 /** Headers that must not appear in HTTP/2 (§8.2.2). */
 const CONNECTION_SPECIFIC = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
-/** §8.2-8.3: lower-case names, pseudo-headers first and known, no connection-specific fields. */
+/**
+ * §8.2-8.3: lower-case names, pseudo-headers first, known and not empty, no connection-specific
+ * fields; a request has :method, and :authority alone for CONNECT (§8.5) or :scheme and :path
+ * otherwise (§8.3.1); content-length is one decimal number. A malformed message is a stream
+ * error of type PROTOCOL_ERROR (§8.1.1), never a response.
+ */
 function malformed(list: HeaderList, request: boolean): string | null {
   let regular = false;
   const seen = new Set<string>();
+  let contentLength: string | undefined;
   for (const [n, v] of list) {
     if (n.length === 0) return "empty header name";
     if (n !== n.toLowerCase()) return `upper-case header name ${n}`;
@@ -67,14 +73,32 @@ function malformed(list: HeaderList, request: boolean): string | null {
       seen.add(n);
       const known = request ? [":method", ":scheme", ":authority", ":path", ":protocol"].includes(n) : n === ":status";
       if (!known) return `unknown pseudo-header ${n}`;
+      if (v.length === 0) return `empty ${n}`;
     } else {
       regular = true;
       if (CONNECTION_SPECIFIC.has(n)) return `connection-specific header ${n}`;
       if (n === "te" && v !== "trailers") return "te other than trailers";
+      if (n === "content-length") {
+        if (!/^[0-9]{1,15}$/.test(v) || (contentLength !== undefined && contentLength !== v)) return "invalid content-length";
+        contentLength = v;
+      }
     }
+  }
+  if (!request) return null;
+  if (!seen.has(":method")) return "missing :method";
+  const connect = list.some(([n, v]) => n === ":method" && v === "CONNECT");
+  if (connect) {
+    // Plain CONNECT (§8.5): :authority only (extended CONNECT, RFC 8441, is not enabled).
+    if (!seen.has(":authority")) return "CONNECT without :authority";
+    if (seen.has(":scheme") || seen.has(":path") || seen.has(":protocol")) return "CONNECT with :scheme, :path or :protocol";
+  } else if (!seen.has(":scheme") || !seen.has(":path") || seen.has(":protocol")) {
+    return "request without :scheme or :path";
   }
   return null;
 }
+
+/** Streams we reset, remembered so frames the peer sent before seeing the reset are ignored (§5.1). */
+const RECENT_RESETS = 1024;
 
 /** The session's Wasm parts, or the H2Error (INTERNAL_ERROR, R_OUT_OF_MEMORY) when the codec's budget is spent. */
 function openCodec(maxFrameSize: number, maxHeaderBlock: number, tableSize: number, maxList: number, codec: Codec):
@@ -168,6 +192,7 @@ export class H2Session extends EventEmitter {
   private readonly pings: RateLimit;
   private readonly empties: RateLimit;
   private readonly localResets: RateLimit;
+  private readonly recentlyReset = new Set<number>();
   // Control bytes written while the socket was over its high-water mark (reset on 'drain').
   private controlQueued = 0;
 
@@ -394,6 +419,8 @@ export class H2Session extends EventEmitter {
     if (!s) {
       if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "DATA on an idle stream");
       this.consumeConnection(fc); // closed stream: discard, give the credit back
+      // In flight when we reset it: ignore. Otherwise the peer closed it (or skipped its id): STREAM_CLOSED.
+      if (!this.recentlyReset.has(id) && (flags & abi.FLAG_FRAME_END)) this.resetStream(id, abi.STREAM_CLOSED);
       return;
     }
     if (s.remoteEnded || s.onResponse) {
@@ -405,6 +432,11 @@ export class H2Session extends EventEmitter {
     if (s.recvWindow < 0) {
       this.consumeConnection(fc);
       this.resetStream(id, abi.FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (s.contentLength >= 0 && s.pushed + payload.length > s.contentLength) {
+      this.consumeConnection(fc);
+      this.resetStream(id, abi.PROTOCOL_ERROR); // more DATA than content-length (§8.1.1)
       return;
     }
     const padding = fc - payload.length;
@@ -456,7 +488,11 @@ export class H2Session extends EventEmitter {
     }
     const s = this.streams.get(id);
     if (s) return this.onStreamHeaders(s, list, flags);
-    if (!this.idle(id)) return; // a closed stream (e.g. trailers after our RST): ignore
+    if (!this.idle(id)) {
+      if (this.recentlyReset.has(id)) return; // trailers in flight when we reset the stream: ignore
+      // A stream the peer closed, or an id below one it already used (§5.1.1).
+      throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a closed stream: stream ids must increase");
+    }
     if (this.role === "client") {
       throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a stream the server may not open");
     }
@@ -479,16 +515,14 @@ export class H2Session extends EventEmitter {
     if (bad !== null) return this.resetStream(id, abi.PROTOCOL_ERROR);
     s.headers = list;
     const method = list.find(([n]) => n === ":method")?.[1];
-    const authority = list.find(([n]) => n === ":authority")?.[1];
     if (method !== "CONNECT") {
       if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
-      return this.respond(s, 400, []);
+      return this.respond(s, 400, []); // well-formed, but only CONNECT is served
     }
-    // Plain CONNECT (§8.5): :authority only, no :scheme or :path.
-    if (!authority || list.some(([n]) => n === ":scheme" || n === ":path" || n === ":protocol")) {
-      return this.resetStream(id, abi.PROTOCOL_ERROR);
-    }
+    const length = list.find(([n]) => n === "content-length")?.[1];
+    if (length !== undefined) s.contentLength = Number(length);
     if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
+    if (s.streamClosed) return;
     const respond: Respond = (status, headers) => this.respond(s, status, toList(headers));
     if (this.listenerCount("connect") === 0) return respond(503);
     s.delivered = true;
@@ -513,13 +547,16 @@ export class H2Session extends EventEmitter {
       if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
       return;
     }
-    // Trailers: must end the stream (§8.1).
+    // Trailers: must end the stream and carry no pseudo-headers (§8.1).
     if (!(flags & abi.FLAG_END_STREAM)) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
+    if (list !== null && list.some(([n]) => n.length === 0 || n[0] === ":")) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
     this.onRemoteEnd(s);
   }
 
   private onRemoteEnd(s: H2Stream): void {
     if (s.remoteEnded) return;
+    // The DATA must add up to content-length (§8.1.1).
+    if (s.contentLength >= 0 && s.pushed !== s.contentLength) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
     s.remoteEnded = true;
     s.push(null);
     this.maybeCloseStream(s);
@@ -639,7 +676,7 @@ export class H2Session extends EventEmitter {
     for (const s of [...this.streams.values()]) {
       if ((s.id & 1) === (this.role === "client" ? 1 : 0) && s.id > lastStreamId) {
         // Tell the peer we dropped it too, in case it had started it after all.
-        this.write(this.writer.rstStream(s.id, abi.CANCEL));
+        this.sendRst(s.id, abi.CANCEL);
         this.closeStream(s);
         this.failStream(s, new H2Error(abi.REFUSED_STREAM, 0, s.id, true, "stream refused by GOAWAY"));
       }
@@ -754,7 +791,7 @@ export class H2Session extends EventEmitter {
       s.localEnded = true;
       if (!s.remoteEnded) {
         // The request body will not be read: stop it politely (§8.1).
-        this.write(this.writer.rstStream(s.id, abi.NO_ERROR));
+        this.sendRst(s.id, abi.NO_ERROR);
         s.rstCode = abi.NO_ERROR;
         this.closeStream(s);
         s.destroy();
@@ -822,6 +859,14 @@ export class H2Session extends EventEmitter {
     this.flush();
   }
 
+  /** Writes RST_STREAM and remembers the id for a while (frames already in flight are then ignored). */
+  private sendRst(id: number, code: number): void {
+    this.write(this.writer.rstStream(id, code));
+    const recent = this.recentlyReset;
+    recent.add(id);
+    if (recent.size > RECENT_RESETS) recent.delete(recent.values().next().value as number);
+  }
+
   /** A stream we reset or refuse because of the peer's frames counts against a budget (MadeYouReset). */
   private provokedReset(): void {
     if (this.localResets.hit()) {
@@ -832,7 +877,7 @@ export class H2Session extends EventEmitter {
   /** Sends RST_STREAM and forgets the stream (stream errors, refusals). */
   private resetStream(id: number, code: number): void {
     this.provokedReset();
-    this.write(this.writer.rstStream(id, code));
+    this.sendRst(id, code);
     const s = this.streams.get(id);
     if (!s) return;
     s.rstCode = code;
@@ -865,7 +910,7 @@ export class H2Session extends EventEmitter {
     const benign = !err || (err as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE";
     const code = err instanceof H2Error ? err.code : benign ? abi.CANCEL : abi.INTERNAL_ERROR;
     s.rstCode = code;
-    if (!this.destroyed) this.write(this.writer.rstStream(s.id, code));
+    if (!this.destroyed) this.sendRst(s.id, code);
     this.closeStream(s);
   }
 
