@@ -193,6 +193,7 @@ export class H2Session extends EventEmitter {
   private readonly empties: RateLimit;
   private readonly localResets: RateLimit;
   private readonly recentlyReset = new Set<number>();
+  private forgottenResets = 0; // highest id dropped from recentlyReset: at or below it we cannot tell, so ignore
   // Control bytes written while the socket was over its high-water mark (reset on 'drain').
   private controlQueued = 0;
 
@@ -420,7 +421,7 @@ export class H2Session extends EventEmitter {
       if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "DATA on an idle stream");
       this.consumeConnection(fc); // closed stream: discard, give the credit back
       // In flight when we reset it: ignore. Otherwise the peer closed it (or skipped its id): STREAM_CLOSED.
-      if (!this.recentlyReset.has(id) && (flags & abi.FLAG_FRAME_END)) this.resetStream(id, abi.STREAM_CLOSED);
+      if (!this.weReset(id) && (flags & abi.FLAG_FRAME_END)) this.resetStream(id, abi.STREAM_CLOSED);
       return;
     }
     if (s.remoteEnded || s.onResponse) {
@@ -489,7 +490,7 @@ export class H2Session extends EventEmitter {
     const s = this.streams.get(id);
     if (s) return this.onStreamHeaders(s, list, flags);
     if (!this.idle(id)) {
-      if (this.recentlyReset.has(id)) return; // trailers in flight when we reset the stream: ignore
+      if (this.weReset(id)) return; // trailers in flight when we reset the stream: ignore
       // A stream the peer closed, or an id below one it already used (§5.1.1).
       throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a closed stream: stream ids must increase");
     }
@@ -859,12 +860,21 @@ export class H2Session extends EventEmitter {
     this.flush();
   }
 
+  /** True if we reset this (closed) stream, or it is too old to tell. */
+  private weReset(id: number): boolean {
+    return id <= this.forgottenResets || this.recentlyReset.has(id);
+  }
+
   /** Writes RST_STREAM and remembers the id for a while (frames already in flight are then ignored). */
   private sendRst(id: number, code: number): void {
     this.write(this.writer.rstStream(id, code));
     const recent = this.recentlyReset;
     recent.add(id);
-    if (recent.size > RECENT_RESETS) recent.delete(recent.values().next().value as number);
+    if (recent.size > RECENT_RESETS) {
+      const oldest = recent.values().next().value as number;
+      recent.delete(oldest);
+      this.forgottenResets = Math.max(this.forgottenResets, oldest);
+    }
   }
 
   /** A stream we reset or refuse because of the peer's frames counts against a budget (MadeYouReset). */
