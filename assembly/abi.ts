@@ -3,7 +3,7 @@
 // (the host imports it as ../../assembly/abi.js).
 
 /** Bumped whenever an export's meaning or the event layout changes. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 // Frame types (RFC 9113 §6).
 export const FRAME_DATA = 0x0;
@@ -55,6 +55,8 @@ export const DEFAULT_MAX_FRAME_SIZE = 16384;
 export const MAX_ALLOWED_FRAME_SIZE = 16777215;
 export const MAX_WINDOW_SIZE = 2147483647;
 export const FRAME_HEADER_SIZE = 9;
+/** Entries one SETTINGS frame may carry (7 ids are defined; nghttp2 allows 32): beyond, ENHANCE_YOUR_CALM. */
+export const MAX_SETTINGS_ENTRIES = 32;
 
 // Event records written by reader_parse: EVENT_WORDS i32 words each.
 export const EVENT_WORDS = 8;
@@ -85,6 +87,9 @@ export const R_EXPECTED_CONTINUATION = 10;
 export const R_BAD_PROMISED_STREAM = 11;
 export const R_SELF_DEPENDENCY = 12;
 export const R_HEADER_BLOCK_TOO_LARGE = 13;
+export const R_OUT_OF_MEMORY = 14; // the allocator's budget (heap_set_limit) is spent
+export const R_TOO_MANY_SETTINGS = 15; // more SETTINGS entries in one frame than MAX_SETTINGS_ENTRIES
+export const R_GATHER_TOO_LARGE = 16; // a non-DATA frame larger than the reader's gather limit
 export const R_HPACK_TRUNCATED = 20;
 export const R_HPACK_BAD_HUFFMAN = 21;
 export const R_HPACK_BAD_INDEX = 22;
@@ -92,6 +97,7 @@ export const R_HPACK_INTEGER_OVERFLOW = 23;
 export const R_HPACK_BAD_SIZE_UPDATE = 24;
 export const R_HPACK_LIST_TOO_LARGE = 25;
 export const R_HPACK_MISSING_SIZE_UPDATE = 26;
+export const R_HPACK_AMPLIFICATION = 27; // the list expanded past LIST_WORK_FACTOR x its limit
 
 // HPACK decode output: HDR_WORDS i32 words per header field.
 export const HDR_WORDS = 5;

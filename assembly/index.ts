@@ -2,7 +2,9 @@
 // the host (host/wasm/codec.ts) calls them raw. Pointers are byte addresses in `memory`.
 
 import { ABI_VERSION } from "./abi";
-import { input, output, reserve, events, EVENT_CAPACITY, headerRecords, headerBytes, heapCheck } from "./memory";
+import {
+  input, output, reserve, events, EVENT_CAPACITY, headerRecords, headerBytes, heapCheck, heapLimit, heapTaken, setHeapLimit,
+} from "./memory";
 import * as reader from "./h2/frame-reader";
 import * as writer from "./h2/frame-writer";
 import { Hpack, hpackNew, hpackFree, ensureCapacity } from "./hpack/table";
@@ -14,11 +16,14 @@ export function abi_version(): i32 {
 }
 
 // Shared regions. A reserve may grow memory: the host re-creates its views afterwards.
+// The two shared regions are one per thread, sized by the largest chunk or frame handled, so
+// they are not budgeted; every per-connection allocating export returns 0 (or a negative
+// code) once the allocator's budget is spent.
 export function input_reserve(size: i32): usize {
-  return reserve(input, size);
+  return reserve(input, size, true);
 }
 export function output_reserve(size: i32): usize {
-  return reserve(output, size);
+  return reserve(output, size, true);
 }
 export function events_ptr(): usize {
   return events;
@@ -37,6 +42,14 @@ export function reader_free(r: usize): void {
 export function reader_set_max_frame_size(r: usize, n: i32): void {
   reader.readerSetMaxFrameSize(changetype<reader.Reader>(r), n);
 }
+/** Largest non-DATA frame the reader gathers (at least 16 KiB); larger ones: ENHANCE_YOUR_CALM. */
+export function reader_set_max_gather(r: usize, n: i32): void {
+  reader.readerSetMaxGather(changetype<reader.Reader>(r), n);
+}
+/** Call once the events of a parse are taken: frees the gather buffer unless a frame is half gathered. */
+export function reader_release(r: usize): void {
+  reader.readerRelease(changetype<reader.Reader>(r));
+}
 export function reader_parse(r: usize, p: usize, len: i32): i32 {
   return reader.readerParse(changetype<reader.Reader>(r), p, len);
 }
@@ -51,17 +64,19 @@ export function reader_error_stream(): i32 {
 }
 
 // HPACK contexts (one per direction per connection).
+/** A new HPACK context, or 0 when the allocator's budget is spent. */
 export function hpack_new(maxTableSize: i32): usize {
   return changetype<usize>(hpackNew(maxTableSize));
 }
 export function hpack_free(t: usize): void {
   hpackFree(changetype<Hpack>(t));
 }
-/** Decoder: the table size we advertise in SETTINGS_HEADER_TABLE_SIZE. */
-export function hpack_set_allowed(t: usize, n: i32): void {
+/** Decoder: the table size we advertise in SETTINGS_HEADER_TABLE_SIZE. 0, or -1 past the budget (nothing changed). */
+export function hpack_set_allowed(t: usize, n: i32): i32 {
   const h = changetype<Hpack>(t);
-  ensureCapacity(h, n);
+  if (!ensureCapacity(h, n)) return -1;
   decoderSetAllowed(h, n);
+  return 0;
 }
 /** Decoder: SETTINGS_MAX_HEADER_LIST_SIZE we enforce. */
 export function hpack_set_max_list(t: usize, n: i32): void {
@@ -127,9 +142,20 @@ export function write_priority(o: usize, stream: i32, dependency: i32, exclusive
 export function heap_check(): i32 {
   return heapCheck();
 }
-/** Bytes of linear memory in use by the module (grows, never shrinks). */
-export function memory_bytes(): i32 {
-  return <i32>(memory.size() << 16);
+/** Bytes of linear memory in use by the module (grows, never shrinks; read it `>>> 0`). */
+export function memory_bytes(): u32 {
+  return <u32>(memory.size() << 16);
+}
+/** Budget of fresh heap bytes for peer-driven allocations (default 768 MiB; the memory maximum is 1 GiB). */
+export function heap_set_limit(n: u32): void {
+  setHeapLimit(<usize>n);
+}
+export function heap_limit(): u32 {
+  return <u32>heapLimit;
+}
+/** Fresh heap bytes taken so far (free-list blocks are reused before any more is taken). */
+export function heap_taken(): u32 {
+  return <u32>heapTaken;
 }
 
 // Baggage codec and load-balancing tables: each room owns its export list.

@@ -34,6 +34,9 @@ const REASONS: Record<number, string> = {
   [abi.R_BAD_PROMISED_STREAM]: "invalid or unexpected PUSH_PROMISE",
   [abi.R_SELF_DEPENDENCY]: "stream depends on itself",
   [abi.R_HEADER_BLOCK_TOO_LARGE]: "header block too large",
+  [abi.R_OUT_OF_MEMORY]: "codec memory budget exhausted",
+  [abi.R_TOO_MANY_SETTINGS]: "too many entries in one SETTINGS frame",
+  [abi.R_GATHER_TOO_LARGE]: "frame larger than its type needs",
   [abi.R_HPACK_TRUNCATED]: "HPACK: truncated header block",
   [abi.R_HPACK_BAD_HUFFMAN]: "HPACK: invalid Huffman code or padding",
   [abi.R_HPACK_BAD_INDEX]: "HPACK: index out of range",
@@ -41,6 +44,7 @@ const REASONS: Record<number, string> = {
   [abi.R_HPACK_BAD_SIZE_UPDATE]: "HPACK: invalid dynamic table size update",
   [abi.R_HPACK_LIST_TOO_LARGE]: "HPACK: header list larger than the limit",
   [abi.R_HPACK_MISSING_SIZE_UPDATE]: "HPACK: expected a dynamic table size update",
+  [abi.R_HPACK_AMPLIFICATION]: "HPACK: header list expands far beyond the limit",
 };
 
 export function errorCodeName(code: number): string {

@@ -8,6 +8,7 @@
 
 import client from "prom-client";
 import { envInt } from "./env.js";
+import { getCodec } from "./wasm/codec.js";
 
 /** Bytes a tunnel moved so far, by direction (client = the side that opened it). */
 export interface TunnelBytes {
@@ -290,6 +291,13 @@ export class Metrics {
       name: "hbone_pool_dials", help: "HBONE connections dialled so far (one TLS handshake each)", registers,
       collect() {
         this.set(sources.pool().dials);
+      },
+    });
+    new client.Gauge({
+      name: "hbone_wasm_memory_bytes", help: "Linear memory of the Wasm codec (bounded: 1 GiB maximum, 768 MiB heap budget)",
+      registers,
+      collect() {
+        this.set(getCodec().memoryBytes);
       },
     });
   }

@@ -12,6 +12,7 @@ const EXPORTS = [
   "hpack_records_ptr", "hpack_bytes_ptr", "hpack_encoder_set_max", "hpack_encode_bound", "hpack_encode",
   "hpack_table_size", "hpack_table_count", "write_data_header", "write_headers", "write_settings", "write_ping",
   "write_goaway", "write_rst_stream", "write_window_update", "write_priority", "heap_check", "memory_bytes",
+  "reader_set_max_gather", "reader_release", "heap_set_limit", "heap_limit", "heap_taken",
 ];
 
 for (const variant of ["release", "debug"] as const) {

@@ -3,6 +3,13 @@
 // payload is never copied: its events point into the chunk. Other frames are parsed in
 // place when whole, else gathered in a per-reader buffer. Peer bytes only ever produce
 // return codes: a negative result is -(connection error code), with the reason in lastReason.
+//
+// Memory a peer controls: a gathered frame is at most `maxGather` bytes (the host sets it from
+// its header-list limit: no non-DATA frame needs the 1 MiB a DATA frame may use; beyond it,
+// ENHANCE_YOUR_CALM), SETTINGS carry at most MAX_SETTINGS_ENTRIES entries, the gather buffer
+// grows with the bytes that actually arrived (not the declared length), and the host returns
+// it with reader_release once the frame's event is taken. Allocation past the codec's budget
+// is a connection error (INTERNAL_ERROR, R_OUT_OF_MEMORY) of this reader only.
 
 import {
   FRAME_DATA, FRAME_HEADERS, FRAME_PRIORITY, FRAME_RST_STREAM, FRAME_SETTINGS, FRAME_PUSH_PROMISE, FRAME_PING,
@@ -12,7 +19,8 @@ import {
   SETTINGS_ENABLE_CONNECT_PROTOCOL, DEFAULT_MAX_FRAME_SIZE, MAX_ALLOWED_FRAME_SIZE, MAX_WINDOW_SIZE,
   R_FRAME_TOO_LARGE, R_STREAM_ID_ZERO, R_STREAM_ID_NONZERO, R_BAD_LENGTH, R_BAD_PADDING, R_ZERO_INCREMENT,
   R_SETTINGS_ACK_PAYLOAD, R_BAD_SETTING_VALUE, R_UNEXPECTED_CONTINUATION, R_EXPECTED_CONTINUATION,
-  R_BAD_PROMISED_STREAM, R_SELF_DEPENDENCY,
+  R_BAD_PROMISED_STREAM, R_SELF_DEPENDENCY, ENHANCE_YOUR_CALM, INTERNAL_ERROR, MAX_SETTINGS_ENTRIES,
+  R_HEADER_BLOCK_TOO_LARGE, R_OUT_OF_MEMORY, R_TOO_MANY_SETTINGS, R_GATHER_TOO_LARGE,
 } from "../abi";
 import { alloc, free, grow, capacityOf, events, EVENT_CAPACITY } from "../memory";
 
@@ -47,6 +55,7 @@ export const READER_MID_STREAM: i32 = 0x2;
   options: i32;
   hdr0: u64; // the 9 header bytes while they straddle chunks
   hdr1: u64;
+  maxGather: i32; // largest non-DATA frame accepted
 }
 
 export let lastReason: i32 = 0;
@@ -58,9 +67,12 @@ let nev: i32 = 0;
 let bufUsed: bool = false; // the gather buffer holds a payload an event of this call points to
 
 export function readerNew(maxFrameSize: i32, options: i32): Reader {
-  const r = changetype<Reader>(alloc(offsetof<Reader>()));
-  memory.fill(changetype<usize>(r), 0, offsetof<Reader>());
+  const p = alloc(offsetof<Reader>());
+  if (p == 0) return changetype<Reader>(0); // budget spent: the host refuses the connection
+  const r = changetype<Reader>(p);
+  memory.fill(p, 0, offsetof<Reader>());
   r.maxFrameSize = maxFrameSize > 0 ? maxFrameSize : DEFAULT_MAX_FRAME_SIZE;
+  r.maxGather = r.maxFrameSize;
   r.options = options;
   r.contStream = (options & READER_MID_STREAM) != 0 ? -1 : 0;
   return r;
@@ -69,6 +81,19 @@ export function readerNew(maxFrameSize: i32, options: i32): Reader {
 export function readerFree(r: Reader): void {
   free(r.buf, r.bufSize);
   free(changetype<usize>(r), offsetof<Reader>());
+}
+
+/** Returns the gather buffer to the allocator unless a frame is half gathered in it. */
+export function readerRelease(r: Reader): void {
+  if (r.buf == 0 || (r.state == S_GATHER && r.bufFill > 0)) return;
+  free(r.buf, r.bufSize);
+  r.buf = 0;
+  r.bufSize = 0;
+}
+
+export function readerSetMaxGather(r: Reader, n: i32): void {
+  // Every endpoint must accept frames of 16 KiB (§4.2).
+  r.maxGather = max<i32>(n, DEFAULT_MAX_FRAME_SIZE);
 }
 
 @inline function emit(type: i32, flags: i32, stream: i32, off: usize, len: i32, a: i32, b: i32, c: i32): void {
@@ -145,6 +170,8 @@ function beginFrame(r: Reader): i32 {
       if (stream != 0) return connError(PROTOCOL_ERROR, R_STREAM_ID_NONZERO, stream);
       if ((flags & FLAG_ACK) && length != 0) return connError(FRAME_SIZE_ERROR, R_SETTINGS_ACK_PAYLOAD, stream);
       if (length % 6 != 0) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      // Each entry may walk every stream: a frame of 174k entries is only a CPU attack.
+      if (length > MAX_SETTINGS_ENTRIES * 6) return connError(ENHANCE_YOUR_CALM, R_TOO_MANY_SETTINGS, stream);
       break;
     case FRAME_PING:
       if (stream != 0) return connError(PROTOCOL_ERROR, R_STREAM_ID_NONZERO, stream);
@@ -162,6 +189,10 @@ function beginFrame(r: Reader): i32 {
       if (r.contStream < 0) r.contStream = 0;
       r.state = S_SKIP;
       return 0;
+  }
+  if (length > r.maxGather) {
+    const header = type == FRAME_HEADERS || type == FRAME_CONTINUATION || type == FRAME_PUSH_PROMISE;
+    return connError(ENHANCE_YOUR_CALM, header ? R_HEADER_BLOCK_TOO_LARGE : R_GATHER_TOO_LARGE, stream);
   }
   r.state = S_GATHER;
   r.bufFill = 0;
@@ -352,15 +383,21 @@ export function readerParse(r: Reader, p: usize, len: i32): i32 {
     }
     if (state == S_GATHER) {
       if (p >= end) break;
-      if (r.bufFill == 0) {
-        // The gather buffer may still back an event of this call: let the host take it first.
-        if (bufUsed) break;
-        if (r.buf == 0 || capacityOf(r.bufSize) < r.length) {
-          r.buf = grow(r.buf, r.bufSize, r.length, 0);
-          r.bufSize = r.length;
-        }
-      }
+      // The gather buffer may still back an event of this call: let the host take it first.
+      if (r.bufFill == 0 && bufUsed) break;
       const n = min<i32>(r.length - r.bufFill, <i32>(end - p));
+      const need = r.bufFill + n;
+      if (r.buf == 0 || capacityOf(r.bufSize) < need) {
+        // Grow with what arrived (doubling), never straight to the declared length.
+        const size = min<i32>(r.length, max<i32>(need, r.buf == 0 ? 4096 : capacityOf(r.bufSize) * 2));
+        const nb = grow(r.buf, r.bufSize, size, r.bufFill);
+        if (nb == 0) {
+          consumed = <i32>(p - start);
+          return connError(INTERNAL_ERROR, R_OUT_OF_MEMORY, r.stream);
+        }
+        r.buf = nb;
+        r.bufSize = size;
+      }
       memory.copy(r.buf + <usize>r.bufFill, p, <usize>n);
       r.bufFill += n;
       p += <usize>n;

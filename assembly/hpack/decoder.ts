@@ -1,9 +1,13 @@
 // HPACK decoder (RFC 7541 §6): one header block in, header records out.
 // Peer bytes only ever produce return codes: a negative result is -COMPRESSION_ERROR
 // (reason in lastReason) or -HPACK_LIST_TOO_LARGE (decoded fully, table in sync).
+// Once the header list passes its limit nothing more is copied out (an indexed reference of
+// one byte would otherwise copy a whole 4 KiB entry), and past LIST_WORK_FACTOR times the
+// limit the block is refused as a connection error (ENHANCE_YOUR_CALM): decoding work stays
+// bounded by the block's size plus that multiple of the limit.
 
 import {
-  COMPRESSION_ERROR, HPACK_LIST_TOO_LARGE, HDR_WORDS, HDR_NEVER_INDEXED, R_HPACK_TRUNCATED, R_HPACK_BAD_HUFFMAN,
+  COMPRESSION_ERROR, ENHANCE_YOUR_CALM, INTERNAL_ERROR, R_OUT_OF_MEMORY, R_HPACK_AMPLIFICATION, HPACK_LIST_TOO_LARGE, HDR_WORDS, HDR_NEVER_INDEXED, R_HPACK_TRUNCATED, R_HPACK_BAD_HUFFMAN,
   R_HPACK_BAD_INDEX, R_HPACK_INTEGER_OVERFLOW, R_HPACK_BAD_SIZE_UPDATE, R_HPACK_MISSING_SIZE_UPDATE, R_HPACK_LIST_TOO_LARGE,
 } from "../abi";
 import { headerRecords, headerBytes, reserve, reserveKeep } from "../memory";
@@ -15,12 +19,26 @@ import { huffDecode } from "./huffman";
 export const HDR_STATIC_VALUE: i32 = 0x200;
 
 export let lastReason: i32 = 0;
+/** How far past its limit a header list may expand before the block fails the connection. */
+const LIST_WORK_FACTOR: i32 = 4;
+let outOfMemory: bool = false;
 let pos: usize = 0; // read position shared by the helpers below
 let outBytes: i32 = 0; // bytes used in headerBytes
 
 @inline function fail(reason: i32): i32 {
   lastReason = reason;
   return -COMPRESSION_ERROR;
+}
+
+@inline function fail2(code: i32, reason: i32): i32 {
+  lastReason = reason;
+  return -code;
+}
+
+/** The allocator's budget is spent: the table may be out of sync, so the connection must close. */
+function oom(): i32 {
+  lastReason = R_OUT_OF_MEMORY;
+  return -INTERNAL_ERROR;
 }
 
 /** Reads an integer with an N-bit prefix at pos (§5.1); -1 on error (lastReason set). */
@@ -66,6 +84,11 @@ function readString(end: usize): i32 {
   }
   const room = huffman ? (n * 8) / 5 + 1 : n;
   const base = reserveKeep(headerBytes, outBytes + room, outBytes);
+  if (base == 0) {
+    outOfMemory = true;
+    lastReason = R_OUT_OF_MEMORY;
+    return -1;
+  }
   let len = n;
   if (huffman) {
     len = huffDecode(pos, n, base + outBytes);
@@ -80,8 +103,14 @@ function readString(end: usize): i32 {
   return len;
 }
 
+/** Copies n bytes to headerBytes; returns their offset, or -1 past the allocator's budget. */
 function copyOut(src: usize, n: i32): i32 {
   const base = reserveKeep(headerBytes, outBytes + n, outBytes);
+  if (base == 0) {
+    outOfMemory = true;
+    lastReason = R_OUT_OF_MEMORY;
+    return -1;
+  }
   memory.copy(base + outBytes, src, <usize>n);
   const at = outBytes;
   outBytes += n;
@@ -104,10 +133,12 @@ export function hpackDecode(t: Hpack, p: usize, len: i32): i32 {
   outBytes = 0;
   lastReason = 0;
   let count = 0;
-  let listSize = 0;
+  let listSize: i64 = 0;
   let over = false;
   let sawField = false;
-  reserve(headerRecords, 64 * HDR_WORDS * 4);
+  outOfMemory = false;
+  const workLimit: i64 = <i64>t.maxList * LIST_WORK_FACTOR;
+  if (reserve(headerRecords, 64 * HDR_WORDS * 4) == 0) return oom();
   while (pos < end) {
     const b = <i32>load<u8>(pos);
     if ((b & 0xe0) == 0x20) {
@@ -139,8 +170,11 @@ export function hpackDecode(t: Hpack, p: usize, len: i32): i32 {
         const e = entry(t, k);
         nameLen = entryNameLen(e);
         valueLen = entryValueLen(e);
-        nameOff = copyOut(entryName(t, e), nameLen);
-        valueOff = copyOut(entryValue(t, e), valueLen);
+        if (!over) {
+          nameOff = copyOut(entryName(t, e), nameLen);
+          valueOff = copyOut(entryValue(t, e), valueLen);
+          if (outOfMemory) return oom();
+        }
       }
     } else {
       // Literal field (§6.2): with incremental indexing (01), never indexed (0001), without (0000).
@@ -150,7 +184,7 @@ export function hpackDecode(t: Hpack, p: usize, len: i32): i32 {
       if (idx < 0) return -COMPRESSION_ERROR;
       if (idx == 0) {
         nameLen = readString(end);
-        if (nameLen < 0) return -COMPRESSION_ERROR;
+        if (nameLen < 0) return outOfMemory ? oom() : -COMPRESSION_ERROR;
         nameOff = outBytes;
         outBytes += nameLen;
       } else if (idx <= STATIC_COUNT) {
@@ -161,10 +195,14 @@ export function hpackDecode(t: Hpack, p: usize, len: i32): i32 {
         if (k > t.count) return fail(R_HPACK_BAD_INDEX);
         const e = entry(t, k);
         nameLen = entryNameLen(e);
-        nameOff = copyOut(entryName(t, e), nameLen);
+        // The name is needed only to be shown, or to be inserted (insert never reads its own buffer).
+        if (!over || indexing) {
+          nameOff = copyOut(entryName(t, e), nameLen);
+          if (outOfMemory) return oom();
+        }
       }
       valueLen = readString(end);
-      if (valueLen < 0) return -COMPRESSION_ERROR;
+      if (valueLen < 0) return outOfMemory ? oom() : -COMPRESSION_ERROR;
       valueOff = outBytes;
       outBytes += valueLen;
       if (indexing) {
@@ -174,15 +212,17 @@ export function hpackDecode(t: Hpack, p: usize, len: i32): i32 {
         insert(t, np, nameLen, vp, valueLen, nameHash(np, nameLen), nameHash(vp, valueLen));
       }
     }
-    listSize += nameLen + valueLen + ENTRY_OVERHEAD;
-    if (over || listSize > t.maxList) {
+    listSize += <i64>(nameLen + valueLen + ENTRY_OVERHEAD);
+    if (listSize > workLimit) return fail2(ENHANCE_YOUR_CALM, R_HPACK_AMPLIFICATION);
+    if (over || listSize > <i64>t.maxList) {
       // Keep decoding so the table stays in sync, but stop producing output.
       over = true;
       outBytes = mark;
       continue;
     }
-    const rec = reserveKeep(headerRecords, (count + 1) * HDR_WORDS * 4, count * HDR_WORDS * 4) +
-      <usize>(count * HDR_WORDS * 4);
+    const recs = reserveKeep(headerRecords, (count + 1) * HDR_WORDS * 4, count * HDR_WORDS * 4);
+    if (recs == 0) return oom();
+    const rec = recs + <usize>(count * HDR_WORDS * 4);
     store<i32>(rec, nameOff);
     store<i32>(rec, nameLen, 4);
     store<i32>(rec, valueOff, 8);

@@ -51,7 +51,8 @@ function writeString(o: usize, p: usize, n: i32): usize {
 
 /** Records a new table size to announce at the start of the next block (§4.2, §6.3). */
 export function encoderSetMaxSize(t: Hpack, n: i32): void {
-  ensureCapacity(t, n);
+  // Past the allocator's budget keep the table as it is: a smaller size is always allowed.
+  if (!ensureCapacity(t, n)) n = min(n, t.capacity);
   if (t.pendingMin < 0 || n < t.pendingMin) t.pendingMin = n;
   t.pendingFinal = n;
 }

@@ -30,15 +30,21 @@ const ENT_BYTES: i32 = 20; // off, nameLen, valueLen, nameHash, valueHash
   pendingFinal: i32;
 }
 
-export function hpackNew(maxSize: i32): Hpack {
-  const t = changetype<Hpack>(alloc(offsetof<Hpack>()));
-  memory.fill(changetype<usize>(t), 0, offsetof<Hpack>());
+/** A new context, or null (0) when the allocator's budget is spent. */
+export function hpackNew(maxSize: i32): Hpack | null {
+  const p = alloc(offsetof<Hpack>());
+  if (p == 0) return null;
+  const t = changetype<Hpack>(p);
+  memory.fill(p, 0, offsetof<Hpack>());
   t.maxSize = maxSize;
   t.allowed = maxSize;
   t.maxList = 65536;
   t.pendingMin = -1;
   t.pendingFinal = -1;
-  ensureCapacity(t, maxSize);
+  if (!ensureCapacity(t, maxSize)) {
+    free(p, offsetof<Hpack>());
+    return null;
+  }
   return t;
 }
 
@@ -48,13 +54,21 @@ export function hpackFree(t: Hpack): void {
   free(changetype<usize>(t), offsetof<Hpack>());
 }
 
-/** Makes the buffers able to hold a table of `n` octets (keeps the entries). */
-export function ensureCapacity(t: Hpack, n: i32): void {
-  if (n <= t.capacity && t.ents != 0) return;
+/** Makes the buffers able to hold a table of `n` octets (keeps the entries); false (table kept) past the budget. */
+export function ensureCapacity(t: Hpack, n: i32): bool {
+  if (n <= t.capacity && t.ents != 0) return true;
+  if (n < 0 || n > 1 << 24) return false;
   const entCap = n / ENTRY_OVERHEAD + 1;
-  const bufCap = n * 2 + 64;
+  // Twice the table: entry bytes stay contiguous and are compacted when the end is reached
+  // (an exact power of two for the default 4096, so the block is not rounded up to 16 KiB).
+  const bufCap = n * 2;
   const ents = alloc(entCap * ENT_BYTES);
   const buf = alloc(bufCap);
+  if (ents == 0 || buf == 0) {
+    free(ents, entCap * ENT_BYTES);
+    free(buf, bufCap);
+    return false;
+  }
   // Copy the live entries into the new ring (slots 0..count-1, oldest first) and bytes.
   let off = 0;
   for (let k = t.count; k >= 1; k--) {
@@ -76,6 +90,7 @@ export function ensureCapacity(t: Hpack, n: i32): void {
   t.start = 0;
   t.end = off;
   t.capacity = n;
+  return true;
 }
 
 /** Address of the descriptor of dynamic entry k (1 = newest). Caller checks 1 <= k <= count. */

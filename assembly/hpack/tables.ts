@@ -1,7 +1,7 @@
 // HPACK constant tables (RFC 7541 Appendix A and B), laid out once at instantiation
 // into flat byte tables so the hot paths only do loads.
 
-import { alloc } from "../memory";
+import { allocSystem } from "../memory";
 
 // Appendix A: the 61 static entries, "name\tvalue" separated by "\n".
 const STATIC_SOURCE =
@@ -97,7 +97,7 @@ export function findStaticName(p: usize, n: i32, h: u32): i32 {
 function initStatic(): void {
   const src = STATIC_SOURCE;
   const n = src.length;
-  staticBytes = alloc(n);
+  staticBytes = allocSystem(n);
   let pos = 0;
   let idx = 1;
   let nameStart = 0;

@@ -4,7 +4,7 @@
 // source) is cached in the table, so a repeated pick is a binary search; it is rebuilt when an ejection starts,
 // is lifted early, or ends.
 
-import { alloc, allocZeroed, free, grow, reserve, Region } from "../memory";
+import { allocSystem as alloc, allocZeroed, free, grow, reserve, Region } from "../memory";
 import {
   LB_NETWORK, LB_CLUSTER, LB_REGION, LB_ZONE, LB_SUBZONE, LB_NODE, LB_ENDPOINT_ID, LB_FLAGS, LB_CAPACITY, LB_TARGETS, LB_HEALTHY, LB_HAS_ADDRESS,
   LB_HAS_GATEWAY, LB_MODE_MASK, LB_MODE_ALL, LB_MODE_STRICT, LB_ALLOW_ALL, LB_SAME_CLUSTER, LB_SAME_NETWORK,
@@ -52,7 +52,7 @@ export function ctxReserve(c: Ctx, count: i32): i32 {
   if (count < 0 || count > LB_MAX_ENDPOINTS) return -1;
   const had = c.slotCount * SLOT_BYTES;
   if (count * SLOT_BYTES <= had) return 0;
-  c.slots = grow(c.slots, had, count * SLOT_BYTES, had);
+  c.slots = grow(c.slots, had, count * SLOT_BYTES, had, true); // operator data: not budgeted
   memory.fill(c.slots + <usize>had, 0, <usize>(count * SLOT_BYTES - had));
   c.slotCount = count;
   return 0;
@@ -249,7 +249,7 @@ function rankOf(rec: usize, port: i32, policy: i32): i32 {
 function fill(t: Table, e: Candidates, now: f64): void {
   const c = t.ctx, count = t.count, stride = t.stride;
   const port = load<i32>(key, 0), policy = load<i32>(key, 4);
-  const ranks = reserve(rankScratch, count << 2);
+  const ranks = reserve(rankScratch, count << 2, true);
   let bestLive = -1, liveAtBest = 0, bestAny = -1, anyAtBest = 0;
   let expiry = Infinity;
   let rec = t.records;

@@ -116,7 +116,7 @@ export class FrameWriter {
 
   private take(size: number, write: (o: number) => number): Buffer {
     const c = this.codec;
-    const o = c.ex.output_reserve(size);
+    const o = c.ex.output_reserve(size) >>> 0;
     const n = write(o);
     c.refresh();
     return c.copyOut(o, n);
@@ -128,7 +128,7 @@ export class FrameWriter {
 
   settings(entries: [number, number][] = [], ack = false): Buffer {
     const c = this.codec;
-    const pairs = c.ex.input_reserve(entries.length * 8 + 8);
+    const pairs = c.ex.input_reserve(entries.length * 8 + 8) >>> 0;
     c.refresh();
     const u32 = new Uint32Array(c.u8.buffer, pairs, entries.length * 2);
     entries.forEach(([id, v], i) => {

@@ -3,7 +3,7 @@
 
 import * as abi from "../../assembly/abi.js";
 import { H2Error } from "../errors.js";
-import { type Codec, getCodec, wasmFinalizer } from "../wasm/codec.js";
+import { type Codec, getCodec, outOfMemory, wasmFinalizer } from "../wasm/codec.js";
 
 export type HeaderList = [string, string][];
 
@@ -37,10 +37,12 @@ abstract class HpackContext {
   protected readonly codec: Codec;
   protected t: number;
 
+  /** Throws H2Error(INTERNAL_ERROR, R_OUT_OF_MEMORY) when the codec's budget is spent. */
   constructor(maxTableSize: number, codec: Codec) {
     this.codec = codec;
     const ex = codec.ex;
-    const t = (this.t = ex.hpack_new(maxTableSize));
+    const t = (this.t = ex.hpack_new(maxTableSize) >>> 0);
+    if (t === 0) throw outOfMemory();
     wasmFinalizer.register(this, () => ex.hpack_free(t), this);
   }
 
@@ -65,7 +67,7 @@ export class HpackDecoder extends HpackContext {
 
   /** The SETTINGS_HEADER_TABLE_SIZE we advertise: size updates above it are errors. */
   setMaxTableSize(n: number): void {
-    this.codec.ex.hpack_set_allowed(this.t, n);
+    if (this.codec.ex.hpack_set_allowed(this.t, n) < 0) throw outOfMemory();
   }
 
   /** SETTINGS_MAX_HEADER_LIST_SIZE we enforce (RFC 9113 §6.5.2), 64 KiB by default. */
@@ -89,8 +91,8 @@ export class HpackDecoder extends HpackContext {
       throw new H2Error(-n, ex.hpack_error_reason());
     }
     c.refresh();
-    const rec = ex.hpack_records_ptr() >> 2;
-    const bytes = ex.hpack_bytes_ptr();
+    const rec = ex.hpack_records_ptr() >>> 2;
+    const bytes = ex.hpack_bytes_ptr() >>> 0;
     const i32 = c.i32, mem = c.mem;
     const headers: HeaderList = new Array(n);
     const neverIndexed: boolean[] = withFlags ? new Array(n) : [];
@@ -130,7 +132,7 @@ export class HpackEncoder extends HpackContext {
     const c = this.codec;
     let bytes = 0;
     for (let i = 0; i < headers.length; i++) bytes += headers[i][0].length + headers[i][1].length;
-    const inp = c.ex.input_reserve(bytes + 12 * headers.length);
+    const inp = c.ex.input_reserve(bytes + 12 * headers.length) >>> 0;
     c.refresh();
     const mem = c.mem;
     let o = inp;
@@ -152,7 +154,7 @@ export class HpackEncoder extends HpackContext {
   encode(headers: HeaderList, neverIndexed?: readonly boolean[]): Uint8Array {
     const c = this.codec;
     const [inp, bound] = this.stage(headers, neverIndexed);
-    const out = c.ex.output_reserve(bound);
+    const out = c.ex.output_reserve(bound) >>> 0;
     const n = c.ex.hpack_encode(this.t, inp, headers.length, out);
     c.refresh();
     return c.copyOut(out, n);
@@ -164,7 +166,7 @@ export class HpackEncoder extends HpackContext {
     const c = this.codec;
     const [inp, bound] = this.stage(headers, neverIndexed);
     const size = bound + 9 * (Math.ceil(bound / maxFrameSize) + 1);
-    const out = c.ex.output_reserve(size);
+    const out = c.ex.output_reserve(size) >>> 0;
     const n = c.ex.write_headers(this.t, inp, headers.length, out, streamId, endStream ? 1 : 0, maxFrameSize);
     c.refresh();
     return c.copyOut(out, n);

@@ -36,6 +36,18 @@ export interface SessionLimits {
   maxPingsPerWindow: number;
   /** Empty DATA / zero-increment floods: frames with no payload per window. */
   maxEmptyFramesPerWindow: number;
+  /**
+   * Streams we reset or refuse because of what the peer sent (stream errors, REFUSED_STREAM,
+   * 431) per window: the MadeYouReset attack (CVE-2025-8671) provokes server-side resets
+   * with invalid frames instead of sending RST_STREAM itself.
+   */
+  maxLocalResetsPerWindow: number;
+  /**
+   * Control frames (RST_STREAM, SETTINGS/PING ACKs, WINDOW_UPDATE, HEADERS answers) we may queue
+   * beyond the socket's high-water mark for a peer that does not read: past it, the
+   * connection closes (ENHANCE_YOUR_CALM). DATA is bounded by flow control and backpressure.
+   */
+  maxQueuedControlBytes: number;
   /** Length of the windows above, in ms. */
   floodWindowMs: number;
 }
@@ -48,5 +60,16 @@ export const DEFAULT_LIMITS: SessionLimits = {
   maxSettingsPerWindow: 100,
   maxPingsPerWindow: 100,
   maxEmptyFramesPerWindow: 10_000,
+  maxLocalResetsPerWindow: 400,
+  maxQueuedControlBytes: 1 << 20,
   floodWindowMs: 10_000,
 };
+
+/**
+ * Largest header block (HEADERS + CONTINUATION payloads) accepted, and so the largest non-DATA
+ * frame the reader gathers: a compressed block is never much larger than its header list, so
+ * the list limit plus one default frame of slack. Beyond it: ENHANCE_YOUR_CALM.
+ */
+export function headerBlockLimit(maxHeaderListSize: number): number {
+  return maxHeaderListSize + 16384;
+}

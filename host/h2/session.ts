@@ -13,7 +13,7 @@ import { H2Error, errorCodeName } from "../errors.js";
 import { FrameReader, type Codec, getCodec } from "../wasm/codec.js";
 import { FrameWriter } from "./frames.js";
 import { HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.js";
-import { DEFAULT_LIMITS, RateLimit, type SessionLimits } from "./limits.js";
+import { DEFAULT_LIMITS, RateLimit, headerBlockLimit, type SessionLimits } from "./limits.js";
 import { H2Stream, type PendingWrite } from "./stream.js";
 
 export { H2Stream } from "./stream.js";
@@ -54,10 +54,16 @@ function toList(h: Headers | undefined): HeaderList {
 /** Headers that must not appear in HTTP/2 (§8.2.2). */
 const CONNECTION_SPECIFIC = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
-/** §8.2-8.3: lower-case names, pseudo-headers first and known, no connection-specific fields. */
+/**
+ * §8.2-8.3: lower-case names, pseudo-headers first, known and not empty, no connection-specific
+ * fields; a request has :method, and :authority alone for CONNECT (§8.5) or :scheme and :path
+ * otherwise (§8.3.1); content-length is one decimal number. A malformed message is a stream
+ * error of type PROTOCOL_ERROR (§8.1.1), never a response.
+ */
 function malformed(list: HeaderList, request: boolean): string | null {
   let regular = false;
   const seen = new Set<string>();
+  let contentLength: string | undefined;
   for (const [n, v] of list) {
     if (n.length === 0) return "empty header name";
     if (n !== n.toLowerCase()) return `upper-case header name ${n}`;
@@ -67,13 +73,50 @@ function malformed(list: HeaderList, request: boolean): string | null {
       seen.add(n);
       const known = request ? [":method", ":scheme", ":authority", ":path", ":protocol"].includes(n) : n === ":status";
       if (!known) return `unknown pseudo-header ${n}`;
+      if (v.length === 0) return `empty ${n}`;
     } else {
       regular = true;
       if (CONNECTION_SPECIFIC.has(n)) return `connection-specific header ${n}`;
       if (n === "te" && v !== "trailers") return "te other than trailers";
+      if (n === "content-length") {
+        if (!/^[0-9]{1,15}$/.test(v) || (contentLength !== undefined && contentLength !== v)) return "invalid content-length";
+        contentLength = v;
+      }
     }
   }
+  if (!request) return null;
+  if (!seen.has(":method")) return "missing :method";
+  const connect = list.some(([n, v]) => n === ":method" && v === "CONNECT");
+  if (connect) {
+    // Plain CONNECT (§8.5): :authority only (extended CONNECT, RFC 8441, is not enabled).
+    if (!seen.has(":authority")) return "CONNECT without :authority";
+    if (seen.has(":scheme") || seen.has(":path") || seen.has(":protocol")) return "CONNECT with :scheme, :path or :protocol";
+  } else if (!seen.has(":scheme") || !seen.has(":path") || seen.has(":protocol")) {
+    return "request without :scheme or :path";
+  }
   return null;
+}
+
+/** Streams we reset, remembered so frames the peer sent before seeing the reset are ignored (§5.1). */
+const RECENT_RESETS = 1024;
+
+/** The session's Wasm parts, or the H2Error (INTERNAL_ERROR, R_OUT_OF_MEMORY) when the codec's budget is spent. */
+function openCodec(maxFrameSize: number, maxHeaderBlock: number, tableSize: number, maxList: number, codec: Codec):
+  [FrameReader, HpackDecoder, HpackEncoder] | H2Error {
+  let reader: FrameReader | null = null, decoder: HpackDecoder | null = null;
+  try {
+    reader = new FrameReader(maxFrameSize, READER_NO_PUSH, codec);
+    // No non-DATA frame needs the max frame size: HEADERS and CONTINUATION are bounded by the block limit.
+    reader.setMaxGather(maxHeaderBlock);
+    decoder = new HpackDecoder(tableSize, codec);
+    decoder.setMaxHeaderListSize(maxList);
+    return [reader, decoder, new HpackEncoder(4096, codec)];
+  } catch (err) {
+    reader?.dispose();
+    decoder?.dispose();
+    if (err instanceof H2Error) return err;
+    throw err;
+  }
 }
 
 /** Events: see the overloads. */
@@ -98,10 +141,13 @@ export class H2Session extends EventEmitter {
   readonly streams = new Map<number, H2Stream>();
 
   private readonly opts: Required<Omit<SessionOptions, "codec">>;
-  private readonly reader: FrameReader;
-  private readonly decoder: HpackDecoder;
-  private readonly encoder: HpackEncoder;
+  // Assigned unless the codec's memory budget was spent at construction (the session is then
+  // destroyed at once and never touches them).
+  private readonly reader!: FrameReader;
+  private readonly decoder!: HpackDecoder;
+  private readonly encoder!: HpackEncoder;
   private readonly writer: FrameWriter;
+  private readonly maxHeaderBlock: number;
 
   // Peer settings in force.
   private peerMaxFrameSize = abi.DEFAULT_MAX_FRAME_SIZE;
@@ -145,6 +191,11 @@ export class H2Session extends EventEmitter {
   private readonly settingsRate: RateLimit;
   private readonly pings: RateLimit;
   private readonly empties: RateLimit;
+  private readonly localResets: RateLimit;
+  private readonly recentlyReset = new Set<number>();
+  private forgottenResets = 0; // highest id dropped from recentlyReset: at or below it we cannot tell, so ignore
+  // Control bytes written while the socket was over its high-water mark (reset on 'drain').
+  private controlQueued = 0;
 
   static client(socket: Duplex, opts: SessionOptions = {}): H2Session {
     return new H2Session("client", socket, opts);
@@ -174,11 +225,9 @@ export class H2Session extends EventEmitter {
     } as Required<Omit<SessionOptions, "codec">>;
     const o = this.opts;
     const codec = opts.codec ?? getCodec();
-    this.reader = new FrameReader(o.maxFrameSize, READER_NO_PUSH, codec);
-    this.decoder = new HpackDecoder(o.headerTableSize, codec);
-    this.decoder.setMaxHeaderListSize(o.maxHeaderListSize);
-    this.encoder = new HpackEncoder(4096, codec);
     this.writer = new FrameWriter(codec);
+    this.maxHeaderBlock = headerBlockLimit(o.maxHeaderListSize);
+    const parts = openCodec(o.maxFrameSize, this.maxHeaderBlock, o.headerTableSize, o.maxHeaderListSize, codec);
     this.recvWindow = o.connectionWindow;
     this.nextStreamId = client ? 1 : 2;
     this.prefaceLeft = client ? 0 : PREFACE.length;
@@ -186,6 +235,7 @@ export class H2Session extends EventEmitter {
     this.settingsRate = new RateLimit(o.maxSettingsPerWindow, o.floodWindowMs);
     this.pings = new RateLimit(o.maxPingsPerWindow, o.floodWindowMs);
     this.empties = new RateLimit(o.maxEmptyFramesPerWindow, o.floodWindowMs);
+    this.localResets = new RateLimit(o.maxLocalResetsPerWindow, o.floodWindowMs);
 
     // Small frames (WINDOW_UPDATE, PING ACK) must not wait for Nagle's algorithm.
     (socket as Partial<import("node:net").Socket>).setNoDelay?.(true);
@@ -194,6 +244,21 @@ export class H2Session extends EventEmitter {
     socket.on("close", () => this.onSocketGone(null));
     socket.on("error", (err: Error) => this.onSocketGone(err));
     socket.on("drain", () => this.onDrain());
+
+    if (parts instanceof H2Error) {
+      // The codec's memory budget is spent: refuse this connection only (others keep theirs).
+      this.destroyed = true;
+      this.goawaySent = true;
+      if (client) this.write(PREFACE);
+      this.write(this.writer.goaway(0, parts.code, Buffer.from(parts.message, "latin1")));
+      process.nextTick(() => {
+        this.emit("protocolError", parts);
+        this.emit("close");
+        this.endSocket();
+      });
+      return;
+    }
+    [this.reader, this.decoder, this.encoder] = parts;
 
     // Preface (client), our SETTINGS, and the connection window beyond the default.
     const settings: [number, number][] = [
@@ -355,6 +420,8 @@ export class H2Session extends EventEmitter {
     if (!s) {
       if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "DATA on an idle stream");
       this.consumeConnection(fc); // closed stream: discard, give the credit back
+      // In flight when we reset it: ignore. Otherwise the peer closed it (or skipped its id): STREAM_CLOSED.
+      if (!this.weReset(id) && (flags & abi.FLAG_FRAME_END)) this.resetStream(id, abi.STREAM_CLOSED);
       return;
     }
     if (s.remoteEnded || s.onResponse) {
@@ -366,6 +433,11 @@ export class H2Session extends EventEmitter {
     if (s.recvWindow < 0) {
       this.consumeConnection(fc);
       this.resetStream(id, abi.FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (s.contentLength >= 0 && s.pushed + payload.length > s.contentLength) {
+      this.consumeConnection(fc);
+      this.resetStream(id, abi.PROTOCOL_ERROR); // more DATA than content-length (§8.1.1)
       return;
     }
     const padding = fc - payload.length;
@@ -380,6 +452,9 @@ export class H2Session extends EventEmitter {
 
   private onHeadersFrame(id: number, flags: number, payload: Uint8Array, dep: number): void {
     void dep;
+    if (payload.length > this.maxHeaderBlock) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, id);
+    }
     this.block = [payload];
     this.blockBytes = payload.length;
     this.blockStream = id;
@@ -394,8 +469,8 @@ export class H2Session extends EventEmitter {
     }
     this.blockBytes += payload.length;
     // A compressed block can only be larger than its header list by a few bytes per field.
-    if (this.blockBytes > this.opts.maxHeaderListSize * 2 + 16384) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, this.blockStream, false, "header block too large");
+    if (this.blockBytes > this.maxHeaderBlock) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, this.blockStream);
     }
     this.block.push(payload);
     if (flags & abi.FLAG_END_HEADERS) this.onHeaderBlock();
@@ -414,7 +489,11 @@ export class H2Session extends EventEmitter {
     }
     const s = this.streams.get(id);
     if (s) return this.onStreamHeaders(s, list, flags);
-    if (!this.idle(id)) return; // a closed stream (e.g. trailers after our RST): ignore
+    if (!this.idle(id)) {
+      if (this.weReset(id)) return; // trailers in flight when we reset the stream: ignore
+      // A stream the peer closed, or an id below one it already used (§5.1.1).
+      throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a closed stream: stream ids must increase");
+    }
     if (this.role === "client") {
       throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a stream the server may not open");
     }
@@ -429,21 +508,22 @@ export class H2Session extends EventEmitter {
     if (this.streams.size >= this.opts.maxConcurrentStreams) return this.resetStream(id, abi.REFUSED_STREAM);
     const s = new H2Stream(this, id, this.peerInitialWindow, this.opts.streamWindow);
     this.streams.set(id, s);
-    if (list === null) return this.respond(s, 431, []);
+    if (list === null) {
+      this.provokedReset();
+      return this.respond(s, 431, []);
+    }
     const bad = malformed(list, true);
     if (bad !== null) return this.resetStream(id, abi.PROTOCOL_ERROR);
     s.headers = list;
     const method = list.find(([n]) => n === ":method")?.[1];
-    const authority = list.find(([n]) => n === ":authority")?.[1];
     if (method !== "CONNECT") {
       if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
-      return this.respond(s, 400, []);
+      return this.respond(s, 400, []); // well-formed, but only CONNECT is served
     }
-    // Plain CONNECT (§8.5): :authority only, no :scheme or :path.
-    if (!authority || list.some(([n]) => n === ":scheme" || n === ":path" || n === ":protocol")) {
-      return this.resetStream(id, abi.PROTOCOL_ERROR);
-    }
+    const length = list.find(([n]) => n === "content-length")?.[1];
+    if (length !== undefined) s.contentLength = Number(length);
     if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
+    if (s.streamClosed) return;
     const respond: Respond = (status, headers) => this.respond(s, status, toList(headers));
     if (this.listenerCount("connect") === 0) return respond(503);
     s.delivered = true;
@@ -468,13 +548,16 @@ export class H2Session extends EventEmitter {
       if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
       return;
     }
-    // Trailers: must end the stream (§8.1).
+    // Trailers: must end the stream and carry no pseudo-headers (§8.1).
     if (!(flags & abi.FLAG_END_STREAM)) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
+    if (list !== null && list.some(([n]) => n.length === 0 || n[0] === ":")) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
     this.onRemoteEnd(s);
   }
 
   private onRemoteEnd(s: H2Stream): void {
     if (s.remoteEnded) return;
+    // The DATA must add up to content-length (§8.1.1).
+    if (s.contentLength >= 0 && s.pushed !== s.contentLength) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
     s.remoteEnded = true;
     s.push(null);
     this.maybeCloseStream(s);
@@ -491,8 +574,25 @@ export class H2Session extends EventEmitter {
     }
     this.gotSettings = true;
     const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    // Entries apply in order (§6.5), so for each id the last value wins; the reader caps a frame
+    // at MAX_SETTINGS_ENTRIES. INITIAL_WINDOW_SIZE is applied to the streams once, with the
+    // largest value of the frame checked first: a window that any intermediate value pushes
+    // past 2^31-1 is the same FLOW_CONTROL_ERROR as applying them one by one (§6.9.2).
+    const last = new Map<number, number>();
+    let maxInitialWindow = -1;
     for (let i = 0; i < count; i++) {
       const id = dv.getUint16(i * 6), v = dv.getUint32(i * 6 + 2);
+      last.set(id, v);
+      if (id === abi.SETTINGS_INITIAL_WINDOW_SIZE) maxInitialWindow = Math.max(maxInitialWindow, v);
+    }
+    if (maxInitialWindow > this.peerInitialWindow) {
+      let largest = -Infinity;
+      for (const s of this.streams.values()) largest = Math.max(largest, s.sendWindow);
+      if (largest + maxInitialWindow - this.peerInitialWindow > abi.MAX_WINDOW_SIZE) {
+        throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "stream window overflow from SETTINGS");
+      }
+    }
+    for (const [id, v] of last) {
       this.remoteSettings.set(id, v);
       switch (id) {
         case abi.SETTINGS_HEADER_TABLE_SIZE:
@@ -506,12 +606,7 @@ export class H2Session extends EventEmitter {
           // Applies to every open stream, as a delta (§6.9.2).
           const delta = v - this.peerInitialWindow;
           this.peerInitialWindow = v;
-          for (const s of this.streams.values()) {
-            s.sendWindow += delta;
-            if (s.sendWindow > abi.MAX_WINDOW_SIZE) {
-              throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "stream window overflow from SETTINGS");
-            }
-          }
+          for (const s of this.streams.values()) s.sendWindow += delta;
           if (delta > 0) this.flushBlocked();
           break;
         }
@@ -564,6 +659,11 @@ export class H2Session extends EventEmitter {
     }
     s.rstCode = code;
     this.closeStream(s);
+    if (code === abi.NO_ERROR && s.remoteEnded && !s.onResponse) {
+      // "Stop sending" after a complete message (§8.1): what was received stays readable to its
+      // end; later writes are dropped (the peer asked for no more).
+      return;
+    }
     // NO_ERROR and CANCEL mean "stop", not failure (a pending connect() still fails).
     const err = new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`);
     if (s.onResponse) this.failStream(s, err);
@@ -577,7 +677,7 @@ export class H2Session extends EventEmitter {
     for (const s of [...this.streams.values()]) {
       if ((s.id & 1) === (this.role === "client" ? 1 : 0) && s.id > lastStreamId) {
         // Tell the peer we dropped it too, in case it had started it after all.
-        this.write(this.writer.rstStream(s.id, abi.CANCEL));
+        this.sendRst(s.id, abi.CANCEL);
         this.closeStream(s);
         this.failStream(s, new H2Error(abi.REFUSED_STREAM, 0, s.id, true, "stream refused by GOAWAY"));
       }
@@ -593,8 +693,17 @@ export class H2Session extends EventEmitter {
 
   // ---- Sending ------------------------------------------------------------------------------
 
-  private write(buf: Uint8Array): boolean {
+  private write(buf: Uint8Array, control = true): boolean {
     if (this.destroyed && !this.goawaySent) return false;
+    if (control && this.socket.writableNeedDrain && !this.destroyed) {
+      // A peer that sends but does not read would otherwise queue our answers without limit.
+      this.controlQueued += buf.length;
+      if (this.controlQueued > this.opts.maxQueuedControlBytes) {
+        this.controlQueued = 0;
+        this.fail(new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "peer does not read: control frames queued"));
+        return false;
+      }
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -612,6 +721,7 @@ export class H2Session extends EventEmitter {
   }
 
   private onDrain(): void {
+    this.controlQueued = 0;
     for (const w of this.drainWaiters.splice(0)) w();
   }
 
@@ -624,7 +734,9 @@ export class H2Session extends EventEmitter {
   /** @internal H2Stream._write/_final: queue, then send what the windows allow. */
   _sendData(s: H2Stream, buf: Uint8Array, end: boolean, cb: (err?: Error | null) => void): void {
     if (s.streamClosed || s.localEnded) {
-      cb(s.rstCode !== null ? new H2Error(s.rstCode, 0, s.id, true, "stream was reset") : null);
+      // RST_STREAM(NO_ERROR) asked us to stop sending: not a failure of the stream.
+      const code = s.rstCode ?? abi.NO_ERROR;
+      cb(code !== abi.NO_ERROR ? new H2Error(code, 0, s.id, true, "stream was reset") : null);
       return;
     }
     s.pending.push({ buf, off: 0, end, cb });
@@ -643,8 +755,8 @@ export class H2Session extends EventEmitter {
           return;
         }
         const last = n === left && w.end;
-        this.write(this.writer.dataHeader(s.id, n, last));
-        this.write(w.off === 0 && n === w.buf.length ? w.buf : w.buf.subarray(w.off, w.off + n));
+        this.write(this.writer.dataHeader(s.id, n, last), false);
+        this.write(w.off === 0 && n === w.buf.length ? w.buf : w.buf.subarray(w.off, w.off + n), false);
         s.sendWindow -= n;
         this.sendWindow -= n;
         w.off += n;
@@ -652,7 +764,7 @@ export class H2Session extends EventEmitter {
         if (last) s.localEnded = true;
       }
       if (w.end && !s.localEnded) {
-        this.write(this.writer.dataHeader(s.id, 0, true));
+        this.write(this.writer.dataHeader(s.id, 0, true), false);
         s.localEnded = true;
       }
       s.pending.shift();
@@ -680,7 +792,7 @@ export class H2Session extends EventEmitter {
       s.localEnded = true;
       if (!s.remoteEnded) {
         // The request body will not be read: stop it politely (§8.1).
-        this.write(this.writer.rstStream(s.id, abi.NO_ERROR));
+        this.sendRst(s.id, abi.NO_ERROR);
         s.rstCode = abi.NO_ERROR;
         this.closeStream(s);
         s.destroy();
@@ -748,9 +860,34 @@ export class H2Session extends EventEmitter {
     this.flush();
   }
 
+  /** True if we reset this (closed) stream, or it is too old to tell. */
+  private weReset(id: number): boolean {
+    return id <= this.forgottenResets || this.recentlyReset.has(id);
+  }
+
+  /** Writes RST_STREAM and remembers the id for a while (frames already in flight are then ignored). */
+  private sendRst(id: number, code: number): void {
+    this.write(this.writer.rstStream(id, code));
+    const recent = this.recentlyReset;
+    recent.add(id);
+    if (recent.size > RECENT_RESETS) {
+      const oldest = recent.values().next().value as number;
+      recent.delete(oldest);
+      this.forgottenResets = Math.max(this.forgottenResets, oldest);
+    }
+  }
+
+  /** A stream we reset or refuse because of the peer's frames counts against a budget (MadeYouReset). */
+  private provokedReset(): void {
+    if (this.localResets.hit()) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "too many streams reset for invalid frames (MadeYouReset)");
+    }
+  }
+
   /** Sends RST_STREAM and forgets the stream (stream errors, refusals). */
   private resetStream(id: number, code: number): void {
-    this.write(this.writer.rstStream(id, code));
+    this.provokedReset();
+    this.sendRst(id, code);
     const s = this.streams.get(id);
     if (!s) return;
     s.rstCode = code;
@@ -783,7 +920,7 @@ export class H2Session extends EventEmitter {
     const benign = !err || (err as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE";
     const code = err instanceof H2Error ? err.code : benign ? abi.CANCEL : abi.INTERNAL_ERROR;
     s.rstCode = code;
-    if (!this.destroyed) this.write(this.writer.rstStream(s.id, code));
+    if (!this.destroyed) this.sendRst(s.id, code);
     this.closeStream(s);
   }
 
@@ -800,7 +937,8 @@ export class H2Session extends EventEmitter {
     if (s.pushed > s.connCounted && !this.destroyed) this.consumeConnection(s.pushed - s.connCounted);
     s.connCounted = s.pushed;
     for (const w of s.pending.splice(0)) {
-      const e = new H2Error(s.rstCode ?? abi.CANCEL, 0, s.id, true, "stream closed before the write was sent");
+      const e = s.rstCode === abi.NO_ERROR ? null
+        : new H2Error(s.rstCode ?? abi.CANCEL, 0, s.id, true, "stream closed before the write was sent");
       process.nextTick(() => w.cb(e));
     }
     this.emit("streamClosed", s);

@@ -44,10 +44,29 @@ export class Codec {
 
   /** Copies bytes into the input region; returns their address. */
   copyIn(bytes: Uint8Array): number {
-    const p = this.ex.input_reserve(bytes.length);
+    const p = this.ex.input_reserve(bytes.length) >>> 0;
+    if (p === 0) throw outOfMemory();
     this.refresh();
     this.u8.set(bytes, p);
     return p;
+  }
+
+  /** Bytes of Wasm linear memory (never shrinks; the module's maximum is 1 GiB). */
+  get memoryBytes(): number {
+    return this.ex.memory_bytes() >>> 0;
+  }
+
+  /** Budget of fresh heap bytes for per-connection allocations (default 768 MiB); tests lower it. */
+  get heapLimit(): number {
+    return this.ex.heap_limit() >>> 0;
+  }
+  set heapLimit(n: number) {
+    this.ex.heap_set_limit(n >>> 0);
+  }
+
+  /** Fresh heap bytes taken so far (freed blocks are reused first). */
+  get heapTaken(): number {
+    return this.ex.heap_taken() >>> 0;
   }
 
   /** How deep FrameReader.feed calls are nested (a visitor feeding another reader). */
@@ -63,6 +82,11 @@ export class Codec {
   copyOut(p: number, n: number): Buffer {
     return Buffer.from(this.u8.subarray(p, p + n));
   }
+}
+
+/** The codec's allocation budget is spent: a connection error of the session that asked (INTERNAL_ERROR). */
+export function outOfMemory(): H2Error {
+  return new H2Error(abi.INTERNAL_ERROR, abi.R_OUT_OF_MEMORY);
 }
 
 const codecs = new Map<Variant, Codec>();
@@ -96,15 +120,22 @@ export class FrameReader {
   private r: number;
   private payloads: Uint8Array[] = [];
 
+  /** Throws H2Error(INTERNAL_ERROR, R_OUT_OF_MEMORY) when the codec's budget is spent. */
   constructor(maxFrameSize = abi.DEFAULT_MAX_FRAME_SIZE, options = 0, codec: Codec = getCodec()) {
     this.codec = codec;
-    this.r = codec.ex.reader_new(maxFrameSize, options);
+    this.r = codec.ex.reader_new(maxFrameSize, options) >>> 0;
+    if (this.r === 0) throw outOfMemory();
     const ex = codec.ex, r = this.r;
     wasmFinalizer.register(this, () => ex.reader_free(r), this);
   }
 
   setMaxFrameSize(n: number): void {
     this.codec.ex.reader_set_max_frame_size(this.r, n);
+  }
+
+  /** Largest non-DATA frame accepted (at least 16 KiB; default: the max frame size). */
+  setMaxGather(n: number): void {
+    this.codec.ex.reader_set_max_gather(this.r, n);
   }
 
   /**
@@ -126,6 +157,7 @@ export class FrameReader {
     let off = 0;
     let base = codec.copyIn(chunk);
     while (off < len) {
+      if (this.r === 0) return; // disposed by a visitor (the session failed)
       const n = ex.reader_parse(this.r, base + off, len - off);
       const consumed = ex.reader_consumed();
       if (n < 0) {
@@ -140,11 +172,12 @@ export class FrameReader {
       const payloads = this.payloads;
       const lo = base + off, hi = base + len; // where the chunk's unparsed bytes sit in Wasm memory
       for (let k = 0; k < n; k++) {
-        const o = ev[k * abi.EVENT_WORDS + abi.EV_OFF], l = ev[k * abi.EVENT_WORDS + abi.EV_LEN];
+        const o = ev[k * abi.EVENT_WORDS + abi.EV_OFF] >>> 0, l = ev[k * abi.EVENT_WORDS + abi.EV_LEN];
         if (l === 0) payloads[k] = EMPTY;
         else if (o >= lo && o + l <= hi) payloads[k] = chunk.subarray(o - base, o - base + l);
         else payloads[k] = codec.copyOut(o, l);
       }
+      ex.reader_release(this.r); // gathered payloads are copied: the buffer goes back to the allocator
       off += consumed;
       for (let k = 0, i = 0; k < n; k++, i += abi.EVENT_WORDS) {
         visit(ev[i], ev[i + 1], ev[i + 2], payloads[k], ev[i + 5], ev[i + 6], ev[i + 7]);

@@ -17,13 +17,15 @@ export interface CodecExports {
   reader_new(maxFrameSize: number, options: number): number;
   reader_free(r: number): void;
   reader_set_max_frame_size(r: number, n: number): void;
+  reader_set_max_gather(r: number, n: number): void;
+  reader_release(r: number): void;
   reader_parse(r: number, p: number, len: number): number;
   reader_consumed(): number;
   reader_error_reason(): number;
   reader_error_stream(): number;
   hpack_new(maxTableSize: number): number;
   hpack_free(t: number): void;
-  hpack_set_allowed(t: number, n: number): void;
+  hpack_set_allowed(t: number, n: number): number;
   hpack_set_max_list(t: number, n: number): void;
   hpack_decode(t: number, p: number, len: number): number;
   hpack_error_reason(): number;
@@ -45,6 +47,9 @@ export interface CodecExports {
   write_priority(o: number, stream: number, dependency: number, exclusive: number, weight: number): number;
   heap_check(): number;
   memory_bytes(): number;
+  heap_set_limit(n: number): void;
+  heap_limit(): number;
+  heap_taken(): number;
 }
 
 export type Variant = "release" | "debug";
