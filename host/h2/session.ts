@@ -651,7 +651,11 @@ export class H2Session extends EventEmitter {
   }
 
   private onRstStream(id: number, code: number): void {
-    if (this.resets.hit()) throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "RST_STREAM flood (rapid reset)");
+    // Rapid reset (CVE-2023-44487) is a client resetting streams it opened; a server resetting or refusing
+    // ours is an answer, bounded by our own stream limit, and must not end a pooled connection.
+    if (this.role === "server" && this.resets.hit()) {
+      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "RST_STREAM flood (rapid reset)");
+    }
     const s = this.streams.get(id);
     if (!s) {
       if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "RST_STREAM on an idle stream");
@@ -906,8 +910,14 @@ export class H2Session extends EventEmitter {
       s.onResponse = null;
       done(err ?? new H2Error(abi.CANCEL, 0, s.id, true, "stream closed before its response"));
       s.destroy();
+    } else if (s.delivered && err) {
+      // The owner may attach 'error' later in this turn: in a promise reaction to connect() or after a
+      // 'connect' listener returned. Node emits 'error' on process.nextTick, which runs before promise
+      // reactions, so destroying now would make the error unheard (a process crash); destroy once this
+      // turn's ticks and microtasks are done. The stream is already closed in the session.
+      setImmediate(() => s.destroy(err));
     } else {
-      s.destroy(s.delivered && err ? err : undefined);
+      s.destroy();
     }
   }
 
