@@ -39,6 +39,40 @@ commands:
   version  print the version
 `;
 
+/** Full reports of last-resort errors per window; past it they are only counted. */
+const LAST_RESORT_LOGS = 10;
+const LAST_RESORT_WINDOW_MS = 60_000;
+
+/**
+ * The last resort, for an error no owner caught (every stream, socket and server has one: this
+ * firing is a bug). Such an error belongs to one connection, so the proxy logs it with its stack
+ * (rate-limited) and keeps serving every other workload. Not a Wasm trap: the codec's memory is
+ * shared by every session and may be corrupt, so the process exits for its supervisor to restart.
+ */
+function installLastResort(): void {
+  let windowStart = 0, logged = 0, suppressed = 0;
+  const report = (kind: string, err: unknown) => {
+    if (err instanceof WebAssembly.RuntimeError) {
+      log.error("Wasm trap: the shared codec state may be corrupt, exiting", { kind, error: err.message, stack: err.stack });
+      process.exit(70);
+    }
+    const now = Date.now();
+    if (now - windowStart > LAST_RESORT_WINDOW_MS) {
+      if (suppressed > 0) log.error("last-resort handler: more errors were not logged", { suppressed });
+      windowStart = now;
+      logged = 0;
+      suppressed = 0;
+    }
+    if (logged >= LAST_RESORT_LOGS) return void suppressed++;
+    logged++;
+    log.error("last-resort handler caught an error nobody owned; still serving", {
+      kind, error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined,
+    });
+  };
+  process.on("uncaughtException", (err) => report("uncaughtException", err));
+  process.on("unhandledRejection", (reason) => report("unhandledRejection", reason));
+}
+
 function port(v: string | undefined, flag: string, dflt: number): number | false {
   if (v === undefined) return dflt;
   if (v === "off") return false;
@@ -91,6 +125,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     drainTimeoutMs: values["drain-timeout"] ? Number(values["drain-timeout"]) * 1000 : undefined,
     gateway,
   };
+  installLastResort();
   const mesh = await startProxy(opts);
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.

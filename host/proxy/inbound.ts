@@ -16,7 +16,7 @@ import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from ".
 import { pipeTunnel } from "./pipe.js";
 import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type Metrics, type PeerLabels, type ServiceLabels } from "../metrics.js";
-import { workloadLabels, workloadBaggage, baggageLabels } from "./peer-labels.js";
+import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
 import * as abi from "../../assembly/abi.js";
@@ -47,6 +47,8 @@ export interface InboundOptions {
   metrics?: Metrics;
   /** ENABLE_RESPONSE_BAGGAGE: our metadata on the 200 (default on). */
   responseBaggage?: boolean;
+  /** The proxy's own listening ports (admin, metrics, SOCKS5, …): no tunnel may target them. */
+  ownPorts?: () => ReadonlySet<number>;
 }
 
 export class Inbound extends HboneListener {
@@ -58,7 +60,8 @@ export class Inbound extends HboneListener {
   readonly stats = { accepted: 0, refused: 0 };
 
   constructor(private readonly o: InboundOptions) {
-    super(o.workload, o.certificate, o.session);
+    // Peers are checked against our own trust domain (--trust-domain), not the workload record's.
+    super({ ...o.workload, trustDomain: o.identity.trustDomain }, o.certificate, o.session);
     this.workload = o.workload;
     o.state.on("updated", this.recheck);
   }
@@ -130,13 +133,14 @@ export class Inbound extends HboneListener {
   }
 
   /**
-   * Who the source is: config knows its address (source_principal always from TLS), else its
-   * request baggage says, else "unknown".
+   * Who the source is: config knows its address and that workload's identity is the TLS peer's
+   * (an address alone proves nothing: NAT, a gateway, a spoofing peer), else its request baggage
+   * says, else "unknown". source_principal is always the TLS identity.
    */
   private sourceLabels(from: string, peer: Identity, headers: HeaderList): PeerLabels {
     const principal = String(peer);
     const w = this.o.state.workloadByIp(from);
-    if (w) return workloadLabels(w, principal);
+    if (w && workloadIdentity(w).equals(peer)) return workloadLabels(w, principal);
     const baggage = headers.filter(([n]) => n === "baggage").map(([, v]) => v);
     return baggage.length > 0 ? baggageLabels(decodeBaggage(baggage), principal) : { principal };
   }
@@ -153,6 +157,9 @@ export class Inbound extends HboneListener {
   }
 
   protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void {
+    // The stream is ours from here: a reset in the same write as the CONNECT, a bad WINDOW_UPDATE,
+    // the connection closing or a policy closing it mid-dial all end it with an error.
+    stream.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
@@ -161,7 +168,6 @@ export class Inbound extends HboneListener {
     };
     const dst = this.destination(authority);
     if (typeof dst === "string") return refuse(400, dst);
-    if (PROXY_PORTS.has(dst.port)) return refuse(400, `port ${dst.port} is a proxy port`);
     // Through an east-west gateway (double HBONE) the source address is the gateway's: only
     // baggage can say who the source is.
     const forwardedNetwork = headers.find(([n]) => n === "x-forwarded-network")?.[1];
@@ -181,6 +187,10 @@ export class Inbound extends HboneListener {
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
     if (port === null) return fail(503, `workload has no port ${dst.port}`);
+    // ztunnel's illegal ports: the proxy's own, checked on the port the dial would reach.
+    if (!this.acceptors.has(port) && (PROXY_PORTS.has(port) || this.o.ownPorts?.().has(port))) {
+      return fail(400, `port ${port} is a proxy port`);
+    }
     // L4 authorization on the target port, with the TLS identity and the connection's source address.
     const conn: RbacConnection = { source: peer, sourceIp: from, destinationIp: dst.appHost, destinationPort: port };
     const decision = authorize(this.o.state.policiesFor(this.workload), conn);
@@ -204,8 +214,15 @@ export class Inbound extends HboneListener {
     const app = net.connect({ host: dst.appHost, port, noDelay: true, allowHalfOpen: true });
     let connected = false;
     const timer = setTimeout(() => app.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
+    app.once("close", () => clearTimeout(timer));
+    // The peer gave up (reset, connection gone, policy) before the app answered: stop dialling.
+    const cancel = () => {
+      if (!connected) app.destroy();
+    };
+    stream.once("close", cancel);
     app.once("connect", () => {
       connected = true;
+      stream.off("close", cancel);
       clearTimeout(timer);
       if (stream.destroyed) return app.destroy();
       this.stats.accepted++;
@@ -214,7 +231,7 @@ export class Inbound extends HboneListener {
     });
     app.once("error", (err) => {
       clearTimeout(timer);
-      if (connected) return; // errors after connect are the pipe's
+      if (connected || stream.destroyed) return; // errors after connect are the pipe's
       fail(503, `application ${formatAuthority(dst.appHost, port)} unreachable: ${err.message}`);
     });
   }

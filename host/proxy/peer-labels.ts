@@ -2,6 +2,7 @@
 // there, else from the baggage it sent, else "unknown" (ztunnel-compat §6-7).
 
 import type { Workload } from "../config.js";
+import { Identity } from "../identity/identity.js";
 import { encodeBaggage, type BaggageMeta } from "../baggage.js";
 import type { PeerLabels } from "../metrics.js";
 
@@ -29,6 +30,11 @@ export function workloadBaggage(w: Workload): [string, string][] {
   } catch {
     return [];
   }
+}
+
+/** The SPIFFE identity a workload's certificate carries (as istiod issues it). */
+export function workloadIdentity(w: Workload): Identity {
+  return new Identity(w.trustDomain || "cluster.local", w.namespace, w.serviceAccount || "default");
 }
 
 /** Labels of a workload known from config; `principal` is the SPIFFE id (TLS or xDS). */
