@@ -305,16 +305,16 @@ export class Outbound {
       const principal = String(this.innerPeer.get(stream.session) ?? route.expected[0] ?? "");
       if (peerBaggage) dst = baggageLabels(decodeBaggage(peerBaggage), principal);
     }
-    if (stream.destroyed) {
-      // 200 and RST_STREAM in one write: nothing flowed yet, so it is a failed dial (retryable).
-      record(true)?.close(true, "CONNECT");
-      throw new OutboundError(`HBONE CONNECT ${authority} was reset right after its ${stream.status}`, 0x05);
-    }
     if (stream.status !== 200) {
       stream.destroy();
       record(true)?.close(true, stream.status === 401 ? "DENY" : "CONNECT");
       throw new OutboundError(`HBONE CONNECT ${authority} answered ${stream.status}`, stream.status === 401 ? 0x02 : 0x05,
         stream.status);
+    }
+    if (stream.destroyed) {
+      // 200 and RST_STREAM in one write: nothing flowed yet, so it is a failed dial (retryable).
+      record(true)?.close(true, "CONNECT");
+      throw new OutboundError(`HBONE CONNECT ${authority} was reset right after its 200`, 0x05);
     }
     const r = record(true);
     const s = stream;
