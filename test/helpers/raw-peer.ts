@@ -43,6 +43,11 @@ export class RawPeer {
   static async connect(port: number, settings: [number, number][] = []): Promise<RawPeer> {
     const sock = net.connect(port, "127.0.0.1");
     await once(sock, "connect");
+    return RawPeer.over(sock, settings);
+  }
+
+  /** A peer on a socket already connected (e.g. an HBONE TLS socket): preface, SETTINGS, ACK. */
+  static async over(sock: net.Socket, settings: [number, number][] = []): Promise<RawPeer> {
     const p = new RawPeer(sock);
     p.send(PREFACE, frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload(settings)));
     await p.waitFor((f) => f.type === abi.FRAME_SETTINGS && f.flags === 0);
