@@ -127,8 +127,8 @@ describe("inbound under attack (spawned hbone proxy)", () => {
     action: Deny
     rules: [[[{principals: [cluster.local/ns/default/sa/sleep]}]]]
 `));
-    const rst = await p.rst(1, 8000);
-    expect(rst?.payload.readUInt32BE(0)).toBe(abi.CONNECT_ERROR);
+    const rst = await p.waitFor((f) => f.type === abi.FRAME_RST_STREAM && f.streamId === 1, 8000);
+    expect(rst && Buffer.from(rst.payload).readUInt32BE(0)).toBe(abi.CONNECT_ERROR);
     p.close();
     writeFileSync(fx.configPath, config({ 9002: hole.port, 9005: 15001 }));
     expectSurvived(echo);
