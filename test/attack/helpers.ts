@@ -174,13 +174,16 @@ export async function socksConnect(socksPort: number, host: string, port: number
   return s;
 }
 
+export type Answer = (stream: number, enc: HpackEncoder) => Buffer[];
+
 /**
  * A fake HBONE destination (TLS 1.3, ALPN h2, its own certificate) that answers every CONNECT
- * with `answer(streamId, enc)`'s bytes in one write: the misbehaviour an honest proxy never sends.
+ * with `answer(streamId, enc)`'s bytes in one write (changeable at any time): the misbehaviour an
+ * honest proxy never sends.
  */
 export async function fakeDestination(host: string, port: number, cert: WorkloadCertificate,
-  answer: (stream: number, enc: HpackEncoder) => Buffer[]): Promise<{ connects: number; close(): void }> {
-  const state = { connects: 0, close: () => server.close() };
+  answer: Answer): Promise<{ connects: number; answer: Answer; close(): void }> {
+  const state = { connects: 0, answer, close: () => server.close() };
   const server = tls.createServer({ ...contextOptions(cert), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ["h2"] },
     (sock) => {
       sock.on("error", () => {});
@@ -200,7 +203,7 @@ export async function fakeDestination(host: string, port: number, cert: Workload
           if (type === abi.FRAME_SETTINGS && !(flags & abi.FLAG_ACK)) sock.write(frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0));
           if (type === abi.FRAME_HEADERS) {
             state.connects++;
-            sock.write(Buffer.concat(answer(sid, enc)));
+            sock.write(Buffer.concat(state.answer(sid, enc)));
           }
         }
       });
@@ -211,12 +214,17 @@ export async function fakeDestination(host: string, port: number, cert: Workload
   return state;
 }
 
-/** The frames of a response `status` followed by RST_STREAM(`code`): what fakeDestination sends. */
-export function statusThenReset(status: number, code: number) {
-  return (stream: number, enc: HpackEncoder): Buffer[] => {
+/** A response `status` followed by RST_STREAM(`code`) in one write. */
+export function statusThenReset(status: number, code: number): Answer {
+  return (stream, enc) => {
     const list: HeaderList = [[":status", String(status)]];
     return [enc.encodeHeadersFrame(stream, list, false, 16384), rstFrame(stream, code)];
   };
+}
+
+/** A response `status` that ends the stream (a refusal such as 503). */
+export function refusal(status: number): Answer {
+  return (stream, enc) => [enc.encodeHeadersFrame(stream, [[":status", String(status)]], true, 16384)];
 }
 
 /**

@@ -12,16 +12,19 @@ import * as abi from "../../assembly/abi.js";
 import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
 import {
   CLI, spawnHbone, expectSurvived, expectRssBelow, issue, roundTrip, tcpRoundTrip, eventually, activeTunnels,
-  socksRequest, socksConnect, fakeDestination, statusThenReset, type HboneProcess,
+  socksRequest, socksConnect, fakeDestination, statusThenReset, refusal, type HboneProcess,
 } from "./helpers.js";
 
 const RSS_MIB = 200;
 const ROUNDS = 20;
 const ECHO = "echo.default.svc.cluster.local";
+/** A service with two endpoints: echo, and evil behind the fake destination. */
+const FLAKY = "flaky.default.svc.cluster.local";
 
 let fx: MeshFixture;
 let sleep: HboneProcess;
-let fake: { connects: number; close(): void };
+let fake: Awaited<ReturnType<typeof fakeDestination>>;
+let fake503: Awaited<ReturnType<typeof fakeDestination>>;
 let ready: { socks5: number; admin: number; metrics: number; readiness: number; forward: string[]; inbound: string };
 
 async function checkHealthy(): Promise<void> {
@@ -51,12 +54,30 @@ beforeAll(async () => {
     serviceAccount: evil
     workloadIps: [127.0.0.5]
     protocol: HBONE
+    clusterId: test
+    services:
+      default/${FLAKY}: { 9000: 9000 }
+  - uid: test//v1/Pod/default/evil2
+    name: evil2
+    namespace: default
+    serviceAccount: evil
+    workloadIps: [127.0.0.6]
+    protocol: HBONE
+    clusterId: test
+    services:
+      default/${FLAKY}: { 9000: 9000 }
 services:
-`));
+  - name: flaky
+    namespace: default
+    hostname: ${FLAKY}
+    vips: [/10.96.0.12]
+    ports: { 9000: 9000 }
+`).replace(`        9001: ${fx.halfPort}\n`, `        9001: ${fx.halfPort}\n      default/${FLAKY}:\n        9000: ${fx.echoPort}\n`));
   const echoProxy = await fx.proxy({ workload: "default/echo/echo", inboundPort: 0 });
   const hbonePort = echoProxy.addresses.inbound!.port;
   fake = await fakeDestination("127.0.0.5", hbonePort, await issue(fx.caDir, "default", "evil"),
     statusThenReset(200, abi.INTERNAL_ERROR));
+  fake503 = await fakeDestination("127.0.0.6", hbonePort, await issue(fx.caDir, "default", "evil"), refusal(503));
   sleep = await spawnHbone("proxy", ["--config", fx.configPath, "--workload", "default/sleep/sleep", "--ca-dir", fx.caDir,
     "--inbound-port", "0", "--hbone-port", String(hbonePort), "--socks5-port", "0", "--admin-port", "0",
     "--metrics-port", "0", "--readiness-port", "0",
@@ -68,10 +89,20 @@ services:
 afterAll(async () => {
   await sleep?.stop();
   fake?.close();
+  fake503?.close();
   await fx?.close();
 });
 
 describe("source proxy under attack (spawned hbone proxy)", () => {
+  it("loses no tunnel to endpoints that answer 503 or reset right after their 200: retried on another one", async () => {
+    const tunnels = 30;
+    for (let n = 0; n < tunnels; n++) await roundTrip(await socksConnect(ready.socks5, FLAKY, 9000), 4096, n + 1);
+    // Both bad endpoints were tried (until outlier detection ejected them), yet every tunnel got through.
+    expect(fake.connects).toBeGreaterThan(0);
+    expect(fake503.connects).toBeGreaterThan(0);
+    await checkHealthy();
+  });
+
   it("survives a destination answering 200 and RST_STREAM(INTERNAL_ERROR) in one write", async () => {
     const before = fake.connects;
     const evilForward = ready.forward[1];
