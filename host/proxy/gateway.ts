@@ -43,6 +43,8 @@ export class Gateway extends HboneListener {
 
   constructor(private readonly o: GatewayOptions) {
     super({ ...o.workload, trustDomain: o.trustDomain ?? o.workload.trustDomain }, o.certificate, o.session);
+    // An accept error (EMFILE when descriptors run out) must not take the process down.
+    this.server.on("error", (e) => log.warn("gateway listener error", { error: e }));
   }
 
   /** Open tunnels through this gateway to `w`. */

@@ -63,6 +63,8 @@ export class Inbound extends HboneListener {
     // Peers are checked against our own trust domain (--trust-domain), not the workload record's.
     super({ ...o.workload, trustDomain: o.identity.trustDomain }, o.certificate, o.session);
     this.workload = o.workload;
+    // An accept error (EMFILE when descriptors run out) must not take the process down.
+    this.server.on("error", (e) => log.warn("inbound listener error", { error: e }));
     o.state.on("updated", this.recheck);
   }
 
