@@ -343,7 +343,7 @@ export class Mesh {
         "/logging": loggingRoute,
         "/quitquitquit": { methods: ["POST"], handler: (_req, res) => {
           res.end("OK\n");
-          void this.drain().then(() => this.emitQuit());
+          this.drain().then(() => this.emitQuit(), (err: Error) => log.error("drain failed", { error: err }));
         } },
       }, { localHostOnly: true });
       this.addresses.admin = s.address() as net.AddressInfo;

@@ -137,7 +137,10 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info("draining", { signal: sig });
-      void mesh.drain().then(resolve);
+      mesh.drain().then(resolve, (err: Error) => {
+        log.error("drain failed", { error: err });
+        resolve();
+      });
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

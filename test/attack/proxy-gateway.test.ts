@@ -14,7 +14,6 @@ import {
   statusOf, roundTrip, eventually, viaGateway, type HboneProcess,
 } from "./helpers.js";
 
-const RSS_MIB = 200;
 const ROUNDS = 20;
 const GW_IP = "127.0.0.100";
 const ECHO = "echo.default.svc.cluster.local:9000";
@@ -41,7 +40,7 @@ async function legit(): Promise<void> {
 
 async function checkHealthy(): Promise<void> {
   expectSurvived(gw);
-  expectRssBelow(gw, RSS_MIB);
+  expectRssBelow(gw);
   await legit();
 }
 

@@ -15,7 +15,6 @@ import {
   socksRequest, socksConnect, fakeDestination, statusThenReset, refusal, type HboneProcess,
 } from "./helpers.js";
 
-const RSS_MIB = 200;
 const ROUNDS = 20;
 const ECHO = "echo.default.svc.cluster.local";
 /** A service with two endpoints: echo, and evil behind the fake destination. */
@@ -29,7 +28,7 @@ let ready: { socks5: number; admin: number; metrics: number; readiness: number; 
 
 async function checkHealthy(): Promise<void> {
   expectSurvived(sleep);
-  expectRssBelow(sleep, RSS_MIB);
+  expectRssBelow(sleep);
   await tcpRoundTrip(ready.forward[0]);
   await roundTrip(await socksConnect(ready.socks5, ECHO, 9000));
 }
