@@ -70,10 +70,10 @@ export function expectRssBelow(p: HboneProcess, mib = RSS_BOUND_MIB): void {
   expect(rss, `${p.name} RSS ${rss.toFixed(0)} MiB`).toBeLessThan(mib);
 }
 
-/** A workload certificate from the fixture's plug-in CA. */
-export async function issue(caDir: string, namespace: string, sa: string): Promise<WorkloadCertificate> {
+/** A workload certificate from a plug-in CA directory. */
+export async function issue(caDir: string, namespace: string, sa: string, trustDomain = "cluster.local"): Promise<WorkloadCertificate> {
   const ca = await CertificateAuthority.load(caDir);
-  return ca.issue(new Identity("cluster.local", namespace, sa));
+  return ca.issue(new Identity(trustDomain, namespace, sa));
 }
 
 export const id = (namespace: string, sa: string): Identity => new Identity("cluster.local", namespace, sa);

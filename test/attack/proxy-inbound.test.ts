@@ -7,6 +7,8 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createPluginCa } from "../../host/identity/ca.js";
 import * as abi from "../../assembly/abi.js";
 import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
 import type { Mesh } from "../../host/app.js";
@@ -76,9 +78,23 @@ afterAll(async () => {
 });
 
 describe("inbound under attack (spawned hbone proxy)", () => {
-  it("accepts peers of its own trust domain (--trust-domain), whatever the workload record says", async () => {
+  it("checks peers against its own trust domain (--trust-domain), not the workload record's", async () => {
     // The record says other.example; the legitimate client in beforeAll (cluster.local) got through.
     await legit();
+    // A certificate for other.example under the same root chains fine, but is another trust domain: refused.
+    const otherCa = join(fx.dir, "ca-other");
+    await createPluginCa({ outDir: otherCa, trustDomain: "other.example", cluster: "test", rootDir: fx.caDir });
+    const foreign = await issue(otherCa, "default", "sleep", "other.example");
+    const p = await peer(undefined, foreign).catch(() => null);
+    if (p) {
+      p.send(connectFrame(p, 1, "127.0.0.3:9000"));
+      expect(await statusOf(p, 1, 3000)).toBe(0);
+      expect(p.closed).toBe(true);
+      p.close();
+    }
+    // Refused for its trust domain (the chain itself is good).
+    await eventually(async () => expect(echo.tail()).toMatch(/TLS refused.*other\.example/));
+    await checkHealthy();
   });
 
   it("survives CONNECT + RST_STREAM(INTERNAL_ERROR) in one write, to a live and to a never-answering app", async () => {
