@@ -160,7 +160,8 @@ export class Inbound extends HboneListener {
 
   protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void {
     // The stream is ours from here: a reset in the same write as the CONNECT, a bad WINDOW_UPDATE,
-    // the connection closing or a policy closing it mid-dial all end it with an error.
+    // the connection closing or a policy closing it mid-dial all end it with an error (and an
+    // in-process acceptor that forgets 'error' must not crash the process either).
     stream.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
@@ -207,8 +208,6 @@ export class Inbound extends HboneListener {
     if (acceptor) {
       this.stats.accepted++;
       respond(200, ok);
-      // A peer's reset must never crash the process, even if the acceptor forgets 'error'.
-      stream.on("error", (e) => log.debug("in-process tunnel ended with an error", { error: e }));
       acceptor(stream, { peer, port, headers });
       return;
     }
