@@ -38,12 +38,12 @@ export interface HboneProcess extends Child {
 }
 
 /** Starts `hbone <kind> args…` (dist/, built by `npm run build`) and waits for its ready line. */
-export async function spawnHbone(kind: "proxy" | "gateway", args: string[]): Promise<HboneProcess> {
-  const child = await spawnNode(`hbone ${kind}`, CLI, [kind, ...args], { env: { HBONE_LOG_LEVEL: "warn" } });
+export async function spawnHbone(kind: "proxy" | "gateway", args: string[], nodeArgs: string[] = []): Promise<HboneProcess> {
+  const child = await spawnNode(`hbone ${kind}`, CLI, [kind, ...args], { env: { HBONE_LOG_LEVEL: "warn" }, nodeArgs });
   const unowned: string[] = [];
   for (const s of [child.proc.stdout!, child.proc.stderr!]) {
     createInterface({ input: s }).on("line", (l) => {
-      if (UNOWNED.test(l) && unowned.length < 50) unowned.push(l.slice(0, 1000));
+      if (UNOWNED.test(l) && unowned.length < 100) unowned.push(l.slice(0, 8000));
     });
   }
   return {
