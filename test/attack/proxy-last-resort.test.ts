@@ -9,12 +9,12 @@ import type { Mesh } from "../../host/app.js";
 import { CLI, spawnHbone, expectRssBelow, roundTrip, eventually, type HboneProcess } from "./helpers.js";
 
 const BUGS = 60;
-/** On SIGUSR2: 60 planted bugs 5 ms apart, uncaught exceptions and unhandled rejections in turn. */
+/** On SIGUSR2: 60 planted bugs 5 ms apart, uncaught exceptions and unhandled rejections in turn (a data: URL: no "%"). */
 const BUGGY = `data:text/javascript,process.once("SIGUSR2", () => {
   let n = 0;
   const tick = () => {
     n++;
-    if (n % 2 === 1) setTimeout(() => { throw new Error("planted bug " + n); }, 0);
+    if ((n & 1) === 1) setTimeout(() => { throw new Error("planted bug " + n); }, 0);
     else void Promise.reject(new Error("planted rejection " + n));
     if (n < ${BUGS}) setTimeout(tick, 5);
   };
