@@ -71,12 +71,19 @@ function reply(code: number): Buffer {
   return Buffer.from([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
 }
 
-export function createSocks5Server(connect: SocksConnect): net.Server {
+/** How long a client may take to send its greeting and request (a silent one would hold a socket for ever). */
+export const SOCKS5_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export function createSocks5Server(connect: SocksConnect, handshakeTimeoutMs = SOCKS5_HANDSHAKE_TIMEOUT_MS): net.Server {
   // allowHalfOpen: a client's FIN must not close our side (half-close goes through the tunnel).
   return net.createServer({ allowHalfOpen: true }, (socket) => {
     // Owned from the first moment: a client may reset before it sends a byte.
     socket.on("error", (e) => log.debug("socks5 client socket error", { error: e }));
     socket.setNoDelay(true);
+    socket.setTimeout(handshakeTimeoutMs, () => {
+      log.debug("socks5 handshake timed out", { peer: socket.remoteAddress });
+      socket.destroy();
+    });
     let buf = Buffer.alloc(0);
     let greeted = false;
     const onData = (d: Buffer) => {
@@ -92,6 +99,7 @@ export function createSocks5Server(connect: SocksConnect): net.Server {
         return;
       }
       socket.off("data", onData);
+      socket.setTimeout(0); // the request is whole: from here the tunnel (or the refusal) owns the socket
       if ("error" in p) {
         if (p.stage === "greeting") {
           socket.end(Buffer.from([5, 0xff]));

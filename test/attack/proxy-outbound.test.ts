@@ -9,6 +9,8 @@ import net from "node:net";
 import { once } from "node:events";
 import { existsSync, writeFileSync } from "node:fs";
 import * as abi from "../../assembly/abi.js";
+import { createSocks5Server, SOCKS_OK } from "../../host/proxy/socks5.js";
+import { listen } from "../helpers/net.js";
 import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
 import {
   CLI, spawnHbone, expectSurvived, expectRssBelow, issue, roundTrip, tcpRoundTrip, eventually, activeTunnels,
@@ -139,6 +141,33 @@ describe("source proxy under attack (spawned hbone proxy)", () => {
       await expect(socksConnect(ready.socks5, host, port), `${host}:${port}`).rejects.toThrow(/reply code (2|4)/);
     }
     await checkHealthy();
+  });
+
+  it("closes SOCKS5 clients that never finish their handshake (the listener's own timeout)", async () => {
+    // The listener itself, with a short timeout (the proxy's is SOCKS5_HANDSHAKE_TIMEOUT_MS, 10 s).
+    let connects = 0;
+    const server = createSocks5Server(async () => {
+      connects++;
+      return { code: SOCKS_OK };
+    }, 300);
+    const port = await listen(server);
+    try {
+      const clients = await Promise.all([Buffer.alloc(0), Buffer.from([5]), Buffer.from([5, 1, 0]), Buffer.from([5, 1, 0, 5, 1])]
+        .map(async (partial) => {
+          const c = net.connect(port, "127.0.0.1");
+          c.on("error", () => {});
+          c.resume(); // read the greeting reply, so the server's close is seen
+          await once(c, "connect");
+          c.write(partial);
+          const t0 = Date.now();
+          await new Promise((r) => c.once("close", r));
+          return Date.now() - t0;
+        }));
+      for (const ms of clients) expect(ms).toBeLessThan(5000);
+      expect(connects).toBe(0);
+    } finally {
+      server.close();
+    }
   });
 
   it("drains on SIGTERM at once when no tunnel is open (exit 0)", async () => {
