@@ -1,31 +1,86 @@
 // Admin (:15000, localhost only), readiness (:15021) and metrics (:15020) HTTP endpoints,
-// as ztunnel serves them.
+// as ztunnel serves them. Nothing a client sends may take the process down: a bad request
+// target is a 400, a failing route a 500, and the admin answers only a localhost Host (a web
+// page the operator visits cannot reach it by DNS rebinding).
 
 import http from "node:http";
 import { getLevel, setLevel, type Level } from "./log.js";
+import { logger } from "./log.js";
+
+const log = logger("admin");
 
 export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => void | Promise<void>;
+
+/** A route with the methods it answers (default GET and HEAD). */
+export interface Route {
+  methods: string[];
+  handler: Handler;
+}
+
+export interface ServeOptions {
+  /** Answer only requests whose Host is localhost, 127.0.0.1 or [::1] (with or without a port). */
+  localHostOnly?: boolean;
+}
 
 export function jsonResponse(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" });
   res.end(JSON.stringify(body, null, 2) + "\n");
 }
 
+const LOCAL_HOST = /^(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$/i;
+
+/** Whether a Host header names this machine's loopback. */
+export function isLocalHost(host: string | undefined): boolean {
+  return host !== undefined && LOCAL_HOST.test(host);
+}
+
+/** The request target (origin-form `/path`, or absolute-form `http://host/path`) as a URL; null when malformed. */
+function requestUrl(target: string | undefined): URL | null {
+  if (!target) return null;
+  try {
+    return target.startsWith("/") ? new URL(target, "http://localhost") : new URL(target);
+  } catch {
+    return null;
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: string, headers?: http.OutgoingHttpHeaders): void {
+  if (res.headersSent) return void res.end();
+  res.writeHead(status, { "content-type": "text/plain", ...headers }).end(body);
+}
+
+async function serve(req: http.IncomingMessage, res: http.ServerResponse, routes: Record<string, Handler | Route>,
+  o: ServeOptions): Promise<void> {
+  const url = requestUrl(req.url);
+  if (!url) return send(res, 400, "bad request target\n");
+  // An absolute-form target names the host itself (RFC 9112 §3.2.2): both must be local.
+  const absolute = !req.url!.startsWith("/");
+  if (o.localHostOnly && (!isLocalHost(req.headers.host) || (absolute && !isLocalHost(url.host)))) {
+    return send(res, 403, "admin answers only a localhost Host\n");
+  }
+  const entry = routes[url.pathname];
+  if (!entry) return send(res, 404, "not found\n");
+  const route = typeof entry === "function" ? { methods: ["GET", "HEAD"], handler: entry } : entry;
+  if (!route.methods.includes(req.method ?? "")) {
+    return send(res, 405, "method not allowed\n", { allow: route.methods.join(", ") });
+  }
+  await route.handler(req, res, url);
+}
+
 /** A small HTTP server with exact-path routes; `host` binds it (127.0.0.1 for admin). */
-export async function serveHttp(host: string, port: number, routes: Record<string, Handler>): Promise<http.Server> {
-  const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const route = routes[url.pathname];
-    if (!route) {
-      res.writeHead(404).end("not found\n");
-      return;
-    }
-    try {
-      await route(req, res, url);
-    } catch (err) {
-      if (!res.headersSent) res.writeHead(500);
-      res.end(`${(err as Error).message}\n`);
-    }
+export async function serveHttp(host: string, port: number, routes: Record<string, Handler | Route>,
+  o: ServeOptions = {}): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    res.on("error", (e) => log.debug("admin response error", { error: e }));
+    serve(req, res, routes, o).catch((err: unknown) => {
+      log.warn("admin route failed", { path: req.url?.slice(0, 200), error: err as Error });
+      send(res, 500, `${err instanceof Error ? err.message : String(err)}\n`);
+    });
+  });
+  // Node answers malformed requests (clientError) with a 400 itself; a socket error is the client's.
+  server.on("clientError", (_err, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -34,19 +89,23 @@ export async function serveHttp(host: string, port: number, routes: Record<strin
       resolve();
     });
   });
+  server.on("error", (e) => log.warn("admin server error", { error: e }));
   return server;
 }
 
 /** GET /logging shows the level; POST /logging?level=debug changes it at run time. */
-export const loggingRoute: Handler = (req, res, url) => {
-  const level = url.searchParams.get("level");
-  if (req.method === "POST" && level) {
-    try {
-      setLevel(level as Level);
-    } catch (err) {
-      jsonResponse(res, 400, { error: (err as Error).message });
-      return;
+export const loggingRoute: Route = {
+  methods: ["GET", "POST"],
+  handler: (req, res, url) => {
+    const level = url.searchParams.get("level");
+    if (req.method === "POST" && level) {
+      try {
+        setLevel(level as Level);
+      } catch (err) {
+        jsonResponse(res, 400, { error: (err as Error).message });
+        return;
+      }
     }
-  }
-  jsonResponse(res, 200, { level: getLevel() });
+    jsonResponse(res, 200, { level: getLevel() });
+  },
 };

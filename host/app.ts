@@ -22,7 +22,7 @@ import { LoadBalancer } from "./lb.js";
 import { Outbound, OutboundError } from "./proxy/outbound.js";
 import { createSocks5Server, SOCKS_OK } from "./proxy/socks5.js";
 import { pipeTunnel } from "./proxy/pipe.js";
-import { parseHostPort, type HostPort } from "./proxy/authority.js";
+import { PROXY_PORTS, parseHostPort, type HostPort } from "./proxy/authority.js";
 import { Metrics } from "./metrics.js";
 import { serveHttp, jsonResponse, loggingRoute } from "./admin.js";
 import { logger } from "./log.js";
@@ -246,6 +246,7 @@ export class Mesh {
     if (o.gateway) {
       if (inboundPort === false) throw new Error("a gateway needs its HBONE port");
       this.gateway = new Gateway({ state: this.state, workload: w, certificate: cert, hbonePort, session: o.session,
+        trustDomain: this.identity.trustDomain,
         pick: (host, port, active) => {
           // Namespace sameness: the service of that name, its endpoints on this gateway's network.
           const svc = this.state.serviceByHost(host);
@@ -256,7 +257,8 @@ export class Mesh {
       this.addresses.inbound = await this.gateway.listen(ip, inboundPort);
     } else if (inboundPort !== false) {
       this.inbound = new Inbound({ state: this.state, workload: w, certificate: cert, identity: this.identity,
-        session: o.session, metrics: this.metrics, responseBaggage: o.responseBaggage ?? envFlag("ENABLE_RESPONSE_BAGGAGE", true) });
+        session: o.session, metrics: this.metrics, responseBaggage: o.responseBaggage ?? envFlag("ENABLE_RESPONSE_BAGGAGE", true),
+        ownPorts: () => this.ownPorts() });
       const ip = w.workloadIps[0];
       if (!ip) throw new Error(`workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
       this.addresses.inbound = await this.inbound.listen(ip, inboundPort);
@@ -274,6 +276,7 @@ export class Mesh {
       innerPool: this.innerPool,
       pick: (src, svc, port) => lb.pick(src, svc, port),
       report: (ep, ok) => (ok ? lb.reportSuccess(ep) : lb.reportFailure(ep)),
+      ownPorts: () => this.ownPorts(),
     });
 
     if (o.socks5Port !== false) {
@@ -293,10 +296,13 @@ export class Mesh {
       const to = parseHostPort(f.to);
       if (!to) throw new Error(`forward destination "${f.to}" is not host:port`);
       const srv = net.createServer({ allowHalfOpen: true }, (socket) => {
+        // Owned from the first moment: a client may reset (TCP RST) while its tunnel is set up.
+        socket.on("error", (e) => log.debug("forward client socket error", { error: e }));
         socket.setNoDelay(true);
         socket.pause();
         this.connect(to, { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }).then(
           (tunnel) => {
+            // With the client already gone, the pipe closes the tunnel at once.
             void this.track(pipeTunnel(socket, tunnel));
             socket.resume();
           },
@@ -330,14 +336,16 @@ export class Mesh {
       this.httpServers.push(s);
     }
     if (o.adminPort !== false) {
+      // Localhost Host only, and the state-changing routes on POST only: a web page the operator
+      // visits can neither read the config (DNS rebinding) nor stop the proxy (a GET or a form).
       const s = await serveHttp("127.0.0.1", o.adminPort ?? 15000, {
         "/config_dump": (_req, res) => jsonResponse(res, 200, this.configDump()),
         "/logging": loggingRoute,
-        "/quitquitquit": (_req, res) => {
+        "/quitquitquit": { methods: ["POST"], handler: (_req, res) => {
           res.end("OK\n");
-          void this.drain().then(() => this.emitQuit());
-        },
-      });
+          this.drain().then(() => this.emitQuit(), (err: Error) => log.error("drain failed", { error: err }));
+        } },
+      }, { localHostOnly: true });
       this.addresses.admin = s.address() as net.AddressInfo;
       this.httpServers.push(s);
     }
@@ -374,8 +382,21 @@ export class Mesh {
 
   private keep<T extends net.Server>(s: T): T {
     this.listeners.push(s);
+    s.on("error", (e) => log.warn("listener error", { error: e }));
     return s;
   }
+
+  /** Every port this proxy listens on, and ztunnel's own (capture 15001/15006, HBONE 15008, SOCKS5 15080). */
+  private ownPorts(): ReadonlySet<number> {
+    if (this.ownPortSet) return this.ownPortSet;
+    const a = this.addresses;
+    const ports = new Set(PROXY_PORTS);
+    for (const x of [a.inbound, a.socks5, a.admin, a.metrics, a.readiness, ...a.forward]) if (x) ports.add(x.port);
+    // Known once every listener is up (a tunnel can arrive before: keep the partial set uncached).
+    if (this.ready) this.ownPortSet = ports;
+    return ports;
+  }
+  private ownPortSet?: ReadonlySet<number>;
 
   private get inboundTunnels(): number {
     return (this.inbound?.activeTunnels ?? 0) + (this.gateway?.activeTunnels ?? 0);

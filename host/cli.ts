@@ -38,9 +38,43 @@ commands:
            routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
   capture  rules (--netns NAME | --host) [--apply | --remove]: nftables redirection to the proxy (redirect mode)
-  start    the single-cluster demo (what npm start runs) [--duration N]
+  start    the two-cluster demo on loopback (what npm start runs) [--duration N]
   version  print the version
 `;
+
+/** Full reports of last-resort errors per window; past it they are only counted. */
+const LAST_RESORT_LOGS = 10;
+const LAST_RESORT_WINDOW_MS = 60_000;
+
+/**
+ * The last resort, for an error no owner caught (every stream, socket and server has one: this
+ * firing is a bug). Such an error belongs to one connection, so the proxy logs it with its stack
+ * (rate-limited) and keeps serving every other workload. Not a Wasm trap: the codec's memory is
+ * shared by every session and may be corrupt, so the process exits for its supervisor to restart.
+ */
+function installLastResort(): void {
+  let windowStart = 0, logged = 0, suppressed = 0;
+  const report = (kind: string, err: unknown) => {
+    if (err instanceof WebAssembly.RuntimeError) {
+      log.error("Wasm trap: the shared codec state may be corrupt, exiting", { kind, error: err.message, stack: err.stack });
+      process.exit(70);
+    }
+    const now = Date.now();
+    if (now - windowStart > LAST_RESORT_WINDOW_MS) {
+      if (suppressed > 0) log.error("last-resort handler: more errors were not logged", { suppressed });
+      windowStart = now;
+      logged = 0;
+      suppressed = 0;
+    }
+    if (logged >= LAST_RESORT_LOGS) return void suppressed++;
+    logged++;
+    log.error("last-resort handler caught an error nobody owned; still serving", {
+      kind, error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined,
+    });
+  };
+  process.on("uncaughtException", (err) => report("uncaughtException", err));
+  process.on("unhandledRejection", (reason) => report("unhandledRejection", reason));
+}
 
 function port(v: string | undefined, flag: string, dflt: number): number | false {
   if (v === undefined) return dflt;
@@ -95,6 +129,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     certificateTtlMs: values["cert-ttl"] ? Number(values["cert-ttl"]) * 1000 : undefined,
     gateway,
   };
+  installLastResort();
   const mesh = await startProxy(opts);
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.
@@ -106,7 +141,10 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info("draining", { signal: sig });
-      void mesh.drain().then(resolve);
+      mesh.drain().then(resolve, (err: Error) => {
+        log.error("drain failed", { error: err });
+        resolve();
+      });
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

@@ -14,6 +14,7 @@ import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
+import { isGlobalService } from "../lb.js";
 import { logger } from "../log.js";
 
 const log = logger("gateway");
@@ -32,6 +33,8 @@ export interface GatewayOptions {
   pick: LocalPicker;
   session?: SessionOptions;
   connectTimeoutMs?: number;
+  /** Our trust domain (--trust-domain): peers from other trust domains are refused at the handshake. */
+  trustDomain?: string;
 }
 
 export class Gateway extends HboneListener {
@@ -39,7 +42,9 @@ export class Gateway extends HboneListener {
   readonly stats = { routed: 0, refused: 0 };
 
   constructor(private readonly o: GatewayOptions) {
-    super(o.workload, o.certificate, o.session);
+    super({ ...o.workload, trustDomain: o.trustDomain ?? o.workload.trustDomain }, o.certificate, o.session);
+    // An accept error (EMFILE when descriptors run out) must not take the process down.
+    this.server.on("error", (e) => log.warn("gateway listener error", { error: e }));
   }
 
   /** Open tunnels through this gateway to `w`. */
@@ -48,6 +53,8 @@ export class Gateway extends HboneListener {
   }
 
   protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity): void {
+    // The stream is ours from here: a reset or a closed connection while we dial ends it with an error.
+    stream.on("error", (e) => log.debug("gateway stream ended with an error", { error: e }));
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
@@ -56,6 +63,11 @@ export class Gateway extends HboneListener {
     };
     const dst = parseHostPort(authority);
     if (!dst || net.isIP(dst.host)) return refuse(400, "authority is not svc-host:port");
+    // Only global services (ServiceScope) are reachable from other networks; a local-only one
+    // never leaves its cluster, whatever a peer asks. 400: no gateway will ever route it (not retried).
+    const svc = this.o.state.serviceByHost(dst.host);
+    if (!svc) return refuse(400, `unknown service ${dst.host}`);
+    if (!isGlobalService(svc, this.o.state.config.serviceScopeConfigs)) return refuse(400, `service ${dst.host} is not global`);
     const choice = this.o.pick(dst.host, dst.port, (w) => this.activeTo(w));
     if (!choice) return refuse(503, `no healthy local endpoint for ${authority}`);
     const w = choice.workload;
@@ -63,8 +75,15 @@ export class Gateway extends HboneListener {
     const upstream = net.connect({ ...hop, noDelay: true, allowHalfOpen: true });
     let connected = false;
     const timer = setTimeout(() => upstream.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
+    upstream.once("close", () => clearTimeout(timer));
+    // The peer gave up before the endpoint answered: stop dialling.
+    const cancel = () => {
+      if (!connected) upstream.destroy();
+    };
+    stream.once("close", cancel);
     upstream.once("connect", () => {
       connected = true;
+      stream.off("close", cancel);
       clearTimeout(timer);
       if (stream.destroyed) return upstream.destroy();
       this.stats.routed++;
@@ -74,7 +93,7 @@ export class Gateway extends HboneListener {
     });
     upstream.once("error", (err) => {
       clearTimeout(timer);
-      if (connected) return;
+      if (connected || stream.destroyed) return;
       refuse(503, `endpoint ${formatAuthority(hop.host, hop.port)} unreachable: ${err.message}`);
     });
   }

@@ -46,6 +46,8 @@ export interface InboundOptions {
   metrics?: Metrics;
   /** ENABLE_RESPONSE_BAGGAGE: our metadata on the 200 (default on). */
   responseBaggage?: boolean;
+  /** The proxy's own listening ports (admin, metrics, SOCKS5, …): no tunnel may target them. */
+  ownPorts?: () => ReadonlySet<number>;
 }
 
 export class Inbound extends HboneListener {
@@ -57,8 +59,11 @@ export class Inbound extends HboneListener {
   readonly stats = { accepted: 0, refused: 0 };
 
   constructor(private readonly o: InboundOptions) {
-    super(o.workload, o.certificate, o.session);
+    // Peers are checked against our own trust domain (--trust-domain), not the workload record's.
+    super({ ...o.workload, trustDomain: o.identity.trustDomain }, o.certificate, o.session);
     this.workload = o.workload;
+    // An accept error (EMFILE when descriptors run out) must not take the process down.
+    this.server.on("error", (e) => log.warn("inbound listener error", { error: e }));
     o.state.on("updated", this.recheck);
   }
 
@@ -140,6 +145,10 @@ export class Inbound extends HboneListener {
   }
 
   protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void {
+    // The stream is ours from here: a reset in the same write as the CONNECT, a bad WINDOW_UPDATE,
+    // the connection closing or a policy closing it mid-dial all end it with an error (and an
+    // in-process acceptor that forgets 'error' must not crash the process either).
+    stream.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
@@ -148,7 +157,6 @@ export class Inbound extends HboneListener {
     };
     const dst = this.destination(authority);
     if (typeof dst === "string") return refuse(400, dst);
-    if (PROXY_PORTS.has(dst.port)) return refuse(400, `port ${dst.port} is a proxy port`);
     // Config, else baggage (x-forwarded-network only from a known gateway). A series is made only once the tunnel
     // passes its checks (accept() below); a refused one is counted on the labels the peer cannot choose.
     const src = inboundSourceLabels(this.o.state, this.workload, from, peer, headers);
@@ -166,6 +174,10 @@ export class Inbound extends HboneListener {
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
     if (port === null) return fail(503, `workload has no port ${dst.port}`);
+    // ztunnel's illegal ports: the proxy's own, checked on the port the dial would reach.
+    if (!this.acceptors.has(port) && (PROXY_PORTS.has(port) || this.o.ownPorts?.().has(port))) {
+      return fail(400, `port ${port} is a proxy port`);
+    }
     // L4 authorization on the target port, with the TLS identity and the connection's source address.
     const conn: RbacConnection = { source: peer, sourceIp: from, destinationIp: dst.appHost, destinationPort: port };
     const decision = authorize(this.o.state.policiesFor(this.workload), conn);
@@ -181,8 +193,6 @@ export class Inbound extends HboneListener {
       this.stats.accepted++;
       result?.accept();
       respond(200, ok);
-      // A peer's reset must never crash the process, even if the acceptor forgets 'error'.
-      stream.on("error", (e) => log.debug("in-process tunnel ended with an error", { error: e }));
       acceptor(stream, { peer, port, headers });
       return;
     }
@@ -190,8 +200,15 @@ export class Inbound extends HboneListener {
     const app = net.connect({ host: dst.appHost, port, noDelay: true, allowHalfOpen: true });
     let connected = false;
     const timer = setTimeout(() => app.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
+    app.once("close", () => clearTimeout(timer));
+    // The peer gave up (reset, connection gone, policy) before the app answered: stop dialling.
+    const cancel = () => {
+      if (!connected) app.destroy();
+    };
+    stream.once("close", cancel);
     app.once("connect", () => {
       connected = true;
+      stream.off("close", cancel);
       clearTimeout(timer);
       if (stream.destroyed) return app.destroy();
       this.stats.accepted++;
@@ -201,7 +218,7 @@ export class Inbound extends HboneListener {
     });
     app.once("error", (err) => {
       clearTimeout(timer);
-      if (connected) return; // errors after connect are the pipe's
+      if (connected || stream.destroyed) return; // errors after connect are the pipe's
       fail(503, `application ${formatAuthority(dst.appHost, port)} unreachable: ${err.message}`);
     });
   }

@@ -16,7 +16,7 @@ import { HbonePool } from "./pool.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type Metrics, type PeerLabels, type ConnectionResult } from "../metrics.js";
-import { workloadLabels, workloadBaggage, baggageLabels } from "./peer-labels.js";
+import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
 
 const log = logger("outbound");
@@ -67,12 +67,20 @@ export interface OutboundOptions {
   pick: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
   /** Dial outcomes per endpoint, for outlier detection. */
   report?: (w: Workload, ok: boolean) => void;
+  /** The proxy's own listening ports: no destination on a local address may target them. */
+  ownPorts?: () => ReadonlySet<number>;
 }
 
 /** An address this machine can send from: loopback, or one of its interfaces'. */
 function isLocalAddress(ip: string): boolean {
   if (ip.startsWith("127.") || ip === "::1") return true;
   return Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.address === ip));
+}
+
+/** An address a dial would reach this machine on: local ones, the unspecified ones, IPv4-mapped loopback. */
+function reachesThisHost(ip: string): boolean {
+  const v4 = ip.toLowerCase().startsWith("::ffff:") ? ip.slice(7) : ip;
+  return v4 === "0.0.0.0" || v4 === "::" || isLocalAddress(v4);
 }
 
 // Random ids for traceparent, drawn from a pool refilled 4 KiB at a time (one syscall per 170 tunnels).
@@ -90,12 +98,10 @@ function traceparent(): string {
   return `00-${randomPool.toString("hex", p, p + 16)}-${randomPool.toString("hex", p + 16, p + 24)}-00`;
 }
 
-/** Tries per tunnel when service endpoints cannot be reached. */
-const CONNECT_ATTEMPTS = 3;
-
-function identityOf(w: Workload): Identity {
-  return new Identity(w.trustDomain || "cluster.local", w.namespace, w.serviceAccount || "default");
-}
+/** Dials per tunnel when service endpoints cannot be reached (each to an endpoint not tried yet). */
+const CONNECT_ATTEMPTS = 4;
+/** Endpoint picks per tunnel: a pick of an endpoint that already failed for it costs no dial. */
+const MAX_PICKS = 32;
 
 /** A gateway instance behind a gateway service: capacity-weighted random among healthy ones with an address. */
 function pickGatewayInstance<T extends { workload: Workload }>(eps: T[]): T | undefined {
@@ -110,6 +116,18 @@ function pickGatewayInstance<T extends { workload: Workload }>(eps: T[]): T | un
   return healthy.at(-1);
 }
 
+/**
+ * Every stream of a client session gets an error owner when the session closes it (it emits
+ * 'streamClosed' before it destroys the stream with the error): a 200 and a RST_STREAM in one
+ * write would otherwise raise 'error' before the awaiting caller has even received the stream.
+ */
+function ownStreamErrors(session: H2Session): H2Session {
+  session.on("streamClosed", (s: Duplex) => {
+    if (s.listenerCount("error") === 0) s.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
+  });
+  return session;
+}
+
 export class Outbound {
   constructor(private readonly o: OutboundOptions) {}
 
@@ -120,10 +138,19 @@ export class Outbound {
 
   /** Where `dest` leads, from the config in force. */
   resolve(dest: HostPort): Route {
-    const { state } = this.o;
-    if (PROXY_PORTS.has(dest.port) && state.workloadByIp(dest.host)) {
-      throw new OutboundError(`${formatAuthority(dest.host, dest.port)} is a proxy port`, 0x02);
+    const route = this.route(dest);
+    // ztunnel's SelfCall: never to the proxy's own ports, checked where the bytes would land
+    // (after the service port -> target port mapping).
+    const t = route.target;
+    if (net.isIP(t.host) && (reachesThisHost(t.host) || this.o.source.workloadIps.includes(t.host)) &&
+      (PROXY_PORTS.has(t.port) || this.o.ownPorts?.().has(t.port))) {
+      throw new OutboundError(`${formatAuthority(t.host, t.port)} is a proxy port`, 0x02);
     }
+    return route;
+  }
+
+  private route(dest: HostPort): Route {
+    const { state } = this.o;
     const svc = net.isIP(dest.host) ? state.serviceByVip(dest.host, this.o.source.network)
       : state.serviceByHost(dest.host, this.o.source.namespace);
     if (svc) {
@@ -157,12 +184,12 @@ export class Outbound {
     if ("address" in d) {
       gwIp = d.address;
       const gwWorkload = this.o.state.workloadByIp(d.address, d.network) ?? this.o.state.workloadByIp(d.address);
-      if (gwWorkload) gwExpected.push(identityOf(gwWorkload));
+      if (gwWorkload) gwExpected.push(workloadIdentity(gwWorkload));
     } else {
       const gsvc = this.o.state.serviceByHost(d.hostname, d.namespace);
       const gep = gsvc ? pickGatewayInstance(this.o.state.endpoints(gsvc, gw.hboneMtlsPort)) : undefined;
       gwIp = gep?.workload.workloadIps[0];
-      if (gep) gwExpected.push(identityOf(gep.workload));
+      if (gep) gwExpected.push(workloadIdentity(gep.workload));
       for (const san of gsvc?.subjectAltNames ?? []) {
         const id = Identity.tryParse(san);
         if (id) gwExpected.push(id);
@@ -184,7 +211,7 @@ export class Outbound {
   }
 
   private routeTo(w: Workload, port: number, service?: Service, ip = w.workloadIps[0]): Route {
-    const expected = [identityOf(w)];
+    const expected = [workloadIdentity(w)];
     for (const san of service?.subjectAltNames ?? []) {
       const id = Identity.tryParse(san);
       if (id && !expected.some((e) => e.equals(id))) expected.push(id);
@@ -206,17 +233,32 @@ export class Outbound {
   async open(dest: HostPort, client?: HostPort): Promise<Duplex> {
     // A service endpoint that cannot be dialled is reported (outlier detection) and another one
     // tried: the failover users set up with DestinationRule outlierDetection and connect retries.
-    for (let attempt = 1; ; attempt++) {
+    // A CONNECT answered 503 (the far side could not reach the app) is as safe to retry as a
+    // failed dial: no application byte has flowed yet.
+    const failed = new Map<string, Error>(); // endpoint uid -> why it failed for this tunnel
+    let dials = 0;
+    for (let picks = 1; ; picks++) {
       const route = this.resolve(dest);
+      const uid = route.workload?.uid;
+      const before = uid !== undefined ? failed.get(uid) : undefined;
+      if (before && route.workload) {
+        // The balancer picked an endpoint that just failed for this very tunnel: count it again
+        // (outlier detection then ejects it and the next pick goes elsewhere), without a dial.
+        this.o.report?.(route.workload, false);
+        if (picks >= MAX_PICKS) throw before;
+        continue;
+      }
       try {
+        dials++;
         const tunnel = await this.openRoute(route, client);
         if (route.workload) this.o.report?.(route.workload, true);
         return tunnel;
       } catch (err) {
-        const unreachable = err instanceof OutboundError && err.status === undefined;
-        if (route.workload && unreachable) this.o.report?.(route.workload, false);
-        if (!unreachable || !route.service || attempt >= CONNECT_ATTEMPTS) throw err;
-        log.debug("endpoint unreachable, trying another", { endpoint: route.workload?.name, attempt, error: err as Error });
+        const retryable = err instanceof OutboundError && (err.status === undefined || err.status === 503);
+        if (route.workload && retryable) this.o.report?.(route.workload, false);
+        if (!retryable || !route.service || dials >= CONNECT_ATTEMPTS || picks >= MAX_PICKS) throw err;
+        if (uid !== undefined) failed.set(uid, err);
+        log.debug("endpoint unreachable, trying another", { endpoint: route.workload?.name, dials, error: err as Error });
       }
     }
   }
@@ -269,6 +311,11 @@ export class Outbound {
       throw new OutboundError(`HBONE CONNECT ${authority} answered ${stream.status}`, stream.status === 401 ? 0x02 : 0x05,
         stream.status);
     }
+    if (stream.destroyed) {
+      // 200 and RST_STREAM in one write: nothing flowed yet, so it is a failed dial (retryable).
+      record(true)?.close(true, "CONNECT");
+      throw new OutboundError(`HBONE CONNECT ${authority} was reset right after its 200`, 0x05);
+    }
     const r = record(true);
     const s = stream;
     r?.countFrom(() => ({ clientToServer: s.written, serverToClient: s.pushed }));
@@ -303,7 +350,7 @@ export class Outbound {
           host: via.hop.host, port: via.hop.port, certificate: await this.o.certificate(), expected: route.expected,
           socket: outer, timeoutMs: this.o.connectTimeoutMs ?? 10_000,
         });
-        const inner = H2Session.client(socket, this.o.session);
+        const inner = ownStreamErrors(H2Session.client(socket, this.o.session));
         this.innerPeer.set(inner, peer);
         return inner;
       } catch (err) {
@@ -325,7 +372,7 @@ export class Outbound {
           socket: this.dialFromWorkload(route.hop),
           timeoutMs: this.o.connectTimeoutMs ?? 10_000,
         });
-        return H2Session.client(socket, this.o.session);
+        return ownStreamErrors(H2Session.client(socket, this.o.session));
       } catch (err) {
         log.warn("HBONE connection failed", { hop: key.hop, error: err as Error,
           hint: "maybe a NetworkPolicy or firewall is blocking HBONE port 15008, or the peer's certificate is not trusted" });

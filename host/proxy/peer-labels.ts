@@ -3,7 +3,7 @@
 
 import type { MeshConfig, Workload } from "../config.js";
 import type { ProxyState } from "../state/index.js";
-import type { Identity } from "../identity/identity.js";
+import { Identity } from "../identity/identity.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { decodeBaggage, encodeBaggage, type BaggageMeta } from "../baggage.js";
 import type { PeerLabels } from "../metrics.js";
@@ -32,6 +32,11 @@ export function workloadBaggage(w: Workload): [string, string][] {
   } catch {
     return [];
   }
+}
+
+/** The SPIFFE identity a workload's certificate carries (as istiod issues it). */
+export function workloadIdentity(w: Workload): Identity {
+  return new Identity(w.trustDomain || "cluster.local", w.namespace, w.serviceAccount || "default");
 }
 
 /** Labels of a workload known from config; `principal` is the SPIFFE id (TLS or xDS). */
@@ -108,7 +113,7 @@ export interface SourceLabels {
 
 /**
  * The source of an inbound tunnel from `from` (TCP peer address) with TLS identity `peer`: the workload config
- * knows at that address, else what its request baggage says, else only its principal (always from TLS).
+ * knows at that address (if its identity is the TLS peer's), else what its request baggage says, else only its principal (always from TLS).
  * Through an east-west gateway (double HBONE: `x-forwarded-network` names another network) the address is the
  * gateway's, so only baggage can say who the source is — but only when `from` really is a network gateway of the
  * config; from anyone else the header is ignored, so a peer cannot trade its config labels for ones it chose.
@@ -118,8 +123,10 @@ export function inboundSourceLabels(state: ProxyState, self: Workload, from: str
   const principal = String(peer);
   const forwarded = headers.find(([n]) => n === "x-forwarded-network")?.[1];
   const viaGateway = forwarded !== undefined && forwarded !== self.network && isNetworkGateway(state, from, self.network);
+  // An address alone proves nothing (NAT, a gateway, a spoofing peer): config labels only when that workload's
+  // identity is the TLS peer's.
   const w = viaGateway ? undefined : state.workloadByIp(from);
-  if (w) {
+  if (w && workloadIdentity(w).equals(peer)) {
     const labels = workloadLabels(w, principal);
     return { labels, trusted: labels };
   }

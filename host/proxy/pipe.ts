@@ -1,5 +1,5 @@
 // Bidirectional copy between an application socket and an HBONE stream, with ztunnel's close
-// mapping (../shared/docs/ztunnel-compat.md §2): FIN <-> END_STREAM (half-close both ways);
+// mapping (HBONE tunnels over HTTP/2 CONNECT): FIN <-> END_STREAM (half-close both ways);
 // RST_STREAM NO_ERROR/CANCEL is EOF, other codes reset the app socket; a TCP RST from the app
 // is passed on as FIN (ztunnel #1483). Bytes are counted by the stream and socket themselves.
 
@@ -17,6 +17,16 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       finished = true;
       resolve();
     };
+    // A side that died before the pipe started (a client reset during setup, a stream reset in
+    // the same write as its 200) fires no more 'close': tear the other down now, or the tunnel
+    // would stay open (and counted) for ever.
+    if (app.destroyed || stream.destroyed) {
+      if (!stream.destroyed) stream.destroy();
+      else if (!app.destroyed && gentle((stream as H2Stream).rstCode)) app.end(() => app.destroy());
+      else if (!app.destroyed) resetSocket(app);
+      resolve();
+      return;
+    }
     app.pipe(stream); // app FIN -> stream.end() -> END_STREAM
     stream.pipe(app); // END_STREAM -> app.end() -> shutdown(WR)
 
@@ -35,8 +45,7 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       finish();
     });
     stream.on("error", () => {
-      const code = (stream as H2Stream).rstCode;
-      if (code === abi.NO_ERROR || code === abi.CANCEL) {
+      if (gentle((stream as H2Stream).rstCode ?? abi.INTERNAL_ERROR)) {
         if (!app.writableEnded) app.end();
       } else {
         resetSocket(app);
@@ -47,13 +56,18 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       const s = stream as H2Stream;
       if (!s.readableEnded && !app.writableEnded && !app.destroyed) {
         // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently.
-        if (s.rstCode === null || s.rstCode === abi.NO_ERROR || s.rstCode === abi.CANCEL) app.end();
+        if (gentle(s.rstCode)) app.end();
         else resetSocket(app);
       }
       if (app.writableEnded && !app.destroyed) app.once("finish", () => app.destroy());
       finish();
     });
   });
+}
+
+/** RST_STREAM NO_ERROR/CANCEL (or none: a plain close) ends the app's side with a FIN, not a reset. */
+function gentle(code: number | null | undefined): boolean {
+  return code === null || code === undefined || code === abi.NO_ERROR || code === abi.CANCEL;
 }
 
 /** Sends a TCP RST where the socket supports it, else destroys it. */

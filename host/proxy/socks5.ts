@@ -23,7 +23,8 @@ export const SOCKS_ADDRESS_NOT_SUPPORTED = 0x08;
 /**
  * Handles one client: after the handshake calls `connect(dest, socket)`, which resolves with a
  * SOCKS reply code; on SOCKS_OK, `start` runs once the success reply is written (the socket is
- * then the caller's).
+ * then the caller's) — or at once when the client has already gone, so the caller's pipe closes
+ * the tunnel it opened (a client that resets mid-connect must not leave it open).
  */
 export type SocksConnect = (dest: Destination, socket: net.Socket) => Promise<{ code: number; start?: () => void }>;
 
@@ -70,10 +71,19 @@ function reply(code: number): Buffer {
   return Buffer.from([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
 }
 
-export function createSocks5Server(connect: SocksConnect): net.Server {
+/** How long a client may take to send its greeting and request (a silent one would hold a socket for ever). */
+export const SOCKS5_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export function createSocks5Server(connect: SocksConnect, handshakeTimeoutMs = SOCKS5_HANDSHAKE_TIMEOUT_MS): net.Server {
   // allowHalfOpen: a client's FIN must not close our side (half-close goes through the tunnel).
   return net.createServer({ allowHalfOpen: true }, (socket) => {
+    // Owned from the first moment: a client may reset before it sends a byte.
+    socket.on("error", (e) => log.debug("socks5 client socket error", { error: e }));
     socket.setNoDelay(true);
+    socket.setTimeout(handshakeTimeoutMs, () => {
+      log.debug("socks5 handshake timed out", { peer: socket.remoteAddress });
+      socket.destroy();
+    });
     let buf = Buffer.alloc(0);
     let greeted = false;
     const onData = (d: Buffer) => {
@@ -89,6 +99,7 @@ export function createSocks5Server(connect: SocksConnect): net.Server {
         return;
       }
       socket.off("data", onData);
+      socket.setTimeout(0); // the request is whole: from here the tunnel (or the refusal) owns the socket
       if ("error" in p) {
         if (p.stage === "greeting") {
           socket.end(Buffer.from([5, 0xff]));
@@ -101,12 +112,16 @@ export function createSocks5Server(connect: SocksConnect): net.Server {
       const rest = buf.subarray(p.used);
       socket.pause();
       connect(p.dest, socket).then(({ code, start }) => {
+        if (socket.destroyed) return start?.();
         if (code !== SOCKS_OK) return fail(code, `connect to ${p.dest.host}:${p.dest.port} failed`);
         socket.write(reply(SOCKS_OK));
         if (rest.length > 0) socket.unshift(rest);
         start?.();
         socket.resume();
-      }, (err: unknown) => fail(SOCKS_GENERAL_FAILURE, String(err)));
+      }, (err: unknown) => fail(SOCKS_GENERAL_FAILURE, String(err))).catch((err: unknown) => {
+        log.warn("socks5 tunnel setup failed", { error: err as Error });
+        socket.destroy();
+      });
     };
     const fail = (code: number, why: string) => {
       log.debug("socks5 request refused", { code, why, peer: socket.remoteAddress });
@@ -114,6 +129,5 @@ export function createSocks5Server(connect: SocksConnect): net.Server {
       if (!socket.destroyed) socket.end(reply(code));
     };
     socket.on("data", onData);
-    socket.on("error", () => {});
   });
 }

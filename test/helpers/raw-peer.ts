@@ -46,7 +46,7 @@ export class RawPeer {
     return RawPeer.over(sock, settings);
   }
 
-  /** Starts HTTP/2 on a connected socket (e.g. a TLS socket to a spawned proxy). */
+  /** A peer on a socket already connected (e.g. an HBONE TLS socket): preface, SETTINGS, ACK. */
   static async over(sock: net.Socket, settings: [number, number][] = []): Promise<RawPeer> {
     const p = new RawPeer(sock);
     p.send(PREFACE, frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload(settings)));
