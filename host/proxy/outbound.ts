@@ -311,8 +311,8 @@ export class Outbound {
       throw new OutboundError(`HBONE CONNECT ${authority} answered ${stream.status}`, stream.status === 401 ? 0x02 : 0x05,
         stream.status);
     }
-    if (stream.destroyed) {
-      // 200 and RST_STREAM in one write: nothing flowed yet, so it is a failed dial (retryable).
+    if (stream.destroyed || stream.rstCode !== null) {
+      // 200 and RST_STREAM in one write (the session destroys the stream a turn later): nothing flowed yet, so it is a failed dial (retryable).
       record(true)?.close(true, "CONNECT");
       throw new OutboundError(`HBONE CONNECT ${authority} was reset right after its 200`, 0x05);
     }

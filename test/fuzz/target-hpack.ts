@@ -98,6 +98,8 @@ export const hpackTarget: Target = {
         } catch (e) {
           if (!(e instanceof H2Error)) throw e;
           if (e.code === abi.PROTOCOL_ERROR && e.reason === abi.R_HPACK_LIST_TOO_LARGE) continue;
+          // A list expanding past LIST_WORK_FACTOR x its limit is refused as a connection error (amplification).
+          if (e.code === abi.ENHANCE_YOUR_CALM && e.reason === abi.R_HPACK_AMPLIFICATION) return;
           if (e.code !== abi.COMPRESSION_ERROR) throw new Mismatch(`HPACK error code ${e.code} (reason ${e.reason})`);
           return; // a connection error: the connection is gone
         }
