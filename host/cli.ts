@@ -7,7 +7,8 @@ import { startProxy, type ForwardListener, type ProxyOptions } from "./app.js";
 import { certsCommand } from "./identity/certs-command.js";
 import { parseListenAddress } from "./proxy/authority.js";
 import { runDemo } from "./demo.js";
-import { logger } from "./log.js";
+import { logger, getLevel, setLevel } from "./log.js";
+import { resolveRuntime } from "./runtime-config.js";
 import { VERSION } from "./version.js";
 
 const log = logger("cli");
@@ -26,6 +27,7 @@ commands:
            --root-cert FILE          mesh root for istiod's TLS (/var/run/secrets/istio/root-cert.pem)
            --trust-domain TD         (env TRUST_DOMAIN; default: the workload's, else cluster.local)
            --cluster NAME            (env CLUSTER_ID)      --network NAME   (env NETWORK)
+           --drain-timeout S         SIGTERM drain (30; env TERMINATION_GRACE_PERIOD_SECONDS minus 1)
            --inbound-port N          HBONE on the workload's IP (15008)
            --socks5-port N           SOCKS5 on 127.0.0.1 (15080; "off" = none, as for the ports below)
            --admin-port N            127.0.0.1 (15000)     --metrics-port N   (15020)
@@ -38,14 +40,6 @@ commands:
   start    the single-cluster demo (what npm start runs) [--duration N]
   version  print the version
 `;
-
-function port(v: string | undefined, flag: string, dflt: number): number | false {
-  if (v === undefined) return dflt;
-  if (v === "off") return false;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${flag}: not a port: ${v}`);
-  return n;
-}
 
 async function proxy(args: string[], gateway = false): Promise<number> {
   const { values } = parseArgs({
@@ -60,12 +54,10 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       "root-cert": { type: "string" },
     },
   });
-  const env = process.env;
-  const config = values.config ?? env.LOCAL_XDS_PATH;
-  const workload = values.workload ?? env.PROXY_WORKLOAD_INFO;
-  const caDir = values["ca-dir"] ?? env.HBONE_CA_DIR;
-  const xdsAddress = values["xds-address"] ?? (env.XDS_ADDRESS || undefined);
-  const caAddress = values["ca-address"] ?? (env.CA_ADDRESS || undefined);
+  // Flags, environment and defaults are resolved in one place (runtime-config.ts, which deploy/ is checked against).
+  const rt = resolveRuntime(values, process.env, { gateway });
+  if (rt.logLevel !== getLevel()) setLevel(rt.logLevel);
+  const { configPath: config, workload, caDir, xdsAddress, caAddress } = rt;
   if (!workload || !(config || xdsAddress) || !(caDir || caAddress)) {
     throw new Error("proxy needs --workload, --config or --xds-address, and --ca-dir or --ca-address");
   }
@@ -75,20 +67,20 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     if (!l || !to) throw new Error(`--forward: expected ADDR=DEST, got ${f}`);
     return { listen: l, to };
   });
-  const hbonePort = values["hbone-port"] !== undefined ? Number(values["hbone-port"]) : undefined;
   const opts: ProxyOptions = {
     config, workload, caDir, forward, xdsAddress, caAddress,
-    tokenFile: values["xds-token-file"], rootCertPath: values["root-cert"],
-    trustDomain: values["trust-domain"] ?? env.TRUST_DOMAIN,
-    cluster: values.cluster ?? env.CLUSTER_ID,
-    network: values.network ?? env.NETWORK,
-    inboundPort: port(values["inbound-port"], "--inbound-port", 15008),
-    socks5Port: gateway && values["socks5-port"] === undefined ? false : port(values["socks5-port"], "--socks5-port", 15080),
-    adminPort: port(values["admin-port"], "--admin-port", 15000),
-    metricsPort: port(values["metrics-port"], "--metrics-port", 15020),
-    readinessPort: port(values["readiness-port"], "--readiness-port", 15021),
-    hbonePort,
-    drainTimeoutMs: values["drain-timeout"] ? Number(values["drain-timeout"]) * 1000 : undefined,
+    tokenFile: rt.tokenFile, rootCertPath: rt.rootCertPath,
+    trustDomain: rt.trustDomain,
+    cluster: rt.cluster,
+    network: rt.network,
+    inboundPort: rt.ports.inbound,
+    socks5Port: rt.ports.socks5,
+    adminPort: rt.ports.admin,
+    metricsPort: rt.ports.metrics,
+    readinessPort: rt.ports.readiness,
+    hbonePort: rt.hbonePort,
+    drainTimeoutMs: rt.drainTimeoutMs,
+    responseBaggage: rt.responseBaggage,
     gateway,
   };
   const mesh = await startProxy(opts);
