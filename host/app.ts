@@ -71,6 +71,9 @@ export interface ProxyOptions {
   adminPort?: number | false;
   metricsPort?: number | false;
   readinessPort?: number | false;
+  /** Where metrics and readiness listen (default 127.0.0.1; in a pod 0.0.0.0, so the kubelet and Prometheus reach them,
+   *  as ztunnel binds them). Admin stays on 127.0.0.1. */
+  statusAddress?: string;
   /** The port other node proxies accept HBONE on (default: ours, or 15008). */
   hbonePort?: number;
   forward?: ForwardListener[];
@@ -316,12 +319,12 @@ export class Mesh {
       res.end(await metrics.text());
     };
     if (o.metricsPort !== false) {
-      const s = await serveHttp("127.0.0.1", o.metricsPort ?? 15020, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
+      const s = await serveHttp(o.statusAddress ?? "127.0.0.1", o.metricsPort ?? 15020, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
       this.addresses.metrics = s.address() as net.AddressInfo;
       this.httpServers.push(s);
     }
     if (o.readinessPort !== false) {
-      const s = await serveHttp("127.0.0.1", o.readinessPort ?? 15021, {
+      const s = await serveHttp(o.statusAddress ?? "127.0.0.1", o.readinessPort ?? 15021, {
         "/healthz/ready": (_req, res) => {
           res.writeHead(this.ready ? 200 : 503).end(this.ready ? "ready\n" : "not ready\n");
         },

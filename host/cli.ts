@@ -32,6 +32,7 @@ commands:
            --socks5-port N           SOCKS5 on 127.0.0.1 (15080; "off" = none, as for the ports below)
            --admin-port N            127.0.0.1 (15000)     --metrics-port N   (15020)
            --readiness-port N        (15021)               0 picks a free port (printed at start-up)
+           --status-address IP       where metrics and readiness listen (127.0.0.1; 0.0.0.0 in a pod)
            --hbone-port N            port of other proxies' HBONE listeners (default: --inbound-port)
            --forward ADDR=DEST       extra listener, e.g. 127.0.0.1:9080=reviews.default.svc.cluster.local:9080
   gateway  run an east-west gateway (multicluster): the same flags as proxy; :15008 on the gateway workload's IP
@@ -51,7 +52,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       "metrics-port": { type: "string" }, "readiness-port": { type: "string" }, "hbone-port": { type: "string" },
       forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
       "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
-      "root-cert": { type: "string" },
+      "root-cert": { type: "string" }, "status-address": { type: "string" },
     },
   });
   // Flags, environment and defaults are resolved in one place (runtime-config.ts, which deploy/ is checked against).
@@ -78,6 +79,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     adminPort: rt.ports.admin,
     metricsPort: rt.ports.metrics,
     readinessPort: rt.ports.readiness,
+    statusAddress: rt.statusAddress,
     hbonePort: rt.hbonePort,
     drainTimeoutMs: rt.drainTimeoutMs,
     responseBaggage: rt.responseBaggage,

@@ -3,6 +3,8 @@
 // variable, the variable over the default). Names are ztunnel's where ztunnel has one, so a Kubernetes
 // manifest written for ztunnel configures this proxy too; deploy/ is checked against these tables.
 
+import { isIP } from "node:net";
+
 /** How a Kubernetes pod spec sets a variable: from the downward API, a fixed value, or one the operator chooses. */
 export type K8sSource = { fieldRef: string } | { value: string } | { operator: string };
 
@@ -86,7 +88,8 @@ export const ENV: readonly EnvVar[] = [
     node: { operator: "network name" }, gateway: { operator: "network name" } },
   { name: "TRUST_DOMAIN", flag: "--trust-domain", doc: "the mesh trust domain (default: the workload's, else cluster.local)" },
   { name: "PROXY_MODE", doc: "shared (every workload of the node) or dedicated (one workload, PROXY_WORKLOAD_INFO)" },
-  { name: "PROXY_WORKLOAD_INFO", flag: "--workload", doc: "namespace/name/serviceAccount of the one workload served" },
+  { name: "PROXY_WORKLOAD_INFO", flag: "--workload", doc: "namespace/name/serviceAccount of the one workload served",
+    gateway: { value: "$(POD_NAMESPACE)/$(POD_NAME)/$(SERVICE_ACCOUNT)" } },
   { name: "NODE_NAME", doc: "the node whose workloads are served", node: fieldRef("spec.nodeName"),
     gateway: fieldRef("spec.nodeName") },
   { name: "POD_NAME", doc: "this proxy's pod (xDS node id)", node: fieldRef("metadata.name"), gateway: fieldRef("metadata.name") },
@@ -110,7 +113,7 @@ export const ENV: readonly EnvVar[] = [
 export type RuntimeFlags = Partial<Record<
   "config" | "workload" | "ca-dir" | "xds-address" | "ca-address" | "xds-token-file" | "root-cert" | "trust-domain" |
   "cluster" | "network" | "inbound-port" | "socks5-port" | "admin-port" | "metrics-port" | "readiness-port" |
-  "hbone-port" | "drain-timeout", string>>;
+  "hbone-port" | "drain-timeout" | "status-address", string>>;
 
 export type Env = Record<string, string | undefined>;
 
@@ -138,6 +141,8 @@ export interface RuntimeConfig {
   /** Ports: false = listener off. */
   ports: { inbound: number | false; socks5: number | false; admin: number | false; metrics: number | false;
     readiness: number | false };
+  /** Where metrics and readiness listen (admin stays on loopback). */
+  statusAddress: string;
   /** The port other proxies accept HBONE on, when it differs from ours. */
   hbonePort?: number;
   drainTimeoutMs: number;
@@ -177,6 +182,11 @@ function port(v: string | undefined, flag: string, dflt: number | false): number
   const n = Number(v);
   if (v.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) throw new RuntimeConfigError(`${flag}: not a port: ${v}`);
   return n;
+}
+
+function ip(v: string | undefined, flag: string): string | undefined {
+  if (v !== undefined && isIP(v) === 0) throw new RuntimeConfigError(`${flag}: not an IP address: ${v}`);
+  return v;
 }
 
 function nonNegative(v: string, what: string): number {
@@ -249,6 +259,7 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
       metrics: port(flags["metrics-port"], "--metrics-port", PORTS.metrics),
       readiness: port(flags["readiness-port"], "--readiness-port", PORTS.readiness),
     },
+    statusAddress: ip(flags["status-address"], "--status-address") ?? "127.0.0.1",
     hbonePort,
     drainTimeoutMs,
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
