@@ -27,6 +27,9 @@ import { Metrics } from "./metrics.js";
 import { serveHttp, jsonResponse, loggingRoute } from "./admin.js";
 import { logger } from "./log.js";
 import { VERSION } from "./version.js";
+import type { Dispatcher } from "undici";
+import { meshAgent, meshDispatcher } from "./http/agent.js";
+import { serveTunnels, type ConnectionServer } from "./http/serve.js";
 
 const log = logger("proxy");
 
@@ -408,10 +411,11 @@ export class Mesh {
     return tunnel;
   }
 
-  /** Tunnels that reach this workload on `port` are handed to `fn` instead of dialling an application. */
-  accept(port: number, fn: Acceptor): void {
+  /** Tunnels that reach this workload on `port` are handed to `fn` instead of dialling an application,
+   *  or to an http / http2 / net server as connections (`req.socket.peerIdentity` names the caller). */
+  accept(port: number, fn: Acceptor | ConnectionServer): void {
     if (!this.inbound) throw new Error("inbound is disabled");
-    this.inbound.accept(port, fn);
+    this.inbound.accept(port, typeof fn === "function" ? fn : serveTunnels(fn));
   }
 
   /** What the admin /config_dump shows. */
@@ -466,6 +470,16 @@ export class Mesh {
       s.close(() => r(undefined));
       s.closeAllConnections();
     })));
+  }
+
+  /** A node:http Agent whose connections are tunnels from this workload (service names resolved by the mesh). */
+  agent(options?: http.AgentOptions): http.Agent {
+    return meshAgent((dest) => this.connect(dest), options);
+  }
+
+  /** An undici Dispatcher for `fetch(url, { dispatcher })` through the mesh. */
+  dispatcher(options?: Record<string, unknown>): Dispatcher {
+    return meshDispatcher((dest) => this.connect(dest), options);
   }
 }
 
