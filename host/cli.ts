@@ -118,7 +118,8 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case "proxy":
-      return proxy(rest);
+      // `proxy ztunnel` is ztunnel's own argv (its chart's args): accepted so the chart can run this image.
+      return proxy(rest[0] === "ztunnel" ? rest.slice(1) : rest);
     case "gateway":
       return proxy(rest, true);
     case "certs":

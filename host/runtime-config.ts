@@ -107,6 +107,7 @@ export const ENV: readonly EnvVar[] = [
   { name: "HBONE_LOG_LEVEL", aliases: ["RUST_LOG"], doc: "debug, info, warn or error (RUST_LOG only when it is a bare level)",
     node: { operator: "log level" }, gateway: { operator: "log level" } },
   { name: "LOG_FORMAT", doc: "json (the only format: JSON lines)" },
+  { name: "KUBERNETES_SERVICE_HOST", doc: "set by the kubelet in every pod: metrics and readiness then listen on all addresses, as ztunnel's do" },
 ];
 
 /** What `hbone proxy` / `hbone gateway` flags carry (parseArgs values: strings, undefined when absent). */
@@ -259,7 +260,7 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
       metrics: port(flags["metrics-port"], "--metrics-port", PORTS.metrics),
       readiness: port(flags["readiness-port"], "--readiness-port", PORTS.readiness),
     },
-    statusAddress: ip(flags["status-address"], "--status-address") ?? "127.0.0.1",
+    statusAddress: ip(flags["status-address"], "--status-address") ?? (read(env, "KUBERNETES_SERVICE_HOST") ? "0.0.0.0" : "127.0.0.1"),
     hbonePort,
     drainTimeoutMs,
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
