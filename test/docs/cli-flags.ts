@@ -109,11 +109,14 @@ export interface HboneCommand {
   words: string[];
 }
 
-/** Splits a shell command line into words: quotes removed, `\`-newline continuations joined. */
+/** Splits a shell command line into words: quotes removed, `\`-newline continuations joined, comments dropped. */
 export function shellWords(line: string): string[] {
   const words: string[] = [];
   const re = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g;
-  for (const m of line.replace(/\\\n/g, " ").matchAll(re)) words.push(m[1] ?? m[2] ?? m[3]!);
+  for (const m of line.replace(/\\\n/g, " ").matchAll(re)) {
+    if (m[3]?.startsWith("#")) break; // a shell comment
+    words.push(m[1] ?? m[2] ?? m[3]!);
+  }
   return words;
 }
 
