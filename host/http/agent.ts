@@ -32,6 +32,13 @@ export function meshAgent(dial: TunnelDialer, options: http.AgentOptions = {}): 
   return agent;
 }
 
+// Node's fetch takes `dispatcher` (undici's RequestInit); the DOM typings fetch is declared with do not.
+declare global {
+  interface RequestInit {
+    dispatcher?: Dispatcher;
+  }
+}
+
 const requireCjs = createRequire(import.meta.url);
 
 /**

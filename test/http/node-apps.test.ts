@@ -131,7 +131,7 @@ describe("node:http and fetch over tunnels", () => {
   it("carries 1 MiB each way byte-exactly through fetch with the dispatcher", async () => {
     const dispatcher = sleep.dispatcher();
     const payload = pattern(MiB, 5);
-    const res = await fetch(`http://${HOST}:9000/`, { method: "POST", body: payload, dispatcher });
+    const res = await fetch(`http://${HOST}:9000/`, { method: "POST", body: new Uint8Array(payload), dispatcher });
     const data = Buffer.from(await res.arrayBuffer());
     expect(res.headers.get("x-sha256")).toBe(createHash("sha256").update(payload).digest("hex"));
     expect(Buffer.compare(data, payload)).toBe(0);
