@@ -28,7 +28,8 @@ import { serveHttp, jsonResponse, loggingRoute } from "./admin.js";
 import { logger } from "./log.js";
 import { VERSION } from "./version.js";
 import type { Dispatcher } from "undici";
-import { meshAgent, meshDispatcher } from "./http/agent.js";
+import type https from "node:https";
+import { meshAgent, meshHttpsAgent, meshDispatcher, type MeshDispatcherOptions } from "./http/agent.js";
 import { serveTunnels, type ConnectionServer } from "./http/serve.js";
 
 const log = logger("proxy");
@@ -477,8 +478,13 @@ export class Mesh {
     return meshAgent((dest) => this.connect(dest), options);
   }
 
-  /** An undici Dispatcher for `fetch(url, { dispatcher })` through the mesh. */
-  dispatcher(options?: Record<string, unknown>): Dispatcher {
+  /** An https.Agent: the app's own TLS inside tunnels from this workload. */
+  httpsAgent(options?: https.AgentOptions): https.Agent {
+    return meshHttpsAgent((dest) => this.connect(dest), options);
+  }
+
+  /** An undici Dispatcher for `fetch(url, { dispatcher })` through the mesh (https:// too, with `tls`). */
+  dispatcher(options?: MeshDispatcherOptions): Dispatcher {
     return meshDispatcher((dest) => this.connect(dest), options);
   }
 }

@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import http from "node:http";
 import http2 from "node:http2";
+import https from "node:https";
+import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -219,6 +221,55 @@ describe("node:http and fetch over tunnels", () => {
     const { data } = await request({ agent, port: 9001, path: "/" });
     expect(data.toString()).toBe("fine");
     agent.destroy();
+  });
+});
+
+describe("the app's own TLS inside tunnels", () => {
+  let cert: string;
+  let key: string;
+  beforeAll(() => {
+    // A server certificate for the service's name, made by openssl (the app's TLS, not the mesh's).
+    const args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+      "-subj", "/CN=echo", "-addext", `subjectAltName=DNS:${HOST}`, "-keyout", join(fx.dir, "app-key.pem"),
+      "-out", join(fx.dir, "app-cert.pem")];
+    execFileSync("openssl", args, { stdio: "ignore" });
+    cert = readFileSync(join(fx.dir, "app-cert.pem"), "utf8");
+    key = readFileSync(join(fx.dir, "app-key.pem"), "utf8");
+    const server = https.createServer({ key, cert }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => res.end(Buffer.concat(chunks)));
+    });
+    echo.accept(9001, server);
+    servers.push(server);
+  });
+
+  it("https.Agent: TLS to the app's certificate, 1 MiB byte-exact, kept alive", async () => {
+    const agent = sleep.httpsAgent({ ca: cert, maxSockets: 1 });
+    let sockets = 0;
+    agent.on("free", () => sockets++);
+    const payload = pattern(MiB, 11);
+    for (let i = 0; i < 3; i++) {
+      const data = await new Promise<Buffer>((resolve, reject) => {
+        const req = https.request({ host: HOST, port: 9001, method: "POST", path: "/", agent }, (res) => body(res).then(resolve, reject));
+        req.on("error", reject);
+        req.end(payload);
+      });
+      expect(Buffer.compare(data, payload)).toBe(0);
+    }
+    expect(sockets).toBe(3); // freed three times: the same socket reused, not three handshakes
+    expect(Object.values(agent.freeSockets).flat().length).toBe(1);
+    agent.destroy();
+  });
+
+  it("fetch https:// with the dispatcher's tls options; a wrong CA is refused", async () => {
+    const dispatcher = sleep.dispatcher({ tls: { ca: cert } });
+    const res = await fetch(`https://${HOST}:9001/`, { method: "POST", body: "over TLS over HBONE", dispatcher });
+    expect(await res.text()).toBe("over TLS over HBONE");
+    await dispatcher.close();
+    const wrong = sleep.dispatcher(); // no CA: the system roots do not know this certificate
+    await expect(fetch(`https://${HOST}:9001/`, { dispatcher: wrong })).rejects.toThrow();
+    await wrong.close();
   });
 });
 
