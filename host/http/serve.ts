@@ -11,10 +11,6 @@ import { asSocket } from "./socket.js";
 /** Anything that takes connections as node:http, http2 and net servers do. */
 export type ConnectionServer = Pick<EventEmitter, "emit" | "on" | "off">;
 
-export function isConnectionServer(x: unknown): x is ConnectionServer {
-  return typeof x === "object" && x !== null && typeof (x as ConnectionServer).emit === "function";
-}
-
 /** The original client in the CONNECT's `forwarded: for="ip:port"` (the source proxy adds it). */
 function forwardedFor(v: string): HostPort | undefined {
   const m = /(?:^|[;,\s])for="?([^";,]+)"?/i.exec(v);

@@ -195,6 +195,24 @@ describe("node:http and fetch over tunnels", () => {
     agent.destroy();
   });
 
+  it("shows the original client (the CONNECT's forwarded header) as the socket's remote address", async () => {
+    const seen = new Promise<[string | undefined, number | undefined]>((resolve) => {
+      const s = http.createServer((req, res) => {
+        resolve([req.socket.remoteAddress, req.socket.remotePort]);
+        res.end();
+      });
+      echo.accept(9001, s);
+      servers.push(s);
+    });
+    const tunnel = asSocket(await sleep.connect(`${HOST}:9001`, { host: "127.0.0.2", port: 40123 }));
+    await new Promise<void>((resolve, reject) => {
+      http.get({ host: HOST, port: 9001, path: "/", createConnection: () => tunnel }, (res) => {
+        res.resume().on("end", resolve);
+      }).on("error", reject);
+    });
+    expect(await seen).toEqual(["127.0.0.2", 40123]);
+  });
+
   it("fails an unknown host with a clear error, and keeps serving", async () => {
     const agent = sleep.agent();
     await expect(request({ agent, host: "nope.default.svc.cluster.local", path: "/" })).rejects.toThrow(/nope/);
