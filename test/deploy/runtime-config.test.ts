@@ -2,7 +2,11 @@
 // value is refused with the name of the flag or variable; the defaults are ztunnel's.
 
 import { describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { resolveRuntime, RuntimeConfigError, DEFAULTS, PORTS, PATHS } from "../../host/runtime-config.js";
+
+const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 
 describe("resolveRuntime", () => {
   it("gives ztunnel's defaults with nothing set", () => {
@@ -51,5 +55,19 @@ describe("resolveRuntime", () => {
   ] as const)("refuses %j %j", (flags, env, re) => {
     expect(() => resolveRuntime(flags, env)).toThrow(RuntimeConfigError);
     expect(() => resolveRuntime(flags, env)).toThrow(re);
+  });
+});
+
+describe("hbone proxy with a bad variable", () => {
+  it.each([
+    ["ENABLE_RESPONSE_BAGGAGE", "maybe", /^hbone: ENABLE_RESPONSE_BAGGAGE: not a boolean: maybe$/m],
+    ["TERMINATION_GRACE_PERIOD_SECONDS", "-3", /^hbone: TERMINATION_GRACE_PERIOD_SECONDS: not a non-negative number: -3$/m],
+    ["PROXY_MODE", "sidecar", /^hbone: PROXY_MODE: shared or dedicated, not sidecar$/m],
+  ])("%s=%s exits 1 naming it, before opening anything", (name, value, re) => {
+    const r = spawnSync(process.execPath, [CLI, "proxy", "ztunnel"], { encoding: "utf8", timeout: 20_000,
+      env: { PATH: process.env.PATH, [name]: value } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(re);
+    expect(r.stdout).toBe("");
   });
 });
