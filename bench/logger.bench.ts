@@ -2,7 +2,7 @@
 // destination (pino's own), so the difference is the logger itself: a short line, an access-log
 // line per connection in ztunnel's shape (`connection complete` with its 14 fields), and a line
 // below the level (the cost of a debug call left in a hot path).
-//   npm run build:ts && node dist/bench/logger.bench.js [--quick]
+//   npm run build:ts && node dist/bench/logger.bench.js [--quick] [--rounds=N]
 // Not part of `npm run bench`: it answers one question (issue 16: replace host/log.ts by pino?).
 
 import { createRequire } from "node:module";
@@ -31,21 +31,32 @@ async function main(): Promise<void> {
   const theirs = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime, messageKey: "msg",
     formatters: { level: (label) => ({ level: label }) } }, dest).child({ scope: "access" });
 
-  const bench = newBench("logger", { quick });
-  bench
-    .add("host/log.ts: short line", () => ours.info("xDS ready", { workloads: 12 }))
-    .add("pino: short line", () => theirs.info({ workloads: 12 }, "xDS ready"))
-    .add("host/log.ts: access log (14 fields)", () => ours.info("connection complete", ACCESS))
-    .add("pino: access log (14 fields)", () => theirs.info(ACCESS, "connection complete"))
-    .add("host/log.ts: below level", () => ours.debug("connection complete", ACCESS))
-    .add("pino: below level", () => theirs.debug(ACCESS, "connection complete"));
-  await bench.run();
+  // Rounds interleave the tasks so that load from other processes falls on all of them; the median
+  // of the rounds is reported.
+  const rounds = Number(/--rounds=(\d+)/.exec(process.argv.join(" "))?.[1] ?? 5);
+  const tasks: [string, () => void][] = [
+    ["host/log.ts: short line", () => ours.info("xDS ready", { workloads: 12 })],
+    ["pino: short line", () => theirs.info({ workloads: 12 }, "xDS ready")],
+    ["host/log.ts: access log (14 fields)", () => ours.info("connection complete", ACCESS)],
+    ["pino: access log (14 fields)", () => theirs.info(ACCESS, "connection complete")],
+    ["host/log.ts: below level", () => ours.debug("connection complete", ACCESS)],
+    ["pino: below level", () => theirs.debug(ACCESS, "connection complete")],
+  ];
+  const ns = new Map<string, number[]>(tasks.map(([n]) => [n, []]));
+  for (let r = 0; r < rounds; r++) {
+    const bench = newBench("logger", { quick });
+    for (const [n, fn] of tasks) bench.add(n, fn);
+    await bench.run();
+    for (const t of bench.tasks) {
+      if (t.result.state !== "completed") throw new Error(`${t.name}: ${t.result.state}`);
+      ns.get(t.name)!.push(t.result.latency.mean * 1e6);
+    }
+  }
   dest.flushSync();
-  console.log("| task | ns/line | ±% |\n| --- | ---: | ---: |");
-  for (const t of bench.tasks) {
-    const r = t.result;
-    if (r.state !== "completed") throw new Error(`${t.name}: ${r.state}`);
-    console.log(`| ${t.name} | ${(r.latency.mean * 1e6).toFixed(0)} | ${r.latency.rme.toFixed(1)} |`);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`| task | ns/line (median of ${rounds}) | min | max |\n| --- | ---: | ---: | ---: |`);
+  for (const [n, xs] of ns) {
+    console.log(`| ${n} | ${median(xs).toFixed(0)} | ${Math.min(...xs).toFixed(0)} | ${Math.max(...xs).toFixed(0)} |`);
   }
   // The two lines have the same fields and values: a fair comparison.
   const sample: string[] = [];
