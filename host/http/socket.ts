@@ -18,6 +18,8 @@ export interface TunnelSocketInfo {
 
 export type TunnelSocket = Duplex & net.Socket & TunnelSocketInfo;
 
+const DECORATED = Symbol("hbone.tunnelSocket");
+
 /** Bytes moved so far, for idle detection: the H2 stream's counters, else counted here. */
 function activity(d: Duplex): () => number {
   const s = d as Duplex & { pushed?: unknown; written?: unknown };
@@ -39,6 +41,8 @@ function activity(d: Duplex): () => number {
 export function asSocket(tunnel: Duplex, info: TunnelSocketInfo = {}): TunnelSocket {
   const s = tunnel as TunnelSocket;
   if (tunnel instanceof net.Socket) return Object.assign(s, info.peerIdentity ? { peerIdentity: info.peerIdentity } : {});
+  if ((tunnel as Partial<Record<typeof DECORATED, boolean>>)[DECORATED]) return s; // once is enough
+  (tunnel as Partial<Record<typeof DECORATED, boolean>>)[DECORATED] = true;
   const moved = activity(tunnel);
   let timer: NodeJS.Timeout | undefined;
   let idleMs = 0;
