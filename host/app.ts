@@ -27,6 +27,10 @@ import { Metrics } from "./metrics.js";
 import { serveHttp, jsonResponse, loggingRoute } from "./admin.js";
 import { logger } from "./log.js";
 import { VERSION } from "./version.js";
+import type { Dispatcher } from "undici";
+import type https from "node:https";
+import { meshAgent, meshHttpsAgent, meshDispatcher, type MeshDispatcherOptions } from "./http/agent.js";
+import { serveTunnels, type ConnectionServer } from "./http/serve.js";
 
 const log = logger("proxy");
 
@@ -71,6 +75,9 @@ export interface ProxyOptions {
   adminPort?: number | false;
   metricsPort?: number | false;
   readinessPort?: number | false;
+  /** Where metrics and readiness listen (default 127.0.0.1; in a pod 0.0.0.0, so the kubelet and Prometheus reach them,
+   *  as ztunnel binds them). Admin stays on 127.0.0.1. */
+  statusAddress?: string;
   /** The port other node proxies accept HBONE on (default: ours, or 15008). */
   hbonePort?: number;
   forward?: ForwardListener[];
@@ -322,12 +329,12 @@ export class Mesh {
       res.end(await metrics.text());
     };
     if (o.metricsPort !== false) {
-      const s = await serveHttp("127.0.0.1", o.metricsPort ?? 15020, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
+      const s = await serveHttp(o.statusAddress ?? "127.0.0.1", o.metricsPort ?? 15020, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
       this.addresses.metrics = s.address() as net.AddressInfo;
       this.httpServers.push(s);
     }
     if (o.readinessPort !== false) {
-      const s = await serveHttp("127.0.0.1", o.readinessPort ?? 15021, {
+      const s = await serveHttp(o.statusAddress ?? "127.0.0.1", o.readinessPort ?? 15021, {
         "/healthz/ready": (_req, res) => {
           res.writeHead(this.ready ? 200 : 503).end(this.ready ? "ready\n" : "not ready\n");
         },
@@ -426,10 +433,11 @@ export class Mesh {
     return tunnel;
   }
 
-  /** Tunnels that reach this workload on `port` are handed to `fn` instead of dialling an application. */
-  accept(port: number, fn: Acceptor): void {
+  /** Tunnels that reach this workload on `port` are handed to `fn` instead of dialling an application,
+   *  or to an http / http2 / net server as connections (`req.socket.peerIdentity` names the caller). */
+  accept(port: number, fn: Acceptor | ConnectionServer): void {
     if (!this.inbound) throw new Error("inbound is disabled");
-    this.inbound.accept(port, fn);
+    this.inbound.accept(port, typeof fn === "function" ? fn : serveTunnels(fn));
   }
 
   /** What the admin /config_dump shows. */
@@ -484,6 +492,21 @@ export class Mesh {
       s.close(() => r(undefined));
       s.closeAllConnections();
     })));
+  }
+
+  /** A node:http Agent whose connections are tunnels from this workload (service names resolved by the mesh). */
+  agent(options?: http.AgentOptions): http.Agent {
+    return meshAgent((dest) => this.connect(dest), options);
+  }
+
+  /** An https.Agent: the app's own TLS inside tunnels from this workload. */
+  httpsAgent(options?: https.AgentOptions): https.Agent {
+    return meshHttpsAgent((dest) => this.connect(dest), options);
+  }
+
+  /** An undici Dispatcher for `fetch(url, { dispatcher })` through the mesh (https:// too, with `tls`). */
+  dispatcher(options?: MeshDispatcherOptions): Dispatcher {
+    return meshDispatcher((dest) => this.connect(dest), options);
   }
 }
 

@@ -8,7 +8,8 @@ import { certsCommand } from "./identity/certs-command.js";
 import { captureCommand } from "./capture/rules.js";
 import { parseListenAddress } from "./proxy/authority.js";
 import { runDemo } from "./demo.js";
-import { logger } from "./log.js";
+import { logger, getLevel, setLevel } from "./log.js";
+import { resolveRuntime } from "./runtime-config.js";
 import { VERSION } from "./version.js";
 
 const log = logger("cli");
@@ -27,10 +28,12 @@ commands:
            --root-cert FILE          mesh root for istiod's TLS (/var/run/secrets/istio/root-cert.pem)
            --trust-domain TD         (env TRUST_DOMAIN; default: the workload's, else cluster.local)
            --cluster NAME            (env CLUSTER_ID)      --network NAME   (env NETWORK)
+           --drain-timeout S         SIGTERM drain (30; env TERMINATION_GRACE_PERIOD_SECONDS minus 1)
            --inbound-port N          HBONE on the workload's IP (15008)
            --socks5-port N           SOCKS5 on 127.0.0.1 (15080; "off" = none, as for the ports below)
            --admin-port N            127.0.0.1 (15000)     --metrics-port N   (15020)
            --readiness-port N        (15021)               0 picks a free port (printed at start-up)
+           --status-address IP       where metrics and readiness listen (127.0.0.1; 0.0.0.0 in a pod)
            --hbone-port N            port of other proxies' HBONE listeners (default: --inbound-port)
            --forward ADDR=DEST       extra listener, e.g. 127.0.0.1:9080=reviews.default.svc.cluster.local:9080
            --cert-ttl SECONDS        workload certificate lifetime (24 h), renewed at half-life
@@ -76,12 +79,11 @@ function installLastResort(): void {
   process.on("unhandledRejection", (reason) => report("unhandledRejection", reason));
 }
 
-function port(v: string | undefined, flag: string, dflt: number): number | false {
-  if (v === undefined) return dflt;
-  if (v === "off") return false;
+function certTtl(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${flag}: not a port: ${v}`);
-  return n;
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--cert-ttl: not a number of seconds: ${v}`);
+  return n * 1000;
 }
 
 async function proxy(args: string[], gateway = false): Promise<number> {
@@ -94,15 +96,13 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       "metrics-port": { type: "string" }, "readiness-port": { type: "string" }, "hbone-port": { type: "string" },
       forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
       "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
-      "root-cert": { type: "string" }, "cert-ttl": { type: "string" },
+      "root-cert": { type: "string" }, "status-address": { type: "string" }, "cert-ttl": { type: "string" },
     },
   });
-  const env = process.env;
-  const config = values.config ?? env.LOCAL_XDS_PATH;
-  const workload = values.workload ?? env.PROXY_WORKLOAD_INFO;
-  const caDir = values["ca-dir"] ?? env.HBONE_CA_DIR;
-  const xdsAddress = values["xds-address"] ?? (env.XDS_ADDRESS || undefined);
-  const caAddress = values["ca-address"] ?? (env.CA_ADDRESS || undefined);
+  // Flags, environment and defaults are resolved in one place (runtime-config.ts, which deploy/ is checked against).
+  const rt = resolveRuntime(values, process.env, { gateway });
+  if (rt.logLevel !== getLevel()) setLevel(rt.logLevel);
+  const { configPath: config, workload, caDir, xdsAddress, caAddress } = rt;
   if (!workload || !(config || xdsAddress) || !(caDir || caAddress)) {
     throw new Error("proxy needs --workload, --config or --xds-address, and --ca-dir or --ca-address");
   }
@@ -112,21 +112,22 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     if (!l || !to) throw new Error(`--forward: expected ADDR=DEST, got ${f}`);
     return { listen: l, to };
   });
-  const hbonePort = values["hbone-port"] !== undefined ? Number(values["hbone-port"]) : undefined;
   const opts: ProxyOptions = {
     config, workload, caDir, forward, xdsAddress, caAddress,
-    tokenFile: values["xds-token-file"], rootCertPath: values["root-cert"],
-    trustDomain: values["trust-domain"] ?? env.TRUST_DOMAIN,
-    cluster: values.cluster ?? env.CLUSTER_ID,
-    network: values.network ?? env.NETWORK,
-    inboundPort: port(values["inbound-port"], "--inbound-port", 15008),
-    socks5Port: gateway && values["socks5-port"] === undefined ? false : port(values["socks5-port"], "--socks5-port", 15080),
-    adminPort: port(values["admin-port"], "--admin-port", 15000),
-    metricsPort: port(values["metrics-port"], "--metrics-port", 15020),
-    readinessPort: port(values["readiness-port"], "--readiness-port", 15021),
-    hbonePort,
-    drainTimeoutMs: values["drain-timeout"] ? Number(values["drain-timeout"]) * 1000 : undefined,
-    certificateTtlMs: values["cert-ttl"] ? Number(values["cert-ttl"]) * 1000 : undefined,
+    tokenFile: rt.tokenFile, rootCertPath: rt.rootCertPath,
+    trustDomain: rt.trustDomain,
+    cluster: rt.cluster,
+    network: rt.network,
+    inboundPort: rt.ports.inbound,
+    socks5Port: rt.ports.socks5,
+    adminPort: rt.ports.admin,
+    metricsPort: rt.ports.metrics,
+    readinessPort: rt.ports.readiness,
+    statusAddress: rt.statusAddress,
+    hbonePort: rt.hbonePort,
+    drainTimeoutMs: rt.drainTimeoutMs,
+    responseBaggage: rt.responseBaggage,
+    certificateTtlMs: certTtl(values["cert-ttl"]),
     gateway,
   };
   installLastResort();
@@ -166,7 +167,8 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case "proxy":
-      return proxy(rest);
+      // `proxy ztunnel` is ztunnel's own argv (its chart's args): accepted so the chart can run this image.
+      return proxy(rest[0] === "ztunnel" ? rest.slice(1) : rest);
     case "gateway":
       return proxy(rest, true);
     case "certs":

@@ -5,6 +5,11 @@ export { startProxy, Mesh, type ProxyOptions, type ForwardListener, type Address
 export type { TunnelInfo, Acceptor } from "./proxy/inbound.js";
 export { OutboundError } from "./proxy/outbound.js";
 export { socks5Connect } from "./socks5-client.js";
+// Node apps over the mesh: mesh.agent(), mesh.httpsAgent(), mesh.dispatcher(), mesh.accept(port, server).
+export { asSocket, type TunnelSocket } from "./http/socket.js";
+export type { MeshDispatcherOptions } from "./http/agent.js";
+// Every environment variable, port, path and default the proxy reads (deploy/ is checked against it).
+export { resolveRuntime, ENV, PORTS, PATHS, DEFAULTS, CAPABILITIES, type RuntimeConfig } from "./runtime-config.js";
 
 // Live config and certificates from istiod.
 export { XdsClient, type XdsClientOptions } from "./xds/client.js";
