@@ -1,12 +1,15 @@
 // Bidirectional copy between an application socket and an HBONE stream, with ztunnel's close
 // mapping (HBONE tunnels over HTTP/2 CONNECT): FIN <-> END_STREAM (half-close both ways);
-// RST_STREAM NO_ERROR/CANCEL is EOF, other codes reset the app socket; a TCP RST from the app
-// is passed on as FIN (ztunnel #1483). Bytes are counted by the stream and socket themselves.
+// RST_STREAM NO_ERROR/CANCEL is EOF, other codes reset the app socket; a TCP error on the app
+// socket (a reset) is RST_STREAM(CONNECT_ERROR) (RFC 9113 §8.5), so the far side resets its
+// client too: a FIN there would pass a lost tail off as a complete answer. Bytes are counted by
+// the stream and socket themselves.
 
 import type { Duplex } from "node:stream";
 import type net from "node:net";
 import * as abi from "../../assembly/abi.js";
 import type { H2Stream } from "../h2/stream.js";
+import { H2Error } from "../errors.js";
 
 /** Resolves when both directions are done (or torn down). */
 export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
@@ -30,9 +33,11 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
     app.pipe(stream); // app FIN -> stream.end() -> END_STREAM
     stream.pipe(app); // END_STREAM -> app.end() -> shutdown(WR)
 
-    app.on("error", () => {
-      // The app reset: send what we have as a FIN, as ztunnel does.
-      if (!stream.writableEnded) stream.end();
+    app.on("error", (e: Error) => {
+      // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
+      if (stream.destroyed) return;
+      if ("rstCode" in stream) stream.destroy(new H2Error(abi.CONNECT_ERROR, 0, 0, true, `application connection: ${e.message}`));
+      else resetSocket(stream); // plain TCP passthrough: pass the reset on as a reset
     });
     app.on("close", () => {
       appDone = true;
