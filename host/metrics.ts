@@ -1,5 +1,5 @@
 // Prometheus metrics (:15020 /metrics and /stats/prometheus): Istio's istio_tcp_* series with
-// ztunnel's labels (../shared/docs/ztunnel-compat.md §7), process metrics and build info.
+// ztunnel's labels (ztunnel src/proxy/metrics.rs), process metrics and build info.
 // The per-byte path never calls prom-client: streams and sockets already count their bytes in
 // plain numbers, and the counters catch up from them at scrape time (collect()) and at close.
 

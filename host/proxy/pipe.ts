@@ -1,5 +1,5 @@
 // Bidirectional copy between an application socket and an HBONE stream, with ztunnel's close
-// mapping (../shared/docs/ztunnel-compat.md §2): FIN <-> END_STREAM (half-close both ways);
+// mapping (HBONE tunnels over HTTP/2 CONNECT): FIN <-> END_STREAM (half-close both ways);
 // RST_STREAM NO_ERROR/CANCEL is EOF, other codes reset the app socket; a TCP RST from the app
 // is passed on as FIN (ztunnel #1483). Bytes are counted by the stream and socket themselves.
 
