@@ -2,6 +2,7 @@
 // (built by openssl, so the tricky SANs come from an independent encoder and Node's own SAN printer).
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OPENSSL, requireSystem } from "../helpers/system.js";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -66,7 +67,7 @@ describe("Identity", () => {
   });
 });
 
-describe("SAN checks on certificates (openssl-made)", () => {
+describe.skipIf(!requireSystem(OPENSSL))("SAN checks on certificates (openssl-made)", () => {
   let dir: string;
   /** A self-signed certificate with the given subjectAltName section, as Node's TLS layer shows a peer. */
   const certWith = (name: string, altNames: string[]) => {
