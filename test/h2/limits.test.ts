@@ -226,8 +226,8 @@ describe("keepalive", () => {
     const sock = net.connect(port, "127.0.0.1");
     const c = H2Session.client(sock, { keepaliveIntervalMs: 50, keepaliveTimeoutMs: 200 });
     const t0 = Date.now();
-    const timedOut = new Promise((r) => c.on("timeout", r));
-    const closed = new Promise((r) => c.on("close", r));
+    const timedOut = new Promise<void>((r) => c.on("timeout", () => r()));
+    const closed = new Promise<void>((r) => c.on("close", () => r()));
     await timedOut;
     await closed;
     expect(Date.now() - t0).toBeLessThan(2000);
