@@ -13,20 +13,7 @@ export function jsonResponse(res: http.ServerResponse, status: number, body: unk
 
 /** A small HTTP server with exact-path routes; `host` binds it (127.0.0.1 for admin). */
 export async function serveHttp(host: string, port: number, routes: Record<string, Handler>): Promise<http.Server> {
-  const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const route = routes[url.pathname];
-    if (!route) {
-      res.writeHead(404).end("not found\n");
-      return;
-    }
-    try {
-      await route(req, res, url);
-    } catch (err) {
-      if (!res.headersSent) res.writeHead(500);
-      res.end(`${(err as Error).message}\n`);
-    }
-  });
+  const server = http.createServer((req, res) => void dispatch(routes, req, res));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -35,6 +22,22 @@ export async function serveHttp(host: string, port: number, routes: Record<strin
     });
   });
   return server;
+}
+
+/** Serves one request: its exact-path route, 404 without one, 500 with the message when the route throws. */
+async function dispatch(routes: Record<string, Handler>, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  const route = routes[url.pathname];
+  if (!route) {
+    res.writeHead(404).end("not found\n");
+    return;
+  }
+  try {
+    await route(req, res, url);
+  } catch (err) {
+    if (!res.headersSent) res.writeHead(500);
+    res.end(`${(err as Error).message}\n`);
+  }
 }
 
 /** GET /logging shows the level; POST /logging?level=debug changes it at run time. */
