@@ -35,7 +35,7 @@ commands:
   gateway  run an east-west gateway (multicluster): the same flags as proxy; :15008 on the gateway workload's IP
            routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
-  start    the single-cluster demo (what npm start runs) [--duration N]
+  start    the two-cluster demo on loopback (what npm start runs) [--duration N]
   version  print the version
 `;
 
