@@ -5,7 +5,7 @@
 // Exits non-zero when vitest does, or when no test ran at all.
 
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 
@@ -37,6 +37,8 @@ try {
 if (existsSync(systemReport)) {
   for (const line of new Set(readFileSync(systemReport, "utf8").split("\n").filter(Boolean))) console.log(line);
 }
-console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+const summary = `${passed} passed, ${failed} failed, ${skipped} skipped`;
+console.log(summary);
+writeFileSync(join(outDir, "summary.txt"), summary + "\n"); // .ci/run repeats it at the very end
 const code = r.status ?? 1;
 process.exit(code !== 0 ? code : passed === 0 || failed > 0 ? 1 : 0);
