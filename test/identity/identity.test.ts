@@ -2,7 +2,6 @@
 // (built by openssl, so the tricky SANs come from an independent encoder and Node's own SAN printer).
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OPENSSL, requireSystem } from "../helpers/system.js";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +10,7 @@ import { X509Certificate } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import { Identity, IdentityError } from "../../host/identity/identity.js";
 import { peerIdentities, verifyClientTrustDomain, verifyServerIdentity } from "../../host/tls/verify.js";
+import { OPENSSL, requireSystem } from "../helpers/system.js";
 
 describe("Identity", () => {
   it("parses and formats spiffe://td/ns/N/sa/S", () => {
