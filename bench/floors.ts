@@ -16,7 +16,8 @@ interface Floor {
 
 const FLOORS: Floor[] = [
   { suite: "frames", task: /^frames: Wasm FrameReader$/, floor: 3.0, today: 6.7 },
-  { suite: "hpack", task: /^hpack decode: Wasm HpackDecoder$/, floor: 1.2, today: 2.72 },
+  // Quick runs under load measured 1.61x-3.62x.
+  { suite: "hpack", task: /^hpack decode: Wasm HpackDecoder$/, floor: 1.0, today: 2.72 },
   { suite: "hpack", task: /^hpack encode: Wasm HpackEncoder$/, floor: 0.8, today: 1.8 },
   // A quick run moves 256 MiB once (not 1 GiB three times): 1.27x and 0.85x measured on a machine loaded 5-9x
   // over its cores, so this floor only catches a collapse (the short-stream ratio below is the steadier one).
@@ -25,8 +26,9 @@ const FLOORS: Floor[] = [
   { suite: "baggage", task: /^baggage decode 7 members: Wasm/, floor: 2.8, today: 6.22 },
   { suite: "baggage", task: /^baggage decode 30 members: Wasm/, floor: 2.3, today: 5.18 },
   { suite: "baggage", task: /^baggage encode 7 members: Wasm/, floor: 1.2, today: 2.81 },
-  // The pure-JS baseline is slow and noisy in a quick run (4,365x measured): a lower share of today.
-  { suite: "lb", task: /^lb pick, 10k endpoints: Wasm LoadBalancer/, floor: 2000, today: 8859 },
+  // The pure-JS baseline is slow and noisy in a quick run (2,920x-5,233x measured): a lower share of today,
+  // still 100 times the 10x target.
+  { suite: "lb", task: /^lb pick, 10k endpoints: Wasm LoadBalancer/, floor: 1000, today: 8859 },
 ];
 
 /** Checks the floors of the suites that ran; returns one line per floor and whether any failed. */
