@@ -14,6 +14,11 @@ export function haveH2(): boolean {
   return requireSystem(PYTHON3_H2);
 }
 
+/** For callers inside a test: throws when python3-h2 is missing (prefer describe.skipIf(!haveH2()) at top level). */
+export function requireH2(): void {
+  if (!PYTHON3_H2.check()) throw new Error(`python3-h2 is not installed: ${PYTHON3_H2.apt}`);
+}
+
 /** Runs h2peer.py with `args` to completion; returns its exit code, stdout and stderr. */
 export async function runH2Peer(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
   const child = spawn(PYTHON, [H2PEER, ...args], { stdio: ["ignore", "pipe", "pipe"] });
