@@ -16,7 +16,7 @@ const unusedVars = {
 };
 
 export default defineConfig(
-  { ignores: ["dist/**", "node_modules/**", "assembly/**", "host/xds/gen/**", "bench/results/**"] },
+  { ignores: ["dist/**", "node_modules/**", "assembly/**", "host/xds/gen/**", "host/inpod/gen/**", "bench/results/**"] },
   {
     files: ["host/**/*.ts", "test/**/*.ts", "bench/**/*.ts"],
     languageOptions: {
