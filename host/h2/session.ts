@@ -20,7 +20,6 @@ export { H2Stream } from "./stream.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65535;
-const READER_NO_PUSH = 1;
 
 export interface SessionOptions extends Partial<SessionLimits> {
   /** Our stream receive window (SETTINGS_INITIAL_WINDOW_SIZE). ztunnel: 4 MiB. */
@@ -105,12 +104,12 @@ function openCodec(maxFrameSize: number, maxHeaderBlock: number, tableSize: numb
   [FrameReader, HpackDecoder, HpackEncoder] | H2Error {
   let reader: FrameReader | null = null, decoder: HpackDecoder | null = null;
   try {
-    reader = new FrameReader(maxFrameSize, READER_NO_PUSH, codec);
+    reader = new FrameReader(maxFrameSize, abi.READER_NO_PUSH, codec);
     // No non-DATA frame needs the max frame size: HEADERS and CONTINUATION are bounded by the block limit.
     reader.setMaxGather(maxHeaderBlock);
     decoder = new HpackDecoder(tableSize, codec);
     decoder.setMaxHeaderListSize(maxList);
-    return [reader, decoder, new HpackEncoder(4096, codec)];
+    return [reader, decoder, new HpackEncoder(abi.DEFAULT_HEADER_TABLE_SIZE, codec)];
   } catch (err) {
     reader?.dispose();
     decoder?.dispose();
@@ -216,7 +215,7 @@ export class H2Session extends EventEmitter {
       streamWindow: 4 << 20,
       connectionWindow: 16 << 20,
       maxFrameSize: 1 << 20,
-      headerTableSize: 4096,
+      headerTableSize: abi.DEFAULT_HEADER_TABLE_SIZE,
       maxClientStreams: 100,
       keepaliveIntervalMs: 10_000,
       keepaliveTimeoutMs: 20_000,
@@ -268,7 +267,7 @@ export class H2Session extends EventEmitter {
       [abi.SETTINGS_MAX_HEADER_LIST_SIZE, o.maxHeaderListSize],
     ];
     if (!client) settings.push([abi.SETTINGS_MAX_CONCURRENT_STREAMS, o.maxConcurrentStreams]);
-    if (o.headerTableSize !== 4096) settings.push([abi.SETTINGS_HEADER_TABLE_SIZE, o.headerTableSize]);
+    if (o.headerTableSize !== abi.DEFAULT_HEADER_TABLE_SIZE) settings.push([abi.SETTINGS_HEADER_TABLE_SIZE, o.headerTableSize]);
     if (client) this.write(PREFACE);
     this.write(this.writer.settings(settings));
     if (o.connectionWindow > DEFAULT_WINDOW) this.write(this.writer.windowUpdate(0, o.connectionWindow - DEFAULT_WINDOW));
@@ -596,7 +595,7 @@ export class H2Session extends EventEmitter {
       this.remoteSettings.set(id, v);
       switch (id) {
         case abi.SETTINGS_HEADER_TABLE_SIZE:
-          this.encoder.setMaxTableSize(Math.min(v, 4096));
+          this.encoder.setMaxTableSize(Math.min(v, abi.DEFAULT_HEADER_TABLE_SIZE));
           break;
         case abi.SETTINGS_MAX_CONCURRENT_STREAMS:
           this.peerMaxStreams = v;
