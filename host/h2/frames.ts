@@ -54,7 +54,7 @@ export function parseFrames(bytes: Uint8Array, maxFrameSize = abi.DEFAULT_MAX_FR
   let data: Uint8Array[] = [];
   try {
     reader.feed(bytes, (type, flags, streamId, payload, a, b, c) => {
-      if (type === abi.EV_STREAM_ERROR) throw new H2Error(a, b, streamId, true);
+      if (type === abi.EV_STREAM_ERROR) throw H2Error.streamViolation(streamId, a, b);
       if (type === abi.FRAME_DATA) {
         data.push(payload);
         if (!(flags & abi.FLAG_FRAME_END)) return;

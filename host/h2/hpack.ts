@@ -84,9 +84,9 @@ export class HpackDecoder extends HpackContext {
     const n = ex.hpack_decode(this.t, p, block.length);
     if (n < 0) {
       if (-n === abi.HPACK_LIST_TOO_LARGE) {
-        throw new H2Error(abi.PROTOCOL_ERROR, abi.R_HPACK_LIST_TOO_LARGE);
+        throw H2Error.violation(abi.PROTOCOL_ERROR, abi.R_HPACK_LIST_TOO_LARGE);
       }
-      throw new H2Error(-n, ex.hpack_error_reason());
+      throw H2Error.violation(-n, ex.hpack_error_reason());
     }
     c.refresh();
     const rec = ex.hpack_records_ptr() >>> 2;

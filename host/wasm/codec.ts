@@ -87,7 +87,7 @@ export class Codec {
 
 /** The codec's allocation budget is spent: a connection error of the session that asked (INTERNAL_ERROR). */
 export function outOfMemory(): H2Error {
-  return new H2Error(abi.INTERNAL_ERROR, abi.R_OUT_OF_MEMORY);
+  return H2Error.violation(abi.INTERNAL_ERROR, abi.R_OUT_OF_MEMORY);
 }
 
 const codecs = new Map<Variant, Codec>();
@@ -162,7 +162,7 @@ export class FrameReader {
       const n = ex.reader_parse(this.r, base + off, len - off);
       const consumed = ex.reader_consumed();
       if (n < 0) {
-        throw new H2Error(-n, ex.reader_error_reason(), ex.reader_error_stream());
+        throw H2Error.violation(-n, ex.reader_error_reason(), ex.reader_error_stream());
       }
       codec.refresh();
       // Copy the events and resolve payloads before any visitor runs: a visitor may feed
