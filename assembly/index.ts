@@ -1,5 +1,7 @@
-// The ABI: the only export list of the Wasm module. Flat i32 functions over linear memory;
-// the host (host/wasm/codec.ts) calls them raw. Pointers are byte addresses in `memory`.
+// The module's entry: the core, HTTP/2 and HPACK exports, plus the baggage and LB rooms' lists
+// (re-exported at the end). Flat functions over linear memory taking and returning i32/u32 (and
+// f64 for the LB's times); the host types them all in host/wasm/exports.ts and calls them raw.
+// Pointers are byte addresses in `memory`; the layouts behind them are in abi.ts and the rooms' ABI files.
 
 import { ABI_VERSION } from "./abi";
 import {

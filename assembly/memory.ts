@@ -9,6 +9,8 @@
 // traps when memory.grow fails) and never a wrapped pointer. Operator-driven tables (LB) use the
 // *System variants, which only the memory maximum bounds.
 
+import { EVENT_WORDS } from "./abi";
+
 const MIN_CLASS: i32 = 5; // 32 bytes
 const CLASSES: i32 = 27; // up to 2^31
 
@@ -127,7 +129,7 @@ export const headerBytes = changetype<Region>(memory.data(offsetof<Region>()));
 
 /** The event ring: frame events of one parse call. */
 export const EVENT_CAPACITY: i32 = 8192;
-export const events: usize = memory.data(EVENT_CAPACITY * 8 * 4, 16);
+export const events: usize = memory.data(EVENT_CAPACITY * EVENT_WORDS * 4, 16);
 
 /** Zeroed allocation (operator-driven data: not budgeted). */
 export function allocZeroed(size: i32): usize {

@@ -20,7 +20,7 @@ import { Inbound, type Acceptor } from "./proxy/inbound.js";
 import { Gateway } from "./proxy/gateway.js";
 import { LoadBalancer } from "./lb.js";
 import { Outbound, OutboundError } from "./proxy/outbound.js";
-import { createSocks5Server, SOCKS_OK } from "./proxy/socks5.js";
+import { createSocks5Server, SOCKS_OK, socksReplyOf } from "./proxy/socks5.js";
 import { pipeTunnel } from "./proxy/pipe.js";
 import { PROXY_PORTS, parseHostPort, type HostPort } from "./proxy/authority.js";
 import { Metrics } from "./metrics.js";
@@ -293,7 +293,7 @@ export class Mesh {
           return { code: SOCKS_OK, start: () => void this.track(pipeTunnel(socket, tunnel)) };
         } catch (err) {
           log.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
-          return { code: err instanceof OutboundError ? err.socks : 0x01 };
+          return { code: socksReplyOf(err) };
         }
       });
       this.addresses.socks5 = await listenOn(this.keep(socks), "127.0.0.1", o.socks5Port ?? 15080);
@@ -424,9 +424,9 @@ export class Mesh {
    * accepted it (HBONE 200, or TCP connected).
    */
   async connect(dest: string | HostPort, client?: HostPort): Promise<Duplex> {
-    if (this.closed) throw new OutboundError("proxy is closed", 0x01);
+    if (this.closed) throw new OutboundError("closed", "proxy is closed");
     const hp = typeof dest === "string" ? parseHostPort(dest) : dest;
-    if (!hp) throw new OutboundError(`destination "${String(dest)}" is not host:port`, 0x01);
+    if (!hp) throw new OutboundError("bad-destination", `destination "${String(dest)}" is not host:port`);
     const tunnel = await this.outbound.open(hp, client);
     // A peer's reset must never crash the process, even if the caller forgets 'error'.
     tunnel.on("error", (e) => log.debug("tunnel ended with an error", { error: e }));

@@ -51,22 +51,10 @@ export interface W3cBaggage extends BaggageMeta {
   truncated: boolean;
 }
 
-/** The baggage exports of the codec (assembly/baggage/exports.ts). */
-interface BaggageExports {
-  baggage_decode(mode: number, p: number, lines: number): number;
-  baggage_result_ptr(): number;
-  baggage_encode(p: number, type: number, o: number): number;
-  baggage_encode_bound(bytes: number): number;
-}
-
 let defaultCodec: Codec | undefined;
 /** getCodec(), looked up once: it reads process.env, which would cost more than a whole decode. */
 function threadCodec(): Codec {
   return (defaultCodec ??= getCodec());
-}
-
-function exportsOf(codec: Codec): BaggageExports {
-  return codec.ex as unknown as BaggageExports;
 }
 
 /**
@@ -86,16 +74,16 @@ export function encodeBaggage(meta: BaggageMeta, codec: Codec = threadCodec()): 
     fieldLengths[s] = v.length;
     text += v;
   }
-  const ex = exportsOf(codec);
-  const inp = codec.ex.input_reserve(4 * bg.BAGGAGE_SLOTS + 3 * text.length); // UTF-8: at most 3 bytes per char
+  const ex = codec.ex;
+  const inp = ex.input_reserve(bg.BAGGAGE_ENC_TEXT + 3 * text.length) >>> 0; // UTF-8: at most 3 bytes per char
   codec.refresh();
-  codec.i32.set(fieldLengths, inp >> 2);
-  if (codec.mem.write(text, inp + 4 * bg.BAGGAGE_SLOTS, "utf8") !== text.length) {
+  codec.i32.set(fieldLengths, inp >>> 2);
+  if (codec.mem.write(text, inp + bg.BAGGAGE_ENC_TEXT, "utf8") !== text.length) {
     // Lengths in chars fit the bytes only for ASCII; the encoder refuses any other char anyway (its bytes
     // are >= 0x80), so name the field here, where the lengths no longer line up with the bytes.
     throw unsendable(meta, FIELDS.findIndex((f) => /[^\x00-\x7f]/.test(meta[f] ?? "")));
   }
-  const out = codec.ex.output_reserve(ex.baggage_encode_bound(text.length));
+  const out = ex.output_reserve(ex.baggage_encode_bound(text.length)) >>> 0;
   const n = ex.baggage_encode(inp, type, out);
   codec.refresh();
   if (n < 0) throw unsendable(meta, -n - 1);
@@ -147,7 +135,7 @@ export function decodeBaggage(headerValues: string | readonly string[] | undefin
 const resultIndex = new WeakMap<Codec, number>();
 function resultOf(codec: Codec): number {
   let r = resultIndex.get(codec);
-  if (r === undefined) resultIndex.set(codec, (r = exportsOf(codec).baggage_result_ptr() >> 2));
+  if (r === undefined) resultIndex.set(codec, (r = codec.ex.baggage_result_ptr() >>> 2));
   return r;
 }
 
@@ -160,18 +148,18 @@ function decode(codec: Codec, lines: readonly string[], mode: number): number {
   let chars = count;
   for (let k = 0; k < count; k++) chars += lines[k].length;
   if (chars > bg.BAGGAGE_MAX_INPUT) return -bg.BAGGAGE_E_TOO_LARGE;
-  const p = codec.ex.input_reserve(4 * count + 3 * (chars - count)); // UTF-8: at most 3 bytes per UTF-16 unit
+  const p = codec.ex.input_reserve(4 * count + 3 * (chars - count)) >>> 0; // UTF-8: at most 3 bytes per UTF-16 unit
   codec.refresh();
   const mem = codec.mem, i32 = codec.i32;
   let at = p + 4 * count;
   lineStarts.length = count;
   for (let k = 0; k < count; k++) {
     const n = mem.write(lines[k], at, "utf8");
-    i32[(p >> 2) + k] = n;
+    i32[(p >>> 2) + k] = n;
     lineStarts[k] = at;
     at += n;
   }
-  return exportsOf(codec).baggage_decode(mode, p, count);
+  return codec.ex.baggage_decode(mode, p, count);
 }
 
 /**
@@ -193,7 +181,7 @@ function textAt(lines: readonly string[], off: number, len: number): string {
 function fillMeta(codec: Codec, meta: BaggageMeta, valueOf: (rec: number) => string): void {
   const i32 = codec.i32, res = resultOf(codec);
   for (let s = 0; s < bg.BAGGAGE_SLOTS; s++) {
-    const rec = i32[res + s];
+    const rec = i32[res + bg.BAGGAGE_RES_SLOT_RECORD + s];
     if (rec >= 0) meta[FIELDS[s]] = valueOf(rec);
   }
   const type = i32[res + bg.BAGGAGE_RES_TYPE];
@@ -205,7 +193,7 @@ function ztunnelMeta(codec: Codec, lines: readonly string[]): BaggageMeta {
   const meta: BaggageMeta = {};
   fillMeta(codec, meta, (rec) => {
     const r = records + rec * bg.BAGGAGE_REC_WORDS;
-    return textAt(lines, i32[r + bg.BAGGAGE_REC_VALUE_OFF], i32[r + bg.BAGGAGE_REC_VALUE_LEN]);
+    return textAt(lines, i32[r + bg.BAGGAGE_REC_VALUE_OFF] >>> 0, i32[r + bg.BAGGAGE_REC_VALUE_LEN]);
   });
   return meta;
 }
@@ -214,15 +202,15 @@ function membersOf(codec: Codec, lines: readonly string[], count: number): Bagga
   const i32 = codec.i32, mem = codec.mem;
   const members: BaggageMember[] = new Array(count);
   for (let k = 0, r = resultOf(codec) + bg.BAGGAGE_RES_RECORDS; k < count; k++, r += bg.BAGGAGE_REC_WORDS) {
-    const value = i32[r + bg.BAGGAGE_REC_VALUE_OFF], valueLen = i32[r + bg.BAGGAGE_REC_VALUE_LEN];
+    const value = i32[r + bg.BAGGAGE_REC_VALUE_OFF] >>> 0, valueLen = i32[r + bg.BAGGAGE_REC_VALUE_LEN];
     const m: BaggageMember = {
-      key: textAt(lines, i32[r + bg.BAGGAGE_REC_KEY_OFF], i32[r + bg.BAGGAGE_REC_KEY_LEN]),
+      key: textAt(lines, i32[r + bg.BAGGAGE_REC_KEY_OFF] >>> 0, i32[r + bg.BAGGAGE_REC_KEY_LEN]),
       // A percent-decoded value lives in Wasm memory, as UTF-8.
       value: i32[r + bg.BAGGAGE_REC_FLAGS] & bg.BAGGAGE_REC_DECODED
         ? mem.toString("utf8", value, value + valueLen) : textAt(lines, value, valueLen),
     };
     const propsLen = i32[r + bg.BAGGAGE_REC_PROPS_LEN];
-    if (propsLen >= 0) m.properties = textAt(lines, i32[r + bg.BAGGAGE_REC_PROPS_OFF], propsLen);
+    if (propsLen >= 0) m.properties = textAt(lines, i32[r + bg.BAGGAGE_REC_PROPS_OFF] >>> 0, propsLen);
     members[k] = m;
   }
   return members;

@@ -7,6 +7,7 @@
 
 import { isIP } from "node:net";
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair } from "yaml";
+import { ConfigError, type ConfigErrorLocation } from "./errors.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Model
@@ -217,34 +218,8 @@ export function canonicalIp(ip: string): string | undefined {
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
 
-export interface ConfigErrorLocation {
-  file?: string;
-  line?: number;
-  column?: number;
-  field?: string;
-}
-
-/** A config the proxy refuses, located: `file:line:column: field: reason`. */
-export class ConfigError extends Error {
-  readonly file?: string;
-  readonly line?: number;
-  readonly column?: number;
-  readonly field?: string;
-  /** The reason alone, without the location. */
-  readonly reason: string;
-
-  constructor(reason: string, loc: ConfigErrorLocation = {}) {
-    const where = loc.line !== undefined ? `${loc.file ?? "<config>"}:${loc.line}:${loc.column ?? 1}` : loc.file;
-    const parts = [where, loc.field, reason].filter((p): p is string => !!p);
-    super(parts.join(": "));
-    this.name = "ConfigError";
-    this.reason = reason;
-    if (loc.file !== undefined) this.file = loc.file;
-    if (loc.line !== undefined) this.line = loc.line;
-    if (loc.column !== undefined) this.column = loc.column;
-    if (loc.field !== undefined) this.field = loc.field;
-  }
-}
+// ConfigError lives with the rest of the error family (host/errors.ts).
+export { ConfigError, type ConfigErrorLocation } from "./errors.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Parsing

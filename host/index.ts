@@ -27,6 +27,11 @@ export { createHboneServer, connectHbone } from "./tls/contexts.js";
 export { H2Session, H2Stream, type SessionOptions, type Respond, type Headers } from "./h2/session.js";
 export { DEFAULT_LIMITS, type SessionLimits } from "./h2/limits.js";
 export { H2Error, errorCodeName } from "./errors.js";
+// The error family: every error but H2Error is an HboneError with a stable string `code` (HBONE_*).
+export {
+  HboneError, RuntimeConfigError, IdentityError, IdentityDroppedError, CaError,
+  IstioCaError, XdsError, XdsConvertError, type HboneErrorCode, type OutboundErrorKind,
+} from "./errors.js";
 export { parseFrames, FrameWriter, type Frame, type Priority } from "./h2/frames.js";
 export { HpackDecoder, HpackEncoder, type HeaderList } from "./h2/hpack.js";
 export { FrameReader, getCodec } from "./wasm/codec.js";

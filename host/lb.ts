@@ -9,6 +9,7 @@ import type {
 } from "./config.js";
 import type { ProxyState } from "./state/index.js";
 import { getCodec, type Codec } from "./wasm/codec.js";
+import type { LbExports } from "./wasm/exports.js";
 import { logger } from "./log.js";
 import {
   LB_ALLOW_ALL, LB_CAPACITY, LB_CLUSTER, LB_ENDPOINT_ID, LB_FLAGS, LB_HAS_ADDRESS, LB_HAS_GATEWAY, LB_HEALTHY,
@@ -333,26 +334,6 @@ export function pickEndpoint(
 // ---------------------------------------------------------------------------------------------------------------
 // The stateful load balancer (Wasm tables)
 
-/** The lb_* exports of assembly/lb/exports.ts. */
-interface LbExports {
-  lb_new(failures: number, baseEjectionMs: number, maxEjectionMs: number): number;
-  lb_free(ctx: number): void;
-  lb_endpoints_reserve(ctx: number, count: number): number;
-  lb_endpoint_reset(ctx: number, id: number): void;
-  lb_report_failure(ctx: number, id: number, now: number): number;
-  lb_report_success(ctx: number, id: number, now: number): void;
-  lb_ejected_until(ctx: number, id: number): number;
-  lb_table_new(ctx: number, count: number, ports: number): number;
-  lb_table_records(t: number): number;
-  lb_table_free(t: number): void;
-  lb_pick(t: number, port: number, policy: number, network: number, cluster: number, region: number, zone: number,
-    subzone: number, node: number, rand: number, now: number): number;
-  lb_pick_pair(t: number, port: number, policy: number, network: number, cluster: number, region: number,
-    zone: number, subzone: number, node: number, rand: number, rand2: number, now: number): number;
-  lb_pick_rank(): number;
-  lb_pick_second(): number;
-}
-
 export interface OutlierOptions {
   /** Consecutive dial failures that eject an endpoint. */
   failures?: number;
@@ -434,9 +415,9 @@ export class LoadBalancer {
 
   constructor(private readonly state: ProxyState, opts: LoadBalancerOptions = {}) {
     this.codec = opts.codec ?? getCodec();
-    this.ex = this.codec.ex as unknown as LbExports;
+    this.ex = this.codec.ex;
     const o = { ...OUTLIER_DEFAULTS, ...opts.outlier };
-    this.ctx = this.ex.lb_new(o.failures, o.baseEjectionMs, o.maxEjectionMs);
+    this.ctx = this.ex.lb_new(o.failures, o.baseEjectionMs, o.maxEjectionMs) >>> 0;
     this.random = opts.random ?? Math.random;
     this.now = opts.now ?? (() => performance.now());
     this.local = opts.local ?? { network: "" };
@@ -595,7 +576,7 @@ export class LoadBalancer {
     const workloads = this.state.endpoints(svc, ports[0]!).map((e) => e.workload);
     const n = workloads.length, np = ports.length, stride = LB_TARGETS + np;
     if (n === 0) return undefined;
-    const ptr = this.ex.lb_table_new(this.ctx, n, np);
+    const ptr = this.ex.lb_table_new(this.ctx, n, np) >>> 0;
     if (ptr === 0) {
       log.warn("service too large for a load-balancing table; it gets no endpoints",
         { service: serviceKey(svc), endpoints: n, ports: np });
@@ -604,7 +585,7 @@ export class LoadBalancer {
     const key = serviceKey(svc);
     this.codec.refresh();
     const m = this.codec.i32;
-    const records = this.ex.lb_table_records(ptr) >> 2;
+    const records = this.ex.lb_table_records(ptr) >>> 2;
     for (let i = 0, o = records; i < n; i++, o += stride) {
       const w = workloads[i]!;
       const own = w.services[key];

@@ -4,6 +4,7 @@
 // manifest written for ztunnel configures this proxy too; deploy/ is checked against these tables.
 
 import { isIP } from "node:net";
+import { RuntimeConfigError } from "./errors.js";
 
 /** How a Kubernetes pod spec sets a variable: from the downward API, a fixed value, or one the operator chooses. */
 export type K8sSource = { fieldRef: string } | { value: string } | { operator: string };
@@ -153,8 +154,7 @@ export interface RuntimeConfig {
   logFormat: "json";
 }
 
-/** A bad flag or variable: names it and its value. */
-export class RuntimeConfigError extends Error {}
+export { RuntimeConfigError } from "./errors.js";
 
 const LEVELS = ["debug", "info", "warn", "error"] as const;
 const spec = (name: string): EnvVar => ENV.find((e) => e.name === name)!;

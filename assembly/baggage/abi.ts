@@ -1,5 +1,6 @@
 // The baggage codec's ABI, shared by assembly/baggage/ and host/baggage.ts (imported there as
-// ../assembly/baggage/abi.js). Plain integer constants only, so it compiles under asc and tsc.
+// ../assembly/baggage/abi.js): modes, limits, errors, and the input and result layouts. Plain integer
+// constants only, so it compiles under asc and tsc.
 
 // Decode modes (baggage_decode's first argument).
 export const BAGGAGE_MODE_ZTUNNEL = 0;
@@ -23,7 +24,10 @@ export const BAGGAGE_E_INVALID = 1; // W3C: a list-member breaks the grammar
 export const BAGGAGE_E_NON_ASCII = 2; // ztunnel: a byte that is not visible ASCII, space or tab
 export const BAGGAGE_E_TOO_LARGE = 3; // over BAGGAGE_MAX_INPUT, or (ztunnel) BAGGAGE_ZTUNNEL_MAX_MEMBERS
 
-// The metadata fields, in ztunnel's emission order. Encode input: one u32 length per slot, then the bytes.
+// baggage_decode input: one u32 byte length per line (`lines` words), then the lines' bytes back to back.
+
+// The metadata fields, in ztunnel's emission order. Encode input: one u32 length per slot, then the bytes
+// (from BAGGAGE_ENC_TEXT).
 export const BAGGAGE_SLOT_CLUSTER = 0;
 export const BAGGAGE_SLOT_NAMESPACE = 1;
 export const BAGGAGE_SLOT_WORKLOAD = 2;
@@ -32,6 +36,8 @@ export const BAGGAGE_SLOT_REVISION = 4;
 export const BAGGAGE_SLOT_REGION = 5;
 export const BAGGAGE_SLOT_ZONE = 6;
 export const BAGGAGE_SLOTS = 7;
+/** Byte offset of the fields' text in baggage_encode's input. */
+export const BAGGAGE_ENC_TEXT = BAGGAGE_SLOTS * 4;
 
 // Workload types: the <type> of k8s.<type>.name.
 export const BAGGAGE_TYPE_NONE = 0;
@@ -42,6 +48,7 @@ export const BAGGAGE_TYPE_JOB = 4;
 
 // Decode result (i32 words at baggage_result_ptr()): per slot, the record holding its value or -1;
 // then the workload type, then 1 if W3C members were dropped over the limits; then the records.
+export const BAGGAGE_RES_SLOT_RECORD = 0; // word BAGGAGE_RES_SLOT_RECORD + slot
 export const BAGGAGE_RES_TYPE = 7;
 export const BAGGAGE_RES_TRUNCATED = 8;
 export const BAGGAGE_RES_RECORDS = 12;

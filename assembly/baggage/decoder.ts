@@ -9,7 +9,7 @@ import {
   BAGGAGE_E_NON_ASCII, BAGGAGE_E_TOO_LARGE, BAGGAGE_SLOTS, BAGGAGE_SLOT_WORKLOAD, BAGGAGE_TYPE_NONE, BAGGAGE_RES_TYPE,
   BAGGAGE_RES_TRUNCATED, BAGGAGE_RES_RECORDS, BAGGAGE_REC_WORDS, BAGGAGE_REC_KEY_OFF, BAGGAGE_REC_KEY_LEN,
   BAGGAGE_REC_VALUE_OFF, BAGGAGE_REC_VALUE_LEN, BAGGAGE_REC_PROPS_OFF, BAGGAGE_REC_PROPS_LEN, BAGGAGE_REC_FLAGS,
-  BAGGAGE_REC_DECODED,
+  BAGGAGE_REC_DECODED, BAGGAGE_RES_SLOT_RECORD,
 } from "./abi";
 import { slotOfKey, keyType } from "./keys";
 
@@ -64,7 +64,7 @@ initClasses();
 }
 
 @inline function setSlot(slot: i32, rec: i32): void {
-  store<i32>(result + (<usize>slot << 2), rec);
+  store<i32>(result + ((<usize>BAGGAGE_RES_SLOT_RECORD + <usize>slot) << 2), rec);
 }
 
 // State of one decode call.

@@ -1,7 +1,7 @@
 // Baggage header encoding exactly as ztunnel emits it (src/baggage.rs baggage_header_val): the set
 // fields in slot order as key=value, joined by ',' with no spaces, no percent-encoding, no properties.
 
-import { BAGGAGE_SLOTS } from "./abi";
+import { BAGGAGE_SLOTS, BAGGAGE_ENC_TEXT } from "./abi";
 import { MAX_KEY_LEN, writeKey } from "./keys";
 
 /** Output bytes enough for fields totalling `bytes` bytes. */
@@ -16,7 +16,7 @@ export function encodeBound(bytes: i32): i32 {
  */
 export function baggageEncode(p: usize, type: i32, o: usize): i32 {
   const start = o;
-  let field = p + (BAGGAGE_SLOTS << 2);
+  let field = p + BAGGAGE_ENC_TEXT;
   for (let slot = 0; slot < BAGGAGE_SLOTS; slot++) {
     const len = <usize>load<u32>(p + (<usize>slot << 2));
     if (len == 0) continue;

@@ -20,7 +20,9 @@ import {
   R_FRAME_TOO_LARGE, R_STREAM_ID_ZERO, R_STREAM_ID_NONZERO, R_BAD_LENGTH, R_BAD_PADDING, R_ZERO_INCREMENT,
   R_SETTINGS_ACK_PAYLOAD, R_BAD_SETTING_VALUE, R_UNEXPECTED_CONTINUATION, R_EXPECTED_CONTINUATION,
   R_BAD_PROMISED_STREAM, R_SELF_DEPENDENCY, ENHANCE_YOUR_CALM, INTERNAL_ERROR, MAX_SETTINGS_ENTRIES,
-  R_HEADER_BLOCK_TOO_LARGE, R_OUT_OF_MEMORY, R_TOO_MANY_SETTINGS, R_GATHER_TOO_LARGE,
+  R_HEADER_BLOCK_TOO_LARGE, R_OUT_OF_MEMORY, R_TOO_MANY_SETTINGS, R_GATHER_TOO_LARGE, READER_NO_PUSH,
+  READER_MID_STREAM, EV_TYPE, EV_FLAGS, EV_STREAM, EV_OFF, EV_LEN, EV_A, EV_B, EV_C, PRIORITY_LENGTH,
+  RST_STREAM_LENGTH, SETTINGS_ENTRY_LENGTH, PING_LENGTH, GOAWAY_MIN_LENGTH, WINDOW_UPDATE_LENGTH,
 } from "../abi";
 import { alloc, free, grow, capacityOf, events, EVENT_CAPACITY } from "../memory";
 
@@ -30,11 +32,6 @@ const S_DATA_PAD: i32 = 2; // DATA: next byte is the pad length
 const S_DATA: i32 = 3;
 const S_DATA_PADDING: i32 = 4;
 const S_SKIP: i32 = 5; // unknown type, or a frame already answered with a stream error
-
-/** Reader option: PUSH_PROMISE is a protocol error (we never enable push). */
-export const READER_NO_PUSH: i32 = 0x1;
-/** Reader option: the first frame may be a CONTINUATION (parsing a slice of a connection). */
-export const READER_MID_STREAM: i32 = 0x2;
 
 @unmanaged export class Reader {
   state: i32;
@@ -98,14 +95,14 @@ export function readerSetMaxGather(r: Reader, n: i32): void {
 
 @inline function emit(type: i32, flags: i32, stream: i32, off: usize, len: i32, a: i32, b: i32, c: i32): void {
   const e = events + <usize>(nev * EVENT_WORDS * 4);
-  store<i32>(e, type);
-  store<i32>(e, flags, 4);
-  store<i32>(e, stream, 8);
-  store<i32>(e, <i32>off, 12);
-  store<i32>(e, len, 16);
-  store<i32>(e, a, 20);
-  store<i32>(e, b, 24);
-  store<i32>(e, c, 28);
+  store<i32>(e, type, EV_TYPE * 4);
+  store<i32>(e, flags, EV_FLAGS * 4);
+  store<i32>(e, stream, EV_STREAM * 4);
+  store<i32>(e, <i32>off, EV_OFF * 4);
+  store<i32>(e, len, EV_LEN * 4);
+  store<i32>(e, a, EV_A * 4);
+  store<i32>(e, b, EV_B * 4);
+  store<i32>(e, c, EV_C * 4);
   nev++;
 }
 
@@ -156,7 +153,7 @@ function beginFrame(r: Reader): i32 {
       break;
     case FRAME_PRIORITY:
       if (stream == 0) return connError(PROTOCOL_ERROR, R_STREAM_ID_ZERO, stream);
-      if (length != 5) {
+      if (length != PRIORITY_LENGTH) {
         streamError(stream, FRAME_SIZE_ERROR, R_BAD_LENGTH);
         r.state = S_SKIP;
         return 0;
@@ -164,25 +161,25 @@ function beginFrame(r: Reader): i32 {
       break;
     case FRAME_RST_STREAM:
       if (stream == 0) return connError(PROTOCOL_ERROR, R_STREAM_ID_ZERO, stream);
-      if (length != 4) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      if (length != RST_STREAM_LENGTH) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
       break;
     case FRAME_SETTINGS:
       if (stream != 0) return connError(PROTOCOL_ERROR, R_STREAM_ID_NONZERO, stream);
       if ((flags & FLAG_ACK) && length != 0) return connError(FRAME_SIZE_ERROR, R_SETTINGS_ACK_PAYLOAD, stream);
-      if (length % 6 != 0) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      if (length % SETTINGS_ENTRY_LENGTH != 0) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
       // Each entry may walk every stream: a frame of 174k entries is only a CPU attack.
-      if (length > MAX_SETTINGS_ENTRIES * 6) return connError(ENHANCE_YOUR_CALM, R_TOO_MANY_SETTINGS, stream);
+      if (length > MAX_SETTINGS_ENTRIES * SETTINGS_ENTRY_LENGTH) return connError(ENHANCE_YOUR_CALM, R_TOO_MANY_SETTINGS, stream);
       break;
     case FRAME_PING:
       if (stream != 0) return connError(PROTOCOL_ERROR, R_STREAM_ID_NONZERO, stream);
-      if (length != 8) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      if (length != PING_LENGTH) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
       break;
     case FRAME_GOAWAY:
       if (stream != 0) return connError(PROTOCOL_ERROR, R_STREAM_ID_NONZERO, stream);
-      if (length < 8) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      if (length < GOAWAY_MIN_LENGTH) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
       break;
     case FRAME_WINDOW_UPDATE:
-      if (length != 4) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
+      if (length != WINDOW_UPDATE_LENGTH) return connError(FRAME_SIZE_ERROR, R_BAD_LENGTH, stream);
       break;
     default:
       // Unknown frame types are ignored (§4.1, §5.5).
@@ -271,7 +268,7 @@ function completeFrame(r: Reader, p: usize): i32 {
       break;
     case FRAME_SETTINGS: {
       // Values outside their range are connection errors (§6.5.2); unknown ids are ignored.
-      for (let i = 0; i < length; i += 6) {
+      for (let i = 0; i < length; i += SETTINGS_ENTRY_LENGTH) {
         const id = <i32>bswap<u16>(load<u16>(p + i));
         const v = bswap<u32>(load<u32>(p + i, 2));
         if ((id == SETTINGS_ENABLE_PUSH || id == SETTINGS_ENABLE_CONNECT_PROTOCOL) && v > 1) {
@@ -284,7 +281,7 @@ function completeFrame(r: Reader, p: usize): i32 {
           return connError(PROTOCOL_ERROR, R_BAD_SETTING_VALUE, stream);
         }
       }
-      emit(FRAME_SETTINGS, flags, stream, p, length, length / 6, 0, length);
+      emit(FRAME_SETTINGS, flags, stream, p, length, length / SETTINGS_ENTRY_LENGTH, 0, length);
       break;
     }
     case FRAME_PING:
@@ -314,7 +311,7 @@ function endData(r: Reader, p: usize, pieceEmitted: bool): void {
   const fin = (r.flags & FLAG_END_STREAM) | FLAG_FRAME_END;
   if (pieceEmitted && r.fc == 0) {
     const e = events + <usize>((nev - 1) * EVENT_WORDS * 4);
-    store<i32>(e, load<i32>(e, 4) | fin, 4);
+    store<i32>(e, load<i32>(e, EV_FLAGS * 4) | fin, EV_FLAGS * 4);
   } else {
     emit(FRAME_DATA, (r.flags & ~FLAG_END_STREAM) | fin, r.stream, p, 0, r.fc, r.padLen, r.length);
   }

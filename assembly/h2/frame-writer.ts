@@ -5,6 +5,8 @@
 import {
   FRAME_DATA, FRAME_HEADERS, FRAME_PRIORITY, FRAME_RST_STREAM, FRAME_SETTINGS, FRAME_PING, FRAME_GOAWAY,
   FRAME_WINDOW_UPDATE, FRAME_CONTINUATION, FLAG_END_STREAM, FLAG_ACK, FLAG_END_HEADERS, FRAME_HEADER_SIZE,
+  SETTINGS_PAIR_WORDS, SETTINGS_ENTRY_LENGTH, PING_LENGTH, GOAWAY_MIN_LENGTH, RST_STREAM_LENGTH, WINDOW_UPDATE_LENGTH,
+  PRIORITY_LENGTH, STREAM_ID_MASK,
 } from "../abi";
 import { Hpack } from "../hpack/table";
 import { hpackEncode } from "../hpack/encoder";
@@ -15,7 +17,7 @@ import { hpackEncode } from "../hpack/encoder";
   store<u8>(o, <u8>length, 2);
   store<u8>(o, <u8>type, 3);
   store<u8>(o, <u8>flags, 4);
-  store<u32>(o, bswap<u32>(<u32>stream & 0x7fffffff), 5);
+  store<u32>(o, bswap<u32>(<u32>stream & STREAM_ID_MASK), 5);
 }
 
 export function writeDataHeader(o: usize, stream: i32, length: i32, endStream: bool): i32 {
@@ -29,48 +31,49 @@ export function writeSettings(o: usize, pairs: usize, count: i32, ack: bool): i3
     writeFrameHeader(o, 0, FRAME_SETTINGS, FLAG_ACK, 0);
     return FRAME_HEADER_SIZE;
   }
-  writeFrameHeader(o, count * 6, FRAME_SETTINGS, 0, 0);
+  writeFrameHeader(o, count * SETTINGS_ENTRY_LENGTH, FRAME_SETTINGS, 0, 0);
   for (let i = 0; i < count; i++) {
-    const q = o + FRAME_HEADER_SIZE + <usize>(i * 6);
-    store<u16>(q, bswap<u16>(<u16>load<u32>(pairs + <usize>(i * 8))));
-    store<u32>(q, bswap<u32>(load<u32>(pairs + <usize>(i * 8), 4)), 2);
+    const q = o + FRAME_HEADER_SIZE + <usize>(i * SETTINGS_ENTRY_LENGTH);
+    const pair = pairs + <usize>(i * SETTINGS_PAIR_WORDS * 4);
+    store<u16>(q, bswap<u16>(<u16>load<u32>(pair)));
+    store<u32>(q, bswap<u32>(load<u32>(pair, 4)), 2);
   }
-  return FRAME_HEADER_SIZE + count * 6;
+  return FRAME_HEADER_SIZE + count * SETTINGS_ENTRY_LENGTH;
 }
 
 /** PING with the 8 opaque bytes given as two big-endian words. */
 export function writePing(o: usize, ack: bool, hi: u32, lo: u32): i32 {
-  writeFrameHeader(o, 8, FRAME_PING, ack ? FLAG_ACK : 0, 0);
-  store<u32>(o, bswap<u32>(hi), 9);
-  store<u32>(o, bswap<u32>(lo), 13);
-  return 17;
+  writeFrameHeader(o, PING_LENGTH, FRAME_PING, ack ? FLAG_ACK : 0, 0);
+  store<u32>(o, bswap<u32>(hi), FRAME_HEADER_SIZE);
+  store<u32>(o, bswap<u32>(lo), FRAME_HEADER_SIZE + 4);
+  return FRAME_HEADER_SIZE + PING_LENGTH;
 }
 
 export function writeGoaway(o: usize, lastStream: i32, code: i32, debug: usize, debugLen: i32): i32 {
-  writeFrameHeader(o, 8 + debugLen, FRAME_GOAWAY, 0, 0);
-  store<u32>(o, bswap<u32>(<u32>lastStream & 0x7fffffff), 9);
-  store<u32>(o, bswap<u32>(<u32>code), 13);
-  if (debugLen > 0) memory.copy(o + 17, debug, <usize>debugLen);
-  return 17 + debugLen;
+  writeFrameHeader(o, GOAWAY_MIN_LENGTH + debugLen, FRAME_GOAWAY, 0, 0);
+  store<u32>(o, bswap<u32>(<u32>lastStream & STREAM_ID_MASK), FRAME_HEADER_SIZE);
+  store<u32>(o, bswap<u32>(<u32>code), FRAME_HEADER_SIZE + 4);
+  if (debugLen > 0) memory.copy(o + FRAME_HEADER_SIZE + GOAWAY_MIN_LENGTH, debug, <usize>debugLen);
+  return FRAME_HEADER_SIZE + GOAWAY_MIN_LENGTH + debugLen;
 }
 
 export function writeRstStream(o: usize, stream: i32, code: i32): i32 {
-  writeFrameHeader(o, 4, FRAME_RST_STREAM, 0, stream);
-  store<u32>(o, bswap<u32>(<u32>code), 9);
-  return 13;
+  writeFrameHeader(o, RST_STREAM_LENGTH, FRAME_RST_STREAM, 0, stream);
+  store<u32>(o, bswap<u32>(<u32>code), FRAME_HEADER_SIZE);
+  return FRAME_HEADER_SIZE + RST_STREAM_LENGTH;
 }
 
 export function writeWindowUpdate(o: usize, stream: i32, increment: i32): i32 {
-  writeFrameHeader(o, 4, FRAME_WINDOW_UPDATE, 0, stream);
-  store<u32>(o, bswap<u32>(<u32>increment & 0x7fffffff), 9);
-  return 13;
+  writeFrameHeader(o, WINDOW_UPDATE_LENGTH, FRAME_WINDOW_UPDATE, 0, stream);
+  store<u32>(o, bswap<u32>(<u32>increment & STREAM_ID_MASK), FRAME_HEADER_SIZE);
+  return FRAME_HEADER_SIZE + WINDOW_UPDATE_LENGTH;
 }
 
 export function writePriority(o: usize, stream: i32, dependency: i32, exclusive: bool, weight: i32): i32 {
-  writeFrameHeader(o, 5, FRAME_PRIORITY, 0, stream);
-  store<u32>(o, bswap<u32>((<u32>dependency & 0x7fffffff) | (exclusive ? 0x80000000 : 0)), 9);
-  store<u8>(o, <u8>(weight - 1), 13);
-  return 14;
+  writeFrameHeader(o, PRIORITY_LENGTH, FRAME_PRIORITY, 0, stream);
+  store<u32>(o, bswap<u32>((<u32>dependency & STREAM_ID_MASK) | (exclusive ? 0x80000000 : 0)), FRAME_HEADER_SIZE);
+  store<u8>(o, <u8>(weight - 1), FRAME_HEADER_SIZE + 4);
+  return FRAME_HEADER_SIZE + PRIORITY_LENGTH;
 }
 
 /**

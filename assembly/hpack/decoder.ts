@@ -7,16 +7,14 @@
 // bounded by the block's size plus that multiple of the limit.
 
 import {
-  COMPRESSION_ERROR, ENHANCE_YOUR_CALM, INTERNAL_ERROR, R_OUT_OF_MEMORY, R_HPACK_AMPLIFICATION, HPACK_LIST_TOO_LARGE, HDR_WORDS, HDR_NEVER_INDEXED, R_HPACK_TRUNCATED, R_HPACK_BAD_HUFFMAN,
+  COMPRESSION_ERROR, ENHANCE_YOUR_CALM, INTERNAL_ERROR, R_OUT_OF_MEMORY, R_HPACK_AMPLIFICATION, HPACK_LIST_TOO_LARGE, HDR_WORDS, HDR_NEVER_INDEXED, HDR_STATIC_VALUE,
+  HDR_NAME_OFF, HDR_NAME_LEN, HDR_VALUE_OFF, HDR_VALUE_LEN, HDR_FLAGS, R_HPACK_TRUNCATED, R_HPACK_BAD_HUFFMAN,
   R_HPACK_BAD_INDEX, R_HPACK_INTEGER_OVERFLOW, R_HPACK_BAD_SIZE_UPDATE, R_HPACK_MISSING_SIZE_UPDATE, R_HPACK_LIST_TOO_LARGE,
 } from "../abi";
 import { headerRecords, headerBytes, reserve, reserveKeep } from "../memory";
 import { Hpack, ENTRY_OVERHEAD, entry, entryName, entryNameLen, entryValue, entryValueLen, insert, setMaxSize } from "./table";
 import { STATIC_COUNT, staticNameLen, staticNameOff, staticValueLen, staticValueOff, nameHash } from "./tables";
 import { huffDecode } from "./huffman";
-
-/** A static value is used as is (the host has it interned): HDR_FLAGS bit. */
-export const HDR_STATIC_VALUE: i32 = 0x200;
 
 export let lastReason: i32 = 0;
 /** How far past its limit a header list may expand before the block fails the connection. */
@@ -223,11 +221,11 @@ export function hpackDecode(t: Hpack, p: usize, len: i32): i32 {
     const recs = reserveKeep(headerRecords, (count + 1) * HDR_WORDS * 4, count * HDR_WORDS * 4);
     if (recs == 0) return oom();
     const rec = recs + <usize>(count * HDR_WORDS * 4);
-    store<i32>(rec, nameOff);
-    store<i32>(rec, nameLen, 4);
-    store<i32>(rec, valueOff, 8);
-    store<i32>(rec, valueLen, 12);
-    store<i32>(rec, flags, 16);
+    store<i32>(rec, nameOff, HDR_NAME_OFF * 4);
+    store<i32>(rec, nameLen, HDR_NAME_LEN * 4);
+    store<i32>(rec, valueOff, HDR_VALUE_OFF * 4);
+    store<i32>(rec, valueLen, HDR_VALUE_LEN * 4);
+    store<i32>(rec, flags, HDR_FLAGS * 4);
     count++;
   }
   if (over) {

@@ -1,7 +1,7 @@
 // HPACK encoder (RFC 7541 §6): indexes what repeats, never indexes what is sensitive,
 // Huffman-codes a string only when that is shorter, and signals table size changes.
 
-import { ENC_SENSITIVE, ENC_NO_INDEX } from "../abi";
+import { ENC_SENSITIVE, ENC_NO_INDEX, ENC_WORDS, ENC_NAME_LEN, ENC_VALUE_LEN, ENC_FLAGS } from "../abi";
 import { Hpack, ENTRY_OVERHEAD, entry, entryName, entryNameHash, entryNameLen, entryValue, entryValueHash,
   entryValueLen, ensureCapacity, insert, setMaxSize } from "./table";
 import { STATIC_COUNT, findStaticName, nameHash, staticNameEnd, staticValueLen, staticValueOff } from "./tables";
@@ -72,7 +72,7 @@ function notWorthIndexing(sidx: i32, name: usize, nameLen: i32): bool {
 }
 
 /**
- * Encodes `count` fields laid out at `in` (u32 name length, u32 value length, u32 flags,
+ * Encodes `count` fields laid out at `in` (abi.ts ENC_*: u32 name length, u32 value length, u32 flags,
  * name bytes, value bytes) into `out` (at least encodeBound bytes). Returns the block length.
  */
 export function hpackEncode(t: Hpack, inp: usize, count: i32, out: usize): i32 {
@@ -89,10 +89,10 @@ export function hpackEncode(t: Hpack, inp: usize, count: i32, out: usize): i32 {
   }
   let p = inp;
   for (let i = 0; i < count; i++) {
-    const nameLen = load<i32>(p);
-    const valueLen = load<i32>(p, 4);
-    const flags = load<i32>(p, 8);
-    const name = p + 12;
+    const nameLen = load<i32>(p, ENC_NAME_LEN * 4);
+    const valueLen = load<i32>(p, ENC_VALUE_LEN * 4);
+    const flags = load<i32>(p, ENC_FLAGS * 4);
+    const name = p + ENC_WORDS * 4;
     const value = name + <usize>nameLen;
     p = value + <usize>valueLen;
 

@@ -31,13 +31,15 @@ export interface Frame {
 }
 
 function priorityOf(dep: number, weight: number): Priority {
-  return { exclusive: (dep & 0x80000000) !== 0, dependency: dep & 0x7fffffff, weight };
+  return { exclusive: (dep & ~abi.STREAM_ID_MASK) !== 0, dependency: dep & abi.STREAM_ID_MASK, weight };
 }
 
 function settingsOf(p: Uint8Array): [number, number][] {
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   const out: [number, number][] = [];
-  for (let i = 0; i + 6 <= p.length; i += 6) out.push([dv.getUint16(i), dv.getUint32(i + 2)]);
+  for (let i = 0; i + abi.SETTINGS_ENTRY_LENGTH <= p.length; i += abi.SETTINGS_ENTRY_LENGTH) {
+    out.push([dv.getUint16(i), dv.getUint32(i + 2)]);
+  }
   return out;
 }
 
@@ -47,17 +49,17 @@ function settingsOf(p: Uint8Array): [number, number][] {
  * error throws an H2Error whose `code` is the HTTP/2 error code.
  */
 export function parseFrames(bytes: Uint8Array, maxFrameSize = abi.DEFAULT_MAX_FRAME_SIZE, codec?: Codec): Frame[] {
-  const reader = new FrameReader(maxFrameSize, 2 /* READER_MID_STREAM */, codec);
+  const reader = new FrameReader(maxFrameSize, abi.READER_MID_STREAM, codec);
   const frames: Frame[] = [];
   let data: Uint8Array[] = [];
   try {
     reader.feed(bytes, (type, flags, streamId, payload, a, b, c) => {
-      if (type === abi.EV_STREAM_ERROR) throw new H2Error(a, b, streamId, true);
+      if (type === abi.EV_STREAM_ERROR) throw H2Error.streamViolation(streamId, a, b);
       if (type === abi.FRAME_DATA) {
         data.push(payload);
         if (!(flags & abi.FLAG_FRAME_END)) return;
         frames.push({
-          type, flags: flags & 0xff, streamId, length: c, padLength: flags & abi.FLAG_PADDED ? b : undefined,
+          type, flags: flags & abi.FLAG_WIRE_MASK, streamId, length: c, padLength: flags & abi.FLAG_PADDED ? b : undefined,
           payload: data.length === 1 ? data[0] : Buffer.concat(data),
         });
         data = [];
@@ -66,12 +68,13 @@ export function parseFrames(bytes: Uint8Array, maxFrameSize = abi.DEFAULT_MAX_FR
       const f: Frame = { type, flags, streamId, length: c, payload };
       switch (type) {
         case abi.FRAME_HEADERS:
-          f.length = payload.length + (flags & abi.FLAG_PADDED ? 1 + a : 0) + (flags & abi.FLAG_PRIORITY ? 5 : 0);
+          f.length = payload.length + (flags & abi.FLAG_PADDED ? 1 + a : 0) +
+            (flags & abi.FLAG_PRIORITY ? abi.PRIORITY_LENGTH : 0);
           if (flags & abi.FLAG_PADDED) f.padLength = a;
           if (flags & abi.FLAG_PRIORITY) f.priority = priorityOf(b, c);
           break;
         case abi.FRAME_PRIORITY:
-          f.length = 5;
+          f.length = abi.PRIORITY_LENGTH;
           f.priority = priorityOf(b, c);
           break;
         case abi.FRAME_PUSH_PROMISE:
@@ -123,42 +126,45 @@ export class FrameWriter {
   }
 
   dataHeader(streamId: number, length: number, endStream: boolean): Buffer {
-    return this.take(9, (o) => this.codec.ex.write_data_header(o, streamId, length, endStream ? 1 : 0));
+    return this.take(abi.FRAME_HEADER_SIZE, (o) => this.codec.ex.write_data_header(o, streamId, length, endStream ? 1 : 0));
   }
 
   settings(entries: [number, number][] = [], ack = false): Buffer {
     const c = this.codec;
-    const pairs = c.ex.input_reserve(entries.length * 8 + 8) >>> 0;
+    const words = abi.SETTINGS_PAIR_WORDS;
+    const pairs = c.ex.input_reserve((entries.length + 1) * words * 4) >>> 0;
     c.refresh();
-    const u32 = new Uint32Array(c.u8.buffer, pairs, entries.length * 2);
+    const u32 = new Uint32Array(c.u8.buffer, pairs, entries.length * words);
     entries.forEach(([id, v], i) => {
-      u32[i * 2] = id;
-      u32[i * 2 + 1] = v;
+      u32[i * words] = id;
+      u32[i * words + 1] = v;
     });
-    return this.take(9 + entries.length * 6, (o) => c.ex.write_settings(o, pairs, entries.length, ack ? 1 : 0));
+    return this.take(abi.FRAME_HEADER_SIZE + entries.length * abi.SETTINGS_ENTRY_LENGTH,
+      (o) => c.ex.write_settings(o, pairs, entries.length, ack ? 1 : 0));
   }
 
   ping(opaque: Uint8Array, ack = false): Buffer {
-    const dv = new DataView(opaque.buffer, opaque.byteOffset, 8);
-    return this.take(17, (o) => this.codec.ex.write_ping(o, ack ? 1 : 0, dv.getUint32(0), dv.getUint32(4)));
+    const dv = new DataView(opaque.buffer, opaque.byteOffset, abi.PING_LENGTH);
+    return this.take(abi.FRAME_HEADER_SIZE + abi.PING_LENGTH, (o) => this.codec.ex.write_ping(o, ack ? 1 : 0, dv.getUint32(0), dv.getUint32(4)));
   }
 
   goaway(lastStreamId: number, code: number, debug: Uint8Array = new Uint8Array(0)): Buffer {
     const c = this.codec;
     const d = c.copyIn(debug);
-    return this.take(17 + debug.length, (o) => c.ex.write_goaway(o, lastStreamId, code, d, debug.length));
+    return this.take(abi.FRAME_HEADER_SIZE + abi.GOAWAY_MIN_LENGTH + debug.length, (o) => c.ex.write_goaway(o, lastStreamId, code, d, debug.length));
   }
 
   rstStream(streamId: number, code: number): Buffer {
-    return this.take(13, (o) => this.codec.ex.write_rst_stream(o, streamId, code));
+    return this.take(abi.FRAME_HEADER_SIZE + abi.RST_STREAM_LENGTH, (o) => this.codec.ex.write_rst_stream(o, streamId, code));
   }
 
   windowUpdate(streamId: number, increment: number): Buffer {
-    return this.take(13, (o) => this.codec.ex.write_window_update(o, streamId, increment));
+    return this.take(abi.FRAME_HEADER_SIZE + abi.WINDOW_UPDATE_LENGTH,
+      (o) => this.codec.ex.write_window_update(o, streamId, increment));
   }
 
   priority(streamId: number, p: Priority): Buffer {
-    return this.take(14, (o) =>
+    return this.take(abi.FRAME_HEADER_SIZE + abi.PRIORITY_LENGTH, (o) =>
       this.codec.ex.write_priority(o, streamId, p.dependency, p.exclusive ? 1 : 0, p.weight));
   }
 }

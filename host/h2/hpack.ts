@@ -24,8 +24,6 @@ export const STATIC_TABLE: readonly (readonly [string, string])[] = [
   ["www-authenticate", ""],
 ];
 
-const HDR_STATIC_VALUE = 0x200; // assembly/hpack/decoder.ts
-
 /** Headers decoded with their never-indexed marks (RFC 7541 §6.2.3), for proxies that forward them. */
 export interface DecodedHeaders {
   headers: HeaderList;
@@ -61,7 +59,7 @@ abstract class HpackContext {
 }
 
 export class HpackDecoder extends HpackContext {
-  constructor(maxTableSize = 4096, codec: Codec = getCodec()) {
+  constructor(maxTableSize = abi.DEFAULT_HEADER_TABLE_SIZE, codec: Codec = getCodec()) {
     super(maxTableSize, codec);
   }
 
@@ -86,9 +84,9 @@ export class HpackDecoder extends HpackContext {
     const n = ex.hpack_decode(this.t, p, block.length);
     if (n < 0) {
       if (-n === abi.HPACK_LIST_TOO_LARGE) {
-        throw new H2Error(abi.PROTOCOL_ERROR, abi.R_HPACK_LIST_TOO_LARGE);
+        throw H2Error.violation(abi.PROTOCOL_ERROR, abi.R_HPACK_LIST_TOO_LARGE);
       }
-      throw new H2Error(-n, ex.hpack_error_reason());
+      throw H2Error.violation(-n, ex.hpack_error_reason());
     }
     c.refresh();
     const rec = ex.hpack_records_ptr() >>> 2;
@@ -97,11 +95,13 @@ export class HpackDecoder extends HpackContext {
     const headers: HeaderList = new Array(n);
     const neverIndexed: boolean[] = withFlags ? new Array(n) : [];
     for (let k = 0, r = rec; k < n; k++, r += abi.HDR_WORDS) {
-      const flags = i32[r + 4];
-      const s = flags & 0xff;
-      const name = s !== 0 ? STATIC_TABLE[s][0] : mem.latin1Slice(bytes + i32[r], bytes + i32[r] + i32[r + 1]);
-      const value = flags & HDR_STATIC_VALUE ? STATIC_TABLE[s][1]
-        : mem.latin1Slice(bytes + i32[r + 2], bytes + i32[r + 2] + i32[r + 3]);
+      const flags = i32[r + abi.HDR_FLAGS];
+      const s = flags & abi.HDR_STATIC_INDEX_MASK;
+      let at = bytes + (i32[r + abi.HDR_NAME_OFF] >>> 0);
+      const name = s !== 0 ? STATIC_TABLE[s][0] : mem.latin1Slice(at, at + i32[r + abi.HDR_NAME_LEN]);
+      at = bytes + (i32[r + abi.HDR_VALUE_OFF] >>> 0);
+      const value = flags & abi.HDR_STATIC_VALUE ? STATIC_TABLE[s][1]
+        : mem.latin1Slice(at, at + i32[r + abi.HDR_VALUE_LEN]);
       headers[k] = [name, value];
       if (withFlags) neverIndexed[k] = (flags & abi.HDR_NEVER_INDEXED) !== 0;
     }
@@ -117,7 +117,7 @@ export interface EncodeOptions {
 export class HpackEncoder extends HpackContext {
   private readonly sensitive: ReadonlySet<string> | undefined;
 
-  constructor(maxTableSize = 4096, codec: Codec = getCodec(), opts: EncodeOptions = {}) {
+  constructor(maxTableSize = abi.DEFAULT_HEADER_TABLE_SIZE, codec: Codec = getCodec(), opts: EncodeOptions = {}) {
     super(maxTableSize, codec);
     this.sensitive = opts.sensitive;
   }
@@ -132,7 +132,8 @@ export class HpackEncoder extends HpackContext {
     const c = this.codec;
     let bytes = 0;
     for (let i = 0; i < headers.length; i++) bytes += headers[i][0].length + headers[i][1].length;
-    const inp = c.ex.input_reserve(bytes + 12 * headers.length) >>> 0;
+    const fieldHeader = abi.ENC_WORDS * 4;
+    const inp = c.ex.input_reserve(bytes + fieldHeader * headers.length) >>> 0;
     c.refresh();
     const mem = c.mem;
     let o = inp;
@@ -140,12 +141,12 @@ export class HpackEncoder extends HpackContext {
       const [name, value] = headers[i];
       let flags = 0;
       if ((never && never[i]) || (this.sensitive && this.sensitive.has(name))) flags |= abi.ENC_SENSITIVE;
-      mem.writeUInt32LE(name.length, o);
-      mem.writeUInt32LE(value.length, o + 4);
-      mem.writeUInt32LE(flags, o + 8);
-      mem.latin1Write(name, o + 12, name.length);
-      mem.latin1Write(value, o + 12 + name.length, value.length);
-      o += 12 + name.length + value.length;
+      mem.writeUInt32LE(name.length, o + abi.ENC_NAME_LEN * 4);
+      mem.writeUInt32LE(value.length, o + abi.ENC_VALUE_LEN * 4);
+      mem.writeUInt32LE(flags, o + abi.ENC_FLAGS * 4);
+      mem.latin1Write(name, o + fieldHeader, name.length);
+      mem.latin1Write(value, o + fieldHeader + name.length, value.length);
+      o += fieldHeader + name.length + value.length;
     }
     return [inp, c.ex.hpack_encode_bound(headers.length, bytes)];
   }
@@ -165,7 +166,7 @@ export class HpackEncoder extends HpackContext {
     neverIndexed?: readonly boolean[]): Buffer {
     const c = this.codec;
     const [inp, bound] = this.stage(headers, neverIndexed);
-    const size = bound + 9 * (Math.ceil(bound / maxFrameSize) + 1);
+    const size = bound + abi.FRAME_HEADER_SIZE * (Math.ceil(bound / maxFrameSize) + 1);
     const out = c.ex.output_reserve(size) >>> 0;
     const n = c.ex.write_headers(this.t, inp, headers.length, out, streamId, endStream ? 1 : 0, maxFrameSize);
     c.refresh();

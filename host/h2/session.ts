@@ -20,7 +20,6 @@ export { H2Stream } from "./stream.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65535;
-const READER_NO_PUSH = 1;
 
 export interface SessionOptions extends Partial<SessionLimits> {
   /** Our stream receive window (SETTINGS_INITIAL_WINDOW_SIZE). ztunnel: 4 MiB. */
@@ -105,12 +104,12 @@ function openCodec(maxFrameSize: number, maxHeaderBlock: number, tableSize: numb
   [FrameReader, HpackDecoder, HpackEncoder] | H2Error {
   let reader: FrameReader | null = null, decoder: HpackDecoder | null = null;
   try {
-    reader = new FrameReader(maxFrameSize, READER_NO_PUSH, codec);
+    reader = new FrameReader(maxFrameSize, abi.READER_NO_PUSH, codec);
     // No non-DATA frame needs the max frame size: HEADERS and CONTINUATION are bounded by the block limit.
     reader.setMaxGather(maxHeaderBlock);
     decoder = new HpackDecoder(tableSize, codec);
     decoder.setMaxHeaderListSize(maxList);
-    return [reader, decoder, new HpackEncoder(4096, codec)];
+    return [reader, decoder, new HpackEncoder(abi.DEFAULT_HEADER_TABLE_SIZE, codec)];
   } catch (err) {
     reader?.dispose();
     decoder?.dispose();
@@ -216,7 +215,7 @@ export class H2Session extends EventEmitter {
       streamWindow: 4 << 20,
       connectionWindow: 16 << 20,
       maxFrameSize: 1 << 20,
-      headerTableSize: 4096,
+      headerTableSize: abi.DEFAULT_HEADER_TABLE_SIZE,
       maxClientStreams: 100,
       keepaliveIntervalMs: 10_000,
       keepaliveTimeoutMs: 20_000,
@@ -268,13 +267,13 @@ export class H2Session extends EventEmitter {
       [abi.SETTINGS_MAX_HEADER_LIST_SIZE, o.maxHeaderListSize],
     ];
     if (!client) settings.push([abi.SETTINGS_MAX_CONCURRENT_STREAMS, o.maxConcurrentStreams]);
-    if (o.headerTableSize !== 4096) settings.push([abi.SETTINGS_HEADER_TABLE_SIZE, o.headerTableSize]);
+    if (o.headerTableSize !== abi.DEFAULT_HEADER_TABLE_SIZE) settings.push([abi.SETTINGS_HEADER_TABLE_SIZE, o.headerTableSize]);
     if (client) this.write(PREFACE);
     this.write(this.writer.settings(settings));
     if (o.connectionWindow > DEFAULT_WINDOW) this.write(this.writer.windowUpdate(0, o.connectionWindow - DEFAULT_WINDOW));
     if (o.settingsTimeoutMs > 0) {
       this.settingsTimer = setTimeout(
-        () => this.fail(new H2Error(abi.SETTINGS_TIMEOUT, 0, 0, false, "SETTINGS not acknowledged")),
+        () => this.fail(H2Error.connection(abi.SETTINGS_TIMEOUT, "SETTINGS not acknowledged")),
         o.settingsTimeoutMs,
       );
       this.settingsTimer.unref();
@@ -308,7 +307,7 @@ export class H2Session extends EventEmitter {
       if (!this.open) break;
       await new Promise<void>((r) => this.waiting.push(r));
     }
-    if (!this.open) throw new H2Error(abi.REFUSED_STREAM, 0, 0, false, "session is closing");
+    if (!this.open) throw H2Error.connection(abi.REFUSED_STREAM, "session is closing");
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const stream = new H2Stream(this, id, this.peerInitialWindow, this.opts.streamWindow);
@@ -358,7 +357,7 @@ export class H2Session extends EventEmitter {
         const n = Math.min(this.prefaceLeft, chunk.length);
         const off = PREFACE.length - this.prefaceLeft;
         if (!chunk.subarray(0, n).equals(PREFACE.subarray(off, off + n))) {
-          throw new H2Error(abi.PROTOCOL_ERROR, 0, 0, false, "invalid connection preface");
+          throw H2Error.connection(abi.PROTOCOL_ERROR, "invalid connection preface");
         }
         this.prefaceLeft -= n;
         chunk = chunk.subarray(n);
@@ -376,7 +375,7 @@ export class H2Session extends EventEmitter {
   ): void => {
     if (this.destroyed) return;
     if (!this.gotSettings && type !== abi.FRAME_SETTINGS) {
-      throw new H2Error(abi.PROTOCOL_ERROR, 0, 0, false, "first frame is not SETTINGS");
+      throw H2Error.connection(abi.PROTOCOL_ERROR, "first frame is not SETTINGS");
     }
     switch (type) {
       case abi.FRAME_DATA:
@@ -411,14 +410,14 @@ export class H2Session extends EventEmitter {
 
   private onDataFrame(id: number, flags: number, payload: Uint8Array, fc: number): void {
     if (payload.length === 0 && !(flags & abi.FLAG_END_STREAM) && fc === 0 && (flags & abi.FLAG_FRAME_END)) {
-      if (this.empties.hit()) throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "flood of empty DATA frames");
+      if (this.empties.hit()) throw H2Error.connection(abi.ENHANCE_YOUR_CALM, "flood of empty DATA frames");
     }
     // Connection window first: every DATA byte counts, whatever its stream (§6.9).
     this.recvWindow -= fc;
-    if (this.recvWindow < 0) throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "connection window exceeded");
+    if (this.recvWindow < 0) throw H2Error.connection(abi.FLOW_CONTROL_ERROR, "connection window exceeded");
     const s = this.streams.get(id);
     if (!s) {
-      if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "DATA on an idle stream");
+      if (this.idle(id)) throw H2Error.connection(abi.PROTOCOL_ERROR, "DATA on an idle stream", id);
       this.consumeConnection(fc); // closed stream: discard, give the credit back
       // In flight when we reset it: ignore. Otherwise the peer closed it (or skipped its id): STREAM_CLOSED.
       if (!this.weReset(id) && (flags & abi.FLAG_FRAME_END)) this.resetStream(id, abi.STREAM_CLOSED);
@@ -453,7 +452,7 @@ export class H2Session extends EventEmitter {
   private onHeadersFrame(id: number, flags: number, payload: Uint8Array, dep: number): void {
     void dep;
     if (payload.length > this.maxHeaderBlock) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, id);
+      throw H2Error.violation(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, id);
     }
     this.block = [payload];
     this.blockBytes = payload.length;
@@ -465,12 +464,12 @@ export class H2Session extends EventEmitter {
 
   private onContinuation(flags: number, payload: Uint8Array): void {
     if (++this.blockContinuations > this.opts.maxContinuations) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, this.blockStream, false, "too many CONTINUATION frames");
+      throw H2Error.connection(abi.ENHANCE_YOUR_CALM, "too many CONTINUATION frames", this.blockStream);
     }
     this.blockBytes += payload.length;
     // A compressed block can only be larger than its header list by a few bytes per field.
     if (this.blockBytes > this.maxHeaderBlock) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, this.blockStream);
+      throw H2Error.violation(abi.ENHANCE_YOUR_CALM, abi.R_HEADER_BLOCK_TOO_LARGE, this.blockStream);
     }
     this.block.push(payload);
     if (flags & abi.FLAG_END_HEADERS) this.onHeaderBlock();
@@ -492,12 +491,12 @@ export class H2Session extends EventEmitter {
     if (!this.idle(id)) {
       if (this.weReset(id)) return; // trailers in flight when we reset the stream: ignore
       // A stream the peer closed, or an id below one it already used (§5.1.1).
-      throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a closed stream: stream ids must increase");
+      throw H2Error.connection(abi.PROTOCOL_ERROR, "HEADERS on a closed stream: stream ids must increase", id);
     }
     if (this.role === "client") {
-      throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "HEADERS on a stream the server may not open");
+      throw H2Error.connection(abi.PROTOCOL_ERROR, "HEADERS on a stream the server may not open", id);
     }
-    if ((id & 1) === 0) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "even stream id from a client");
+    if ((id & 1) === 0) throw H2Error.connection(abi.PROTOCOL_ERROR, "even stream id from a client", id);
     this.lastPeerStreamId = id;
     this.onRequest(id, list, flags);
   }
@@ -570,7 +569,7 @@ export class H2Session extends EventEmitter {
       return;
     }
     if (this.gotSettings && this.settingsRate.hit()) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "SETTINGS flood");
+      throw H2Error.connection(abi.ENHANCE_YOUR_CALM, "SETTINGS flood");
     }
     this.gotSettings = true;
     const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
@@ -589,14 +588,14 @@ export class H2Session extends EventEmitter {
       let largest = -Infinity;
       for (const s of this.streams.values()) largest = Math.max(largest, s.sendWindow);
       if (largest + maxInitialWindow - this.peerInitialWindow > abi.MAX_WINDOW_SIZE) {
-        throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "stream window overflow from SETTINGS");
+        throw H2Error.connection(abi.FLOW_CONTROL_ERROR, "stream window overflow from SETTINGS");
       }
     }
     for (const [id, v] of last) {
       this.remoteSettings.set(id, v);
       switch (id) {
         case abi.SETTINGS_HEADER_TABLE_SIZE:
-          this.encoder.setMaxTableSize(Math.min(v, 4096));
+          this.encoder.setMaxTableSize(Math.min(v, abi.DEFAULT_HEADER_TABLE_SIZE));
           break;
         case abi.SETTINGS_MAX_CONCURRENT_STREAMS:
           this.peerMaxStreams = v;
@@ -627,7 +626,7 @@ export class H2Session extends EventEmitter {
       for (const w of this.pingWaiters.splice(0)) w(rtt);
       return;
     }
-    if (this.pings.hit()) throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "PING flood");
+    if (this.pings.hit()) throw H2Error.connection(abi.ENHANCE_YOUR_CALM, "PING flood");
     this.write(this.writer.ping(payload, true));
   }
 
@@ -635,14 +634,14 @@ export class H2Session extends EventEmitter {
     if (id === 0) {
       this.sendWindow += inc;
       if (this.sendWindow > abi.MAX_WINDOW_SIZE) {
-        throw new H2Error(abi.FLOW_CONTROL_ERROR, 0, 0, false, "connection window overflow");
+        throw H2Error.connection(abi.FLOW_CONTROL_ERROR, "connection window overflow");
       }
       this.flushBlocked();
       return;
     }
     const s = this.streams.get(id);
     if (!s) {
-      if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "WINDOW_UPDATE on an idle stream");
+      if (this.idle(id)) throw H2Error.connection(abi.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream", id);
       return;
     }
     s.sendWindow += inc;
@@ -654,11 +653,11 @@ export class H2Session extends EventEmitter {
     // Rapid reset (CVE-2023-44487) is a client resetting streams it opened; a server resetting or refusing
     // ours is an answer, bounded by our own stream limit, and must not end a pooled connection.
     if (this.role === "server" && this.resets.hit()) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "RST_STREAM flood (rapid reset)");
+      throw H2Error.connection(abi.ENHANCE_YOUR_CALM, "RST_STREAM flood (rapid reset)");
     }
     const s = this.streams.get(id);
     if (!s) {
-      if (this.idle(id)) throw new H2Error(abi.PROTOCOL_ERROR, 0, id, false, "RST_STREAM on an idle stream");
+      if (this.idle(id)) throw H2Error.connection(abi.PROTOCOL_ERROR, "RST_STREAM on an idle stream", id);
       return;
     }
     s.rstCode = code;
@@ -669,7 +668,7 @@ export class H2Session extends EventEmitter {
       return;
     }
     // NO_ERROR and CANCEL mean "stop", not failure (a pending connect() still fails).
-    const err = new H2Error(code, 0, id, true, `stream reset by peer: ${errorCodeName(code)}`);
+    const err = H2Error.stream(id, code, `stream reset by peer: ${errorCodeName(code)}`);
     if (s.onResponse) this.failStream(s, err);
     else this.failStream(s, code === abi.NO_ERROR || code === abi.CANCEL ? null : err);
   }
@@ -683,12 +682,12 @@ export class H2Session extends EventEmitter {
         // Tell the peer we dropped it too, in case it had started it after all.
         this.sendRst(s.id, abi.CANCEL);
         this.closeStream(s);
-        this.failStream(s, new H2Error(abi.REFUSED_STREAM, 0, s.id, true, "stream refused by GOAWAY"));
+        this.failStream(s, H2Error.stream(s.id, abi.REFUSED_STREAM, "stream refused by GOAWAY"));
       }
     }
     for (const w of this.waiting.splice(0)) w();
     if (code !== abi.NO_ERROR) {
-      this.teardown(new H2Error(code, 0, 0, false, `GOAWAY from peer: ${errorCodeName(code)}`));
+      this.teardown(H2Error.connection(code, `GOAWAY from peer: ${errorCodeName(code)}`));
       this.endSocket();
       return;
     }
@@ -704,7 +703,7 @@ export class H2Session extends EventEmitter {
       this.controlQueued += buf.length;
       if (this.controlQueued > this.opts.maxQueuedControlBytes) {
         this.controlQueued = 0;
-        this.fail(new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "peer does not read: control frames queued"));
+        this.fail(H2Error.connection(abi.ENHANCE_YOUR_CALM, "peer does not read: control frames queued"));
         return false;
       }
     }
@@ -740,7 +739,7 @@ export class H2Session extends EventEmitter {
     if (s.streamClosed || s.localEnded) {
       // RST_STREAM(NO_ERROR) asked us to stop sending: not a failure of the stream.
       const code = s.rstCode ?? abi.NO_ERROR;
-      cb(code !== abi.NO_ERROR ? new H2Error(code, 0, s.id, true, "stream was reset") : null);
+      cb(code !== abi.NO_ERROR ? H2Error.stream(s.id, code, "stream was reset") : null);
       return;
     }
     s.pending.push({ buf, off: 0, end, cb });
@@ -884,7 +883,7 @@ export class H2Session extends EventEmitter {
   /** A stream we reset or refuse because of the peer's frames counts against a budget (MadeYouReset). */
   private provokedReset(): void {
     if (this.localResets.hit()) {
-      throw new H2Error(abi.ENHANCE_YOUR_CALM, 0, 0, false, "too many streams reset for invalid frames (MadeYouReset)");
+      throw H2Error.connection(abi.ENHANCE_YOUR_CALM, "too many streams reset for invalid frames (MadeYouReset)");
     }
   }
 
@@ -896,7 +895,7 @@ export class H2Session extends EventEmitter {
     if (!s) return;
     s.rstCode = code;
     this.closeStream(s);
-    this.failStream(s, new H2Error(code, 0, id, true, `stream reset: ${errorCodeName(code)}`));
+    this.failStream(s, H2Error.stream(id, code, `stream reset: ${errorCodeName(code)}`));
   }
 
   /**
@@ -908,7 +907,7 @@ export class H2Session extends EventEmitter {
     if (s.onResponse) {
       const done = s.onResponse;
       s.onResponse = null;
-      done(err ?? new H2Error(abi.CANCEL, 0, s.id, true, "stream closed before its response"));
+      done(err ?? H2Error.stream(s.id, abi.CANCEL, "stream closed before its response"));
       s.destroy();
     } else if (s.delivered && err) {
       // The owner may attach 'error' later in this turn: in a promise reaction to connect() or after a
@@ -948,7 +947,7 @@ export class H2Session extends EventEmitter {
     s.connCounted = s.pushed;
     for (const w of s.pending.splice(0)) {
       const e = s.rstCode === abi.NO_ERROR ? null
-        : new H2Error(s.rstCode ?? abi.CANCEL, 0, s.id, true, "stream closed before the write was sent");
+        : H2Error.stream(s.id, s.rstCode ?? abi.CANCEL, "stream closed before the write was sent");
       process.nextTick(() => w.cb(e));
     }
     this.emit("streamClosed", s);
@@ -972,7 +971,7 @@ export class H2Session extends EventEmitter {
   /** Connection error: GOAWAY with its code, then tear down (§5.4.1). */
   private fail(err: unknown): void {
     const e = err instanceof H2Error ? err
-      : new H2Error(abi.INTERNAL_ERROR, 0, 0, false, err instanceof Error ? err.message : String(err));
+      : H2Error.connection(abi.INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
     if (this.destroyed) return;
     this.sendGoaway(e.code, e.message);
     this.emit("protocolError", e);
@@ -1005,7 +1004,7 @@ export class H2Session extends EventEmitter {
     if (this.settingsTimer) clearTimeout(this.settingsTimer);
     for (const s of [...this.streams.values()]) {
       this.closeStream(s);
-      this.failStream(s, err ?? (s.onResponse ? new H2Error(abi.CANCEL, 0, s.id, true, "session closed") : null));
+      this.failStream(s, err ?? (s.onResponse ? H2Error.stream(s.id, abi.CANCEL, "session closed") : null));
     }
     for (const w of this.waiting.splice(0)) w();
     for (const w of this.drainWaiters.splice(0)) w();

@@ -10,6 +10,7 @@ import { X509Certificate, createPrivateKey, createPublicKey, randomBytes, type K
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { checkTrustDomain, IdentityError, type Identity } from "./identity.js";
+import { CaError } from "../errors.js";
 
 export interface WorkloadCertificate {
   identity: Identity;
@@ -96,7 +97,7 @@ async function loadRoot(rootDir: string): Promise<ForgeRoot> {
   const pem = await readCaFile(rootDir, "root-cert.pem");
   const keyObject = parseKey(rootDir, "root-key.pem", await readCaFile(rootDir, "root-key.pem"));
   if (keyObject.asymmetricKeyType !== "rsa") {
-    throw new Error(`${join(rootDir, "root-key.pem")}: a reused root must have an RSA key (got ${keyObject.asymmetricKeyType})`);
+    throw new CaError(`${join(rootDir, "root-key.pem")}: a reused root must have an RSA key (got ${keyObject.asymmetricKeyType})`);
   }
   const key = pki.privateKeyFromPem(keyObject.export({ type: "pkcs1", format: "pem" }) as string) as forge.pki.rsa.PrivateKey;
   for (const block of forge.pem.decode(pem)) {
@@ -109,7 +110,7 @@ async function loadRoot(rootDir: string): Promise<ForgeRoot> {
     }
     if ((cert.publicKey as forge.pki.rsa.PublicKey).n.equals(key.n)) return { cert, key, pem };
   }
-  throw new Error(`${join(rootDir, "root-cert.pem")}: no certificate matches root-key.pem`);
+  throw new CaError(`${join(rootDir, "root-cert.pem")}: no certificate matches root-key.pem`);
 }
 
 /** Writes Istio's plug-in CA layout with node-forge (RSA): root-cert.pem, ca-cert.pem + ca-key.pem (an intermediate
@@ -164,7 +165,7 @@ export async function createPluginCa(opts: {
   // Never replace a CA in use: refuse if any file exists with other content (before writing anything).
   for (const [name, text] of files) {
     const existing = await readFile(join(opts.outDir, name), "utf8").catch(() => undefined);
-    if (existing !== undefined && existing !== text) throw new Error(`${join(opts.outDir, name)} already exists`);
+    if (existing !== undefined && existing !== text) throw new CaError(`${join(opts.outDir, name)} already exists`, "HBONE_CA_EXISTS");
   }
   for (const [name, text] of files) {
     await writeFile(join(opts.outDir, name), text, { mode: name.endsWith("-key.pem") ? 0o600 : 0o644 });
@@ -182,7 +183,7 @@ async function readCaFile(dir: string, name: string, optional = false): Promise<
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (optional && code === "ENOENT") return undefined;
-    throw new Error(`${join(dir, name)}: ${code === "ENOENT" ? "missing" : `cannot read (${code ?? (err as Error).message})`}`);
+    throw new CaError(`${join(dir, name)}: ${code === "ENOENT" ? "missing" : `cannot read (${code ?? (err as Error).message})`}`);
   }
 }
 
@@ -190,18 +191,18 @@ function parseKey(dir: string, name: string, pem: string): KeyObject {
   try {
     return createPrivateKey(pem);
   } catch (err) {
-    throw new Error(`${join(dir, name)}: not a usable private key (${(err as Error).message})`);
+    throw new CaError(`${join(dir, name)}: not a usable private key (${(err as Error).message})`);
   }
 }
 
 function parseCerts(dir: string, name: string, text: string): X509Certificate[] {
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new Error(`${join(dir, name)}: no PEM certificate`);
+  if (blocks.length === 0) throw new CaError(`${join(dir, name)}: no PEM certificate`);
   return blocks.map((b, i) => {
     try {
       return new X509Certificate(b);
     } catch (err) {
-      throw new Error(`${join(dir, name)}: certificate #${i + 1} is invalid (${(err as Error).message})`);
+      throw new CaError(`${join(dir, name)}: certificate #${i + 1} is invalid (${(err as Error).message})`);
     }
   });
 }
@@ -274,16 +275,16 @@ export class CertificateAuthority {
     const pool = [...caRest, ...(chainText ? parseCerts(dir, "cert-chain.pem", chainText) : [])];
     const key = parseKey(dir, "ca-key.pem", keyPem);
 
-    if (!ca.ca) throw new Error(`${join(dir, "ca-cert.pem")}: not a CA certificate (basicConstraints CA:TRUE missing)`);
+    if (!ca.ca) throw new CaError(`${join(dir, "ca-cert.pem")}: not a CA certificate (basicConstraints CA:TRUE missing)`);
     if (!spki(createPublicKey(key)).equals(spki(ca.publicKey))) {
-      throw new Error(`${join(dir, "ca-key.pem")}: does not match the public key of ca-cert.pem`);
+      throw new CaError(`${join(dir, "ca-key.pem")}: does not match the public key of ca-cert.pem`);
     }
     const now = Date.now();
     if (now < Date.parse(ca.validFrom) || now > Date.parse(ca.validTo)) {
-      throw new Error(`${join(dir, "ca-cert.pem")}: not valid now (${ca.validFrom} .. ${ca.validTo})`);
+      throw new CaError(`${join(dir, "ca-cert.pem")}: not valid now (${ca.validFrom} .. ${ca.validTo})`);
     }
     const path = pathToRoot(ca, pool, roots);
-    if (!path) throw new Error(`${join(dir, "ca-cert.pem")}: does not chain to root-cert.pem (through cert-chain.pem)`);
+    if (!path) throw new CaError(`${join(dir, "ca-cert.pem")}: does not chain to root-cert.pem (through cert-chain.pem)`);
 
     let algorithm: RsaHashedImportParams | EcKeyImportParams;
     const details = key.asymmetricKeyDetails;
@@ -293,7 +294,7 @@ export class CertificateAuthority {
       algorithm = { name: "ECDSA", namedCurve: "P-256" };
     } else {
       const what = key.asymmetricKeyType === "ec" ? `EC ${details?.namedCurve}` : key.asymmetricKeyType;
-      throw new Error(`${join(dir, "ca-key.pem")}: unsupported key type ${what} (RSA or EC P-256)`);
+      throw new CaError(`${join(dir, "ca-key.pem")}: unsupported key type ${what} (RSA or EC P-256)`);
     }
     const signingKey = await WEBCRYPTO.subtle.importKey(
       "pkcs8",
@@ -323,7 +324,8 @@ export class CertificateAuthority {
     const notBefore = wholeSeconds(start);
     const notAfter = wholeSeconds(opts.notAfter ?? new Date(start.getTime() + (opts.validityMs ?? DAY_MS)));
     if (notAfter <= notBefore) {
-      throw new Error(`empty validity: ${notBefore.toISOString()} .. ${notAfter.toISOString()} (whole seconds)`);
+      throw new CaError(`empty validity: ${notBefore.toISOString()} .. ${notAfter.toISOString()} (whole seconds)`,
+        "HBONE_CA_BAD_REQUEST");
     }
 
     const keyAlgorithm =

@@ -2,9 +2,9 @@
 // exactly those five path pieces (ztunnel's Identity::from_str). Characters follow the SPIFFE ID spec, so
 // toString() always yields a URI that parse() accepts.
 
-export class IdentityError extends Error {
-  override name = "IdentityError";
-}
+import { IdentityError } from "../errors.js";
+
+export { IdentityError } from "../errors.js";
 
 const PREFIX = "spiffe://";
 const DEFAULT_TRUST_DOMAIN = "cluster.local";

@@ -20,6 +20,7 @@ import type { WorkloadCertificate } from "./ca.js";
 import type { Identity } from "./identity.js";
 import type { CertificateSource } from "./manager.js";
 import { logger } from "../log.js";
+import { CaError, IstioCaError } from "../errors.js";
 
 const log = logger("identity");
 
@@ -37,10 +38,7 @@ export interface IstioCaClientOptions extends ControlPlaneConnection {
   maxConcurrent?: number;
 }
 
-/** A CreateCertificate call that failed, or whose answer was refused. */
-export class IstioCaError extends Error {
-  override name = "IstioCaError";
-}
+export { IstioCaError } from "../errors.js";
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 const WEBCRYPTO = globalThis.crypto;
@@ -53,7 +51,7 @@ function toPem(label: string, der: ArrayBuffer): string {
 
 function parseRoots(pem: string): X509Certificate[] {
   const blocks = pem.match(PEM_CERT) ?? [];
-  if (blocks.length === 0) throw new Error("IstioCaClient: rootsPem holds no PEM certificate");
+  if (blocks.length === 0) throw new CaError("IstioCaClient: rootsPem holds no PEM certificate");
   return blocks.map((b) => new X509Certificate(b));
 }
 

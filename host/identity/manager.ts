@@ -6,6 +6,7 @@ import { EventEmitter } from "node:events";
 import type { Identity } from "./identity.js";
 import type { WorkloadCertificate } from "./ca.js";
 import { logger } from "../log.js";
+import { IdentityError } from "../errors.js";
 
 const log = logger("identity");
 
@@ -52,7 +53,7 @@ export class SecretManager extends EventEmitter {
 
   /** The identity's certificate: the cached one while valid, else one fetch shared by all callers. */
   fetch(identity: Identity): Promise<WorkloadCertificate> {
-    if (this.closed) return Promise.reject(new Error("SecretManager is closed"));
+    if (this.closed) return Promise.reject(new IdentityError("SecretManager is closed", "HBONE_IDENTITY_CLOSED"));
     const key = identity.toString();
     let entry = this.entries.get(key);
     if (!entry) {

@@ -12,6 +12,7 @@ import type { WorkloadCertificate } from "./ca.js";
 import { Identity } from "./identity.js";
 import { SecretManager, type CertificateSource } from "./manager.js";
 import { logger } from "../log.js";
+import { IdentityDroppedError, IdentityError } from "../errors.js";
 
 const log = logger("identity");
 
@@ -35,10 +36,7 @@ export interface WorkloadCertsOptions {
 export type FetchPriority = "on-demand" | "renewal" | "prefetch";
 const RANK: Record<FetchPriority, number> = { "on-demand": 0, renewal: 1, prefetch: 2 };
 
-/** A certificate request is dropped from the queue because its identity left the node. */
-export class IdentityDroppedError extends Error {
-  override name = "IdentityDroppedError";
-}
+export { IdentityDroppedError } from "../errors.js";
 
 interface Waiting {
   key: string;
@@ -153,7 +151,7 @@ export class WorkloadCertificates extends EventEmitter {
 
   close(): void {
     this.secrets.close();
-    for (const w of this.queue.splice(0)) w.drop(new Error("WorkloadCertificates is closed"));
+    for (const w of this.queue.splice(0)) w.drop(new IdentityError("WorkloadCertificates is closed", "HBONE_IDENTITY_CLOSED"));
   }
 
   private priority(key: string): FetchPriority {

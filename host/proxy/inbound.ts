@@ -76,7 +76,7 @@ export class Inbound extends HboneListener {
       log.info("closing a tunnel the new policy denies", { reason: d.reason, peer: String(conn.source),
         destination: `${conn.destinationIp}:${conn.destinationPort}` });
       this.open.delete(stream);
-      stream.destroy(new H2Error(abi.CONNECT_ERROR, 0, stream.id, true, d.reason));
+      stream.destroy(H2Error.stream(stream.id, abi.CONNECT_ERROR, d.reason));
     }
   };
 

@@ -18,16 +18,11 @@ import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type Metrics, type PeerLabels, type ConnectionResult } from "../metrics.js";
 import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
+import { OutboundError } from "../errors.js";
 
 const log = logger("outbound");
 
-/** Why a destination could not be reached; `socks` is the SOCKS5 reply code that says so. */
-export class OutboundError extends Error {
-  constructor(message: string, readonly socks: number, readonly status?: number) {
-    super(message);
-    this.name = "OutboundError";
-  }
-}
+export { OutboundError, type OutboundErrorKind } from "../errors.js";
 
 export interface Route {
   protocol: "HBONE" | "TCP";
@@ -144,7 +139,7 @@ export class Outbound {
     const t = route.target;
     if (net.isIP(t.host) && (reachesThisHost(t.host) || this.o.source.workloadIps.includes(t.host)) &&
       (PROXY_PORTS.has(t.port) || this.o.ownPorts?.().has(t.port))) {
-      throw new OutboundError(`${formatAuthority(t.host, t.port)} is a proxy port`, 0x02);
+      throw new OutboundError("proxy-port", `${formatAuthority(t.host, t.port)} is a proxy port`);
     }
     return route;
   }
@@ -155,14 +150,14 @@ export class Outbound {
       : state.serviceByHost(dest.host, this.o.source.namespace);
     if (svc) {
       if (svc.ports[dest.port] === undefined && Object.keys(svc.ports).length > 0) {
-        throw new OutboundError(`service ${svc.hostname} has no port ${dest.port}`, 0x05);
+        throw new OutboundError("no-service-port", `service ${svc.hostname} has no port ${dest.port}`);
       }
       const ep = this.o.pick(this.o.source, svc, dest.port);
-      if (!ep) throw new OutboundError(`service ${svc.hostname} has no healthy endpoint`, 0x04);
+      if (!ep) throw new OutboundError("no-endpoint", `service ${svc.hostname} has no healthy endpoint`);
       if (ep.workload.network !== this.o.source.network) return this.routeViaGateway(ep.workload, svc, dest.port);
       return this.routeTo(ep.workload, ep.targetPort, svc);
     }
-    if (!net.isIP(dest.host)) throw new OutboundError(`unknown host ${dest.host}`, 0x04);
+    if (!net.isIP(dest.host)) throw new OutboundError("unknown-host", `unknown host ${dest.host}`);
     const w = state.workloadByIp(dest.host);
     if (w) return this.routeTo(w, dest.port, undefined, dest.host);
     // Not in the mesh: passthrough.
@@ -172,11 +167,11 @@ export class Outbound {
   /** Double HBONE to an endpoint behind another network's gateway (ztunnel build_request_through_gateway). */
   private routeViaGateway(w: Workload, svc: Service, svcPort: number): Route {
     const gw = w.networkGateway;
-    if (!gw) throw new OutboundError(`endpoint ${w.name} is on network ${w.network} with no gateway`, 0x04);
+    if (!gw) throw new OutboundError("no-gateway", `endpoint ${w.name} is on network ${w.network} with no gateway`);
     // The inner handshake is end to end with whichever pod the gateway picks: only the service's SANs fit.
     const expected = svc.subjectAltNames.map((s) => Identity.tryParse(s)).filter((x): x is Identity => x !== undefined);
     if (expected.length === 0) {
-      throw new OutboundError(`service ${svc.hostname} has no subjectAltNames: double HBONE needs them`, 0x02);
+      throw new OutboundError("no-identity", `service ${svc.hostname} has no subjectAltNames: double HBONE needs them`);
     }
     let gwIp: string | undefined;
     const gwExpected: Identity[] = [];
@@ -196,7 +191,7 @@ export class Outbound {
       }
     }
     if (!gwIp || gwExpected.length === 0) {
-      throw new OutboundError(`no reachable gateway with a known identity for network ${w.network}`, 0x04);
+      throw new OutboundError("no-gateway", `no reachable gateway with a known identity for network ${w.network}`);
     }
     const authority = `${svc.hostname}:${svcPort}`;
     return {
@@ -297,7 +292,7 @@ export class Outbound {
     } catch (err) {
       record(true)?.close(true, "CONNECT");
       if (err instanceof OutboundError) throw err;
-      throw new OutboundError(`HBONE CONNECT ${authority} failed: ${(err as Error).message}`, 0x01);
+      throw new OutboundError("connect-failed", `HBONE CONNECT ${authority} failed: ${(err as Error).message}`, { cause: err });
     }
     // A peer config does not describe (or a pod behind a gateway) is labelled from the 200's baggage.
     if (!route.workload || route.via) {
@@ -308,13 +303,13 @@ export class Outbound {
     if (stream.status !== 200) {
       stream.destroy();
       record(true)?.close(true, stream.status === 401 ? "DENY" : "CONNECT");
-      throw new OutboundError(`HBONE CONNECT ${authority} answered ${stream.status}`, stream.status === 401 ? 0x02 : 0x05,
-        stream.status);
+      throw new OutboundError(stream.status === 401 ? "denied" : "refused", `HBONE CONNECT ${authority} answered ${stream.status}`,
+        { status: stream.status });
     }
     if (stream.destroyed || stream.rstCode !== null) {
       // 200 and RST_STREAM in one write (the session destroys the stream a turn later): nothing flowed yet, so it is a failed dial (retryable).
       record(true)?.close(true, "CONNECT");
-      throw new OutboundError(`HBONE CONNECT ${authority} was reset right after its 200`, 0x05);
+      throw new OutboundError("refused", `HBONE CONNECT ${authority} was reset right after its 200`);
     }
     const r = record(true);
     const s = stream;
@@ -343,7 +338,7 @@ export class Outbound {
       const outer = await outerSession.connect(via.authority, []);
       if (outer.status !== 200) {
         outer.destroy();
-        throw new OutboundError(`gateway ${key.hop} answered ${outer.status}`, 0x05, outer.status);
+        throw new OutboundError("refused", `gateway ${key.hop} answered ${outer.status}`, { status: outer.status });
       }
       try {
         const { socket, peer } = await connectHbone({
@@ -355,7 +350,7 @@ export class Outbound {
         return inner;
       } catch (err) {
         outer.destroy();
-        throw new OutboundError(`inner HBONE through ${key.hop}: ${(err as Error).message}`, 0x05);
+        throw new OutboundError("unreachable", `inner HBONE through ${key.hop}: ${(err as Error).message}`, { cause: err });
       }
     });
   }
@@ -376,7 +371,7 @@ export class Outbound {
       } catch (err) {
         log.warn("HBONE connection failed", { hop: key.hop, error: err as Error,
           hint: "maybe a NetworkPolicy or firewall is blocking HBONE port 15008, or the peer's certificate is not trusted" });
-        throw new OutboundError(`HBONE to ${key.hop}: ${(err as Error).message}`, 0x05);
+        throw new OutboundError("unreachable", `HBONE to ${key.hop}: ${(err as Error).message}`, { cause: err });
       }
     });
   }
@@ -406,7 +401,7 @@ export class Outbound {
       });
       sock.once("error", (err) => {
         clearTimeout(timer);
-        reject(new OutboundError(`TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, 0x05));
+        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, { cause: err }));
       });
     });
   }

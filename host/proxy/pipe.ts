@@ -36,7 +36,7 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
     app.on("error", (e: Error) => {
       // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
       if (stream.destroyed) return;
-      if ("rstCode" in stream) stream.destroy(new H2Error(abi.CONNECT_ERROR, 0, 0, true, `application connection: ${e.message}`));
+      if ("rstCode" in stream) stream.destroy(H2Error.stream(0, abi.CONNECT_ERROR, `application connection: ${e.message}`));
       else resetSocket(stream); // plain TCP passthrough: pass the reset on as a reset
     });
     app.on("close", () => {

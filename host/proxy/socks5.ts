@@ -3,6 +3,7 @@
 
 import net from "node:net";
 import { logger } from "../log.js";
+import { OutboundError, type OutboundErrorKind } from "../errors.js";
 
 const log = logger("socks5");
 
@@ -19,6 +20,27 @@ export const SOCKS_HOST_UNREACHABLE = 0x04;
 export const SOCKS_CONNECTION_REFUSED = 0x05;
 export const SOCKS_COMMAND_NOT_SUPPORTED = 0x07;
 export const SOCKS_ADDRESS_NOT_SUPPORTED = 0x08;
+
+/** The reply for each reason an outbound tunnel fails. */
+const REPLY_OF: Record<OutboundErrorKind, number> = {
+  "closed": SOCKS_GENERAL_FAILURE,
+  "bad-destination": SOCKS_GENERAL_FAILURE,
+  "connect-failed": SOCKS_GENERAL_FAILURE,
+  "proxy-port": SOCKS_NOT_ALLOWED,
+  "no-identity": SOCKS_NOT_ALLOWED,
+  "denied": SOCKS_NOT_ALLOWED,
+  "no-endpoint": SOCKS_HOST_UNREACHABLE,
+  "unknown-host": SOCKS_HOST_UNREACHABLE,
+  "no-gateway": SOCKS_HOST_UNREACHABLE,
+  "no-service-port": SOCKS_CONNECTION_REFUSED,
+  "refused": SOCKS_CONNECTION_REFUSED,
+  "unreachable": SOCKS_CONNECTION_REFUSED,
+};
+
+/** The SOCKS reply for a failed connect: by the OutboundError's kind, else a general failure. */
+export function socksReplyOf(err: unknown): number {
+  return err instanceof OutboundError ? REPLY_OF[err.kind] : SOCKS_GENERAL_FAILURE;
+}
 
 /**
  * Handles one client: after the handshake calls `connect(dest, socket)`, which resolves with a

@@ -2,7 +2,8 @@
 // fixed-size event records, map payload offsets back onto the caller's chunk.
 
 import { H2Error } from "../errors.js";
-import { type CodecExports, type Variant, loadExports, defaultVariant } from "./instance.js";
+import type { WasmExports } from "./exports.js";
+import { type Variant, loadExports, defaultVariant } from "./instance.js";
 import * as abi from "../../assembly/abi.js";
 
 /** Node's Buffer has fast latin1 accessors that its typings leave out (undici uses them too). */
@@ -13,7 +14,7 @@ export type LatinBuffer = Buffer & {
 
 /** Views over Wasm memory, re-created whenever memory grows (growth detaches them). */
 export class Codec {
-  readonly ex: CodecExports;
+  readonly ex: WasmExports;
   u8!: Uint8Array;
   i32!: Int32Array;
   mem!: LatinBuffer;
@@ -21,12 +22,12 @@ export class Codec {
   readonly eventsPtr: number;
   readonly eventsCapacity: number;
 
-  constructor(ex: CodecExports) {
+  constructor(ex: WasmExports) {
     if (ex.abi_version() !== abi.ABI_VERSION) {
       throw new Error(`hbone-wasm: Wasm ABI ${ex.abi_version()} does not match host ABI ${abi.ABI_VERSION}; rebuild`);
     }
     this.ex = ex;
-    this.eventsPtr = ex.events_ptr();
+    this.eventsPtr = ex.events_ptr() >>> 0;
     this.eventsCapacity = ex.events_capacity();
     this.refresh();
   }
@@ -86,7 +87,7 @@ export class Codec {
 
 /** The codec's allocation budget is spent: a connection error of the session that asked (INTERNAL_ERROR). */
 export function outOfMemory(): H2Error {
-  return new H2Error(abi.INTERNAL_ERROR, abi.R_OUT_OF_MEMORY);
+  return H2Error.violation(abi.INTERNAL_ERROR, abi.R_OUT_OF_MEMORY);
 }
 
 const codecs = new Map<Variant, Codec>();
@@ -161,14 +162,14 @@ export class FrameReader {
       const n = ex.reader_parse(this.r, base + off, len - off);
       const consumed = ex.reader_consumed();
       if (n < 0) {
-        throw new H2Error(-n, ex.reader_error_reason(), ex.reader_error_stream());
+        throw H2Error.violation(-n, ex.reader_error_reason(), ex.reader_error_stream());
       }
       codec.refresh();
       // Copy the events and resolve payloads before any visitor runs: a visitor may feed
       // another reader (a session nested in a stream), which reuses the shared regions.
       const ev = codec.eventScratch(depth);
       const w = n * abi.EVENT_WORDS;
-      ev.set(codec.i32.subarray(codec.eventsPtr >> 2, (codec.eventsPtr >> 2) + w));
+      ev.set(codec.i32.subarray(codec.eventsPtr >>> 2, (codec.eventsPtr >>> 2) + w));
       const payloads = this.payloads;
       const lo = base + off, hi = base + len; // where the chunk's unparsed bytes sit in Wasm memory
       for (let k = 0; k < n; k++) {
@@ -180,7 +181,8 @@ export class FrameReader {
       ex.reader_release(this.r); // gathered payloads are copied: the buffer goes back to the allocator
       off += consumed;
       for (let k = 0, i = 0; k < n; k++, i += abi.EVENT_WORDS) {
-        visit(ev[i], ev[i + 1], ev[i + 2], payloads[k], ev[i + 5], ev[i + 6], ev[i + 7]);
+        visit(ev[i + abi.EV_TYPE], ev[i + abi.EV_FLAGS], ev[i + abi.EV_STREAM], payloads[k], ev[i + abi.EV_A],
+          ev[i + abi.EV_B], ev[i + abi.EV_C]);
         payloads[k] = EMPTY;
       }
       if (n === 0 && consumed === 0) break;

@@ -20,6 +20,7 @@ import type { ChannelOptions, ClientDuplexStream, ServiceError, StatusObject } f
 import { policyKey, type Policy } from "../config.js";
 import { Identity } from "../identity/identity.js";
 import { logger } from "../log.js";
+import { XdsError } from "../errors.js";
 import type { ProxyStateUpdater, StateDelta } from "../state/index.js";
 import { verifyServerIdentity } from "../tls/verify.js";
 import {
@@ -267,16 +268,17 @@ export class XdsClient extends EventEmitter {
   /** Resolves when ready; rejects after timeoutMs or when the client is closed first. */
   waitReady(timeoutMs: number): Promise<void> {
     if (this.readyDone) return Promise.resolve();
-    if (this.closed) return Promise.reject(new Error("xDS client closed before it was ready"));
+    if (this.closed) return Promise.reject(new XdsError("xDS client closed before it was ready", "HBONE_XDS_CLOSED"));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.off("closed", onClosed);
         const missing = this.types.filter((t) => !t.acked).map((t) => t.typeUrl.split("/").pop());
-        reject(new Error(`xDS from ${this.o.address} not ready after ${timeoutMs} ms (no ACK yet for ${missing.join(", ")})`));
+        reject(new XdsError(`xDS from ${this.o.address} not ready after ${timeoutMs} ms (no ACK yet for ${missing.join(", ")})`,
+          "HBONE_XDS_NOT_READY"));
       }, timeoutMs);
       const onClosed = () => {
         clearTimeout(timer);
-        reject(new Error("xDS client closed before it was ready"));
+        reject(new XdsError("xDS client closed before it was ready", "HBONE_XDS_CLOSED"));
       };
       this.once("closed", onClosed);
       void this.ready.then(() => {

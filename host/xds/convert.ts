@@ -8,6 +8,7 @@
 // for every x parseMeshConfig can produce.
 
 import { canonicalIp, newService } from "../config.js";
+import { XdsConvertError } from "../errors.js";
 import type {
   GatewayAddress, IpNet, LoadBalancer, NetworkAddress, Policy, PolicyMatch, RoutingPreference, Service,
   ServiceAccountMatch, StringMatch, Workload,
@@ -41,10 +42,7 @@ import {
 export const ADDRESS_TYPE_URL = "type.googleapis.com/istio.workload.Address";
 export const AUTHORIZATION_TYPE_URL = "type.googleapis.com/istio.security.Authorization";
 
-/** A resource the model cannot hold. `message` is `field: reason`. */
-export class XdsConvertError extends Error {
-  override name = "XdsConvertError";
-}
+export { XdsConvertError } from "../errors.js";
 
 function fail(field: string, reason: string): never {
   throw new XdsConvertError(`${field}: ${reason}`);

@@ -38,26 +38,6 @@ class Bytes {
   }
 }
 
-interface LbRaw {
-  memory: WebAssembly.Memory;
-  lb_new(failures: number, baseEjectionMs: number, maxEjectionMs: number): number;
-  lb_free(ctx: number): void;
-  lb_endpoints_reserve(ctx: number, count: number): number;
-  lb_endpoint_reset(ctx: number, id: number): void;
-  lb_report_failure(ctx: number, id: number, now: number): number;
-  lb_report_success(ctx: number, id: number, now: number): void;
-  lb_ejected_until(ctx: number, id: number): number;
-  lb_table_new(ctx: number, count: number, ports: number): number;
-  lb_table_records(t: number): number;
-  lb_table_free(t: number): void;
-  lb_pick(t: number, port: number, policy: number, network: number, cluster: number, region: number, zone: number,
-    subzone: number, node: number, rand: number, now: number): number;
-  lb_pick_pair(t: number, port: number, policy: number, network: number, cluster: number, region: number,
-    zone: number, subzone: number, node: number, rand: number, rand2: number, now: number): number;
-  lb_pick_rank(): number;
-  lb_pick_second(): number;
-}
-
 /** A policy word as host/lb.ts builds one (mode, flags, up to 6 scope words 0..5). */
 function policy(d: Bytes): number {
   const mode = d.pick([0, LB_MODE_STRICT, LB_MODE_FAILOVER]);
@@ -72,8 +52,8 @@ const NOW = [0, 1, 1000, 30_000, 1e9, Number.MAX_VALUE];
 const id = (d: Bytes) => d.pick([-1, 0, 1, 2, 3, 0x7fffffff, d.u8()]);
 
 function runRaw(d: Bytes, codec: Codec): void {
-  const ex = codec.ex as unknown as LbRaw;
-  const ctx = ex.lb_new(d.u8() % 8, d.u16(), d.u32());
+  const ex = codec.ex;
+  const ctx = ex.lb_new(d.u8() % 8, d.u16(), d.u32()) >>> 0;
   const tables: { t: number; count: number; ports: number }[] = [];
   let slots = 0;
   try {
@@ -87,11 +67,11 @@ function runRaw(d: Bytes, codec: Codec): void {
         case 1: {
           const count = d.pick([0, 1, 2, d.u8(), d.u16() % 5000, LB_MAX_ENDPOINTS + 1, -5, 0x7fffffff]);
           const ports = d.pick([0, 1, 2, d.u8() % 40, LB_MAX_PORTS + 1, -1]);
-          const t = ex.lb_table_new(ctx, count, ports);
+          const t = ex.lb_table_new(ctx, count, ports) >>> 0;
           if (t === 0) break;
           codec.refresh();
           const m = codec.i32, stride = LB_TARGETS + ports;
-          for (let i = 0, o = ex.lb_table_records(t) >> 2; i < count; i++, o += stride) {
+          for (let i = 0, o = ex.lb_table_records(t) >>> 2; i < count; i++, o += stride) {
             for (let w = 0; w < stride; w++) {
               m[o + w] = w === LB_ENDPOINT_ID ? (d.u8() % (slots + 3)) : w === LB_CAPACITY ? d.pick([0, 1, 5, d.u32(), 0xffffffff])
                 : w >= LB_TARGETS ? d.pick([0, 80, d.u16()]) : d.pick([0, 1, 2, -1, d.u8(), d.u32()]);
@@ -112,7 +92,7 @@ function runRaw(d: Bytes, codec: Codec): void {
           if (i === -1) break;
           if (i < 0 || i >= tb.count || port >= tb.ports) throw new Mismatch(`pick ${i} of ${tb.count} (port ${port}/${tb.ports})`);
           codec.refresh();
-          const stride = LB_TARGETS + tb.ports, rec = (ex.lb_table_records(tb.t) >> 2) + i * stride;
+          const stride = LB_TARGETS + tb.ports, rec = (ex.lb_table_records(tb.t) >>> 2) + i * stride;
           if (codec.i32[rec + LB_CAPACITY] === 0) throw new Mismatch(`picked record ${i} has capacity 0`);
           if (codec.i32[rec + LB_TARGETS + port] === 0) throw new Mismatch(`picked record ${i} lacks port ${port}`);
           if (pair) {

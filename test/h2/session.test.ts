@@ -270,7 +270,7 @@ describe("node:http2 client with our server", () => {
     const s2 = [...sessions[0].streams.values()][0];
     const nodeClosed = new Promise((r) => r2.on("close", r));
     s2.on("error", () => {});
-    s2.destroy(new H2Error(abi.CONNECT_ERROR, 0, s2.id, true, "upstream reset"));
+    s2.destroy(H2Error.stream(s2.id, abi.CONNECT_ERROR, "upstream reset"));
     await nodeClosed;
     expect(r2.rstCode).toBe(abi.CONNECT_ERROR);
   });

@@ -67,6 +67,7 @@ describe("double HBONE identity checks", () => {
       cfg.services.find((s) => s.name === "echo")!.subjectAltNames = [];
     }));
     await expect(m.connect("echo.default.svc.cluster.local:9000")).rejects.toThrow(/subjectAltNames/);
+    await expect(m.connect("echo.default.svc.cluster.local:9000")).rejects.toMatchObject({ kind: "no-identity" });
   });
 
   it("refuses an inner peer whose identity is not among the service's SANs", async () => {
@@ -76,6 +77,7 @@ describe("double HBONE identity checks", () => {
     const err = await m.connect("echo.default.svc.cluster.local:9000").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboundError);
     expect(String(err)).toMatch(/inner HBONE/);
+    expect(err).toMatchObject({ kind: "unreachable", code: "HBONE_OUTBOUND_UNREACHABLE" });
   });
 });
 

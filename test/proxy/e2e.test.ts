@@ -98,9 +98,10 @@ describe("node proxy end to end", () => {
   });
 
   it("answers 503 for a port the destination does not serve, and the app gets a SOCKS refusal", async () => {
-    await expect(a.connect("127.0.0.3:4444")).rejects.toMatchObject({ status: 503 });
+    await expect(a.connect("127.0.0.3:4444")).rejects.toMatchObject({ status: 503, kind: "refused", code: "HBONE_OUTBOUND_REFUSED" });
     await expect(socks("127.0.0.3", 4444)).rejects.toThrow(/refused/);
     await expect(a.connect("nosuch.default.svc.cluster.local:80")).rejects.toBeInstanceOf(OutboundError);
+    await expect(a.connect("nosuch.default.svc.cluster.local:80")).rejects.toMatchObject({ kind: "unknown-host" });
   });
 
   it("refuses a server whose identity is not the one expected, and says why", async () => {
