@@ -15,7 +15,7 @@ import { pathToFileURL } from "node:url";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { newService, newWorkload, type Policy, type Service, type Workload } from "../host/config.js";
+import { newService, newWorkload, type Policy, type Service, type Workload } from "../host/model/index.js";
 import { CertificateAuthority, createPluginCa, type WorkloadCertificate } from "../host/identity/ca.js";
 import { Identity } from "../host/identity/identity.js";
 import { setLevel, getLevel } from "../host/log.js";

@@ -6,7 +6,8 @@ import net from "node:net";
 import { readFileSync } from "node:fs";
 import type http from "node:http";
 import type { Duplex } from "node:stream";
-import { parseMeshConfig, type MeshConfig, type Workload } from "./config.js";
+import { serviceAccountOf, trustDomainOf, type MeshConfig, type Workload } from "./model/index.js";
+import { parseMeshConfig } from "./xds/local-format.js";
 import { ProxyState, ProxyStateUpdater } from "./state/index.js";
 import { LocalConfigSource } from "./xds/local.js";
 import { XdsClient } from "./xds/client.js";
@@ -202,11 +203,11 @@ export class Mesh {
     const info = parseWorkloadInfo(o.workload);
     const w = this.findSelf(info);
     if (!w) throw new Error(`workload ${info.namespace}/${info.name} is not in the config`);
-    if ((w.serviceAccount || "default") !== info.serviceAccount) {
+    if (serviceAccountOf(w) !== info.serviceAccount) {
       throw new Error(`workload ${info.namespace}/${info.name} runs as ${w.serviceAccount}, not ${info.serviceAccount}`);
     }
     this.workload = w;
-    this.identity = new Identity(o.trustDomain ?? (w.trustDomain || "cluster.local"), w.namespace, info.serviceAccount);
+    this.identity = new Identity(o.trustDomain ?? trustDomainOf(w), w.namespace, info.serviceAccount);
     this.state.on("updated", () => {
       const now = this.findSelf(info);
       if (now) {

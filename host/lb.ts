@@ -4,9 +4,8 @@
 // least-loaded two-choice pick for the east-west gateway. Also istiod's two inputs to it: the load-balancing config
 // of a Kubernetes Service, and whether a service is global (meshConfig serviceScopeConfigs).
 
-import type {
-  LabelSelector, LoadBalancer as LoadBalancerConfig, RoutingPreference, Service, ServiceScopeConfig, Workload,
-} from "./config.js";
+import { serviceKey } from "./model/index.js";
+import type { LabelSelector, LoadBalancing, RoutingPreference, Service, ServiceScopeConfig, Workload } from "./model/index.js";
 import type { ProxyState } from "./state/index.js";
 import { getCodec, type Codec } from "./wasm/codec.js";
 import { logger } from "./log.js";
@@ -150,8 +149,8 @@ function preferredScopes(svc: KubeServiceTraffic): RoutingPreference[] | undefin
  * PreferClose / PreferSameZone → FAILOVER [NETWORK, REGION, ZONE], PreferSameNode → FAILOVER [NETWORK, REGION,
  * ZONE, SUBZONE, NODE]; publishNotReadyAddresses → ALLOW_ALL. Undefined: none (spread over all endpoints).
  */
-export function loadBalancerFromKubeService(svc: KubeServiceTraffic): LoadBalancerConfig | undefined {
-  let lb: LoadBalancerConfig | undefined;
+export function loadBalancerFromKubeService(svc: KubeServiceTraffic): LoadBalancing | undefined {
+  let lb: LoadBalancing | undefined;
   if (svc.internalTrafficPolicy === "Local") {
     lb = { routingPreferences: ["NODE"], mode: "STRICT", healthPolicy: "ONLY_HEALTHY" };
   } else {
@@ -204,10 +203,6 @@ function policyOf(r: Rules): number {
     p |= SCOPE_WORD[s] << (LB_PREFS_SHIFT + 3 * i);
   });
   return p;
-}
-
-function serviceKey(svc: Service): string {
-  return `${svc.namespace}/${svc.hostname}`;
 }
 
 /**

@@ -5,7 +5,7 @@
 // to end between the source and the destination node proxies, so the gateway never sees it.
 
 import net from "node:net";
-import type { Workload } from "../config.js";
+import type { Workload } from "../model/index.js";
 import type { ProxyState } from "../state/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";

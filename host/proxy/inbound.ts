@@ -5,7 +5,7 @@
 
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import type { Service, Workload } from "../config.js";
+import { serviceKey, type Service, type Workload } from "../model/index.js";
 import type { ProxyState } from "../state/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
@@ -109,7 +109,7 @@ export class Inbound extends HboneListener {
     const hp = parseHostPort(authority);
     if (!hp) return "authority is not ip:port or svc-host:port";
     const svc = this.o.state.serviceByHost(hp.host, this.workload.namespace);
-    if (!svc || this.workload.services[`${svc.namespace}/${svc.hostname}`] === undefined) {
+    if (!svc || this.workload.services[serviceKey(svc)] === undefined) {
       return `this workload does not serve ${hp.host}`;
     }
     const appHost = this.workload.workloadIps[0];

@@ -6,7 +6,7 @@
 
 import type net from "node:net";
 import type tls from "node:tls";
-import type { Workload } from "../config.js";
+import { trustDomainOf, type Workload } from "../model/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { createHboneServer } from "../tls/contexts.js";
@@ -45,7 +45,7 @@ export abstract class HboneListener {
   constructor(workload: Workload, certificate: WorkloadCertificate, private readonly sessionOptions?: SessionOptions,
     limits?: Partial<ListenerLimits>) {
     this.limits = { ...defaultListenerLimits(), ...limits };
-    this.server = createHboneServer({ certificate, trustDomain: workload.trustDomain || "cluster.local", limits: this.limits },
+    this.server = createHboneServer({ certificate, trustDomain: trustDomainOf(workload), limits: this.limits },
       (socket, peer) => this.onSecure(socket, peer));
   }
 

@@ -7,7 +7,7 @@ import os from "node:os";
 import { randomFillSync } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { ProxyState } from "../state/index.js";
-import type { Service, Workload } from "../config.js";
+import type { Service, Workload } from "../model/index.js";
 import { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { connectHbone } from "../tls/contexts.js";

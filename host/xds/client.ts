@@ -17,7 +17,7 @@ import { readFile } from "node:fs/promises";
 import tls from "node:tls";
 import { ChannelCredentials, Metadata, credentials, status as GrpcStatus } from "@grpc/grpc-js";
 import type { ChannelOptions, ClientDuplexStream, ServiceError, StatusObject } from "@grpc/grpc-js";
-import { policyKey, type Policy } from "../config.js";
+import { policyKey, type Policy } from "../model/index.js";
 import { Identity } from "../identity/identity.js";
 import { logger } from "../log.js";
 import type { ProxyStateUpdater, StateDelta } from "../state/index.js";

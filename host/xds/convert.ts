@@ -7,11 +7,11 @@
 // The *ToXds functions are the inverse, for control planes in tests and benchmarks: convert(toXds(x)) deep-equals x
 // for every x parseMeshConfig can produce.
 
-import { canonicalIp, newService } from "../config.js";
+import { DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, canonicalIp, newService, serviceKey } from "../model/index.js";
 import type {
-  GatewayAddress, IpNet, LoadBalancer, NetworkAddress, Policy, PolicyMatch, RoutingPreference, Service,
+  GatewayAddress, IpNet, LoadBalancing, NetworkAddress, Policy, PolicyMatch, RoutingPreference, Service,
   ServiceAccountMatch, StringMatch, Workload,
-} from "../config.js";
+} from "../model/index.js";
 import {
   Address as XdsAddress,
   LoadBalancing_HealthPolicy,
@@ -207,8 +207,8 @@ export function workloadFromXds(x: XdsWorkload, field = "workload"): Workload {
     uid: x.uid,
     name: x.name,
     namespace: x.namespace,
-    serviceAccount: x.serviceAccount || "default",
-    trustDomain: x.trustDomain || "cluster.local",
+    serviceAccount: x.serviceAccount || DEFAULT_SERVICE_ACCOUNT,
+    trustDomain: x.trustDomain || DEFAULT_TRUST_DOMAIN,
     workloadIps,
     hostname: x.hostname,
     protocol,
@@ -239,7 +239,7 @@ const SCOPES: Record<Exclude<LoadBalancing_Scope, LoadBalancing_Scope.UNSPECIFIE
   [LoadBalancing_Scope.NETWORK]: "NETWORK",
 };
 
-function loadBalancer(lb: XdsLoadBalancing, field: string): LoadBalancer {
+function loadBalancer(lb: XdsLoadBalancing, field: string): LoadBalancing {
   const routingPreferences: RoutingPreference[] = [];
   for (const s of lb.routingPreference) {
     if (s === LoadBalancing_Scope.UNSPECIFIED_SCOPE) continue;
@@ -509,6 +509,6 @@ export function encodePolicy(p: Policy): Uint8Array {
 
 /** xDS resource names, as istiod gives them: a workload's uid, a service's namespace/hostname, a policy's ns/name. */
 export function addressResourceName(r: AddressResource): string {
-  return r.kind === "workload" ? r.workload.uid : `${r.service.namespace}/${r.service.hostname}`;
+  return r.kind === "workload" ? r.workload.uid : serviceKey(r.service);
 }
 

@@ -2,7 +2,8 @@
 // from YAML) and the loadBalancer of a Kubernetes Service (trafficDistribution, internalTrafficPolicy).
 
 import { describe, expect, test } from "vitest";
-import { parseMeshConfig, type Service, type ServiceScopeConfig } from "../../host/config.js";
+import { type Service, type ServiceScopeConfig } from "../../host/model/index.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
 import { LoadBalancer, isGlobalService, loadBalancerFromKubeService, pickEndpoint } from "../../host/lb.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import { VARIANTS, client, meshYaml, service, stateOf } from "./helpers.js";

@@ -2,7 +2,7 @@
 // keeping active streams even, and the Wasm tables agreeing pick for pick with the pure-JS rules on random meshes.
 
 import { afterEach, describe, expect, test } from "vitest";
-import type { Workload } from "../../host/config.js";
+import type { Workload } from "../../host/model/index.js";
 import { LoadBalancer } from "../../host/lb.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import {

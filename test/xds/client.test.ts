@@ -5,7 +5,7 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
-import { newService, newWorkload, type Policy, type Workload } from "../../host/config.js";
+import { newService, newWorkload, type Policy, type Workload } from "../../host/model/index.js";
 import { Identity } from "../../host/identity/identity.js";
 import { setSink, type LogRecord } from "../../host/log.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";

@@ -9,7 +9,7 @@ import { createPrivateKey, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Server, ServerCredentials, status, type Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
-import type { Policy, Service, Workload } from "../../host/config.js";
+import type { Policy, Service, Workload } from "../../host/model/index.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import {
   ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, addressResourceName, encodeAddress, encodePolicy,

@@ -4,7 +4,8 @@
 
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { canonicalIp, newService, newWorkload, parseMeshConfig, type MeshConfig } from "../../host/config.js";
+import { canonicalIp, newService, newWorkload, type MeshConfig } from "../../host/model/index.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
 import {
   XdsConvertError, decodeAddress, decodeAuthorization, encodeAddress, encodePolicy, ipFromBytes, ipToBytes,
   policyFromXds, policyToXds, serviceFromXds, serviceToXds, workloadFromXds, workloadToXds,
