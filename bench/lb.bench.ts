@@ -5,7 +5,8 @@
 // (more sources than cache ways). Then the LoadBalancer's table rebuild for 50k endpoints in 10k services.
 
 import { newService, newWorkload, type MeshConfig, type Service, type Workload } from "../host/model/index.js";
-import { LoadBalancer, pickEndpoint } from "../host/lb.js";
+import { LoadBalancer } from "../host/lb/index.js";
+import { pickEndpoint } from "../test/lb/oracle.js";
 import { ProxyState, ProxyStateUpdater } from "../host/state/index.js";
 import { type Figure, type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "./harness.js";
 import type { Task } from "tinybench";

@@ -21,9 +21,8 @@ import { Identity } from "../host/identity/identity.js";
 import { setLevel, getLevel } from "../host/log.js";
 import { ProxyState, ProxyStateUpdater, type StateDelta } from "../host/state/index.js";
 import { XdsClient } from "../host/xds/client.js";
-import {
-  ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, encodeAddress, encodePolicy,
-} from "../host/xds/convert.js";
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from "../host/xds/convert.js";
+import { encodeAddress, encodePolicy } from "../test/xds/encode.js";
 import { TestControlPlane } from "../test/xds/control-plane.js";
 import type { Figure, RunOptions, SuiteResult, Target } from "./harness.js";
 

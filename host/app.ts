@@ -19,7 +19,7 @@ import type { SessionOptions } from "./h2/session.js";
 import { HbonePool, type PoolOptions } from "./proxy/pool.js";
 import { Inbound, type Acceptor } from "./proxy/inbound.js";
 import { Gateway } from "./proxy/gateway.js";
-import { LoadBalancer } from "./lb.js";
+import { LoadBalancer } from "./lb/index.js";
 import { Outbound, OutboundError } from "./proxy/outbound.js";
 import { createSocks5Server, SOCKS_OK } from "./proxy/socks5.js";
 import { pipeTunnel } from "./proxy/pipe.js";

@@ -14,7 +14,7 @@ import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
-import { isGlobalService } from "../lb.js";
+import { isGlobalService } from "../lb/index.js";
 import { logger } from "../log.js";
 
 const log = logger("gateway");

@@ -4,7 +4,8 @@
 import { type MeshConfig, type Service, type Workload } from "../../host/model/index.js";
 import { parseMeshConfig } from "../../host/xds/local-format.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
-import { LoadBalancer, pickEndpoint, type LbChoice, type LoadBalancerOptions } from "../../host/lb.js";
+import { LoadBalancer, type LbChoice, type LoadBalancerOptions } from "../../host/lb/index.js";
+import { pickEndpoint } from "./oracle.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import type { Variant } from "../../host/wasm/instance.js";
 

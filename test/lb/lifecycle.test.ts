@@ -3,7 +3,7 @@
 
 import { afterEach, describe, expect, test } from "vitest";
 import type { Workload } from "../../host/model/index.js";
-import { LoadBalancer, type LoadBalancerOptions } from "../../host/lb.js";
+import { LoadBalancer, type LoadBalancerOptions } from "../../host/lb/index.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import * as L from "../../assembly/lb/layout.js";
 import { VARIANTS, apply, client, meshYaml, seeded, service, stateOf, sweep, type Ep } from "./helpers.js";

@@ -3,7 +3,7 @@
 
 import { afterEach, describe, expect, test } from "vitest";
 import type { Workload } from "../../host/model/index.js";
-import { LoadBalancer } from "../../host/lb.js";
+import { LoadBalancer } from "../../host/lb/index.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import {
   IMPLS, VARIANTS, client, meshYaml, pickerFor, seeded, service, stateOf, type Ep, type Picker,

@@ -10,7 +10,7 @@ import { Identity } from "../../host/identity/identity.js";
 import { setSink, type LogRecord } from "../../host/log.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsClient, type XdsClientOptions } from "../../host/xds/client.js";
-import { workloadToXds } from "../../host/xds/convert.js";
+import { workloadToXds } from "./encode.js";
 import { Address } from "../../host/xds/gen/istio/workload/workload.js";
 import { TestControlPlane } from "./control-plane.js";
 import { TOKEN, connection, makeMesh, until, type MeshFixture } from "./fixtures.js";

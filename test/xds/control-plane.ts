@@ -11,9 +11,8 @@ import { join } from "node:path";
 import { Server, ServerCredentials, status, type Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import type { Policy, Service, Workload } from "../../host/model/index.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
-import {
-  ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, addressResourceName, encodeAddress, encodePolicy,
-} from "../../host/xds/convert.js";
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, addressResourceName } from "../../host/xds/convert.js";
+import { encodeAddress, encodePolicy } from "./encode.js";
 import { AggregatedDiscoveryServiceService } from "../../host/xds/gen/envoy/service/discovery/v3/ads.js";
 import type {
   DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
