@@ -32,6 +32,7 @@ import type { Dispatcher } from "undici";
 import type https from "node:https";
 import { meshAgent, meshHttpsAgent, meshDispatcher, type MeshDispatcherOptions } from "./http/agent.js";
 import { serveTunnels, type ConnectionServer } from "./http/serve.js";
+import { listen } from "./net.js";
 
 const log = logger("proxy");
 
@@ -117,17 +118,6 @@ function parseWorkloadInfo(s: string): { namespace: string; name: string; servic
     throw new Error(`--workload must be namespace/name/serviceAccount, got "${s}"`);
   }
   return { namespace: parts[0], name: parts[1], serviceAccount: parts[2] };
-}
-
-async function listenOn(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return server.address() as net.AddressInfo;
 }
 
 /** A running node proxy; also the embeddable API (`connect`, `accept`). */
@@ -297,7 +287,7 @@ export class Mesh {
           return { code: err instanceof OutboundError ? err.socks : 0x01 };
         }
       });
-      this.addresses.socks5 = await listenOn(this.keep(socks), "127.0.0.1", o.socks5Port ?? 15080);
+      this.addresses.socks5 = await listen(this.keep(socks), { host: "127.0.0.1", port: o.socks5Port ?? 15080 });
     }
 
     for (const f of o.forward ?? []) {
@@ -320,7 +310,7 @@ export class Mesh {
           },
         );
       });
-      this.addresses.forward.push(await listenOn(this.keep(srv), f.listen.host, f.listen.port));
+      this.addresses.forward.push(await listen(this.keep(srv), f.listen));
     }
 
     // Readiness, admin, metrics endpoints.

@@ -15,6 +15,7 @@ import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../
 import type { HeaderList } from "../h2/hpack.js";
 import { logger } from "../log.js";
 import { envInt } from "../env.js";
+import { listen } from "../net.js";
 
 const log = logger("listener");
 
@@ -53,18 +54,12 @@ export abstract class HboneListener {
   protected abstract serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void;
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
+    const address = await listen(this.server, { host, port });
     const { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource, maxConnections, fdReserve } =
       this.server.admission.limits;
     log.info("HBONE listener limits", { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource,
       maxConnections, fdReserve, maxEstablished: this.limits.maxEstablished, maxEstablishedPerPeer: this.limits.maxEstablishedPerPeer });
-    return this.server.address() as net.AddressInfo;
+    return address;
   }
 
   setCertificate(cert: WorkloadCertificate): void {

@@ -18,6 +18,7 @@ import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type Metrics, type PeerLabels, type ConnectionResult } from "../metrics.js";
 import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
+import { dialTcp } from "../net.js";
 
 const log = logger("outbound");
 
@@ -398,16 +399,8 @@ export class Outbound {
 
   private dialTcp(target: HostPort): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
-      const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
-      sock.once("connect", () => {
-        clearTimeout(timer);
-        resolve(sock);
-      });
-      sock.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new OutboundError(`TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, 0x05));
-      });
+      dialTcp({ ...target, timeoutMs: this.o.connectTimeoutMs ?? 10_000 }, resolve, (err) =>
+        reject(new OutboundError(`TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, 0x05)));
     });
   }
 }

@@ -7,6 +7,7 @@ import { Identity } from "../identity/identity.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { decodeBaggage, encodeBaggage, type BaggageMeta } from "../baggage.js";
 import type { PeerLabels } from "../metrics.js";
+import { header } from "../h2/headers.js";
 
 const WORKLOAD_TYPES = new Set(["deployment", "cronjob", "pod", "job"]);
 
@@ -121,7 +122,7 @@ export interface SourceLabels {
 export function inboundSourceLabels(state: ProxyState, self: Workload, from: string, peer: Identity,
   headers: HeaderList): SourceLabels {
   const principal = String(peer);
-  const forwarded = headers.find(([n]) => n === "x-forwarded-network")?.[1];
+  const forwarded = header(headers, "x-forwarded-network");
   const viaGateway = forwarded !== undefined && forwarded !== self.network && isNetworkGateway(state, from, self.network);
   // An address alone proves nothing (NAT, a gateway, a spoofing peer): config labels only when that workload's
   // identity is the TLS peer's.
