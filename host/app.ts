@@ -273,6 +273,7 @@ export class Mesh {
       metrics: this.metrics,
       innerPool: this.innerPool,
       pick: (src, svc, port) => lb.pick(src, svc, port),
+      pickGateway: (svc, port, network) => lb.pickGateway(svc, port, network),
       report: (ep, ok) => (ok ? lb.reportSuccess(ep) : lb.reportFailure(ep)),
       ownPorts: () => this.ownPorts(),
     });

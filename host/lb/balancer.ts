@@ -134,6 +134,22 @@ export class LoadBalancer {
     return this.choice(t!, k, lighter ? b : a);
   }
 
+  /**
+   * An instance of a network gateway named by its service (`networkGateway: {destination: ns/hostname}`): a
+   * capacity-weighted draw among the healthy endpoints of `svc` on the gateway's `network` that have an address,
+   * outlier detection applied, no locality ranking. The gateway is dialled on its HBONE port whether or not the
+   * service lists it (`port`); a service without it draws over its first port's endpoints.
+   */
+  pickGateway(svc: Service, port: number, network: string): LbChoice | undefined {
+    const t = this.tableOf(svc);
+    if (!t) return undefined;
+    const k = Math.max(0, t.ports.indexOf(port));
+    const s = this.idsOf({ network, clusterId: "", region: "", zone: "", subzone: "", node: "" });
+    const i = this.ex.lb_pick(t.ptr, k, LB_MODE_ALL | LB_SAME_NETWORK, s[0]!, s[1]!, s[2]!, s[3]!, s[4]!, s[5]!,
+      randomU32(this.random), this.outliers.pickTime());
+    return i < 0 ? undefined : this.choice(t, k, i);
+  }
+
   /** A dial to `w` failed. */
   reportFailure(w: Workload): void {
     this.outliers.reportFailure(w);

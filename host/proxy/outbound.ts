@@ -66,6 +66,8 @@ export interface OutboundOptions {
   innerPool: HbonePool;
   /** The load balancer (host/lb.ts: locality ranking, ServiceScope, outlier detection). */
   pick: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
+  /** An instance of a gateway named by its service, on the gateway's network (LoadBalancer.pickGateway). */
+  pickGateway: (svc: Service, port: number, network: string) => { workload: Workload } | undefined;
   /** Dial outcomes per endpoint, for outlier detection. */
   report?: (w: Workload, ok: boolean) => void;
   /** The proxy's own listening ports: no destination on a local address may target them. */
@@ -103,19 +105,6 @@ function traceparent(): string {
 const CONNECT_ATTEMPTS = 4;
 /** Endpoint picks per tunnel: a pick of an endpoint that already failed for it costs no dial. */
 const MAX_PICKS = 32;
-
-/** A gateway instance behind a gateway service: capacity-weighted random among healthy ones with an address. */
-function pickGatewayInstance<T extends { workload: Workload }>(eps: T[]): T | undefined {
-  const healthy = eps.filter((e) => e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0);
-  let total = 0;
-  for (const e of healthy) total += Math.max(1, e.workload.capacity || 1);
-  let r = Math.random() * total;
-  for (const e of healthy) {
-    r -= Math.max(1, e.workload.capacity || 1);
-    if (r < 0) return e;
-  }
-  return healthy.at(-1);
-}
 
 /**
  * Every stream of a client session gets an error owner when the session closes it (it emits
@@ -188,7 +177,7 @@ export class Outbound {
       if (gwWorkload) gwExpected.push(workloadIdentity(gwWorkload));
     } else {
       const gsvc = this.o.state.serviceByHost(d.hostname, d.namespace);
-      const gep = gsvc ? pickGatewayInstance(this.o.state.endpoints(gsvc, gw.hboneMtlsPort)) : undefined;
+      const gep = gsvc ? this.o.pickGateway(gsvc, gw.hboneMtlsPort, w.network) : undefined;
       gwIp = gep?.workload.workloadIps[0];
       if (gep) gwExpected.push(workloadIdentity(gep.workload));
       for (const san of gsvc?.subjectAltNames ?? []) {
