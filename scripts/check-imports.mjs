@@ -60,7 +60,8 @@ export function roomOf(rel) {
   let best;
   for (const [name, layer, prefixes] of ROOMS) {
     for (const p of prefixes) {
-      if ((rel === p || rel.startsWith(p)) && (!best || p.length > best.prefix.length)) best = { name, layer, prefix: p };
+      if (!rel.startsWith(p) || (best && p.length <= best.prefix.length)) continue;
+      best = { name, layer, prefix: p };
     }
   }
   return best;
@@ -93,7 +94,9 @@ function sourceFiles(root, dir, out = []) {
 }
 
 // Static imports and re-exports (type-only ones too: they are edges of the design) and import("literal").
-const IMPORT_RE = /(?:^|[\s;])(?:import|export)\s+(?:type\s+)?(?:[^"'`;]*?\sfrom\s+)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+const STATIC_IMPORT = /(?:^|[\s;])(?:import|export)\s+(?:type\s+)?(?:[^"'`;]*?\sfrom\s+)?["']([^"']+)["']/.source;
+const DYNAMIC_IMPORT = /import\(\s*["']([^"']+)["']\s*\)/.source;
+const IMPORT_RE = new RegExp(`${STATIC_IMPORT}|${DYNAMIC_IMPORT}`, "g");
 
 /** The relative import specifiers of a source text (comments stripped first). */
 export function importsOf(text) {

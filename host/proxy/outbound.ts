@@ -64,7 +64,7 @@ export interface OutboundOptions {
   metrics?: Metrics;
   /** Pool of inner (double HBONE) sessions, keyed by destination identities and gateway. */
   innerPool: HbonePool;
-  /** The load balancer (host/lb.ts: locality ranking, ServiceScope, outlier detection). */
+  /** The load balancer (host/lb/: locality ranking, ServiceScope, outlier detection). */
   pick: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
   /** An instance of a gateway named by its service, on the gateway's network (LoadBalancer.pickGateway). */
   pickGateway: (svc: Service, port: number, network: string) => { workload: Workload } | undefined;

@@ -168,7 +168,7 @@ describe("Wasm tables agree with the pure-JS rules", () => {
 });
 
 describe("pickGateway: an instance of a gateway named by its service", () => {
-  test.each(VARIANTS)("%s: healthy instances on the gateway's network with an address, by capacity; ejected ones skipped", (variant) => {
+  test.each(VARIANTS)("%s: healthy instances on its network with an address, by capacity, ejected ones skipped", (variant) => {
     // The client is on n1; the gateway service's instances sit on n2 (the remote network), one elsewhere.
     const state = stateOf(meshYaml([
       { name: "gw-a", network: "n2", cluster: "c2", capacity: 1 },
