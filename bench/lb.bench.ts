@@ -4,8 +4,9 @@
 // candidate set cached (the steady state: a node's sources share a few localities) and rebuilt on every pick
 // (more sources than cache ways). Then the LoadBalancer's table rebuild for 50k endpoints in 10k services.
 
-import { newService, newWorkload, type MeshConfig, type Service, type Workload } from "../host/config.js";
-import { LoadBalancer, pickEndpoint } from "../host/lb.js";
+import { newService, newWorkload, type MeshConfig, type Service, type Workload } from "../host/model/index.js";
+import { LoadBalancer } from "../host/lb/index.js";
+import { pickEndpoint } from "../test/lb/oracle.js";
 import { ProxyState, ProxyStateUpdater } from "../host/state/index.js";
 import { type Figure, type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "./harness.js";
 import type { Task } from "tinybench";

@@ -15,15 +15,14 @@ import { pathToFileURL } from "node:url";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { newService, newWorkload, type Policy, type Service, type Workload } from "../host/config.js";
+import { newService, newWorkload, policyKey, serviceKey, type Policy, type Service, type Workload } from "../host/model/index.js";
 import { CertificateAuthority, createPluginCa, type WorkloadCertificate } from "../host/identity/ca.js";
 import { Identity } from "../host/identity/identity.js";
 import { setLevel, getLevel } from "../host/log.js";
 import { ProxyState, ProxyStateUpdater, type StateDelta } from "../host/state/index.js";
 import { XdsClient } from "../host/xds/client.js";
-import {
-  ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, encodeAddress, encodePolicy,
-} from "../host/xds/convert.js";
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from "../host/xds/convert.js";
+import { encodeAddress, encodePolicy } from "../test/xds/encode.js";
 import { TestControlPlane } from "../test/xds/control-plane.js";
 import type { Figure, RunOptions, SuiteResult, Target } from "./harness.js";
 
@@ -66,7 +65,7 @@ function population(nw: number, ns: number, np: number): { workloads: Workload[]
       namespace: s.namespace, serviceAccount: s.name, workloadIps: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
       protocol: "HBONE", node: `node-${i % 100}`, clusterId: "Kubernetes", canonicalName: s.name, canonicalRevision: "v1",
       workloadName: s.name, workloadType: "deployment", locality: { region: "region-1", zone, subzone: "" },
-      services: { [`${s.namespace}/${s.hostname}`]: { 80: 8080, 443: 8443 } },
+      services: { [serviceKey(s)]: { 80: 8080, 443: 8443 } },
     }));
   }
   const policies: Policy[] = [];
@@ -133,12 +132,12 @@ async function serve(d: ServerData): Promise<void> {
     for (const s of pop.services) {
       const b = encodeAddress({ kind: "service", service: s });
       bytes += b.length;
-      cp.set(ADDRESS_TYPE_URL, `${s.namespace}/${s.hostname}`, b);
+      cp.set(ADDRESS_TYPE_URL, serviceKey(s), b);
     }
     for (const p of pop.policies) {
       const b = encodePolicy(p);
       bytes += b.length;
-      cp.set(AUTHORIZATION_TYPE_URL, `${p.namespace}/${p.name}`, b);
+      cp.set(AUTHORIZATION_TYPE_URL, policyKey(p), b);
     }
   });
   const first = pop.workloads[0]!;

@@ -6,6 +6,7 @@
 import http from "node:http";
 import { getLevel, setLevel, type Level } from "./log.js";
 import { logger } from "./log.js";
+import { listen } from "./net.js";
 
 const log = logger("admin");
 
@@ -82,13 +83,7 @@ export async function serveHttp(host: string, port: number, routes: Record<strin
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  await listen(server, { host, port });
   server.on("error", (e) => log.warn("admin server error", { error: e }));
   return server;
 }

@@ -6,7 +6,8 @@ import net from "node:net";
 import { readFileSync } from "node:fs";
 import type http from "node:http";
 import type { Duplex } from "node:stream";
-import { parseMeshConfig, type MeshConfig, type Workload } from "./config.js";
+import { serviceAccountOf, trustDomainOf, type MeshConfig, type Workload } from "./model/index.js";
+import { parseMeshConfig } from "./xds/local-format.js";
 import { ProxyState, ProxyStateUpdater } from "./state/index.js";
 import { LocalConfigSource } from "./xds/local.js";
 import { XdsClient } from "./xds/client.js";
@@ -18,7 +19,7 @@ import type { SessionOptions } from "./h2/session.js";
 import { HbonePool, type PoolOptions } from "./proxy/pool.js";
 import { Inbound, type Acceptor } from "./proxy/inbound.js";
 import { Gateway } from "./proxy/gateway.js";
-import { LoadBalancer } from "./lb.js";
+import { LoadBalancer } from "./lb/index.js";
 import { Outbound, OutboundError } from "./proxy/outbound.js";
 import { createSocks5Server, SOCKS_OK, socksReplyOf } from "./proxy/socks5.js";
 import { pipeTunnel } from "./proxy/pipe.js";
@@ -31,6 +32,7 @@ import type { Dispatcher } from "undici";
 import type https from "node:https";
 import { meshAgent, meshHttpsAgent, meshDispatcher, type MeshDispatcherOptions } from "./http/agent.js";
 import { serveTunnels, type ConnectionServer } from "./http/serve.js";
+import { listen } from "./net.js";
 
 const log = logger("proxy");
 
@@ -118,17 +120,6 @@ function parseWorkloadInfo(s: string): { namespace: string; name: string; servic
   return { namespace: parts[0], name: parts[1], serviceAccount: parts[2] };
 }
 
-async function listenOn(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return server.address() as net.AddressInfo;
-}
-
 /** A running node proxy; also the embeddable API (`connect`, `accept`). */
 export class Mesh {
   readonly addresses: Addresses = { forward: [] };
@@ -202,11 +193,11 @@ export class Mesh {
     const info = parseWorkloadInfo(o.workload);
     const w = this.findSelf(info);
     if (!w) throw new Error(`workload ${info.namespace}/${info.name} is not in the config`);
-    if ((w.serviceAccount || "default") !== info.serviceAccount) {
+    if (serviceAccountOf(w) !== info.serviceAccount) {
       throw new Error(`workload ${info.namespace}/${info.name} runs as ${w.serviceAccount}, not ${info.serviceAccount}`);
     }
     this.workload = w;
-    this.identity = new Identity(o.trustDomain ?? (w.trustDomain || "cluster.local"), w.namespace, info.serviceAccount);
+    this.identity = new Identity(o.trustDomain ?? trustDomainOf(w), w.namespace, info.serviceAccount);
     this.state.on("updated", () => {
       const now = this.findSelf(info);
       if (now) {
@@ -282,6 +273,7 @@ export class Mesh {
       metrics: this.metrics,
       innerPool: this.innerPool,
       pick: (src, svc, port) => lb.pick(src, svc, port),
+      pickGateway: (svc, port, network) => lb.pickGateway(svc, port, network),
       report: (ep, ok) => (ok ? lb.reportSuccess(ep) : lb.reportFailure(ep)),
       ownPorts: () => this.ownPorts(),
     });
@@ -296,7 +288,7 @@ export class Mesh {
           return { code: socksReplyOf(err) };
         }
       });
-      this.addresses.socks5 = await listenOn(this.keep(socks), "127.0.0.1", o.socks5Port ?? 15080);
+      this.addresses.socks5 = await listen(this.keep(socks), { host: "127.0.0.1", port: o.socks5Port ?? 15080 });
     }
 
     for (const f of o.forward ?? []) {
@@ -319,7 +311,7 @@ export class Mesh {
           },
         );
       });
-      this.addresses.forward.push(await listenOn(this.keep(srv), f.listen.host, f.listen.port));
+      this.addresses.forward.push(await listen(this.keep(srv), f.listen));
     }
 
     // Readiness, admin, metrics endpoints.

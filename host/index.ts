@@ -16,7 +16,8 @@ export { XdsClient, type XdsClientOptions } from "./xds/client.js";
 export { IstioCaClient, type IstioCaClientOptions } from "./identity/istio-ca.js";
 
 // Config model (ztunnel's local format).
-export { parseMeshConfig, ConfigError, type MeshConfig, type Workload, type Service } from "./config.js";
+export { parseMeshConfig, ConfigError } from "./xds/local-format.js";
+export type { MeshConfig, Workload, Service } from "./model/index.js";
 
 // Identities and certificates.
 export { Identity } from "./identity/identity.js";

@@ -9,7 +9,7 @@ import {
   CaError, ConfigError, H2Error, HboneError, IdentityError, OutboundError, RuntimeConfigError, XdsConvertError,
   type OutboundErrorKind,
 } from "../host/errors.js";
-import { parseMeshConfig } from "../host/config.js";
+import { parseMeshConfig } from "../host/xds/local-format.js";
 import { Identity } from "../host/identity/identity.js";
 import { CertificateAuthority } from "../host/identity/ca.js";
 import { resolveRuntime } from "../host/runtime-config.js";

@@ -1,10 +1,8 @@
-// Load-balancing exports (see table.ts). Re-exported by assembly/index.ts. Flat calls: pointers are the
+// Load-balancing exports (table.ts, outlier.ts). Re-exported by assembly/index.ts. Flat calls: pointers are the
 // handles lb_new and lb_table_new returned; endpoint ids are the host's outlier slots; times are ms (f64).
 
-import {
-  Ctx, Table, ctxNew, ctxFree, ctxReserve, slotReset, reportFailure, reportSuccess, ejectedUntil, tableNew,
-  tableFree, setKey, pick, pickPair, lastRank, secondIndex,
-} from "./table";
+import { Ctx, ctxNew, ctxFree, ctxReserve, slotReset, reportFailure, reportSuccess, ejectedUntil } from "./outlier";
+import { Table, tableNew, tableFree, setKey, pick, pickPair, lastRank, secondIndex } from "./table";
 
 /** A load balancer's outlier state: eject after `failures` consecutive failures for base ms, doubling, capped. */
 export function lb_new(failures: i32, baseEjectionMs: f64, maxEjectionMs: f64): usize {

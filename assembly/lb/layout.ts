@@ -1,5 +1,5 @@
 // The load-balancing tables' layout, shared by the Wasm side (assembly/lb/table.ts) and the host
-// (host/lb.ts). Plain integer constants only, so this file compiles under both asc and tsc.
+// (host/lb/rules.ts, host/lb/balancer.ts). Plain integer constants only, so this file compiles under both asc and tsc.
 
 // One endpoint record: LB_TARGETS + (service ports) i32 words, written by the host.
 // Words 0..5 are the locality ids; a routing-preference scope is coded as the word it compares.

@@ -5,7 +5,7 @@
 // (`api.example.com.ns.svc.cluster.local`). Anything else is not ours: the DNS proxy forwards it. Pure: no I/O.
 
 import { isIP } from "node:net";
-import type { Service } from "../config.js";
+import type { Service } from "../model/index.js";
 import type { ProxyState } from "../state/index.js";
 
 export interface ClientContext {

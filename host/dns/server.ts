@@ -16,6 +16,7 @@ import type { ProxyState } from "../state/index.js";
 import { logger } from "../log.js";
 import { MeshNames, type ClientContext } from "./names.js";
 import { forward, systemUpstreams, type Upstream } from "./upstream.js";
+import { listen } from "../net.js";
 
 const log = logger("dns");
 
@@ -140,15 +141,7 @@ export class DnsProxy {
     tcp.maxConnections = this.o.maxTcpConnections;
     tcp.on("error", (e) => log.warn("dns tcp listener error", { error: e }));
     this.tcp = tcp;
-    await new Promise<void>((resolve, reject) => {
-      tcp.once("error", reject);
-      const ok = () => {
-        tcp.off("error", reject);
-        resolve();
-      };
-      if ("tcpFd" in l) tcp.listen({ fd: l.tcpFd }, ok);
-      else tcp.listen(l.port, l.host, ok);
-    });
+    await listen(tcp, "tcpFd" in l ? { fd: l.tcpFd } : l);
     const port = "tcpFd" in l ? 0 : (tcp.address() as net.AddressInfo).port;
     const host = "tcpFd" in l ? "" : l.host;
     const v6 = "udpFd" in l ? l.family === 6 : net.isIPv6(host);

@@ -15,6 +15,7 @@ import { FrameWriter } from "./frames.js";
 import { HpackDecoder, HpackEncoder, type HeaderList } from "./hpack.js";
 import { DEFAULT_LIMITS, RateLimit, headerBlockLimit, type SessionLimits } from "./limits.js";
 import { H2Stream, type PendingWrite } from "./stream.js";
+import { header } from "./headers.js";
 
 export { H2Stream } from "./stream.js";
 
@@ -514,12 +515,12 @@ export class H2Session extends EventEmitter {
     const bad = malformed(list, true);
     if (bad !== null) return this.resetStream(id, abi.PROTOCOL_ERROR);
     s.headers = list;
-    const method = list.find(([n]) => n === ":method")?.[1];
+    const method = header(list, ":method");
     if (method !== "CONNECT") {
       if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
       return this.respond(s, 400, []); // well-formed, but only CONNECT is served
     }
-    const length = list.find(([n]) => n === "content-length")?.[1];
+    const length = header(list, "content-length");
     if (length !== undefined) s.contentLength = Number(length);
     if (flags & abi.FLAG_END_STREAM) this.onRemoteEnd(s);
     if (s.streamClosed) return;
@@ -535,7 +536,7 @@ export class H2Session extends EventEmitter {
     if (this.role === "client" && s.onResponse) {
       if (list === null) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
       const bad = malformed(list, false);
-      const status = Number(list.find(([n]) => n === ":status")?.[1]);
+      const status = Number(header(list, ":status"));
       if (bad !== null || !(status >= 100 && status <= 999)) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
       if (status < 200) return; // informational: the final response follows
       s.status = status;

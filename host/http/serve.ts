@@ -7,6 +7,7 @@ import type { EventEmitter } from "node:events";
 import type { TunnelInfo } from "../proxy/inbound.js";
 import { parseIpAuthority, type HostPort } from "../proxy/authority.js";
 import { asSocket } from "./socket.js";
+import { header } from "../h2/headers.js";
 
 /** Anything that takes connections as node:http, http2 and net servers do. */
 export type ConnectionServer = Pick<EventEmitter, "emit" | "on" | "off">;
@@ -20,7 +21,7 @@ function forwardedFor(v: string): HostPort | undefined {
 /** The Acceptor that hands each tunnel to `server`. */
 export function serveTunnels(server: ConnectionServer): (stream: Duplex, info: TunnelInfo) => void {
   return (stream, info) => {
-    const fwd = info.headers.find(([n]) => n === "forwarded")?.[1];
+    const fwd = header(info.headers, "forwarded");
     const client = fwd ? forwardedFor(fwd) : undefined;
     const socket = asSocket(stream, { peerIdentity: info.peer, remoteAddress: client?.host, remotePort: client?.port });
     // An http2 server wraps a non-net socket in its own (session.socket proxies to that wrapper)

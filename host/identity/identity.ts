@@ -2,13 +2,12 @@
 // exactly those five path pieces (ztunnel's Identity::from_str). Characters follow the SPIFFE ID spec, so
 // toString() always yields a URI that parse() accepts.
 
+import { DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN } from "../model/workload.js";
 import { IdentityError } from "../errors.js";
 
 export { IdentityError } from "../errors.js";
 
 const PREFIX = "spiffe://";
-const DEFAULT_TRUST_DOMAIN = "cluster.local";
-const DEFAULT_SERVICE_ACCOUNT = "default";
 // SPIFFE ID spec §2.1: trust domains are lowercase; §2.2: path segments are [A-Za-z0-9._-], never "." or "..".
 const TRUST_DOMAIN_RE = /^[a-z0-9._-]{1,255}$/;
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;

@@ -10,7 +10,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { X509Certificate } from "node:crypto";
 import type { ServiceError } from "@grpc/grpc-js";
-import { controlPlaneChannel, controlPlaneMetadata, type ControlPlaneConnection } from "../xds/client.js";
+import { controlPlaneChannel, controlPlaneMetadata, type ControlPlaneConnection } from "../tls/control-plane.js";
 import {
   IstioCertificateServiceClient,
   type IstioCertificateRequest,

@@ -5,7 +5,7 @@
 // to end between the source and the destination node proxies, so the gateway never sees it.
 
 import net from "node:net";
-import type { Workload } from "../config.js";
+import type { Workload } from "../model/index.js";
 import type { ProxyState } from "../state/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
@@ -14,8 +14,10 @@ import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
-import { isGlobalService } from "../lb.js";
+import { isGlobalService } from "../lb/index.js";
 import { logger } from "../log.js";
+import { header } from "../h2/headers.js";
+import { dialTcp } from "../net.js";
 
 const log = logger("gateway");
 
@@ -55,7 +57,7 @@ export class Gateway extends HboneListener {
   protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity): void {
     // The stream is ours from here: a reset or a closed connection while we dial ends it with an error.
     stream.on("error", (e) => log.debug("gateway stream ended with an error", { error: e }));
-    const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
+    const authority = header(headers, ":authority") ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
       log.info("gateway tunnel refused", { status, reason: why, authority, peer: String(peer) });
@@ -72,29 +74,19 @@ export class Gateway extends HboneListener {
     if (!choice) return refuse(503, `no healthy local endpoint for ${authority}`);
     const w = choice.workload;
     const hop = { host: w.workloadIps[0], port: this.o.hbonePort };
-    const upstream = net.connect({ ...hop, noDelay: true, allowHalfOpen: true });
-    let connected = false;
-    const timer = setTimeout(() => upstream.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
-    upstream.once("close", () => clearTimeout(timer));
-    // The peer gave up before the endpoint answered: stop dialling.
-    const cancel = () => {
-      if (!connected) upstream.destroy();
-    };
-    stream.once("close", cancel);
-    upstream.once("connect", () => {
-      connected = true;
+    const upstream = dialTcp({ ...hop, timeoutMs: this.o.connectTimeoutMs ?? 10_000 }, () => {
       stream.off("close", cancel);
-      clearTimeout(timer);
       if (stream.destroyed) return upstream.destroy();
       this.stats.routed++;
       this.active.set(w.uid, this.activeTo(w) + 1);
       respond(200);
       void pipeTunnel(upstream, stream).then(() => this.active.set(w.uid, Math.max(0, this.activeTo(w) - 1)));
-    });
-    upstream.once("error", (err) => {
-      clearTimeout(timer);
-      if (connected || stream.destroyed) return;
+    }, (err) => {
+      if (stream.destroyed) return;
       refuse(503, `endpoint ${formatAuthority(hop.host, hop.port)} unreachable: ${err.message}`);
     });
+    // The peer gave up before the endpoint answered: stop dialling.
+    const cancel = () => upstream.destroy();
+    stream.once("close", cancel);
   }
 }

@@ -3,9 +3,8 @@
 // service port to the target port, dial the application, and only then answer 200.
 // 400: bad request; 503: unknown port or the application cannot be reached.
 
-import net from "node:net";
 import type { Duplex } from "node:stream";
-import type { Service, Workload } from "../config.js";
+import { serviceKey, type Service, type Workload } from "../model/index.js";
 import type { ProxyState } from "../state/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
@@ -20,6 +19,8 @@ import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
 import * as abi from "../../assembly/abi.js";
 import { logger } from "../log.js";
+import { header } from "../h2/headers.js";
+import { dialTcp } from "../net.js";
 
 const log = logger("inbound");
 
@@ -109,7 +110,7 @@ export class Inbound extends HboneListener {
     const hp = parseHostPort(authority);
     if (!hp) return "authority is not ip:port or svc-host:port";
     const svc = this.o.state.serviceByHost(hp.host, this.workload.namespace);
-    if (!svc || this.workload.services[`${svc.namespace}/${svc.hostname}`] === undefined) {
+    if (!svc || this.workload.services[serviceKey(svc)] === undefined) {
       return `this workload does not serve ${hp.host}`;
     }
     const appHost = this.workload.workloadIps[0];
@@ -149,7 +150,7 @@ export class Inbound extends HboneListener {
     // the connection closing or a policy closing it mid-dial all end it with an error (and an
     // in-process acceptor that forgets 'error' must not crash the process either).
     stream.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
-    const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
+    const authority = header(headers, ":authority") ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
       log.info("tunnel refused", { status, reason: why, authority, peer: String(peer) });
@@ -197,29 +198,19 @@ export class Inbound extends HboneListener {
       return;
     }
     // Half-open: the app may still answer after our FIN (END_STREAM from the peer).
-    const app = net.connect({ host: dst.appHost, port, noDelay: true, allowHalfOpen: true });
-    let connected = false;
-    const timer = setTimeout(() => app.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
-    app.once("close", () => clearTimeout(timer));
-    // The peer gave up (reset, connection gone, policy) before the app answered: stop dialling.
-    const cancel = () => {
-      if (!connected) app.destroy();
-    };
-    stream.once("close", cancel);
-    app.once("connect", () => {
-      connected = true;
+    const app = dialTcp({ host: dst.appHost, port, timeoutMs: this.o.connectTimeoutMs ?? 10_000 }, () => {
       stream.off("close", cancel);
-      clearTimeout(timer);
       if (stream.destroyed) return app.destroy();
       this.stats.accepted++;
       result?.accept();
       respond(200, ok);
       void pipeTunnel(app, stream);
-    });
-    app.once("error", (err) => {
-      clearTimeout(timer);
-      if (connected || stream.destroyed) return; // errors after connect are the pipe's
+    }, (err) => {
+      if (stream.destroyed) return; // errors after connect are the pipe's (dialTcp reports only a failed dial)
       fail(503, `application ${formatAuthority(dst.appHost, port)} unreachable: ${err.message}`);
     });
+    // The peer gave up (reset, connection gone, policy) before the app answered: stop dialling.
+    const cancel = () => app.destroy();
+    stream.once("close", cancel);
   }
 }

@@ -6,7 +6,7 @@
 
 import type net from "node:net";
 import type tls from "node:tls";
-import type { Workload } from "../config.js";
+import { trustDomainOf, type Workload } from "../model/index.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { createHboneServer } from "../tls/contexts.js";
@@ -15,6 +15,7 @@ import { H2Session, type H2Stream, type Respond, type SessionOptions } from "../
 import type { HeaderList } from "../h2/hpack.js";
 import { logger } from "../log.js";
 import { envInt } from "../env.js";
+import { listen } from "../net.js";
 
 const log = logger("listener");
 
@@ -45,7 +46,7 @@ export abstract class HboneListener {
   constructor(workload: Workload, certificate: WorkloadCertificate, private readonly sessionOptions?: SessionOptions,
     limits?: Partial<ListenerLimits>) {
     this.limits = { ...defaultListenerLimits(), ...limits };
-    this.server = createHboneServer({ certificate, trustDomain: workload.trustDomain || "cluster.local", limits: this.limits },
+    this.server = createHboneServer({ certificate, trustDomain: trustDomainOf(workload), limits: this.limits },
       (socket, peer) => this.onSecure(socket, peer));
   }
 
@@ -53,18 +54,12 @@ export abstract class HboneListener {
   protected abstract serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void;
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
+    const address = await listen(this.server, { host, port });
     const { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource, maxConnections, fdReserve } =
       this.server.admission.limits;
     log.info("HBONE listener limits", { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource,
       maxConnections, fdReserve, maxEstablished: this.limits.maxEstablished, maxEstablishedPerPeer: this.limits.maxEstablishedPerPeer });
-    return this.server.address() as net.AddressInfo;
+    return address;
   }
 
   setCertificate(cert: WorkloadCertificate): void {

@@ -7,7 +7,7 @@ import os from "node:os";
 import { randomFillSync } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { ProxyState } from "../state/index.js";
-import type { Service, Workload } from "../config.js";
+import type { Service, Workload } from "../model/index.js";
 import { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { connectHbone } from "../tls/contexts.js";
@@ -19,6 +19,7 @@ import { tcpLabels, type Metrics, type PeerLabels, type ConnectionResult } from 
 import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
 import { OutboundError } from "../errors.js";
+import { dialTcp } from "../net.js";
 
 const log = logger("outbound");
 
@@ -58,8 +59,10 @@ export interface OutboundOptions {
   metrics?: Metrics;
   /** Pool of inner (double HBONE) sessions, keyed by destination identities and gateway. */
   innerPool: HbonePool;
-  /** The load balancer (host/lb.ts: locality ranking, ServiceScope, outlier detection). */
+  /** The load balancer (host/lb/: locality ranking, ServiceScope, outlier detection). */
   pick: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
+  /** An instance of a gateway named by its service, on the gateway's network (LoadBalancer.pickGateway). */
+  pickGateway: (svc: Service, port: number, network: string) => { workload: Workload } | undefined;
   /** Dial outcomes per endpoint, for outlier detection. */
   report?: (w: Workload, ok: boolean) => void;
   /** The proxy's own listening ports: no destination on a local address may target them. */
@@ -97,19 +100,6 @@ function traceparent(): string {
 const CONNECT_ATTEMPTS = 4;
 /** Endpoint picks per tunnel: a pick of an endpoint that already failed for it costs no dial. */
 const MAX_PICKS = 32;
-
-/** A gateway instance behind a gateway service: capacity-weighted random among healthy ones with an address. */
-function pickGatewayInstance<T extends { workload: Workload }>(eps: T[]): T | undefined {
-  const healthy = eps.filter((e) => e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0);
-  let total = 0;
-  for (const e of healthy) total += Math.max(1, e.workload.capacity || 1);
-  let r = Math.random() * total;
-  for (const e of healthy) {
-    r -= Math.max(1, e.workload.capacity || 1);
-    if (r < 0) return e;
-  }
-  return healthy.at(-1);
-}
 
 /**
  * Every stream of a client session gets an error owner when the session closes it (it emits
@@ -182,7 +172,7 @@ export class Outbound {
       if (gwWorkload) gwExpected.push(workloadIdentity(gwWorkload));
     } else {
       const gsvc = this.o.state.serviceByHost(d.hostname, d.namespace);
-      const gep = gsvc ? pickGatewayInstance(this.o.state.endpoints(gsvc, gw.hboneMtlsPort)) : undefined;
+      const gep = gsvc ? this.o.pickGateway(gsvc, gw.hboneMtlsPort, w.network) : undefined;
       gwIp = gep?.workload.workloadIps[0];
       if (gep) gwExpected.push(workloadIdentity(gep.workload));
       for (const san of gsvc?.subjectAltNames ?? []) {
@@ -393,16 +383,8 @@ export class Outbound {
 
   private dialTcp(target: HostPort): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
-      const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), this.o.connectTimeoutMs ?? 10_000);
-      sock.once("connect", () => {
-        clearTimeout(timer);
-        resolve(sock);
-      });
-      sock.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, { cause: err }));
-      });
+      dialTcp({ ...target, timeoutMs: this.o.connectTimeoutMs ?? 10_000 }, resolve, (err) =>
+        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, { cause: err })));
     });
   }
 }

@@ -1,12 +1,13 @@
 // Who is at each end of a tunnel, for metrics and baggage: from config when the peer is known
 // there, else from the baggage it sent, else "unknown" (as ztunnel labels them).
 
-import type { MeshConfig, Workload } from "../config.js";
+import { serviceAccountOf, serviceKey, trustDomainOf, type MeshConfig, type Workload } from "../model/index.js";
 import type { ProxyState } from "../state/index.js";
 import { Identity } from "../identity/identity.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { decodeBaggage, encodeBaggage, type BaggageMeta } from "../baggage.js";
 import type { PeerLabels } from "../metrics.js";
+import { header } from "../h2/headers.js";
 
 const WORKLOAD_TYPES = new Set(["deployment", "cronjob", "pod", "job"]);
 
@@ -36,7 +37,7 @@ export function workloadBaggage(w: Workload): [string, string][] {
 
 /** The SPIFFE identity a workload's certificate carries (as istiod issues it). */
 export function workloadIdentity(w: Workload): Identity {
-  return new Identity(w.trustDomain || "cluster.local", w.namespace, w.serviceAccount || "default");
+  return new Identity(trustDomainOf(w), w.namespace, serviceAccountOf(w));
 }
 
 /** Labels of a workload known from config; `principal` is the SPIFFE id (TLS or xDS). */
@@ -84,7 +85,7 @@ function gatewaysOf(state: ProxyState): Set<string> {
     const d = w.networkGateway?.destination;
     if (!d) continue;
     if ("address" in d) set.add(`${d.network}/${d.address}`);
-    else services.add(`${d.namespace}/${d.hostname}`);
+    else services.add(serviceKey(d));
   }
   // A gateway named by its service: every workload backing that service.
   for (const w of cfg.workloads) {
@@ -121,7 +122,7 @@ export interface SourceLabels {
 export function inboundSourceLabels(state: ProxyState, self: Workload, from: string, peer: Identity,
   headers: HeaderList): SourceLabels {
   const principal = String(peer);
-  const forwarded = headers.find(([n]) => n === "x-forwarded-network")?.[1];
+  const forwarded = header(headers, "x-forwarded-network");
   const viaGateway = forwarded !== undefined && forwarded !== self.network && isNetworkGateway(state, from, self.network);
   // An address alone proves nothing (NAT, a gateway, a spoofing peer): config labels only when that workload's
   // identity is the TLS peer's.

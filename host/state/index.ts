@@ -4,8 +4,8 @@
 // a reader still never sees a half-applied config). Both give the same lookups for the same resulting config.
 
 import { EventEmitter } from "node:events";
-import { canonicalIp, emptyMeshConfig, policyKey } from "../config.js";
-import type { MeshConfig, Policy, Service, Workload } from "../config.js";
+import { canonicalIp, emptyMeshConfig, nsKey, policyKey, serviceKey } from "../model/index.js";
+import type { MeshConfig, Policy, Service, Workload } from "../model/index.js";
 
 export interface Endpoint {
   workload: Workload;
@@ -98,10 +98,6 @@ export interface StateDelta {
   policies?: Policy[];
   /** `namespace/name` keys (policyKey). */
   removePolicies?: string[];
-}
-
-function serviceKey(s: Service): string {
-  return `${s.namespace}/${s.hostname}`;
 }
 
 /**
@@ -249,7 +245,7 @@ class Indexes {
   }
 
   private indexWorkload(w: Workload, seq?: (x: Workload) => number): void {
-    this.workloadsByName.add(`${w.namespace}/${w.name}`, w, seq);
+    this.workloadsByName.add(nsKey(w.namespace, w.name), w, seq);
     for (const ip of w.workloadIps) {
       this.workloadsByAddr.add(`${w.network}/${ip}`, w, seq);
       this.workloadsByIp.add(ip, w, seq);
@@ -258,7 +254,7 @@ class Indexes {
   }
 
   private unindexWorkload(w: Workload): void {
-    this.workloadsByName.remove(`${w.namespace}/${w.name}`, w);
+    this.workloadsByName.remove(nsKey(w.namespace, w.name), w);
     for (const ip of w.workloadIps) {
       this.workloadsByAddr.remove(`${w.network}/${ip}`, w);
       this.workloadsByIp.remove(ip, w);
@@ -343,7 +339,7 @@ export class ProxyState extends EventEmitter {
 
   /** By namespace and workload (pod) name. */
   findWorkload(namespace: string, name: string): Workload | undefined {
-    return this.ix.workloadsByName.get(`${namespace}/${name}`);
+    return this.ix.workloadsByName.get(nsKey(namespace, name));
   }
 
   /** The service with VIP `ip` on `network` (undefined network: any network). */
@@ -366,7 +362,7 @@ export class ProxyState extends EventEmitter {
 
   /** By `ns/hostname`, the key workloads use in their `services`. */
   serviceByKey(namespace: string, hostname: string): Service | undefined {
-    return this.ix.servicesByKey.get(`${namespace}/${hostname}`);
+    return this.ix.servicesByKey.get(nsKey(namespace, hostname));
   }
 
   /**
@@ -375,7 +371,7 @@ export class ProxyState extends EventEmitter {
    * are included: the load balancer filters by the service's healthPolicy.
    */
   endpoints(svc: Service, svcPort: number): Endpoint[] {
-    const key = `${svc.namespace}/${svc.hostname}`;
+    const key = serviceKey(svc);
     const ws = this.ix.backends.get(key);
     if (!ws) return [];
     // A target of 0 means "unset" in xDS (a named targetPort istiod resolves per workload).

@@ -6,8 +6,8 @@
 // only reported.
 
 import net from "node:net";
-import type { IpNet, Policy, PolicyMatch, ServiceAccountMatch, StringMatch } from "../config.js";
-import { policyKey } from "../config.js";
+import type { IpNet, Policy, PolicyMatch, ServiceAccountMatch, StringMatch } from "../model/index.js";
+import { policyKey } from "../model/index.js";
 import type { Identity } from "../identity/identity.js";
 
 /** What a decision is about: the peer (TLS identity, if any) and the addresses after port mapping. */

@@ -10,19 +10,17 @@
 //   initial_resource_versions, so istiod sends only what changed and the names that went away.
 // - `ready` resolves after the first ACK of each type; it stays resolved across reconnects (the proxy keeps
 //   serving the config it holds while istiod is away).
-// - Headers as ztunnel: `authorization: Bearer <token>` (token file re-read for every stream) and `clusterid`.
+// - Headers as ztunnel: `authorization: Bearer <token>` (token file re-read for every stream) and `clusterid`
+//   (the channel and headers: host/tls/control-plane.ts, shared with the CA client).
 
 import { EventEmitter } from "node:events";
-import { readFile } from "node:fs/promises";
-import tls from "node:tls";
-import { ChannelCredentials, Metadata, credentials, status as GrpcStatus } from "@grpc/grpc-js";
-import type { ChannelOptions, ClientDuplexStream, ServiceError, StatusObject } from "@grpc/grpc-js";
-import { policyKey, type Policy } from "../config.js";
-import { Identity } from "../identity/identity.js";
+import { status as GrpcStatus, type Metadata } from "@grpc/grpc-js";
+import type { ClientDuplexStream, ServiceError, StatusObject } from "@grpc/grpc-js";
+import { policyKey, type Policy } from "../model/index.js";
 import { logger } from "../log.js";
 import { XdsError } from "../errors.js";
 import type { ProxyStateUpdater, StateDelta } from "../state/index.js";
-import { verifyServerIdentity } from "../tls/verify.js";
+import { controlPlaneChannel, controlPlaneMetadata, type ControlPlaneConnection } from "../tls/control-plane.js";
 import {
   ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsConvertError, addressResourceName as addressKey, decodeAddress,
   decodeAuthorization, type AddressResource,
@@ -34,80 +32,6 @@ import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from "./gen/envoy/
 export { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL };
 
 const log = logger("xds");
-
-// ---------------------------------------------------------------------------------------------------------------
-// Reaching istiod (shared with the CA client, host/identity/istio-ca.ts)
-
-/** How to reach an istiod endpoint (XDS_ADDRESS or CA_ADDRESS). */
-export interface ControlPlaneConnection {
-  /** `https://host:port` or `host:port` (TLS), or `http://host:port` (plaintext, local development only). */
-  address: string;
-  /** Trust anchors (PEM) istiod's serving certificate must chain to: the mesh root. Required for TLS. */
-  rootsPem?: string;
-  /** The TLS name sent (SNI) and checked against the certificate's DNS SANs. Default: the address's host. */
-  serverName?: string;
-  /** ztunnel's ALT_XDS_HOSTNAME / ALT_CA_HOSTNAME: a second DNS name the certificate may carry instead. */
-  altServerName?: string;
-  /** Also accepted: a certificate whose URI SAN is one of these SPIFFE identities (istiod serving with a mesh
-   *  certificate, e.g. spiffe://cluster.local/ns/istio-system/sa/istiod). */
-  serverIdentities?: (Identity | string)[];
-  /** A file holding the bearer token (ztunnel: /var/run/secrets/tokens/istio-token), re-read for every stream and
-   *  call, so a rotated token is picked up. No file: no authorization header. */
-  tokenFile?: string;
-  /** The `clusterid` header (ztunnel's CLUSTER_ID). */
-  clusterId?: string;
-}
-
-export interface ChannelParams {
-  /** gRPC target, `host:port`. */
-  target: string;
-  credentials: ChannelCredentials;
-  options: ChannelOptions;
-}
-
-/** The gRPC target, credentials and channel options for a control plane connection. */
-export function controlPlaneChannel(c: ControlPlaneConnection, extra: ChannelOptions = {}): ChannelParams {
-  const m = /^(https?):\/\/(.*)$/.exec(c.address);
-  const scheme = m ? m[1] : "https";
-  const target = (m ? m[2]! : c.address).replace(/\/+$/, "");
-  if (!/^(\[[^\]]+\]|[^:/[\]]+):\d+$/.test(target)) {
-    throw new Error(`control plane address ${JSON.stringify(c.address)} is not [https://]host:port`);
-  }
-  const options: ChannelOptions = { ...extra };
-  if (scheme === "http") return { target, credentials: credentials.createInsecure(), options };
-  if (!c.rootsPem) throw new Error(`control plane ${c.address}: TLS needs the mesh root certificate`);
-  const ids = (c.serverIdentities ?? []).map((x) => (typeof x === "string" ? Identity.parse(x) : x));
-  const alt = c.altServerName;
-  const creds = credentials.createSsl(Buffer.from(c.rootsPem), null, null, {
-    // The chain is verified against rootsPem by OpenSSL before this runs; this checks the name.
-    checkServerIdentity: (host, cert) => {
-      const err = tls.checkServerIdentity(host, cert);
-      if (!err) return undefined;
-      if (alt && !tls.checkServerIdentity(alt, cert)) return undefined;
-      if (ids.length > 0 && verifyServerIdentity(cert, ids) === null) return undefined;
-      return err;
-    },
-  });
-  if (c.serverName) options["grpc.ssl_target_name_override"] = c.serverName;
-  return { target, credentials: creds, options };
-}
-
-/** `authorization: Bearer <token>` (token file read now) and `clusterid`, as ztunnel sends them to istiod. */
-export async function controlPlaneMetadata(c: ControlPlaneConnection): Promise<Metadata> {
-  const md = new Metadata();
-  if (c.tokenFile) {
-    let token: string;
-    try {
-      token = (await readFile(c.tokenFile, "utf8")).trim();
-    } catch (e) {
-      throw new Error(`cannot read the token file ${c.tokenFile}: ${(e as Error).message}`);
-    }
-    if (token === "") throw new Error(`the token file ${c.tokenFile} is empty`);
-    md.set("authorization", `Bearer ${token}`);
-  }
-  if (c.clusterId) md.set("clusterid", c.clusterId);
-  return md;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The node
@@ -190,6 +114,23 @@ interface TypeState {
 }
 
 type Call = ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+
+/**
+ * A DeltaDiscoveryRequest for `typeUrl`: the first of a stream carries the node and the versions held (to
+ * resume), an ACK the response's nonce, a NACK the nonce and the error; nothing else ever subscribes by name.
+ */
+function deltaRequest(typeUrl: string, r: Partial<DeltaDiscoveryRequest>): DeltaDiscoveryRequest {
+  return {
+    node: undefined,
+    typeUrl,
+    resourceNamesSubscribe: [],
+    resourceNamesUnsubscribe: [],
+    initialResourceVersions: new Map(),
+    responseNonce: "",
+    errorDetail: undefined,
+    ...r,
+  };
+}
 
 export interface XdsClient {
   on(event: "ready", listener: () => void): this;
@@ -345,17 +286,8 @@ export class XdsClient extends EventEmitter {
     call.on("status", (s: StatusObject) => end(s.code === GrpcStatus.OK ? "stream closed by the server" : `${GrpcStatus[s.code] ?? s.code}: ${s.details}`));
     call.on("end", () => end("stream closed by the server"));
     for (const t of this.types) {
-      const req: DeltaDiscoveryRequest = {
-        node: this.node,
-        typeUrl: t.typeUrl,
-        // Wildcard: an empty subscription list on a type's first request.
-        resourceNamesSubscribe: [],
-        resourceNamesUnsubscribe: [],
-        initialResourceVersions: new Map(t.versions),
-        responseNonce: "",
-        errorDetail: undefined,
-      };
-      call.write(req);
+      // Wildcard: an empty subscription list on a type's first request.
+      call.write(deltaRequest(t.typeUrl, { node: this.node, initialResourceVersions: new Map(t.versions) }));
     }
     log.info("xDS stream opened", {
       address: this.o.address,
@@ -388,15 +320,7 @@ export class XdsClient extends EventEmitter {
       this.nack(call, t.typeUrl, resp.nonce, err);
       return;
     }
-    call.write({
-      node: undefined,
-      typeUrl: t.typeUrl,
-      resourceNamesSubscribe: [],
-      resourceNamesUnsubscribe: [],
-      initialResourceVersions: new Map(),
-      responseNonce: resp.nonce,
-      errorDetail: undefined,
-    });
+    call.write(deltaRequest(t.typeUrl, { responseNonce: resp.nonce }));
     this.stats.acks++;
     this.emit("ack", t.typeUrl, resp.nonce);
     if (!t.acked) {
@@ -412,15 +336,10 @@ export class XdsClient extends EventEmitter {
 
   private nack(call: Call, typeUrl: string, nonce: string, message: string): void {
     log.warn("xDS response rejected (NACK); keeping the running config", { typeUrl, nonce, error: message });
-    call.write({
-      node: undefined,
-      typeUrl,
-      resourceNamesSubscribe: [],
-      resourceNamesUnsubscribe: [],
-      initialResourceVersions: new Map(),
+    call.write(deltaRequest(typeUrl, {
       responseNonce: nonce,
       errorDetail: { code: GrpcStatus.INVALID_ARGUMENT, message, details: [] },
-    });
+    }));
     this.stats.nacks++;
     this.emit("nack", typeUrl, nonce, message);
   }

@@ -5,7 +5,8 @@
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
-import { ConfigError, parseMeshConfig, type MeshConfig } from "../config.js";
+import { type MeshConfig } from "../model/index.js";
+import { ConfigError, parseMeshConfig } from "./local-format.js";
 import { logger } from "../log.js";
 import type { ProxyStateUpdater } from "../state/index.js";
 

@@ -237,7 +237,7 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
 const DNS_IN_POD = `
 import { DnsProxy } from ${JSON.stringify(new URL("../../dist/host/dns/server.js", import.meta.url).href)};
 import { ProxyState, ProxyStateUpdater } from ${JSON.stringify(new URL("../../dist/host/state/index.js", import.meta.url).href)};
-import { newService } from ${JSON.stringify(new URL("../../dist/host/config.js", import.meta.url).href)};
+import { newService } from ${JSON.stringify(new URL("../../dist/host/model/index.js", import.meta.url).href)};
 import net from "node:net";
 const state = new ProxyState();
 new ProxyStateUpdater(state).apply({ workloads: [], policies: [], serviceScopeConfigs: [], services: [

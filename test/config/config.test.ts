@@ -3,14 +3,9 @@
 
 import fs from "node:fs";
 import { describe, expect, test } from "vitest";
-import {
-  ConfigError,
-  canonicalIp,
-  newWorkload,
-  parseMeshConfig,
-  workloadIdentityUri,
-  type MeshConfig,
-} from "../../host/config.js";
+import { Identity } from "../../host/identity/identity.js";
+import { canonicalIp, newWorkload, type MeshConfig, type Workload } from "../../host/model/index.js";
+import { ConfigError, parseMeshConfig } from "../../host/xds/local-format.js";
 
 const FIXTURE = new URL("./fixtures/mesh.yaml", import.meta.url);
 
@@ -182,10 +177,11 @@ describe("parseMeshConfig: the fixture", () => {
     expect(parseMeshConfig("# nothing yet\nworkloads:\n")).toEqual({ workloads: [], services: [], policies: [], serviceScopeConfigs: [] });
   });
 
-  test("workloadIdentityUri and canonicalIp", () => {
+  test("identity defaults and canonicalIp", () => {
     const [e1, , plain] = fixture().workloads;
-    expect(workloadIdentityUri(e1!)).toBe("spiffe://cluster.local/ns/default/sa/echo");
-    expect(workloadIdentityUri(plain!)).toBe("spiffe://cluster.local/ns/legacy/sa/default");
+    const uri = (w: Workload) => new Identity(w.trustDomain, w.namespace, w.serviceAccount).toString();
+    expect(uri(e1!)).toBe("spiffe://cluster.local/ns/default/sa/echo");
+    expect(uri(plain!)).toBe("spiffe://cluster.local/ns/legacy/sa/default");
     expect(canonicalIp("FD00:0:0:0::0001")).toBe("fd00::1");
     expect(canonicalIp("::ffff:127.0.0.2")).toBe("127.0.0.2");
     expect(canonicalIp("::ffff:7f00:2")).toBe("127.0.0.2");

@@ -2,7 +2,8 @@
 
 import fs from "node:fs";
 import { describe, expect, test } from "vitest";
-import { newService, newWorkload, parseMeshConfig, type MeshConfig, type Workload } from "../../host/config.js";
+import { newService, newWorkload, type MeshConfig, type Workload } from "../../host/model/index.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 
 const FIXTURE = new URL("./fixtures/mesh.yaml", import.meta.url);

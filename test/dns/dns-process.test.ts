@@ -21,7 +21,7 @@ const url = (f: string) => pathToFileURL(join(DIST, f)).href;
 const SCRIPT = `
 import { DnsProxy } from ${JSON.stringify(url("dns/server.js"))};
 import { ProxyState, ProxyStateUpdater } from ${JSON.stringify(url("state/index.js"))};
-import { newService } from ${JSON.stringify(url("config.js"))};
+import { newService } from ${JSON.stringify(url("model/index.js"))};
 const state = new ProxyState();
 new ProxyStateUpdater(state).apply({ workloads: [], policies: [], serviceScopeConfigs: [], services: [
   newService({ name: "reviews", namespace: "default", hostname: "reviews.default.svc.cluster.local", vips: [{ network: "", address: "10.96.0.10" }] }) ] });

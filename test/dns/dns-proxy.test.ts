@@ -13,7 +13,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { Resolver } from "node:dns/promises";
 import * as packet from "dns-packet";
-import { newService, newWorkload, type MeshConfig } from "../../host/config.js";
+import { newService, newWorkload, type MeshConfig } from "../../host/model/index.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { DnsProxy, type DnsProxyOptions } from "../../host/dns/server.js";
 import { MeshNames } from "../../host/dns/names.js";

@@ -1,5 +1,5 @@
-// Fuzz target: the load-balancing tables (assembly/lb/ and their loader in host/lb.ts). Two kinds of input:
-// - raw (input[0][0] even): the bytes are a program over the lb_* exports as host/lb.ts calls them: a context,
+// Fuzz target: the load-balancing tables (assembly/lb/ and their loader in host/lb/balancer.ts). Two kinds of input:
+// - raw (input[0][0] even): the bytes are a program over the lb_* exports as host/lb/balancer.ts calls them: a context,
 //   outlier slots, tables of any size (also past the limits) whose records hold any words a config can produce
 //   (capacity any u32, flags any, locality ids any, endpoint ids in or just past the reserved slots), then picks,
 //   two-choice picks, failures, successes and rebuilds. Invariants: a pick is -1 or a record with capacity > 0
@@ -12,7 +12,8 @@ import {
   LB_PREFS_COUNT_SHIFT, LB_PREFS_SHIFT, LB_SAME_CLUSTER, LB_SAME_NETWORK, LB_TARGETS,
 } from "../../assembly/lb/layout.js";
 import type { Codec } from "../../host/wasm/codec.js";
-import { LoadBalancer, pickEndpoint } from "../../host/lb.js";
+import { LoadBalancer } from "../../host/lb/index.js";
+import { pickEndpoint } from "../lb/oracle.js";
 import { client, meshYaml, service, stateOf, type Ep } from "../lb/helpers.js";
 import { Mismatch, type Target } from "./harness.js";
 import type { Rng } from "./rng.js";
@@ -38,7 +39,7 @@ class Bytes {
   }
 }
 
-/** A policy word as host/lb.ts builds one (mode, flags, up to 6 scope words 0..5). */
+/** A policy word as host/lb/rules.ts builds one (mode, flags, up to 6 scope words 0..5). */
 function policy(d: Bytes): number {
   const mode = d.pick([0, LB_MODE_STRICT, LB_MODE_FAILOVER]);
   const flags = d.u8() & (LB_ALLOW_ALL | LB_SAME_CLUSTER | LB_SAME_NETWORK);

@@ -1,9 +1,11 @@
 // Shared by the load-balancing tests: meshes written as ztunnel YAML (parsed for real), a seeded random, and one
 // way to drive the three implementations of a pick (pure JS, Wasm release, Wasm debug).
 
-import { parseMeshConfig, type MeshConfig, type Service, type Workload } from "../../host/config.js";
+import { type MeshConfig, type Service, type Workload } from "../../host/model/index.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
-import { LoadBalancer, pickEndpoint, type LbChoice, type LoadBalancerOptions } from "../../host/lb.js";
+import { LoadBalancer, type LbChoice, type LoadBalancerOptions } from "../../host/lb/index.js";
+import { pickEndpoint } from "./oracle.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import type { Variant } from "../../host/wasm/instance.js";
 

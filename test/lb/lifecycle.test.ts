@@ -2,8 +2,8 @@
 // rebuilt on ProxyState "updated", memory kept bounded, and raw exports that answer bad input without trapping.
 
 import { afterEach, describe, expect, test } from "vitest";
-import type { Workload } from "../../host/config.js";
-import { LoadBalancer, type LoadBalancerOptions } from "../../host/lb.js";
+import type { Workload } from "../../host/model/index.js";
+import { LoadBalancer, type LoadBalancerOptions } from "../../host/lb/index.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import * as L from "../../assembly/lb/layout.js";
 import { VARIANTS, apply, client, meshYaml, seeded, service, stateOf, sweep, type Ep } from "./helpers.js";

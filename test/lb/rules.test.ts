@@ -2,7 +2,7 @@
 // filters, ranks per mode and routing preference (NETWORK first), health policy, ports, gateways, service scope.
 
 import { afterEach, describe, expect, test } from "vitest";
-import type { MeshConfig } from "../../host/config.js";
+import type { MeshConfig } from "../../host/model/index.js";
 import {
   IMPLS, client, meshYaml, pickerFor, service, stateOf, sweep, type Ep, type MeshOptions, type Picker,
 } from "./helpers.js";

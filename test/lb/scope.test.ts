@@ -2,8 +2,10 @@
 // from YAML) and the loadBalancer of a Kubernetes Service (trafficDistribution, internalTrafficPolicy).
 
 import { describe, expect, test } from "vitest";
-import { parseMeshConfig, type Service, type ServiceScopeConfig } from "../../host/config.js";
-import { LoadBalancer, isGlobalService, loadBalancerFromKubeService, pickEndpoint } from "../../host/lb.js";
+import { type Service, type ServiceScopeConfig } from "../../host/model/index.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
+import { LoadBalancer, isGlobalService } from "../../host/lb/index.js";
+import { pickEndpoint } from "./oracle.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import { VARIANTS, client, meshYaml, service, stateOf } from "./helpers.js";
 
@@ -129,41 +131,4 @@ test("pickEndpoint and LoadBalancer: scopes from the config or as given, namespa
     local.close();
     global.close();
   }
-});
-
-describe("loadBalancerFromKubeService (istiod's mapping)", () => {
-  const ZONE = { routingPreferences: ["NETWORK", "REGION", "ZONE"], mode: "FAILOVER", healthPolicy: "ONLY_HEALTHY" };
-  const NODE = {
-    routingPreferences: ["NETWORK", "REGION", "ZONE", "SUBZONE", "NODE"], mode: "FAILOVER", healthPolicy: "ONLY_HEALTHY",
-  };
-  const LOCAL = { routingPreferences: ["NODE"], mode: "STRICT", healthPolicy: "ONLY_HEALTHY" };
-  const ANN = "networking.istio.io/traffic-distribution";
-
-  test.each([
-    [{}, undefined],
-    [{ trafficDistribution: "PreferClose" }, ZONE],
-    [{ trafficDistribution: "PreferSameZone" }, ZONE],
-    [{ trafficDistribution: "PreferSameNode" }, NODE],
-    [{ trafficDistribution: "Anywhere" }, undefined],
-    [{ internalTrafficPolicy: "Local" }, LOCAL],
-    [{ internalTrafficPolicy: "Local", trafficDistribution: "PreferSameNode" }, LOCAL],
-    [{ internalTrafficPolicy: "Cluster", trafficDistribution: "PreferSameNode" }, NODE],
-    // The annotation: case-insensitive, read when the field names nothing istiod knows.
-    [{ annotations: { [ANN]: "preferclose" } }, ZONE],
-    [{ annotations: { [ANN]: "PREFERSAMENODE" } }, NODE],
-    [{ trafficDistribution: "Anywhere", annotations: { [ANN]: "PreferSameZone" } }, ZONE],
-    [{ trafficDistribution: "PreferSameZone", annotations: { [ANN]: "PreferSameNode" } }, ZONE],
-    [{ annotations: { [ANN]: "nearby" } }, undefined],
-    [{ publishNotReadyAddresses: true }, { routingPreferences: [], mode: "UNSPECIFIED", healthPolicy: "ALLOW_ALL" }],
-    [{ publishNotReadyAddresses: true, trafficDistribution: "PreferClose" }, { ...ZONE, healthPolicy: "ALLOW_ALL" }],
-    [{ publishNotReadyAddresses: true, internalTrafficPolicy: "Local" }, { ...LOCAL, healthPolicy: "ALLOW_ALL" }],
-  ])("%j → %j", (svc, want) => {
-    expect(loadBalancerFromKubeService(svc)).toEqual(want);
-  });
-
-  test("each call returns its own object", () => {
-    const a = loadBalancerFromKubeService({ trafficDistribution: "PreferClose" })!;
-    a.routingPreferences.push("NODE");
-    expect(loadBalancerFromKubeService({ trafficDistribution: "PreferClose" })).toEqual(ZONE);
-  });
 });

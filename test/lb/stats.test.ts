@@ -2,8 +2,8 @@
 // keeping active streams even, and the Wasm tables agreeing pick for pick with the pure-JS rules on random meshes.
 
 import { afterEach, describe, expect, test } from "vitest";
-import type { Workload } from "../../host/config.js";
-import { LoadBalancer } from "../../host/lb.js";
+import type { Workload } from "../../host/model/index.js";
+import { LoadBalancer } from "../../host/lb/index.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import {
   IMPLS, VARIANTS, client, meshYaml, pickerFor, seeded, service, stateOf, type Ep, type Picker,
@@ -164,5 +164,40 @@ describe("Wasm tables agree with the pure-JS rules", () => {
     expect(picked).toBeGreaterThan(compared / 4);
     expect(compared - picked).toBeGreaterThan(compared / 100);
     expect(getCodec(variant).ex.heap_check()).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe("pickGateway: an instance of a gateway named by its service", () => {
+  test.each(VARIANTS)("%s: healthy instances on its network with an address, by capacity, ejected ones skipped", (variant) => {
+    // The client is on n1; the gateway service's instances sit on n2 (the remote network), one elsewhere.
+    const state = stateOf(meshYaml([
+      { name: "gw-a", network: "n2", cluster: "c2", capacity: 1 },
+      { name: "gw-b", network: "n2", cluster: "c2", capacity: 3 },
+      { name: "gw-sick", network: "n2", cluster: "c2", unhealthy: true },
+      { name: "gw-noaddr", network: "n2", cluster: "c2", address: "none" },
+      { name: "gw-other", network: "n3", cluster: "c3" },
+    ], { ports: "{15008: 15008}" }));
+    let now = 0;
+    const lb = new LoadBalancer(state, { codec: getCodec(variant), random: seeded(5), now: () => now });
+    closers.push(lb);
+    const svc = service(state, "all");
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 4000; i++) {
+      const name = lb.pickGateway(svc, 15008, "n2")?.workload.name ?? "none";
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    expect([...counts.keys()].sort()).toEqual(["gw-a", "gw-b"]);
+    // Capacity 1 : 3 (4000 draws: gw-b within 3000 ± 150).
+    expect(Math.abs(counts.get("gw-b")! - 3000)).toBeLessThan(150);
+    // A port the service does not list still finds the instances (the gateway is dialled on its HBONE port).
+    expect(lb.pickGateway(svc, 15009, "n2")).toBeDefined();
+    expect(lb.pickGateway(svc, 15008, "n9")).toBeUndefined();
+    // Outlier detection applies: gw-b ejected, every draw is gw-a.
+    const gwB = state.config.workloads.find((w) => w.name === "gw-b")!;
+    for (let i = 0; i < 5; i++) lb.reportFailure(gwB);
+    for (let i = 0; i < 50; i++) expect(lb.pickGateway(svc, 15008, "n2")?.workload.name).toBe("gw-a");
+    now += 31_000;
+    const after = new Set(Array.from({ length: 200 }, () => lb.pickGateway(svc, 15008, "n2")?.workload.name));
+    expect(after.has("gw-b")).toBe(true);
   });
 });

@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
-import { parseMeshConfig } from "../../host/config.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
 import { authorize, type RbacConnection } from "../../host/state/policy.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { Identity } from "../../host/identity/identity.js";

@@ -9,7 +9,7 @@ import type { Mesh } from "../../host/app.js";
 import { socks5Connect } from "../../host/socks5-client.js";
 import { OutboundError } from "../../host/proxy/outbound.js";
 import { pattern, drain, pump } from "../helpers/net.js";
-import { parseMeshConfig } from "../../host/config.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
 import { setSink, type LogRecord } from "../../host/log.js";
 
 let fx: MeshFixture;

@@ -5,12 +5,12 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
-import { newService, newWorkload, type Policy, type Workload } from "../../host/config.js";
+import { newService, newWorkload, type Policy, type Workload } from "../../host/model/index.js";
 import { Identity } from "../../host/identity/identity.js";
 import { setSink, type LogRecord } from "../../host/log.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsClient, type XdsClientOptions } from "../../host/xds/client.js";
-import { workloadToXds } from "../../host/xds/convert.js";
+import { workloadToXds } from "./encode.js";
 import { Address } from "../../host/xds/gen/istio/workload/workload.js";
 import { TestControlPlane } from "./control-plane.js";
 import { TOKEN, connection, makeMesh, until, type MeshFixture } from "./fixtures.js";

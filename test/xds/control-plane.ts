@@ -9,11 +9,10 @@ import { createPrivateKey, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Server, ServerCredentials, status, type Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
-import type { Policy, Service, Workload } from "../../host/config.js";
+import { policyKey, type Policy, type Service, type Workload } from "../../host/model/index.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
-import {
-  ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, addressResourceName, encodeAddress, encodePolicy,
-} from "../../host/xds/convert.js";
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, addressResourceName } from "../../host/xds/convert.js";
+import { encodeAddress, encodePolicy } from "./encode.js";
 import { AggregatedDiscoveryServiceService } from "../../host/xds/gen/envoy/service/discovery/v3/ads.js";
 import type {
   DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
@@ -222,7 +221,7 @@ export class TestControlPlane {
   }
 
   setPolicy(p: Policy): void {
-    this.set(AUTHORIZATION_TYPE_URL, `${p.namespace}/${p.name}`, encodePolicy(p));
+    this.set(AUTHORIZATION_TYPE_URL, policyKey(p), encodePolicy(p));
   }
 
   /** The names and versions the control plane serves for a type. */

@@ -4,11 +4,12 @@
 
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { canonicalIp, newService, newWorkload, parseMeshConfig, type MeshConfig } from "../../host/config.js";
+import { canonicalIp, newService, newWorkload, type MeshConfig } from "../../host/model/index.js";
+import { parseMeshConfig } from "../../host/xds/local-format.js";
 import {
-  XdsConvertError, decodeAddress, decodeAuthorization, encodeAddress, encodePolicy, ipFromBytes, ipToBytes,
-  policyFromXds, policyToXds, serviceFromXds, serviceToXds, workloadFromXds, workloadToXds,
+  XdsConvertError, decodeAddress, decodeAuthorization, ipFromBytes, policyFromXds, serviceFromXds, workloadFromXds,
 } from "../../host/xds/convert.js";
+import { encodeAddress, encodePolicy, ipToBytes, policyToXds, serviceToXds, workloadToXds } from "./encode.js";
 import { Address, TunnelProtocol, WorkloadType } from "../../host/xds/gen/istio/workload/workload.js";
 import { Authorization } from "../../host/xds/gen/istio/security/authorization.js";
 

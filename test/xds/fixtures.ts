@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CertificateAuthority, createPluginCa, type WorkloadCertificate } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
-import type { ControlPlaneConnection } from "../../host/xds/client.js";
+import type { ControlPlaneConnection } from "../../host/tls/control-plane.js";
 
 export const ISTIOD = Identity.parse("spiffe://cluster.local/ns/istio-system/sa/istiod");
 export const TOKEN = "test-token-1";

@@ -5,7 +5,7 @@
 
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { newService, newWorkload, type MeshConfig, type Policy, type Service, type Workload } from "../../host/config.js";
+import { newService, newWorkload, type MeshConfig, type Policy, type Service, type Workload } from "../../host/model/index.js";
 import { ProxyState, ProxyStateUpdater, applyDelta, type StateDelta } from "../../host/state/index.js";
 
 const UIDS = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"];

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { newService, newWorkload } from "../../host/config.js";
+import { newService, newWorkload } from "../../host/model/index.js";
 import { startProxy, type Mesh } from "../../host/app.js";
 import { CsrSigner, TestControlPlane } from "./control-plane.js";
 import { TOKEN, makeMesh, type MeshFixture } from "./fixtures.js";

@@ -1,225 +1,23 @@
-// The mesh config model: workloads, services and authorization policies, as in ztunnel's `LocalConfig`
-// (camelCase YAML, unknown fields rejected). This is the one shape the proxy reads; the local file source
-// (host/xds/local.ts) and, later, xDS both produce it, and ProxyStateUpdater is the only thing that installs it.
+// The local config file format (ztunnel's `LocalConfig`: camelCase YAML, unknown fields rejected) read into the
+// mesh model (host/model/). xds/local.ts loads and watches the file; this module only parses and validates.
 //
 // Parsing walks the YAML node tree rather than a plain JS object so every error can name its file, line,
 // column and field path: `mesh.yaml:12:5: workloads[0].serviceAcount: unknown field (did you mean serviceAccount?)`.
 
-import { isIP } from "node:net";
+import { ConfigError, type ConfigErrorLocation } from "../errors.js";
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair } from "yaml";
-import { ConfigError, type ConfigErrorLocation } from "./errors.js";
-
-// ---------------------------------------------------------------------------------------------------------------
-// Model
-
-/** An IP on a network (`net/10.0.0.1`, or `/10.0.0.1` for the default network ""). */
-export interface NetworkAddress {
-  network: string;
-  address: string;
-}
-export type GatewayDestination = { network: string; address: string } | { namespace: string; hostname: string };
-/** A waypoint or network gateway: `destination` is `net/IP` or `ns/hostname` in YAML. */
-export interface GatewayAddress {
-  destination: GatewayDestination;
-  hboneMtlsPort: number;
-}
-export interface Locality {
-  region: string;
-  zone: string;
-  subzone: string;
-}
-
-export interface Workload {
-  uid: string;
-  name: string;
-  namespace: string;
-  serviceAccount: string;
-  trustDomain: string;
-  workloadIps: string[];
-  hostname: string;
-  protocol: "HBONE" | "TCP";
-  network: string;
-  node: string;
-  clusterId: string;
-  canonicalName: string;
-  canonicalRevision: string;
-  workloadName: string;
-  workloadType: string;
-  locality?: Locality;
-  waypoint?: GatewayAddress;
-  networkGateway?: GatewayAddress;
-  status: "Healthy" | "Unhealthy";
-  capacity: number;
-  /** `ns/hostname` -> service port -> target port. */
-  services: Record<string, Record<number, number>>;
-  /** Keys (`ns/name`) of WorkloadSelector policies bound to this workload (ztunnel `authorizationPolicies`). */
-  authorizationPolicies?: string[];
-}
-
-export type RoutingPreference = "NETWORK" | "REGION" | "ZONE" | "SUBZONE" | "NODE" | "CLUSTER";
-export interface LoadBalancer {
-  routingPreferences: RoutingPreference[];
-  mode: "STANDARD" | "STRICT" | "FAILOVER" | "UNSPECIFIED" | "PASSTHROUGH";
-  healthPolicy: "ONLY_HEALTHY" | "ALLOW_ALL";
-}
-
-export interface Service {
-  name: string;
-  namespace: string;
-  hostname: string;
-  vips: NetworkAddress[];
-  /** service port -> target port. */
-  ports: Record<number, number>;
-  subjectAltNames: string[];
-  waypoint?: GatewayAddress;
-  loadBalancer?: LoadBalancer;
-  labels: Record<string, string>;
-  /** Preferred among services sharing a hostname (ztunnel `canonical`). */
-  canonical?: boolean;
-  /** NAMESPACE: only visible to clients in the service's namespace. */
-  visibility?: "PUBLIC" | "NAMESPACE";
-}
-
-/**
- * Istio string match. In YAML: `{Exact: x}`, `!Prefix x` (serde_yaml), or a plain string in Istio glob form
- * (`*` presence, `x*` prefix, `*x` suffix, else exact).
- */
-export interface StringMatch {
-  kind: "exact" | "prefix" | "suffix" | "presence";
-  value: string;
-}
-/** An address or CIDR (`10.0.0.0/8`; a bare IP is a /32 or /128). */
-export interface IpNet {
-  address: string;
-  prefixLength: number;
-}
-export interface ServiceAccountMatch {
-  namespace: string;
-  serviceAccount: string;
-}
-/** One match: field types are AND-ed, the values of one field OR-ed; `not*` means none may match. */
-export interface PolicyMatch {
-  namespaces: StringMatch[];
-  notNamespaces: StringMatch[];
-  serviceAccounts: ServiceAccountMatch[];
-  notServiceAccounts: ServiceAccountMatch[];
-  principals: StringMatch[];
-  notPrincipals: StringMatch[];
-  sourceIps: IpNet[];
-  notSourceIps: IpNet[];
-  destinationIps: IpNet[];
-  notDestinationIps: IpNet[];
-  destinationPorts: number[];
-  notDestinationPorts: number[];
-}
-/** Matches are OR-ed. */
-export type PolicyClause = PolicyMatch[];
-/** Clauses are AND-ed. */
-export type PolicyRule = PolicyClause[];
-export interface Policy {
-  name: string;
-  namespace: string;
-  scope: "Global" | "Namespace" | "WorkloadSelector";
-  action: "Allow" | "Deny";
-  dryRun: boolean;
-  /** Rules are OR-ed. YAML: `rules: [[[match, ...], ...], ...]` (ztunnel) or `[{clauses: [{matches: [...]}]}]`. */
-  rules: PolicyRule[];
-}
-
-export interface LabelSelectorRequirement {
-  key: string;
-  operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-  values: string[];
-}
-export interface LabelSelector {
-  matchLabels: Record<string, string>;
-  matchExpressions: LabelSelectorRequirement[];
-}
-/** meshConfig `serviceScopeConfigs`: services matching both selectors get `scope` (an empty selector matches all). */
-export interface ServiceScopeConfig {
-  namespaceSelector?: LabelSelector;
-  servicesSelector?: LabelSelector;
-  scope: "LOCAL" | "GLOBAL";
-}
-
-export interface MeshConfig {
-  workloads: Workload[];
-  services: Service[];
-  policies: Policy[];
-  /** hbone-wasm extension of the local file (istiod's meshConfig field); always set by parseMeshConfig. */
-  serviceScopeConfigs?: ServiceScopeConfig[];
-}
-
-export function emptyMeshConfig(): MeshConfig {
-  return { workloads: [], services: [], policies: [], serviceScopeConfigs: [] };
-}
-
-/** A workload with ztunnel's defaults for every field not given (for xDS conversion and tests). */
-export function newWorkload(w: Partial<Workload> & Pick<Workload, "uid" | "name" | "namespace">): Workload {
-  return {
-    serviceAccount: "default",
-    trustDomain: "cluster.local",
-    workloadIps: [],
-    hostname: "",
-    protocol: "TCP",
-    network: "",
-    node: "",
-    clusterId: "",
-    canonicalName: "",
-    canonicalRevision: "",
-    workloadName: "",
-    workloadType: "",
-    status: "Healthy",
-    capacity: 1,
-    services: {},
-    authorizationPolicies: [],
-    ...w,
-  };
-}
-
-/** A service with defaults for every field not given. */
-export function newService(s: Partial<Service> & Pick<Service, "name" | "namespace" | "hostname">): Service {
-  return { vips: [], ports: {}, subjectAltNames: [], labels: {}, canonical: false, visibility: "PUBLIC", ...s };
-}
-
-/** spiffe://<trust domain>/ns/<namespace>/sa/<service account> */
-export function workloadIdentityUri(w: Workload): string {
-  return `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`;
-}
-
-/** `ns/name` key of a policy (as workloads' `authorizationPolicies` name it). */
-export function policyKey(p: Policy): string {
-  return `${p.namespace}/${p.name}`;
-}
-
-/**
- * One spelling per address, so lookups by a socket's address find the configured one: IPv6 compressed and
- * lower-cased (RFC 5952, via the WHATWG URL serializer), IPv4-mapped IPv6 as plain IPv4. Returns undefined for a
- * string that is not an IP.
- */
-export function canonicalIp(ip: string): string | undefined {
-  const v = isIP(ip);
-  if (v === 4) return ip;
-  if (v !== 6) return undefined;
-  if (ip.includes("%")) return ip.toLowerCase(); // zone ids: the URL parser refuses them
-  const lower = ip.toLowerCase();
-  if (lower.startsWith("::ffff:") && isIP(lower.slice(7)) === 4) return lower.slice(7);
-  const host = new URL(`http://[${ip}]/`).hostname;
-  const c = host.slice(1, -1);
-  const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(c);
-  if (m) {
-    const hi = parseInt(m[1]!, 16);
-    const lo = parseInt(m[2]!, 16);
-    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-  }
-  return c;
-}
+import {
+  DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, canonicalIp, emptyMeshConfig, policyKey, serviceKey,
+  type GatewayAddress, type GatewayDestination, type IpNet, type LabelSelector, type LoadBalancing, type Locality,
+  type MeshConfig, type NetworkAddress, type Policy, type PolicyMatch, type Service, type ServiceScopeConfig,
+  type StringMatch, type Workload,
+} from "../model/index.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
 
 // ConfigError lives with the rest of the error family (host/errors.ts).
-export { ConfigError, type ConfigErrorLocation } from "./errors.js";
+export { ConfigError, type ConfigErrorLocation } from "../errors.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Parsing
@@ -509,7 +307,7 @@ export function parseMeshConfig(text: string, file?: string): MeshConfig {
   const serviceScopeConfigs = r.seq(top.get("serviceScopeConfigs")?.value).map((a) => parseScopeConfig(r, a));
 
   checkUnique(r, workloads, (w) => w.uid, "uid");
-  checkUnique(r, services, (s) => `${s.namespace}/${s.hostname}`, "service namespace/hostname");
+  checkUnique(r, services, serviceKey, "service namespace/hostname");
   checkUnique(r, policies, policyKey, "policy namespace/name");
   const vips = new Map<string, string>();
   for (const s of services) {
@@ -518,7 +316,7 @@ export function parseMeshConfig(text: string, file?: string): MeshConfig {
       const owner = vips.get(k);
       const at = r.vipAt.get(v)!;
       if (owner !== undefined) r.fail(r.node(at), at.path, `VIP ${k} is already used by service ${owner}`);
-      vips.set(k, `${s.namespace}/${s.hostname}`);
+      vips.set(k, serviceKey(s));
     }
   }
   return { workloads, services, policies, serviceScopeConfigs };
@@ -543,8 +341,8 @@ function parseWorkload(r: Reader, a: At): Workload {
     uid: r.reqStr(f, "uid", a),
     name: r.reqStr(f, "name", a),
     namespace: r.reqStr(f, "namespace", a),
-    serviceAccount: r.str(v("serviceAccount"), "") || "default",
-    trustDomain: r.str(v("trustDomain"), "") || "cluster.local",
+    serviceAccount: r.str(v("serviceAccount"), "") || DEFAULT_SERVICE_ACCOUNT,
+    trustDomain: r.str(v("trustDomain"), "") || DEFAULT_TRUST_DOMAIN,
     workloadIps: r.seq(v("workloadIps")).map((x) => r.ip(x)),
     hostname: r.str(v("hostname"), ""),
     protocol: r.enumOf(v("protocol"), ["HBONE", "TCP"] as const, "TCP", { none: "TCP" }),
@@ -650,7 +448,7 @@ function parseService(r: Reader, a: At): Service {
   };
   r.keyAt.set(s, v("hostname")!);
   if (!r.isNull(v("waypoint"))) s.waypoint = parseGateway(r, v("waypoint")!);
-  if (!r.isNull(v("loadBalancer"))) s.loadBalancer = parseLoadBalancer(r, v("loadBalancer")!);
+  if (!r.isNull(v("loadBalancer"))) s.loadBalancer = parseLoadBalancing(r, v("loadBalancer")!);
   return s;
 }
 
@@ -668,7 +466,7 @@ function parseLabels(r: Reader, a: At | undefined): Record<string, string> {
   return out;
 }
 
-function parseLoadBalancer(r: Reader, a: At): LoadBalancer {
+function parseLoadBalancing(r: Reader, a: At): LoadBalancing {
   const f = r.map(a, ["routingPreferences", "mode", "healthPolicy"]);
   return {
     routingPreferences: r.seq(f.get("routingPreferences")?.value).map((x) => r.enumOf(x, LB_SCOPES, undefined)),
