@@ -9,11 +9,11 @@ import os from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type Figure, type RunOptions, type SuiteResult, type Target, repoRoot } from "./harness.js";
-import { runFramesBench } from "./frames.bench.js";
-import { runHpackBench } from "./hpack.bench.js";
-import { runTunnelBench } from "./tunnel.bench.js";
-import { runProxyBench } from "./proxy.bench.js";
-import { runProfile } from "./profile.js";
+import { runFramesBench } from "./micro/frames.bench.js";
+import { runHpackBench } from "./micro/hpack.bench.js";
+import { runTunnelBench } from "./topologies/tunnel.bench.js";
+import { runProxyBench } from "./topologies/proxy.bench.js";
+import { runProfile } from "./topologies/profile.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
 
@@ -129,7 +129,7 @@ async function main(): Promise<void> {
     ["hpack", runHpackBench],
     ["tunnel", runTunnelBench],
   ];
-  for (const [name, file, fn] of [["baggage", "baggage.bench.js", "runBaggageBench"], ["lb", "lb.bench.js", "runLbBench"]]) {
+  for (const [name, file, fn] of [["baggage", "micro/baggage.bench.js", "runBaggageBench"], ["lb", "micro/lb.bench.js", "runLbBench"]]) {
     const r = await optionalSuite(file, fn);
     if (r) runners.push([name, r]);
   }

@@ -4,7 +4,7 @@
 // within keep serving, a slot freed is usable again, and the process survives.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import { Identity } from "../../host/identity/identity.js";
 import type { H2Session } from "../../host/h2/session.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import net from "node:net";
 import { once } from "node:events";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import { Identity } from "../../host/identity/identity.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import { clientHello, hboneSession, peerCertificate, spawnProxy, type ProxyProcess } from "./listener-helpers.js";

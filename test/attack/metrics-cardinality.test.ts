@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import { Identity } from "../../host/identity/identity.js";
 import type { H2Session } from "../../host/h2/session.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";

@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { meshFixture } from "../proxy/fixture.js";
+import { meshFixture } from "../helpers/mesh.js";
 
 const session = fileURLToPath(new URL("../../dist/host/h2/session.js", import.meta.url));
 

@@ -13,7 +13,7 @@ import {
 } from "../../assembly/lb/layout.js";
 import type { Codec } from "../../host/wasm/codec.js";
 import { LoadBalancer, pickEndpoint } from "../../host/lb.js";
-import { client, meshYaml, service, stateOf, type Ep } from "../lb/helpers.js";
+import { client, meshYaml, service, stateOf, type Ep } from "../lb/fixture.js";
 import { Mismatch, type Target } from "./harness.js";
 import type { Rng } from "./rng.js";
 

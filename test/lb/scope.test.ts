@@ -5,7 +5,7 @@ import { describe, expect, test } from "vitest";
 import { parseMeshConfig, type Service, type ServiceScopeConfig } from "../../host/config.js";
 import { LoadBalancer, isGlobalService, loadBalancerFromKubeService, pickEndpoint } from "../../host/lb.js";
 import { getCodec } from "../../host/wasm/codec.js";
-import { VARIANTS, client, meshYaml, service, stateOf } from "./helpers.js";
+import { VARIANTS, client, meshYaml, service, stateOf } from "./fixture.js";
 
 /** A service labelled `labels` in namespace `ns`, and the scope configs, both parsed from YAML. */
 function parsed(labels: string, scopes?: string, ns = "apps"): { svc: Service; scopes: ServiceScopeConfig[] } {

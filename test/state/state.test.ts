@@ -5,7 +5,7 @@ import { describe, expect, test } from "vitest";
 import { newService, newWorkload, parseMeshConfig, type MeshConfig, type Workload } from "../../host/config.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 
-const FIXTURE = new URL("./fixtures/mesh.yaml", import.meta.url);
+const FIXTURE = new URL("../fixtures/mesh.yaml", import.meta.url);
 
 function loaded(cfg: MeshConfig = parseMeshConfig(fs.readFileSync(FIXTURE, "utf8"), "mesh.yaml")): ProxyState {
   const state = new ProxyState();

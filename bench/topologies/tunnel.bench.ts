@@ -8,9 +8,9 @@ import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import type { Duplex } from "node:stream";
-import { H2Session } from "../host/h2/session.js";
+import { H2Session } from "../../host/h2/session.js";
 import { WINDOWS } from "./peers/tunnel-server.js";
-import type { Figure, RunOptions, SuiteResult, Target } from "./harness.js";
+import type { Figure, RunOptions, SuiteResult, Target } from "../harness.js";
 
 type Impl = "hbone" | "node";
 

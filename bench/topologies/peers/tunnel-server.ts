@@ -9,7 +9,7 @@
 import net from "node:net";
 import http2 from "node:http2";
 import type { Duplex } from "node:stream";
-import { H2Session, type H2Stream } from "../../host/h2/session.js";
+import { H2Session, type H2Stream } from "../../../host/h2/session.js";
 
 export const WINDOWS = { stream: 4 << 20, connection: 16 << 20, frame: 1 << 20 };
 

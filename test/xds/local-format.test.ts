@@ -12,7 +12,7 @@ import {
   type MeshConfig,
 } from "../../host/config.js";
 
-const FIXTURE = new URL("./fixtures/mesh.yaml", import.meta.url);
+const FIXTURE = new URL("../fixtures/mesh.yaml", import.meta.url);
 
 function fixture(): MeshConfig {
   return parseMeshConfig(fs.readFileSync(FIXTURE, "utf8"), "mesh.yaml");

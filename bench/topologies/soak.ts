@@ -18,8 +18,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
 import { parseArgs } from "node:util";
-import { createPluginCa } from "../host/identity/ca.js";
-import { repoRoot } from "./harness.js";
+import { createPluginCa } from "../../host/identity/ca.js";
+import { repoRoot } from "../harness.js";
 import { freePort, nofileLimits, onExit, rssBytes, spawnNode, type Child } from "./procs.js";
 
 const { values } = parseArgs({
@@ -45,7 +45,7 @@ const TUNNEL_TIMEOUT_MS = 60_000;
 const SAMPLE_MS = 5000;
 
 const cli = join(repoRoot(), "dist", "host", "cli.js");
-const appJs = join(repoRoot(), "dist", "bench", "soak-app.js");
+const appJs = join(repoRoot(), "dist", "bench", "topologies", "soak-app.js");
 const dir = mkdtempSync(join(tmpdir(), "hbone-soak-"));
 onExit(() => rmSync(dir, { recursive: true, force: true }));
 const configFile = join(dir, "mesh.yaml");

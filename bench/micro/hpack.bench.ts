@@ -5,8 +5,8 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
-import { HpackDecoder, HpackEncoder, type HeaderList } from "../host/h2/hpack.js";
-import { type RunOptions, type SuiteResult, newBench, figureOf, ratioOf, repoRoot } from "./harness.js";
+import { HpackDecoder, HpackEncoder, type HeaderList } from "../../host/h2/hpack.js";
+import { type RunOptions, type SuiteResult, newBench, figureOf, ratioOf, repoRoot } from "../harness.js";
 
 interface Story {
   name: string;

@@ -5,7 +5,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRequire } from "node:module";
-import { meshFixture, type MeshFixture } from "./fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { TCP_LABELS } from "../../host/metrics.js";
 import { CertificateAuthority } from "../../host/identity/ca.js";

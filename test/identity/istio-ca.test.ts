@@ -14,8 +14,8 @@ import { IstioCaClient, IstioCaError, type IstioCaClientOptions } from "../../ho
 import { SecretManager } from "../../host/identity/manager.js";
 import { setSink, type LogRecord } from "../../host/log.js";
 import { connectHbone, createHboneServer, type HboneServer } from "../../host/tls/contexts.js";
-import { CsrSigner, TestControlPlane } from "./control-plane.js";
-import { TOKEN, connection, makeMesh, until, type MeshFixture } from "./fixtures.js";
+import { CsrSigner, TestControlPlane } from "../helpers/control-plane.js";
+import { TOKEN, connection, makeMesh, until, type MeshFixture } from "../helpers/control-plane-mesh.js";
 
 const ID = Identity.parse("spiffe://cluster.local/ns/default/sa/sleep");
 const PEER = Identity.parse("spiffe://cluster.local/ns/default/sa/echo");

@@ -2,8 +2,8 @@
 // event layout constants in range, allocator sane after load.
 
 import { describe, expect, it } from "vitest";
-import * as abi from "../assembly/abi.js";
-import { getCodec } from "../host/wasm/codec.js";
+import * as abi from "../../assembly/abi.js";
+import { getCodec } from "../../host/wasm/codec.js";
 
 const EXPORTS = [
   "abi_version", "input_reserve", "output_reserve", "events_ptr", "events_capacity", "reader_new", "reader_free",

@@ -11,7 +11,7 @@ import { setSink, setLevel, getLevel, type LogRecord } from "../../host/log.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { LocalConfigSource } from "../../host/xds/local.js";
 
-const FIXTURE = fs.readFileSync(new URL("./fixtures/mesh.yaml", import.meta.url), "utf8");
+const FIXTURE = fs.readFileSync(new URL("../fixtures/mesh.yaml", import.meta.url), "utf8");
 
 let dir: string;
 let file: string;

@@ -10,7 +10,7 @@ import { SourceMap } from "node:module";
 import { tmpdir } from "node:os";
 import { join, relative, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { repoRoot } from "./harness.js";
+import { repoRoot } from "../harness.js";
 import { runProxyBench, WORKLOADS, type Workload } from "./proxy.bench.js";
 
 interface CallFrame {

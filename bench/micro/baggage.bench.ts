@@ -5,8 +5,8 @@
 
 import { createRequire } from "node:module";
 import { type Context, ROOT_CONTEXT, defaultTextMapGetter, defaultTextMapSetter, propagation } from "@opentelemetry/api";
-import { type BaggageMeta, decodeBaggage, encodeBaggage } from "../host/baggage.js";
-import { type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "./harness.js";
+import { type BaggageMeta, decodeBaggage, encodeBaggage } from "../../host/baggage.js";
+import { type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "../harness.js";
 
 // @opentelemetry/core is CommonJS: require it, as a Node service using it would.
 const { W3CBaggagePropagator } = createRequire(import.meta.url)("@opentelemetry/core") as

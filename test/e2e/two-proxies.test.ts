@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import net from "node:net";
 import { writeFileSync, readFileSync } from "node:fs";
-import { meshFixture, meshYaml, type MeshFixture } from "./fixture.js";
+import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { socks5Connect } from "../../host/socks5-client.js";
 import { OutboundError } from "../../host/proxy/outbound.js";

@@ -5,8 +5,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { newService, newWorkload } from "../../host/config.js";
 import { startProxy, type Mesh } from "../../host/app.js";
-import { CsrSigner, TestControlPlane } from "./control-plane.js";
-import { TOKEN, makeMesh, type MeshFixture } from "./fixtures.js";
+import { CsrSigner, TestControlPlane } from "../helpers/control-plane.js";
+import { TOKEN, makeMesh, type MeshFixture } from "../helpers/control-plane-mesh.js";
 import { setSink } from "../../host/log.js";
 
 let mesh: MeshFixture;

@@ -15,17 +15,17 @@ import { pathToFileURL } from "node:url";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { newService, newWorkload, type Policy, type Service, type Workload } from "../host/config.js";
-import { CertificateAuthority, createPluginCa, type WorkloadCertificate } from "../host/identity/ca.js";
-import { Identity } from "../host/identity/identity.js";
-import { setLevel, getLevel } from "../host/log.js";
-import { ProxyState, ProxyStateUpdater, type StateDelta } from "../host/state/index.js";
-import { XdsClient } from "../host/xds/client.js";
+import { newService, newWorkload, type Policy, type Service, type Workload } from "../../host/config.js";
+import { CertificateAuthority, createPluginCa, type WorkloadCertificate } from "../../host/identity/ca.js";
+import { Identity } from "../../host/identity/identity.js";
+import { setLevel, getLevel } from "../../host/log.js";
+import { ProxyState, ProxyStateUpdater, type StateDelta } from "../../host/state/index.js";
+import { XdsClient } from "../../host/xds/client.js";
 import {
   ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, encodeAddress, encodePolicy,
-} from "../host/xds/convert.js";
-import { TestControlPlane } from "../test/xds/control-plane.js";
-import type { Figure, RunOptions, SuiteResult, Target } from "./harness.js";
+} from "../../host/xds/convert.js";
+import { TestControlPlane } from "../../test/helpers/control-plane.js";
+import type { Figure, RunOptions, SuiteResult, Target } from "../harness.js";
 
 export interface XdsBenchOptions extends RunOptions {
   workloads?: number;

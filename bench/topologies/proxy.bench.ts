@@ -16,8 +16,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createPluginCa } from "../host/identity/ca.js";
-import type { Measure, Ratio, RunOptions, SuiteResult, Target } from "./harness.js";
+import { createPluginCa } from "../../host/identity/ca.js";
+import type { Measure, Ratio, RunOptions, SuiteResult, Target } from "../harness.js";
 import { cpuSeconds, nofileLimits, onExit, Progress, rssBytes, spawnNode, type Child, type SpawnOptions } from "./procs.js";
 import { buildTopology, SERVER_IP, TOPOLOGIES, type AppPorts, type Topology, type TopologyName } from "./topologies.js";
 

@@ -8,7 +8,7 @@ import { parseMeshConfig } from "../../host/config.js";
 import { authorize, type RbacConnection } from "../../host/state/policy.js";
 import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { Identity } from "../../host/identity/identity.js";
-import { meshFixture, type MeshFixture } from "./fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { CertificateAuthority } from "../../host/identity/ca.js";
 import { connectHbone } from "../../host/tls/contexts.js";

@@ -4,9 +4,9 @@
 
 import { createRequire } from "node:module";
 import type { Transform } from "node:stream";
-import * as abi from "../assembly/abi.js";
-import { FrameReader } from "../host/wasm/codec.js";
-import { type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "./harness.js";
+import * as abi from "../../assembly/abi.js";
+import { FrameReader } from "../../host/wasm/codec.js";
+import { type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "../harness.js";
 
 const STREAM_SIZE = 1 << 20;
 const CHUNK = 64 << 10;

@@ -12,7 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
-import { repoRoot } from "./harness.js";
+import { repoRoot } from "../harness.js";
 
 export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm"] as const;
 export type TopologyName = (typeof TOPOLOGIES)[number];

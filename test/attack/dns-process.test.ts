@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Resolver } from "node:dns/promises";
 import * as packet from "dns-packet";
-import { FakeUpstream } from "./fake-upstream.js";
+import { FakeUpstream } from "../helpers/dns-upstream.js";
 
 const DIST = join(import.meta.dirname, "..", "..", "dist", "host");
 const url = (f: string) => pathToFileURL(join(DIST, f)).href;

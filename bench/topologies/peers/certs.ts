@@ -3,10 +3,10 @@
 // TLS as HBONE (TLS 1.3 only, ztunnel's AES-GCM suites, client certificates required, SPIFFE URI
 // SAN of the peer checked).
 
-import { contextOptions } from "../../host/tls/contexts.js";
+import { contextOptions } from "../../../host/tls/contexts.js";
 import type tls from "node:tls";
-import { CertificateAuthority } from "../../host/identity/ca.js";
-import { Identity } from "../../host/identity/identity.js";
+import { CertificateAuthority } from "../../../host/identity/ca.js";
+import { Identity } from "../../../host/identity/identity.js";
 
 export const TRUST_DOMAIN = "cluster.local";
 

@@ -4,10 +4,10 @@
 // candidate set cached (the steady state: a node's sources share a few localities) and rebuilt on every pick
 // (more sources than cache ways). Then the LoadBalancer's table rebuild for 50k endpoints in 10k services.
 
-import { newService, newWorkload, type MeshConfig, type Service, type Workload } from "../host/config.js";
-import { LoadBalancer, pickEndpoint } from "../host/lb.js";
-import { ProxyState, ProxyStateUpdater } from "../host/state/index.js";
-import { type Figure, type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "./harness.js";
+import { newService, newWorkload, type MeshConfig, type Service, type Workload } from "../../host/config.js";
+import { LoadBalancer, pickEndpoint } from "../../host/lb.js";
+import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
+import { type Figure, type RunOptions, type SuiteResult, newBench, figureOf, ratioOf } from "../harness.js";
 import type { Task } from "tinybench";
 
 const ENDPOINTS = 10_000;

@@ -6,8 +6,8 @@
 // Not part of `npm run bench`: it answers one question (issue 16: replace host/log.ts by pino?).
 
 import { createRequire } from "node:module";
-import { logger, setSink, setLevel } from "../host/log.js";
-import { newBench } from "./harness.js";
+import { logger, setSink, setLevel } from "../../host/log.js";
+import { newBench } from "../harness.js";
 
 const require = createRequire(import.meta.url);
 const pino = require("pino") as typeof import("pino").default;

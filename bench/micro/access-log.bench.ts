@@ -4,9 +4,9 @@
 
 import { fileURLToPath } from "node:url";
 import { Bench } from "tinybench";
-import { setLevel, setSink } from "../host/log.js";
-import { logConnectionComplete, setAccessLogLevel, type ConnectionRecord } from "../host/proxy/access-log.js";
-import { type RunOptions, type SuiteResult, figureOf } from "./harness.js";
+import { setLevel, setSink } from "../../host/log.js";
+import { logConnectionComplete, setAccessLogLevel, type ConnectionRecord } from "../../host/proxy/access-log.js";
+import { type RunOptions, type SuiteResult, figureOf } from "../harness.js";
 
 const RECORD: ConnectionRecord = {
   direction: "outbound",
