@@ -68,6 +68,8 @@ export interface SpawnOptions {
   ipc?: boolean;
   /** How long to wait for the ready line. */
   readyTimeoutMs?: number;
+  /** Called with every stdout line, from the first (the tail keeps only the last 40). */
+  onLine?: (line: string) => void;
 }
 
 const READY_RE = / ready (\{.*\})\s*$/;
@@ -109,6 +111,7 @@ export async function spawnNode(name: string, script: string, args: string[], o:
     createInterface({ input: proc.stderr! }).on("line", keep);
     createInterface({ input: proc.stdout! }).on("line", (l) => {
       keep(l);
+      o.onLine?.(l);
       const m = READY_RE.exec(l);
       if (m) {
         clearTimeout(timer);

@@ -1,8 +1,9 @@
-// Shared tools of the attack suite (test/attack/proxy-*.test.ts): real `hbone proxy` / `hbone
-// gateway` processes (spawned by bench/procs.ts), hostile HTTP/2 peers over real mTLS
-// (test/helpers/raw-peer.ts), a fake destination that answers what no honest proxy would, and
-// the checks every attack ends with: the process is still running and nothing escaped its error
-// owner, a fresh legitimate tunnel is byte-exact, memory and descriptors stay under a bound.
+// Shared tools of the attack suites (test/attack/): real `hbone proxy` / `hbone gateway` processes
+// (spawned by bench/topologies/procs.ts; `spawnProxy` adds a low descriptor limit, every JSON log line and
+// /metrics), hostile HTTP/2 peers over real mTLS (test/helpers/raw-peer.ts), a legitimate HBONE session,
+// a real ClientHello, a fake destination that answers what no honest proxy would, and the checks every
+// attack ends with: the process is still running and nothing escaped its error owner, a fresh legitimate
+// tunnel is byte-exact, memory and descriptors stay under a bound.
 
 import net from "node:net";
 import tls from "node:tls";
@@ -13,14 +14,14 @@ import { createInterface } from "node:readline";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
-import { spawnNode, rssBytes, type Child } from "../../bench/topologies/procs.js";
+import { spawnNode, rssBytes, type Child, type SpawnOptions } from "../../bench/topologies/procs.js";
 import { RawPeer, PREFACE } from "./raw-peer.js";
 import { frame, u32 } from "./frames.js";
 import { pattern, pump, drain } from "./net.js";
 import { CertificateAuthority, type WorkloadCertificate } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
 import { connectHbone, contextOptions } from "../../host/tls/contexts.js";
-import { H2Session } from "../../host/h2/session.js";
+import { H2Session, type SessionOptions } from "../../host/h2/session.js";
 import { HpackEncoder, type HeaderList } from "../../host/h2/hpack.js";
 import * as abi from "../../assembly/abi.js";
 
@@ -38,8 +39,10 @@ export interface HboneProcess extends Child {
 }
 
 /** Starts `hbone <kind> args…` (dist/, built by `npm run build`) and waits for its ready line. */
-export async function spawnHbone(kind: "proxy" | "gateway", args: string[], nodeArgs: string[] = []): Promise<HboneProcess> {
-  const child = await spawnNode(`hbone ${kind}`, CLI, [kind, ...args], { env: { HBONE_LOG_LEVEL: "warn" }, nodeArgs });
+export async function spawnHbone(kind: "proxy" | "gateway", args: string[], nodeArgs: string[] = [],
+  o: Omit<SpawnOptions, "nodeArgs"> = {}): Promise<HboneProcess> {
+  const child = await spawnNode(`hbone ${kind}`, CLI, [kind, ...args],
+    { ...o, env: { HBONE_LOG_LEVEL: "warn", ...o.env }, nodeArgs });
   const unowned: string[] = [];
   for (const s of [child.proc.stdout!, child.proc.stderr!]) {
     createInterface({ input: s }).on("line", (l) => {
@@ -271,4 +274,81 @@ export async function viaGateway(o: { gateway: string; port: number; cert: Workl
   tunnel.on("error", () => {});
   if (tunnel.status !== 200) throw new Error(`endpoint answered ${tunnel.status}`);
   return { tunnel, close: () => outer.destroy() };
+}
+
+export interface ProxyProcess extends HboneProcess {
+  inbound: { host: string; port: number };
+  metricsPort: number;
+  /** Date.now() at spawn. */
+  startedAt: number;
+  /** JSON log lines so far, parsed. */
+  logs(): { msg: string; [k: string]: unknown }[];
+  metrics(): Promise<string>;
+  kill(): Promise<void>;
+}
+
+/** Spawns `hbone proxy --config … --workload …` with every port but inbound/metrics off, logging at info.
+ *  `nofile` sets its open-files limit (soft and hard); `env` adds environment variables (the limits). */
+export async function spawnProxy(o: { config: string; caDir: string; workload: string; nofile?: number;
+  env?: Record<string, string> }): Promise<ProxyProcess> {
+  const args = ["--config", o.config, "--workload", o.workload, "--ca-dir", o.caDir, "--inbound-port", "0",
+    "--socks5-port", "off", "--admin-port", "off", "--metrics-port", "0", "--readiness-port", "off"];
+  const startedAt = Date.now();
+  const lines: { msg: string }[] = [];
+  const p = await spawnHbone("proxy", args, [], { nofile: o.nofile, env: { HBONE_LOG_LEVEL: "info", ...o.env },
+    onLine: (l) => {
+      if (l.startsWith("{")) lines.push(JSON.parse(l) as { msg: string });
+    } });
+  const ready = p.ready as { inbound: string; metrics: number };
+  const i = ready.inbound.lastIndexOf(":");
+  return {
+    ...p, startedAt,
+    inbound: { host: ready.inbound.slice(0, i), port: Number(ready.inbound.slice(i + 1)) },
+    metricsPort: ready.metrics,
+    logs: () => lines,
+    metrics: async () => (await fetch(`http://127.0.0.1:${ready.metrics}/metrics`)).text(),
+    async kill() {
+      if (p.proc.exitCode !== null || p.proc.signalCode !== null) return;
+      p.proc.kill("SIGKILL");
+      await once(p.proc, "exit");
+    },
+  };
+}
+
+/** An HBONE client session to a proxy (mTLS, identity `expected` checked), from `localAddress` if given. */
+export async function hboneSession(o: { host: string; port: number; certificate: WorkloadCertificate; expected: Identity;
+  localAddress?: string; timeoutMs?: number; session?: SessionOptions }): Promise<H2Session> {
+  const tcp = o.localAddress ? net.connect({ host: o.host, port: o.port, localAddress: o.localAddress }) : undefined;
+  tcp?.on("error", () => {}); // the TLS layer reports it
+  const { socket } = await connectHbone({ host: o.host, port: o.port, certificate: o.certificate, expected: [o.expected],
+    socket: tcp, timeoutMs: o.timeoutMs });
+  return H2Session.client(socket, o.session);
+}
+
+/** The bytes a real TLS 1.3 client sends first (its ClientHello), captured from node:tls against a plain socket. */
+export async function clientHello(): Promise<Buffer> {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const got = once(server, "connection") as Promise<[net.Socket]>;
+  const c = tls.connect({ host: "127.0.0.1", port: (server.address() as net.AddressInfo).port, rejectUnauthorized: false,
+    minVersion: "TLSv1.3", ALPNProtocols: ["h2"] });
+  c.on("error", () => {});
+  const [s] = await got;
+  const [first] = await once(s, "data") as [Buffer];
+  c.destroy();
+  s.destroy();
+  server.close();
+  return first;
+}
+
+/** Lines of /metrics text whose metric name starts with `prefix`. */
+export function seriesLines(text: string, prefix = "istio_tcp_"): string[] {
+  return text.split("\n").filter((l) => l.startsWith(prefix));
+}
+
+/** A gauge's value in /metrics text (no labels). */
+export function gauge(text: string, name: string): number {
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  return m ? Number(m[1]) : NaN;
 }

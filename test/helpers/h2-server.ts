@@ -5,8 +5,8 @@
 import net from "node:net";
 import { H2Session, type H2Stream, type SessionOptions } from "../../host/h2/session.js";
 import type { H2Error } from "../../host/errors.js";
-import { RawPeer } from "../helpers/raw-peer.js";
-import { listen } from "../helpers/net.js";
+import { RawPeer } from "./raw-peer.js";
+import { listen } from "./net.js";
 
 export interface OurServer {
   port: number;
