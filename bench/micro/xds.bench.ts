@@ -179,9 +179,10 @@ function next<T extends FromServer>(w: Worker, pick: (m: FromServer) => m is T, 
 }
 
 export async function runXdsBench(opts: XdsBenchOptions): Promise<SuiteResult> {
-  const nw = opts.workloads ?? 50_000;
-  const ns = opts.services ?? 10_000;
-  const np = opts.policies ?? 500;
+  // A quick run (the CI smoke run of every suite) syncs a fifth of the mesh; the target is for the full size.
+  const nw = opts.workloads ?? (opts.quick ? 10_000 : 50_000);
+  const ns = opts.services ?? (opts.quick ? 2_000 : 10_000);
+  const np = opts.policies ?? (opts.quick ? 100 : 500);
   const rounds = opts.quick ? 2 : 5;
   const updates = opts.quick ? 10 : 50;
   const level = getLevel();
@@ -254,7 +255,7 @@ export async function runXdsBench(opts: XdsBenchOptions): Promise<SuiteResult> {
         opsPerSec: 1000 / mean(updMs), rme: rme(updMs), samples: updMs.length },
     ];
     figures[0]!.throughputMBps = (bytes * figures[0]!.opsPerSec) / 1e6;
-    const targets: Target[] = [
+    const targets: Target[] = nw < 50_000 ? [] : [
       { name: "xDS initial sync (50k workloads + 10k services)", value: sync, goal: GOAL_MS, met: sync < GOAL_MS, unit: "ms",
         lowerIsBetter: true, task: figures[0]!.task },
     ];
