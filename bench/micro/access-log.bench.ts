@@ -1,6 +1,6 @@
 // Access log cost: one `connection complete` line per connection (fields built, JSON-encoded, written to a sink
 // that discards it, so the figure is our cost, not the terminal's), and one with the access log switched off.
-// Standalone: `node dist/bench/access-log.bench.js` prints ns per line.
+// Standalone: `node dist/bench/micro/access-log.bench.js` prints ns per line.
 
 import { fileURLToPath } from "node:url";
 import { Bench } from "tinybench";

@@ -1,12 +1,12 @@
 // xDS at scale: an XdsClient syncing 50k workloads, 10k services and 500 policies from the test control plane
-// (test/xds/control-plane.ts in a worker thread, resources pre-encoded, so the client's work and the transfer are
+// (test/helpers/control-plane.ts in a worker thread, resources pre-encoded, so the client's work and the transfer are
 // what is timed) over
 // gRPC + TLS on loopback: stream open, one ~15 MB Address response, decode (ts-proto static code), conversion to
 // the config model, ProxyState indexes (ProxyStateUpdater.update), ACK. Then single-workload updates (one response
 // each, indexes changed in place). Retained heap is measured after a forced GC. No LoadBalancer is attached: the
 // proxy's one rebuilds its tables on every "updated" (about 80 ms at this size), which is its own cost.
 //
-// Standalone: `node dist/bench/xds.bench.js [--quick]` (after `npx tsc -p tsconfig.json`).
+// Standalone: `node dist/bench/micro/xds.bench.js [--quick]` (after `npx tsc -p tsconfig.json`).
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
