@@ -1,8 +1,9 @@
-// Benchmark entry point: `node dist/bench/run.js [--quick] [--suites a,b] [--profile[=WORKLOAD]]`
+// Benchmark entry point: `node dist/bench/run.js [--quick] [--check] [--suites=a,b] [--profile[=WORKLOAD]]`
 // (or `npm run bench -- --quick`). Runs the microbenchmarks (micro/: frames, HPACK, baggage, load balancing,
 // xDS, access log, logger), the tunnel engine and the proxy topologies (topologies/), prints markdown tables and
-// writes bench/results/latest.{json,md}. --profile runs one proxy workload under `node --cpu-prof`
-// instead (see profile.ts).
+// writes bench/results/latest.{json,md} (a --quick run: quick.{json,md}, not committed). --check exits 1
+// when a Wasm-vs-baseline ratio is below its floor (floors.ts). --profile runs one proxy workload under
+// `node --cpu-prof` instead (see topologies/profile.ts).
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -17,6 +18,7 @@ import { runLoggerBench } from "./micro/logger.bench.js";
 import { runTunnelBench } from "./topologies/tunnel.bench.js";
 import { runProxyBench } from "./topologies/proxy.bench.js";
 import { runProfile } from "./topologies/profile.js";
+import { checkFloors } from "./floors.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
 
@@ -108,8 +110,10 @@ function arg(name: string): string | undefined {
   return a.includes("=") ? a.slice(a.indexOf("=") + 1) : "";
 }
 
-async function main(): Promise<void> {
+/** Runs the benchmarks; false when --check found a ratio below its floor. */
+async function main(): Promise<boolean> {
   const quick = process.argv.includes("--quick");
+  const check = process.argv.includes("--check");
   const tunables = process.env.GLIBC_TUNABLES ?? "";
   const notes: string[] = [];
   if (process.platform === "linux" && process.arch === "x64" && !tunables.includes(TUNABLE)) {
@@ -123,7 +127,7 @@ async function main(): Promise<void> {
   const profile = arg("profile");
   if (profile !== undefined) {
     await runProfile({ quick, workload: profile || "throughput" });
-    return;
+    return true;
   }
 
   const started = Date.now();
@@ -197,14 +201,20 @@ async function main(): Promise<void> {
     details: Object.fromEntries(suites.filter((s) => s.details).map((s) => [s.suite, s.details])),
     notes,
   };
-  writeFileSync(join(dir, "latest.json"), JSON.stringify(json, null, 2) + "\n");
-  writeFileSync(join(dir, "latest.md"), md);
-  console.log(`wrote ${join(dir, "latest.json")} and latest.md (${fmt((Date.now() - started) / 1000, 1)} s)`);
+  const out = quick ? "quick" : "latest";
+  writeFileSync(join(dir, `${out}.json`), JSON.stringify(json, null, 2) + "\n");
+  writeFileSync(join(dir, `${out}.md`), md);
+  console.log(`wrote ${join(dir, `${out}.json`)} and ${out}.md (${fmt((Date.now() - started) / 1000, 1)} s)`);
+  if (!check) return true;
+  const { lines, failed } = checkFloors(suites);
+  console.log(`\nregression check (ratio vs in-run baseline >= floor):\n${lines.map((l) => `  ${l}`).join("\n")}`);
+  console.log(failed ? "regression check: FAILED" : "regression check: ok");
+  return !failed;
 }
 
 main().then(
   // Children are killed in procs.ts's exit hook; exit now so no stray handle keeps us alive.
-  () => process.exit(0),
+  (ok) => process.exit(ok ? 0 : 1),
   (e: unknown) => {
     console.error(e instanceof Error ? (e.stack ?? e.message) : e);
     process.exit(1);

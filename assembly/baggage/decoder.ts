@@ -1,4 +1,4 @@
-// Baggage header decoding (docs: ../shared/docs/ztunnel-compat.md §6; W3C baggage HTTP_HEADER_FORMAT).
+// Baggage header decoding (ztunnel src/baggage.rs; W3C baggage HTTP_HEADER_FORMAT).
 // Input: `lines` u32 lengths, then the header lines' bytes back to back; they merge as one list.
 // Results go to fixed static areas (at most 64 W3C members and 8192 kept bytes, or 7 ztunnel slots),
 // so decoding never allocates. Peer bytes only produce return codes; every byte is visited a

@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { HpackDecoder, HpackEncoder, type HeaderList } from "../../host/h2/hpack.js";
 import { type RunOptions, type SuiteResult, newBench, figureOf, ratioOf, repoRoot } from "../harness.js";
 
@@ -37,12 +38,13 @@ interface HpackJs {
 const TABLE_SIZE = 4096;
 
 function loadStories(): Story[] {
-  const dir = resolve(repoRoot(), "../shared/vectors/hpack-test-case/nghttp2");
+  // The repo's copy (gzipped JSON, as test/helpers/vectors.ts reads it); HBONE_VECTORS_DIR overrides.
+  const dir = resolve(process.env.HBONE_VECTORS_DIR ?? join(repoRoot(), "test/vectors"), "hpack-test-case/nghttp2");
   if (!existsSync(dir)) throw new Error(`hpack bench: HPACK vectors not found at ${dir}`);
-  const files = readdirSync(dir).filter((f) => /^story_\d+\.json$/.test(f)).sort();
-  if (files.length === 0) throw new Error(`hpack bench: no story_*.json in ${dir}`);
+  const files = readdirSync(dir).filter((f) => /^story_\d+\.json\.gz$/.test(f)).sort();
+  if (files.length === 0) throw new Error(`hpack bench: no story_*.json.gz in ${dir}`);
   return files.map((f) => {
-    const story = JSON.parse(readFileSync(join(dir, f), "utf8")) as
+    const story = JSON.parse(gunzipSync(readFileSync(join(dir, f))).toString("utf8")) as
       { cases: { wire: string; headers: Record<string, string>[] }[] };
     return {
       name: f,

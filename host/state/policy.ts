@@ -1,4 +1,4 @@
-// L4 authorization with ztunnel's semantics (src/rbac.rs; ../shared/docs/ztunnel-compat.md §11):
+// L4 authorization with ztunnel's semantics (ztunnel src/rbac.rs, src/state.rs):
 // a matching DENY rejects; no ALLOW policy means allow; else a matching ALLOW is needed.
 // Rules are OR-ed, clauses AND-ed, matches OR-ed; inside a match the field kinds are AND-ed and
 // their values OR-ed, `not*` fields mean "none of these"; an all-empty match is skipped.

@@ -1,4 +1,4 @@
-// W3C-mode baggage: every case of ../shared/vectors/baggage/baggage-parse-cases.json against the W3C
+// W3C-mode baggage: every case of test/vectors/baggage/baggage-parse-cases.json against the W3C
 // reference parser's results, several header lines, and the limits (64 members, 8192 bytes, never a
 // partial member). Both Wasm builds.
 

@@ -6,7 +6,7 @@ import { ENV, PORTS, PATHS, CAPABILITIES, type K8sSource } from "../../host/runt
 
 /** A Kubernetes object as parsed from YAML. */
 export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> };
-  spec?: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+  spec?: any };  
 
 interface EnvEntry { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }
 
@@ -49,10 +49,10 @@ function checkEnv(where: string, env: EnvEntry[], role: "node" | "gateway"): str
   return errors;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 function checkPod(where: string, pod: any, role: "node" | "gateway"): string[] {
   const errors: string[] = [];
-  const containers = pod.spec.containers as any[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const containers = pod.spec.containers as any[];  
   if (containers.length !== 1) errors.push(`${where}: one container expected`);
   const c = containers[0];
   errors.push(...checkEnv(where, c.env ?? [], role));
@@ -75,7 +75,7 @@ function checkPod(where: string, pod: any, role: "node" | "gateway"): string[] {
 
   // Mounts: each path the proxy reads lives under one mount, from the right volume.
   const mounts = new Map<string, string>((c.volumeMounts ?? []).map((m: { mountPath: string; name: string }) => [m.mountPath, m.name]));
-  const volumes = new Map<string, any>((pod.spec.volumes ?? []).map((v: { name: string }) => [v.name, v])); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const volumes = new Map<string, any>((pod.spec.volumes ?? []).map((v: { name: string }) => [v.name, v]));  
   const known = new Set<string>([dirname(PATHS.token), dirname(PATHS.rootCert), dirname(PATHS.zdsSocket), PATHS.tmp]);
   for (const m of mounts.keys()) if (!known.has(m)) errors.push(`${where}: mount ${m} is no path the proxy uses`);
   const vol = (path: string) => volumes.get(mounts.get(path) ?? "");

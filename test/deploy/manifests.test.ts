@@ -107,7 +107,7 @@ describe("deploy/ manifests", () => {
   });
 
   it("the contract check catches each kind of drift", () => {
-    const mutate = (f: (ds: any, gw: any) => void) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const mutate = (f: (ds: any, gw: any) => void) => {  
       const copy = structuredClone(docs.map((d) => d.obj));
       f(copy.find((o) => o.kind === "DaemonSet")!.spec.template.spec, copy.find((o) => o.kind === "Deployment")!.spec.template.spec);
       return contractErrors(copy).join("\n");

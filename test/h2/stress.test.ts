@@ -18,12 +18,13 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function serve(onConnect: (stream: H2Stream, respond: (s: number) => void) => void) {
+async function serve(onConnect: (stream: H2Stream, respond: (s: number) => void) => void | Promise<void>) {
   const sessions: H2Session[] = [];
   const srv = net.createServer((sock) => {
     const s = H2Session.server(sock);
     sessions.push(s);
-    s.on("connect", (stream: H2Stream, _h, respond) => onConnect(stream, respond));
+    // A rejected handler is an unhandled rejection, which fails the run.
+    s.on("connect", (stream: H2Stream, _h, respond) => void onConnect(stream, respond));
   });
   const port = await listen(srv);
   cleanups.push(() => new Promise((r) => srv.close(r)), () => sessions.forEach((s) => s.destroy()));

@@ -60,7 +60,7 @@ async function body(res: http.IncomingMessage): Promise<Buffer> {
 
 function request(o: http.RequestOptions & { agent: http.Agent }, payload?: Buffer): Promise<{ res: http.IncomingMessage; data: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: HOST, port: 9000, ...o }, (res) => body(res).then((data) => resolve({ res, data }), reject));
+    const req = http.request({ host: HOST, port: 9000, ...o }, (res) => void body(res).then((data) => resolve({ res, data }), reject));
     req.on("error", reject);
     req.end(payload);
   });
@@ -269,7 +269,7 @@ describe("the app's own TLS inside tunnels", () => {
     const payload = pattern(MiB, 11);
     for (let i = 0; i < 3; i++) {
       const data = await new Promise<Buffer>((resolve, reject) => {
-        const req = https.request({ host: HOST, port: 9001, method: "POST", path: "/", agent }, (res) => body(res).then(resolve, reject));
+        const req = https.request({ host: HOST, port: 9001, method: "POST", path: "/", agent }, (res) => void body(res).then(resolve, reject));
         req.on("error", reject);
         req.end(payload);
       });

@@ -10,6 +10,7 @@ import { X509Certificate } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import { Identity, IdentityError } from "../../host/identity/identity.js";
 import { peerIdentities, verifyClientTrustDomain, verifyServerIdentity } from "../../host/tls/verify.js";
+import { OPENSSL, requireSystem } from "../helpers/system.js";
 
 describe("Identity", () => {
   it("parses and formats spiffe://td/ns/N/sa/S", () => {
@@ -66,7 +67,7 @@ describe("Identity", () => {
   });
 });
 
-describe("SAN checks on certificates (openssl-made)", () => {
+describe.skipIf(!requireSystem(OPENSSL))("SAN checks on certificates (openssl-made)", () => {
   let dir: string;
   /** A self-signed certificate with the given subjectAltName section, as Node's TLS layer shows a peer. */
   const certWith = (name: string, altNames: string[]) => {

@@ -3,7 +3,11 @@
 
 import { describe, expect, it } from "vitest";
 import {
-  PROXY_PORTS, formatAuthority, parseHostPort, parseIpAuthority, parseListenAddress,
+  PROXY_PORTS,
+  formatAuthority,
+  parseHostPort,
+  parseIpAuthority,
+  parseListenAddress,
 } from "../../host/proxy/authority.js";
 
 describe("parseIpAuthority (a CONNECT :authority: an IP and a port)", () => {

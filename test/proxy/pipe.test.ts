@@ -67,7 +67,11 @@ function nodeTunnel(o: { pipe?: boolean } = {}): Promise<Tunnel<http2.ServerHttp
   return open(nodePort, nodeStreams, o);
 }
 
-async function open<R extends NodeJS.ReadWriteStream>(port: number, accepted: R[], o: { pipe?: boolean }): Promise<Tunnel<R>> {
+async function open<R extends NodeJS.ReadWriteStream>(
+  port: number,
+  accepted: R[],
+  o: { pipe?: boolean },
+): Promise<Tunnel<R>> {
   const sock = net.connect(port, "127.0.0.1");
   await once(sock, "connect");
   const session = H2Session.client(sock);
@@ -115,7 +119,9 @@ function readAll(r: NodeJS.ReadableStream): Promise<Buffer> {
 
 function within<T>(p: Promise<T>, ms = 10_000, what = "tunnel"): Promise<T> {
   let t: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: not done in ${ms} ms`)), ms)));
+  const late = new Promise<never>(
+    (_, reject) => (t = setTimeout(() => reject(new Error(`${what}: not done in ${ms} ms`)), ms)),
+  );
   return Promise.race([p, late]).finally(() => clearTimeout(t));
 }
 
@@ -124,9 +130,9 @@ describe("pipeTunnel: bytes and half-close", () => {
     const t = await tunnel();
     const up = pattern(1 << 20, 1);
     const down = pattern(512 << 10, 2);
-    const [, atRemote, , atApp] = await within(Promise.all([
-      pump(t.app, up, 64 << 10), readAll(t.remote), pump(t.remote, down, 64 << 10), drain(t.app, down),
-    ]));
+    const [, atRemote, , atApp] = await within(
+      Promise.all([pump(t.app, up, 64 << 10), readAll(t.remote), pump(t.remote, down, 64 << 10), drain(t.app, down)]),
+    );
     expect(atRemote.equals(up)).toBe(true);
     expect(atApp).toEqual({ bytes: down.length, equal: true });
     await within(t.piped);
@@ -194,20 +200,23 @@ describe("pipeTunnel: resets", () => {
     expect(t.stream.rstCode).toBe(code);
   });
 
-  it.each(["ours", "node:http2"])("the app's reset is RST_STREAM(CONNECT_ERROR) at the peer (%s), never an END_STREAM", async (kind) => {
-    const t = kind === "ours" ? await tunnel() : await nodeTunnel();
-    let sawEnd = false;
-    t.remote.on("end", () => (sawEnd = true));
-    t.remote.resume();
-    t.app.write("partial request");
-    await new Promise((r) => setTimeout(r, 50));
-    const closed = new Promise<void>((r) => t.remote.once("close", () => r()));
-    t.app.resetAndDestroy();
-    await within(closed);
-    expect(t.remote.rstCode).toBe(abi.CONNECT_ERROR);
-    expect(sawEnd).toBe(false);
-    await within(t.piped);
-  });
+  it.each(["ours", "node:http2"])(
+    "the app's reset is RST_STREAM(CONNECT_ERROR) at the peer (%s), never an END_STREAM",
+    async (kind) => {
+      const t = kind === "ours" ? await tunnel() : await nodeTunnel();
+      let sawEnd = false;
+      t.remote.on("end", () => (sawEnd = true));
+      t.remote.resume();
+      t.app.write("partial request");
+      await new Promise((r) => setTimeout(r, 50));
+      const closed = new Promise<void>((r) => t.remote.once("close", () => r()));
+      t.app.resetAndDestroy();
+      await within(closed);
+      expect(t.remote.rstCode).toBe(abi.CONNECT_ERROR);
+      expect(sawEnd).toBe(false);
+      await within(t.piped);
+    },
+  );
 
   it("node:http2 as the peer: its answer and END_STREAM after the app's FIN reach the app, no error code", async () => {
     const t = await nodeTunnel();

@@ -21,8 +21,11 @@ afterAll(async () => {
   await server.close();
 });
 
-const KEY: WorkloadKey = { src: "spiffe://cluster.local/ns/default/sa/sleep",
-  dst: ["spiffe://cluster.local/ns/default/sa/echo"], hop: "127.0.0.1:15008" };
+const KEY: WorkloadKey = {
+  src: "spiffe://cluster.local/ns/default/sa/sleep",
+  dst: ["spiffe://cluster.local/ns/default/sa/echo"],
+  hop: "127.0.0.1:15008",
+};
 
 /** A dial that opens a real client session to the echo server, counting calls; `gate` holds it back. */
 function dialer(gate?: Promise<void>): { dial: () => Promise<H2Session>; calls: () => number } {
@@ -93,11 +96,15 @@ describe("HbonePool", () => {
     const pool = new HbonePool();
     const d = dialer();
     const got: H2Session[] = [];
-    await within(Promise.all(Array.from({ length: 150 }, async () => {
-      const s = await pool.checkout(KEY, d.dial);
-      got.push(s);
-      await openStream(s);
-    })));
+    await within(
+      Promise.all(
+        Array.from({ length: 150 }, async () => {
+          const s = await pool.checkout(KEY, d.dial);
+          got.push(s);
+          await openStream(s);
+        }),
+      ),
+    );
     const distinct = [...new Set(got)];
     expect(distinct.map((s) => s.activeStreams).sort((a, b) => b - a)).toEqual([100, 50]);
     expect(pool.stats.dials).toBe(2);
@@ -107,11 +114,15 @@ describe("HbonePool", () => {
   it("holds a small cap the session itself would exceed (cap 3, session limit 100)", async () => {
     const pool = new HbonePool({ maxStreams: 3 });
     const d = dialer();
-    const got = await within(Promise.all(Array.from({ length: 7 }, async () => {
-      const s = await pool.checkout(KEY, d.dial);
-      await openStream(s);
-      return s;
-    })));
+    const got = await within(
+      Promise.all(
+        Array.from({ length: 7 }, async () => {
+          const s = await pool.checkout(KEY, d.dial);
+          await openStream(s);
+          return s;
+        }),
+      ),
+    );
     for (const s of new Set(got)) expect(s.activeStreams).toBeLessThanOrEqual(3);
     expect(pool.stats.dials).toBe(3);
     pool.close();

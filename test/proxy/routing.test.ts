@@ -66,9 +66,13 @@ const sleep = state.workloadByUid("c1//Pod/default/sleep")!;
 
 /** The outbound of workload sleep; only resolve() is used, so the certificate is never asked for. */
 const outbound = new Outbound({
-  state, source: sleep, sourceIdentity: new Identity("cluster.local", "default", "sleep"),
-  certificate: () => Promise.reject(new Error("routing tests dial nothing")), hbonePort: 15008,
-  pool: new HbonePool(), innerPool: new HbonePool(),
+  state,
+  source: sleep,
+  sourceIdentity: new Identity("cluster.local", "default", "sleep"),
+  certificate: () => Promise.reject(new Error("routing tests dial nothing")),
+  hbonePort: 15008,
+  pool: new HbonePool(),
+  innerPool: new HbonePool(),
   pick: (_src, svc, port) => state.endpoints(svc, port).find((e) => e.workload.status !== "Unhealthy"),
 });
 
@@ -78,7 +82,10 @@ const sa = (ns: string, name: string) => `spiffe://cluster.local/ns/${ns}/sa/${n
 function view(r: Route) {
   const hp = (h: { host: string; port: number }) => formatAuthority(h.host, h.port);
   return {
-    protocol: r.protocol, target: hp(r.target), hop: hp(r.hop), expected: r.expected.map(String),
+    protocol: r.protocol,
+    target: hp(r.target),
+    hop: hp(r.hop),
+    expected: r.expected.map(String),
     ...(r.service ? { service: r.service.hostname } : {}),
     ...(r.workload ? { workload: r.workload.name } : {}),
     ...(r.via ? { via: { hop: hp(r.via.hop), expected: r.via.expected.map(String), authority: r.via.authority } } : {}),
@@ -87,38 +94,108 @@ function view(r: Route) {
 
 describe("routes", () => {
   it.each([
-    ["a service VIP: its endpoint, the service port mapped, the endpoint's identity and the service's SANs",
-      "10.96.0.10:80", { protocol: "HBONE", target: "10.0.1.2:8080", hop: "10.0.1.2:15008",
-        expected: [sa("default", "echo"), sa("default", "echo-canary")], service: "echo.default.svc.cluster.local",
-        workload: "echo" }],
-    ["the service's hostname: the same route", "echo.default.svc.cluster.local:80",
-      { protocol: "HBONE", target: "10.0.1.2:8080", hop: "10.0.1.2:15008",
-        expected: [sa("default", "echo"), sa("default", "echo-canary")], service: "echo.default.svc.cluster.local",
-        workload: "echo" }],
-    ["a workload IP: that workload, the port as given, its identity only", "10.0.1.2:9999",
-      { protocol: "HBONE", target: "10.0.1.2:9999", hop: "10.0.1.2:15008", expected: [sa("default", "echo")],
-        workload: "echo" }],
-    ["an IPv6 workload: bracketed authority", "[fd00::2]:80",
-      { protocol: "HBONE", target: "[fd00::2]:80", hop: "[fd00::2]:15008", expected: [sa("default", "echo")],
-        workload: "echo-v6" }],
-    ["a service whose endpoint speaks plain TCP: a TCP route to it", "10.96.0.20:80",
-      { protocol: "TCP", target: "10.0.1.3:8080", hop: "10.0.1.3:15008", expected: [sa("legacy", "default")],
-        service: "plain.legacy.svc.cluster.local", workload: "plain" }],
-    ["an address outside the mesh: passthrough, nothing expected", "192.0.2.7:443",
-      { protocol: "TCP", target: "192.0.2.7:443", hop: "192.0.2.7:443", expected: [] }],
-    ["a VIP of another network only: not ours, passthrough", "10.96.0.50:80",
-      { protocol: "TCP", target: "10.96.0.50:80", hop: "10.96.0.50:80", expected: [] }],
-    ["an endpoint on another network: double HBONE via its gateway address (outer svc-host:port, inner SANs)",
-      "10.96.0.30:80", { protocol: "HBONE", target: "global.default.svc.cluster.local:80", hop: "10.0.2.100:15008",
-        expected: [sa("default", "global")], service: "global.default.svc.cluster.local", workload: "global-remote",
-        via: { hop: "10.0.2.100:15008", expected: [sa("istio-system", "istio-eastwestgateway")],
-          authority: "global.default.svc.cluster.local:80" } }],
-    ["a gateway named by hostname: one of its instances, its identity and the gateway service's SANs",
-      "gwname.default.svc.cluster.local:80", { protocol: "HBONE", target: "gwname.default.svc.cluster.local:80",
-        hop: "10.0.2.101:15009", expected: [sa("default", "global")], service: "gwname.default.svc.cluster.local",
-        workload: "by-name", via: { hop: "10.0.2.101:15009",
+    [
+      "a service VIP: its endpoint, the service port mapped, the endpoint's identity and the service's SANs",
+      "10.96.0.10:80",
+      {
+        protocol: "HBONE",
+        target: "10.0.1.2:8080",
+        hop: "10.0.1.2:15008",
+        expected: [sa("default", "echo"), sa("default", "echo-canary")],
+        service: "echo.default.svc.cluster.local",
+        workload: "echo",
+      },
+    ],
+    [
+      "the service's hostname: the same route",
+      "echo.default.svc.cluster.local:80",
+      {
+        protocol: "HBONE",
+        target: "10.0.1.2:8080",
+        hop: "10.0.1.2:15008",
+        expected: [sa("default", "echo"), sa("default", "echo-canary")],
+        service: "echo.default.svc.cluster.local",
+        workload: "echo",
+      },
+    ],
+    [
+      "a workload IP: that workload, the port as given, its identity only",
+      "10.0.1.2:9999",
+      {
+        protocol: "HBONE",
+        target: "10.0.1.2:9999",
+        hop: "10.0.1.2:15008",
+        expected: [sa("default", "echo")],
+        workload: "echo",
+      },
+    ],
+    [
+      "an IPv6 workload: bracketed authority",
+      "[fd00::2]:80",
+      {
+        protocol: "HBONE",
+        target: "[fd00::2]:80",
+        hop: "[fd00::2]:15008",
+        expected: [sa("default", "echo")],
+        workload: "echo-v6",
+      },
+    ],
+    [
+      "a service whose endpoint speaks plain TCP: a TCP route to it",
+      "10.96.0.20:80",
+      {
+        protocol: "TCP",
+        target: "10.0.1.3:8080",
+        hop: "10.0.1.3:15008",
+        expected: [sa("legacy", "default")],
+        service: "plain.legacy.svc.cluster.local",
+        workload: "plain",
+      },
+    ],
+    [
+      "an address outside the mesh: passthrough, nothing expected",
+      "192.0.2.7:443",
+      { protocol: "TCP", target: "192.0.2.7:443", hop: "192.0.2.7:443", expected: [] },
+    ],
+    [
+      "a VIP of another network only: not ours, passthrough",
+      "10.96.0.50:80",
+      { protocol: "TCP", target: "10.96.0.50:80", hop: "10.96.0.50:80", expected: [] },
+    ],
+    [
+      "an endpoint on another network: double HBONE via its gateway address (outer svc-host:port, inner SANs)",
+      "10.96.0.30:80",
+      {
+        protocol: "HBONE",
+        target: "global.default.svc.cluster.local:80",
+        hop: "10.0.2.100:15008",
+        expected: [sa("default", "global")],
+        service: "global.default.svc.cluster.local",
+        workload: "global-remote",
+        via: {
+          hop: "10.0.2.100:15008",
+          expected: [sa("istio-system", "istio-eastwestgateway")],
+          authority: "global.default.svc.cluster.local:80",
+        },
+      },
+    ],
+    [
+      "a gateway named by hostname: one of its instances, its identity and the gateway service's SANs",
+      "gwname.default.svc.cluster.local:80",
+      {
+        protocol: "HBONE",
+        target: "gwname.default.svc.cluster.local:80",
+        hop: "10.0.2.101:15009",
+        expected: [sa("default", "global")],
+        service: "gwname.default.svc.cluster.local",
+        workload: "by-name",
+        via: {
+          hop: "10.0.2.101:15009",
           expected: [sa("istio-system", "istio-eastwestgateway"), sa("istio-system", "istio-eastwestgateway-svc")],
-          authority: "gwname.default.svc.cluster.local:80" } }],
+          authority: "gwname.default.svc.cluster.local:80",
+        },
+      },
+    ],
   ])("%s", (_name, dest, want) => {
     const i = dest.lastIndexOf(":");
     const host = dest.slice(0, i).replace(/^\[|\]$/g, "");
@@ -131,8 +208,12 @@ describe("refusals (OutboundError and its SOCKS5 reply code)", () => {
     ["an unknown hostname", "nowhere.example:80", 0x04, /unknown host/],
     ["a service port the service does not have", "10.96.0.10:81", 0x05, /has no port 81/],
     ["a service whose only endpoint is unhealthy", "10.96.0.21:80", 0x04, /no healthy endpoint/],
-    ["a remote endpoint whose service has no subjectAltNames", "nosans.default.svc.cluster.local:80", 0x02,
-      /no subjectAltNames/],
+    [
+      "a remote endpoint whose service has no subjectAltNames",
+      "nosans.default.svc.cluster.local:80",
+      0x02,
+      /no subjectAltNames/,
+    ],
     ["a remote endpoint with no gateway", "nogw.default.svc.cluster.local:80", 0x04, /no gateway/],
     ["this host's proxy port (loopback)", "127.0.0.1:15008", 0x02, /proxy port/],
     ["the unspecified address's proxy port", "0.0.0.0:15001", 0x02, /proxy port/],

@@ -8,8 +8,14 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import net from "node:net";
 import { once } from "node:events";
 import {
-  createSocks5Server, SOCKS_CONNECTION_REFUSED, SOCKS_GENERAL_FAILURE, SOCKS_HOST_UNREACHABLE, SOCKS_NOT_ALLOWED,
-  SOCKS_OK, type Destination, type SocksConnect,
+  createSocks5Server,
+  SOCKS_CONNECTION_REFUSED,
+  SOCKS_GENERAL_FAILURE,
+  SOCKS_HOST_UNREACHABLE,
+  SOCKS_NOT_ALLOWED,
+  SOCKS_OK,
+  type Destination,
+  type SocksConnect,
 } from "../../host/proxy/socks5.js";
 import { listen, pattern } from "../helpers/net.js";
 
@@ -30,10 +36,12 @@ interface Harness {
 /** A server whose tunnels echo (the socket piped to itself once `start` runs), answering `code`. */
 async function server(o: { code?: number; handshakeMs?: number; connect?: SocksConnect } = {}): Promise<Harness> {
   const calls: Destination[] = [];
-  const connect: SocksConnect = o.connect ?? (async (dest, socket) => {
-    calls.push(dest);
-    return { code: o.code ?? SOCKS_OK, start: () => socket.pipe(socket) };
-  });
+  const connect: SocksConnect =
+    o.connect ??
+    (async (dest, socket) => {
+      calls.push(dest);
+      return { code: o.code ?? SOCKS_OK, start: () => socket.pipe(socket) };
+    });
   const srv = createSocks5Server(async (d, s) => {
     if (o.connect) calls.push(d);
     return connect(d, s);
@@ -43,8 +51,14 @@ async function server(o: { code?: number; handshakeMs?: number; connect?: SocksC
 }
 
 /** A raw client that collects everything the server sends and notes when it closes. */
-async function client(port: number): Promise<{ sock: net.Socket; got: () => Buffer; closed: Promise<void>;
-  waitFor: (n: number, ms?: number) => Promise<Buffer> }> {
+async function client(
+  port: number,
+): Promise<{
+  sock: net.Socket;
+  got: () => Buffer;
+  closed: Promise<void>;
+  waitFor: (n: number, ms?: number) => Promise<Buffer>;
+}> {
   const sock = net.connect(port, "127.0.0.1");
   clients.push(sock);
   sock.on("error", () => {});
@@ -80,20 +94,23 @@ describe("SOCKS5 requests", () => {
     ["IPv4-mapped IPv6", ipv6Request([0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0001], 80), { host: "::ffff:a00:1", port: 80 }],
     ["a name", nameRequest("echo.default.svc.cluster.local", 80), { host: "echo.default.svc.cluster.local", port: 80 }],
     ["port 65535", ipv4Request([127, 0, 0, 1], 65535), { host: "127.0.0.1", port: 65535 }],
-  ])("CONNECT to %s: the destination, the greeting and success replies, then bytes both ways", async (_n, req, dest) => {
-    const h = await server();
-    const c = await client(h.port);
-    c.sock.write(GREETING);
-    expect((await c.waitFor(2)).equals(ACCEPT)).toBe(true);
-    expect(h.calls).toEqual([]); // the greeting alone opens nothing
-    c.sock.write(req);
-    expect((await c.waitFor(12)).equals(Buffer.concat([ACCEPT, reply(SOCKS_OK)]))).toBe(true);
-    expect(h.calls).toEqual([dest]);
-    const data = pattern(64 << 10, 3);
-    c.sock.write(data);
-    const got = await c.waitFor(12 + data.length, 5000);
-    expect(got.subarray(12).equals(data)).toBe(true);
-  });
+  ])(
+    "CONNECT to %s: the destination, the greeting and success replies, then bytes both ways",
+    async (_n, req, dest) => {
+      const h = await server();
+      const c = await client(h.port);
+      c.sock.write(GREETING);
+      expect((await c.waitFor(2)).equals(ACCEPT)).toBe(true);
+      expect(h.calls).toEqual([]); // the greeting alone opens nothing
+      c.sock.write(req);
+      expect((await c.waitFor(12)).equals(Buffer.concat([ACCEPT, reply(SOCKS_OK)]))).toBe(true);
+      expect(h.calls).toEqual([dest]);
+      const data = pattern(64 << 10, 3);
+      c.sock.write(data);
+      const got = await c.waitFor(12 + data.length, 5000);
+      expect(got.subarray(12).equals(data)).toBe(true);
+    },
+  );
 
   it("keeps the bytes a client sends with its request in one write (greeting + request + 4 KiB)", async () => {
     const h = await server();
@@ -191,11 +208,13 @@ describe("SOCKS5 refusals", () => {
     const gate = new Promise<void>((r) => (release = r));
     let started = false;
     let socket: net.Socket | undefined;
-    const h = await server({ connect: async (_d, s) => {
-      socket = s;
-      await gate;
-      return { code: SOCKS_OK, start: () => (started = true) };
-    } });
+    const h = await server({
+      connect: async (_d, s) => {
+        socket = s;
+        await gate;
+        return { code: SOCKS_OK, start: () => (started = true) };
+      },
+    });
     const c = await client(h.port);
     c.sock.write(Buffer.concat([GREETING, ipv4Request([10, 0, 0, 5], 80)]));
     const end = Date.now() + 3000;
