@@ -1,20 +1,23 @@
 // Benchmark entry point: `node dist/bench/run.js [--quick] [--check] [--suites=a,b] [--profile[=WORKLOAD]]`
-// (or `npm run bench -- --quick`). Runs the microbenchmarks (frames, HPACK, tunnel, and baggage /
-// load balancing when those suites are built) and the proxy topologies, prints markdown tables and
+// (or `npm run bench -- --quick`). Runs the microbenchmarks (micro/: frames, HPACK, baggage, load balancing,
+// xDS, access log, logger), the tunnel engine and the proxy topologies (topologies/), prints markdown tables and
 // writes bench/results/latest.{json,md} (a --quick run: quick.{json,md}, not committed). --check exits 1
 // when a Wasm-vs-baseline ratio is below its floor (floors.ts). --profile runs one proxy workload under
-// `node --cpu-prof` instead (see profile.ts).
+// `node --cpu-prof` instead (see topologies/profile.ts).
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type Figure, type RunOptions, type SuiteResult, type Target, repoRoot } from "./harness.js";
-import { runFramesBench } from "./frames.bench.js";
-import { runHpackBench } from "./hpack.bench.js";
-import { runTunnelBench } from "./tunnel.bench.js";
-import { runProxyBench } from "./proxy.bench.js";
-import { runProfile } from "./profile.js";
+import { runFramesBench } from "./micro/frames.bench.js";
+import { runHpackBench } from "./micro/hpack.bench.js";
+import { runXdsBench } from "./micro/xds.bench.js";
+import { runAccessLogBench } from "./micro/access-log.bench.js";
+import { runLoggerBench } from "./micro/logger.bench.js";
+import { runTunnelBench } from "./topologies/tunnel.bench.js";
+import { runProxyBench } from "./topologies/proxy.bench.js";
+import { runProfile } from "./topologies/profile.js";
 import { checkFloors } from "./floors.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
@@ -91,7 +94,7 @@ function targetTable(targets: Target[]): string {
 
 type SuiteRunner = (o: RunOptions) => Promise<SuiteResult>;
 
-/** Suites other rooms add (bench/baggage.bench.ts, bench/lb.bench.ts): run when they are built. */
+/** Suites other rooms add (bench/micro/baggage.bench.ts, bench/micro/lb.bench.ts): run when they are built. */
 async function optionalSuite(file: string, exportName: string): Promise<SuiteRunner | undefined> {
   const path = join(repoRoot(), "dist", "bench", file);
   if (!existsSync(path)) return undefined;
@@ -132,8 +135,11 @@ async function main(): Promise<boolean> {
     ["frames", runFramesBench],
     ["hpack", runHpackBench],
     ["tunnel", runTunnelBench],
+    ["xds", runXdsBench],
+    ["access-log", runAccessLogBench],
+    ["logger", runLoggerBench],
   ];
-  for (const [name, file, fn] of [["baggage", "baggage.bench.js", "runBaggageBench"], ["lb", "lb.bench.js", "runLbBench"]]) {
+  for (const [name, file, fn] of [["baggage", "micro/baggage.bench.js", "runBaggageBench"], ["lb", "micro/lb.bench.js", "runLbBench"]]) {
     const r = await optionalSuite(file, fn);
     if (r) runners.push([name, r]);
   }

@@ -1,6 +1,7 @@
 // HBONE connection pool (ztunnel src/proxy/pool.rs): connections keyed by {source identity,
 // accepted destination identities, next hop}; at most `maxStreams` streams each (checked at
-// checkout); one dial per key at a time; a connection unused for `idleMs` is closed.
+// checkout, counting checkouts whose stream is not open yet); one dial per key at a time; a
+// connection unused for `idleMs` is closed.
 // Reuse is the point: sequential tunnels to one destination share one TLS handshake.
 
 import { H2Session, type SessionOptions } from "../h2/session.js";
@@ -24,6 +25,8 @@ export function keyString(k: WorkloadKey): string {
 interface Entry {
   session: H2Session;
   idleTimer: NodeJS.Timeout | null;
+  /** Checkouts handed out this turn of the event loop whose stream the session does not count yet. */
+  reserved: number;
 }
 
 export interface PoolOptions {
@@ -97,8 +100,8 @@ export class HbonePool {
     const list = this.conns.get(k);
     if (!list) return undefined;
     for (const e of list) {
-      // The stream about to open must stay within the limit.
-      if (e.session.open && e.session.activeStreams + 1 <= this.maxStreams) return e;
+      // The stream about to open must stay within the limit, with those checked out but not opened yet.
+      if (e.session.open && e.session.activeStreams + e.reserved + 1 <= this.maxStreams) return e;
     }
     return undefined;
   }
@@ -108,6 +111,10 @@ export class HbonePool {
       clearTimeout(e.idleTimer);
       e.idleTimer = null;
     }
+    // Callers open their stream as soon as checkout resolves (same turn of the event loop); until then the
+    // session does not count it, so waiters woken by one dial would all pick the fresh session and pass the cap.
+    e.reserved++;
+    setImmediate(() => e.reserved--);
     return e.session;
   }
 
@@ -120,7 +127,7 @@ export class HbonePool {
       throw err;
     }
     this.stats.dials++;
-    const e: Entry = { session, idleTimer: null };
+    const e: Entry = { session, idleTimer: null, reserved: 0 };
     let list = this.conns.get(k);
     if (!list) this.conns.set(k, (list = []));
     list.push(e);

@@ -110,9 +110,11 @@ export function createSocks5Server(connect: SocksConnect, handshakeTimeoutMs = S
     let greeted = false;
     const onData = (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      if (buf.length > 600) return fail(SOCKS_GENERAL_FAILURE, "oversized request");
       const p = parse(buf);
       if ("need" in p) {
+        // Greeting + request are at most 519 bytes: more without a whole request is not SOCKS5. (Checked only
+        // here: the tunnel's first bytes may arrive in the same chunk as the request.)
+        if (buf.length > 600) return fail(SOCKS_GENERAL_FAILURE, "oversized request");
         // Answer the greeting as soon as it is whole (clients wait for it before the request).
         if (!greeted && buf.length >= 2 && buf.length >= 2 + buf[1]) {
           greeted = true;
@@ -127,6 +129,8 @@ export function createSocks5Server(connect: SocksConnect, handshakeTimeoutMs = S
           socket.end(Buffer.from([5, 0xff]));
           return;
         }
+        // The client sent its greeting and request together: the greeting's answer comes first.
+        if (!greeted) socket.write(Buffer.from([5, 0]));
         return fail(p.error, "unsupported request");
       }
       if (!greeted) socket.write(Buffer.from([5, 0]));

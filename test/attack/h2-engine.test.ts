@@ -10,7 +10,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import type tls from "node:tls";
 import * as abi from "../../assembly/abi.js";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { CertificateAuthority, type WorkloadCertificate } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
@@ -18,7 +18,7 @@ import { connectHbone } from "../../host/tls/contexts.js";
 import { RawPeer } from "../helpers/raw-peer.js";
 import { frame, settingsPayload, u32 } from "../helpers/frames.js";
 import { drain, pattern } from "../helpers/net.js";
-import { rssBytes, cpuSeconds } from "../../bench/procs.js";
+import { rssBytes, cpuSeconds } from "../../bench/topologies/procs.js";
 
 const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 const MiB = 1 << 20;

@@ -4,11 +4,11 @@
 // within keep serving, a slot freed is usable again, and the process survives.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import { Identity } from "../../host/identity/identity.js";
 import type { H2Session } from "../../host/h2/session.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
-import { hboneSession, peerCertificate, spawnProxy, type ProxyProcess } from "./listener-helpers.js";
+import { hboneSession, issue, spawnProxy, type ProxyProcess } from "../helpers/attack.js";
 
 const PER_PEER = 4;
 const TOTAL = 6;
@@ -21,8 +21,8 @@ let certB: WorkloadCertificate;
 
 beforeAll(async () => {
   fx = await meshFixture();
-  certA = await peerCertificate(fx.caDir, "default", "sleep");
-  certB = await peerCertificate(fx.caDir, "far", "other");
+  certA = await issue(fx.caDir, "default", "sleep");
+  certB = await issue(fx.caDir, "far", "other");
   p = await spawnProxy({ config: fx.configPath, caDir: fx.caDir, workload: "default/echo/echo",
     env: { HBONE_MAX_ESTABLISHED_PER_PEER: String(PER_PEER), HBONE_MAX_ESTABLISHED: String(TOTAL) } });
 }, 60_000);

@@ -1,4 +1,4 @@
-// Attack on :15008 of a real `hbone proxy` process under a low descriptor limit (prlimit --nofile=300): hundreds of
+// Attack on :15008 of a real `hbone proxy` process under a low descriptor limit (ulimit -n 300): hundreds of
 // idle unauthenticated sockets that never send a byte, plus slow handshakes that send a real ClientHello one byte a
 // second, kept topped up for the whole test. Bounds asserted: a legitimate peer (mTLS, from its own address and from
 // an attacker's address) still gets a working tunnel, each within its 5 s handshake timeout; the process survives;
@@ -9,10 +9,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import net from "node:net";
 import { once } from "node:events";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import { Identity } from "../../host/identity/identity.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
-import { clientHello, hboneSession, peerCertificate, spawnProxy, type ProxyProcess } from "./listener-helpers.js";
+import { clientHello, hboneSession, issue, spawnProxy, type ProxyProcess } from "../helpers/attack.js";
 
 const NOFILE = 300;
 const IDLE = 320; // more idle sockets than the proxy has descriptors
@@ -30,7 +30,7 @@ let cert: WorkloadCertificate;
 
 beforeAll(async () => {
   fx = await meshFixture();
-  cert = await peerCertificate(fx.caDir, "default", "sleep");
+  cert = await issue(fx.caDir, "default", "sleep");
   p = await spawnProxy({ config: fx.configPath, caDir: fx.caDir, workload: "default/echo/echo", nofile: NOFILE,
     env: { HBONE_HANDSHAKE_TIMEOUT_MS: String(HANDSHAKE_TIMEOUT_MS), HBONE_LOG_RATE_INTERVAL_MS: String(LOG_INTERVAL_MS),
       HBONE_LOG_RATE_LINES: String(LOG_LINES) } });
@@ -108,7 +108,7 @@ describe(":15008 under a handshake flood with 300 descriptors", () => {
     const rss0 = p.rssMiB();
     const atk = attacker(await clientHello());
     let maxFds = 0;
-    const sample = setInterval(() => (maxFds = Math.max(maxFds, p.openFds())), 100);
+    const sample = setInterval(() => (maxFds = Math.max(maxFds, p.fds())), 100);
     try {
       await new Promise((r) => setTimeout(r, 1000)); // the flood is in place
       const times: number[] = [];

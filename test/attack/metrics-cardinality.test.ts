@@ -12,11 +12,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import { Identity } from "../../host/identity/identity.js";
 import type { H2Session } from "../../host/h2/session.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
-import { gauge, hboneSession, peerCertificate, seriesLines, spawnProxy, type ProxyProcess } from "./listener-helpers.js";
+import { gauge, hboneSession, issue, seriesLines, spawnProxy, type ProxyProcess } from "../helpers/attack.js";
 
 const MAX_SERIES = 200;
 const FLOOD = 20_000;
@@ -28,7 +28,7 @@ let ghost: WorkloadCertificate;
 
 beforeAll(async () => {
   fx = await meshFixture();
-  ghost = await peerCertificate(fx.caDir, "far", "ghost");
+  ghost = await issue(fx.caDir, "far", "ghost");
 }, 60_000);
 afterAll(async () => fx?.close());
 
@@ -187,8 +187,8 @@ services:
 `);
     const config = join(fx.dir, "with-gateway.yaml");
     writeFileSync(config, yaml);
-    sleep = await peerCertificate(fx.caDir, "default", "sleep");
-    remote = await peerCertificate(fx.caDir, "far", "remote-app");
+    sleep = await issue(fx.caDir, "default", "sleep");
+    remote = await issue(fx.caDir, "far", "remote-app");
     p = await spawnProxy({ config, caDir: fx.caDir, workload: "default/echo/echo", env: { HBONE_METRICS_SERIES_TTL_S: "2" } });
   }, 60_000);
   afterAll(async () => p?.kill());

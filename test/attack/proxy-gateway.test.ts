@@ -7,12 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, writeFileSync } from "node:fs";
 import * as abi from "../../assembly/abi.js";
-import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import {
   CLI, spawnHbone, expectSurvived, expectRssBelow, issue, id, tlsPeer, connectFrame, rstFrame, windowUpdateFrame,
   statusOf, roundTrip, eventually, viaGateway, type HboneProcess,
-} from "./helpers.js";
+} from "../helpers/attack.js";
 
 const ROUNDS = 20;
 const GW_IP = "127.0.0.100";

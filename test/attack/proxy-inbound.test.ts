@@ -10,13 +10,13 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPluginCa } from "../../host/identity/ca.js";
 import * as abi from "../../assembly/abi.js";
-import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import {
   CLI, spawnHbone, expectSurvived, expectRssBelow, issue, id, tlsPeer, connectFrame, rstFrame, windowUpdateFrame,
   statusOf, roundTrip, eventually, rawRequest, blackhole, type HboneProcess,
-} from "./helpers.js";
+} from "../helpers/attack.js";
 
 const ROUNDS = 20;
 

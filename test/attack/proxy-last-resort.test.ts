@@ -4,9 +4,9 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
-import { CLI, spawnHbone, expectRssBelow, roundTrip, eventually, type HboneProcess } from "./helpers.js";
+import { CLI, spawnHbone, expectRssBelow, roundTrip, eventually, type HboneProcess } from "../helpers/attack.js";
 
 const BUGS = 60;
 /** On SIGUSR2: 60 planted bugs 5 ms apart, uncaught exceptions and unhandled rejections in turn (a data: URL: no "%"). */

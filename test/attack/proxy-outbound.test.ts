@@ -11,11 +11,11 @@ import { existsSync, writeFileSync } from "node:fs";
 import * as abi from "../../assembly/abi.js";
 import { createSocks5Server, SOCKS_OK } from "../../host/proxy/socks5.js";
 import { listen } from "../helpers/net.js";
-import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import {
   CLI, spawnHbone, expectSurvived, expectRssBelow, issue, roundTrip, tcpRoundTrip, eventually, activeTunnels,
   socksRequest, socksConnect, fakeDestination, statusThenReset, refusal, type HboneProcess,
-} from "./helpers.js";
+} from "../helpers/attack.js";
 
 const ROUNDS = 20;
 const ECHO = "echo.default.svc.cluster.local";

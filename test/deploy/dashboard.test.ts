@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { drain } from "../helpers/net.js";
 

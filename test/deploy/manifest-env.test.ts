@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
-import { meshFixture, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import { drain } from "../helpers/net.js";
 import type { Mesh } from "../../host/app.js";
 

@@ -16,7 +16,7 @@ import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { contractErrors, type K8sObject } from "./contract.js";
 import { ENV } from "../../host/runtime-config.js";
-import { cliFlags, checkCommand } from "../docs/cli-flags.js";
+import { cliFlags, checkCommand } from "../helpers/cli-flags.js";
 
 const ROOT = join(new URL(".", import.meta.url).pathname, "../..");
 const DEPLOY = join(ROOT, "deploy");

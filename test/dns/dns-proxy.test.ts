@@ -18,7 +18,7 @@ import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { DnsProxy, type DnsProxyOptions } from "../../host/dns/server.js";
 import { MeshNames } from "../../host/dns/names.js";
 import { parseResolvConf } from "../../host/dns/upstream.js";
-import { FakeUpstream } from "./fake-upstream.js";
+import { FakeUpstream } from "../helpers/dns-upstream.js";
 
 const REVIEWS = "reviews.default.svc.cluster.local";
 const PAYMENTS = "payments.shop.svc.cluster.local";

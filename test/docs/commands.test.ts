@@ -8,7 +8,7 @@ import { readFileSync, readdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { execFileSync } from "node:child_process";
-import { cliFlags, hboneCommands, checkCommand, shellWords } from "./cli-flags.js";
+import { cliFlags, hboneCommands, checkCommand, shellWords } from "../helpers/cli-flags.js";
 
 const ROOT = join(new URL(".", import.meta.url).pathname, "../..");
 const pages = [...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`), "README.md"];

@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { meshFixture } from "../proxy/fixture.js";
+import { meshFixture } from "../helpers/mesh.js";
 
 const session = fileURLToPath(new URL("../../dist/host/h2/session.js", import.meta.url));
 
@@ -54,7 +54,7 @@ import { writeFileSync } from "node:fs";
     expect(r.status).toBe(0);
   });
 
-  // Soak (bench/soak.ts, --app-reset-permille 10, no kills): 3 of ~2,900 tunnels ended with a clean FIN and bytes
+  // Soak (bench/topologies/soak.ts, --app-reset-permille 10, no kills): 3 of ~2,900 tunnels ended with a clean FIN and bytes
   // missing, e.g. "sent 59430, clean FIN after 0". The destination app reset its connection (TCP RST) mid-echo;
   // host/proxy/pipe.ts turns an app reset into END_STREAM ("as ztunnel does") and the far side into a FIN, so the
   // client cannot tell a lost tail from a complete answer. The rule: a tunnel whose peer died ends with an
@@ -89,7 +89,7 @@ import { writeFileSync } from "node:fs";
     }
   });
 
-  // Soak (bench/soak.ts, an app killed behind destination proxy a): the source proxy exited 1 twice in 40 s with
+  // Soak (bench/topologies/soak.ts, an app killed behind destination proxy a): the source proxy exited 1 twice in 40 s with
   // "H2Error: ENHANCE_YOUR_CALM: RST_STREAM flood (rapid reset)" as an unhandled 'error' on an H2Stream. The
   // destination refused each new CONNECT as it should (503 with END_STREAM, then RST_STREAM NO_ERROR); host/h2/session.ts
   // counts every received RST_STREAM against maxResetsPerWindow (400 / 10 s) in the client role too, so a server

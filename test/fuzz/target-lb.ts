@@ -4,7 +4,7 @@
 //   (capacity any u32, flags any, locality ids any, endpoint ids in or just past the reserved slots), then picks,
 //   two-choice picks, failures, successes and rebuilds. Invariants: a pick is -1 or a record with capacity > 0
 //   and a target port for the asked port; the second candidate differs from the first.
-// - mesh (odd): the bytes describe a mesh (test/lb/helpers.ts meshYaml, parsed for real) that the LoadBalancer
+// - mesh (odd): the bytes describe a mesh (test/lb/fixture.ts meshYaml, parsed for real) that the LoadBalancer
 //   loads; every pick must equal the pure-JS pickEndpoint's for the same draw.
 
 import {
@@ -14,7 +14,7 @@ import {
 import type { Codec } from "../../host/wasm/codec.js";
 import { LoadBalancer } from "../../host/lb/index.js";
 import { pickEndpoint } from "../lb/oracle.js";
-import { client, meshYaml, service, stateOf, type Ep } from "../lb/helpers.js";
+import { client, meshYaml, service, stateOf, type Ep } from "../lb/fixture.js";
 import { Mismatch, type Target } from "./harness.js";
 import type { Rng } from "./rng.js";
 

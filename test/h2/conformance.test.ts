@@ -14,7 +14,7 @@ import type { HeaderList } from "../../host/h2/hpack.js";
 import { RawPeer } from "../helpers/raw-peer.js";
 import { frame, settingsPayload, u32 } from "../helpers/frames.js";
 import { listen } from "../helpers/net.js";
-import { ourServer, type OurServer } from "./fixture.js";
+import { ourServer, type OurServer } from "../helpers/h2-server.js";
 
 type Outcome = { kind: "rst" | "goaway"; code: number } | { kind: "none" };
 

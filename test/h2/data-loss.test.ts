@@ -10,7 +10,7 @@ import * as abi from "../../assembly/abi.js";
 import { H2Session, type H2Stream } from "../../host/h2/session.js";
 import { frame, u32 } from "../helpers/frames.js";
 import { drain, listen, pattern } from "../helpers/net.js";
-import { Cleanups, ourServer, until } from "./fixture.js";
+import { Cleanups, ourServer, until } from "../helpers/h2-server.js";
 
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());

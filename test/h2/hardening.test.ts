@@ -10,7 +10,7 @@ import * as abi from "../../assembly/abi.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import { RawPeer, PREFACE } from "../helpers/raw-peer.js";
 import { frame, settingsPayload, u32 } from "../helpers/frames.js";
-import { Cleanups, ourServer, until, type OurServer } from "./fixture.js";
+import { Cleanups, ourServer, until, type OurServer } from "../helpers/h2-server.js";
 
 const codec = getCodec();
 const cleanups = new Cleanups();

@@ -11,12 +11,12 @@ export async function listen(server: net.Server): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
-/** A connected pair of real TCP sockets on loopback. */
-export async function tcpPair(): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
-  const server = net.createServer();
+/** A connected pair of real TCP sockets on loopback (`allowHalfOpen`: a FIN does not end the other half). */
+export async function tcpPair(o: { allowHalfOpen?: boolean } = {}): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
+  const server = net.createServer({ allowHalfOpen: o.allowHalfOpen ?? false });
   const port = await listen(server);
   const accepted = once(server, "connection") as Promise<[net.Socket]>;
-  const client = net.connect(port, "127.0.0.1");
+  const client = net.connect({ port, host: "127.0.0.1", allowHalfOpen: o.allowHalfOpen ?? false });
   client.setNoDelay(true);
   await once(client, "connect");
   const [srv] = await accepted;

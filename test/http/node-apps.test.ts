@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import type { Duplex } from "node:stream";
-import { meshFixture, meshYaml, type MeshFixture } from "../proxy/fixture.js";
+import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import type { TunnelSocket } from "../../host/http/socket.js";
 import { asSocket } from "../../host/http/socket.js";

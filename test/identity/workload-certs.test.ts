@@ -13,8 +13,8 @@ import { IstioCaClient } from "../../host/identity/istio-ca.js";
 import type { CertificateSource } from "../../host/identity/manager.js";
 import { IdentityDroppedError, WorkloadCertificates, type LocalWorkload } from "../../host/identity/workload-certs.js";
 import { setSink, type LogRecord } from "../../host/log.js";
-import { CsrSigner, TestControlPlane } from "../xds/control-plane.js";
-import { TOKEN, connection, makeMesh, until, type MeshFixture } from "../xds/fixtures.js";
+import { CsrSigner, TestControlPlane } from "../helpers/control-plane.js";
+import { TOKEN, connection, makeMesh, until, type MeshFixture } from "../helpers/control-plane-mesh.js";
 
 let mesh: MeshFixture;
 let signer: CsrSigner;

@@ -6,7 +6,7 @@ import type { Workload } from "../../host/model/index.js";
 import { LoadBalancer, type LoadBalancerOptions } from "../../host/lb/index.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import * as L from "../../assembly/lb/layout.js";
-import { VARIANTS, apply, client, meshYaml, seeded, service, stateOf, sweep, type Ep } from "./helpers.js";
+import { VARIANTS, apply, client, meshYaml, seeded, service, stateOf, sweep, type Ep } from "./fixture.js";
 import type { ProxyState } from "../../host/state/index.js";
 
 let lbs: LoadBalancer[] = [];

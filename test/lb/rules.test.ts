@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import type { MeshConfig } from "../../host/model/index.js";
 import {
   IMPLS, client, meshYaml, pickerFor, service, stateOf, sweep, type Ep, type MeshOptions, type Picker,
-} from "./helpers.js";
+} from "./fixture.js";
 
 // Source: network n1, cluster c1, region r1, zone z1, subzone s1, node k1.
 const EPS: Ep[] = [

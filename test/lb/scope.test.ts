@@ -7,7 +7,7 @@ import { parseMeshConfig } from "../../host/xds/local-format.js";
 import { LoadBalancer, isGlobalService } from "../../host/lb/index.js";
 import { pickEndpoint } from "./oracle.js";
 import { getCodec } from "../../host/wasm/codec.js";
-import { VARIANTS, client, meshYaml, service, stateOf } from "./helpers.js";
+import { VARIANTS, client, meshYaml, service, stateOf } from "./fixture.js";
 
 /** A service labelled `labels` in namespace `ns`, and the scope configs, both parsed from YAML. */
 function parsed(labels: string, scopes?: string, ns = "apps"): { svc: Service; scopes: ServiceScopeConfig[] } {

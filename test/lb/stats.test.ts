@@ -7,7 +7,7 @@ import { LoadBalancer } from "../../host/lb/index.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import {
   IMPLS, VARIANTS, client, meshYaml, pickerFor, seeded, service, stateOf, type Ep, type Picker,
-} from "./helpers.js";
+} from "./fixture.js";
 
 let closers: { close(): void }[] = [];
 afterEach(() => {

@@ -12,8 +12,8 @@ import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsClient, type XdsClientOptions } from "../../host/xds/client.js";
 import { workloadToXds } from "./encode.js";
 import { Address } from "../../host/xds/gen/istio/workload/workload.js";
-import { TestControlPlane } from "./control-plane.js";
-import { TOKEN, connection, makeMesh, until, type MeshFixture } from "./fixtures.js";
+import { TestControlPlane } from "../helpers/control-plane.js";
+import { TOKEN, connection, makeMesh, until, type MeshFixture } from "../helpers/control-plane-mesh.js";
 
 const WAIT = 10_000;
 

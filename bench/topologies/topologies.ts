@@ -1,0 +1,158 @@
+// The four topologies of the proxy benchmarks, each a set of real processes on loopback:
+//
+//   direct      client app -> server app (TCP): the floor
+//   tls-pipe    client app -> TLS relay -> TLS terminator -> server app (no HTTP/2): the ceiling
+//   node-http2  client app -> node:http2 outbound -> CONNECT over mTLS -> node:http2 inbound -> server app
+//   hbone-wasm  client app -> `hbone proxy` (forward listeners) -> HBONE -> `hbone proxy` (inbound) -> server app
+//
+// The server app listens on 127.0.0.3 (the server workload); TLS hops land on 127.0.0.3 too and
+// the client-side proxies listen on 127.0.0.1. Certificates come from one plug-in CA.
+
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
+import { repoRoot } from "../harness.js";
+
+export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm"] as const;
+export type TopologyName = (typeof TOPOLOGIES)[number];
+
+export const SERVER_IP = "127.0.0.3";
+export const CLIENT_IP = "127.0.0.2";
+
+export interface AppPorts {
+  sink: number;
+  rr: number;
+  ping: number;
+}
+export const APP_MODES = ["sink", "rr", "ping"] as const;
+export type AppMode = (typeof APP_MODES)[number];
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface Proxy {
+  /** "outbound" (client side) or "inbound" (server side). */
+  role: "outbound" | "inbound";
+  child: Child;
+}
+
+export interface Topology {
+  name: TopologyName;
+  /** Where the client app connects to reach each app listener. */
+  entry: Record<AppMode, Endpoint>;
+  /** The proxy processes (none for direct), outbound first. */
+  proxies: Proxy[];
+  stop(): Promise<void>;
+}
+
+export interface BuildContext {
+  /** Scratch directory (config file). */
+  dir: string;
+  caDir: string;
+  app: AppPorts;
+  spawn: SpawnOptions;
+  /** Extra node flags for the proxies of this topology (e.g. --cpu-prof). */
+  proxyNodeArgs?: (role: "outbound" | "inbound") => string[];
+}
+
+const peer = (file: string) => fileURLToPath(new URL(`./peers/${file}`, import.meta.url));
+
+function hostPort(s: string): Endpoint {
+  const i = s.lastIndexOf(":");
+  return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
+}
+
+function entries(ports: number[], host = "127.0.0.1"): Record<AppMode, Endpoint> {
+  if (ports.length !== APP_MODES.length || ports.some((p) => !(p > 0))) throw new Error(`bad ports ${ports.join(",")}`);
+  return { sink: { host, port: ports[0] }, rr: { host, port: ports[1] }, ping: { host, port: ports[2] } };
+}
+
+const appPortList = (a: AppPorts) => APP_MODES.map((m) => a[m]);
+
+async function stopAll(proxies: Proxy[]): Promise<void> {
+  await Promise.all(proxies.map((p) => p.child.stop()));
+}
+
+function spawnOpts(ctx: BuildContext, role: "outbound" | "inbound"): SpawnOptions {
+  return { ...ctx.spawn, nodeArgs: [...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])] };
+}
+
+export function meshConfig(): string {
+  // Both workloads speak HBONE and declare no services: the inbound accepts any port of 127.0.0.3.
+  return `workloads:
+  - uid: bench//v1/Pod/default/client
+    name: client
+    namespace: default
+    serviceAccount: client
+    workloadIps: [${CLIENT_IP}]
+    protocol: HBONE
+    clusterId: bench
+  - uid: bench//v1/Pod/default/server
+    name: server
+    namespace: default
+    serviceAccount: server
+    workloadIps: [${SERVER_IP}]
+    protocol: HBONE
+    clusterId: bench
+`;
+}
+
+export async function buildTopology(name: TopologyName, ctx: BuildContext): Promise<Topology> {
+  const proxies: Proxy[] = [];
+  try {
+    switch (name) {
+      case "direct":
+        return { name, entry: entries(appPortList(ctx.app), SERVER_IP), proxies, stop: async () => {} };
+
+      case "tls-pipe": {
+        const term = await spawnNode("tls-pipe terminator", peer("tls-pipe.js"),
+          ["terminator", ctx.caDir, SERVER_IP, ...appPortList(ctx.app).map(String)], spawnOpts(ctx, "inbound"));
+        proxies.push({ role: "inbound", child: term });
+        const termPorts = term.ready.ports as number[];
+        const relay = await spawnNode("tls-pipe relay", peer("tls-pipe.js"),
+          ["relay", ctx.caDir, ...termPorts.map((p) => `${SERVER_IP}:${p}`)], spawnOpts(ctx, "outbound"));
+        proxies.unshift({ role: "outbound", child: relay });
+        return { name, entry: entries(relay.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
+      }
+
+      case "node-http2": {
+        const inb = await spawnNode("node-http2 inbound", peer("node-http2-proxy.js"),
+          ["inbound", ctx.caDir, SERVER_IP], spawnOpts(ctx, "inbound"));
+        proxies.push({ role: "inbound", child: inb });
+        const out = await spawnNode("node-http2 outbound", peer("node-http2-proxy.js"),
+          ["outbound", ctx.caDir, `${SERVER_IP}:${inb.ready.port as number}`,
+            ...appPortList(ctx.app).map((p) => `${SERVER_IP}:${p}`)], spawnOpts(ctx, "outbound"));
+        proxies.unshift({ role: "outbound", child: out });
+        return { name, entry: entries(out.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
+      }
+
+      case "hbone-wasm": {
+        const config = join(ctx.dir, "mesh.yaml");
+        writeFileSync(config, meshConfig());
+        const cli = join(repoRoot(), "dist", "host", "cli.js");
+        const common = ["proxy", "--config", config, "--ca-dir", ctx.caDir, "--socks5-port", "off",
+          "--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "1"];
+        const inb = await spawnNode("hbone inbound", cli,
+          [...common, "--workload", "default/server/server", "--inbound-port", "0"], spawnOpts(ctx, "inbound"));
+        proxies.push({ role: "inbound", child: inb });
+        const hbonePort = hostPort(inb.ready.inbound as string).port;
+        // `--forward` refuses listen port 0 (host/proxy/authority.ts validPort), so pick free ports here.
+        const listen: number[] = [];
+        for (let k = 0; k < APP_MODES.length; k++) listen.push(await freePort("127.0.0.1"));
+        const out = await spawnNode("hbone outbound", cli, [...common, "--workload", "default/client/client",
+          "--inbound-port", "off", "--hbone-port", String(hbonePort),
+          ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`])],
+          spawnOpts(ctx, "outbound"));
+        proxies.unshift({ role: "outbound", child: out });
+        const fwd = (out.ready.forward as string[]).map((f) => hostPort(f).port);
+        return { name, entry: entries(fwd), proxies, stop: () => stopAll(proxies) };
+      }
+    }
+  } catch (err) {
+    await stopAll(proxies);
+    throw err;
+  }
+}
