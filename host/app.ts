@@ -30,6 +30,7 @@ import { Metrics } from "./metrics.js";
 import { startStatusServers } from "./admin.js";
 import { WorkloadProxy, type PodNetns } from "./node/workload-proxy.js";
 import { InpodClient } from "./inpod/client.js";
+import { RedirectListeners } from "./node/redirect.js";
 import type { WorkloadInfo } from "./inpod/zds.js";
 import { DEFAULTS, PORTS } from "./runtime-config.js";
 import { logger } from "./log.js";
@@ -63,6 +64,9 @@ export interface ProxyOptions {
   /** In-pod mode (shared): pods come from the istio-cni agent over ZDS on this socket (INPOD_UDS), each served
    *  inside its own network namespace. */
   inpod?: { uds: string; ports?: PodNetns["ports"] };
+  /** Redirect mode (no istio-cni): one listener set 15001/15006/15008/15053 in the host's namespace (`{}`) or in
+   *  the named one, where `hbone capture rules` sends the traffic; the proxy's sockets there carry the mark. */
+  redirect?: { netns?: string };
   /** Mark on sockets opened from a pod (capture rules let them pass; PACKET_MARK, 0x539). */
   packetMark?: number;
   /** Dialling a peer proxy or the application (10 s). */
@@ -169,6 +173,7 @@ export class NodeProxy {
   private istioCa?: IstioCaClient;
   private certs!: WorkloadCertificates;
   private inpod?: InpodClient;
+  private redirect?: RedirectListeners;
   private inputs!: ProxyInputs;
   /** SOCKS5 and forward listeners: closed first on drain. */
   private listeners: net.Server[] = [];
@@ -263,6 +268,13 @@ export class NodeProxy {
       lb: this.lb, ownPorts: () => this.ownPorts(), network: o.network,
     };
 
+    if (o.redirect) {
+      if (o.inpod || o.gateway) throw new Error("redirect mode is for a host without istio-cni: not with in-pod mode or a gateway");
+      const ns = o.workload ? parseWorkloadInfo(o.workload).namespace
+        : this.state.config.workloads.find((w) => w.node === o.nodeName)?.namespace;
+      this.redirect = await RedirectListeners.open(this.inputs, { netns: o.redirect.netns, mark: this.mark, namespace: ns },
+        () => [...this.locals.values()]);
+    }
     if (this.mode === "dedicated") await this.startDedicated(inboundPort);
     else if (o.inpod) this.startInpod(o.inpod);
     else {
@@ -299,6 +311,15 @@ export class NodeProxy {
       socks5: this.addresses.socks5 && `127.0.0.1:${this.addresses.socks5.port}`,
       admin: this.addresses.admin?.port, metrics: this.addresses.metrics?.port, readiness: this.addresses.readiness?.port,
     });
+  }
+
+  private get mark(): number {
+    return this.o.packetMark ?? DEFAULTS.packetMark;
+  }
+
+  /** Redirect mode: workloads dial from the captured namespace, marked, and listen through its one listener set. */
+  private get redirectNetns(): PodNetns | undefined {
+    return this.redirect ? { netnsFd: this.redirect.fd, mark: this.mark, listeners: false } : undefined;
   }
 
   /** Where this proxy is, for locality ranking: the dedicated workload's, else the proxy's own network. */
@@ -344,7 +365,7 @@ export class NodeProxy {
       return;
     }
     // Inbound on the workload's own IP, so proxies of several workloads share a machine.
-    const wp = new WorkloadProxy(this.inputs, w, this.identity, cert, () => this.certs.fetch(this.identity));
+    const wp = new WorkloadProxy(this.inputs, w, this.identity, cert, () => this.certs.fetch(this.identity), this.redirectNetns);
     this.primary = wp;
     this.locals.set(uid, wp);
     await wp.start(inboundPort);
@@ -388,7 +409,7 @@ export class NodeProxy {
     this.certs.add({ uid, trustDomain: id.trustDomain, namespace: w.namespace, serviceAccount: id.serviceAccount });
     try {
       const cert = await this.certs.fetch(id);
-      const wp = new WorkloadProxy(this.inputs, w, id, cert, () => this.certs.fetch(id), netns);
+      const wp = new WorkloadProxy(this.inputs, w, id, cert, () => this.certs.fetch(id), netns ?? this.redirectNetns);
       await wp.start(inboundPort);
       this.locals.set(uid, wp);
       log.info("serving workload", { uid, workload: `${w.namespace}/${w.name}`, identity: String(id), inpod: !!netns });
@@ -414,7 +435,7 @@ export class NodeProxy {
       path: o.uds,
       onAdd: async (uid, info, netnsFd) => {
         const w = await this.podWorkload(uid, info);
-        await this.addLocal(uid, w, false, { uid, netnsFd, mark: this.o.packetMark ?? DEFAULTS.packetMark, ports: o.ports });
+        await this.addLocal(uid, w, false, { netnsFd, mark: this.mark, listeners: true, ports: o.ports });
       },
       onDel: (uid) => this.removeLocal(uid),
     });
@@ -533,6 +554,7 @@ export class NodeProxy {
     return {
       mode: this.mode,
       inpod: this.inpod ? { connected: this.inpod.connected, snapshot: this.snapshotSeen } : undefined,
+      redirect: this.redirect ? { netns: this.o.redirect?.netns ?? "host", listeners: this.redirect.status() } : undefined,
       workload: this.workload,
       identity: this.identity && String(this.identity),
       certificates: cert ? [{ identity: String(cert.identity), notBefore: cert.notBefore, notAfter: cert.notAfter }] : [],
@@ -576,6 +598,7 @@ export class NodeProxy {
     this.source?.close();
     this.xds?.close();
     await this.inpod?.close();
+    await this.redirect?.close();
     for (const uid of [...this.locals.keys()]) await this.removeLocal(uid);
     this.certs?.close();
     this.istioCa?.close();

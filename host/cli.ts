@@ -38,6 +38,8 @@ commands:
            --hbone-port N            port of other proxies' HBONE listeners (default: --inbound-port)
            --forward ADDR=DEST       extra listener, e.g. 127.0.0.1:9080=reviews.default.svc.cluster.local:9080
            --cert-ttl SECONDS        workload certificate lifetime (24 h), renewed at half-life
+           --capture host|NETNS      redirect mode (no istio-cni): serve the traffic "hbone capture rules" redirects in
+                                     the host's namespace or NETNS (15001 outbound, 15006, 15008, DNS 15053)
   gateway  run an east-west gateway (multicluster): the same flags as proxy; :15008 on the gateway workload's IP
            routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
@@ -98,6 +100,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
       "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
       "root-cert": { type: "string" }, "status-address": { type: "string" }, "cert-ttl": { type: "string" },
+      capture: { type: "string" },
     },
   });
   // Flags, environment and defaults are resolved in one place (runtime-config.ts, which deploy/ is checked against).
@@ -125,6 +128,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     nodeName: rt.nodeName,
     inpod: shared && rt.inpod ? { uds: rt.inpodUds } : undefined,
     packetMark: rt.packetMark,
+    redirect: rt.redirect,
     connectTimeoutMs: rt.connectTimeoutMs,
     tokenFile: rt.tokenFile, rootCertPath: rt.rootCertPath,
     trustDomain: rt.trustDomain,

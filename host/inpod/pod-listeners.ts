@@ -151,7 +151,7 @@ export class PodListeners {
       slot.timer = setTimeout(() => void this.bind(slot, false).catch((e: unknown) => this.retryFailed(slot, e)), this.retryMs);
       return;
     }
-    const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true }, (sock) => this.accept(slot, sock));
+    const server = net.createServer({ pauseOnConnect: false }, (sock) => this.accept(slot, sock));
     server.on("error", (err) => this.log.warn("pod listener error", { pod: this.o.pod, kind: slot.kind, error: err }));
     await adoptServer(server, fd);
     if (this.closed) {

@@ -20,9 +20,11 @@ import { logger } from "../log.js";
 const log = logger("node");
 
 export interface PodNetns {
-  uid: string;
   netnsFd: number;
   mark: number;
+  /** In-pod mode: this workload's own listener set inside the namespace. Redirect mode: false (the namespace's one
+   *  listener set, node/redirect.ts, hands each connection to its workload). */
+  listeners: boolean;
   /** Listener ports inside the pod (tests may move them). */
   ports?: { outbound?: number; inboundPlaintext?: number; hbone?: number; dns?: number };
 }
@@ -37,8 +39,9 @@ export class WorkloadProxy {
 
   constructor(private readonly inputs: ProxyInputs, public workload: Workload, readonly identity: Identity,
     certificate: WorkloadCertificate, fetchCertificate: () => Promise<WorkloadCertificate>, readonly netns?: PodNetns) {
+    // Half-open both ways, as pipe.ts expects (FIN <-> END_STREAM): a socket made from an fd is not by default.
     const dial: Dialer | undefined = netns
-      ? (host, port) => dialFrom(netns.netnsFd, host, port, { mark: netns.mark })
+      ? (host, port) => halfOpen(dialFrom(netns.netnsFd, host, port, { mark: netns.mark }))
       : undefined;
     this.inbound = new Inbound({ inputs, workload, certificate, identity, dial });
     this.outbound = new Outbound({ inputs, source: workload, sourceIdentity: identity, certificate: fetchCertificate, dial });
@@ -50,7 +53,8 @@ export class WorkloadProxy {
 
   /** Listens: on the workload's IP (shared and dedicated mode), or inside its pod (in-pod mode). */
   async start(inboundPort: number | false): Promise<void> {
-    if (this.netns) return this.startInPod(this.netns);
+    if (this.netns?.listeners) return this.startInPod(this.netns);
+    if (this.netns) return; // redirect mode: the namespace's listeners feed us
     if (inboundPort === false) return;
     const ip = this.workload.workloadIps[0];
     if (!ip) throw new Error(`workload ${this.workload.namespace}/${this.workload.name} has no workloadIps to listen on`);
@@ -70,10 +74,7 @@ export class WorkloadProxy {
       ports: { outbound: ns.ports?.outbound, "inbound-plaintext": ns.ports?.inboundPlaintext, hbone: ns.ports?.hbone },
       handlers: {
         outbound: (sock) => this.captured(sock),
-        "inbound-plaintext": (sock) => {
-          const d = originalDestination(sock);
-          this.inbound.servePlaintext(sock, { address: d.address, port: d.port });
-        },
+        "inbound-plaintext": (sock) => this.plaintext(sock),
         hbone: (sock) => this.inbound.handle(sock),
       },
       extras: async (fd) => {
@@ -84,8 +85,16 @@ export class WorkloadProxy {
     });
   }
 
+  /** A connection from outside the mesh captured on 15006: to the app on its original destination. */
+  plaintext(sock: net.Socket): void {
+    halfOpen(sock);
+    const d = originalDestination(sock);
+    this.inbound.servePlaintext(sock, { address: d.address, port: d.port });
+  }
+
   /** A connection the pod's app opened, captured on 15001: its original destination, with this pod as the source. */
-  private captured(sock: net.Socket): void {
+  captured(sock: net.Socket): void {
+    halfOpen(sock);
     let dest;
     try {
       dest = originalDestination(sock);
@@ -143,8 +152,15 @@ export class WorkloadProxy {
   }
 }
 
+/** A socket whose peer's FIN leaves our side writable (net.Server's allowHalfOpen, set after the fact). */
+function halfOpen(sock: net.Socket): net.Socket {
+  sock.allowHalfOpen = true;
+  return sock;
+}
+
 /** The DNS proxy of one pod: UDP and TCP sockets made inside its namespace, answering for its namespace. */
-async function startPodDns(inputs: ProxyInputs, netnsFd: number, ns: PodNetns, w: Workload): Promise<DnsProxy> {
+export async function startPodDns(inputs: ProxyInputs, netnsFd: number, ns: Pick<PodNetns, "mark" | "ports">,
+  w: Pick<Workload, "namespace" | "network">): Promise<DnsProxy> {
   const port = ns.ports?.dns ?? 15053;
   const tcp = createListenSocketIn(netnsFd, { host: "127.0.0.1", port, mark: ns.mark, reusePort: true });
   let udpFd: number;

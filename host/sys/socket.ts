@@ -151,7 +151,7 @@ export function dialFrom(netnsFd: number | null, host: string, port: number, o: 
   const fd = netnsFd === null ? make() : inNetns(netnsFd, make);
   let socket: net.Socket;
   try {
-    socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    socket = new net.Socket({ fd, readable: true, writable: true });
   } catch (err) {
     closeQuietly(fd);
     throw err;

@@ -7,8 +7,6 @@
 // that pod's listeners; a proxy restart gets the snapshot again and serves the same pods.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +14,7 @@ import { createPluginCa } from "../../host/identity/ca.js";
 import { captureRuleset } from "../../host/capture/rules.js";
 import { createNetns, requireNetns, runInNetns, spawnInNetns, type Netns, type NetnsProcess } from "../helpers/netns-lite.js";
 import { ZdsAgent } from "../helpers/zds-agent.js";
+import { ECHO_APP, ECHO_CLIENT, ECHO_EXPECTED, spawnNodeProxy, waitFor, type SpawnedProxy } from "../helpers/node-proxy.js";
 
 const OK = requireNetns();
 
@@ -38,98 +37,20 @@ const POLICIES = `policies:
   - {name: only-c, namespace: svc, scope: Namespace, action: Allow, rules: [[[{principals: [cluster.local/ns/default/sa/sleep-c]}]]]}
 `;
 
-/** Sends 64 KiB of a pattern (with FIN) to host:port and prints the sha256 of what came back, or ERR. */
-const CLIENT = `
-import net from "node:net"; import { createHash } from "node:crypto";
-const [host, port] = process.argv.slice(-2);
-const data = Buffer.alloc(65536); for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 255;
-const s = net.connect({ host, port: Number(port), allowHalfOpen: true });
-const got = []; s.on("data", (d) => got.push(d));
-s.on("connect", () => s.end(data));
-const t = setTimeout(() => { console.log("RESULT ERR timeout"); process.exit(0); }, 8000);
-s.on("error", (e) => { clearTimeout(t); console.log("RESULT ERR " + e.code); process.exit(0); });
-s.on("end", () => { clearTimeout(t); const b = Buffer.concat(got);
-  console.log("RESULT " + (b.length ? createHash("sha256").update(b).digest("hex") + "/" + b.length : "ERR empty")); process.exit(0); });
-`;
-const EXPECTED = (() => {
-  const data = Buffer.alloc(65536);
-  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 255;
-  return `${createHash("sha256").update(data).digest("hex")}/65536`;
-})();
-
-const ECHO_APP = `
-import net from "node:net";
-net.createServer({ allowHalfOpen: true }, (s) => { s.on("error", () => {}); s.pipe(s); })
-  .listen(8080, "0.0.0.0", () => console.log("LISTENING"));
-`;
-
-interface Proxy {
-  child: ChildProcess;
-  out: string[];
-  admin: number;
-  metrics: number;
-  readiness: number;
-  stop(): Promise<void>;
-}
-
 describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)", () => {
   let dir: string, caDir: string, configPath: string;
   const ns: Record<string, Netns> = {};
   let node: Netns;
   let agent: ZdsAgent;
   let app: NetnsProcess;
-  let proxy: Proxy;
+  let proxy: SpawnedProxy;
 
-  const spawnProxy = async (): Promise<Proxy> => {
-    const child = spawn(process.execPath, ["dist/host/cli.js", "proxy", "--config", configPath, "--ca-dir", caDir,
-      "--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0", "--socks5-port", "off"], {
-      env: { ...process.env, INPOD_ENABLED: "true", INPOD_UDS: agent.path, NODE_NAME: NODE, HBONE_LOG_LEVEL: "info" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const out: string[] = [];
-    let buf = "";
-    const ready = new Promise<Record<string, number>>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`proxy not ready: ${out.join("\n").slice(-2000)}`)), 20_000);
-      const onData = (d: Buffer) => {
-        buf += d.toString();
-        let i;
-        while ((i = buf.indexOf("\n")) >= 0) {
-          const l = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (out.length < 20_000) out.push(l);
-          if (l.startsWith("hbone proxy ready ")) {
-            clearTimeout(t);
-            resolve(JSON.parse(l.slice("hbone proxy ready ".length)) as Record<string, number>);
-          }
-        }
-      };
-      child.stdout!.on("data", onData);
-      child.stderr!.on("data", onData);
-      child.once("exit", (code) => reject(new Error(`proxy exited ${code}: ${out.join("\n").slice(-2000)}`)));
-    });
-    const r = await ready;
-    return {
-      child, out, admin: r.admin, metrics: r.metrics, readiness: r.readiness,
-      stop: async () => {
-        if (child.exitCode !== null) return;
-        const exited = new Promise((res) => child.once("exit", res));
-        child.kill("SIGKILL");
-        await exited;
-      },
-    };
-  };
+  const spawnProxy = () => spawnNodeProxy(["--config", configPath, "--ca-dir", caDir],
+    { INPOD_ENABLED: "true", INPOD_UDS: agent.path, NODE_NAME: NODE, HBONE_LOG_LEVEL: "info" });
 
-  const fromPod = (pod: Netns, host: string, port: number) => runInNetns(pod, CLIENT, [host, String(port)]);
+  const fromPod = (pod: Netns, host: string, port: number) => runInNetns(pod, ECHO_CLIENT, [host, String(port)]);
   const dump = async () => (await (await fetch(`http://127.0.0.1:${proxy.admin}/config_dump`)).json()) as
     { workloads: { uid: string; listeners: { kind: string; address?: unknown }[]; certificate: { identity: string; notAfter?: string } }[] };
-  const waitFor = async (what: string, f: () => Promise<boolean>, ms = 10_000) => {
-    const deadline = Date.now() + ms;
-    while (!(await f())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
-
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "hbone-node-"));
     caDir = join(dir, "ca");
@@ -157,7 +78,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
       writeFileSync(join(dir, `rules-${name}.nft`), captureRuleset());
       ns[name]!.exec("nft", "-f", join(dir, `rules-${name}.nft`));
     }
-    app = spawnInNetns(ns.b!, ECHO_APP);
+    app = spawnInNetns(ns.b!, ECHO_APP, ["8080"]);
     await app.line((l) => l === "LISTENING");
     agent = ZdsAgent.listen(join(dir, "ztunnel.sock"));
     for (const [uid, name, namespace, sa] of [["a", "sleep-a", "default", "sleep-a"], ["b", "echo-b", "svc", "echo"],
@@ -181,7 +102,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
   });
 
   it("an unmodified client in pod A reaches pod B's app through the VIP, byte-exact, over HBONE", async () => {
-    expect(await fromPod(ns.a!, VIP, 80)).toBe(EXPECTED);
+    expect(await fromPod(ns.a!, VIP, 80)).toBe(ECHO_EXPECTED);
     const d = await dump();
     expect(d.workloads.map((w) => w.uid).sort()).toEqual(["a", "b", "c"]);
     const b = d.workloads.find((w) => w.uid === "b")!;
@@ -195,7 +116,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
         && /istio_tcp_connections_opened_total\{[^}]*reporter="destination"[^}]*source_workload="sleep-a"[^}]*destination_workload="echo-b"/.test(m);
     });
     await waitFor("access lines", async () => {
-      const lines = proxy.out.filter((l) => l.includes('"connection complete"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = proxy.accessLines();
       const named = (direction: string) => lines.some((l) => l.direction === direction && l["src.workload"] === "sleep-a" &&
         l["src.identity"] === "spiffe://cluster.local/ns/default/sa/sleep-a" && l["dst.workload"] === "echo-b" &&
         l["dst.identity"] === "spiffe://cluster.local/ns/svc/sa/echo" && l.bytes_recv === 65536 && l.bytes_sent === 65536);
@@ -204,25 +125,25 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
   });
 
   it("a client outside the mesh reaches pod B via 15006 while policy allows it", async () => {
-    expect(await fromPod(ns.outside!, IP.b, 8080)).toBe(EXPECTED);
+    expect(await fromPod(ns.outside!, IP.b, 8080)).toBe(ECHO_EXPECTED);
     const m = await (await fetch(`http://127.0.0.1:${proxy.metrics}/metrics`)).text();
     expect(m).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_workload="echo-b"[^}]*connection_security_policy="unknown"/);
   });
 
   it("a DENY on pod A's identity refuses A; pod C on the same node gets through; plaintext is refused by ALLOW", async () => {
     writeFileSync(configPath, config(POLICIES));
-    await waitFor("policy in force", async () => (await fromPod(ns.a!, VIP, 80)) !== EXPECTED, 15_000);
+    await waitFor("policy in force", async () => (await fromPod(ns.a!, VIP, 80)) !== ECHO_EXPECTED, 15_000);
     expect(await fromPod(ns.a!, VIP, 80)).toMatch(/^ERR/);
-    expect(await fromPod(ns.c!, VIP, 80)).toBe(EXPECTED);
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
     expect(await fromPod(ns.outside!, IP.b, 8080)).toMatch(/^ERR/);
     writeFileSync(configPath, config());
-    await waitFor("policy lifted", async () => (await fromPod(ns.a!, VIP, 80)) === EXPECTED, 15_000);
+    await waitFor("policy lifted", async () => (await fromPod(ns.a!, VIP, 80)) === ECHO_EXPECTED, 15_000);
   });
 
   it("an add whose namespace cannot be entered is acked with an error; the others still work", async () => {
     const ack = await agent.add("bad", { name: "sleep-a", namespace: "default", serviceAccount: "sleep-a" }, "/proc/self/ns/mnt");
     expect(ack).toMatch(/namespace/);
-    expect(await fromPod(ns.c!, VIP, 80)).toBe(EXPECTED);
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
   });
 
   it("del closes that pod's listeners; a restarted proxy gets the snapshot again and serves the same pods", async () => {
@@ -236,7 +157,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     await agent.nextConnection(before);
     expect(await agent.sendSnapshot()).toEqual({ a: "", b: "", c: "", snapshot_sent: "" });
     await waitFor("readiness after restart", async () => (await fetch(`http://127.0.0.1:${proxy.readiness}/healthz/ready`)).status === 200);
-    expect(await fromPod(ns.a!, VIP, 80)).toBe(EXPECTED);
-    expect(await fromPod(ns.c!, VIP, 80)).toBe(EXPECTED);
+    expect(await fromPod(ns.a!, VIP, 80)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
   }, 60_000);
 });
