@@ -27,7 +27,10 @@ const config = (policies = "") => `workloads:
   - {uid: b, name: echo-b, namespace: svc, serviceAccount: echo, workloadIps: [${IP.b}], protocol: HBONE, node: ${NODE},
      services: {svc/echo.svc.svc.cluster.local: {80: 8080}}}
   - {uid: c, name: sleep-c, namespace: default, serviceAccount: sleep-c, workloadIps: [${IP.c}], protocol: HBONE, node: ${NODE}}
+  - {uid: r, name: remote-echo, namespace: default, serviceAccount: echo, workloadIps: [10.200.0.5], protocol: HBONE,
+     clusterId: cluster2, network: net2, services: {default/remote.default.svc.cluster.local: {80: 8080}}}
 services:
+  - {name: remote, namespace: default, hostname: remote.default.svc.cluster.local, vips: [net2/10.96.0.30], ports: {80: 8080}}
   - {name: echo, namespace: svc, hostname: echo.svc.svc.cluster.local, vips: [/${VIP}], ports: {80: 8080},
      subjectAltNames: [spiffe://cluster.local/ns/svc/sa/echo]}
 ${policies}`;
@@ -122,6 +125,17 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
         l["dst.identity"] === "spiffe://cluster.local/ns/svc/sa/echo" && l.bytes_recv === 65536 && l.bytes_sent === 65536);
       return named("inbound") && named("outbound");
     });
+  });
+
+  it("DNS inside a pod: mesh names (short forms of the pod's namespace, a service only in another cluster) answer with their VIPs", async () => {
+    // Any resolver address: the pod's rules send UDP 53 to the pod's DNS proxy on 15053.
+    const script = `
+import { Resolver } from "node:dns/promises";
+const r = new Resolver({ timeout: 3000, tries: 1 }); r.setServers(["10.88.0.53"]);
+const out = [];
+for (const n of process.argv.slice(-2)) out.push(await r.resolve4(n).then((a) => a.join(","), (e) => "ERR " + e.code));
+console.log("RESULT " + out.join(" "));`;
+    expect(await runInNetns(ns.a!, script, ["echo.svc", "remote"])).toBe(`${VIP} 10.96.0.30`);
   });
 
   it("a client outside the mesh reaches pod B via 15006 while policy allows it", async () => {
