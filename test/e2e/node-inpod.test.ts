@@ -4,7 +4,10 @@
 // the service VIP) reaches pod B's app through HBONE byte-exact; metrics and access logs name both workloads; a
 // DENY policy on A's identity refuses A while pod C still gets through; a client outside the mesh reaches B via
 // 15006 only while policy allows it; an add whose namespace cannot be entered is acked with an error; `del` closes
-// that pod's listeners; a proxy restart gets the snapshot again and serves the same pods.
+// that pod's listeners; a proxy restart gets the snapshot again and serves the same pods. DNS inside pod A answers
+// mesh names with their VIPs, among them a global service that exists only in cluster 2 (another network, its east-
+// west gateway and the service's proxy in a namespace on the same wire): A's connection to it is carried by double
+// HBONE through the gateway, the inner mTLS end to end (the remote proxy sees A's identity).
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -27,13 +30,27 @@ const config = (policies = "") => `workloads:
   - {uid: b, name: echo-b, namespace: svc, serviceAccount: echo, workloadIps: [${IP.b}], protocol: HBONE, node: ${NODE},
      services: {svc/echo.svc.svc.cluster.local: {80: 8080}}}
   - {uid: c, name: sleep-c, namespace: default, serviceAccount: sleep-c, workloadIps: [${IP.c}], protocol: HBONE, node: ${NODE}}
-  - {uid: r, name: remote-echo, namespace: default, serviceAccount: echo, workloadIps: [10.200.0.5], protocol: HBONE,
-     clusterId: cluster2, network: net2, services: {default/remote.default.svc.cluster.local: {80: 8080}}}
+${REMOTE_WORKLOADS(false)}
 services:
-  - {name: remote, namespace: default, hostname: remote.default.svc.cluster.local, vips: [net2/10.96.0.30], ports: {80: 8080}}
+${REMOTE_SERVICE}
   - {name: echo, namespace: svc, hostname: echo.svc.svc.cluster.local, vips: [/${VIP}], ports: {80: 8080},
      subjectAltNames: [spiffe://cluster.local/ns/svc/sa/echo]}
 ${policies}`;
+
+// Cluster 2 (another network) behind its east-west gateway: a global service `remote` that exists only there.
+const GW = "10.88.0.100", REMOTE = "10.88.0.101";
+const REMOTE_WORKLOADS = (local: boolean) => `  - {uid: gw, name: eastwest, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: [${GW}],
+     protocol: HBONE, clusterId: cluster2, network: net2}
+  - {uid: r, name: remote-echo, namespace: default, serviceAccount: echo, protocol: HBONE, clusterId: cluster2, network: net2,
+     ${local ? `workloadIps: [${REMOTE}], ` : ""}networkGateway: {destination: "net2/${GW}", hboneMtlsPort: 15008},
+     services: {default/remote.default.svc.cluster.local: {80: 8080}}}`;
+const REMOTE_SERVICE = `  - {name: remote, namespace: default, hostname: remote.default.svc.cluster.local, vips: [/10.96.0.30], ports: {80: 8080},
+     subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo], labels: {istio.io/global: "true"}}`;
+const CLUSTER2 = `workloads:
+${REMOTE_WORKLOADS(true)}
+services:
+${REMOTE_SERVICE}
+`;
 
 const POLICIES = `policies:
   - {name: deny-a, namespace: svc, scope: Namespace, action: Deny, rules: [[[{principals: [cluster.local/ns/default/sa/sleep-a]}]]]}
@@ -47,6 +64,8 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
   let agent: ZdsAgent;
   let app: NetnsProcess;
   let proxy: SpawnedProxy;
+  let gwNs: Netns, remoteApp: NetnsProcess;
+  const cluster2: SpawnedProxy[] = [];
 
   const spawnProxy = () => spawnNodeProxy(["--config", configPath, "--ca-dir", caDir],
     { INPOD_ENABLED: "true", INPOD_UDS: agent.path, NODE_NAME: NODE, HBONE_LOG_LEVEL: "info" });
@@ -76,6 +95,20 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
       node.ip("link", "set", onNode, "master", "br0");
       node.ip("link", "set", onNode, "up");
     }
+    // Cluster 2 on the same wire: its east-west gateway and the remote echo's proxy and app in one namespace.
+    gwNs = createNetns();
+    gwNs.ip("link", "add", "g0", "type", "veth", "peer", "name", `gw-${process.pid % 1000}`, "netns", node.name);
+    for (const ip of [GW, REMOTE]) gwNs.ip("addr", "add", `${ip}/24`, "dev", "g0");
+    gwNs.ip("link", "set", "g0", "up");
+    node.ip("link", "set", `gw-${process.pid % 1000}`, "master", "br0");
+    node.ip("link", "set", `gw-${process.pid % 1000}`, "up");
+    writeFileSync(join(dir, "cluster2.yaml"), CLUSTER2);
+    remoteApp = spawnInNetns(gwNs, ECHO_APP, ["8080"]);
+    await remoteApp.line((l) => l === "LISTENING");
+    const c2 = ["--config", join(dir, "cluster2.yaml"), "--ca-dir", caDir, "--cluster", "cluster2"];
+    cluster2.push(await spawnNodeProxy([...c2, "--workload", "istio-system/eastwest/istio-eastwestgateway"], {},
+      { netns: gwNs.name, command: "gateway" }));
+    cluster2.push(await spawnNodeProxy([...c2, "--workload", "default/remote-echo/echo"], { HBONE_LOG_LEVEL: "info" }, { netns: gwNs.name }));
     // istio-cni's redirection inside each mesh pod (not the outside client).
     for (const name of ["a", "b", "c"]) {
       writeFileSync(join(dir, `rules-${name}.nft`), captureRuleset());
@@ -98,6 +131,9 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
 
   afterAll(async () => {
     await proxy?.stop();
+    for (const p of cluster2) await p.stop();
+    await remoteApp?.stop();
+    gwNs?.del();
     await app?.stop();
     agent?.close();
     for (const x of Object.values(ns)) x.del();
@@ -136,6 +172,12 @@ const out = [];
 for (const n of process.argv.slice(-2)) out.push(await r.resolve4(n).then((a) => a.join(","), (e) => "ERR " + e.code));
 console.log("RESULT " + out.join(" "));`;
     expect(await runInNetns(ns.a!, script, ["echo.svc", "remote"])).toBe(`${VIP} 10.96.0.30`);
+  });
+
+  it("a global service only in the other cluster is carried through its east-west gateway (double HBONE)", async () => {
+    expect(await fromPod(ns.a!, "10.96.0.30", 80)).toBe(ECHO_EXPECTED);
+    await waitFor("the remote proxy's inbound line", async () => cluster2[1]!.accessLines().some((l) => l.direction === "inbound" &&
+      l["src.identity"] === "spiffe://cluster.local/ns/default/sa/sleep-a" && l.bytes_recv === 65536));
   });
 
   it("a client outside the mesh reaches pod B via 15006 while policy allows it", async () => {

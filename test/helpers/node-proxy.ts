@@ -17,10 +17,15 @@ export interface SpawnedProxy {
   stop(): Promise<void>;
 }
 
-/** Spawns `node dist/host/cli.js proxy ARGS` with `env` added; resolves on its ready line (20 s bound). */
-export async function spawnNodeProxy(args: string[], env: Record<string, string>): Promise<SpawnedProxy> {
-  const child = spawn(process.execPath, ["dist/host/cli.js", "proxy", "--admin-port", "0", "--metrics-port", "0",
-    "--readiness-port", "0", "--socks5-port", "off", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/** Spawns `node dist/host/cli.js proxy|gateway ARGS` with `env` added (inside the network namespace `netns`, by
+ *  `ip netns exec`, when given); resolves on its ready line (20 s bound). */
+export async function spawnNodeProxy(args: string[], env: Record<string, string>,
+  o: { netns?: string; command?: "proxy" | "gateway" } = {}): Promise<SpawnedProxy> {
+  const command = o.command ?? "proxy";
+  const argv = ["dist/host/cli.js", command, "--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0",
+    ...(command === "proxy" ? ["--socks5-port", "off"] : []), ...args];
+  const [cmd, cmdArgs] = o.netns ? ["ip", ["netns", "exec", o.netns, process.execPath, ...argv]] : [process.execPath, argv];
+  const child = spawn(cmd, cmdArgs, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const out: string[] = [];
   let buf = "";
   const ready = new Promise<Record<string, number>>((resolve, reject) => {
@@ -32,9 +37,10 @@ export async function spawnNodeProxy(args: string[], env: Record<string, string>
         const l = buf.slice(0, i);
         buf = buf.slice(i + 1);
         if (out.length < 20_000) out.push(l);
-        if (l.startsWith("hbone proxy ready ")) {
+        const ready = `hbone ${command} ready `;
+        if (l.startsWith(ready)) {
           clearTimeout(t);
-          resolve(JSON.parse(l.slice("hbone proxy ready ".length)) as Record<string, number>);
+          resolve(JSON.parse(l.slice(ready.length)) as Record<string, number>);
         }
       }
     };
