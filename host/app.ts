@@ -69,6 +69,8 @@ export interface ProxyOptions {
   redirect?: { netns?: string };
   /** Mark on sockets opened from a pod (capture rules let them pass; PACKET_MARK, 0x539). */
   packetMark?: number;
+  /** This proxy's own pod, for the xDS node id (INSTANCE_IP, POD_NAME, POD_NAMESPACE; default: the environment). */
+  self?: { ip?: string; podName?: string; podNamespace?: string };
   /** Dialling a peer proxy or the application (10 s). */
   connectTimeoutMs?: number;
   /** An Istio plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem) that signs our certificate.
@@ -219,8 +221,9 @@ export class NodeProxy {
       const self = o.workload ? parseWorkloadInfo(o.workload) : undefined;
       this.xds = new XdsClient({
         address: o.xdsAddress, rootsPem, tokenFile, clusterId, serverIdentities, updater: this.updater,
-        node: { ip: process.env.INSTANCE_IP ?? "", podName: process.env.POD_NAME ?? self?.name ?? "ztunnel",
-          namespace: process.env.POD_NAMESPACE ?? self?.namespace ?? "istio-system", nodeName: o.nodeName ?? process.env.NODE_NAME, clusterId },
+        node: { ip: o.self?.ip ?? process.env.INSTANCE_IP ?? "", podName: o.self?.podName ?? process.env.POD_NAME ?? self?.name ?? "ztunnel",
+          namespace: o.self?.podNamespace ?? process.env.POD_NAMESPACE ?? self?.namespace ?? "istio-system",
+          nodeName: o.nodeName ?? process.env.NODE_NAME, clusterId },
       }).start();
       await this.xds.waitReady(o.xdsReadyTimeoutMs ?? DEFAULTS.xdsReadyTimeoutMs);
     } else if (typeof o.config === "string") {

@@ -126,6 +126,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   const opts: ProxyOptions = {
     config, workload: shared ? undefined : workload, caDir, forward, xdsAddress, caAddress,
     nodeName: rt.nodeName,
+    self: { ip: rt.instanceIp, podName: rt.podName, podNamespace: rt.podNamespace },
     inpod: shared && rt.inpod ? { uds: rt.inpodUds } : undefined,
     packetMark: rt.packetMark,
     redirect: rt.redirect,

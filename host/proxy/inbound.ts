@@ -249,7 +249,7 @@ export class Inbound extends HboneListener {
       logConnectionFailed({ direction: "inbound", srcAddr, dstAddr, error: why });
       socket.destroy();
     };
-    if (!this.workload.workloadIps.includes(dst.address) && !isLoopback(dst.address)) {
+    if (!this.workload.workloadIps.includes(dst.address)) {
       return refuse("CONNECT", `${dst.address} is not this workload's address`);
     }
     if (PROXY_PORTS.has(dst.port) || this.o.inputs.ownPorts().has(dst.port)) return refuse("CONNECT", `port ${dst.port} is a proxy port`);
@@ -315,8 +315,4 @@ export class Inbound extends HboneListener {
       failed(`application ${formatAuthority(host, port)} unreachable: ${err.message}`);
     });
   }
-}
-
-function isLoopback(ip: string): boolean {
-  return ip.startsWith("127.") || ip === "::1";
 }

@@ -196,6 +196,34 @@ console.log("RESULT " + out.join(" "));`;
     await waitFor("policy lifted", async () => (await fromPod(ns.a!, VIP, 80)) === ECHO_EXPECTED, 15_000);
   });
 
+  it("hostile pod: its own capture ports as destinations, garbage and resets on 15001/15006/15008 — refused, still serving", async () => {
+    // From inside pod A: 40 connections to each of the pod's proxy ports, directly (loopback and the pod's own address
+    // are not redirected): half write garbage and reset at once, half wait for an answer. None may be carried anywhere
+    // (a loop back into the proxy), none may take it down.
+    const script = `
+import net from "node:net";
+const targets = process.argv.slice(-1)[0].split(",");
+let answered = 0, done = 0, total = 0;
+const finish = () => { if (++done === total) { console.log("RESULT answered=" + answered); process.exit(0); } };
+setTimeout(() => { console.log("RESULT timeout answered=" + answered + " done=" + done); process.exit(0); }, 12000);
+for (const t of targets) for (let i = 0; i < 40; i++) {
+  total++;
+  const [host, port] = [t.slice(0, t.lastIndexOf(":")), Number(t.slice(t.lastIndexOf(":") + 1))];
+  const s = net.connect({ host, port });
+  s.on("error", () => {}); s.on("close", finish);
+  s.on("data", () => { answered++; s.destroy(); });
+  s.on("connect", () => { s.write(Buffer.alloc(4096, 0x16)); if (i % 2) s.resetAndDestroy(); else setTimeout(() => s.destroy(), 1500); });
+}`;
+    const targets = ["127.0.0.1:15001", "127.0.0.1:15006", `${IP.a}:15001`, `${IP.a}:15006`, "127.0.0.1:15008"];
+    const r = await runInNetns(ns.a!, script, [targets.join(",")], 20_000);
+    // 15008 answers garbage with a TLS alert at most; the capture ports never carry a byte anywhere.
+    expect(r).toMatch(/^answered=\d+$/);
+    expect(Number(r.split("=")[1])).toBeLessThanOrEqual(40);
+    expect(proxy.child.exitCode).toBeNull();
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.a!, VIP, 80)).toBe(ECHO_EXPECTED);
+  }, 40_000);
+
   it("an add whose namespace cannot be entered is acked with an error; the others still work", async () => {
     const ack = await agent.add("bad", { name: "sleep-a", namespace: "default", serviceAccount: "sleep-a" }, "/proc/self/ns/mnt");
     expect(ack).toMatch(/namespace/);
