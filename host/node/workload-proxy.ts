@@ -148,6 +148,7 @@ export class WorkloadProxy {
   /** Closes its listeners and tunnels (a pod's `del`, or the workload left the node). */
   async close(): Promise<void> {
     this.inbound.close();
+    this.outbound.closePooled();
     await this.pod?.close();
   }
 }

@@ -413,6 +413,12 @@ export class Outbound {
     return net.connect({ host: hop.host, port: hop.port, noDelay: true, ...(bind ? { localAddress: ip } : {}) });
   }
 
+  /** Closes this source's pooled connections (outer and inner): its workload left. */
+  closePooled(): void {
+    this.o.inputs.pool.closeSource(this.poolSource);
+    this.o.inputs.innerPool.closeSource(this.poolSource);
+  }
+
   /** The workload record changed (config reload). */
   setSource(w: Workload): void {
     this.o.source = w;
