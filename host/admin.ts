@@ -4,7 +4,10 @@
 // page the operator visits cannot reach it by DNS rebinding).
 
 import http from "node:http";
-import { getLevel, setLevel, type Level } from "./log.js";
+import type net from "node:net";
+import { getLevel, setLevel } from "./log.js";
+import { applyLoggingSpec, accessLogLevel } from "./proxy/access-log.js";
+import type { Metrics } from "./metrics.js";
 import { logger } from "./log.js";
 import { listen } from "./net.js";
 
@@ -88,19 +91,87 @@ export async function serveHttp(host: string, port: number, routes: Record<strin
   return server;
 }
 
-/** GET /logging shows the level; POST /logging?level=debug changes it at run time. */
+/**
+ * GET /logging shows the levels; POST /logging?level=SPEC changes them at run time. SPEC is ztunnel's: a bare
+ * level (`debug`), or a list with `access:LEVEL` for the access log (`access:off,info`); a bad spec changes nothing.
+ */
 export const loggingRoute: Route = {
   methods: ["GET", "POST"],
   handler: (req, res, url) => {
-    const level = url.searchParams.get("level");
-    if (req.method === "POST" && level) {
+    const spec = url.searchParams.get("level");
+    if (req.method === "POST" && spec) {
       try {
-        setLevel(level as Level);
+        const bare = applyLoggingSpec(spec);
+        if (bare) setLevel(bare);
       } catch (err) {
         jsonResponse(res, 400, { error: (err as Error).message });
         return;
       }
     }
-    jsonResponse(res, 200, { level: getLevel() });
+    // The access level is shown when asked about (GET, or a spec naming it).
+    const showAccess = req.method !== "POST" || (spec ?? "").includes("access");
+    jsonResponse(res, 200, showAccess ? { level: getLevel(), access: accessLogLevel() } : { level: getLevel() });
   },
 };
+
+export interface StatusServersOptions {
+  /** Where metrics and readiness listen (admin stays on 127.0.0.1). */
+  statusAddress: string;
+  ports: { admin: number | false; metrics: number | false; readiness: number | false };
+  metrics: Metrics;
+  ready: () => boolean;
+  configDump: () => unknown;
+  /** POST /quitquitquit: drain, then exit. */
+  quit: () => void;
+}
+
+export interface StatusServers {
+  servers: http.Server[];
+  admin?: net.AddressInfo;
+  metrics?: net.AddressInfo;
+  readiness?: net.AddressInfo;
+}
+
+/** The proxy's HTTP endpoints: :15020 metrics, :15021 readiness, :15000 admin (config_dump, logging, quit). */
+export async function startStatusServers(o: StatusServersOptions): Promise<StatusServers> {
+  const out: StatusServers = { servers: [] };
+  const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
+    res.writeHead(200, { "content-type": o.metrics.registry.contentType });
+    res.end(await o.metrics.text());
+  };
+  try {
+    if (o.ports.metrics !== false) {
+      const s = await serveHttp(o.statusAddress, o.ports.metrics, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
+      out.servers.push(s);
+      out.metrics = s.address() as net.AddressInfo;
+    }
+    if (o.ports.readiness !== false) {
+      const s = await serveHttp(o.statusAddress, o.ports.readiness, {
+        "/healthz/ready": (_req, res) => {
+          const ok = o.ready();
+          res.writeHead(ok ? 200 : 503).end(ok ? "ready\n" : "not ready\n");
+        },
+      });
+      out.servers.push(s);
+      out.readiness = s.address() as net.AddressInfo;
+    }
+    if (o.ports.admin !== false) {
+      // Localhost Host only, and the state-changing routes on POST only: a web page the operator
+      // visits can neither read the config (DNS rebinding) nor stop the proxy (a GET or a form).
+      const s = await serveHttp("127.0.0.1", o.ports.admin, {
+        "/config_dump": (_req, res) => jsonResponse(res, 200, o.configDump()),
+        "/logging": loggingRoute,
+        "/quitquitquit": { methods: ["POST"], handler: (_req, res) => {
+          res.end("OK\n");
+          o.quit();
+        } },
+      }, { localHostOnly: true });
+      out.servers.push(s);
+      out.admin = s.address() as net.AddressInfo;
+    }
+  } catch (err) {
+    for (const s of out.servers) s.close();
+    throw err;
+  }
+  return out;
+}

@@ -1,40 +1,50 @@
-// Wiring of a node proxy, in ztunnel's app.rs order: config -> state, certificates, metrics
-// and admin, then the proxy (inbound, outbound, SOCKS5, forward listeners). `startProxy`
-// returns a Mesh: the same object the CLI runs and a Node application embeds.
+// Wiring of a node proxy, in ztunnel's app.rs order: config -> state, certificates, metrics, the inputs every proxy
+// room shares (proxy/inputs.ts), then the workloads served and admin. Modes (ztunnel's PROXY_MODE): dedicated (one
+// workload, --workload) and shared (every workload of NODE_NAME, each with its own identity, certificate, inbound and
+// outbound: node/workload-proxy.ts), in-pod when the istio-cni agent hands pods over ZDS (listeners inside each pod's
+// netns). `startProxy` returns the NodeProxy: what the CLI runs and a Node application embeds.
 
-import net from "node:net";
+import { listen } from "./net.js";
+import type net from "node:net";
 import { readFileSync } from "node:fs";
 import type http from "node:http";
 import type { Duplex } from "node:stream";
-import { serviceAccountOf, trustDomainOf, type MeshConfig, type Workload } from "./model/index.js";
-import { parseMeshConfig } from "./xds/local-format.js";
+import { type MeshConfig, type Workload } from "./model/index.js";
 import { ProxyState, ProxyStateUpdater } from "./state/index.js";
 import { LocalConfigSource } from "./xds/local.js";
 import { XdsClient } from "./xds/client.js";
 import { IstioCaClient } from "./identity/istio-ca.js";
 import { Identity } from "./identity/identity.js";
 import { CertificateAuthority, type WorkloadCertificate } from "./identity/ca.js";
-import { SecretManager, type CertificateSource } from "./identity/manager.js";
+import type { CertificateSource } from "./identity/manager.js";
+import { WorkloadCertificates } from "./identity/workload-certs.js";
 import type { SessionOptions } from "./h2/session.js";
 import { HbonePool, type PoolOptions } from "./proxy/pool.js";
-import { Inbound, type Acceptor } from "./proxy/inbound.js";
+import type { Acceptor } from "./proxy/inbound.js";
 import { Gateway } from "./proxy/gateway.js";
 import { LoadBalancer } from "./lb/index.js";
-import { Outbound, OutboundError } from "./proxy/outbound.js";
-import { createSocks5Server, SOCKS_OK, socksReplyOf } from "./proxy/socks5.js";
-import { pipeTunnel } from "./proxy/pipe.js";
+import { OutboundError } from "./proxy/outbound.js";
+import { createSocksListener, createForwardListener } from "./proxy/forward.js";
+import type { ProxyInputs } from "./proxy/inputs.js";
 import { PROXY_PORTS, parseHostPort, type HostPort } from "./proxy/authority.js";
 import { Metrics } from "./metrics.js";
-import { serveHttp, jsonResponse, loggingRoute } from "./admin.js";
+import { startStatusServers } from "./admin.js";
+import { WorkloadProxy, type PodNetns } from "./node/workload-proxy.js";
+import { InpodClient } from "./inpod/client.js";
+import { RedirectListeners } from "./node/redirect.js";
+import type { WorkloadInfo } from "./inpod/zds.js";
+import { DEFAULTS, PORTS } from "./runtime-config.js";
 import { logger } from "./log.js";
 import { VERSION } from "./version.js";
 import type { Dispatcher } from "undici";
 import type https from "node:https";
 import { meshAgent, meshHttpsAgent, meshDispatcher, type MeshDispatcherOptions } from "./http/agent.js";
 import { serveTunnels, type ConnectionServer } from "./http/serve.js";
-import { listen } from "./net.js";
 
 const log = logger("proxy");
+
+/** How long an in-pod add waits for the pod's workload to appear in the config (ztunnel: 5 s). */
+const POD_WORKLOAD_WAIT_MS = 5_000;
 
 export interface ForwardListener {
   /** Where to listen, e.g. 127.0.0.1:9080. */
@@ -47,8 +57,23 @@ export interface ProxyOptions {
   /** The mesh config: a YAML file in ztunnel's local format (watched and reloaded), or the model itself.
    *  Not needed with xdsAddress. */
   config?: string | MeshConfig;
-  /** The workload this proxy serves: "namespace/name/serviceAccount" (ztunnel's PROXY_WORKLOAD_INFO). */
-  workload: string;
+  /** The workload this proxy serves: "namespace/name/serviceAccount" (ztunnel's PROXY_WORKLOAD_INFO, dedicated mode).
+   *  Without it the proxy runs in shared (node) mode: every workload of `nodeName`. */
+  workload?: string;
+  /** Shared mode: the node whose workloads are served (NODE_NAME). */
+  nodeName?: string;
+  /** In-pod mode (shared): pods come from the istio-cni agent over ZDS on this socket (INPOD_UDS), each served
+   *  inside its own network namespace. */
+  inpod?: { uds: string; ports?: PodNetns["ports"] };
+  /** Redirect mode (no istio-cni): one listener set 15001/15006/15008/15053 in the host's namespace (`{}`) or in
+   *  the named one, where `hbone capture rules` sends the traffic; the proxy's sockets there carry the mark. */
+  redirect?: { netns?: string };
+  /** Mark on sockets opened from a pod (capture rules let them pass; PACKET_MARK, 0x539). */
+  packetMark?: number;
+  /** This proxy's own pod, for the xDS node id (INSTANCE_IP, POD_NAME, POD_NAMESPACE; default: the environment). */
+  self?: { ip?: string; podName?: string; podNamespace?: string };
+  /** Dialling a peer proxy or the application (10 s). */
+  connectTimeoutMs?: number;
   /** An Istio plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem) that signs our certificate.
    *  Not needed with caAddress. */
   caDir?: string;
@@ -70,6 +95,8 @@ export interface ProxyOptions {
   istiodIdentity?: string;
   trustDomain?: string;
   cluster?: string;
+  /** The proxy's own network: locality, VIP choice and the double-HBONE decision for a workload whose record names
+   *  none (NETWORK). */
   network?: string;
   /** Ports: 0 picks a free one; false turns the listener off. Defaults are ztunnel's. */
   inboundPort?: number | false;
@@ -97,11 +124,6 @@ export interface ProxyOptions {
   outlier?: { failures?: number; baseEjectionMs?: number; maxEjectionMs?: number };
 }
 
-function envFlag(name: string, dflt: boolean): boolean {
-  const v = process.env[name];
-  return v === undefined ? dflt : !["false", "0", "no", "off"].includes(v.toLowerCase());
-}
-
 export interface Addresses {
   inbound?: net.AddressInfo;
   socks5?: net.AddressInfo;
@@ -111,7 +133,6 @@ export interface Addresses {
   forward: net.AddressInfo[];
 }
 
-
 function parseWorkloadInfo(s: string): { namespace: string; name: string; serviceAccount: string } {
   const parts = s.split("/");
   if (parts.length !== 3 || parts.some((p) => p === "")) {
@@ -120,25 +141,33 @@ function parseWorkloadInfo(s: string): { namespace: string; name: string; servic
   return { namespace: parts[0], name: parts[1], serviceAccount: parts[2] };
 }
 
-/** A running node proxy; also the embeddable API (`connect`, `accept`). */
-export class Mesh {
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A running node proxy: every workload it serves, and the embeddable API (`connect`, `accept`). */
+export class NodeProxy {
   readonly addresses: Addresses = { forward: [] };
   readonly state = new ProxyState();
   readonly pool: HbonePool;
   /** Inner (double HBONE) sessions, pooled per destination identities. */
   readonly innerPool: HbonePool;
   private gateway?: Gateway;
-  /** Locality-aware endpoint choice (Wasm tables), outlier detection, P2C at the gateway. */
   private lb?: LoadBalancer;
+  /** Dedicated mode (and a gateway): the one workload served. Shared mode: unset. */
   identity!: Identity;
   workload!: Workload;
+  /** The dedicated workload's proxy (library API); undefined in shared mode. */
+  private primary?: WorkloadProxy;
+  /** Every workload served, by uid (in-pod: the pod's uid). */
+  private readonly locals = new Map<string, WorkloadProxy>();
   private readonly updater = new ProxyStateUpdater(this.state);
   private source?: LocalConfigSource;
   private xds?: XdsClient;
   private istioCa?: IstioCaClient;
-  private secrets!: SecretManager;
-  private inbound?: Inbound;
-  private outbound!: Outbound;
+  private certs!: WorkloadCertificates;
+  private inpod?: InpodClient;
+  private redirect?: RedirectListeners;
+  private inputs!: ProxyInputs;
   /** SOCKS5 and forward listeners: closed first on drain. */
   private listeners: net.Server[] = [];
   /** Admin, metrics, readiness: kept until close (readiness reports the drain). */
@@ -147,6 +176,7 @@ export class Mesh {
   /** istio_tcp_* series and process metrics (:15020). */
   metrics!: Metrics;
   private ready = false;
+  private snapshotSeen = false;
   private closed = false;
 
   private constructor(private readonly o: ProxyOptions) {
@@ -154,8 +184,8 @@ export class Mesh {
     this.innerPool = new HbonePool(o.pool);
   }
 
-  static async start(o: ProxyOptions): Promise<Mesh> {
-    const m = new Mesh(o);
+  static async start(o: ProxyOptions): Promise<NodeProxy> {
+    const m = new NodeProxy(o);
     try {
       await m.init();
     } catch (err) {
@@ -165,22 +195,28 @@ export class Mesh {
     return m;
   }
 
+  /** "dedicated" (one workload) or "shared" (every workload of the node; in-pod when pods come over ZDS). */
+  get mode(): "dedicated" | "shared" {
+    return this.o.workload || this.o.gateway ? "dedicated" : "shared";
+  }
+
   private async init(): Promise<void> {
     const o = this.o;
+    if (this.mode === "shared" && !o.nodeName && !o.inpod) throw new Error("shared (node) mode needs NODE_NAME or in-pod mode");
     // Config -> state.
-    const rootsPem = o.xdsAddress || o.caAddress
-      ? readFileSync(o.rootCertPath ?? "/var/run/secrets/istio/root-cert.pem", "utf8") : undefined;
+    const rootsPem = o.xdsAddress || o.caAddress ? readFileSync(o.rootCertPath ?? "/var/run/secrets/istio/root-cert.pem", "utf8") : undefined;
     const tokenFile = o.tokenFile ?? "/var/run/secrets/tokens/istio-token";
     const clusterId = o.clusterId ?? o.cluster;
     const serverIdentities = o.istiodIdentity ? [o.istiodIdentity] : undefined;
     if (o.xdsAddress) {
-      const self = parseWorkloadInfo(o.workload);
+      const self = o.workload ? parseWorkloadInfo(o.workload) : undefined;
       this.xds = new XdsClient({
         address: o.xdsAddress, rootsPem, tokenFile, clusterId, serverIdentities, updater: this.updater,
-        node: { ip: process.env.INSTANCE_IP ?? "", podName: process.env.POD_NAME ?? self.name,
-          namespace: process.env.POD_NAMESPACE ?? self.namespace, nodeName: process.env.NODE_NAME, clusterId },
+        node: { ip: o.self?.ip ?? process.env.INSTANCE_IP ?? "", podName: o.self?.podName ?? process.env.POD_NAME ?? self?.name ?? "ztunnel",
+          namespace: o.self?.podNamespace ?? process.env.POD_NAMESPACE ?? self?.namespace ?? "istio-system",
+          nodeName: o.nodeName ?? process.env.NODE_NAME, clusterId },
       }).start();
-      await this.xds.waitReady(o.xdsReadyTimeoutMs ?? 30_000);
+      await this.xds.waitReady(o.xdsReadyTimeoutMs ?? DEFAULTS.xdsReadyTimeoutMs);
     } else if (typeof o.config === "string") {
       this.source = new LocalConfigSource(o.config, this.updater);
       this.source.load();
@@ -190,174 +226,238 @@ export class Mesh {
     } else {
       throw new Error("no config: give config (a file or a MeshConfig) or xdsAddress");
     }
-    const info = parseWorkloadInfo(o.workload);
+
+    // Certificates: one per local identity (shared by its workloads), from the CA directory or istiod.
+    const ttl = o.certificateTtlMs;
+    let source: CertificateSource;
+    if (o.caAddress) {
+      // Shared mode asks for each workload's identity with the proxy's own token (ztunnel's impersonation).
+      this.istioCa = new IstioCaClient({ address: o.caAddress, rootsPem: rootsPem!, tokenFile, clusterId, serverIdentities,
+        ttlMs: ttl, impersonate: this.mode === "shared" });
+      source = this.istioCa;
+    } else if (o.caDir) {
+      const ca = await CertificateAuthority.load(o.caDir);
+      source = { issue: (id) => ca.issue(id, ttl ? { validityMs: ttl } : undefined) };
+    } else {
+      throw new Error("no certificate source: give caDir or caAddress");
+    }
+    this.certs = new WorkloadCertificates(source);
+    this.certs.on("rotated", (id: Identity, c: WorkloadCertificate) => {
+      for (const wp of this.locals.values()) if (wp.identity.equals(id)) wp.setCertificate(c);
+      if (this.gateway && id.equals(this.identity)) this.gateway.setCertificate(c);
+      log.info("workload certificate rotated", { identity: String(id), notAfter: c.notAfter.toISOString() });
+    });
+
+    this.lb = new LoadBalancer(this.state, { outlier: o.outlier, local: this.localityOf() });
+    this.metrics = new Metrics({
+      activeTunnels: () => ({ inbound: this.inboundTunnels, outbound: this.activeOutbound }),
+      pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
+    }, { version: VERSION });
+    const inboundPort = o.inboundPort ?? PORTS.hbone;
+    this.inputs = {
+      state: this.state, metrics: this.metrics, pool: this.pool, innerPool: this.innerPool, session: o.session,
+      hbonePort: o.hbonePort ?? (typeof inboundPort === "number" && inboundPort !== 0 ? inboundPort : PORTS.hbone),
+      connectTimeoutMs: o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      responseBaggage: o.responseBaggage ?? envFlag("ENABLE_RESPONSE_BAGGAGE", true),
+      lb: this.lb, ownPorts: () => this.ownPorts(), network: o.network,
+    };
+
+    if (o.redirect) {
+      if (o.inpod || o.gateway) throw new Error("redirect mode is for a host without istio-cni: not with in-pod mode or a gateway");
+      const ns = o.workload ? parseWorkloadInfo(o.workload).namespace
+        : this.state.config.workloads.find((w) => w.node === o.nodeName)?.namespace;
+      this.redirect = await RedirectListeners.open(this.inputs, { netns: o.redirect.netns, mark: this.mark, namespace: ns },
+        () => [...this.locals.values()]);
+    }
+    if (this.mode === "dedicated") await this.startDedicated(inboundPort);
+    else if (o.inpod) this.startInpod(o.inpod);
+    else {
+      this.state.on("updated", () => void this.syncNode(inboundPort).catch((e: Error) => log.error("node sync failed", { error: e })));
+      await this.syncNode(inboundPort);
+    }
+
+    if (this.primary && o.socks5Port !== false) {
+      this.addresses.socks5 = await listen(this.keep(createSocksListener((d, c) => this.connect(d, c), (p) => this.track(p))),
+        { host: "127.0.0.1", port: o.socks5Port ?? PORTS.socks5 });
+    }
+    for (const f of o.forward ?? []) {
+      if (!this.primary) throw new Error("forward listeners need a workload (dedicated mode)");
+      const srv = createForwardListener(f.to, (d, c) => this.connect(d, c), (p) => this.track(p));
+      this.addresses.forward.push(await listen(this.keep(srv), f.listen));
+    }
+
+    const status = await startStatusServers({
+      statusAddress: o.statusAddress ?? "127.0.0.1",
+      ports: { admin: o.adminPort ?? PORTS.admin, metrics: o.metricsPort ?? PORTS.metrics, readiness: o.readinessPort ?? PORTS.readiness },
+      metrics: this.metrics,
+      // In-pod mode: ready once the agent's first snapshot is in (ztunnel's readiness).
+      ready: () => this.ready && (!this.inpod || this.snapshotSeen),
+      configDump: () => this.configDump(),
+      quit: () => void this.drain().then(() => this.emitQuit(), (err: Error) => log.error("drain failed", { error: err })),
+    });
+    this.httpServers.push(...status.servers);
+    Object.assign(this.addresses, { admin: status.admin, metrics: status.metrics, readiness: status.readiness });
+    this.ready = true;
+    log.info("proxy ready", {
+      mode: this.mode, inpod: !!this.inpod, node: o.nodeName, workload: o.workload,
+      identity: this.identity && String(this.identity), workloads: this.locals.size,
+      inbound: this.addresses.inbound && `${this.addresses.inbound.address}:${this.addresses.inbound.port}`,
+      socks5: this.addresses.socks5 && `127.0.0.1:${this.addresses.socks5.port}`,
+      admin: this.addresses.admin?.port, metrics: this.addresses.metrics?.port, readiness: this.addresses.readiness?.port,
+    });
+  }
+
+  private get mark(): number {
+    return this.o.packetMark ?? DEFAULTS.packetMark;
+  }
+
+  /** Redirect mode: workloads dial from the captured namespace, marked, and listen through its one listener set. */
+  private get redirectNetns(): PodNetns | undefined {
+    return this.redirect ? { netnsFd: this.redirect.fd, mark: this.mark, listeners: false } : undefined;
+  }
+
+  /** Where this proxy is, for locality ranking: the dedicated workload's, else the proxy's own network. */
+  private localityOf(): { network: string; clusterId?: string } {
+    if (this.o.workload) {
+      const w = this.findSelf(parseWorkloadInfo(this.o.workload));
+      return { network: w?.network || this.o.network || "", clusterId: w?.clusterId || this.o.cluster };
+    }
+    return { network: this.o.network ?? "", clusterId: this.o.cluster };
+  }
+
+  private identityOf(w: Workload): Identity {
+    return new Identity(this.o.trustDomain ?? (w.trustDomain || DEFAULTS.trustDomain), w.namespace, w.serviceAccount || "default");
+  }
+
+  /** Dedicated mode (and a gateway): the one workload named by --workload. */
+  private async startDedicated(inboundPort: number | false): Promise<void> {
+    const o = this.o;
+    const info = parseWorkloadInfo(o.workload ?? "");
     const w = this.findSelf(info);
     if (!w) throw new Error(`workload ${info.namespace}/${info.name} is not in the config`);
-    if (serviceAccountOf(w) !== info.serviceAccount) {
+    if ((w.serviceAccount || "default") !== info.serviceAccount) {
       throw new Error(`workload ${info.namespace}/${info.name} runs as ${w.serviceAccount}, not ${info.serviceAccount}`);
     }
     this.workload = w;
-    this.identity = new Identity(o.trustDomain ?? trustDomainOf(w), w.namespace, info.serviceAccount);
+    this.identity = new Identity(o.trustDomain ?? (w.trustDomain || DEFAULTS.trustDomain), w.namespace, info.serviceAccount);
+    const uid = w.uid || `${w.namespace}/${w.name}`;
+    this.certs.add({ uid, trustDomain: this.identity.trustDomain, namespace: w.namespace, serviceAccount: info.serviceAccount });
+    const cert = await this.certs.fetch(this.identity);
     this.state.on("updated", () => {
       const now = this.findSelf(info);
       if (now) {
         this.workload = now;
-        this.inbound?.setWorkload(now);
-        this.outbound?.setSource(now);
+        this.primary?.setWorkload(now);
       }
     });
-
-    // Certificates.
-    const ttl = o.certificateTtlMs;
-    let certs: CertificateSource;
-    if (o.caAddress) {
-      this.istioCa = new IstioCaClient({ address: o.caAddress, rootsPem: rootsPem!, tokenFile, clusterId, serverIdentities,
-        ttlMs: ttl });
-      certs = this.istioCa;
-    } else if (o.caDir) {
-      const ca = await CertificateAuthority.load(o.caDir);
-      certs = { issue: (id) => ca.issue(id, ttl ? { validityMs: ttl } : undefined) };
-    } else {
-      throw new Error("no certificate source: give caDir or caAddress");
-    }
-    this.secrets = new SecretManager(certs);
-    const cert = await this.secrets.fetch(this.identity);
-    this.secrets.on("rotated", (id: Identity, c: WorkloadCertificate) => {
-      if (id.equals(this.identity)) {
-        this.inbound?.setCertificate(c);
-        this.gateway?.setCertificate(c);
-      }
-      log.info("workload certificate rotated", { identity: String(id), notAfter: c.notAfter.toISOString() });
-    });
-
-    this.lb = new LoadBalancer(this.state, { outlier: o.outlier, local: { network: w.network, clusterId: w.clusterId } });
-    const lb = this.lb;
-
-    this.metrics = new Metrics({
-      activeTunnels: () => ({ inbound: this.inboundTunnels, outbound: this.outboundTunnels }),
-      pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
-    }, { version: VERSION });
-
-    // Inbound on the workload's own IP, so proxies of several workloads share a machine.
-    const inboundPort = o.inboundPort ?? 15008;
-    const hbonePort = o.hbonePort ?? (typeof inboundPort === "number" && inboundPort !== 0 ? inboundPort : 15008);
     if (o.gateway) {
       if (inboundPort === false) throw new Error("a gateway needs its HBONE port");
-      this.gateway = new Gateway({ state: this.state, workload: w, certificate: cert, hbonePort, session: o.session,
-        trustDomain: this.identity.trustDomain,
-        pick: (host, port, active) => {
-          // Namespace sameness: the service of that name, its endpoints on this gateway's network.
-          const svc = this.state.serviceByHost(host);
-          return svc && lb.pickLeastLoaded(svc, port, active);
-        } });
+      this.gateway = new Gateway({ inputs: this.inputs, workload: w, certificate: cert, trustDomain: this.identity.trustDomain });
       const ip = w.workloadIps[0];
       if (!ip) throw new Error(`gateway workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
       this.addresses.inbound = await this.gateway.listen(ip, inboundPort);
-    } else if (inboundPort !== false) {
-      this.inbound = new Inbound({ state: this.state, workload: w, certificate: cert, identity: this.identity,
-        session: o.session, metrics: this.metrics, responseBaggage: o.responseBaggage ?? envFlag("ENABLE_RESPONSE_BAGGAGE", true),
-        ownPorts: () => this.ownPorts() });
-      const ip = w.workloadIps[0];
-      if (!ip) throw new Error(`workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
-      this.addresses.inbound = await this.inbound.listen(ip, inboundPort);
+      return;
     }
+    // Inbound on the workload's own IP, so proxies of several workloads share a machine.
+    const wp = new WorkloadProxy(this.inputs, w, this.identity, cert, () => this.certs.fetch(this.identity), this.redirectNetns);
+    this.primary = wp;
+    this.locals.set(uid, wp);
+    await wp.start(inboundPort);
+    this.addresses.inbound = wp.inboundAddress;
+  }
 
-    this.outbound = new Outbound({
-      state: this.state,
-      pool: this.pool,
-      source: w,
-      sourceIdentity: this.identity,
-      certificate: () => this.secrets.fetch(this.identity),
-      hbonePort,
-      session: o.session,
-      metrics: this.metrics,
-      innerPool: this.innerPool,
-      pick: (src, svc, port) => lb.pick(src, svc, port),
-      pickGateway: (svc, port, network) => lb.pickGateway(svc, port, network),
-      report: (ep, ok) => (ok ? lb.reportSuccess(ep) : lb.reportFailure(ep)),
-      ownPorts: () => this.ownPorts(),
-    });
-
-    if (o.socks5Port !== false) {
-      const socks = createSocks5Server(async (dest, socket) => {
-        try {
-          const tunnel = await this.connect(dest, { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 });
-          return { code: SOCKS_OK, start: () => void this.track(pipeTunnel(socket, tunnel)) };
-        } catch (err) {
-          log.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
-          return { code: socksReplyOf(err) };
+  /** Shared mode from the config: serve exactly the workloads whose node is ours (added and removed live). */
+  private syncing = Promise.resolve();
+  private syncNode(inboundPort: number | false): Promise<void> {
+    const run = async () => {
+      if (this.closed) return;
+      const mine = new Map<string, Workload>();
+      for (const w of this.state.config.workloads) {
+        if (w.node === this.o.nodeName && w.workloadIps.length > 0 && (!this.o.cluster || !w.clusterId || w.clusterId === this.o.cluster)) {
+          mine.set(w.uid || `${w.namespace}/${w.name}`, w);
         }
-      });
-      this.addresses.socks5 = await listen(this.keep(socks), { host: "127.0.0.1", port: o.socks5Port ?? 15080 });
-    }
-
-    for (const f of o.forward ?? []) {
-      const to = parseHostPort(f.to);
-      if (!to) throw new Error(`forward destination "${f.to}" is not host:port`);
-      const srv = net.createServer({ allowHalfOpen: true }, (socket) => {
-        // Owned from the first moment: a client may reset (TCP RST) while its tunnel is set up.
-        socket.on("error", (e) => log.debug("forward client socket error", { error: e }));
-        socket.setNoDelay(true);
-        socket.pause();
-        this.connect(to, { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }).then(
-          (tunnel) => {
-            // With the client already gone, the pipe closes the tunnel at once.
-            void this.track(pipeTunnel(socket, tunnel));
-            socket.resume();
-          },
-          (err: Error) => {
-            log.info("forward refused", { to: f.to, error: err });
-            socket.destroy();
-          },
-        );
-      });
-      this.addresses.forward.push(await listen(this.keep(srv), f.listen));
-    }
-
-    // Readiness, admin, metrics endpoints.
-    const metrics = this.metrics;
-    const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
-      res.writeHead(200, { "content-type": metrics.registry.contentType });
-      res.end(await metrics.text());
+      }
+      for (const [uid, wp] of this.locals) {
+        const now = mine.get(uid);
+        if (now && this.identityOf(now).equals(wp.identity) && now.workloadIps[0] === wp.workload.workloadIps[0]) {
+          wp.setWorkload(now);
+          continue;
+        }
+        await this.removeLocal(uid); // gone, or its identity or address changed: rebuilt below
+      }
+      for (const [uid, w] of mine) {
+        if (this.locals.has(uid)) continue;
+        try {
+          await this.addLocal(uid, w, inboundPort);
+        } catch (err) {
+          log.error("cannot serve a local workload", { workload: `${w.namespace}/${w.name}`, error: err as Error });
+        }
+      }
     };
-    if (o.metricsPort !== false) {
-      const s = await serveHttp(o.statusAddress ?? "127.0.0.1", o.metricsPort ?? 15020, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
-      this.addresses.metrics = s.address() as net.AddressInfo;
-      this.httpServers.push(s);
+    this.syncing = this.syncing.then(run, run);
+    return this.syncing;
+  }
+
+  private async addLocal(uid: string, w: Workload, inboundPort: number | false, netns?: PodNetns): Promise<WorkloadProxy> {
+    const id = this.identityOf(w);
+    this.certs.add({ uid, trustDomain: id.trustDomain, namespace: w.namespace, serviceAccount: id.serviceAccount });
+    try {
+      const cert = await this.certs.fetch(id);
+      const wp = new WorkloadProxy(this.inputs, w, id, cert, () => this.certs.fetch(id), netns ?? this.redirectNetns);
+      await wp.start(inboundPort);
+      this.locals.set(uid, wp);
+      log.info("serving workload", { uid, workload: `${w.namespace}/${w.name}`, identity: String(id), inpod: !!netns });
+      return wp;
+    } catch (err) {
+      this.certs.remove(uid);
+      throw err;
     }
-    if (o.readinessPort !== false) {
-      const s = await serveHttp(o.statusAddress ?? "127.0.0.1", o.readinessPort ?? 15021, {
-        "/healthz/ready": (_req, res) => {
-          res.writeHead(this.ready ? 200 : 503).end(this.ready ? "ready\n" : "not ready\n");
-        },
-      });
-      this.addresses.readiness = s.address() as net.AddressInfo;
-      this.httpServers.push(s);
-    }
-    if (o.adminPort !== false) {
-      // Localhost Host only, and the state-changing routes on POST only: a web page the operator
-      // visits can neither read the config (DNS rebinding) nor stop the proxy (a GET or a form).
-      const s = await serveHttp("127.0.0.1", o.adminPort ?? 15000, {
-        "/config_dump": (_req, res) => jsonResponse(res, 200, this.configDump()),
-        "/logging": loggingRoute,
-        "/quitquitquit": { methods: ["POST"], handler: (_req, res) => {
-          res.end("OK\n");
-          this.drain().then(() => this.emitQuit(), (err: Error) => log.error("drain failed", { error: err }));
-        } },
-      }, { localHostOnly: true });
-      this.addresses.admin = s.address() as net.AddressInfo;
-      this.httpServers.push(s);
-    }
-    this.ready = true;
-    log.info("proxy ready", {
-      workload: o.workload,
-      identity: String(this.identity),
-      inbound: this.addresses.inbound && `${this.addresses.inbound.address}:${this.addresses.inbound.port}`,
-      socks5: this.addresses.socks5 && `127.0.0.1:${this.addresses.socks5.port}`,
-      admin: this.addresses.admin?.port,
-      metrics: this.addresses.metrics?.port,
-      readiness: this.addresses.readiness?.port,
+  }
+
+  private async removeLocal(uid: string): Promise<void> {
+    const wp = this.locals.get(uid);
+    if (!wp) return;
+    this.locals.delete(uid);
+    await wp.close();
+    this.certs.remove(uid);
+    log.info("stopped serving workload", { uid, workload: `${wp.workload.namespace}/${wp.workload.name}` });
+  }
+
+  /** In-pod mode: pods from the istio-cni agent; each add builds that pod's listeners inside its namespace. */
+  private startInpod(o: NonNullable<ProxyOptions["inpod"]>): void {
+    this.inpod = new InpodClient({
+      path: o.uds,
+      onAdd: async (uid, info, netnsFd) => {
+        const w = await this.podWorkload(uid, info);
+        await this.addLocal(uid, w, false, { netnsFd, mark: this.mark, listeners: true, ports: o.ports });
+      },
+      onDel: (uid) => this.removeLocal(uid),
     });
+    this.inpod.on("ready", () => (this.snapshotSeen = true));
+    this.inpod.start();
+  }
+
+  /**
+   * The workload record of a pod the agent added: by uid, else by (namespace, service account) then name, waiting
+   * up to 5 s for the config to name it (xDS may lag behind the CNI).
+   */
+  private async podWorkload(uid: string, info: WorkloadInfo | undefined): Promise<Workload> {
+    const deadline = Date.now() + POD_WORKLOAD_WAIT_MS;
+    for (;;) {
+      const ws = this.state.config.workloads;
+      const byUid = ws.find((w) => w.uid === uid);
+      if (byUid) return byUid;
+      if (info) {
+        const same = ws.filter((w) => w.namespace === info.namespace && (w.serviceAccount || "default") === (info.serviceAccount || "default"));
+        const named = same.filter((w) => w.name === info.name);
+        const pick = named.find((w) => !this.o.nodeName || w.node === this.o.nodeName) ?? named[0];
+        if (pick) return pick;
+      }
+      if (Date.now() >= deadline || this.closed) {
+        throw new Error(`no workload in the config for pod ${info ? `${info.namespace}/${info.name} (sa ${info.serviceAccount})` : uid}`);
+      }
+      await sleep(100);
+    }
   }
 
   /**
@@ -398,7 +498,15 @@ export class Mesh {
   private ownPortSet?: ReadonlySet<number>;
 
   private get inboundTunnels(): number {
-    return (this.inbound?.activeTunnels ?? 0) + (this.gateway?.activeTunnels ?? 0);
+    let n = this.gateway?.activeTunnels ?? 0;
+    for (const wp of this.locals.values()) n += wp.inbound.activeTunnels;
+    return n;
+  }
+
+  private get activeOutbound(): number {
+    let n = this.outboundTunnels;
+    for (const wp of this.locals.values()) n += wp.activeOutbound;
+    return n;
   }
 
   private async track<T>(p: Promise<T>): Promise<T> {
@@ -413,13 +521,15 @@ export class Mesh {
   /**
    * Opens a tunnel from this workload to `dest` ("reviews.default.svc.cluster.local:9080",
    * "10.96.0.10:9080", or a workload "ip:port"). Resolves with a Duplex once the far side
-   * accepted it (HBONE 200, or TCP connected).
+   * accepted it (HBONE 200, or TCP connected). Dedicated mode only: in shared mode a connection's source is
+   * the workload whose listener accepted it.
    */
   async connect(dest: string | HostPort, client?: HostPort): Promise<Duplex> {
     if (this.closed) throw new OutboundError("closed", "proxy is closed");
+    if (!this.primary) throw new OutboundError("bad-destination", "no workload to connect from: connect() needs dedicated mode (--workload)");
     const hp = typeof dest === "string" ? parseHostPort(dest) : dest;
     if (!hp) throw new OutboundError("bad-destination", `destination "${String(dest)}" is not host:port`);
-    const tunnel = await this.outbound.open(hp, client);
+    const tunnel = await this.primary.outbound.open(hp, client);
     // A peer's reset must never crash the process, even if the caller forgets 'error'.
     tunnel.on("error", (e) => log.debug("tunnel ended with an error", { error: e }));
     return tunnel;
@@ -428,17 +538,28 @@ export class Mesh {
   /** Tunnels that reach this workload on `port` are handed to `fn` instead of dialling an application,
    *  or to an http / http2 / net server as connections (`req.socket.peerIdentity` names the caller). */
   accept(port: number, fn: Acceptor | ConnectionServer): void {
-    if (!this.inbound) throw new Error("inbound is disabled");
-    this.inbound.accept(port, typeof fn === "function" ? fn : serveTunnels(fn));
+    if (!this.primary) throw new Error("inbound is disabled");
+    this.primary.inbound.accept(port, typeof fn === "function" ? fn : serveTunnels(fn));
   }
 
-  /** What the admin /config_dump shows. */
+  /** What the admin /config_dump shows: each local workload, its certificate, listeners and open tunnels. */
   configDump(): unknown {
-    const cert = this.secrets?.current(this.identity);
+    const cert = this.identity ? this.certs?.current(this.identity) : undefined;
     return {
+      mode: this.mode,
+      inpod: this.inpod ? { connected: this.inpod.connected, snapshot: this.snapshotSeen } : undefined,
+      redirect: this.redirect ? { netns: this.o.redirect?.netns ?? "host", listeners: this.redirect.status() } : undefined,
       workload: this.workload,
-      identity: String(this.identity),
+      identity: this.identity && String(this.identity),
       certificates: cert ? [{ identity: String(cert.identity), notBefore: cert.notBefore, notAfter: cert.notAfter }] : [],
+      workloads: [...this.locals].map(([uid, wp]) => {
+        const c = this.certs.current(wp.identity);
+        return {
+          uid, namespace: wp.workload.namespace, name: wp.workload.name, addresses: wp.workload.workloadIps,
+          certificate: { identity: String(wp.identity), notAfter: c?.notAfter },
+          ...wp.dump(),
+        };
+      }),
       config: this.state.config,
       pool: { connections: this.pool.size, ...this.pool.stats },
       innerPool: { connections: this.innerPool.size, ...this.innerPool.stats },
@@ -449,19 +570,17 @@ export class Mesh {
    * Graceful stop: readiness fails, listeners stop accepting, GOAWAY on every HBONE connection,
    * in-flight tunnels finish (bounded by drainTimeoutMs), then everything closes.
    */
-  async drain(timeoutMs = this.o.drainTimeoutMs ?? 30_000): Promise<void> {
+  async drain(timeoutMs = this.o.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs): Promise<void> {
     if (this.closed) return;
     this.ready = false;
     for (const l of this.listeners) l.close();
-    this.inbound?.drain();
+    for (const wp of this.locals.values()) wp.drain();
     this.gateway?.drain();
     this.innerPool.drain();
     this.pool.drain();
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && (this.inboundTunnels > 0 || this.outboundTunnels > 0)) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const left = this.inboundTunnels + this.outboundTunnels;
+    while (Date.now() < deadline && (this.inboundTunnels > 0 || this.activeOutbound > 0)) await sleep(20);
+    const left = this.inboundTunnels + this.activeOutbound;
     if (left > 0) log.warn("drain timeout: closing tunnels still open", { tunnels: left });
     await this.close();
   }
@@ -472,9 +591,11 @@ export class Mesh {
     this.ready = false;
     this.source?.close();
     this.xds?.close();
-    this.secrets?.close();
+    await this.inpod?.close();
+    await this.redirect?.close();
+    for (const uid of [...this.locals.keys()]) await this.removeLocal(uid);
+    this.certs?.close();
     this.istioCa?.close();
-    this.inbound?.close();
     this.gateway?.close();
     this.innerPool.close();
     this.pool.close();
@@ -502,9 +623,18 @@ export class Mesh {
   }
 }
 
-/** Starts a node proxy (what `hbone proxy` runs). */
-export function startProxy(o: ProxyOptions): Promise<Mesh> {
-  return Mesh.start(o);
+function envFlag(name: string, dflt: boolean): boolean {
+  const v = process.env[name];
+  return v === undefined ? dflt : !["false", "0", "no", "off"].includes(v.toLowerCase());
 }
 
-export { parseMeshConfig };
+/** The old name of NodeProxy (kept for embedders). */
+export const Mesh = NodeProxy;
+export type Mesh = NodeProxy;
+
+/** Starts a node proxy (what `hbone proxy` runs). */
+export function startProxy(o: ProxyOptions): Promise<NodeProxy> {
+  return NodeProxy.start(o);
+}
+
+export { parseMeshConfig } from "./xds/local-format.js";

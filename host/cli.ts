@@ -17,9 +17,10 @@ const log = logger("cli");
 const USAGE = `usage: hbone <command> [options]
 
 commands:
-  proxy    run a node proxy for one workload
+  proxy    run a node proxy: every workload of NODE_NAME (PROXY_MODE=shared, the default without --workload;
+           INPOD_ENABLED=true: pods from istio-cni over ZDS at INPOD_UDS), or one workload (--workload)
            --config FILE             mesh config in ztunnel's local format (env LOCAL_XDS_PATH)
-           --workload NS/NAME/SA     the workload served (env PROXY_WORKLOAD_INFO)
+           --workload NS/NAME/SA     dedicated mode: the one workload served (env PROXY_WORKLOAD_INFO)
            --ca-dir DIR              Istio plug-in CA directory that signs our certificate (env HBONE_CA_DIR)
            --xds-address URL         config from istiod over Delta ADS instead of --config (env XDS_ADDRESS),
                                      e.g. https://istiod.istio-system.svc:15012
@@ -37,6 +38,8 @@ commands:
            --hbone-port N            port of other proxies' HBONE listeners (default: --inbound-port)
            --forward ADDR=DEST       extra listener, e.g. 127.0.0.1:9080=reviews.default.svc.cluster.local:9080
            --cert-ttl SECONDS        workload certificate lifetime (24 h), renewed at half-life
+           --capture host|NETNS      redirect mode (no istio-cni): serve the traffic "hbone capture rules" redirects in
+                                     the host's namespace or NETNS (15001 outbound, 15006, 15008, DNS 15053)
   gateway  run an east-west gateway (multicluster): the same flags as proxy; :15008 on the gateway workload's IP
            routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
@@ -97,14 +100,22 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
       "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
       "root-cert": { type: "string" }, "status-address": { type: "string" }, "cert-ttl": { type: "string" },
+      capture: { type: "string" },
     },
   });
   // Flags, environment and defaults are resolved in one place (runtime-config.ts, which deploy/ is checked against).
   const rt = resolveRuntime(values, process.env, { gateway });
   if (rt.logLevel !== getLevel()) setLevel(rt.logLevel);
   const { configPath: config, workload, caDir, xdsAddress, caAddress } = rt;
-  if (!workload || !(config || xdsAddress) || !(caDir || caAddress)) {
-    throw new Error("proxy needs --workload, --config or --xds-address, and --ca-dir or --ca-address");
+  if (!(config || xdsAddress) || !(caDir || caAddress)) {
+    throw new Error("proxy needs --config or --xds-address, and --ca-dir or --ca-address");
+  }
+  const shared = rt.proxyMode === "shared" && !gateway;
+  if (gateway && !workload) throw new Error("gateway needs --workload");
+  if (!shared && !workload) throw new Error("PROXY_MODE=dedicated needs --workload (PROXY_WORKLOAD_INFO)");
+  if (shared && !rt.nodeName && !rt.inpod) {
+    throw new Error("shared (node) mode needs NODE_NAME (the node whose workloads are served) or INPOD_ENABLED=true; " +
+      "give --workload for one workload");
   }
   const forward: ForwardListener[] = (values.forward ?? []).map((f) => {
     const [listen, to] = f.split("=");
@@ -113,7 +124,13 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     return { listen: l, to };
   });
   const opts: ProxyOptions = {
-    config, workload, caDir, forward, xdsAddress, caAddress,
+    config, workload: shared ? undefined : workload, caDir, forward, xdsAddress, caAddress,
+    nodeName: rt.nodeName,
+    self: { ip: rt.instanceIp, podName: rt.podName, podNamespace: rt.podNamespace },
+    inpod: shared && rt.inpod ? { uds: rt.inpodUds } : undefined,
+    packetMark: rt.packetMark,
+    redirect: rt.redirect,
+    connectTimeoutMs: rt.connectTimeoutMs,
     tokenFile: rt.tokenFile, rootCertPath: rt.rootCertPath,
     trustDomain: rt.trustDomain,
     cluster: rt.cluster,
@@ -135,7 +152,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.
   console.log(`hbone ${gateway ? "gateway" : "proxy"} ready ${JSON.stringify({
-    identity: String(mesh.identity), inbound: a.inbound && `${a.inbound.address}:${a.inbound.port}`,
+    mode: mesh.mode, identity: mesh.identity && String(mesh.identity), inbound: a.inbound && `${a.inbound.address}:${a.inbound.port}`,
     socks5: a.socks5?.port, admin: a.admin?.port, metrics: a.metrics?.port, readiness: a.readiness?.port,
     forward: a.forward.map((f) => `${f.address}:${f.port}`),
   })}`);

@@ -1,7 +1,7 @@
 // hbone-wasm library API.
 
 // The node proxy, embeddable: open tunnels (mesh.connect) and accept them in-process (mesh.accept).
-export { startProxy, Mesh, type ProxyOptions, type ForwardListener, type Addresses } from "./app.js";
+export { startProxy, Mesh, NodeProxy, type ProxyOptions, type ForwardListener, type Addresses } from "./app.js";
 export type { TunnelInfo, Acceptor } from "./proxy/inbound.js";
 export { OutboundError } from "./proxy/outbound.js";
 export { socks5Connect } from "./socks5-client.js";

@@ -115,7 +115,7 @@ export const ENV: readonly EnvVar[] = [
 export type RuntimeFlags = Partial<Record<
   "config" | "workload" | "ca-dir" | "xds-address" | "ca-address" | "xds-token-file" | "root-cert" | "trust-domain" |
   "cluster" | "network" | "inbound-port" | "socks5-port" | "admin-port" | "metrics-port" | "readiness-port" |
-  "hbone-port" | "drain-timeout" | "status-address", string>>;
+  "hbone-port" | "drain-timeout" | "status-address" | "capture", string>>;
 
 export type Env = Record<string, string | undefined>;
 
@@ -138,6 +138,8 @@ export interface RuntimeConfig {
   serviceAccount?: string;
   inpod: boolean;
   inpodUds: string;
+  /** Redirect mode (--capture host | NETNS): the namespace whose captured traffic the proxy serves. */
+  redirect?: { netns?: string };
   packetMark: number;
   responseBaggage: boolean;
   /** Ports: false = listener off. */
@@ -251,6 +253,7 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
     serviceAccount: read(env, "SERVICE_ACCOUNT")?.value,
     inpod: bool(env, "INPOD_ENABLED", false),
     inpodUds: read(env, "INPOD_UDS")?.value ?? PATHS.zdsSocket,
+    redirect: flags.capture === undefined ? undefined : flags.capture === "host" ? {} : { netns: flags.capture },
     packetMark,
     responseBaggage: bool(env, "ENABLE_RESPONSE_BAGGAGE", true),
     ports: {

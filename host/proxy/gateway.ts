@@ -4,37 +4,27 @@
 // endpoint's HBONE port, and passes the inner bytes through untouched: the inner mTLS runs end
 // to end between the source and the destination node proxies, so the gateway never sees it.
 
+import { header } from "../h2/headers.js";
 import net from "node:net";
 import type { Workload } from "../model/index.js";
-import type { ProxyState } from "../state/index.js";
+import type { ProxyInputs } from "./inputs.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
-import type { H2Stream, Respond, SessionOptions } from "../h2/session.js";
+import type { H2Stream, Respond } from "../h2/session.js";
 import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
 import { isGlobalService } from "../lb/index.js";
 import { logger } from "../log.js";
-import { header } from "../h2/headers.js";
-import { dialTcp } from "../net.js";
 
 const log = logger("gateway");
 
-/** Picks a local endpoint of a service; `active` counts the gateway's open tunnels per workload. */
-export type LocalPicker = (svcHost: string, port: number, active: (w: Workload) => number) =>
-  { workload: Workload; targetPort: number } | undefined;
-
 export interface GatewayOptions {
-  state: ProxyState;
+  inputs: ProxyInputs;
   /** The gateway's own workload (its IP is where it listens). */
   workload: Workload;
   certificate: WorkloadCertificate;
-  /** Where node proxies accept HBONE (15008). */
-  hbonePort: number;
-  pick: LocalPicker;
-  session?: SessionOptions;
-  connectTimeoutMs?: number;
   /** Our trust domain (--trust-domain): peers from other trust domains are refused at the handshake. */
   trustDomain?: string;
 }
@@ -44,7 +34,7 @@ export class Gateway extends HboneListener {
   readonly stats = { routed: 0, refused: 0 };
 
   constructor(private readonly o: GatewayOptions) {
-    super({ ...o.workload, trustDomain: o.trustDomain ?? o.workload.trustDomain }, o.certificate, o.session);
+    super({ ...o.workload, trustDomain: o.trustDomain ?? o.workload.trustDomain }, o.certificate, o.inputs.session);
     // An accept error (EMFILE when descriptors run out) must not take the process down.
     this.server.on("error", (e) => log.warn("gateway listener error", { error: e }));
   }
@@ -67,26 +57,37 @@ export class Gateway extends HboneListener {
     if (!dst || net.isIP(dst.host)) return refuse(400, "authority is not svc-host:port");
     // Only global services (ServiceScope) are reachable from other networks; a local-only one
     // never leaves its cluster, whatever a peer asks. 400: no gateway will ever route it (not retried).
-    const svc = this.o.state.serviceByHost(dst.host);
+    const svc = this.o.inputs.state.serviceByHost(dst.host);
     if (!svc) return refuse(400, `unknown service ${dst.host}`);
-    if (!isGlobalService(svc, this.o.state.config.serviceScopeConfigs)) return refuse(400, `service ${dst.host} is not global`);
-    const choice = this.o.pick(dst.host, dst.port, (w) => this.activeTo(w));
+    if (!isGlobalService(svc, this.o.inputs.state.config.serviceScopeConfigs)) return refuse(400, `service ${dst.host} is not global`);
+    // Namespace sameness: the service of that name, its endpoints on this gateway's network.
+    const choice = this.o.inputs.lb.pickLeastLoaded(svc, dst.port, (w) => this.activeTo(w));
     if (!choice) return refuse(503, `no healthy local endpoint for ${authority}`);
     const w = choice.workload;
-    const hop = { host: w.workloadIps[0], port: this.o.hbonePort };
-    const upstream = dialTcp({ ...hop, timeoutMs: this.o.connectTimeoutMs ?? 10_000 }, () => {
+    const hop = { host: w.workloadIps[0], port: this.o.inputs.hbonePort };
+    const upstream = net.connect({ ...hop, noDelay: true, allowHalfOpen: true });
+    let connected = false;
+    const timer = setTimeout(() => upstream.destroy(new Error("connect timeout")), this.o.inputs.connectTimeoutMs);
+    upstream.once("close", () => clearTimeout(timer));
+    // The peer gave up before the endpoint answered: stop dialling.
+    const cancel = () => {
+      if (!connected) upstream.destroy();
+    };
+    stream.once("close", cancel);
+    upstream.once("connect", () => {
+      connected = true;
       stream.off("close", cancel);
+      clearTimeout(timer);
       if (stream.destroyed) return upstream.destroy();
       this.stats.routed++;
       this.active.set(w.uid, this.activeTo(w) + 1);
       respond(200);
       void pipeTunnel(upstream, stream).then(() => this.active.set(w.uid, Math.max(0, this.activeTo(w) - 1)));
-    }, (err) => {
-      if (stream.destroyed) return;
+    });
+    upstream.once("error", (err) => {
+      clearTimeout(timer);
+      if (connected || stream.destroyed) return;
       refuse(503, `endpoint ${formatAuthority(hop.host, hop.port)} unreachable: ${err.message}`);
     });
-    // The peer gave up before the endpoint answered: stop dialling.
-    const cancel = () => upstream.destroy();
-    stream.once("close", cancel);
   }
 }

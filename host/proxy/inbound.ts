@@ -3,24 +3,25 @@
 // service port to the target port, dial the application, and only then answer 200.
 // 400: bad request; 503: unknown port or the application cannot be reached.
 
+import { header } from "../h2/headers.js";
+import net from "node:net";
 import type { Duplex } from "node:stream";
-import { serviceKey, type Service, type Workload } from "../model/index.js";
-import type { ProxyState } from "../state/index.js";
+import type { Service, Workload } from "../model/index.js";
+import type { ProxyInputs, Dialer } from "./inputs.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
-import type { H2Stream, Respond, SessionOptions } from "../h2/session.js";
+import type { H2Stream, Respond } from "../h2/session.js";
 import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
-import { tcpLabels, type Metrics, type ServiceLabels } from "../metrics.js";
+import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes } from "../metrics.js";
+import { logConnectionComplete, logConnectionFailed, peersFromLabels } from "./access-log.js";
 import { workloadLabels, workloadBaggage, inboundSourceLabels } from "./peer-labels.js";
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
 import * as abi from "../../assembly/abi.js";
 import { logger } from "../log.js";
-import { header } from "../h2/headers.js";
-import { dialTcp } from "../net.js";
 
 const log = logger("inbound");
 
@@ -36,48 +37,51 @@ export interface TunnelInfo {
 export type Acceptor = (stream: Duplex, info: TunnelInfo) => void;
 
 export interface InboundOptions {
-  state: ProxyState;
+  inputs: ProxyInputs;
   workload: Workload;
   certificate: WorkloadCertificate;
   /** Our SPIFFE identity (destination_principal). */
   identity: Identity;
-  session?: SessionOptions;
-  connectTimeoutMs?: number;
-  /** Records istio_tcp_* series (reporter=destination) when set. */
-  metrics?: Metrics;
-  /** ENABLE_RESPONSE_BAGGAGE: our metadata on the 200 (default on). */
-  responseBaggage?: boolean;
-  /** The proxy's own listening ports (admin, metrics, SOCKS5, …): no tunnel may target them. */
-  ownPorts?: () => ReadonlySet<number>;
+  /** How the application is dialled (in a pod: from its namespace, marked); default net.connect. */
+  dial?: Dialer;
+}
+
+/** An open tunnel, for config_dump. */
+export interface OpenTunnel {
+  peer: string;
+  source: string;
+  destination: string;
+  plaintext?: true;
 }
 
 export class Inbound extends HboneListener {
   private readonly acceptors = new Map<number, Acceptor>();
   /** Open tunnels and what authorized them: re-checked when policies change (ztunnel's PolicyWatcher). */
-  private readonly open = new Map<H2Stream, RbacConnection>();
+  private readonly open = new Map<Duplex, RbacConnection>();
   private workload: Workload;
   /** Tunnels opened (200 sent) and refused, for tests and metrics. */
   readonly stats = { accepted: 0, refused: 0 };
 
   constructor(private readonly o: InboundOptions) {
     // Peers are checked against our own trust domain (--trust-domain), not the workload record's.
-    super({ ...o.workload, trustDomain: o.identity.trustDomain }, o.certificate, o.session);
+    super({ ...o.workload, trustDomain: o.identity.trustDomain }, o.certificate, o.inputs.session);
     this.workload = o.workload;
     // An accept error (EMFILE when descriptors run out) must not take the process down.
     this.server.on("error", (e) => log.warn("inbound listener error", { error: e }));
-    o.state.on("updated", this.recheck);
+    o.inputs.state.on("updated", this.recheck);
   }
 
   /** Closes open tunnels that the policies in force now deny. */
   private readonly recheck = (): void => {
-    const policies = this.o.state.policiesFor(this.workload);
+    const policies = this.o.inputs.state.policiesFor(this.workload);
     for (const [stream, conn] of this.open) {
       const d = authorize(policies, conn);
       if (d.allowed) continue;
       log.info("closing a tunnel the new policy denies", { reason: d.reason, peer: String(conn.source),
         destination: `${conn.destinationIp}:${conn.destinationPort}` });
       this.open.delete(stream);
-      stream.destroy(H2Error.stream(stream.id, abi.CONNECT_ERROR, d.reason));
+      const id = (stream as H2Stream).id;
+      stream.destroy(id === undefined ? undefined : H2Error.stream(id, abi.CONNECT_ERROR, d.reason));
     }
   };
 
@@ -92,7 +96,7 @@ export class Inbound extends HboneListener {
   }
 
   override close(): void {
-    this.o.state.off("updated", this.recheck);
+    this.o.inputs.state.off("updated", this.recheck);
     super.close();
   }
 
@@ -109,8 +113,8 @@ export class Inbound extends HboneListener {
     }
     const hp = parseHostPort(authority);
     if (!hp) return "authority is not ip:port or svc-host:port";
-    const svc = this.o.state.serviceByHost(hp.host, this.workload.namespace);
-    if (!svc || this.workload.services[serviceKey(svc)] === undefined) {
+    const svc = this.o.inputs.state.serviceByHost(hp.host, this.workload.namespace);
+    if (!svc || this.workload.services[`${svc.namespace}/${svc.hostname}`] === undefined) {
       return `this workload does not serve ${hp.host}`;
     }
     const appHost = this.workload.workloadIps[0];
@@ -126,7 +130,7 @@ export class Inbound extends HboneListener {
     for (const [key, ports] of maps) {
       if (ports[port] !== undefined) return ports[port];
       const [ns, host] = key.split("/", 2);
-      const svc: Service | undefined = this.o.state.serviceByHost(host, ns);
+      const svc: Service | undefined = this.o.inputs.state.serviceByHost(host, ns);
       if (svc?.ports[port] !== undefined) return svc.ports[port] || port;
     }
     // A target port itself is fine too.
@@ -139,10 +143,25 @@ export class Inbound extends HboneListener {
     for (const [key, ports] of Object.entries(this.workload.services)) {
       if (ports[port] === undefined && !Object.values(ports).includes(port)) continue;
       const [ns, host] = key.split("/", 2);
-      const svc = this.o.state.serviceByHost(host, ns);
+      const svc = this.o.inputs.state.serviceByHost(host, ns);
       return { hostname: host, namespace: ns, name: svc?.name };
     }
     return {};
+  }
+
+  /** An accepted TCP connection for this workload's HBONE port (a pod's 15008 listener): TLS, HTTP/2, CONNECT. */
+  handle(socket: net.Socket): void {
+    this.server.emit("connection", socket);
+  }
+
+  /** Open tunnels now (config_dump). */
+  tunnels(): OpenTunnel[] {
+    const out: OpenTunnel[] = [];
+    for (const c of this.open.values()) {
+      out.push({ peer: c.source ? String(c.source) : "", source: c.sourceIp,
+        destination: formatAuthority(c.destinationIp, c.destinationPort), ...(c.source ? {} : { plaintext: true as const }) });
+    }
+    return out;
   }
 
   protected serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void {
@@ -151,66 +170,150 @@ export class Inbound extends HboneListener {
     // in-process acceptor that forgets 'error' must not crash the process either).
     stream.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
     const authority = header(headers, ":authority") ?? "";
+    const self = this.workload.workloadIps[0] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
       log.info("tunnel refused", { status, reason: why, authority, peer: String(peer) });
+      logConnectionFailed({ direction: "inbound", srcAddr: from, dstAddr: formatAuthority(self, this.o.inputs.hbonePort),
+        error: `${status}: ${why}` });
       respond(status);
     };
     const dst = this.destination(authority);
     if (typeof dst === "string") return refuse(400, dst);
     // Config, else baggage (x-forwarded-network only from a known gateway). A series is made only once the tunnel
     // passes its checks (accept() below); a refused one is counted on the labels the peer cannot choose.
-    const src = inboundSourceLabels(this.o.state, this.workload, from, peer, headers);
-    const self = workloadLabels(this.workload, String(this.o.identity));
+    const src = inboundSourceLabels(this.o.inputs.state, this.workload, from, peer, headers);
+    const me = workloadLabels(this.workload, String(this.o.identity));
     const svc = this.serviceOf(dst.port);
-    const result = this.o.metrics?.checking(tcpLabels("destination", src.labels, self, svc),
-      tcpLabels("destination", src.trusted, self, svc));
+    const result = this.o.inputs.metrics?.checking(tcpLabels("destination", src.labels, me, svc),
+      tcpLabels("destination", src.trusted, me, svc));
     const fail = (status: number, why: string) => {
       result?.close(true, "CONNECT");
       refuse(status, why);
     };
-    const ok: HeaderList = this.o.responseBaggage === false ? [] : workloadBaggage(this.workload);
+    const ok: HeaderList = !this.o.inputs.responseBaggage ? [] : workloadBaggage(this.workload);
     result?.countFrom(() => ({ clientToServer: stream.pushed, serverToClient: stream.written }));
     stream.once("close", () => result?.close());
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
     if (port === null) return fail(503, `workload has no port ${dst.port}`);
     // ztunnel's illegal ports: the proxy's own, checked on the port the dial would reach.
-    if (!this.acceptors.has(port) && (PROXY_PORTS.has(port) || this.o.ownPorts?.().has(port))) {
+    if (!this.acceptors.has(port) && (PROXY_PORTS.has(port) || this.o.inputs.ownPorts().has(port))) {
       return fail(400, `port ${port} is a proxy port`);
     }
     // L4 authorization on the target port, with the TLS identity and the connection's source address.
     const conn: RbacConnection = { source: peer, sourceIp: from, destinationIp: dst.appHost, destinationPort: port };
-    const decision = authorize(this.o.state.policiesFor(this.workload), conn);
-    if (decision.dryRun.length > 0) log.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
-    if (!decision.allowed) {
+    if (!this.authorized(conn)) {
       result?.close(true, "DENY");
-      return refuse(401, decision.reason);
+      return refuse(401, "denied by policy");
     }
     this.open.set(stream, conn);
     stream.once("close", () => this.open.delete(stream));
+    const started = performance.now();
+    const logged = (): void => this.logComplete(result, from, formatAuthority(dst.appHost, port), authority, started,
+      () => ({ clientToServer: stream.pushed, serverToClient: stream.written }));
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
       result?.accept();
       respond(200, ok);
+      stream.once("close", logged);
       acceptor(stream, { peer, port, headers });
       return;
     }
-    // Half-open: the app may still answer after our FIN (END_STREAM from the peer).
-    const app = dialTcp({ host: dst.appHost, port, timeoutMs: this.o.connectTimeoutMs ?? 10_000 }, () => {
-      stream.off("close", cancel);
-      if (stream.destroyed) return app.destroy();
+    this.dialApp(dst.appHost, port, stream, () => {
       this.stats.accepted++;
       result?.accept();
       respond(200, ok);
-      void pipeTunnel(app, stream);
-    }, (err) => {
-      if (stream.destroyed) return; // errors after connect are the pipe's (dialTcp reports only a failed dial)
-      fail(503, `application ${formatAuthority(dst.appHost, port)} unreachable: ${err.message}`);
+      stream.once("close", logged);
+    }, (why) => fail(503, why));
+  }
+
+  /**
+   * A connection captured on 15006 (a client outside the mesh, plaintext): the policies apply with no peer
+   * identity (a rule naming principals cannot match), counted with connection_security_policy="unknown", then
+   * piped to the application on the port it was sent to.
+   */
+  servePlaintext(socket: net.Socket, dst: { address: string; port: number }): void {
+    const from = socket.remoteAddress ?? "";
+    const srcAddr = formatAuthority(from, socket.remotePort ?? 0);
+    const dstAddr = formatAuthority(dst.address, dst.port);
+    const known = this.o.inputs.state.workloadByIp(from);
+    const srcLabels = known ? workloadLabels(known) : {};
+    const me = workloadLabels(this.workload, String(this.o.identity));
+    const labels = tcpLabels("destination", srcLabels, me, this.serviceOf(dst.port), "-", false);
+    const result = this.o.inputs.metrics?.checking(labels, labels);
+    result?.countFrom(() => ({ clientToServer: socket.bytesRead, serverToClient: socket.bytesWritten }));
+    const refuse = (flag: string, why: string) => {
+      this.stats.refused++;
+      result?.close(true, flag);
+      logConnectionFailed({ direction: "inbound", srcAddr, dstAddr, error: why });
+      socket.destroy();
+    };
+    if (!this.workload.workloadIps.includes(dst.address)) {
+      return refuse("CONNECT", `${dst.address} is not this workload's address`);
+    }
+    if (PROXY_PORTS.has(dst.port) || this.o.inputs.ownPorts().has(dst.port)) return refuse("CONNECT", `port ${dst.port} is a proxy port`);
+    const conn: RbacConnection = { sourceIp: from, destinationIp: dst.address, destinationPort: dst.port };
+    if (!this.authorized(conn)) return refuse("DENY", "denied by policy (plaintext, no peer identity)");
+    const stream = socket;
+    this.open.set(stream, conn);
+    stream.once("close", () => {
+      this.open.delete(stream);
+      result?.close();
     });
+    const started = performance.now();
+    this.dialApp(dst.address, dst.port, socket, () => {
+      this.stats.accepted++;
+      result?.accept();
+      socket.once("close", () => this.logComplete(result, srcAddr, dstAddr, undefined, started,
+        () => ({ clientToServer: socket.bytesRead, serverToClient: socket.bytesWritten })));
+    }, (why) => refuse("CONNECT", why));
+  }
+
+  private authorized(conn: RbacConnection): boolean {
+    const decision = authorize(this.o.inputs.state.policiesFor(this.workload), conn);
+    if (decision.dryRun.length > 0) log.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
+    if (!decision.allowed) log.info("tunnel denied", { reason: decision.reason, source: conn.source ? String(conn.source) : conn.sourceIp });
+    return decision.allowed;
+  }
+
+  private logComplete(result: ConnectionResult | undefined, srcAddr: string, dstAddr: string, hboneAddr: string | undefined,
+    startMs: number, bytes: () => TunnelBytes): void {
+    const peers = result ? peersFromLabels(result.labels) : {};
+    logConnectionComplete({ direction: "inbound", srcAddr, dstAddr, hboneAddr, ...peers, bytes: bytes(), startMs });
+  }
+
+  /** Dials the application; `connected` then pipes, `failed` says why it could not be reached. */
+  private dialApp(host: string, port: number, peer: Duplex, connected: () => void, failed: (why: string) => void): void {
+    // Half-open: the app may still answer after our FIN (END_STREAM from the peer).
+    let app: net.Socket;
+    try {
+      app = this.o.dial ? this.o.dial(host, port) : net.connect({ host, port, noDelay: true, allowHalfOpen: true });
+    } catch (err) {
+      return failed(`application ${formatAuthority(host, port)}: ${(err as Error).message}`);
+    }
+    app.setNoDelay(true);
+    let up = false;
+    const timer = setTimeout(() => app.destroy(new Error("connect timeout")), this.o.inputs.connectTimeoutMs);
+    app.once("close", () => clearTimeout(timer));
     // The peer gave up (reset, connection gone, policy) before the app answered: stop dialling.
-    const cancel = () => app.destroy();
-    stream.once("close", cancel);
+    const cancel = () => {
+      if (!up) app.destroy();
+    };
+    peer.once("close", cancel);
+    app.once("connect", () => {
+      up = true;
+      peer.off("close", cancel);
+      clearTimeout(timer);
+      if (peer.destroyed) return app.destroy();
+      connected();
+      void pipeTunnel(app, peer);
+    });
+    app.once("error", (err) => {
+      clearTimeout(timer);
+      if (up || peer.destroyed) return; // errors after connect are the pipe's
+      failed(`application ${formatAuthority(host, port)} unreachable: ${err.message}`);
+    });
   }
 }

@@ -2,24 +2,23 @@
 // a tunnel: resolve and load-balance from ProxyState, then HBONE through the pool to the
 // endpoint's node proxy (:15008), or plain TCP when the endpoint does not speak HBONE.
 
+import { OutboundError } from "../errors.js";
 import net from "node:net";
 import os from "node:os";
 import { randomFillSync } from "node:crypto";
 import type { Duplex } from "node:stream";
-import type { ProxyState } from "../state/index.js";
+import type { ProxyInputs, Dialer } from "./inputs.js";
 import type { Service, Workload } from "../model/index.js";
 import { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { connectHbone } from "../tls/contexts.js";
-import { H2Session, type SessionOptions } from "../h2/session.js";
-import { HbonePool } from "./pool.js";
+import { H2Session } from "../h2/session.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { decodeBaggage } from "../baggage.js";
-import { tcpLabels, type Metrics, type PeerLabels, type ConnectionResult } from "../metrics.js";
+import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes } from "../metrics.js";
+import { logConnectionComplete, logConnectionFailed, peersFromLabels } from "./access-log.js";
 import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
-import { OutboundError } from "../errors.js";
-import { dialTcp } from "../net.js";
 
 const log = logger("outbound");
 
@@ -45,28 +44,14 @@ export interface Route {
 }
 
 export interface OutboundOptions {
-  state: ProxyState;
-  pool: HbonePool;
-  /** The workload this proxy speaks for. */
+  inputs: ProxyInputs;
+  /** The workload this outbound speaks for: the one whose listener (or library call) the connection came from. */
   source: Workload;
   sourceIdentity: Identity;
   certificate: () => Promise<WorkloadCertificate>;
-  /** The port destination node proxies listen on for HBONE (15008). */
-  hbonePort: number;
-  session?: SessionOptions;
-  connectTimeoutMs?: number;
-  /** Records istio_tcp_* series (reporter=source) when set. */
-  metrics?: Metrics;
-  /** Pool of inner (double HBONE) sessions, keyed by destination identities and gateway. */
-  innerPool: HbonePool;
-  /** The load balancer (host/lb/: locality ranking, ServiceScope, outlier detection). */
-  pick: (source: Workload, svc: Service, port: number) => { workload: Workload; targetPort: number } | undefined;
-  /** An instance of a gateway named by its service, on the gateway's network (LoadBalancer.pickGateway). */
-  pickGateway: (svc: Service, port: number, network: string) => { workload: Workload } | undefined;
-  /** Dial outcomes per endpoint, for outlier detection. */
-  report?: (w: Workload, ok: boolean) => void;
-  /** The proxy's own listening ports: no destination on a local address may target them. */
-  ownPorts?: () => ReadonlySet<number>;
+  /** How peers and passthrough destinations are dialled (in a pod: from its namespace, marked). Default: a
+   *  net.connect from the workload's IP when this machine has it. */
+  dial?: Dialer;
 }
 
 /** An address this machine can send from: loopback, or one of its interfaces'. */
@@ -101,6 +86,7 @@ const CONNECT_ATTEMPTS = 4;
 /** Endpoint picks per tunnel: a pick of an endpoint that already failed for it costs no dial. */
 const MAX_PICKS = 32;
 
+
 /**
  * Every stream of a client session gets an error owner when the session closes it (it emits
  * 'streamClosed' before it destroys the stream with the error): a 200 and a RST_STREAM in one
@@ -116,6 +102,22 @@ function ownStreamErrors(session: H2Session): H2Session {
 export class Outbound {
   constructor(private readonly o: OutboundOptions) {}
 
+  /** Our network: the workload's, else the proxy's own (--network). */
+  private get network(): string {
+    return this.o.source.network || this.o.inputs.network || "";
+  }
+
+  private report(w: Workload, ok: boolean): void {
+    if (ok) this.o.inputs.lb.reportSuccess(w);
+    else this.o.inputs.lb.reportFailure(w);
+  }
+
+  /** Pool keys: source identity and address (ztunnel's), so two pods of one service account never share a
+   *  connection dialled from the other's namespace. */
+  private get poolSource(): string {
+    return `${String(this.o.sourceIdentity)}@${this.o.source.workloadIps[0] ?? ""}`;
+  }
+
   /** Our own labels and baggage come from our workload's record (it may change on reload). */
   private get self(): PeerLabels {
     return workloadLabels(this.o.source, String(this.o.sourceIdentity));
@@ -128,23 +130,23 @@ export class Outbound {
     // (after the service port -> target port mapping).
     const t = route.target;
     if (net.isIP(t.host) && (reachesThisHost(t.host) || this.o.source.workloadIps.includes(t.host)) &&
-      (PROXY_PORTS.has(t.port) || this.o.ownPorts?.().has(t.port))) {
+      (PROXY_PORTS.has(t.port) || this.o.inputs.ownPorts().has(t.port))) {
       throw new OutboundError("proxy-port", `${formatAuthority(t.host, t.port)} is a proxy port`);
     }
     return route;
   }
 
   private route(dest: HostPort): Route {
-    const { state } = this.o;
-    const svc = net.isIP(dest.host) ? state.serviceByVip(dest.host, this.o.source.network)
+    const { state } = this.o.inputs;
+    const svc = net.isIP(dest.host) ? state.serviceByVip(dest.host, this.network)
       : state.serviceByHost(dest.host, this.o.source.namespace);
     if (svc) {
       if (svc.ports[dest.port] === undefined && Object.keys(svc.ports).length > 0) {
         throw new OutboundError("no-service-port", `service ${svc.hostname} has no port ${dest.port}`);
       }
-      const ep = this.o.pick(this.o.source, svc, dest.port);
+      const ep = this.o.inputs.lb.pick(this.o.source, svc, dest.port);
       if (!ep) throw new OutboundError("no-endpoint", `service ${svc.hostname} has no healthy endpoint`);
-      if (ep.workload.network !== this.o.source.network) return this.routeViaGateway(ep.workload, svc, dest.port);
+      if (ep.workload.network !== this.network) return this.routeViaGateway(ep.workload, svc, dest.port);
       return this.routeTo(ep.workload, ep.targetPort, svc);
     }
     if (!net.isIP(dest.host)) throw new OutboundError("unknown-host", `unknown host ${dest.host}`);
@@ -168,11 +170,11 @@ export class Outbound {
     const d = gw.destination;
     if ("address" in d) {
       gwIp = d.address;
-      const gwWorkload = this.o.state.workloadByIp(d.address, d.network) ?? this.o.state.workloadByIp(d.address);
+      const gwWorkload = this.o.inputs.state.workloadByIp(d.address, d.network) ?? this.o.inputs.state.workloadByIp(d.address);
       if (gwWorkload) gwExpected.push(workloadIdentity(gwWorkload));
     } else {
-      const gsvc = this.o.state.serviceByHost(d.hostname, d.namespace);
-      const gep = gsvc ? this.o.pickGateway(gsvc, gw.hboneMtlsPort, w.network) : undefined;
+      const gsvc = this.o.inputs.state.serviceByHost(d.hostname, d.namespace);
+      const gep = gsvc ? this.o.inputs.lb.pickGateway(gsvc, gw.hboneMtlsPort, w.network) : undefined;
       gwIp = gep?.workload.workloadIps[0];
       if (gep) gwExpected.push(workloadIdentity(gep.workload));
       for (const san of gsvc?.subjectAltNames ?? []) {
@@ -204,7 +206,7 @@ export class Outbound {
     return {
       protocol: w.protocol === "HBONE" ? "HBONE" : "TCP",
       target: { host: ip, port },
-      hop: { host: ip, port: this.o.hbonePort },
+      hop: { host: ip, port: this.o.inputs.hbonePort },
       expected,
       service,
       workload: w,
@@ -229,18 +231,18 @@ export class Outbound {
       if (before && route.workload) {
         // The balancer picked an endpoint that just failed for this very tunnel: count it again
         // (outlier detection then ejects it and the next pick goes elsewhere), without a dial.
-        this.o.report?.(route.workload, false);
+        this.report(route.workload, false);
         if (picks >= MAX_PICKS) throw before;
         continue;
       }
       try {
         dials++;
         const tunnel = await this.openRoute(route, client);
-        if (route.workload) this.o.report?.(route.workload, true);
+        if (route.workload) this.report(route.workload, true);
         return tunnel;
       } catch (err) {
         const retryable = err instanceof OutboundError && (err.status === undefined || err.status === 503);
-        if (route.workload && retryable) this.o.report?.(route.workload, false);
+        if (route.workload && retryable) this.report(route.workload, false);
         if (!retryable || !route.service || dials >= CONNECT_ATTEMPTS || picks >= MAX_PICKS) throw err;
         if (uid !== undefined) failed.set(uid, err);
         log.debug("endpoint unreachable, trying another", { endpoint: route.workload?.name, dials, error: err as Error });
@@ -249,11 +251,28 @@ export class Outbound {
   }
 
   private async openRoute(route: Route, client?: HostPort): Promise<Duplex> {
+    const srcAddr = client ? formatAuthority(client.host, client.port) : "";
+    const dstAddr = formatAuthority(route.hop.host, route.hop.port);
+    const hboneAddr = route.protocol === "HBONE" ? (route.via ? route.via.authority : formatAuthority(route.target.host, route.target.port)) : undefined;
+    try {
+      const { tunnel, result, bytes } = await this.openRouteCounted(route, client);
+      const startMs = performance.now();
+      tunnel.once("close", () => logConnectionComplete({ direction: "outbound", srcAddr, dstAddr, hboneAddr,
+        ...(result ? peersFromLabels(result.labels) : {}), bytes: bytes(), startMs }));
+      return tunnel;
+    } catch (err) {
+      logConnectionFailed({ direction: "outbound", srcAddr, dstAddr: hboneAddr ?? dstAddr, error: err as Error });
+      throw err;
+    }
+  }
+
+  private async openRouteCounted(route: Route, client?: HostPort):
+    Promise<{ tunnel: Duplex; result?: ConnectionResult; bytes: () => TunnelBytes }> {
     const svc = route.service ? { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name } : {};
     // Destination labels from config; the 200's baggage fills in a peer config does not know.
     let dst: PeerLabels = route.workload ? workloadLabels(route.workload, String(route.expected[0])) : {};
     const record = (mtls: boolean): ConnectionResult | undefined =>
-      this.o.metrics?.opened(tcpLabels("source", this.self, dst, svc, "-", mtls));
+      this.o.inputs.metrics?.opened(tcpLabels("source", this.self, dst, svc, "-", mtls));
     if (route.protocol === "TCP") {
       let sock: net.Socket;
       try {
@@ -265,7 +284,7 @@ export class Outbound {
       const r = record(false);
       r?.countFrom(() => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }));
       sock.once("close", () => r?.close());
-      return sock;
+      return { tunnel: sock, result: r, bytes: () => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }) };
     }
     const headers: [string, string][] = workloadBaggage(this.o.source);
     if (client) {
@@ -274,7 +293,7 @@ export class Outbound {
     }
     headers.push(["traceparent", traceparent()]);
     const authority = route.via ? route.via.authority : formatAuthority(route.target.host, route.target.port);
-    if (route.via && this.o.source.network) headers.push(["x-forwarded-network", this.o.source.network]);
+    if (route.via && this.network) headers.push(["x-forwarded-network", this.network]);
     let stream;
     try {
       const session = route.via ? await this.innerSession(route) : await this.session(route);
@@ -305,7 +324,7 @@ export class Outbound {
     const s = stream;
     r?.countFrom(() => ({ clientToServer: s.written, serverToClient: s.pushed }));
     stream.once("close", () => r?.close());
-    return stream;
+    return { tunnel: stream, result: r, bytes: () => ({ clientToServer: s.written, serverToClient: s.pushed }) };
   }
 
   /** The peer identity each inner (double HBONE) session verified, for destination_principal. */
@@ -321,9 +340,9 @@ export class Outbound {
     const outerRoute: Route = { ...route, hop: via.hop, expected: via.expected, via: undefined };
     // One inner session per remote endpoint the load balancer picked: the gateway spreads the
     // sessions over its pods (P2C), so reuse does not pin every tunnel to one pod.
-    const key = { src: this.o.sourceIdentity.toString(), dst: route.expected.map(String),
+    const key = { src: this.poolSource, dst: route.expected.map(String),
       hop: `${formatAuthority(via.hop.host, via.hop.port)}/${via.authority}/${route.workload?.uid ?? ""}` };
-    return this.o.innerPool.checkout(key, async () => {
+    return this.o.inputs.innerPool.checkout(key, async () => {
       const outerSession = await this.session(outerRoute);
       const outer = await outerSession.connect(via.authority, []);
       if (outer.status !== 200) {
@@ -333,9 +352,9 @@ export class Outbound {
       try {
         const { socket, peer } = await connectHbone({
           host: via.hop.host, port: via.hop.port, certificate: await this.o.certificate(), expected: route.expected,
-          socket: outer, timeoutMs: this.o.connectTimeoutMs ?? 10_000,
+          socket: outer, timeoutMs: this.o.inputs.connectTimeoutMs,
         });
-        const inner = ownStreamErrors(H2Session.client(socket, this.o.session));
+        const inner = ownStreamErrors(H2Session.client(socket, this.o.inputs.session));
         this.innerPeer.set(inner, peer);
         return inner;
       } catch (err) {
@@ -346,8 +365,8 @@ export class Outbound {
   }
 
   private session(route: Route): Promise<H2Session> {
-    const key = { src: this.o.sourceIdentity.toString(), dst: route.expected.map(String), hop: formatAuthority(route.hop.host, route.hop.port) };
-    return this.o.pool.checkout(key, async () => {
+    const key = { src: this.poolSource, dst: route.expected.map(String), hop: formatAuthority(route.hop.host, route.hop.port) };
+    return this.o.inputs.pool.checkout(key, async () => {
       try {
         const { socket } = await connectHbone({
           host: route.hop.host,
@@ -355,9 +374,9 @@ export class Outbound {
           certificate: await this.o.certificate(),
           expected: route.expected,
           socket: this.dialFromWorkload(route.hop),
-          timeoutMs: this.o.connectTimeoutMs ?? 10_000,
+          timeoutMs: this.o.inputs.connectTimeoutMs,
         });
-        return ownStreamErrors(H2Session.client(socket, this.o.session));
+        return ownStreamErrors(H2Session.client(socket, this.o.inputs.session));
       } catch (err) {
         log.warn("HBONE connection failed", { hop: key.hop, error: err as Error,
           hint: "maybe a NetworkPolicy or firewall is blocking HBONE port 15008, or the peer's certificate is not trusted" });
@@ -371,9 +390,16 @@ export class Outbound {
    * destination can identify us by address; loopback IPs all work on one machine.
    */
   private dialFromWorkload(hop: HostPort): net.Socket {
+    if (this.o.dial) return this.o.dial(hop.host, hop.port);
     const ip = this.o.source.workloadIps[0];
     const bind = ip && net.isIP(ip) === net.isIP(hop.host) && isLocalAddress(ip);
     return net.connect({ host: hop.host, port: hop.port, noDelay: true, ...(bind ? { localAddress: ip } : {}) });
+  }
+
+  /** Closes this source's pooled connections (outer and inner): its workload left. */
+  closePooled(): void {
+    this.o.inputs.pool.closeSource(this.poolSource);
+    this.o.inputs.innerPool.closeSource(this.poolSource);
   }
 
   /** The workload record changed (config reload). */
@@ -383,8 +409,23 @@ export class Outbound {
 
   private dialTcp(target: HostPort): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
-      dialTcp({ ...target, timeoutMs: this.o.connectTimeoutMs ?? 10_000 }, resolve, (err) =>
-        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, { cause: err })));
+      let sock: net.Socket;
+      try {
+        sock = this.o.dial ? this.o.dial(target.host, target.port)
+          : net.connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
+      } catch (err) {
+        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+      const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), this.o.inputs.connectTimeoutMs);
+      sock.once("connect", () => {
+        clearTimeout(timer);
+        resolve(sock);
+      });
+      sock.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, { cause: err }));
+      });
     });
   }
 }

@@ -90,6 +90,18 @@ export class HbonePool {
     for (const list of this.conns.values()) for (const e of list) e.session.close();
   }
 
+  /** Closes every connection of one source (a workload leaving the node: its sockets were dialled from its pod). */
+  closeSource(src: string): void {
+    for (const [k, list] of [...this.conns]) {
+      if (!k.startsWith(`${src}|`)) continue;
+      this.conns.delete(k);
+      for (const e of list) {
+        if (e.idleTimer) clearTimeout(e.idleTimer);
+        e.session.destroy();
+      }
+    }
+  }
+
   close(): void {
     this.closed = true;
     for (const list of this.conns.values()) for (const e of list) e.session.destroy();

@@ -65,6 +65,24 @@ export function createListenSocket(o: ListenSocketOptions): FfiSocket {
   }
 }
 
+/** A bound UDP socket (marked when `mark` is given) in the namespace `netnsFd`: for a pod's DNS proxy (dgram adopts
+ *  it with `bind({ fd })`). */
+export function createUdpSocketIn(netnsFd: number, o: { host: string; port: number; mark?: number }): number {
+  return inNetns(netnsFd, () => {
+    const family = net.isIP(o.host) === 6 ? C.AF_INET6 : C.AF_INET;
+    const fd = check(libc().socket(family, C.SOCK_DGRAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), "socket(SOCK_DGRAM)", "socket");
+    try {
+      if (o.mark !== undefined) setMark(fd, o.mark);
+      const a = encodeInet(o.host, o.port);
+      check(libc().bind(fd, a, a.length), `bind(${fmt(o.host, o.port)}/udp)`, "bind");
+      return fd;
+    } catch (err) {
+      closeQuietly(fd);
+      throw err;
+    }
+  });
+}
+
 /** createListenSocket inside the namespace `netnsFd`. */
 export function createListenSocketIn(netnsFd: number, o: ListenSocketOptions): FfiSocket {
   return inNetns(netnsFd, () => createListenSocket(o));

@@ -12,6 +12,8 @@ import { Outbound, OutboundError, type Route } from "../../host/proxy/outbound.j
 import { formatAuthority } from "../../host/proxy/authority.js";
 import { socksReplyOf } from "../../host/proxy/socks5.js";
 import { stateOf } from "../lb/fixture.js";
+import type { LoadBalancer } from "../../host/lb/index.js";
+import type { Service, Workload } from "../../host/model/index.js";
 
 const MESH = `
 workloads:
@@ -66,18 +68,22 @@ const state = stateOf(MESH);
 const sleep = state.workloadByUid("c1//Pod/default/sleep")!;
 
 /** The outbound of workload sleep; only resolve() is used, so the certificate is never asked for. */
+// The load balancer's own choices are test/lb's: here the first healthy endpoint, and the first healthy gateway
+// instance with an address on that network, so every row is fixed.
+const lb = {
+  pick: (_src: Workload, svc: Service, port: number) =>
+    state.endpoints(svc, port).find((e) => e.workload.status !== "Unhealthy"),
+  pickGateway: (svc: Service, port: number, network: string) => state.endpoints(svc, port)
+    .find((e) => e.workload.network === network && e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0),
+} as unknown as LoadBalancer;
 const outbound = new Outbound({
-  state,
+  inputs: {
+    state, pool: new HbonePool(), innerPool: new HbonePool(), hbonePort: 15008, connectTimeoutMs: 10_000,
+    responseBaggage: true, lb, ownPorts: () => new Set<number>(),
+  },
   source: sleep,
   sourceIdentity: new Identity("cluster.local", "default", "sleep"),
   certificate: () => Promise.reject(new Error("routing tests dial nothing")),
-  hbonePort: 15008,
-  pool: new HbonePool(),
-  innerPool: new HbonePool(),
-  pick: (_src, svc, port) => state.endpoints(svc, port).find((e) => e.workload.status !== "Unhealthy"),
-  // The first healthy instance with an address on that network (the load balancer's weighting is test/lb's).
-  pickGateway: (svc, port, network) => state.endpoints(svc, port)
-    .find((e) => e.workload.network === network && e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0),
 });
 
 const sa = (ns: string, name: string) => `spiffe://cluster.local/ns/${ns}/sa/${name}`;
