@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createPluginCa } from "../../host/identity/ca.js";
 import { startProxy, type NodeProxy } from "../../host/app.js";
 import { waitFor } from "../helpers/node-proxy.js";
+import { setSink, getLevel, setLevel, type LogRecord } from "../../host/log.js";
 
 interface Dump { mode: string; workloads: { uid: string; certificate: { identity: string; notAfter?: string } }[] }
 
@@ -88,6 +89,31 @@ ${extra.late ? "  - {uid: late, name: late, namespace: other, serviceAccount: la
     expect(await ask("echo.default.svc.cluster.local:80")).toBe("echo");
     expect(await ask("127.0.40.2:7000")).toBe("sleep");
     await expect(client.connect("127.0.40.5:7000")).rejects.toThrow(/HBONE/); // n2's workload: nobody here
+  });
+
+  it("access lines: on by default, switched off and on at run time through /logging", async () => {
+    const lines: LogRecord[] = [];
+    const level = getLevel();
+    setLevel("info");
+    const restore = setSink((r) => lines.push(r));
+    const logging = async (spec: string) => (await (await fetch(
+      `http://127.0.0.1:${node.addresses.admin!.port}/logging?level=${encodeURIComponent(spec)}`, { method: "POST" })).json()) as
+      { level: string; access?: string };
+    const complete = () => lines.filter((l) => l.msg === "connection complete" && l.scope === "access");
+    try {
+      expect(await ask("echo.default.svc.cluster.local:80")).toBe("echo");
+      await waitFor("access lines", async () => complete().length >= 2); // the client's outbound, the node's inbound
+      expect(await logging("access:off")).toMatchObject({ access: "off" });
+      const before = complete().length;
+      expect(await ask("echo.default.svc.cluster.local:80")).toBe("echo");
+      await new Promise((r) => setTimeout(r, 200));
+      expect(complete().length).toBe(before);
+      expect((await fetch(`http://127.0.0.1:${node.addresses.admin!.port}/logging?level=access:loud`, { method: "POST" })).status).toBe(400);
+    } finally {
+      await logging("access:info");
+      restore();
+      setLevel(level);
+    }
   });
 
   it("follows the config live: a workload leaving the node is dropped, one arriving is served", async () => {

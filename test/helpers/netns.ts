@@ -8,9 +8,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { it } from "vitest";
-
-const IN_CI = !!process.env.CI && process.env.CI !== "0" && process.env.CI !== "false";
+import { requireNetns } from "./netns-lite.js";
 
 function runs(cmd: string, args: string[]): boolean {
   try {
@@ -21,27 +19,10 @@ function runs(cmd: string, args: string[]): boolean {
   }
 }
 
-let availability: boolean | undefined;
-
-/** Root, `ip` and `nft` present? Call at a test file's top level. Prints (or, under CI, fails) once when not. */
+/** Root, `ip` and `nft` present? Call at a test file's top level. The one gate (netns-lite.ts's requireNetns): one
+ *  visible line when missing, a failing test under CI=true. */
 export function netnsAvailable(): boolean {
-  if (availability !== undefined) return availability;
-  const missing: string[] = [];
-  if (process.getuid?.() !== 0) missing.push("root (network namespaces need CAP_SYS_ADMIN/CAP_NET_ADMIN)");
-  if (!runs("ip", ["-V"])) missing.push("ip (apt-get install -y iproute2)");
-  if (!runs("nft", ["--version"])) missing.push("nft (apt-get install -y nftables)");
-  availability = missing.length === 0;
-  if (!availability) {
-    const line = `missing system peer: ${missing.join(", ")}`;
-    if (IN_CI) {
-      it("needs root, iproute2 and nftables", () => {
-        throw new Error(`${line}: CI=true, so tests that need it fail instead of skipping`);
-      });
-    } else {
-      console.warn(`${line}, tests skipped`);
-    }
-  }
-  return availability;
+  return requireNetns();
 }
 
 const live = new Set<string>();
