@@ -12,7 +12,7 @@ import { type Figure, type RunOptions, type SuiteResult, type Target, repoRoot }
 import { runFramesBench } from "./frames.bench.js";
 import { runHpackBench } from "./hpack.bench.js";
 import { runTunnelBench } from "./tunnel.bench.js";
-import { runProxyBench } from "./proxy.bench.js";
+import { runProxyBench, type ProxyBenchOptions } from "./proxy.bench.js";
 import { runProfile } from "./profile.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
@@ -133,7 +133,10 @@ async function main(): Promise<void> {
     const r = await optionalSuite(file, fn);
     if (r) runners.push([name, r]);
   }
-  runners.push(["proxies", runProxyBench]);
+  // --topologies=a,b and --workloads=x,y narrow the proxies suite (e.g. --topologies=hbone-wasm,hbone-double).
+  const topologies = arg("topologies")?.split(",").filter(Boolean) as ProxyBenchOptions["topologies"];
+  const workloads = arg("workloads")?.split(",").filter(Boolean) as ProxyBenchOptions["workloads"];
+  runners.push(["proxies", (o) => runProxyBench({ ...o, topologies, workloads })]);
   const only = arg("suites")?.split(",").filter(Boolean);
   const suites: SuiteResult[] = [];
   const loadStart = os.loadavg()[0];

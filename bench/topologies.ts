@@ -4,6 +4,7 @@
 //   tls-pipe    client app -> TLS relay -> TLS terminator -> server app (no HTTP/2): the ceiling
 //   node-http2  client app -> node:http2 outbound -> CONNECT over mTLS -> node:http2 inbound -> server app
 //   hbone-wasm  client app -> `hbone proxy` (forward listeners) -> HBONE -> `hbone proxy` (inbound) -> server app
+//   hbone-double, node-http2-double   cross-network through an east-west gateway (topologies-double.ts)
 //
 // The server app listens on 127.0.0.3 (the server workload); TLS hops land on 127.0.0.3 too and
 // the client-side proxies listen on 127.0.0.1. Certificates come from one plug-in CA.
@@ -13,8 +14,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "./harness.js";
+import { buildDouble } from "./topologies-double.js";
 
-export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm"] as const;
+export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm", "node-http2-double", "hbone-double"] as const;
+/** The cross-network topologies: measured in the rr and throughput workloads only. */
+export const DOUBLE_TOPOLOGIES: readonly TopologyName[] = ["node-http2-double", "hbone-double"];
 export type TopologyName = (typeof TOPOLOGIES)[number];
 
 export const SERVER_IP = "127.0.0.3";
@@ -34,8 +38,8 @@ export interface Endpoint {
 }
 
 export interface Proxy {
-  /** "outbound" (client side) or "inbound" (server side). */
-  role: "outbound" | "inbound";
+  /** "outbound" (client side), "inbound" (server side) or "gateway" (east-west, between the two). */
+  role: "outbound" | "inbound" | "gateway";
   child: Child;
 }
 
@@ -55,7 +59,7 @@ export interface BuildContext {
   app: AppPorts;
   spawn: SpawnOptions;
   /** Extra node flags for the proxies of this topology (e.g. --cpu-prof). */
-  proxyNodeArgs?: (role: "outbound" | "inbound") => string[];
+  proxyNodeArgs?: (role: Proxy["role"]) => string[];
 }
 
 const peer = (file: string) => fileURLToPath(new URL(`./peers/${file}`, import.meta.url));
@@ -76,7 +80,7 @@ async function stopAll(proxies: Proxy[]): Promise<void> {
   await Promise.all(proxies.map((p) => p.child.stop()));
 }
 
-function spawnOpts(ctx: BuildContext, role: "outbound" | "inbound"): SpawnOptions {
+function spawnOpts(ctx: BuildContext, role: Proxy["role"]): SpawnOptions {
   return { ...ctx.spawn, nodeArgs: [...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])] };
 }
 
@@ -149,6 +153,12 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
         proxies.unshift({ role: "outbound", child: out });
         const fwd = (out.ready.forward as string[]).map((f) => hostPort(f).port);
         return { name, entry: entries(fwd), proxies, stop: () => stopAll(proxies) };
+      }
+
+      case "node-http2-double":
+      case "hbone-double": {
+        const eps = await buildDouble(name === "hbone-double" ? "hbone" : "node-http2", ctx, proxies);
+        return { name, entry: entries(eps.map((e) => e.port)), proxies, stop: () => stopAll(proxies) };
       }
     }
   } catch (err) {
