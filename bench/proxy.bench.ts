@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import { createPluginCa } from "../host/identity/ca.js";
 import type { Measure, Ratio, RunOptions, SuiteResult, Target } from "./harness.js";
 import { cpuSeconds, nofileLimits, onExit, Progress, rssBytes, spawnNode, type Child, type SpawnOptions } from "./procs.js";
-import { buildTopology, DOUBLE_TOPOLOGIES, SERVER_IP, TOPOLOGIES, type AppPorts, type Proxy, type Topology,
+import { buildTopology, DEFAULT_TOPOLOGIES, DOUBLE_TOPOLOGIES, SERVER_IP, type AppPorts, type Proxy, type Topology,
   type TopologyName } from "./topologies.js";
 
 export const WORKLOADS = ["idle", "rr", "rate", "throughput"] as const;
@@ -34,9 +34,9 @@ export const ZTUNNEL_COLUMN = "ztunnel (Istio, published)";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold=1000000000";
 
-/** Ratio columns of the cross-network topologies: double against single HBONE, ours against node:http2's. */
+/** Ratio columns of the on-request topologies: double against single HBONE, ours against node:http2's, 2 workers against 1. */
 const DOUBLE_PAIRS: [TopologyName, TopologyName][] = [["hbone-double", "hbone-wasm"], ["node-http2-double", "node-http2"],
-  ["hbone-double", "node-http2-double"]];
+  ["hbone-double", "node-http2-double"], ["hbone-wasm-w2", "hbone-wasm"]];
 
 interface Params {
   bulkBytes: number;
@@ -66,7 +66,7 @@ const QUICK: Params = {
 };
 
 export interface ProxyBenchOptions extends RunOptions {
-  /** Only these topologies (default: all four). */
+  /** Only these topologies (default: DEFAULT_TOPOLOGIES). */
   topologies?: TopologyName[];
   /** Only these workloads (default: all). */
   workloads?: Workload[];
@@ -129,11 +129,14 @@ function alive(t: Topology): void {
   }
 }
 
-const cpuOf = (t: Topology) => t.proxies.map((p) => cpuSeconds(p.child.pid));
+/** A proxy's processes: its own and, with --workers, its workers' (CPU and RSS are summed over them). */
+const pidsOf = (p: Proxy) => [p.child.pid, ...(p.workers ?? [])];
+const cpuOf = (t: Topology) => t.proxies.map((p) => pidsOf(p).reduce((a, pid) => a + cpuSeconds(pid), 0));
+const rssOf = (p: Proxy) => pidsOf(p).reduce((a, pid) => a + rssBytes(pid), 0);
 
 export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResult> {
   const P = opts.quick ? QUICK : FULL;
-  const topoNames = opts.topologies ?? [...TOPOLOGIES];
+  const topoNames = opts.topologies ?? [...DEFAULT_TOPOLOGIES];
   const workloads = opts.workloads ?? [...WORKLOADS];
   const progress = new Progress();
   const notes: string[] = [];
@@ -213,14 +216,14 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
         await client.run({ ...ping, count: 1 }, label, (d, n) => `${d}/${n}`);
         await client.run({ op: "close" }, label, () => "closing");
         await sleep(500);
-        const rss0 = t.proxies.map((p) => rssBytes(p.child.pid));
+        const rss0 = t.proxies.map((p) => rssOf(p));
         for (const [k, p] of t.proxies.entries()) add(`idle: RSS with 0 tunnels, ${p.role}`, "MB", t.name, rss0[k] / 1e6, true);
         for (const n of counts) {
           const r = await client.run({ ...ping, count: n }, label, (d, tot) => `${d}/${tot} idle tunnels open`);
           if (r.open < n) throw new Error(`${label}: only ${r.open} of ${n} idle tunnels opened`);
           await sleep(opts.quick ? 300 : 1000);
           alive(t);
-          const rss = t.proxies.map((p) => rssBytes(p.child.pid));
+          const rss = t.proxies.map((p) => rssOf(p));
           const per = rss.map((b, k) => (b - rss0[k]) / n);
           const nominal = P.idleCounts[counts.indexOf(n)];
           for (const [k, p] of t.proxies.entries()) add(`idle: bytes per tunnel at ${fmt(nominal)}, ${p.role}`, "B", t.name, per[k], true);
@@ -265,7 +268,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
           const vcpu = t.proxies.map((_, k) => (cpu1[k] - cpu0[k]) / wall / (rate / 1000));
           for (const [k, p] of t.proxies.entries()) best(`rr: vCPU per 1000 req/s, ${p.role}`, "vCPU", t.name, vcpu[k], true);
           best("rr: vCPU per 1000 req/s, per proxy (mean)", "vCPU", t.name, vcpu.reduce((a, b) => a + b, 0) / vcpu.length, true);
-          const rss = t.proxies.map((p) => rssBytes(p.child.pid) / 1e6);
+          const rss = t.proxies.map((p) => rssOf(p) / 1e6);
           best("rr: RSS per proxy at the end (mean)", "MB", t.name, rss.reduce((a, b) => a + b, 0) / rss.length, true);
         }
         if (r.late > 0) notes.push(`rr ${t.name}: ${r.late} requests went out more than one interval late (the loop fell behind)`);

@@ -14,6 +14,8 @@ import { runHpackBench } from "./hpack.bench.js";
 import { runTunnelBench } from "./tunnel.bench.js";
 import { runProxyBench, type ProxyBenchOptions } from "./proxy.bench.js";
 import { runProfile } from "./profile.js";
+import { startHog } from "./hog.js";
+import { ratioChart } from "./chart.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
 
@@ -136,7 +138,18 @@ async function main(): Promise<void> {
   // --topologies=a,b and --workloads=x,y narrow the proxies suite (e.g. --topologies=hbone-wasm,hbone-double).
   const topologies = arg("topologies")?.split(",").filter(Boolean) as ProxyBenchOptions["topologies"];
   const workloads = arg("workloads")?.split(",").filter(Boolean) as ProxyBenchOptions["workloads"];
-  runners.push(["proxies", (o) => runProxyBench({ ...o, topologies, workloads })]);
+  // --hog N: N busy-looping processes compete for the cores during the proxies suite.
+  const hogN = arg("hog") !== undefined ? Number(arg("hog")) : 0;
+  runners.push(["proxies", async (o) => {
+    const hog = startHog(hogN);
+    try {
+      const r = await runProxyBench({ ...o, topologies, workloads });
+      if (hogN > 0) r.notes.push(`--hog ${hogN}: ${hogN} busy-looping processes ran during the proxies suite`);
+      return r;
+    } finally {
+      await hog.stop();
+    }
+  }]);
   const only = arg("suites")?.split(",").filter(Boolean);
   const suites: SuiteResult[] = [];
   const loadStart = os.loadavg()[0];
@@ -196,6 +209,9 @@ async function main(): Promise<void> {
   };
   writeFileSync(join(dir, "latest.json"), JSON.stringify(json, null, 2) + "\n");
   writeFileSync(join(dir, "latest.md"), md);
+  const proxies = topo.find((x) => x.suite === "proxies");
+  const svg = proxies && ratioChart(proxies, `proxies: ratios${quick ? " (quick)" : ""}${hogN ? `, --hog ${hogN}` : ""}, ${machine.date.slice(0, 10)}`);
+  if (svg) writeFileSync(join(dir, "proxies.svg"), svg);
   console.log(`wrote ${join(dir, "latest.json")} and latest.md (${fmt((Date.now() - started) / 1000, 1)} s)`);
 }
 

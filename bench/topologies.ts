@@ -5,6 +5,7 @@
 //   node-http2  client app -> node:http2 outbound -> CONNECT over mTLS -> node:http2 inbound -> server app
 //   hbone-wasm  client app -> `hbone proxy` (forward listeners) -> HBONE -> `hbone proxy` (inbound) -> server app
 //   hbone-double, node-http2-double   cross-network through an east-west gateway (topologies-double.ts)
+//   hbone-wasm-w2  hbone-wasm with `--workers 2` on both proxies (on request: 1 vs 2 workers)
 //
 // The server app listens on 127.0.0.3 (the server workload); TLS hops land on 127.0.0.3 too and
 // the client-side proxies listen on 127.0.0.1. Certificates come from one plug-in CA.
@@ -16,7 +17,10 @@ import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "./harness.js";
 import { buildDouble } from "./topologies-double.js";
 
-export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm", "node-http2-double", "hbone-double"] as const;
+export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm", "node-http2-double", "hbone-double",
+  "hbone-wasm-w2"] as const;
+/** What the proxies suite runs unless told (`--topologies`): hbone-wasm-w2 only on request. */
+export const DEFAULT_TOPOLOGIES: readonly TopologyName[] = TOPOLOGIES.filter((t) => t !== "hbone-wasm-w2");
 /** The cross-network topologies: measured in the rr and throughput workloads only. */
 export const DOUBLE_TOPOLOGIES: readonly TopologyName[] = ["node-http2-double", "hbone-double"];
 export type TopologyName = (typeof TOPOLOGIES)[number];
@@ -41,6 +45,8 @@ export interface Proxy {
   /** "outbound" (client side), "inbound" (server side) or "gateway" (east-west, between the two). */
   role: "outbound" | "inbound" | "gateway";
   child: Child;
+  /** Worker processes of a `--workers N` proxy (the child is their primary). */
+  workers?: number[];
 }
 
 export interface Topology {
@@ -133,15 +139,17 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
         return { name, entry: entries(out.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
       }
 
-      case "hbone-wasm": {
+      case "hbone-wasm":
+      case "hbone-wasm-w2": {
         const config = join(ctx.dir, "mesh.yaml");
         writeFileSync(config, meshConfig());
         const cli = join(repoRoot(), "dist", "host", "cli.js");
         const common = ["proxy", "--config", config, "--ca-dir", ctx.caDir, "--socks5-port", "off",
-          "--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "1"];
+          "--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "1",
+          ...(name === "hbone-wasm-w2" ? ["--workers", "2"] : [])];
         const inb = await spawnNode("hbone inbound", cli,
           [...common, "--workload", "default/server/server", "--inbound-port", "0"], spawnOpts(ctx, "inbound"));
-        proxies.push({ role: "inbound", child: inb });
+        proxies.push({ role: "inbound", child: inb, workers: inb.ready.pids as number[] | undefined });
         const hbonePort = hostPort(inb.ready.inbound as string).port;
         // `--forward` refuses listen port 0 (host/proxy/authority.ts validPort), so pick free ports here.
         const listen: number[] = [];
@@ -150,7 +158,7 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
           "--inbound-port", "off", "--hbone-port", String(hbonePort),
           ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`])],
           spawnOpts(ctx, "outbound"));
-        proxies.unshift({ role: "outbound", child: out });
+        proxies.unshift({ role: "outbound", child: out, workers: out.ready.pids as number[] | undefined });
         const fwd = (out.ready.forward as string[]).map((f) => hostPort(f).port);
         return { name, entry: entries(fwd), proxies, stop: () => stopAll(proxies) };
       }
