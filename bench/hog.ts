@@ -1,4 +1,4 @@
-// `--hog N`: N busy-looping processes for the duration of the proxies suite, so a run "on a busy
+// `--hog=N`: N busy-looping processes for the duration of the proxies suite, so a run "on a busy
 // machine" (other processes competing for the cores) is one flag and the same every time.
 
 import { spawn, type ChildProcess } from "node:child_process";

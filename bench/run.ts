@@ -138,8 +138,10 @@ async function main(): Promise<void> {
   // --topologies=a,b and --workloads=x,y narrow the proxies suite (e.g. --topologies=hbone-wasm,hbone-double).
   const topologies = arg("topologies")?.split(",").filter(Boolean) as ProxyBenchOptions["topologies"];
   const workloads = arg("workloads")?.split(",").filter(Boolean) as ProxyBenchOptions["workloads"];
-  // --hog N: N busy-looping processes compete for the cores during the proxies suite.
-  const hogN = arg("hog") !== undefined ? Number(arg("hog")) : 0;
+  // --hog=N: N busy-looping processes compete for the cores during the proxies suite.
+  const hogArg = arg("hog");
+  if (hogArg === "") throw new Error("--hog=N: how many busy-looping processes");
+  const hogN = hogArg !== undefined ? Number(hogArg) : 0;
   runners.push(["proxies", async (o) => {
     const hog = startHog(hogN);
     try {
