@@ -16,9 +16,11 @@ import { runXdsBench } from "./micro/xds.bench.js";
 import { runAccessLogBench } from "./micro/access-log.bench.js";
 import { runLoggerBench } from "./micro/logger.bench.js";
 import { runTunnelBench } from "./topologies/tunnel.bench.js";
-import { runProxyBench } from "./topologies/proxy.bench.js";
+import { runProxyBench, type ProxyBenchOptions } from "./topologies/proxy.bench.js";
 import { runProfile } from "./topologies/profile.js";
 import { checkFloors } from "./floors.js";
+import { startHog } from "./topologies/hog.js";
+import { ratioChart } from "./chart.js";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold";
 
@@ -143,7 +145,23 @@ async function main(): Promise<boolean> {
     const r = await optionalSuite(file, fn);
     if (r) runners.push([name, r]);
   }
-  runners.push(["proxies", runProxyBench]);
+  // --topologies=a,b and --workloads=x,y narrow the proxies suite (e.g. --topologies=hbone-wasm,hbone-double).
+  const topologies = arg("topologies")?.split(",").filter(Boolean) as ProxyBenchOptions["topologies"];
+  const workloads = arg("workloads")?.split(",").filter(Boolean) as ProxyBenchOptions["workloads"];
+  // --hog=N: N busy-looping processes compete for the cores during the proxies suite.
+  const hogArg = arg("hog");
+  if (hogArg === "") throw new Error("--hog=N: how many busy-looping processes");
+  const hogN = hogArg !== undefined ? Number(hogArg) : 0;
+  runners.push(["proxies", async (o) => {
+    const hog = startHog(hogN);
+    try {
+      const r = await runProxyBench({ ...o, topologies, workloads });
+      if (hogN > 0) r.notes.push(`--hog ${hogN}: ${hogN} busy-looping processes ran during the proxies suite`);
+      return r;
+    } finally {
+      await hog.stop();
+    }
+  }]);
   const only = arg("suites")?.split(",").filter(Boolean);
   const suites: SuiteResult[] = [];
   const loadStart = os.loadavg()[0];
@@ -204,6 +222,10 @@ async function main(): Promise<boolean> {
   const out = quick ? "quick" : "latest";
   writeFileSync(join(dir, `${out}.json`), JSON.stringify(json, null, 2) + "\n");
   writeFileSync(join(dir, `${out}.md`), md);
+  // The committed chart is the last full run's (quick runs are smoke tests).
+  const proxies = topo.find((x) => x.suite === "proxies");
+  const svg = !quick && proxies && ratioChart(proxies, `proxies: ratios${hogN ? `, --hog ${hogN}` : ""}, ${machine.date.slice(0, 10)}`);
+  if (svg) writeFileSync(join(dir, "proxies.svg"), svg);
   console.log(`wrote ${join(dir, `${out}.json`)} and ${out}.md (${fmt((Date.now() - started) / 1000, 1)} s)`);
   if (!check) return true;
   const { lines, failed } = checkFloors(suites);

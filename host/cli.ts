@@ -9,6 +9,7 @@ import { captureCommand } from "./capture/rules.js";
 import { parseListenAddress } from "./proxy/authority.js";
 import { runDemo } from "./demo.js";
 import { logger, getLevel, setLevel } from "./log.js";
+import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
 import { resolveRuntime } from "./runtime-config.js";
 import { VERSION } from "./version.js";
 
@@ -30,6 +31,7 @@ commands:
            --trust-domain TD         (env TRUST_DOMAIN; default: the workload's, else cluster.local)
            --cluster NAME            (env CLUSTER_ID)      --network NAME   (env NETWORK)
            --drain-timeout S         SIGTERM drain (30; env TERMINATION_GRACE_PERIOD_SECONDS minus 1)
+           --workers N               N worker processes sharing the listeners (1; env HBONE_WORKERS)
            --inbound-port N          HBONE on the workload's IP (15008)
            --socks5-port N           SOCKS5 on 127.0.0.1 (15080; "off" = none, as for the ports below)
            --admin-port N            127.0.0.1 (15000)     --metrics-port N   (15020)
@@ -101,6 +103,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
       "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
       "root-cert": { type: "string" }, "status-address": { type: "string" }, "cert-ttl": { type: "string" },
       capture: { type: "string" },
+      workers: { type: "string" },
     },
   });
   // Flags, environment and defaults are resolved in one place (runtime-config.ts, which deploy/ is checked against).
@@ -117,6 +120,13 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     throw new Error("shared (node) mode needs NODE_NAME (the node whose workloads are served) or INPOD_ENABLED=true; " +
       "give --workload for one workload");
   }
+  const role = gateway ? "gateway" : "proxy";
+  if (rt.workers > 1 && !isWorker()) {
+    // The primary serves nothing itself: its workers do (host/workers).
+    return runPrimary(rt.workers, (ready, pids) =>
+      console.log(`hbone ${role} ready ${JSON.stringify({ ...ready, workers: rt.workers, pids })}`));
+  }
+  if (isWorker()) workerSetup();
   const forward: ForwardListener[] = (values.forward ?? []).map((f) => {
     const [listen, to] = f.split("=");
     const l = listen ? parseListenAddress(listen) : null;
@@ -151,14 +161,18 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   const mesh = await startProxy(opts);
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.
-  console.log(`hbone ${gateway ? "gateway" : "proxy"} ready ${JSON.stringify({
+  const ready = {
     mode: mesh.mode, identity: mesh.identity && String(mesh.identity), inbound: a.inbound && `${a.inbound.address}:${a.inbound.port}`,
     socks5: a.socks5?.port, admin: a.admin?.port, metrics: a.metrics?.port, readiness: a.readiness?.port,
     forward: a.forward.map((f) => `${f.address}:${f.port}`),
-  })}`);
+  };
+  if (isWorker()) workerReady(ready); // the primary prints one line for all workers
+  else console.log(`hbone ${role} ready ${JSON.stringify(ready)}`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info("draining", { signal: sig });
+      // A worker says how much of the work it did (its metrics are its own).
+      if (isWorker()) void workerStats(mesh.metrics.registry).then((st) => log.info("worker stopping", { ...st }), () => {});
       mesh.drain().then(resolve, (err: Error) => {
         log.error("drain failed", { error: err });
         resolve();

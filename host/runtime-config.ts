@@ -108,6 +108,7 @@ export const ENV: readonly EnvVar[] = [
   { name: "HBONE_LOG_LEVEL", aliases: ["RUST_LOG"], doc: "debug, info, warn or error (RUST_LOG only when it is a bare level)",
     node: { operator: "log level" }, gateway: { operator: "log level" } },
   { name: "LOG_FORMAT", doc: "json (the only format: JSON lines)" },
+  { name: "HBONE_WORKERS", flag: "--workers", doc: "worker processes that share the listeners (default 1: no workers); ztunnel sizes its worker threads from its CPU request" },
   { name: "KUBERNETES_SERVICE_HOST", doc: "set by the kubelet in every pod: metrics and readiness then listen on all addresses, as ztunnel's do" },
 ];
 
@@ -115,7 +116,7 @@ export const ENV: readonly EnvVar[] = [
 export type RuntimeFlags = Partial<Record<
   "config" | "workload" | "ca-dir" | "xds-address" | "ca-address" | "xds-token-file" | "root-cert" | "trust-domain" |
   "cluster" | "network" | "inbound-port" | "socks5-port" | "admin-port" | "metrics-port" | "readiness-port" |
-  "hbone-port" | "drain-timeout" | "status-address" | "capture", string>>;
+  "hbone-port" | "drain-timeout" | "status-address" | "capture" | "workers", string>>;
 
 export type Env = Record<string, string | undefined>;
 
@@ -150,6 +151,8 @@ export interface RuntimeConfig {
   /** The port other proxies accept HBONE on, when it differs from ours. */
   hbonePort?: number;
   drainTimeoutMs: number;
+  /** Worker processes (1: this process serves itself). */
+  workers: number;
   connectTimeoutMs: number;
   xdsReadyTimeoutMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -234,6 +237,12 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
   const hbonePort = hbone === undefined ? undefined : port(hbone, "--hbone-port", PORTS.hbone);
   if (hbonePort === false || hbonePort === 0) throw new RuntimeConfigError(`--hbone-port: a peer's port cannot be ${hbone}`);
 
+  const rawWorkers = s("workers", "HBONE_WORKERS");
+  const workers = rawWorkers === undefined ? 1 : Number(rawWorkers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+    throw new RuntimeConfigError(`${flags.workers !== undefined ? "--workers" : "HBONE_WORKERS"}: not a number of workers from 1 to 64: ${rawWorkers}`);
+  }
+
   return {
     configPath: s("config", "LOCAL_XDS_PATH"),
     workload,
@@ -266,6 +275,7 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
     statusAddress: ip(flags["status-address"], "--status-address") ?? (read(env, "KUBERNETES_SERVICE_HOST") ? "0.0.0.0" : "127.0.0.1"),
     hbonePort,
     drainTimeoutMs,
+    workers,
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
     xdsReadyTimeoutMs: DEFAULTS.xdsReadyTimeoutMs,
     logLevel,

@@ -9,6 +9,9 @@
 //   rate        new tunnels per second (open, 1 byte each way, close), 64 concurrent clients
 //   throughput  1 GiB over one tunnel and over 8 parallel tunnels: MB/s and proxy CPU s per GiB
 //
+// The cross-network topologies (hbone-double, node-http2-double: source proxy -> east-west gateway
+// -> destination proxy) run rr and throughput only, compared with their single-HBONE peers.
+//
 // Each workload runs on every topology before the next workload starts, so ratios compare figures
 // taken minutes apart at most. Idle memory runs first, on proxies that have done nothing else yet.
 
@@ -19,7 +22,8 @@ import { fileURLToPath } from "node:url";
 import { createPluginCa } from "../../host/identity/ca.js";
 import type { Measure, Ratio, RunOptions, SuiteResult, Target } from "../harness.js";
 import { cpuSeconds, nofileLimits, onExit, Progress, rssBytes, spawnNode, type Child, type SpawnOptions } from "./procs.js";
-import { buildTopology, SERVER_IP, TOPOLOGIES, type AppPorts, type Topology, type TopologyName } from "./topologies.js";
+import { buildTopology, DEFAULT_TOPOLOGIES, DOUBLE_TOPOLOGIES, SERVER_IP, type AppPorts, type Proxy, type Topology,
+  type TopologyName } from "./topologies.js";
 
 export const WORKLOADS = ["idle", "rr", "rate", "throughput"] as const;
 export type Workload = (typeof WORKLOADS)[number];
@@ -29,6 +33,10 @@ export const ZTUNNEL = { vcpuPer1000: 0.06, memMBPer1000: 12 };
 export const ZTUNNEL_COLUMN = "ztunnel (Istio, published)";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold=1000000000";
+
+/** Ratio columns of the on-request topologies: double against single HBONE, ours against node:http2's, 2 workers against 1. */
+const DOUBLE_PAIRS: [TopologyName, TopologyName][] = [["hbone-double", "hbone-wasm"], ["node-http2-double", "node-http2"],
+  ["hbone-double", "node-http2-double"], ["hbone-wasm-w2", "hbone-wasm"]];
 
 interface Params {
   bulkBytes: number;
@@ -58,12 +66,12 @@ const QUICK: Params = {
 };
 
 export interface ProxyBenchOptions extends RunOptions {
-  /** Only these topologies (default: all four). */
+  /** Only these topologies (default: DEFAULT_TOPOLOGIES). */
   topologies?: TopologyName[];
   /** Only these workloads (default: all). */
   workloads?: Workload[];
   /** Extra node flags for proxy processes (profiling). */
-  proxyNodeArgs?: (topology: TopologyName, role: "outbound" | "inbound") => string[];
+  proxyNodeArgs?: (topology: TopologyName, role: Proxy["role"]) => string[];
   /** How long a proxy may take to exit on SIGTERM (a profile is written at exit). */
   stopGraceMs?: number;
 }
@@ -121,11 +129,14 @@ function alive(t: Topology): void {
   }
 }
 
-const cpuOf = (t: Topology) => t.proxies.map((p) => cpuSeconds(p.child.pid));
+/** A proxy's processes: its own and, with --workers, its workers' (CPU and RSS are summed over them). */
+const pidsOf = (p: Proxy) => [p.child.pid, ...(p.workers ?? [])];
+const cpuOf = (t: Topology) => t.proxies.map((p) => pidsOf(p).reduce((a, pid) => a + cpuSeconds(pid), 0));
+const rssOf = (p: Proxy) => pidsOf(p).reduce((a, pid) => a + rssBytes(pid), 0);
 
 export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResult> {
   const P = opts.quick ? QUICK : FULL;
-  const topoNames = opts.topologies ?? [...TOPOLOGIES];
+  const topoNames = opts.topologies ?? [...DEFAULT_TOPOLOGIES];
   const workloads = opts.workloads ?? [...WORKLOADS];
   const progress = new Progress();
   const notes: string[] = [];
@@ -190,7 +201,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     // ---- idle tunnels: RSS of each proxy -----------------------------------------------------------
     if (workloads.includes("idle")) {
       for (const [i, t] of topologies.entries()) {
-        if (t.proxies.length === 0) continue;
+        if (t.proxies.length === 0 || DOUBLE_TOPOLOGIES.includes(t.name)) continue;
         alive(t);
         const label = step("idle", t, i);
         // Each tunnel holds one socket per process, two in the tls-pipe hops.
@@ -205,14 +216,14 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
         await client.run({ ...ping, count: 1 }, label, (d, n) => `${d}/${n}`);
         await client.run({ op: "close" }, label, () => "closing");
         await sleep(500);
-        const rss0 = t.proxies.map((p) => rssBytes(p.child.pid));
+        const rss0 = t.proxies.map((p) => rssOf(p));
         for (const [k, p] of t.proxies.entries()) add(`idle: RSS with 0 tunnels, ${p.role}`, "MB", t.name, rss0[k] / 1e6, true);
         for (const n of counts) {
           const r = await client.run({ ...ping, count: n }, label, (d, tot) => `${d}/${tot} idle tunnels open`);
           if (r.open < n) throw new Error(`${label}: only ${r.open} of ${n} idle tunnels opened`);
           await sleep(opts.quick ? 300 : 1000);
           alive(t);
-          const rss = t.proxies.map((p) => rssBytes(p.child.pid));
+          const rss = t.proxies.map((p) => rssOf(p));
           const per = rss.map((b, k) => (b - rss0[k]) / n);
           const nominal = P.idleCounts[counts.indexOf(n)];
           for (const [k, p] of t.proxies.entries()) add(`idle: bytes per tunnel at ${fmt(nominal)}, ${p.role}`, "B", t.name, per[k], true);
@@ -257,7 +268,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
           const vcpu = t.proxies.map((_, k) => (cpu1[k] - cpu0[k]) / wall / (rate / 1000));
           for (const [k, p] of t.proxies.entries()) best(`rr: vCPU per 1000 req/s, ${p.role}`, "vCPU", t.name, vcpu[k], true);
           best("rr: vCPU per 1000 req/s, per proxy (mean)", "vCPU", t.name, vcpu.reduce((a, b) => a + b, 0) / vcpu.length, true);
-          const rss = t.proxies.map((p) => rssBytes(p.child.pid) / 1e6);
+          const rss = t.proxies.map((p) => rssOf(p) / 1e6);
           best("rr: RSS per proxy at the end (mean)", "MB", t.name, rss.reduce((a, b) => a + b, 0) / rss.length, true);
         }
         if (r.late > 0) notes.push(`rr ${t.name}: ${r.late} requests went out more than one interval late (the loop fell behind)`);
@@ -283,6 +294,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     // ---- tunnel rate ---------------------------------------------------------------------------------
     if (workloads.includes("rate")) {
       for (let round = 0; round < P.rounds; round++) for (const [i, t] of topologies.entries()) {
+        if (DOUBLE_TOPOLOGIES.includes(t.name)) continue;
         alive(t);
         const label = `${step("rate", t, i)}${P.rounds > 1 ? ` round ${round + 1}/${P.rounds}` : ""}`;
         const r = await client.run({ op: "rate", ...t.entry.ping, conc: P.rateConc, ms: P.rateMs, max: 1_000_000 },
@@ -297,7 +309,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
 
     // ---- throughput ------------------------------------------------------------------------------------
     if (workloads.includes("throughput")) {
-      const top = new Map<string, { mbps: number; cpu: number }>();
+      const top = new Map<string, { mbps: number; cpu: number; each: number[] }>();
       for (let round = 0; round < P.bulkRounds; round++) {
         for (const [i, t] of topologies.entries()) {
           for (const conns of [1, 8]) {
@@ -308,12 +320,15 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
               label, (d, n) => `${fmt(d / MiB)}/${fmt(n / MiB)} MiB (${pctOf(d, n)})`);
             const c1 = cpuOf(t);
             const mbps = r.bytes / r.secs / 1e6;
-            const cpu = c1.reduce((a, b, k) => a + b - c0[k], 0) / (r.bytes / 2 ** 30);
+            const each = c1.map((b, k) => (b - c0[k]) / (r.bytes / 2 ** 30));
+            const cpu = each.reduce((a, b) => a + b, 0);
             const key = `${t.name}|${conns}`;
             const prev = top.get(key);
-            // Best throughput of the rounds; CPU per GiB: the lowest of the rounds.
-            top.set(key, { mbps: Math.max(prev?.mbps ?? 0, mbps), cpu: Math.min(prev?.cpu ?? Infinity, cpu) });
-            progress.line(`  ${label}: ${fmt(mbps)} MB/s` + (t.proxies.length ? `, proxies ${fmt(cpu, 2)} CPU s/GiB` : ""));
+            // Best throughput of the rounds; CPU per GiB: the lowest of the rounds (each proxy's too).
+            top.set(key, { mbps: Math.max(prev?.mbps ?? 0, mbps), cpu: Math.min(prev?.cpu ?? Infinity, cpu),
+              each: each.map((c, k) => Math.min(prev?.each[k] ?? Infinity, c)) });
+            progress.line(`  ${label}: ${fmt(mbps)} MB/s` + (t.proxies.length ? `, proxies ${fmt(cpu, 2)} CPU s/GiB (` +
+              t.proxies.map((p, k) => `${p.role} ${fmt(each[k], 2)}`).join(", ") + ")" : ""));
           }
         }
       }
@@ -323,6 +338,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
           const n = `${conns} tunnel${conns > 1 ? "s" : ""}`;
           add(`throughput, ${n}`, "MB/s", t.name, b.mbps);
           if (t.proxies.length) add(`proxy CPU per GiB, ${n}`, "CPU s", t.name, b.cpu, true);
+          for (const [k, p] of t.proxies.entries()) add(`proxy CPU per GiB, ${n}, ${p.role}`, "CPU s", t.name, b.each[k], true);
         }
       }
     }
@@ -352,6 +368,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     if (m.startsWith("idle: RSS") || m === "rr: achieved rate") continue;
     ratio(m, "hbone-wasm", "tls-pipe");
     ratio(m, "hbone-wasm", "node-http2");
+    for (const [a, b] of DOUBLE_PAIRS) ratio(m, a, b);
   }
   const find = (name: string) => ratios.find((r) => r.name === name)?.value;
   const targets: Target[] = [];
@@ -373,6 +390,20 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
       nodeP99, true, "µs");
   }
   target("tunnel rate: hbone-wasm / node-http2", find(`tunnel rate, ${P.rateConc} clients: hbone-wasm / node-http2`), 1.5, false);
+  for (const n of ["1 tunnel", "8 tunnels"]) {
+    // Double HBONE against single HBONE (same run), and against the node:http2 nesting.
+    target(`double HBONE throughput ${n}: hbone-double / hbone-wasm`, find(`throughput, ${n}: hbone-double / hbone-wasm`), 0.8, false);
+    target(`double HBONE source proxy CPU per GiB ${n}: hbone-double / hbone-wasm outbound`,
+      find(`proxy CPU per GiB, ${n}, outbound: hbone-double / hbone-wasm`), 1.4, true);
+    const hop = get(`proxy CPU per GiB, ${n}`, "hbone-wasm");
+    const gw = get(`proxy CPU per GiB, ${n}, gateway`, "hbone-double");
+    if (hop !== undefined && gw !== undefined) {
+      target(`double HBONE gateway CPU per GiB ${n} / a full proxy hop (hbone-wasm mean)`, gw / (hop / 2), 0.6, true);
+    }
+    target(`double HBONE throughput ${n}: hbone-double / node-http2-double`, find(`throughput, ${n}: hbone-double / node-http2-double`), 1.0, false);
+    target(`double HBONE proxy CPU per GiB ${n}: hbone-double / node-http2-double`,
+      find(`proxy CPU per GiB, ${n}: hbone-double / node-http2-double`), 1.0, true);
+  }
   const idleMax = Math.max(...P.idleCounts);
   const perTunnel = ["outbound", "inbound"].map((r) => get(`idle: bytes per tunnel at ${fmt(idleMax)}, ${r}`, "hbone-wasm"));
   if (perTunnel.every((v) => v !== undefined)) {
@@ -401,5 +432,6 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
       "during a tunnel workload: absolute figures are lower bounds of what each proxy can do, ratios are the point",
   );
   return { suite: "proxies", figures: [], ratios, targets, notes, measures, columns,
-    ratioColumns: [["hbone-wasm", "tls-pipe"], ["hbone-wasm", "node-http2"]], details };
+    ratioColumns: ([["hbone-wasm", "tls-pipe"], ["hbone-wasm", "node-http2"], ...DOUBLE_PAIRS] as [string, string][])
+      .filter(([a, b]) => topoNames.includes(a as TopologyName) && topoNames.includes(b as TopologyName)), details };
 }

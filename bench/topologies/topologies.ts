@@ -4,6 +4,8 @@
 //   tls-pipe    client app -> TLS relay -> TLS terminator -> server app (no HTTP/2): the ceiling
 //   node-http2  client app -> node:http2 outbound -> CONNECT over mTLS -> node:http2 inbound -> server app
 //   hbone-wasm  client app -> `hbone proxy` (forward listeners) -> HBONE -> `hbone proxy` (inbound) -> server app
+//   hbone-double, node-http2-double   cross-network through an east-west gateway (topologies-double.ts)
+//   hbone-wasm-w2  hbone-wasm with `--workers 2` on both proxies (on request: 1 vs 2 workers)
 //
 // The server app listens on 127.0.0.3 (the server workload); TLS hops land on 127.0.0.3 too and
 // the client-side proxies listen on 127.0.0.1. Certificates come from one plug-in CA.
@@ -13,8 +15,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "../harness.js";
+import { buildDouble } from "./topologies-double.js";
 
-export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm"] as const;
+export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm", "node-http2-double", "hbone-double",
+  "hbone-wasm-w2"] as const;
+/** What the proxies suite runs unless told (`--topologies`): hbone-wasm-w2 only on request. */
+export const DEFAULT_TOPOLOGIES: readonly TopologyName[] = TOPOLOGIES.filter((t) => t !== "hbone-wasm-w2");
+/** The cross-network topologies: measured in the rr and throughput workloads only. */
+export const DOUBLE_TOPOLOGIES: readonly TopologyName[] = ["node-http2-double", "hbone-double"];
 export type TopologyName = (typeof TOPOLOGIES)[number];
 
 export const SERVER_IP = "127.0.0.3";
@@ -34,9 +42,11 @@ export interface Endpoint {
 }
 
 export interface Proxy {
-  /** "outbound" (client side) or "inbound" (server side). */
-  role: "outbound" | "inbound";
+  /** "outbound" (client side), "inbound" (server side) or "gateway" (east-west, between the two). */
+  role: "outbound" | "inbound" | "gateway";
   child: Child;
+  /** Worker processes of a `--workers N` proxy (the child is their primary). */
+  workers?: number[];
 }
 
 export interface Topology {
@@ -55,7 +65,7 @@ export interface BuildContext {
   app: AppPorts;
   spawn: SpawnOptions;
   /** Extra node flags for the proxies of this topology (e.g. --cpu-prof). */
-  proxyNodeArgs?: (role: "outbound" | "inbound") => string[];
+  proxyNodeArgs?: (role: Proxy["role"]) => string[];
 }
 
 const peer = (file: string) => fileURLToPath(new URL(`./peers/${file}`, import.meta.url));
@@ -76,7 +86,7 @@ async function stopAll(proxies: Proxy[]): Promise<void> {
   await Promise.all(proxies.map((p) => p.child.stop()));
 }
 
-function spawnOpts(ctx: BuildContext, role: "outbound" | "inbound"): SpawnOptions {
+function spawnOpts(ctx: BuildContext, role: Proxy["role"]): SpawnOptions {
   return { ...ctx.spawn, nodeArgs: [...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])] };
 }
 
@@ -129,15 +139,17 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
         return { name, entry: entries(out.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
       }
 
-      case "hbone-wasm": {
+      case "hbone-wasm":
+      case "hbone-wasm-w2": {
         const config = join(ctx.dir, "mesh.yaml");
         writeFileSync(config, meshConfig());
         const cli = join(repoRoot(), "dist", "host", "cli.js");
         const common = ["proxy", "--config", config, "--ca-dir", ctx.caDir, "--socks5-port", "off",
-          "--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "1"];
+          "--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "1",
+          ...(name === "hbone-wasm-w2" ? ["--workers", "2"] : [])];
         const inb = await spawnNode("hbone inbound", cli,
           [...common, "--workload", "default/server/server", "--inbound-port", "0"], spawnOpts(ctx, "inbound"));
-        proxies.push({ role: "inbound", child: inb });
+        proxies.push({ role: "inbound", child: inb, workers: inb.ready.pids as number[] | undefined });
         const hbonePort = hostPort(inb.ready.inbound as string).port;
         // `--forward` refuses listen port 0 (host/proxy/authority.ts validPort), so pick free ports here.
         const listen: number[] = [];
@@ -146,9 +158,15 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
           "--inbound-port", "off", "--hbone-port", String(hbonePort),
           ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`])],
           spawnOpts(ctx, "outbound"));
-        proxies.unshift({ role: "outbound", child: out });
+        proxies.unshift({ role: "outbound", child: out, workers: out.ready.pids as number[] | undefined });
         const fwd = (out.ready.forward as string[]).map((f) => hostPort(f).port);
         return { name, entry: entries(fwd), proxies, stop: () => stopAll(proxies) };
+      }
+
+      case "node-http2-double":
+      case "hbone-double": {
+        const eps = await buildDouble(name === "hbone-double" ? "hbone" : "node-http2", ctx, proxies);
+        return { name, entry: entries(eps.map((e) => e.port)), proxies, stop: () => stopAll(proxies) };
       }
     }
   } catch (err) {

@@ -75,6 +75,23 @@ export class H2Stream extends Duplex {
     this.session._sendData(this, chunk, false, cb);
   }
 
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    // Writes that queued up while the last one waited (corked, or the socket was full) go out as one
+    // DATA frame: a TLS socket over this stream (double HBONE's inner TLS) writes one 16 KiB record at
+    // a time, and a frame, a push and an app write per record cost more than this one copy.
+    if (chunks.length === 1) return this._write(chunks[0].chunk, "binary", cb);
+    let n = 0;
+    for (const c of chunks) n += c.chunk.length;
+    const buf = Buffer.allocUnsafe(n);
+    let off = 0;
+    for (const c of chunks) {
+      buf.set(c.chunk, off);
+      off += c.chunk.length;
+    }
+    this.written += n;
+    this.session._sendData(this, buf, false, cb);
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
     this.session._sendData(this, EMPTY, true, cb);
   }

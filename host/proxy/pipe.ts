@@ -30,8 +30,8 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       resolve();
       return;
     }
-    app.pipe(stream); // app FIN -> stream.end() -> END_STREAM
-    stream.pipe(app); // END_STREAM -> app.end() -> shutdown(WR)
+    pump(app, stream); // app FIN -> stream.end() -> END_STREAM
+    pump(stream, app); // END_STREAM -> app.end() -> shutdown(WR)
 
     app.on("error", (e: Error) => {
       // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
@@ -68,6 +68,49 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       finish();
     });
   });
+}
+
+/**
+ * One direction of a tunnel, by hand instead of `from.pipe(to)`: three listeners and one small object
+ * instead of pipe()'s seven closures and their cleanup, the same semantics (write until `to` is full,
+ * pause `from` until 'drain'; `from`'s end ends `to`). Teardown (errors, close) is pipeTunnel's.
+ */
+class Pump {
+  private waiting = false;
+
+  constructor(private readonly from: Duplex, private readonly to: Duplex) {}
+
+  readonly onData = (chunk: Buffer): void => {
+    // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
+    if (!this.to.write(chunk) && !this.to.destroyed && !this.waiting) this.hold();
+  };
+
+  /** `to` is full already: wait for its 'drain' before reading `from`. */
+  hold(): void {
+    this.waiting = true;
+    this.from.pause();
+  }
+
+  readonly onDrain = (): void => {
+    if (!this.waiting) return;
+    this.waiting = false;
+    this.from.resume();
+  };
+
+  readonly onEnd = (): void => {
+    if (!this.to.writableEnded && !this.to.destroyed) this.to.end();
+  };
+}
+
+function pump(from: Duplex, to: Duplex): void {
+  const p = new Pump(from, to);
+  from.on("data", p.onData);
+  if (from.readableEnded) process.nextTick(p.onEnd); // its 'end' has been and gone
+  else from.once("end", p.onEnd);
+  to.on("drain", p.onDrain);
+  // A socket paused while its tunnel was dialled stays paused when a 'data' listener is added.
+  if (to.writableNeedDrain) p.hold();
+  else from.resume();
 }
 
 /** RST_STREAM NO_ERROR/CANCEL (or none: a plain close) ends the app's side with a FIN, not a reset. */

@@ -40,6 +40,12 @@ describe("resolveRuntime", () => {
     expect(resolveRuntime({}, { RUST_LOG: "info,access=debug" }).logLevel).toBe("info");
   });
 
+  it("takes the worker count from --workers or HBONE_WORKERS (default 1)", () => {
+    expect(resolveRuntime({}, {}).workers).toBe(1);
+    expect(resolveRuntime({}, { HBONE_WORKERS: "2" }).workers).toBe(2);
+    expect(resolveRuntime({ workers: "3" }, { HBONE_WORKERS: "2" }).workers).toBe(3);
+  });
+
   it.each([
     [{ "inbound-port": "70000" }, {}, /--inbound-port: not a port: 70000/],
     [{ "metrics-port": "" }, {}, /--metrics-port: not a port/],
@@ -52,6 +58,8 @@ describe("resolveRuntime", () => {
     [{}, { TERMINATION_GRACE_PERIOD_SECONDS: "x" }, /TERMINATION_GRACE_PERIOD_SECONDS/],
     [{}, { HBONE_LOG_LEVEL: "loud" }, /HBONE_LOG_LEVEL/],
     [{}, { LOG_FORMAT: "plain" }, /LOG_FORMAT/],
+    [{ workers: "0" }, {}, /--workers: not a number of workers from 1 to 64: 0/],
+    [{}, { HBONE_WORKERS: "many" }, /HBONE_WORKERS: not a number of workers/],
   ] as const)("refuses %j %j", (flags, env, re) => {
     expect(() => resolveRuntime(flags, env)).toThrow(RuntimeConfigError);
     expect(() => resolveRuntime(flags, env)).toThrow(re);

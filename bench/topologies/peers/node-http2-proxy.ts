@@ -5,6 +5,12 @@
 //       a plain TCP listener on 127.0.0.1 per DEST (ip:port, in order); each connection becomes a
 //       CONNECT stream (:authority DEST) on a pooled TLS HTTP/2 session to H2_HOST:H2_PORT (at most
 //       100 streams per session, one dial at a time, as ztunnel's pool), piped both ways after the 200
+//   node node-http2-proxy.js outbound-via CA_DIR GW_HOST:GW_PORT H2_HOST:H2_PORT DEST...
+//       the same, cross-network (double HBONE): each pooled session is an inner TLS HTTP/2 session
+//       to H2_HOST:H2_PORT carried in a CONNECT stream of one outer TLS HTTP/2 session to the gateway
+//   node node-http2-proxy.js gateway CA_DIR HOST
+//       an east-west gateway: a TLS HTTP/2 server on HOST whose CONNECT to ip:port dials that address
+//       (the destination's HBONE port) and pipes the stream to it, never looking at the inner bytes
 //   node node-http2-proxy.js inbound CA_DIR HOST
 //       a TLS HTTP/2 server on HOST (client certificates required): CONNECT to HOST:port dials the
 //       application, answers 200 once it is connected (503 if it cannot be reached), pipes both ways
@@ -16,8 +22,9 @@
 
 import net from "node:net";
 import http2 from "node:http2";
-import type tls from "node:tls";
+import tls from "node:tls";
 import { once } from "node:events";
+import type { Duplex } from "node:stream";
 import { checkPeer, parseAuthority, spiffe, tlsOptions } from "./certs.js";
 
 const WINDOWS = { stream: 4 << 20, connection: 16 << 20, frame: 1 << 20 };
@@ -47,27 +54,61 @@ async function listen(srv: net.Server, host: string): Promise<number> {
   return (srv.address() as net.AddressInfo).port;
 }
 
-async function outbound(caDir: string, hop: string, dests: string[]): Promise<number[]> {
+/** A TLS HTTP/2 client session to `hop` whose peer must be `id`; over `socket` (an outer stream) when given. */
+async function h2Client(opts: tls.SecureContextOptions, hop: string, id: string,
+  socket?: Duplex): Promise<http2.ClientHttp2Session> {
+  const s = http2.connect(`https://${hop}`, {
+    ...opts,
+    checkServerIdentity: () => undefined,
+    settings: { initialWindowSize: WINDOWS.stream, maxFrameSize: WINDOWS.frame, enablePush: false },
+    maxSessionMemory: SESSION_MEMORY_MB,
+    ...(socket ? { createConnection: () => tls.connect({ ...opts, socket, ALPNProtocols: ["h2"],
+      checkServerIdentity: () => undefined }) } : {}),
+  });
+  s.on("error", () => {});
+  await once(s, "connect");
+  const why = checkPeer((s.socket as tls.TLSSocket).getPeerCertificate(), id);
+  if (why) {
+    s.destroy();
+    throw new Error(why);
+  }
+  s.setLocalWindowSize(WINDOWS.connection);
+  return s;
+}
+
+/** A CONNECT stream to `authority` on `s`, once it answered 200. */
+async function connectStream(s: http2.ClientHttp2Session, authority: string): Promise<http2.ClientHttp2Stream> {
+  const req = s.request({ ":method": "CONNECT", ":authority": authority }, { endStream: false });
+  req.on("error", () => {});
+  const [h] = (await once(req, "response")) as [http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader];
+  if (h[":status"] !== 200) {
+    req.close(NGHTTP2_CANCEL);
+    throw new Error(`CONNECT ${authority}: ${h[":status"]}`);
+  }
+  return req;
+}
+
+async function outbound(caDir: string, hop: string, dests: string[], via?: string): Promise<number[]> {
   const opts = await tlsOptions(caDir, "client");
   const server = spiffe("server");
   const active = new Map<http2.ClientHttp2Session, number>();
   let dialing: Promise<http2.ClientHttp2Session> | null = null;
+  // Double HBONE: one outer session to the gateway, one CONNECT stream in it per inner session.
+  let outer: Promise<http2.ClientHttp2Session> | null = null;
 
   const dial = async (): Promise<http2.ClientHttp2Session> => {
-    const s = http2.connect(`https://${hop}`, {
-      ...opts,
-      checkServerIdentity: () => undefined,
-      settings: { initialWindowSize: WINDOWS.stream, maxFrameSize: WINDOWS.frame, enablePush: false },
-      maxSessionMemory: SESSION_MEMORY_MB,
-    });
-    s.on("error", () => {});
-    await once(s, "connect");
-    const why = checkPeer((s.socket as tls.TLSSocket).getPeerCertificate(), server);
-    if (why) {
-      s.destroy();
-      throw new Error(why);
+    let socket: Duplex | undefined;
+    if (via) {
+      outer ??= h2Client(opts, via, spiffe("eastwest")).then((o) => {
+        o.once("close", () => (outer = null));
+        return o;
+      }, (e: unknown) => {
+        outer = null;
+        throw e;
+      });
+      socket = await connectStream(await outer, hop);
     }
-    s.setLocalWindowSize(WINDOWS.connection);
+    const s = await h2Client(opts, hop, server, socket);
     active.set(s, 0);
     s.once("close", () => active.delete(s));
     s.once("goaway", () => active.delete(s));
@@ -168,14 +209,58 @@ async function inbound(caDir: string, host: string): Promise<number> {
   return listen(server, host);
 }
 
+async function gateway(caDir: string, host: string): Promise<number> {
+  const opts = await tlsOptions(caDir, "eastwest");
+  const server = http2.createSecureServer({
+    ...opts,
+    requestCert: true,
+    rejectUnauthorized: true,
+    settings: { initialWindowSize: WINDOWS.stream, maxFrameSize: WINDOWS.frame, maxConcurrentStreams: 200 },
+    maxSessionMemory: SESSION_MEMORY_MB,
+  });
+  server.on("session", (s) => {
+    s.setLocalWindowSize(WINDOWS.connection);
+    s.on("error", () => {});
+  });
+  server.on("sessionError", () => {});
+  server.on("tlsClientError", () => {});
+  server.on("stream", (stream, headers) => {
+    stream.on("error", () => {});
+    const dst = headers[":method"] === "CONNECT" ? parseAuthority(String(headers[":authority"] ?? "")) : null;
+    if (!dst) {
+      stream.respond({ ":status": 400 }, { endStream: true });
+      return;
+    }
+    const up = net.connect({ host: dst.host, port: dst.port, noDelay: true, allowHalfOpen: true });
+    let connected = false;
+    up.once("connect", () => {
+      connected = true;
+      if (stream.destroyed) return up.destroy();
+      stream.respond({ ":status": 200 });
+      join(up, stream);
+    });
+    up.once("error", () => {
+      if (!connected && !stream.destroyed) stream.respond({ ":status": 503 }, { endStream: true });
+    });
+  });
+  return listen(server, host);
+}
+
 const [role, caDir, ...rest] = process.argv.slice(2);
 if (role === "outbound" && rest.length >= 2) {
   const ports = await outbound(caDir, rest[0], rest.slice(1));
   console.log(`bench node-http2 ready ${JSON.stringify({ ports })}`);
+} else if (role === "outbound-via" && rest.length >= 3) {
+  const ports = await outbound(caDir, rest[1], rest.slice(2), rest[0]);
+  console.log(`bench node-http2 ready ${JSON.stringify({ ports })}`);
+} else if (role === "gateway" && rest.length === 1) {
+  const port = await gateway(caDir, rest[0]);
+  console.log(`bench node-http2 ready ${JSON.stringify({ port })}`);
 } else if (role === "inbound" && rest.length === 1) {
   const port = await inbound(caDir, rest[0]);
   console.log(`bench node-http2 ready ${JSON.stringify({ port })}`);
 } else {
-  throw new Error("usage: node-http2-proxy.js outbound CA_DIR HOST:PORT DEST... | inbound CA_DIR HOST");
+  throw new Error("usage: node-http2-proxy.js outbound CA_DIR HOST:PORT DEST... | outbound-via CA_DIR GW:PORT HOST:PORT DEST... |" +
+    " gateway CA_DIR HOST | inbound CA_DIR HOST");
 }
 process.on("SIGTERM", () => process.exit(0));
