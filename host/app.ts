@@ -21,7 +21,7 @@ import { Gateway } from "./proxy/gateway.js";
 import { LoadBalancer } from "./lb.js";
 import { Outbound, OutboundError } from "./proxy/outbound.js";
 import { createSocks5Server, SOCKS_OK } from "./proxy/socks5.js";
-import { pipeTunnel } from "./proxy/pipe.js";
+import { pipeTunnel, resetSocket } from "./proxy/pipe.js";
 import { PROXY_PORTS, parseHostPort, type HostPort } from "./proxy/authority.js";
 import { Metrics } from "./metrics.js";
 import { serveHttp, jsonResponse, loggingRoute } from "./admin.js";
@@ -315,7 +315,7 @@ export class Mesh {
           },
           (err: Error) => {
             log.info("forward refused", { to: f.to, error: err });
-            socket.destroy();
+            resetSocket(socket); // a FIN would read as an empty answer: the client must see the failure
           },
         );
       });
