@@ -292,7 +292,7 @@ export class Mesh {
           const tunnel = await this.connect(dest, { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 });
           return { code: SOCKS_OK, start: () => void this.track(pipeTunnel(socket, tunnel)) };
         } catch (err) {
-          log.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
+          log.limited.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
           return { code: err instanceof OutboundError ? err.socks : 0x01 };
         }
       });
@@ -314,7 +314,7 @@ export class Mesh {
             socket.resume();
           },
           (err: Error) => {
-            log.info("forward refused", { to: f.to, error: err });
+            log.limited.info("forward refused", { to: f.to, error: err });
             resetSocket(socket); // a FIN would read as an empty answer: the client must see the failure
           },
         );

@@ -58,7 +58,7 @@ export class Gateway extends HboneListener {
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
-      log.info("gateway tunnel refused", { status, reason: why, authority, peer: String(peer) });
+      log.limited.info("gateway tunnel refused", { status, reason: why, authority, peer: String(peer), limitKey: status });
       respond(status);
     };
     const dst = parseHostPort(authority);

@@ -152,7 +152,7 @@ export class Inbound extends HboneListener {
     const authority = headers.find(([n]) => n === ":authority")?.[1] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
-      log.info("tunnel refused", { status, reason: why, authority, peer: String(peer) });
+      log.limited.info("tunnel refused", { status, reason: why, authority, peer: String(peer), limitKey: status });
       respond(status);
     };
     const dst = this.destination(authority);
@@ -181,7 +181,7 @@ export class Inbound extends HboneListener {
     // L4 authorization on the target port, with the TLS identity and the connection's source address.
     const conn: RbacConnection = { source: peer, sourceIp: from, destinationIp: dst.appHost, destinationPort: port };
     const decision = authorize(this.o.state.policiesFor(this.workload), conn);
-    if (decision.dryRun.length > 0) log.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
+    if (decision.dryRun.length > 0) log.limited.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
     if (!decision.allowed) {
       result?.close(true, "DENY");
       return refuse(401, decision.reason);
