@@ -110,6 +110,19 @@ export const ENV: readonly EnvVar[] = [
   { name: "LOG_FORMAT", doc: "json (the only format: JSON lines)" },
   { name: "HBONE_WORKERS", flag: "--workers", doc: "worker processes that share the listeners (default 1: no workers); ztunnel sizes its worker threads from its CPU request" },
   { name: "KUBERNETES_SERVICE_HOST", doc: "set by the kubelet in every pod: metrics and readiness then listen on all addresses, as ztunnel's do" },
+  // Limits (README "Hardening"; read with host/env.ts envInt: a non-negative integer, anything else stops the start).
+  { name: "HBONE_HANDSHAKE_TIMEOUT_MS", doc: "an unfinished TLS handshake on :15008 is dropped after this long (default 10000)" },
+  { name: "HBONE_MAX_PENDING_HANDSHAKES", doc: "unfinished TLS handshakes in total; over it the oldest is shed (default 512)" },
+  { name: "HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE", doc: "unfinished TLS handshakes from one address (default 64)" },
+  { name: "HBONE_MAX_CONNECTIONS", doc: "connections of an HBONE listener, clamped below ulimit -n minus the reserve (default 16384)" },
+  { name: "HBONE_FD_RESERVE", doc: "descriptors kept free of the HBONE listener (default a quarter of ulimit -n, at least 32)" },
+  { name: "HBONE_MAX_ESTABLISHED", doc: "established HBONE connections; one over it is closed after its handshake (default 4096)" },
+  { name: "HBONE_MAX_ESTABLISHED_PER_PEER", doc: "established HBONE connections of one peer identity (default 256)" },
+  { name: "HBONE_LOG_RATE_LINES", doc: "lines per message per interval for lines a peer can trigger (default 10)" },
+  { name: "HBONE_LOG_RATE_INTERVAL_MS", doc: "the interval of HBONE_LOG_RATE_LINES (default 10000)" },
+  { name: "HBONE_METRICS_MAX_SERIES", doc: "istio_tcp_* series; past it new label sets count on an unknown series (default 10000)" },
+  { name: "HBONE_METRICS_SERIES_TTL_S", doc: "a series with no open tunnel, unchanged this long, is removed (default 300)" },
+  { name: "HBONE_WASM_DEBUG", doc: "1: load the Wasm codec's debug build (assertions, for diagnosis)" },
 ];
 
 /** What `hbone proxy` / `hbone gateway` flags carry (parseArgs values: strings, undefined when absent). */

@@ -4,7 +4,8 @@
 // once, each moving a random amount of random data through the echo and checking it (byte count and SHA-256 of
 // what came back against what was sent). Meanwhile:
 //   - destination proxy b and app b are killed (SIGKILL) mid-stream in turn every --kill-every seconds and started
-//     again on the same address; the apps also reset (TCP RST) 1% of their connections at a random moment;
+//     again on the same address (a killed app resets its unfinished connections: bench/soak-app.ts says why); the
+//     apps also reset (TCP RST) 1% of their connections at a random moment;
 //   - the config file all proxies watch is rewritten --config-hz times a second (a label toggled on an unrelated
 //     workload, an unrelated workload added and removed; mostly replaced by rename, sometimes rewritten in place);
 //   - workload certificates live --cert-ttl seconds, so every proxy rotates its certificate every ttl/2.
@@ -117,6 +118,20 @@ function proc(name: string, script: string, args: () => string[]): Proc {
     },
   };
   return p;
+}
+
+/** Starts a killed process again; a proxy that read the config file while it was rewritten in place exits at
+ *  start ("workload … is not in the config"), so a few attempts. */
+async function startAgain(p: Proc): Promise<Child> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await p.start();
+    } catch (e) {
+      if (attempt >= 5) throw e;
+      console.log(`restart of ${p.name} failed (attempt ${attempt}), again: ${String(e).split("\n")[0]}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
 }
 
 function metricsPort(c: Child): number {
@@ -271,7 +286,7 @@ async function main(): Promise<void> {
     v.child?.proc.kill("SIGKILL");
     console.log(`[${elapsed()} s] killed ${v.name}`);
     setTimeout(() => {
-      v.start().then(() => {
+      startAgain(v).then(() => {
         v.restarts++;
         v.killing = restarting = false;
       }, (e: unknown) => {
@@ -381,7 +396,7 @@ function writeResults(r: {
     `echo (destination proxies a and b, an echo app behind each); up to ${MAX_BYTES} random bytes per tunnel, echoed`,
     `and checked (count + SHA-256). Certificates ${CERT_TTL} s (rotated every ${CERT_TTL / 2} s); config rewritten`,
     `${r.rewrites} times (${CONFIG_HZ}/s); ${r.kills} kills (SIGKILL of one destination proxy or app at a time, in turn,`,
-    `restarted on the same address); apps reset`,
+    `restarted on the same address; a killed app resets its unfinished connections, SO_LINGER 0); apps reset`,
     `${APP_RESET / 10}% of their connections mid-stream.`,
     "",
     "| tunnels | count |",

@@ -5,7 +5,7 @@
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { createSocks5Server, SOCKS_OK, socksReplyOf } from "./socks5.js";
-import { pipeTunnel } from "./pipe.js";
+import { pipeTunnel, resetSocket } from "./pipe.js";
 import { parseHostPort, type HostPort } from "./authority.js";
 import { logger } from "../log.js";
 
@@ -27,7 +27,7 @@ export function createSocksListener(open: TunnelOpener, track: Track): net.Serve
       const tunnel = await open(dest, clientOf(socket));
       return { code: SOCKS_OK, start: () => void track(pipeTunnel(socket, tunnel)) };
     } catch (err) {
-      log.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
+      log.limited.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
       return { code: socksReplyOf(err) };
     }
   });
@@ -49,8 +49,8 @@ export function createForwardListener(to: string, open: TunnelOpener, track: Tra
         socket.resume();
       },
       (err: Error) => {
-        log.info("forward refused", { to, error: err });
-        socket.destroy();
+        log.limited.info("forward refused", { to, error: err });
+        resetSocket(socket); // a FIN would read as an empty answer: the client must see the failure
       },
     );
   });

@@ -50,7 +50,7 @@ export class Gateway extends HboneListener {
     const authority = header(headers, ":authority") ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
-      log.info("gateway tunnel refused", { status, reason: why, authority, peer: String(peer) });
+      log.limited.info("gateway tunnel refused", { status, reason: why, authority, peer: String(peer), limitKey: status });
       respond(status);
     };
     const dst = parseHostPort(authority);

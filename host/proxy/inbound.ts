@@ -173,7 +173,7 @@ export class Inbound extends HboneListener {
     const self = this.workload.workloadIps[0] ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
-      log.info("tunnel refused", { status, reason: why, authority, peer: String(peer) });
+      log.limited.info("tunnel refused", { status, reason: why, authority, peer: String(peer), limitKey: status });
       logConnectionFailed({ direction: "inbound", srcAddr: from, dstAddr: formatAuthority(self, this.o.inputs.hbonePort),
         error: `${status}: ${why}` });
       respond(status);
@@ -273,7 +273,7 @@ export class Inbound extends HboneListener {
 
   private authorized(conn: RbacConnection): boolean {
     const decision = authorize(this.o.inputs.state.policiesFor(this.workload), conn);
-    if (decision.dryRun.length > 0) log.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
+    if (decision.dryRun.length > 0) log.limited.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
     if (!decision.allowed) log.info("tunnel denied", { reason: decision.reason, source: conn.source ? String(conn.source) : conn.sourceIp });
     return decision.allowed;
   }

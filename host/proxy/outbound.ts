@@ -303,12 +303,7 @@ export class Outbound {
       if (err instanceof OutboundError) throw err;
       throw new OutboundError("connect-failed", `HBONE CONNECT ${authority} failed: ${(err as Error).message}`, { cause: err });
     }
-    // A peer config does not describe (or a pod behind a gateway) is labelled from the 200's baggage.
-    if (!route.workload || route.via) {
-      const peerBaggage = stream.header("baggage");
-      const principal = String(this.innerPeer.get(stream.session) ?? route.expected[0] ?? "");
-      if (peerBaggage) dst = baggageLabels(decodeBaggage(peerBaggage), principal);
-    }
+    // A refusal (or a 200 reset at once) is counted on config labels: its baggage must not create series.
     if (stream.status !== 200) {
       stream.destroy();
       record(true)?.close(true, stream.status === 401 ? "DENY" : "CONNECT");
@@ -319,6 +314,12 @@ export class Outbound {
       // 200 and RST_STREAM in one write (the session destroys the stream a turn later): nothing flowed yet, so it is a failed dial (retryable).
       record(true)?.close(true, "CONNECT");
       throw new OutboundError("refused", `HBONE CONNECT ${authority} was reset right after its 200`);
+    }
+    // A peer config does not describe (or a pod behind a gateway) is labelled from the 200's baggage.
+    if (!route.workload || route.via) {
+      const peerBaggage = stream.header("baggage");
+      const principal = String(this.innerPeer.get(stream.session) ?? route.expected[0] ?? "");
+      if (peerBaggage) dst = baggageLabels(decodeBaggage(peerBaggage), principal);
     }
     const r = record(true);
     const s = stream;
@@ -378,7 +379,7 @@ export class Outbound {
         });
         return ownStreamErrors(H2Session.client(socket, this.o.inputs.session));
       } catch (err) {
-        log.warn("HBONE connection failed", { hop: key.hop, error: err as Error,
+        log.limited.warn("HBONE connection failed", { hop: key.hop, error: err as Error,
           hint: "maybe a NetworkPolicy or firewall is blocking HBONE port 15008, or the peer's certificate is not trusted" });
         throw new OutboundError("unreachable", `HBONE to ${key.hop}: ${(err as Error).message}`, { cause: err });
       }

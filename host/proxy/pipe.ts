@@ -64,7 +64,12 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
         if (gentle(s.rstCode)) app.end();
         else resetSocket(app);
       }
-      if (app.writableEnded && !app.destroyed) app.once("finish", () => app.destroy());
+      // Our FIN may be out already (END_STREAM, then a reset): the stream's close unpiped and so paused the app,
+      // whose further bytes and FIN would never be read; a 'finish' listener added now would never run.
+      if (app.writableEnded && !app.destroyed) {
+        if (app.writableFinished) app.destroy();
+        else app.once("finish", () => app.destroy());
+      }
       finish();
     });
   });

@@ -11,10 +11,11 @@ import { existsSync, writeFileSync } from "node:fs";
 import * as abi from "../../assembly/abi.js";
 import { createSocks5Server, SOCKS_OK } from "../../host/proxy/socks5.js";
 import { listen } from "../helpers/net.js";
+import { frame } from "../helpers/frames.js";
 import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import {
   CLI, spawnHbone, expectSurvived, expectRssBelow, issue, roundTrip, tcpRoundTrip, eventually, activeTunnels,
-  socksRequest, socksConnect, fakeDestination, statusThenReset, refusal, type HboneProcess,
+  socksRequest, socksConnect, fakeDestination, statusThenReset, refusal, rstFrame, type HboneProcess,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -33,6 +34,12 @@ async function checkHealthy(): Promise<void> {
   expectRssBelow(sleep);
   await tcpRoundTrip(ready.forward[0]);
   await roundTrip(await socksConnect(ready.socks5, ECHO, 9000));
+}
+
+/** "host:port" → [host, port]. */
+function hostPort(addr: string): [string, number] {
+  const i = addr.lastIndexOf(":");
+  return [addr.slice(0, i), Number(addr.slice(i + 1))];
 }
 
 /** Connects to a TCP port, writes `bytes`, and resets (TCP RST) at once. */
@@ -168,6 +175,55 @@ describe("source proxy under attack (spawned hbone proxy)", () => {
     } finally {
       server.close();
     }
+  });
+
+  it("resets a --forward client whose tunnel is refused: never a clean FIN that reads as an empty answer", async () => {
+    // 127.0.0.5:80 is one workload (no other endpoint to retry): its 200 + RST_STREAM fails the dial. The client's
+    // bytes and FIN are already in the proxy's buffers, so a plain close would be a FIN (the soak's "clean FIN
+    // after 0 bytes").
+    const [h, p] = hostPort(ready.forward[1]);
+    for (let n = 0; n < 5; n++) {
+      const s = net.connect(p, h);
+      const ended = new Promise<string>((resolve) => {
+        s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        s.on("end", () => resolve("clean FIN"));
+      });
+      s.resume();
+      s.end("hello"); // sent on connect (the reset may even come before our 'connect' event)
+      expect(await ended).toBe("ECONNRESET");
+      s.destroy();
+    }
+    await checkHealthy();
+  });
+
+  it("closes a tunnel whose destination ends its stream and cancels it later (none left open)", async () => {
+    // END_STREAM, our FIN to the client, then RST_STREAM(CANCEL) while the client's side is still open. The
+    // stream's close unpipes (and so pauses) the client's socket: bytes the client sends next stay unread, its FIN
+    // is never seen, and the tunnel would stay counted (and its descriptor open) for ever.
+    fake.answer = (stream, enc, later) => {
+      setTimeout(() => later([rstFrame(stream, abi.CANCEL)]), 100);
+      return [enc.encodeHeadersFrame(stream, [[":status", "200"]], false, 16384), frame(abi.FRAME_DATA, abi.FLAG_END_STREAM, stream, Buffer.from("bye"))];
+    };
+    try {
+      const [h, p] = hostPort(ready.forward[1]);
+      for (let n = 0; n < 5; n++) {
+        const s = net.connect({ port: p, host: h, allowHalfOpen: true });
+        s.on("error", () => {});
+        let got = "";
+        s.on("data", (d: Buffer) => (got += d.toString()));
+        await once(s, "connect");
+        s.write("hi");
+        await once(s, "end");
+        expect(got).toBe("bye");
+        await new Promise((r) => setTimeout(r, 300)); // the CANCEL has arrived
+        s.end("more"); // bytes nobody will forward, then our FIN: the proxy must still see the FIN (or close us)
+        await eventually(async () => expect(await activeTunnels(ready.metrics, "outbound")).toBe(0), 3000);
+        s.destroy();
+      }
+    } finally {
+      fake.answer = statusThenReset(200, abi.INTERNAL_ERROR);
+    }
+    await checkHealthy();
   });
 
   it("drains on SIGTERM at once when no tunnel is open (exit 0)", async () => {

@@ -3,8 +3,10 @@
 
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { resolveRuntime, RuntimeConfigError, DEFAULTS, PORTS, PATHS } from "../../host/runtime-config.js";
+import { resolveRuntime, RuntimeConfigError, DEFAULTS, ENV, PORTS, PATHS } from "../../host/runtime-config.js";
 
 const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 
@@ -77,5 +79,21 @@ describe("hbone proxy with a bad variable", () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(re);
     expect(r.stdout).toBe("");
+  });
+});
+
+describe("the runtime table", () => {
+  it("lists every variable the proxy's source reads (envInt, envFlag, process.env.X, read(env, X))", () => {
+    const hostDir = fileURLToPath(new URL("../../host/", import.meta.url));
+    const declared = new Set(ENV.flatMap((e) => [e.name, ...(e.aliases ?? [])]));
+    const read = /(?:envInt|envFlag)\("([A-Z0-9_]+)"|process\.env\.([A-Z0-9_]+)|process\.env\["([A-Z0-9_]+)"\]|(?:read|bool)\(env, "([A-Z0-9_]+)"/g;
+    const found = new Map<string, string>();
+    for (const f of readdirSync(hostDir, { recursive: true, encoding: "utf8" })) {
+      if (!f.endsWith(".ts") || f.startsWith("xds/gen")) continue;
+      for (const m of readFileSync(join(hostDir, f), "utf8").matchAll(read)) found.set(m.slice(1).find(Boolean)!, f);
+    }
+    expect(found.size).toBeGreaterThan(10); // the scan itself works
+    const missing = [...found].filter(([name]) => !declared.has(name)).map(([name, f]) => `${name} (host/${f})`);
+    expect(missing).toEqual([]);
   });
 });

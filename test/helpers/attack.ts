@@ -180,7 +180,8 @@ export async function socksConnect(socksPort: number, host: string, port: number
   return s;
 }
 
-export type Answer = (stream: number, enc: HpackEncoder) => Buffer[];
+/** The bytes answering a CONNECT on `stream`, written at once; `later` writes more on the same connection. */
+export type Answer = (stream: number, enc: HpackEncoder, later: (bytes: Buffer[]) => void) => Buffer[];
 
 /**
  * A fake HBONE destination (TLS 1.3, ALPN h2, its own certificate) that answers every CONNECT
@@ -209,7 +210,9 @@ export async function fakeDestination(host: string, port: number, cert: Workload
           if (type === abi.FRAME_SETTINGS && !(flags & abi.FLAG_ACK)) sock.write(frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0));
           if (type === abi.FRAME_HEADERS) {
             state.connects++;
-            sock.write(Buffer.concat(state.answer(sid, enc)));
+            sock.write(Buffer.concat(state.answer(sid, enc, (more) => {
+              if (!sock.destroyed) sock.write(Buffer.concat(more));
+            })));
           }
         }
       });
