@@ -5,7 +5,7 @@
 
 import net from "node:net";
 import { once } from "node:events";
-import { libc, C } from "../host/sys/libc.js";
+import { libc, C } from "../../host/sys/libc.js";
 
 const SO_LINGER = 13;
 

@@ -663,15 +663,21 @@ export class H2Session extends EventEmitter {
     }
     s.rstCode = code;
     this.closeStream(s);
-    if (code === abi.NO_ERROR && s.remoteEnded && !s.onResponse) {
-      // "Stop sending" after a complete message (§8.1): what was received stays readable to its
-      // end; later writes are dropped (the peer asked for no more).
+    if ((code === abi.NO_ERROR || code === abi.CANCEL) && !s.onResponse) {
+      // "Stop", not failure (§8.1; an EOF for the tunnel): what was received stays readable to its end —
+      // destroying the stream would drop bytes the peer did send, and the reader would take the cut for a
+      // complete answer — and later writes are dropped (the peer asked for no more).
+      if (!s.remoteEnded) {
+        s.remoteEnded = true;
+        s.push(null);
+      }
+      // Closed once what is buffered has been read (at once when nothing is).
+      if (s.readableLength === 0) s.destroy();
+      else s.once("end", () => s.destroy());
       return;
     }
-    // NO_ERROR and CANCEL mean "stop", not failure (a pending connect() still fails).
-    const err = H2Error.stream(id, code, `stream reset by peer: ${errorCodeName(code)}`);
-    if (s.onResponse) this.failStream(s, err);
-    else this.failStream(s, code === abi.NO_ERROR || code === abi.CANCEL ? null : err);
+    // A pending connect() fails whatever the code.
+    this.failStream(s, H2Error.stream(id, code, `stream reset by peer: ${errorCodeName(code)}`));
   }
 
   private onGoaway(lastStreamId: number, code: number, debug: Uint8Array): void {
@@ -738,9 +744,9 @@ export class H2Session extends EventEmitter {
   /** @internal H2Stream._write/_final: queue, then send what the windows allow. */
   _sendData(s: H2Stream, buf: Uint8Array, end: boolean, cb: (err?: Error | null) => void): void {
     if (s.streamClosed || s.localEnded) {
-      // RST_STREAM(NO_ERROR) asked us to stop sending: not a failure of the stream.
+      // RST_STREAM(NO_ERROR/CANCEL) asked us to stop sending: not a failure of the stream.
       const code = s.rstCode ?? abi.NO_ERROR;
-      cb(code !== abi.NO_ERROR ? H2Error.stream(s.id, code, "stream was reset") : null);
+      cb(code !== abi.NO_ERROR && code !== abi.CANCEL ? H2Error.stream(s.id, code, "stream was reset") : null);
       return;
     }
     s.pending.push({ buf, off: 0, end, cb });
@@ -947,7 +953,7 @@ export class H2Session extends EventEmitter {
     if (s.pushed > s.connCounted && !this.destroyed) this.consumeConnection(s.pushed - s.connCounted);
     s.connCounted = s.pushed;
     for (const w of s.pending.splice(0)) {
-      const e = s.rstCode === abi.NO_ERROR ? null
+      const e = s.rstCode === abi.NO_ERROR || s.rstCode === abi.CANCEL ? null
         : H2Error.stream(s.id, s.rstCode ?? abi.CANCEL, "stream closed before the write was sent");
       process.nextTick(() => w.cb(e));
     }
