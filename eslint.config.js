@@ -11,12 +11,17 @@ const common = {
   "prefer-const": "error",
 };
 const unusedVars = {
-  args: "after-used", argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none",
+  args: "after-used",
+  argsIgnorePattern: "^_",
+  varsIgnorePattern: "^_",
+  caughtErrors: "none",
   ignoreRestSiblings: true, // `const { a, ...rest } = o` omits a on purpose
 };
 
 export default defineConfig(
-  { ignores: ["dist/**", "node_modules/**", "assembly/**", "host/xds/gen/**", "host/inpod/gen/**", "bench/results/**"] },
+  {
+    ignores: ["dist/**", "node_modules/**", "assembly/**", "host/xds/gen/**", "host/inpod/gen/**", "bench/results/**"],
+  },
   {
     files: ["host/**/*.ts", "test/**/*.ts", "bench/**/*.ts"],
     languageOptions: {

@@ -50,7 +50,9 @@ export function checkFloors(suites: SuiteResult[]): { lines: string[]; failed: b
     const ratio = ours.opsPerSec / base.opsPerSec;
     const ok = ratio >= fl.floor;
     failed ||= !ok;
-    lines.push(`${ok ? "ok  " : "FAIL"} ${ours.task}: ${ratio.toFixed(2)}x its baseline (floor ${fl.floor}x, full run 2026-11-23: ${fl.today}x)`);
+    lines.push(
+      `${ok ? "ok  " : "FAIL"} ${ours.task}: ${ratio.toFixed(2)}x its baseline (floor ${fl.floor}x, full run 2026-11-23: ${fl.today}x)`,
+    );
   }
   if (lines.length === 0) {
     failed = true;

@@ -49,17 +49,23 @@ function valueText(t: Target): string {
 function microTable(suites: SuiteResult[]): string {
   const figures = new Map<string, Figure>();
   for (const s of suites) for (const f of s.figures) figures.set(f.task, f);
-  const rows = ["| task | ops/s | throughput | ratio vs baseline | target | met |", "| --- | ---: | ---: | ---: | --- | --- |"];
+  const rows = [
+    "| task | ops/s | throughput | ratio vs baseline | target | met |",
+    "| --- | ---: | ---: | ---: | --- | --- |",
+  ];
   for (const s of suites) {
     for (const f of s.figures) {
       const base = f.baseline ? figures.get(f.baseline) : undefined;
       const ratio = base ? `${fmt(f.opsPerSec / base.opsPerSec, 2)}x` : "baseline";
       // A target is shown on the figure it names, else on the suite's first figure.
-      const t = s.targets.find((x) => x.task === f.task) ??
+      const t =
+        s.targets.find((x) => x.task === f.task) ??
         (f === s.figures[0] ? s.targets.find((x) => x.task === undefined) : undefined);
       const thr = f.throughputMBps !== undefined ? `${fmt(f.throughputMBps, 1)} ${f.throughputUnit ?? "MB/s"}` : "";
-      rows.push(`| ${f.task} | ${fmt(f.opsPerSec, f.opsPerSec < 100 ? 1 : 0)} ±${fmt(f.rme, 1)}% | ${thr} | ${ratio} ` +
-        `| ${t ? goalText(t) : ""} | ${t ? (t.met ? "yes" : "no") : ""} |`);
+      rows.push(
+        `| ${f.task} | ${fmt(f.opsPerSec, f.opsPerSec < 100 ? 1 : 0)} ±${fmt(f.rme, 1)}% | ${thr} | ${ratio} ` +
+          `| ${t ? goalText(t) : ""} | ${t ? (t.met ? "yes" : "no") : ""} |`,
+      );
     }
   }
   return rows.join("\n");
@@ -71,7 +77,13 @@ function topologyTable(s: SuiteResult): string {
   const cols = s.columns ?? [...new Set(measures.map((m) => m.topology))];
   const pairs = s.ratioColumns ?? [];
   const head = ["metric", "unit", ...cols, ...pairs.map(([a, b]) => `${a} / ${b}`)];
-  const rows = [`| ${head.join(" | ")} |`, `| --- | --- | ${head.slice(2).map(() => "---:").join(" | ")} |`];
+  const rows = [
+    `| ${head.join(" | ")} |`,
+    `| --- | --- | ${head
+      .slice(2)
+      .map(() => "---:")
+      .join(" | ")} |`,
+  ];
   for (const metric of [...new Set(measures.map((m) => m.metric))]) {
     const of = (t: string) => measures.find((m) => m.metric === metric && m.topology === t);
     const unit = measures.find((m) => m.metric === metric)!.unit;
@@ -120,9 +132,11 @@ async function main(): Promise<boolean> {
   const notes: string[] = [];
   if (process.platform === "linux" && process.arch === "x64" && !tunables.includes(TUNABLE)) {
     // ld.so reads it at startup, so it must be set before node starts (the npm script does).
-    notes.push(`GLIBC_TUNABLES does not set ${TUNABLE}: on some AMD CPUs glibc's memcpy (behind copies into ` +
-      `Wasm memory) is much slower at some alignments. Run \`npm run bench\`, or set ` +
-      `GLIBC_TUNABLES=${TUNABLE}=1000000000 yourself (child processes get it either way).`);
+    notes.push(
+      `GLIBC_TUNABLES does not set ${TUNABLE}: on some AMD CPUs glibc's memcpy (behind copies into ` +
+        `Wasm memory) is much slower at some alignments. Run \`npm run bench\`, or set ` +
+        `GLIBC_TUNABLES=${TUNABLE}=1000000000 yourself (child processes get it either way).`,
+    );
     console.log(`note: ${notes[0]}\n`);
   }
 
@@ -141,7 +155,10 @@ async function main(): Promise<boolean> {
     ["access-log", runAccessLogBench],
     ["logger", runLoggerBench],
   ];
-  for (const [name, file, fn] of [["baggage", "micro/baggage.bench.js", "runBaggageBench"], ["lb", "micro/lb.bench.js", "runLbBench"]]) {
+  for (const [name, file, fn] of [
+    ["baggage", "micro/baggage.bench.js", "runBaggageBench"],
+    ["lb", "micro/lb.bench.js", "runLbBench"],
+  ]) {
     const r = await optionalSuite(file, fn);
     if (r) runners.push([name, r]);
   }
@@ -152,16 +169,19 @@ async function main(): Promise<boolean> {
   const hogArg = arg("hog");
   if (hogArg === "") throw new Error("--hog=N: how many busy-looping processes");
   const hogN = hogArg !== undefined ? Number(hogArg) : 0;
-  runners.push(["proxies", async (o) => {
-    const hog = startHog(hogN);
-    try {
-      const r = await runProxyBench({ ...o, topologies, workloads });
-      if (hogN > 0) r.notes.push(`--hog ${hogN}: ${hogN} busy-looping processes ran during the proxies suite`);
-      return r;
-    } finally {
-      await hog.stop();
-    }
-  }]);
+  runners.push([
+    "proxies",
+    async (o) => {
+      const hog = startHog(hogN);
+      try {
+        const r = await runProxyBench({ ...o, topologies, workloads });
+        if (hogN > 0) r.notes.push(`--hog ${hogN}: ${hogN} busy-looping processes ran during the proxies suite`);
+        return r;
+      } finally {
+        await hog.stop();
+      }
+    },
+  ]);
   const only = arg("suites")?.split(",").filter(Boolean);
   const suites: SuiteResult[] = [];
   const loadStart = os.loadavg()[0];
@@ -224,7 +244,10 @@ async function main(): Promise<boolean> {
   writeFileSync(join(dir, `${out}.md`), md);
   // The committed chart is the last full run's (quick runs are smoke tests).
   const proxies = topo.find((x) => x.suite === "proxies");
-  const svg = !quick && proxies && ratioChart(proxies, `proxies: ratios${hogN ? `, --hog ${hogN}` : ""}, ${machine.date.slice(0, 10)}`);
+  const svg =
+    !quick &&
+    proxies &&
+    ratioChart(proxies, `proxies: ratios${hogN ? `, --hog ${hogN}` : ""}, ${machine.date.slice(0, 10)}`);
   if (svg) writeFileSync(join(dir, "proxies.svg"), svg);
   console.log(`wrote ${join(dir, `${out}.json`)} and ${out}.md (${fmt((Date.now() - started) / 1000, 1)} s)`);
   if (!check) return true;

@@ -53,8 +53,12 @@ function send(res: http.ServerResponse, status: number, body: string, headers?: 
   res.writeHead(status, { "content-type": "text/plain", ...headers }).end(body);
 }
 
-async function serve(req: http.IncomingMessage, res: http.ServerResponse, routes: Record<string, Handler | Route>,
-  o: ServeOptions): Promise<void> {
+async function serve(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  routes: Record<string, Handler | Route>,
+  o: ServeOptions,
+): Promise<void> {
   const url = requestUrl(req.url);
   if (!url) return send(res, 400, "bad request target\n");
   // An absolute-form target names the host itself (RFC 9112 §3.2.2): both must be local.
@@ -72,8 +76,12 @@ async function serve(req: http.IncomingMessage, res: http.ServerResponse, routes
 }
 
 /** A small HTTP server with exact-path routes; `host` binds it (127.0.0.1 for admin). */
-export async function serveHttp(host: string, port: number, routes: Record<string, Handler | Route>,
-  o: ServeOptions = {}): Promise<http.Server> {
+export async function serveHttp(
+  host: string,
+  port: number,
+  routes: Record<string, Handler | Route>,
+  o: ServeOptions = {},
+): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     res.on("error", (e) => log.debug("admin response error", { error: e }));
     serve(req, res, routes, o).catch((err: unknown) => {
@@ -141,7 +149,10 @@ export async function startStatusServers(o: StatusServersOptions): Promise<Statu
   };
   try {
     if (o.ports.metrics !== false) {
-      const s = await serveHttp(o.statusAddress, o.ports.metrics, { "/metrics": metricsRoute, "/stats/prometheus": metricsRoute });
+      const s = await serveHttp(o.statusAddress, o.ports.metrics, {
+        "/metrics": metricsRoute,
+        "/stats/prometheus": metricsRoute,
+      });
       out.servers.push(s);
       out.metrics = s.address() as net.AddressInfo;
     }
@@ -158,14 +169,22 @@ export async function startStatusServers(o: StatusServersOptions): Promise<Statu
     if (o.ports.admin !== false) {
       // Localhost Host only, and the state-changing routes on POST only: a web page the operator
       // visits can neither read the config (DNS rebinding) nor stop the proxy (a GET or a form).
-      const s = await serveHttp("127.0.0.1", o.ports.admin, {
-        "/config_dump": (_req, res) => jsonResponse(res, 200, o.configDump()),
-        "/logging": loggingRoute,
-        "/quitquitquit": { methods: ["POST"], handler: (_req, res) => {
-          res.end("OK\n");
-          o.quit();
-        } },
-      }, { localHostOnly: true });
+      const s = await serveHttp(
+        "127.0.0.1",
+        o.ports.admin,
+        {
+          "/config_dump": (_req, res) => jsonResponse(res, 200, o.configDump()),
+          "/logging": loggingRoute,
+          "/quitquitquit": {
+            methods: ["POST"],
+            handler: (_req, res) => {
+              res.end("OK\n");
+              o.quit();
+            },
+          },
+        },
+        { localHostOnly: true },
+      );
       out.servers.push(s);
       out.admin = s.address() as net.AddressInfo;
     }

@@ -141,7 +141,6 @@ function parseWorkloadInfo(s: string): { namespace: string; name: string; servic
   return { namespace: parts[0], name: parts[1], serviceAccount: parts[2] };
 }
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A running node proxy: every workload it serves, and the embeddable API (`connect`, `accept`). */
@@ -202,19 +201,32 @@ export class NodeProxy {
 
   private async init(): Promise<void> {
     const o = this.o;
-    if (this.mode === "shared" && !o.nodeName && !o.inpod) throw new Error("shared (node) mode needs NODE_NAME or in-pod mode");
+    if (this.mode === "shared" && !o.nodeName && !o.inpod)
+      throw new Error("shared (node) mode needs NODE_NAME or in-pod mode");
     // Config -> state.
-    const rootsPem = o.xdsAddress || o.caAddress ? readFileSync(o.rootCertPath ?? "/var/run/secrets/istio/root-cert.pem", "utf8") : undefined;
+    const rootsPem =
+      o.xdsAddress || o.caAddress
+        ? readFileSync(o.rootCertPath ?? "/var/run/secrets/istio/root-cert.pem", "utf8")
+        : undefined;
     const tokenFile = o.tokenFile ?? "/var/run/secrets/tokens/istio-token";
     const clusterId = o.clusterId ?? o.cluster;
     const serverIdentities = o.istiodIdentity ? [o.istiodIdentity] : undefined;
     if (o.xdsAddress) {
       const self = o.workload ? parseWorkloadInfo(o.workload) : undefined;
       this.xds = new XdsClient({
-        address: o.xdsAddress, rootsPem, tokenFile, clusterId, serverIdentities, updater: this.updater,
-        node: { ip: o.self?.ip ?? process.env.INSTANCE_IP ?? "", podName: o.self?.podName ?? process.env.POD_NAME ?? self?.name ?? "ztunnel",
+        address: o.xdsAddress,
+        rootsPem,
+        tokenFile,
+        clusterId,
+        serverIdentities,
+        updater: this.updater,
+        node: {
+          ip: o.self?.ip ?? process.env.INSTANCE_IP ?? "",
+          podName: o.self?.podName ?? process.env.POD_NAME ?? self?.name ?? "ztunnel",
           namespace: o.self?.podNamespace ?? process.env.POD_NAMESPACE ?? self?.namespace ?? "istio-system",
-          nodeName: o.nodeName ?? process.env.NODE_NAME, clusterId },
+          nodeName: o.nodeName ?? process.env.NODE_NAME,
+          clusterId,
+        },
       }).start();
       await this.xds.waitReady(o.xdsReadyTimeoutMs ?? DEFAULTS.xdsReadyTimeoutMs);
     } else if (typeof o.config === "string") {
@@ -232,8 +244,15 @@ export class NodeProxy {
     let source: CertificateSource;
     if (o.caAddress) {
       // Shared mode asks for each workload's identity with the proxy's own token (ztunnel's impersonation).
-      this.istioCa = new IstioCaClient({ address: o.caAddress, rootsPem: rootsPem!, tokenFile, clusterId, serverIdentities,
-        ttlMs: ttl, impersonate: this.mode === "shared" });
+      this.istioCa = new IstioCaClient({
+        address: o.caAddress,
+        rootsPem: rootsPem!,
+        tokenFile,
+        clusterId,
+        serverIdentities,
+        ttlMs: ttl,
+        impersonate: this.mode === "shared",
+      });
       source = this.istioCa;
     } else if (o.caDir) {
       const ca = await CertificateAuthority.load(o.caDir);
@@ -249,61 +268,103 @@ export class NodeProxy {
     });
 
     this.lb = new LoadBalancer(this.state, { outlier: o.outlier, local: this.localityOf() });
-    this.metrics = new Metrics({
-      activeTunnels: () => ({ inbound: this.inboundTunnels, outbound: this.activeOutbound }),
-      pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
-    }, { version: VERSION });
+    this.metrics = new Metrics(
+      {
+        activeTunnels: () => ({ inbound: this.inboundTunnels, outbound: this.activeOutbound }),
+        pool: () => ({ connections: this.pool.size, ...this.pool.stats }),
+      },
+      { version: VERSION },
+    );
     const inboundPort = o.inboundPort ?? PORTS.hbone;
     this.inputs = {
-      state: this.state, metrics: this.metrics, pool: this.pool, innerPool: this.innerPool, session: o.session,
+      state: this.state,
+      metrics: this.metrics,
+      pool: this.pool,
+      innerPool: this.innerPool,
+      session: o.session,
       hbonePort: o.hbonePort ?? (typeof inboundPort === "number" && inboundPort !== 0 ? inboundPort : PORTS.hbone),
       connectTimeoutMs: o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
       responseBaggage: o.responseBaggage ?? envFlag("ENABLE_RESPONSE_BAGGAGE", true),
-      lb: this.lb, ownPorts: () => this.ownPorts(), network: o.network,
+      lb: this.lb,
+      ownPorts: () => this.ownPorts(),
+      network: o.network,
     };
 
     if (o.redirect) {
-      if (o.inpod || o.gateway) throw new Error("redirect mode is for a host without istio-cni: not with in-pod mode or a gateway");
-      const ns = o.workload ? parseWorkloadInfo(o.workload).namespace
+      if (o.inpod || o.gateway)
+        throw new Error("redirect mode is for a host without istio-cni: not with in-pod mode or a gateway");
+      const ns = o.workload
+        ? parseWorkloadInfo(o.workload).namespace
         : this.state.config.workloads.find((w) => w.node === o.nodeName)?.namespace;
-      this.redirect = await RedirectListeners.open(this.inputs, { netns: o.redirect.netns, mark: this.mark, namespace: ns },
-        () => [...this.locals.values()]);
+      this.redirect = await RedirectListeners.open(
+        this.inputs,
+        { netns: o.redirect.netns, mark: this.mark, namespace: ns },
+        () => [...this.locals.values()],
+      );
     }
     if (this.mode === "dedicated") await this.startDedicated(inboundPort);
     else if (o.inpod) this.startInpod(o.inpod);
     else {
-      this.state.on("updated", () => void this.syncNode(inboundPort).catch((e: Error) => log.error("node sync failed", { error: e })));
+      this.state.on(
+        "updated",
+        () => void this.syncNode(inboundPort).catch((e: Error) => log.error("node sync failed", { error: e })),
+      );
       await this.syncNode(inboundPort);
     }
 
     if (this.primary && o.socks5Port !== false) {
-      this.addresses.socks5 = await listen(this.keep(createSocksListener((d, c) => this.connect(d, c), (p) => this.track(p))),
-        { host: "127.0.0.1", port: o.socks5Port ?? PORTS.socks5 });
+      this.addresses.socks5 = await listen(
+        this.keep(
+          createSocksListener(
+            (d, c) => this.connect(d, c),
+            (p) => this.track(p),
+          ),
+        ),
+        { host: "127.0.0.1", port: o.socks5Port ?? PORTS.socks5 },
+      );
     }
     for (const f of o.forward ?? []) {
       if (!this.primary) throw new Error("forward listeners need a workload (dedicated mode)");
-      const srv = createForwardListener(f.to, (d, c) => this.connect(d, c), (p) => this.track(p));
+      const srv = createForwardListener(
+        f.to,
+        (d, c) => this.connect(d, c),
+        (p) => this.track(p),
+      );
       this.addresses.forward.push(await listen(this.keep(srv), f.listen));
     }
 
     const status = await startStatusServers({
       statusAddress: o.statusAddress ?? "127.0.0.1",
-      ports: { admin: o.adminPort ?? PORTS.admin, metrics: o.metricsPort ?? PORTS.metrics, readiness: o.readinessPort ?? PORTS.readiness },
+      ports: {
+        admin: o.adminPort ?? PORTS.admin,
+        metrics: o.metricsPort ?? PORTS.metrics,
+        readiness: o.readinessPort ?? PORTS.readiness,
+      },
       metrics: this.metrics,
       // In-pod mode: ready once the agent's first snapshot is in (ztunnel's readiness).
       ready: () => this.ready && (!this.inpod || this.snapshotSeen),
       configDump: () => this.configDump(),
-      quit: () => void this.drain().then(() => this.emitQuit(), (err: Error) => log.error("drain failed", { error: err })),
+      quit: () =>
+        void this.drain().then(
+          () => this.emitQuit(),
+          (err: Error) => log.error("drain failed", { error: err }),
+        ),
     });
     this.httpServers.push(...status.servers);
     Object.assign(this.addresses, { admin: status.admin, metrics: status.metrics, readiness: status.readiness });
     this.ready = true;
     log.info("proxy ready", {
-      mode: this.mode, inpod: !!this.inpod, node: o.nodeName, workload: o.workload,
-      identity: this.identity && String(this.identity), workloads: this.locals.size,
+      mode: this.mode,
+      inpod: !!this.inpod,
+      node: o.nodeName,
+      workload: o.workload,
+      identity: this.identity && String(this.identity),
+      workloads: this.locals.size,
       inbound: this.addresses.inbound && `${this.addresses.inbound.address}:${this.addresses.inbound.port}`,
       socks5: this.addresses.socks5 && `127.0.0.1:${this.addresses.socks5.port}`,
-      admin: this.addresses.admin?.port, metrics: this.addresses.metrics?.port, readiness: this.addresses.readiness?.port,
+      admin: this.addresses.admin?.port,
+      metrics: this.addresses.metrics?.port,
+      readiness: this.addresses.readiness?.port,
     });
   }
 
@@ -326,7 +387,11 @@ export class NodeProxy {
   }
 
   private identityOf(w: Workload): Identity {
-    return new Identity(this.o.trustDomain ?? (w.trustDomain || DEFAULTS.trustDomain), w.namespace, w.serviceAccount || "default");
+    return new Identity(
+      this.o.trustDomain ?? (w.trustDomain || DEFAULTS.trustDomain),
+      w.namespace,
+      w.serviceAccount || "default",
+    );
   }
 
   /** Dedicated mode (and a gateway): the one workload named by --workload. */
@@ -336,12 +401,23 @@ export class NodeProxy {
     const w = this.findSelf(info);
     if (!w) throw new Error(`workload ${info.namespace}/${info.name} is not in the config`);
     if ((w.serviceAccount || "default") !== info.serviceAccount) {
-      throw new Error(`workload ${info.namespace}/${info.name} runs as ${w.serviceAccount}, not ${info.serviceAccount}`);
+      throw new Error(
+        `workload ${info.namespace}/${info.name} runs as ${w.serviceAccount}, not ${info.serviceAccount}`,
+      );
     }
     this.workload = w;
-    this.identity = new Identity(o.trustDomain ?? (w.trustDomain || DEFAULTS.trustDomain), w.namespace, info.serviceAccount);
+    this.identity = new Identity(
+      o.trustDomain ?? (w.trustDomain || DEFAULTS.trustDomain),
+      w.namespace,
+      info.serviceAccount,
+    );
     const uid = w.uid || `${w.namespace}/${w.name}`;
-    this.certs.add({ uid, trustDomain: this.identity.trustDomain, namespace: w.namespace, serviceAccount: info.serviceAccount });
+    this.certs.add({
+      uid,
+      trustDomain: this.identity.trustDomain,
+      namespace: w.namespace,
+      serviceAccount: info.serviceAccount,
+    });
     const cert = await this.certs.fetch(this.identity);
     this.state.on("updated", () => {
       const now = this.findSelf(info);
@@ -352,14 +428,26 @@ export class NodeProxy {
     });
     if (o.gateway) {
       if (inboundPort === false) throw new Error("a gateway needs its HBONE port");
-      this.gateway = new Gateway({ inputs: this.inputs, workload: w, certificate: cert, trustDomain: this.identity.trustDomain });
+      this.gateway = new Gateway({
+        inputs: this.inputs,
+        workload: w,
+        certificate: cert,
+        trustDomain: this.identity.trustDomain,
+      });
       const ip = w.workloadIps[0];
       if (!ip) throw new Error(`gateway workload ${w.namespace}/${w.name} has no workloadIps to listen on`);
       this.addresses.inbound = await this.gateway.listen(ip, inboundPort);
       return;
     }
     // Inbound on the workload's own IP, so proxies of several workloads share a machine.
-    const wp = new WorkloadProxy(this.inputs, w, this.identity, cert, () => this.certs.fetch(this.identity), this.redirectNetns);
+    const wp = new WorkloadProxy(
+      this.inputs,
+      w,
+      this.identity,
+      cert,
+      () => this.certs.fetch(this.identity),
+      this.redirectNetns,
+    );
     this.primary = wp;
     this.locals.set(uid, wp);
     await wp.start(inboundPort);
@@ -373,7 +461,11 @@ export class NodeProxy {
       if (this.closed) return;
       const mine = new Map<string, Workload>();
       for (const w of this.state.config.workloads) {
-        if (w.node === this.o.nodeName && w.workloadIps.length > 0 && (!this.o.cluster || !w.clusterId || w.clusterId === this.o.cluster)) {
+        if (
+          w.node === this.o.nodeName &&
+          w.workloadIps.length > 0 &&
+          (!this.o.cluster || !w.clusterId || w.clusterId === this.o.cluster)
+        ) {
           mine.set(w.uid || `${w.namespace}/${w.name}`, w);
         }
       }
@@ -398,7 +490,12 @@ export class NodeProxy {
     return this.syncing;
   }
 
-  private async addLocal(uid: string, w: Workload, inboundPort: number | false, netns?: PodNetns): Promise<WorkloadProxy> {
+  private async addLocal(
+    uid: string,
+    w: Workload,
+    inboundPort: number | false,
+    netns?: PodNetns,
+  ): Promise<WorkloadProxy> {
     const id = this.identityOf(w);
     this.certs.add({ uid, trustDomain: id.trustDomain, namespace: w.namespace, serviceAccount: id.serviceAccount });
     try {
@@ -448,13 +545,18 @@ export class NodeProxy {
       const byUid = ws.find((w) => w.uid === uid);
       if (byUid) return byUid;
       if (info) {
-        const same = ws.filter((w) => w.namespace === info.namespace && (w.serviceAccount || "default") === (info.serviceAccount || "default"));
+        const same = ws.filter(
+          (w) =>
+            w.namespace === info.namespace && (w.serviceAccount || "default") === (info.serviceAccount || "default"),
+        );
         const named = same.filter((w) => w.name === info.name);
         const pick = named.find((w) => !this.o.nodeName || w.node === this.o.nodeName) ?? named[0];
         if (pick) return pick;
       }
       if (Date.now() >= deadline || this.closed) {
-        throw new Error(`no workload in the config for pod ${info ? `${info.namespace}/${info.name} (sa ${info.serviceAccount})` : uid}`);
+        throw new Error(
+          `no workload in the config for pod ${info ? `${info.namespace}/${info.name} (sa ${info.serviceAccount})` : uid}`,
+        );
       }
       await sleep(100);
     }
@@ -465,8 +567,12 @@ export class NodeProxy {
    * name may exist in other clusters, namespace sameness), one with an address first.
    */
   private findSelf(info: { namespace: string; name: string }): Workload | undefined {
-    const named = this.state.config.workloads.filter((x) => x.namespace === info.namespace && x.name === info.name &&
-      (!this.o.cluster || !x.clusterId || x.clusterId === this.o.cluster));
+    const named = this.state.config.workloads.filter(
+      (x) =>
+        x.namespace === info.namespace &&
+        x.name === info.name &&
+        (!this.o.cluster || !x.clusterId || x.clusterId === this.o.cluster),
+    );
     return named.find((x) => x.workloadIps.length > 0) ?? named[0];
   }
 
@@ -526,7 +632,11 @@ export class NodeProxy {
    */
   async connect(dest: string | HostPort, client?: HostPort): Promise<Duplex> {
     if (this.closed) throw new OutboundError("closed", "proxy is closed");
-    if (!this.primary) throw new OutboundError("bad-destination", "no workload to connect from: connect() needs dedicated mode (--workload)");
+    if (!this.primary)
+      throw new OutboundError(
+        "bad-destination",
+        "no workload to connect from: connect() needs dedicated mode (--workload)",
+      );
     const hp = typeof dest === "string" ? parseHostPort(dest) : dest;
     if (!hp) throw new OutboundError("bad-destination", `destination "${String(dest)}" is not host:port`);
     const tunnel = await this.primary.outbound.open(hp, client);
@@ -548,14 +658,21 @@ export class NodeProxy {
     return {
       mode: this.mode,
       inpod: this.inpod ? { connected: this.inpod.connected, snapshot: this.snapshotSeen } : undefined,
-      redirect: this.redirect ? { netns: this.o.redirect?.netns ?? "host", listeners: this.redirect.status() } : undefined,
+      redirect: this.redirect
+        ? { netns: this.o.redirect?.netns ?? "host", listeners: this.redirect.status() }
+        : undefined,
       workload: this.workload,
       identity: this.identity && String(this.identity),
-      certificates: cert ? [{ identity: String(cert.identity), notBefore: cert.notBefore, notAfter: cert.notAfter }] : [],
+      certificates: cert
+        ? [{ identity: String(cert.identity), notBefore: cert.notBefore, notAfter: cert.notAfter }]
+        : [],
       workloads: [...this.locals].map(([uid, wp]) => {
         const c = this.certs.current(wp.identity);
         return {
-          uid, namespace: wp.workload.namespace, name: wp.workload.name, addresses: wp.workload.workloadIps,
+          uid,
+          namespace: wp.workload.namespace,
+          name: wp.workload.name,
+          addresses: wp.workload.workloadIps,
           certificate: { identity: String(wp.identity), notAfter: c?.notAfter },
           ...wp.dump(),
         };
@@ -601,10 +718,15 @@ export class NodeProxy {
     this.pool.close();
     this.lb?.close();
     for (const l of this.listeners) l.close();
-    await Promise.all(this.httpServers.map((s) => new Promise((r) => {
-      s.close(() => r(undefined));
-      s.closeAllConnections();
-    })));
+    await Promise.all(
+      this.httpServers.map(
+        (s) =>
+          new Promise((r) => {
+            s.close(() => r(undefined));
+            s.closeAllConnections();
+          }),
+      ),
+    );
   }
 
   /** A node:http Agent whose connections are tunnels from this workload (service names resolved by the mesh). */

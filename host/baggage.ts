@@ -81,7 +81,10 @@ export function encodeBaggage(meta: BaggageMeta, codec: Codec = threadCodec()): 
   if (codec.mem.write(text, inp + bg.BAGGAGE_ENC_TEXT, "utf8") !== text.length) {
     // Lengths in chars fit the bytes only for ASCII; the encoder refuses any other char anyway (its bytes
     // are >= 0x80), so name the field here, where the lengths no longer line up with the bytes.
-    throw unsendable(meta, FIELDS.findIndex((f) => /[^\x00-\x7f]/.test(meta[f] ?? "")));
+    throw unsendable(
+      meta,
+      FIELDS.findIndex((f) => /[^\x00-\x7f]/.test(meta[f] ?? "")),
+    );
   }
   const out = ex.output_reserve(ex.baggage_encode_bound(text.length)) >>> 0;
   const n = ex.baggage_encode(inp, type, out);
@@ -110,23 +113,44 @@ function unsendable(meta: BaggageMeta, slot: number): RangeError {
  *   64 members and 8192 bytes (members plus one comma between) are kept, dropping whole members from
  *   the first that does not fit. The BaggageMeta fields come from the kept members.
  */
-export function decodeBaggage(headerValues: string | readonly string[] | undefined, mode?: "ztunnel",
-  codec?: Codec): BaggageMeta;
-export function decodeBaggage(headerValues: string | readonly string[] | undefined, mode: "w3c",
-  codec?: Codec): W3cBaggage;
-export function decodeBaggage(headerValues: string | readonly string[] | undefined, mode: "ztunnel" | "w3c",
-  codec?: Codec): BaggageMeta | W3cBaggage;
-export function decodeBaggage(headerValues: string | readonly string[] | undefined,
-  mode: "ztunnel" | "w3c" = "ztunnel", codec: Codec = threadCodec()): BaggageMeta | W3cBaggage {
+export function decodeBaggage(
+  headerValues: string | readonly string[] | undefined,
+  mode?: "ztunnel",
+  codec?: Codec,
+): BaggageMeta;
+export function decodeBaggage(
+  headerValues: string | readonly string[] | undefined,
+  mode: "w3c",
+  codec?: Codec,
+): W3cBaggage;
+export function decodeBaggage(
+  headerValues: string | readonly string[] | undefined,
+  mode: "ztunnel" | "w3c",
+  codec?: Codec,
+): BaggageMeta | W3cBaggage;
+export function decodeBaggage(
+  headerValues: string | readonly string[] | undefined,
+  mode: "ztunnel" | "w3c" = "ztunnel",
+  codec: Codec = threadCodec(),
+): BaggageMeta | W3cBaggage {
   const lines = headerValues === undefined ? [] : typeof headerValues === "string" ? [headerValues] : headerValues;
   const w3c = mode === "w3c";
   const rc = decode(codec, lines, w3c ? bg.BAGGAGE_MODE_W3C : bg.BAGGAGE_MODE_ZTUNNEL);
   if (!w3c) return rc < 0 ? {} : ztunnelMeta(codec, lines);
   if (rc < 0) {
-    return { valid: false, reason: rc === -bg.BAGGAGE_E_TOO_LARGE ? "too large" : "invalid", members: [], truncated: false };
+    return {
+      valid: false,
+      reason: rc === -bg.BAGGAGE_E_TOO_LARGE ? "too large" : "invalid",
+      members: [],
+      truncated: false,
+    };
   }
   const members = membersOf(codec, lines, rc);
-  const res: W3cBaggage = { valid: true, members, truncated: codec.i32[resultOf(codec) + bg.BAGGAGE_RES_TRUNCATED] !== 0 };
+  const res: W3cBaggage = {
+    valid: true,
+    members,
+    truncated: codec.i32[resultOf(codec) + bg.BAGGAGE_RES_TRUNCATED] !== 0,
+  };
   fillMeta(codec, res, (rec) => members[rec].value);
   return res;
 }
@@ -150,7 +174,8 @@ function decode(codec: Codec, lines: readonly string[], mode: number): number {
   if (chars > bg.BAGGAGE_MAX_INPUT) return -bg.BAGGAGE_E_TOO_LARGE;
   const p = codec.ex.input_reserve(4 * count + 3 * (chars - count)) >>> 0; // UTF-8: at most 3 bytes per UTF-16 unit
   codec.refresh();
-  const mem = codec.mem, i32 = codec.i32;
+  const mem = codec.mem,
+    i32 = codec.i32;
   let at = p + 4 * count;
   lineStarts.length = count;
   for (let k = 0; k < count; k++) {
@@ -167,7 +192,8 @@ function decode(codec: Codec, lines: readonly string[], mode: number): number {
  * bytes back, and exact because a decode only succeeds on ASCII (byte offsets are char offsets).
  */
 function textAt(lines: readonly string[], off: number, len: number): string {
-  let lo = 0, hi = lines.length - 1; // the last line starting at or before off
+  let lo = 0,
+    hi = lines.length - 1; // the last line starting at or before off
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
     if (lineStarts[mid] <= off) lo = mid;
@@ -179,7 +205,8 @@ function textAt(lines: readonly string[], off: number, len: number): string {
 
 /** Sets the BaggageMeta fields of a decode result; `valueOf` gives the value of a record. */
 function fillMeta(codec: Codec, meta: BaggageMeta, valueOf: (rec: number) => string): void {
-  const i32 = codec.i32, res = resultOf(codec);
+  const i32 = codec.i32,
+    res = resultOf(codec);
   for (let s = 0; s < bg.BAGGAGE_SLOTS; s++) {
     const rec = i32[res + bg.BAGGAGE_RES_SLOT_RECORD + s];
     if (rec >= 0) meta[FIELDS[s]] = valueOf(rec);
@@ -189,7 +216,8 @@ function fillMeta(codec: Codec, meta: BaggageMeta, valueOf: (rec: number) => str
 }
 
 function ztunnelMeta(codec: Codec, lines: readonly string[]): BaggageMeta {
-  const i32 = codec.i32, records = resultOf(codec) + bg.BAGGAGE_RES_RECORDS;
+  const i32 = codec.i32,
+    records = resultOf(codec) + bg.BAGGAGE_RES_RECORDS;
   const meta: BaggageMeta = {};
   fillMeta(codec, meta, (rec) => {
     const r = records + rec * bg.BAGGAGE_REC_WORDS;
@@ -199,15 +227,19 @@ function ztunnelMeta(codec: Codec, lines: readonly string[]): BaggageMeta {
 }
 
 function membersOf(codec: Codec, lines: readonly string[], count: number): BaggageMember[] {
-  const i32 = codec.i32, mem = codec.mem;
+  const i32 = codec.i32,
+    mem = codec.mem;
   const members: BaggageMember[] = new Array(count);
   for (let k = 0, r = resultOf(codec) + bg.BAGGAGE_RES_RECORDS; k < count; k++, r += bg.BAGGAGE_REC_WORDS) {
-    const value = i32[r + bg.BAGGAGE_REC_VALUE_OFF] >>> 0, valueLen = i32[r + bg.BAGGAGE_REC_VALUE_LEN];
+    const value = i32[r + bg.BAGGAGE_REC_VALUE_OFF] >>> 0,
+      valueLen = i32[r + bg.BAGGAGE_REC_VALUE_LEN];
     const m: BaggageMember = {
       key: textAt(lines, i32[r + bg.BAGGAGE_REC_KEY_OFF] >>> 0, i32[r + bg.BAGGAGE_REC_KEY_LEN]),
       // A percent-decoded value lives in Wasm memory, as UTF-8.
-      value: i32[r + bg.BAGGAGE_REC_FLAGS] & bg.BAGGAGE_REC_DECODED
-        ? mem.toString("utf8", value, value + valueLen) : textAt(lines, value, valueLen),
+      value:
+        i32[r + bg.BAGGAGE_REC_FLAGS] & bg.BAGGAGE_REC_DECODED
+          ? mem.toString("utf8", value, value + valueLen)
+          : textAt(lines, value, valueLen),
     };
     const propsLen = i32[r + bg.BAGGAGE_REC_PROPS_LEN];
     if (propsLen >= 0) m.properties = textAt(lines, i32[r + bg.BAGGAGE_REC_PROPS_OFF] >>> 0, propsLen);

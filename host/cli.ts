@@ -61,10 +61,16 @@ const LAST_RESORT_WINDOW_MS = 60_000;
  * shared by every session and may be corrupt, so the process exits for its supervisor to restart.
  */
 function installLastResort(): void {
-  let windowStart = 0, logged = 0, suppressed = 0;
+  let windowStart = 0,
+    logged = 0,
+    suppressed = 0;
   const report = (kind: string, err: unknown) => {
     if (err instanceof WebAssembly.RuntimeError) {
-      log.error("Wasm trap: the shared codec state may be corrupt, exiting", { kind, error: err.message, stack: err.stack });
+      log.error("Wasm trap: the shared codec state may be corrupt, exiting", {
+        kind,
+        error: err.message,
+        stack: err.stack,
+      });
       process.exit(70);
     }
     const now = Date.now();
@@ -77,7 +83,9 @@ function installLastResort(): void {
     if (logged >= LAST_RESORT_LOGS) return void suppressed++;
     logged++;
     log.error("last-resort handler caught an error nobody owned; still serving", {
-      kind, error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined,
+      kind,
+      error: err instanceof Error ? err.message : String(err),
+      stack: err instanceof Error ? err.stack : undefined,
     });
   };
   process.on("uncaughtException", (err) => report("uncaughtException", err));
@@ -95,13 +103,26 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      config: { type: "string" }, workload: { type: "string" }, "ca-dir": { type: "string" },
-      "trust-domain": { type: "string" }, cluster: { type: "string" }, network: { type: "string" },
-      "inbound-port": { type: "string" }, "socks5-port": { type: "string" }, "admin-port": { type: "string" },
-      "metrics-port": { type: "string" }, "readiness-port": { type: "string" }, "hbone-port": { type: "string" },
-      forward: { type: "string", multiple: true }, "drain-timeout": { type: "string" },
-      "xds-address": { type: "string" }, "ca-address": { type: "string" }, "xds-token-file": { type: "string" },
-      "root-cert": { type: "string" }, "status-address": { type: "string" }, "cert-ttl": { type: "string" },
+      config: { type: "string" },
+      workload: { type: "string" },
+      "ca-dir": { type: "string" },
+      "trust-domain": { type: "string" },
+      cluster: { type: "string" },
+      network: { type: "string" },
+      "inbound-port": { type: "string" },
+      "socks5-port": { type: "string" },
+      "admin-port": { type: "string" },
+      "metrics-port": { type: "string" },
+      "readiness-port": { type: "string" },
+      "hbone-port": { type: "string" },
+      forward: { type: "string", multiple: true },
+      "drain-timeout": { type: "string" },
+      "xds-address": { type: "string" },
+      "ca-address": { type: "string" },
+      "xds-token-file": { type: "string" },
+      "root-cert": { type: "string" },
+      "status-address": { type: "string" },
+      "cert-ttl": { type: "string" },
       capture: { type: "string" },
       workers: { type: "string" },
     },
@@ -117,14 +138,17 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   if (gateway && !workload) throw new Error("gateway needs --workload");
   if (!shared && !workload) throw new Error("PROXY_MODE=dedicated needs --workload (PROXY_WORKLOAD_INFO)");
   if (shared && !rt.nodeName && !rt.inpod) {
-    throw new Error("shared (node) mode needs NODE_NAME (the node whose workloads are served) or INPOD_ENABLED=true; " +
-      "give --workload for one workload");
+    throw new Error(
+      "shared (node) mode needs NODE_NAME (the node whose workloads are served) or INPOD_ENABLED=true; " +
+        "give --workload for one workload",
+    );
   }
   const role = gateway ? "gateway" : "proxy";
   if (rt.workers > 1 && !isWorker()) {
     // The primary serves nothing itself: its workers do (host/workers).
     return runPrimary(rt.workers, (ready, pids) =>
-      console.log(`hbone ${role} ready ${JSON.stringify({ ...ready, workers: rt.workers, pids })}`));
+      console.log(`hbone ${role} ready ${JSON.stringify({ ...ready, workers: rt.workers, pids })}`),
+    );
   }
   if (isWorker()) workerSetup();
   const forward: ForwardListener[] = (values.forward ?? []).map((f) => {
@@ -134,14 +158,20 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     return { listen: l, to };
   });
   const opts: ProxyOptions = {
-    config, workload: shared ? undefined : workload, caDir, forward, xdsAddress, caAddress,
+    config,
+    workload: shared ? undefined : workload,
+    caDir,
+    forward,
+    xdsAddress,
+    caAddress,
     nodeName: rt.nodeName,
     self: { ip: rt.instanceIp, podName: rt.podName, podNamespace: rt.podNamespace },
     inpod: shared && rt.inpod ? { uds: rt.inpodUds } : undefined,
     packetMark: rt.packetMark,
     redirect: rt.redirect,
     connectTimeoutMs: rt.connectTimeoutMs,
-    tokenFile: rt.tokenFile, rootCertPath: rt.rootCertPath,
+    tokenFile: rt.tokenFile,
+    rootCertPath: rt.rootCertPath,
     trustDomain: rt.trustDomain,
     cluster: rt.cluster,
     network: rt.network,
@@ -162,17 +192,27 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.
   const ready = {
-    mode: mesh.mode, identity: mesh.identity && String(mesh.identity), inbound: a.inbound && `${a.inbound.address}:${a.inbound.port}`,
-    socks5: a.socks5?.port, admin: a.admin?.port, metrics: a.metrics?.port, readiness: a.readiness?.port,
+    mode: mesh.mode,
+    identity: mesh.identity && String(mesh.identity),
+    inbound: a.inbound && `${a.inbound.address}:${a.inbound.port}`,
+    socks5: a.socks5?.port,
+    admin: a.admin?.port,
+    metrics: a.metrics?.port,
+    readiness: a.readiness?.port,
     forward: a.forward.map((f) => `${f.address}:${f.port}`),
   };
-  if (isWorker()) workerReady(ready); // the primary prints one line for all workers
+  if (isWorker())
+    workerReady(ready); // the primary prints one line for all workers
   else console.log(`hbone ${role} ready ${JSON.stringify(ready)}`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info("draining", { signal: sig });
       // A worker says how much of the work it did (its metrics are its own).
-      if (isWorker()) void workerStats(mesh.metrics.registry).then((st) => log.info("worker stopping", { ...st }), () => {});
+      if (isWorker())
+        void workerStats(mesh.metrics.registry).then(
+          (st) => log.info("worker stopping", { ...st }),
+          () => {},
+        );
       mesh.drain().then(resolve, (err: Error) => {
         log.error("drain failed", { error: err });
         resolve();
@@ -189,7 +229,8 @@ async function proxy(args: string[], gateway = false): Promise<number> {
 async function start(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { duration: { type: "string" } } });
   const duration = values.duration !== undefined ? Number(values.duration) : undefined;
-  if (duration !== undefined && !(duration >= 0)) throw new Error(`--duration: not a number of seconds: ${values.duration}`);
+  if (duration !== undefined && !(duration >= 0))
+    throw new Error(`--duration: not a number of seconds: ${values.duration}`);
   await runDemo(duration);
   return 0;
 }

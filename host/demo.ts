@@ -28,9 +28,11 @@ async function series(port: number, reporter: string): Promise<string[]> {
   for (const line of text.split("\n")) {
     if (!line.startsWith("istio_tcp_connections_opened_total{") || !line.includes(`reporter="${reporter}"`)) continue;
     const get = (k: string) => new RegExp(`${k}="([^"]*)"`).exec(line)?.[1] ?? "?";
-    out.add(`${get("source_workload")}.${get("source_cluster")} -> ${get("destination_workload")}.${get("destination_cluster")} ` +
-      `(${get("destination_service")}, principal ${get("source_principal").replace("spiffe://cluster.local/", "")}): ` +
-      `${line.slice(line.lastIndexOf(" ") + 1)}`);
+    out.add(
+      `${get("source_workload")}.${get("source_cluster")} -> ${get("destination_workload")}.${get("destination_cluster")} ` +
+        `(${get("destination_service")}, principal ${get("source_principal").replace("spiffe://cluster.local/", "")}): ` +
+        `${line.slice(line.lastIndexOf(" ") + 1)}`,
+    );
   }
   return [...out];
 }
@@ -43,8 +45,10 @@ export async function runDemo(durationSec?: number): Promise<void> {
     const t0 = Date.now();
     mc = await TwoClusters.start({ dir, proxy: { outlier: { baseEjectionMs: 1000 } } });
     const client = mc.client;
-    console.log(`two clusters up in ${Date.now() - t0} ms: cluster1/network1 on 127.0.1.x, cluster2/network2 on 127.0.2.x, ` +
-      `one root CA, an intermediate each; 9 node proxies and 2 east-west gateways on :15008`);
+    console.log(
+      `two clusters up in ${Date.now() - t0} ms: cluster1/network1 on 127.0.1.x, cluster2/network2 on 127.0.2.x, ` +
+        `one root CA, an intermediate each; 9 node proxies and 2 east-west gateways on :15008`,
+    );
     const rows: string[] = [
       "| traffic from cluster1 sleep | tunnels | local (cluster1) | cross-network (cluster2) | failed | note |",
       "| --- | ---: | ---: | ---: | ---: | --- |",
@@ -52,11 +56,18 @@ export async function runDemo(durationSec?: number): Promise<void> {
     rows.push(row("echo (global), default: spread evenly", await mc.tally(ECHO, 100)));
     rows.push(row("hello (local-only service)", await mc.tally(HELLO, 30), "never leaves its cluster"));
     await mc.setDistribution("PreferClose");
-    rows.push(row("echo, trafficDistribution PreferClose", await mc.tally(ECHO, 100), "FAILOVER [NETWORK, REGION, ZONE]"));
+    rows.push(
+      row("echo, trafficDistribution PreferClose", await mc.tally(ECHO, 100), "FAILOVER [NETWORK, REGION, ZONE]"),
+    );
     await mc.stopProxy("cluster1", "echo-a");
     await mc.stopProxy("cluster1", "echo-b");
-    rows.push(row("echo, PreferClose, cluster1's echo pods stopped", await mc.tally(ECHO, 50),
-      "outlier detection ejects them; failover to cluster2"));
+    rows.push(
+      row(
+        "echo, PreferClose, cluster1's echo pods stopped",
+        await mc.tally(ECHO, 50),
+        "outlier detection ejects them; failover to cluster2",
+      ),
+    );
     await mc.restartProxy("cluster1", "echo-a");
     await mc.restartProxy("cluster1", "echo-b");
     const tRecover = Date.now();
@@ -66,24 +77,36 @@ export async function runDemo(durationSec?: number): Promise<void> {
       if (who.endsWith("@cluster1") && ++back >= 5) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    rows.push(row("echo, PreferClose, pods restarted", await mc.tally(ECHO, 50),
-      `back to local ${back >= 5 ? `within ${Date.now() - tRecover} ms` : "not yet"} (ejection expired)`));
+    rows.push(
+      row(
+        "echo, PreferClose, pods restarted",
+        await mc.tally(ECHO, 50),
+        `back to local ${back >= 5 ? `within ${Date.now() - tRecover} ms` : "not yet"} (ejection expired)`,
+      ),
+    );
     console.log(`\n${rows.join("\n")}\n`);
 
-    const outer = client.pool.stats, inner = client.innerPool.stats;
+    const outer = client.pool.stats,
+      inner = client.innerPool.stats;
     const tunnels = 330;
-    console.log(`pooling: ${tunnels} tunnels from cluster1 sleep cost ${outer.dials} outer TLS handshakes (to node proxies and ` +
-      `the cluster2 gateway) and ${inner.dials} inner end-to-end handshakes through the gateway ` +
-      `(${outer.reused} + ${inner.reused} reuses)\n`);
+    console.log(
+      `pooling: ${tunnels} tunnels from cluster1 sleep cost ${outer.dials} outer TLS handshakes (to node proxies and ` +
+        `the cluster2 gateway) and ${inner.dials} inner end-to-end handshakes through the gateway ` +
+        `(${outer.reused} + ${inner.reused} reuses)\n`,
+    );
 
     console.log("metric series at cluster1 sleep (reporter=source):");
     for (const s of await series(client.addresses.metrics!.port, "source")) console.log(`  ${s}`);
     const remoteEcho = mc.proxies.get("cluster2/echo-a")!;
-    console.log("metric series at cluster2 echo-a (reporter=destination; the source is known from baggage, via the gateway):");
+    console.log(
+      "metric series at cluster2 echo-a (reporter=destination; the source is known from baggage, via the gateway):",
+    );
     for (const s of await series(remoteEcho.addresses.metrics!.port, "destination")) console.log(`  ${s}`);
 
-    console.log(`\nadmin 127.0.0.1:${client.addresses.admin!.port}/config_dump, metrics 127.0.0.1:${client.addresses.metrics!.port}/metrics ` +
-      `(cluster1 sleep)`);
+    console.log(
+      `\nadmin 127.0.0.1:${client.addresses.admin!.port}/config_dump, metrics 127.0.0.1:${client.addresses.metrics!.port}/metrics ` +
+        `(cluster1 sleep)`,
+    );
     if (durationSec === 0) return;
     console.log(durationSec ? `serving for ${durationSec} s…` : "serving; Ctrl-C to stop.");
     await new Promise<void>((resolve) => {

@@ -278,9 +278,16 @@ export class OutboundError extends HboneError {
   /** The HTTP status the CONNECT was answered with, when that was the failure. */
   readonly status?: number;
 
-  constructor(readonly kind: OutboundErrorKind, message: string, opts: { status?: number; cause?: unknown } = {}) {
-    super(`HBONE_OUTBOUND_${kind.toUpperCase().replaceAll("-", "_")}` as HboneErrorCode, message,
-      opts.cause === undefined ? undefined : { cause: opts.cause });
+  constructor(
+    readonly kind: OutboundErrorKind,
+    message: string,
+    opts: { status?: number; cause?: unknown } = {},
+  ) {
+    super(
+      `HBONE_OUTBOUND_${kind.toUpperCase().replaceAll("-", "_")}` as HboneErrorCode,
+      message,
+      opts.cause === undefined ? undefined : { cause: opts.cause },
+    );
     this.name = "OutboundError";
     if (opts.status !== undefined) this.status = opts.status;
   }

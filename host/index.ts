@@ -30,8 +30,16 @@ export { DEFAULT_LIMITS, type SessionLimits } from "./h2/limits.js";
 export { H2Error, errorCodeName } from "./errors.js";
 // The error family: every error but H2Error is an HboneError with a stable string `code` (HBONE_*).
 export {
-  HboneError, RuntimeConfigError, IdentityError, IdentityDroppedError, CaError,
-  IstioCaError, XdsError, XdsConvertError, type HboneErrorCode, type OutboundErrorKind,
+  HboneError,
+  RuntimeConfigError,
+  IdentityError,
+  IdentityDroppedError,
+  CaError,
+  IstioCaError,
+  XdsError,
+  XdsConvertError,
+  type HboneErrorCode,
+  type OutboundErrorKind,
 } from "./errors.js";
 export { parseFrames, FrameWriter, type Frame, type Priority } from "./h2/frames.js";
 export { HpackDecoder, HpackEncoder, type HeaderList } from "./h2/hpack.js";

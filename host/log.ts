@@ -16,7 +16,8 @@ export interface LogRecord extends Fields {
   msg: string;
 }
 
-let threshold: Level = (process.env.HBONE_LOG_LEVEL as Level) in ORDER ? (process.env.HBONE_LOG_LEVEL as Level) : "info";
+let threshold: Level =
+  (process.env.HBONE_LOG_LEVEL as Level) in ORDER ? (process.env.HBONE_LOG_LEVEL as Level) : "info";
 let sink: (r: LogRecord) => void = (r) => process.stdout.write(JSON.stringify(r) + "\n");
 
 export function setLevel(level: Level): void {
@@ -115,7 +116,10 @@ function limitEmit(emit: Emit, limit: RateLimit): Emit {
       windows.set(key, w);
       const win = w;
       // Ends the window: the summary, if any, goes out even when the flood has stopped.
-      setTimeout(() => flush(key, win, level, shared ? "(various)" : msg, shared ? undefined : limitKey), limit.intervalMs).unref();
+      setTimeout(
+        () => flush(key, win, level, shared ? "(various)" : msg, shared ? undefined : limitKey),
+        limit.intervalMs,
+      ).unref();
     }
     if (w.emitted < limit.lines) {
       w.emitted++;

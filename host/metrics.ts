@@ -19,14 +19,32 @@ export interface TunnelBytes {
 /** ztunnel's label set, in its order. */
 export const TCP_LABELS = [
   "reporter",
-  "source_workload", "source_canonical_service", "source_canonical_revision", "source_workload_namespace",
-  "source_principal", "source_app", "source_version", "source_cluster",
-  "destination_service", "destination_service_namespace", "destination_service_name",
-  "destination_workload", "destination_canonical_service", "destination_canonical_revision",
-  "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
+  "source_workload",
+  "source_canonical_service",
+  "source_canonical_revision",
+  "source_workload_namespace",
+  "source_principal",
+  "source_app",
+  "source_version",
+  "source_cluster",
+  "destination_service",
+  "destination_service_namespace",
+  "destination_service_name",
+  "destination_workload",
+  "destination_canonical_service",
+  "destination_canonical_revision",
+  "destination_workload_namespace",
+  "destination_principal",
+  "destination_app",
+  "destination_version",
   "destination_cluster",
-  "request_protocol", "response_flags", "connection_security_policy",
-  "source_region", "source_zone", "destination_region", "destination_zone",
+  "request_protocol",
+  "response_flags",
+  "connection_security_policy",
+  "source_region",
+  "source_zone",
+  "destination_region",
+  "destination_zone",
 ] as const;
 
 export type TcpLabel = (typeof TCP_LABELS)[number];
@@ -60,7 +78,9 @@ export interface ServiceLabels {
  */
 const K8S_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 const PRINCIPAL = /^spiffe:\/\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]+$/;
-const SHORT = 63, LONG = 253, URI = 512;
+const SHORT = 63,
+  LONG = 253,
+  URI = 512;
 
 function name(v: string | undefined, max: number): string {
   return v && v.length <= max && K8S_NAME.test(v) ? v : "unknown";
@@ -70,8 +90,14 @@ function principal(v: string | undefined): string {
   return v && v.length <= URI && PRINCIPAL.test(v) ? v : "unknown";
 }
 
-export function tcpLabels(reporter: "source" | "destination", src: PeerLabels, dst: PeerLabels, svc: ServiceLabels,
-  responseFlags = "-", mtls = true): TcpLabels {
+export function tcpLabels(
+  reporter: "source" | "destination",
+  src: PeerLabels,
+  dst: PeerLabels,
+  svc: ServiceLabels,
+  responseFlags = "-",
+  mtls = true,
+): TcpLabels {
   return {
     reporter,
     source_workload: name(src.workload, LONG),
@@ -121,11 +147,19 @@ export interface MetricsLimits {
 
 /** Defaults: 10,000 series, 5 minutes (env HBONE_METRICS_MAX_SERIES, HBONE_METRICS_SERIES_TTL_S). */
 export function defaultMetricsLimits(): MetricsLimits {
-  return { maxSeries: envInt("HBONE_METRICS_MAX_SERIES") ?? 10_000, seriesTtlMs: (envInt("HBONE_METRICS_SERIES_TTL_S") ?? 300) * 1000 };
+  return {
+    maxSeries: envInt("HBONE_METRICS_MAX_SERIES") ?? 10_000,
+    seriesTtlMs: (envInt("HBONE_METRICS_SERIES_TTL_S") ?? 300) * 1000,
+  };
 }
 
 /** Labels kept on an overflow series; every other one becomes "unknown". */
-const OVERFLOW_KEEPS: ReadonlySet<TcpLabel> = new Set(["reporter", "request_protocol", "response_flags", "connection_security_policy"]);
+const OVERFLOW_KEEPS: ReadonlySet<TcpLabel> = new Set([
+  "reporter",
+  "request_protocol",
+  "response_flags",
+  "connection_security_policy",
+]);
 
 function overflowLabels(labels: TcpLabels): TcpLabels {
   const out = { ...labels };
@@ -164,7 +198,11 @@ export class ConnectionResult {
   private series?: Series;
   closed = false;
 
-  constructor(private readonly m: Metrics, readonly labels: TcpLabels, private readonly refusedLabels = labels) {}
+  constructor(
+    private readonly m: Metrics,
+    readonly labels: TcpLabels,
+    private readonly refusedLabels = labels,
+  ) {}
 
   /** Counts the tunnel as opened on its labels (it passed the checks). Once only; not after close. */
   accept(): void {
@@ -232,28 +270,52 @@ export class Metrics {
     const registers = [this.registry];
     const labelNames = TCP_LABELS as unknown as TcpLabel[];
     client.collectDefaultMetrics({ register: this.registry });
-    new client.Gauge({ name: "istio_build", help: "Istio component build info", labelNames: ["component", "tag"], registers })
-      .set({ component: "ztunnel", tag: info.version }, 1);
-    const all = this.series, open = this.open;
+    new client.Gauge({
+      name: "istio_build",
+      help: "Istio component build info",
+      labelNames: ["component", "tag"],
+      registers,
+    }).set({ component: "ztunnel", tag: info.version }, 1);
+    const all = this.series,
+      open = this.open;
     // Each istio_tcp_* family is rebuilt from the plain numbers when scraped.
-    const counter = (name: string, help: string, value: (s: Series) => number) => new client.Counter({
-      name, help, labelNames, registers,
-      collect() {
-        for (const r of open) r.publish();
-        this.reset();
-        for (const s of all.values()) {
-          const v = value(s);
-          if (v > 0) this.inc(s.labels, v);
-        }
-      },
-    });
+    const counter = (name: string, help: string, value: (s: Series) => number) =>
+      new client.Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          for (const r of open) r.publish();
+          this.reset();
+          for (const s of all.values()) {
+            const v = value(s);
+            if (v > 0) this.inc(s.labels, v);
+          }
+        },
+      });
     counter("istio_tcp_connections_opened_total", "The total number of TCP connections opened", (s) => s.opened);
     counter("istio_tcp_connections_closed_total", "The total number of TCP connections closed", (s) => s.closed);
-    counter("istio_tcp_connections_failed_total", "The total number of TCP connections that failed to establish", (s) => s.failed);
-    counter("istio_tcp_received_bytes_total", "The size of total bytes received during request in case of a TCP connection", (s) => s.received);
-    counter("istio_tcp_sent_bytes_total", "The size of total bytes sent during response in case of a TCP connection", (s) => s.sent);
+    counter(
+      "istio_tcp_connections_failed_total",
+      "The total number of TCP connections that failed to establish",
+      (s) => s.failed,
+    );
+    counter(
+      "istio_tcp_received_bytes_total",
+      "The size of total bytes received during request in case of a TCP connection",
+      (s) => s.received,
+    );
+    counter(
+      "istio_tcp_sent_bytes_total",
+      "The size of total bytes sent during response in case of a TCP connection",
+      (s) => s.sent,
+    );
     new client.Gauge({
-      name: "istio_tcp_sockets_open", help: "The current number of open TCP sockets", labelNames, registers,
+      name: "istio_tcp_sockets_open",
+      help: "The current number of open TCP sockets",
+      labelNames,
+      registers,
       collect() {
         this.reset();
         for (const s of all.values()) if (s.opened > 0) this.set(s.labels, s.open);
@@ -261,20 +323,26 @@ export class Metrics {
     });
     const stats = this.seriesStats;
     new client.Gauge({
-      name: "hbone_metrics_series", help: "istio_tcp_* label sets kept now (capped; idle ones expire)", registers,
+      name: "hbone_metrics_series",
+      help: "istio_tcp_* label sets kept now (capped; idle ones expire)",
+      registers,
       collect() {
         this.set(all.size);
       },
     });
     new client.Gauge({
-      name: "hbone_metrics_series_overflowed", help: "Tunnels counted on an all-unknown series because the series cap was reached",
+      name: "hbone_metrics_series_overflowed",
+      help: "Tunnels counted on an all-unknown series because the series cap was reached",
       registers,
       collect() {
         this.set(stats.overflowed);
       },
     });
     new client.Gauge({
-      name: "hbone_active_tunnels", help: "Tunnels open now, by direction", labelNames: ["direction"], registers,
+      name: "hbone_active_tunnels",
+      help: "Tunnels open now, by direction",
+      labelNames: ["direction"],
+      registers,
       collect() {
         const t = sources.activeTunnels();
         this.set({ direction: "inbound" }, t.inbound);
@@ -282,19 +350,24 @@ export class Metrics {
       },
     });
     new client.Gauge({
-      name: "hbone_pool_connections", help: "Pooled HBONE connections", registers,
+      name: "hbone_pool_connections",
+      help: "Pooled HBONE connections",
+      registers,
       collect() {
         this.set(sources.pool().connections);
       },
     });
     new client.Gauge({
-      name: "hbone_pool_dials", help: "HBONE connections dialled so far (one TLS handshake each)", registers,
+      name: "hbone_pool_dials",
+      help: "HBONE connections dialled so far (one TLS handshake each)",
+      registers,
       collect() {
         this.set(sources.pool().dials);
       },
     });
     new client.Gauge({
-      name: "hbone_wasm_memory_bytes", help: "Linear memory of the Wasm codec (bounded: 1 GiB maximum, 768 MiB heap budget)",
+      name: "hbone_wasm_memory_bytes",
+      help: "Linear memory of the Wasm codec (bounded: 1 GiB maximum, 768 MiB heap budget)",
       registers,
       collect() {
         this.set(getCodec().memoryBytes);

@@ -36,8 +36,10 @@ export function dialTcp(d: TcpDial, onConnect: (sock: net.Socket) => void, onErr
  * `server.listen` that settles once: resolves with the bound address, or rejects with the bind's error
  * (EADDRINUSE, EACCES …) instead of leaving it to the server's 'error' listeners.
  */
-export async function listen(server: net.Server, at: { host: string; port: number } | { fd: number }):
-  Promise<net.AddressInfo> {
+export async function listen(
+  server: net.Server,
+  at: { host: string; port: number } | { fd: number },
+): Promise<net.AddressInfo> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     const ok = () => {

@@ -76,60 +76,173 @@ const fieldRef = (f: string): K8sSource => ({ fieldRef: f });
 
 /** Every variable the proxy reads. */
 export const ENV: readonly EnvVar[] = [
-  { name: "XDS_ADDRESS", flag: "--xds-address", doc: "istiod's Delta ADS endpoint, [https://]host:port",
-    node: { operator: "istiod address" }, gateway: { operator: "istiod address" } },
-  { name: "CA_ADDRESS", flag: "--ca-address", doc: "istiod's CA (CreateCertificate), [https://]host:port",
-    node: { operator: "istiod address" }, gateway: { operator: "istiod address" } },
+  {
+    name: "XDS_ADDRESS",
+    flag: "--xds-address",
+    doc: "istiod's Delta ADS endpoint, [https://]host:port",
+    node: { operator: "istiod address" },
+    gateway: { operator: "istiod address" },
+  },
+  {
+    name: "CA_ADDRESS",
+    flag: "--ca-address",
+    doc: "istiod's CA (CreateCertificate), [https://]host:port",
+    node: { operator: "istiod address" },
+    gateway: { operator: "istiod address" },
+  },
   { name: "LOCAL_XDS_PATH", flag: "--config", doc: "a mesh config file in ztunnel's local format instead of xDS" },
-  { name: "HBONE_CA_DIR", flag: "--ca-dir", doc: "an Istio plug-in CA directory that signs our certificates instead of istiod" },
-  { name: "CLUSTER_ID", aliases: ["ISTIO_META_CLUSTER_ID"], flag: "--cluster",
+  {
+    name: "HBONE_CA_DIR",
+    flag: "--ca-dir",
+    doc: "an Istio plug-in CA directory that signs our certificates instead of istiod",
+  },
+  {
+    name: "CLUSTER_ID",
+    aliases: ["ISTIO_META_CLUSTER_ID"],
+    flag: "--cluster",
     doc: "this cluster's name (the chart sets ISTIO_META_CLUSTER_ID)",
-    node: { operator: "cluster name" }, gateway: { operator: "cluster name" } },
-  { name: "NETWORK", aliases: ["ISTIO_META_NETWORK"], flag: "--network", doc: "this cluster's network",
-    node: { operator: "network name" }, gateway: { operator: "network name" } },
-  { name: "TRUST_DOMAIN", flag: "--trust-domain", doc: "the mesh trust domain (default: the workload's, else cluster.local)" },
+    node: { operator: "cluster name" },
+    gateway: { operator: "cluster name" },
+  },
+  {
+    name: "NETWORK",
+    aliases: ["ISTIO_META_NETWORK"],
+    flag: "--network",
+    doc: "this cluster's network",
+    node: { operator: "network name" },
+    gateway: { operator: "network name" },
+  },
+  {
+    name: "TRUST_DOMAIN",
+    flag: "--trust-domain",
+    doc: "the mesh trust domain (default: the workload's, else cluster.local)",
+  },
   { name: "PROXY_MODE", doc: "shared (every workload of the node) or dedicated (one workload, PROXY_WORKLOAD_INFO)" },
-  { name: "PROXY_WORKLOAD_INFO", flag: "--workload", doc: "namespace/name/serviceAccount of the one workload served",
-    gateway: { value: "$(POD_NAMESPACE)/$(POD_NAME)/$(SERVICE_ACCOUNT)" } },
-  { name: "NODE_NAME", doc: "the node whose workloads are served", node: fieldRef("spec.nodeName"),
-    gateway: fieldRef("spec.nodeName") },
-  { name: "POD_NAME", doc: "this proxy's pod (xDS node id)", node: fieldRef("metadata.name"), gateway: fieldRef("metadata.name") },
-  { name: "POD_NAMESPACE", doc: "this proxy's namespace (xDS node id)", node: fieldRef("metadata.namespace"),
-    gateway: fieldRef("metadata.namespace") },
-  { name: "INSTANCE_IP", doc: "this proxy's pod IP (xDS node id)", node: fieldRef("status.podIP"), gateway: fieldRef("status.podIP") },
-  { name: "SERVICE_ACCOUNT", doc: "this proxy's service account", node: fieldRef("spec.serviceAccountName"),
-    gateway: fieldRef("spec.serviceAccountName") },
+  {
+    name: "PROXY_WORKLOAD_INFO",
+    flag: "--workload",
+    doc: "namespace/name/serviceAccount of the one workload served",
+    gateway: { value: "$(POD_NAMESPACE)/$(POD_NAME)/$(SERVICE_ACCOUNT)" },
+  },
+  {
+    name: "NODE_NAME",
+    doc: "the node whose workloads are served",
+    node: fieldRef("spec.nodeName"),
+    gateway: fieldRef("spec.nodeName"),
+  },
+  {
+    name: "POD_NAME",
+    doc: "this proxy's pod (xDS node id)",
+    node: fieldRef("metadata.name"),
+    gateway: fieldRef("metadata.name"),
+  },
+  {
+    name: "POD_NAMESPACE",
+    doc: "this proxy's namespace (xDS node id)",
+    node: fieldRef("metadata.namespace"),
+    gateway: fieldRef("metadata.namespace"),
+  },
+  {
+    name: "INSTANCE_IP",
+    doc: "this proxy's pod IP (xDS node id)",
+    node: fieldRef("status.podIP"),
+    gateway: fieldRef("status.podIP"),
+  },
+  {
+    name: "SERVICE_ACCOUNT",
+    doc: "this proxy's service account",
+    node: fieldRef("spec.serviceAccountName"),
+    gateway: fieldRef("spec.serviceAccountName"),
+  },
   { name: "INPOD_ENABLED", doc: "in-pod mode: pods handed over by istio-cni over ZDS", node: { value: "true" } },
   { name: "INPOD_UDS", doc: "istio-cni's ZDS socket" },
   { name: "PACKET_MARK", doc: "mark on sockets the proxy opens (capture rules skip them)" },
   { name: "ENABLE_RESPONSE_BAGGAGE", doc: "our peer metadata as baggage on every HBONE 200 (default true)" },
-  { name: "TERMINATION_GRACE_PERIOD_SECONDS", doc: "the pod's grace period: drain for one second less",
-    node: { value: "30" }, gateway: { value: "30" } },
-  { name: "HBONE_LOG_LEVEL", aliases: ["RUST_LOG"], doc: "debug, info, warn or error (RUST_LOG only when it is a bare level)",
-    node: { operator: "log level" }, gateway: { operator: "log level" } },
+  {
+    name: "TERMINATION_GRACE_PERIOD_SECONDS",
+    doc: "the pod's grace period: drain for one second less",
+    node: { value: "30" },
+    gateway: { value: "30" },
+  },
+  {
+    name: "HBONE_LOG_LEVEL",
+    aliases: ["RUST_LOG"],
+    doc: "debug, info, warn or error (RUST_LOG only when it is a bare level)",
+    node: { operator: "log level" },
+    gateway: { operator: "log level" },
+  },
   { name: "LOG_FORMAT", doc: "json (the only format: JSON lines)" },
-  { name: "HBONE_WORKERS", flag: "--workers", doc: "worker processes that share the listeners (default 1: no workers); ztunnel sizes its worker threads from its CPU request" },
-  { name: "KUBERNETES_SERVICE_HOST", doc: "set by the kubelet in every pod: metrics and readiness then listen on all addresses, as ztunnel's do" },
+  {
+    name: "HBONE_WORKERS",
+    flag: "--workers",
+    doc: "worker processes that share the listeners (default 1: no workers); ztunnel sizes its worker threads from its CPU request",
+  },
+  {
+    name: "KUBERNETES_SERVICE_HOST",
+    doc: "set by the kubelet in every pod: metrics and readiness then listen on all addresses, as ztunnel's do",
+  },
   // Limits (README "Hardening"; read with host/env.ts envInt: a non-negative integer, anything else stops the start).
-  { name: "HBONE_HANDSHAKE_TIMEOUT_MS", doc: "an unfinished TLS handshake on :15008 is dropped after this long (default 10000)" },
-  { name: "HBONE_MAX_PENDING_HANDSHAKES", doc: "unfinished TLS handshakes in total; over it the oldest is shed (default 512)" },
+  {
+    name: "HBONE_HANDSHAKE_TIMEOUT_MS",
+    doc: "an unfinished TLS handshake on :15008 is dropped after this long (default 10000)",
+  },
+  {
+    name: "HBONE_MAX_PENDING_HANDSHAKES",
+    doc: "unfinished TLS handshakes in total; over it the oldest is shed (default 512)",
+  },
   { name: "HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE", doc: "unfinished TLS handshakes from one address (default 64)" },
-  { name: "HBONE_MAX_CONNECTIONS", doc: "connections of an HBONE listener, clamped below ulimit -n minus the reserve (default 16384)" },
-  { name: "HBONE_FD_RESERVE", doc: "descriptors kept free of the HBONE listener (default a quarter of ulimit -n, at least 32)" },
-  { name: "HBONE_MAX_ESTABLISHED", doc: "established HBONE connections; one over it is closed after its handshake (default 4096)" },
+  {
+    name: "HBONE_MAX_CONNECTIONS",
+    doc: "connections of an HBONE listener, clamped below ulimit -n minus the reserve (default 16384)",
+  },
+  {
+    name: "HBONE_FD_RESERVE",
+    doc: "descriptors kept free of the HBONE listener (default a quarter of ulimit -n, at least 32)",
+  },
+  {
+    name: "HBONE_MAX_ESTABLISHED",
+    doc: "established HBONE connections; one over it is closed after its handshake (default 4096)",
+  },
   { name: "HBONE_MAX_ESTABLISHED_PER_PEER", doc: "established HBONE connections of one peer identity (default 256)" },
   { name: "HBONE_LOG_RATE_LINES", doc: "lines per message per interval for lines a peer can trigger (default 10)" },
   { name: "HBONE_LOG_RATE_INTERVAL_MS", doc: "the interval of HBONE_LOG_RATE_LINES (default 10000)" },
-  { name: "HBONE_METRICS_MAX_SERIES", doc: "istio_tcp_* series; past it new label sets count on an unknown series (default 10000)" },
-  { name: "HBONE_METRICS_SERIES_TTL_S", doc: "a series with no open tunnel, unchanged this long, is removed (default 300)" },
+  {
+    name: "HBONE_METRICS_MAX_SERIES",
+    doc: "istio_tcp_* series; past it new label sets count on an unknown series (default 10000)",
+  },
+  {
+    name: "HBONE_METRICS_SERIES_TTL_S",
+    doc: "a series with no open tunnel, unchanged this long, is removed (default 300)",
+  },
   { name: "HBONE_WASM_DEBUG", doc: "1: load the Wasm codec's debug build (assertions, for diagnosis)" },
 ];
 
 /** What `hbone proxy` / `hbone gateway` flags carry (parseArgs values: strings, undefined when absent). */
-export type RuntimeFlags = Partial<Record<
-  "config" | "workload" | "ca-dir" | "xds-address" | "ca-address" | "xds-token-file" | "root-cert" | "trust-domain" |
-  "cluster" | "network" | "inbound-port" | "socks5-port" | "admin-port" | "metrics-port" | "readiness-port" |
-  "hbone-port" | "drain-timeout" | "status-address" | "capture" | "workers", string>>;
+export type RuntimeFlags = Partial<
+  Record<
+    | "config"
+    | "workload"
+    | "ca-dir"
+    | "xds-address"
+    | "ca-address"
+    | "xds-token-file"
+    | "root-cert"
+    | "trust-domain"
+    | "cluster"
+    | "network"
+    | "inbound-port"
+    | "socks5-port"
+    | "admin-port"
+    | "metrics-port"
+    | "readiness-port"
+    | "hbone-port"
+    | "drain-timeout"
+    | "status-address"
+    | "capture"
+    | "workers",
+    string
+  >
+>;
 
 export type Env = Record<string, string | undefined>;
 
@@ -157,8 +270,13 @@ export interface RuntimeConfig {
   packetMark: number;
   responseBaggage: boolean;
   /** Ports: false = listener off. */
-  ports: { inbound: number | false; socks5: number | false; admin: number | false; metrics: number | false;
-    readiness: number | false };
+  ports: {
+    inbound: number | false;
+    socks5: number | false;
+    admin: number | false;
+    metrics: number | false;
+    readiness: number | false;
+  };
   /** Where metrics and readiness listen (admin stays on loopback). */
   statusAddress: string;
   /** The port other proxies accept HBONE on, when it differs from ours. */
@@ -199,7 +317,8 @@ function port(v: string | undefined, flag: string, dflt: number | false): number
   if (v === undefined) return dflt;
   if (v === "off") return false;
   const n = Number(v);
-  if (v.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) throw new RuntimeConfigError(`${flag}: not a port: ${v}`);
+  if (v.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535)
+    throw new RuntimeConfigError(`${flag}: not a port: ${v}`);
   return n;
 }
 
@@ -210,7 +329,8 @@ function ip(v: string | undefined, flag: string): string | undefined {
 
 function nonNegative(v: string, what: string): number {
   const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n) || n < 0) throw new RuntimeConfigError(`${what}: not a non-negative number: ${v}`);
+  if (v.trim() === "" || !Number.isFinite(n) || n < 0)
+    throw new RuntimeConfigError(`${what}: not a non-negative number: ${v}`);
   return n;
 }
 
@@ -222,7 +342,8 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
   const s = (flag: keyof RuntimeFlags, name?: string) => flags[flag] ?? (name ? read(env, name)?.value : undefined);
   const workload = s("workload", "PROXY_WORKLOAD_INFO");
   const mode = read(env, "PROXY_MODE")?.value ?? (workload ? "dedicated" : "shared");
-  if (mode !== "shared" && mode !== "dedicated") throw new RuntimeConfigError(`PROXY_MODE: shared or dedicated, not ${mode}`);
+  if (mode !== "shared" && mode !== "dedicated")
+    throw new RuntimeConfigError(`PROXY_MODE: shared or dedicated, not ${mode}`);
 
   const rawLevel = read(env, "HBONE_LOG_LEVEL");
   let logLevel: RuntimeConfig["logLevel"] = DEFAULTS.logLevel;
@@ -230,7 +351,8 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
     const l = rawLevel.value.toLowerCase();
     if ((LEVELS as readonly string[]).includes(l)) logLevel = l as RuntimeConfig["logLevel"];
     // RUST_LOG may be a filter list (`info,access=debug`): only a bare level is ours to take.
-    else if (rawLevel.name === "HBONE_LOG_LEVEL") throw new RuntimeConfigError(`HBONE_LOG_LEVEL: not one of ${LEVELS.join(", ")}: ${rawLevel.value}`);
+    else if (rawLevel.name === "HBONE_LOG_LEVEL")
+      throw new RuntimeConfigError(`HBONE_LOG_LEVEL: not one of ${LEVELS.join(", ")}: ${rawLevel.value}`);
   }
   const format = read(env, "LOG_FORMAT")?.value ?? DEFAULTS.logFormat;
   if (format !== "json") throw new RuntimeConfigError(`LOG_FORMAT: only json is supported, not ${format}`);
@@ -242,18 +364,24 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
   }
 
   const grace = read(env, "TERMINATION_GRACE_PERIOD_SECONDS");
-  const drainTimeoutMs = flags["drain-timeout"] !== undefined
-    ? nonNegative(flags["drain-timeout"], "--drain-timeout") * 1000
-    : grace ? Math.max(0, nonNegative(grace.value, grace.name) - 1) * 1000 : DEFAULTS.drainTimeoutMs;
+  const drainTimeoutMs =
+    flags["drain-timeout"] !== undefined
+      ? nonNegative(flags["drain-timeout"], "--drain-timeout") * 1000
+      : grace
+        ? Math.max(0, nonNegative(grace.value, grace.name) - 1) * 1000
+        : DEFAULTS.drainTimeoutMs;
 
   const hbone = flags["hbone-port"];
   const hbonePort = hbone === undefined ? undefined : port(hbone, "--hbone-port", PORTS.hbone);
-  if (hbonePort === false || hbonePort === 0) throw new RuntimeConfigError(`--hbone-port: a peer's port cannot be ${hbone}`);
+  if (hbonePort === false || hbonePort === 0)
+    throw new RuntimeConfigError(`--hbone-port: a peer's port cannot be ${hbone}`);
 
   const rawWorkers = s("workers", "HBONE_WORKERS");
   const workers = rawWorkers === undefined ? 1 : Number(rawWorkers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
-    throw new RuntimeConfigError(`${flags.workers !== undefined ? "--workers" : "HBONE_WORKERS"}: not a number of workers from 1 to 64: ${rawWorkers}`);
+    throw new RuntimeConfigError(
+      `${flags.workers !== undefined ? "--workers" : "HBONE_WORKERS"}: not a number of workers from 1 to 64: ${rawWorkers}`,
+    );
   }
 
   return {
@@ -285,7 +413,9 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
       metrics: port(flags["metrics-port"], "--metrics-port", PORTS.metrics),
       readiness: port(flags["readiness-port"], "--readiness-port", PORTS.readiness),
     },
-    statusAddress: ip(flags["status-address"], "--status-address") ?? (read(env, "KUBERNETES_SERVICE_HOST") ? "0.0.0.0" : "127.0.0.1"),
+    statusAddress:
+      ip(flags["status-address"], "--status-address") ??
+      (read(env, "KUBERNETES_SERVICE_HOST") ? "0.0.0.0" : "127.0.0.1"),
     hbonePort,
     drainTimeoutMs,
     workers,

@@ -4,7 +4,11 @@
 import net from "node:net";
 import { once } from "node:events";
 
-export async function socks5Connect(proxy: { host: string; port: number }, host: string, port: number): Promise<net.Socket> {
+export async function socks5Connect(
+  proxy: { host: string; port: number },
+  host: string,
+  port: number,
+): Promise<net.Socket> {
   const sock = net.connect(proxy.port, proxy.host);
   sock.setNoDelay(true);
   await once(sock, "connect");
@@ -13,9 +17,13 @@ export async function socks5Connect(proxy: { host: string; port: number }, host:
     while (buf.length < n) {
       const chunk = sock.read() as Buffer | null;
       if (chunk) buf = Buffer.concat([buf, chunk]);
-      else await Promise.race([once(sock, "readable"), once(sock, "close").then(() => {
-        throw new Error("SOCKS5 proxy closed the connection");
-      })]);
+      else
+        await Promise.race([
+          once(sock, "readable"),
+          once(sock, "close").then(() => {
+            throw new Error("SOCKS5 proxy closed the connection");
+          }),
+        ]);
     }
     if (buf.length > n) sock.unshift(buf.subarray(n));
     return buf.subarray(0, n);
@@ -26,7 +34,8 @@ export async function socks5Connect(proxy: { host: string; port: number }, host:
   const name = Buffer.from(host, "latin1");
   const p = Buffer.alloc(2);
   p.writeUInt16BE(port);
-  const addr = net.isIPv4(host) ? Buffer.from([1, ...host.split(".").map(Number)])
+  const addr = net.isIPv4(host)
+    ? Buffer.from([1, ...host.split(".").map(Number)])
     : Buffer.concat([Buffer.from([3, name.length]), name]);
   sock.write(Buffer.concat([Buffer.from([5, 1, 0]), addr, p]));
   const rep = await read(10);

@@ -11,7 +11,9 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-const [pack] = JSON.parse(execFileSync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: root, encoding: "utf8" }));
+const [pack] = JSON.parse(
+  execFileSync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: root, encoding: "utf8" }),
+);
 const files = new Set(pack.files.map((f) => f.path));
 
 const ALLOWED = [
@@ -44,4 +46,6 @@ if (problems.length > 0) {
   process.exit(1);
 }
 const kb = Math.round(pack.size / 1024);
-console.log(`check-pack: ${files.size} files, ${kb} KiB packed (${pack.filename}); main, types, exports, bin and imports resolve`);
+console.log(
+  `check-pack: ${files.size} files, ${kb} KiB packed (${pack.filename}); main, types, exports, bin and imports resolve`,
+);

@@ -6,7 +6,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as abi from "../assembly/abi.js";
 import {
-  CaError, ConfigError, H2Error, HboneError, IdentityError, OutboundError, RuntimeConfigError, XdsConvertError,
+  CaError,
+  ConfigError,
+  H2Error,
+  HboneError,
+  IdentityError,
+  OutboundError,
+  RuntimeConfigError,
+  XdsConvertError,
   type OutboundErrorKind,
 } from "../host/errors.js";
 import { parseMeshConfig } from "../host/xds/local-format.js";
@@ -86,9 +93,18 @@ describe("HboneError codes", () => {
 describe("OutboundError", () => {
   /** The SOCKS5 reply (RFC 1928 §6) each kind gets: the codes the proxy has always answered with. */
   const REPLY = {
-    "closed": 0x01, "bad-destination": 0x01, "connect-failed": 0x01, "proxy-port": 0x02, "no-identity": 0x02,
-    "denied": 0x02, "no-endpoint": 0x04, "unknown-host": 0x04, "no-gateway": 0x04, "no-service-port": 0x05,
-    "refused": 0x05, "unreachable": 0x05,
+    closed: 0x01,
+    "bad-destination": 0x01,
+    "connect-failed": 0x01,
+    "proxy-port": 0x02,
+    "no-identity": 0x02,
+    denied: 0x02,
+    "no-endpoint": 0x04,
+    "unknown-host": 0x04,
+    "no-gateway": 0x04,
+    "no-service-port": 0x05,
+    refused: 0x05,
+    unreachable: 0x05,
   } satisfies Record<OutboundErrorKind, number>;
 
   it("carries its kind as a stable code, and SOCKS5 maps the kind to its reply", () => {

@@ -28,7 +28,9 @@ describe("import layering", () => {
     write("host/state/index.ts", `export { verify } from "../tls/verify.js";\n`);
     write("host/lb/balancer.ts", `const oracle = await import("../../test/lb/oracle.js");\n// import "../app.js"\n`);
     write("test/lb/oracle.ts", `import { pool } from "../../host/proxy/pool.js";\n`);
-    const found = check(scratch).map((b) => `${b.from} -> ${b.to}`).sort();
+    const found = check(scratch)
+      .map((b) => `${b.from} -> ${b.to}`)
+      .sort();
     expect(found).toEqual([
       "host/lb/balancer.ts -> test/lb/oracle.ts",
       "host/state/index.ts -> host/tls/verify.ts",
@@ -45,7 +47,9 @@ describe("import layering", () => {
     expect(violation("host/identity/ca.ts", "host/xds/client.ts")).toMatch(/higher layer/);
     expect(violation("host/identity/istio-ca.ts", "host/tls/control-plane.ts")).toBeUndefined();
     expect(violation("host/xds/client.ts", "host/xds/gen/istio/workload/workload.ts")).toBeUndefined();
-    expect(importsOf(`import "a";\nimport x from "./x.js";\n/* import "./no.js" */ export * from "../y.js";`))
-      .toEqual(["./x.js", "../y.js"]);
+    expect(importsOf(`import "a";\nimport x from "./x.js";\n/* import "./no.js" */ export * from "../y.js";`)).toEqual([
+      "./x.js",
+      "../y.js",
+    ]);
   });
 });

@@ -16,7 +16,7 @@ describe("package", () => {
     expect(r.stdout).toMatch(/^check-pack: \d+ files/);
   });
 
-  it("resolves `import \"hbone-wasm\"` through the exports map to the compiled library", () => {
+  it('resolves `import "hbone-wasm"` through the exports map to the compiled library', () => {
     const script = 'const m = await import("hbone-wasm"); console.log(typeof m.startProxy, typeof m.H2Session);';
     const r = node(["--input-type=module", "-e", script]);
     expect(r.stderr).toBe("");

@@ -18,18 +18,29 @@ const systemReport = join(outDir, "missing-system.txt");
 rmSync(systemReport, { force: true });
 
 const vitest = join(root, "node_modules", "vitest", "vitest.mjs");
-const args = [vitest, "run", "--config", "test/vitest.config.ts", "--reporter=default", "--reporter=json",
-  `--outputFile.json=${out}`, ...process.argv.slice(2)];
+const args = [
+  vitest,
+  "run",
+  "--config",
+  "test/vitest.config.ts",
+  "--reporter=default",
+  "--reporter=json",
+  `--outputFile.json=${out}`,
+  ...process.argv.slice(2),
+];
 const env = { ...process.env, HBONE_SYSTEM_REPORT: systemReport };
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit", env });
 
-let passed = 0, failed = 0, skipped = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0;
 try {
   const report = JSON.parse(readFileSync(out, "utf8"));
   passed = report.numPassedTests;
   failed = report.numFailedTests + (report.numRuntimeErrorTestSuites ?? 0);
   skipped = report.numPendingTests + report.numTodoTests;
-  for (const suite of report.testResults ?? []) if (suite.status === "failed" && suite.assertionResults.length === 0) failed++;
+  for (const suite of report.testResults ?? [])
+    if (suite.status === "failed" && suite.assertionResults.length === 0) failed++;
 } catch (err) {
   console.error(`test summary: no vitest report (${err.message})`);
   failed++;

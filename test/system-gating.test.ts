@@ -26,10 +26,22 @@ function runFixture(env: Record<string, string | undefined>): Run {
     for (const k of Object.keys(e)) if (e[k] === undefined) delete e[k];
     const r = spawnSync(
       process.execPath,
-      [vitest, "run", "--config", "test/fixtures/gating/vitest.config.ts", "--reporter=default", "--reporter=json", `--outputFile.json=${out}`],
+      [
+        vitest,
+        "run",
+        "--config",
+        "test/fixtures/gating/vitest.config.ts",
+        "--reporter=default",
+        "--reporter=json",
+        `--outputFile.json=${out}`,
+      ],
       { cwd: root, env: e, encoding: "utf8", timeout: 60_000 },
     );
-    return { status: r.status, output: r.stdout + r.stderr, report: JSON.parse(readFileSync(out, "utf8")) as Run["report"] };
+    return {
+      status: r.status,
+      output: r.stdout + r.stderr,
+      report: JSON.parse(readFileSync(out, "utf8")) as Run["report"],
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

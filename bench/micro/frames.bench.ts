@@ -83,15 +83,19 @@ export function buildStream(): { bytes: Buffer; expected: Expected } {
   };
 
   const settings = Buffer.alloc(18);
-  [[abi.SETTINGS_MAX_CONCURRENT_STREAMS, 100], [abi.SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20],
-    [abi.SETTINGS_HEADER_TABLE_SIZE, 4096]].forEach(([id, v], i) => {
+  [
+    [abi.SETTINGS_MAX_CONCURRENT_STREAMS, 100],
+    [abi.SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20],
+    [abi.SETTINGS_HEADER_TABLE_SIZE, 4096],
+  ].forEach(([id, v], i) => {
     settings.writeUInt16BE(id, 6 * i);
     settings.writeUInt32BE(v, 6 * i + 2);
   });
   add(abi.FRAME_SETTINGS, 0, 0, settings);
   add(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0, Buffer.alloc(0));
 
-  let k = 0, stream = 1;
+  let k = 0,
+    stream = 1;
   for (; STREAM_SIZE - total > 3 * (MAX_PAYLOAD + 9); stream += 2) {
     if (stream % 3 === 0) {
       // HEADERS with a priority block: the parser must skip it.
@@ -128,8 +132,18 @@ interface JsFrame {
 }
 type DeserializerCtor = new (log: unknown, role: string) => Transform;
 
-const TYPE_NAMES = ["DATA", "HEADERS", "PRIORITY", "RST_STREAM", "SETTINGS", "PUSH_PROMISE", "PING", "GOAWAY",
-  "WINDOW_UPDATE", "CONTINUATION"];
+const TYPE_NAMES = [
+  "DATA",
+  "HEADERS",
+  "PRIORITY",
+  "RST_STREAM",
+  "SETTINGS",
+  "PUSH_PROMISE",
+  "PING",
+  "GOAWAY",
+  "WINDOW_UPDATE",
+  "CONTINUATION",
+];
 
 function nodeHttp2Deserializer(): Transform {
   const require = createRequire(import.meta.url);
@@ -160,7 +174,8 @@ export async function runFramesBench(opts: RunOptions): Promise<SuiteResult> {
   const want = expected.frames.map(normalize);
   {
     const seen: string[] = [];
-    let piece = 0, sum = 0;
+    let piece = 0,
+      sum = 0;
     const r = new FrameReader(1 << 20, 0);
     for (const c of chunks) {
       r.feed(c, (type, flags, streamId, payload) => {
@@ -202,7 +217,8 @@ export async function runFramesBench(opts: RunOptions): Promise<SuiteResult> {
     if (f.type === "DATA" && f.data) jsBytes += f.data.length;
   });
 
-  const WASM = "frames: Wasm FrameReader", JS = "frames: node-http2 Deserializer (pure JS)";
+  const WASM = "frames: Wasm FrameReader",
+    JS = "frames: node-http2 Deserializer (pure JS)";
   bench.add(WASM, () => {
     wasmBytes = 0;
     for (let i = 0; i < chunks.length; i++) reader.feed(chunks[i], visit);
@@ -238,8 +254,10 @@ function check(who: string, seen: string[], want: string[], sum: number, wantSum
   const i = want.findIndex((w, k) => seen[k] !== w);
   if (i >= 0 || seen.length !== want.length) {
     const at = i >= 0 ? i : Math.min(seen.length, want.length);
-    throw new Error(`frames bench: ${who} disagrees at frame ${at}: got ${seen[at]}, want ${want[at]} ` +
-      `(${seen.length} vs ${want.length} frames)`);
+    throw new Error(
+      `frames bench: ${who} disagrees at frame ${at}: got ${seen[at]}, want ${want[at]} ` +
+        `(${seen.length} vs ${want.length} frames)`,
+    );
   }
   if (sum !== wantSum) throw new Error(`frames bench: ${who} DATA bytes differ from what was written`);
 }

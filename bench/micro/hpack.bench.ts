@@ -41,18 +41,23 @@ function loadStories(): Story[] {
   // The repo's copy (gzipped JSON, as test/helpers/vectors.ts reads it); HBONE_VECTORS_DIR overrides.
   const dir = resolve(process.env.HBONE_VECTORS_DIR ?? join(repoRoot(), "test/vectors"), "hpack-test-case/nghttp2");
   if (!existsSync(dir)) throw new Error(`hpack bench: HPACK vectors not found at ${dir}`);
-  const files = readdirSync(dir).filter((f) => /^story_\d+\.json\.gz$/.test(f)).sort();
+  const files = readdirSync(dir)
+    .filter((f) => /^story_\d+\.json\.gz$/.test(f))
+    .sort();
   if (files.length === 0) throw new Error(`hpack bench: no story_*.json.gz in ${dir}`);
   return files.map((f) => {
-    const story = JSON.parse(gunzipSync(readFileSync(join(dir, f))).toString("utf8")) as
-      { cases: { wire: string; headers: Record<string, string>[] }[] };
+    const story = JSON.parse(gunzipSync(readFileSync(join(dir, f))).toString("utf8")) as {
+      cases: { wire: string; headers: Record<string, string>[] }[];
+    };
     return {
       name: f,
       wires: story.cases.map((c) => Buffer.from(c.wire, "hex")),
-      lists: story.cases.map((c) => c.headers.map((h): [string, string] => {
-        const [name] = Object.keys(h);
-        return [name, h[name]];
-      })),
+      lists: story.cases.map((c) =>
+        c.headers.map((h): [string, string] => {
+          const [name] = Object.keys(h);
+          return [name, h[name]];
+        }),
+      ),
     };
   });
 }
@@ -71,8 +76,10 @@ function sameList(a: HeaderList, b: HeaderList): boolean {
 
 function mustMatch(who: string, story: Story, i: number, got: HeaderList): void {
   if (!sameList(got, story.lists[i])) {
-    throw new Error(`hpack bench: ${who} disagrees on ${story.name} case ${i}: ` +
-      `got ${JSON.stringify(got)}, want ${JSON.stringify(story.lists[i])}`);
+    throw new Error(
+      `hpack bench: ${who} disagrees on ${story.name} case ${i}: ` +
+        `got ${JSON.stringify(got)}, want ${JSON.stringify(story.lists[i])}`,
+    );
   }
 }
 
@@ -109,7 +116,10 @@ export async function runHpackBench(opts: RunOptions): Promise<SuiteResult> {
   const hpackjs = require("hpack.js") as HpackJs;
   sanityCheck(stories, hpackjs);
 
-  let cases = 0, fields = 0, wireBytes = 0, fieldBytes = 0;
+  let cases = 0,
+    fields = 0,
+    wireBytes = 0,
+    fieldBytes = 0;
   for (const s of stories) {
     cases += s.wires.length;
     for (const w of s.wires) wireBytes += w.length;
@@ -122,8 +132,10 @@ export async function runHpackBench(opts: RunOptions): Promise<SuiteResult> {
   const jsLists = stories.map((s) => s.lists.map((l) => l.map(([name, value]) => ({ name, value }))));
 
   const bench = newBench("hpack", opts);
-  const DEC = "hpack decode: Wasm HpackDecoder", DEC_JS = "hpack decode: hpack.js";
-  const ENC = "hpack encode: Wasm HpackEncoder", ENC_JS = "hpack encode: hpack.js";
+  const DEC = "hpack decode: Wasm HpackDecoder",
+    DEC_JS = "hpack decode: hpack.js";
+  const ENC = "hpack encode: Wasm HpackEncoder",
+    ENC_JS = "hpack encode: hpack.js";
   // Every op counts what it produced and checks the total, which also keeps the work observable.
   bench.add(DEC, () => {
     let n = 0;
@@ -181,7 +193,9 @@ export async function runHpackBench(opts: RunOptions): Promise<SuiteResult> {
     suite: "hpack",
     figures: [dec, decJs, enc, encJs],
     ratios: [decRatio, ratioOf("HPACK encode: Wasm vs hpack.js", enc, encJs)],
-    targets: [{ name: "Wasm HPACK decode speed vs hpack.js", value: decRatio.value, goal: 2.0, met: decRatio.value >= 2.0 }],
+    targets: [
+      { name: "Wasm HPACK decode speed vs hpack.js", value: decRatio.value, goal: 2.0, met: decRatio.value >= 2.0 },
+    ],
     notes: [
       `hpack: ${stories.length} nghttp2 stories, ${cases} header blocks, ${fields} fields, ${wireBytes} wire bytes, ` +
         `${fieldBytes} name+value bytes per op; a fresh coder per story, table size ${TABLE_SIZE}.`,

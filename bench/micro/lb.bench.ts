@@ -22,27 +22,54 @@ function ip(n: number): string {
 /** One service over ENDPOINTS workloads, and LB_SOURCES client workloads in different zones. */
 function pickMesh(): { cfg: MeshConfig; sources: Workload[] } {
   const cfg: MeshConfig = { workloads: [], services: [], policies: [], serviceScopeConfigs: [] };
-  cfg.services.push(newService({
-    name: "bench", namespace: "default", hostname: HOST, ports: { 80: 8080 }, labels: { "istio.io/global": "true" },
-    loadBalancer: { routingPreferences: ["NETWORK", "REGION", "ZONE"], mode: "FAILOVER", healthPolicy: "ONLY_HEALTHY" },
-  }));
+  cfg.services.push(
+    newService({
+      name: "bench",
+      namespace: "default",
+      hostname: HOST,
+      ports: { 80: 8080 },
+      labels: { "istio.io/global": "true" },
+      loadBalancer: {
+        routingPreferences: ["NETWORK", "REGION", "ZONE"],
+        mode: "FAILOVER",
+        healthPolicy: "ONLY_HEALTHY",
+      },
+    }),
+  );
   for (let i = 0; i < ENDPOINTS; i++) {
     const remote = i % 10 === 0;
-    cfg.workloads.push(newWorkload({
-      uid: `c//Pod/default/ep-${i}`, name: `ep-${i}`, namespace: "default", protocol: "HBONE",
-      network: remote ? "net2" : "net1", clusterId: remote ? "c2" : "c1", node: `node-${i % 200}`,
-      locality: { region: `r${i % 3}`, zone: `r${i % 3}-z${(i >> 2) % 3}`, subzone: "" },
-      workloadIps: remote ? [] : [ip(i)],
-      ...(remote ? { networkGateway: { destination: { network: "net2", address: "172.16.0.1" }, hboneMtlsPort: 15008 } } : {}),
-      status: i % 20 === 7 ? "Unhealthy" : "Healthy",
-      capacity: 1 + (i % 4),
-      services: { [`default/${HOST}`]: i % 5 === 0 ? { 80: 9080 } : {} },
-    }));
+    cfg.workloads.push(
+      newWorkload({
+        uid: `c//Pod/default/ep-${i}`,
+        name: `ep-${i}`,
+        namespace: "default",
+        protocol: "HBONE",
+        network: remote ? "net2" : "net1",
+        clusterId: remote ? "c2" : "c1",
+        node: `node-${i % 200}`,
+        locality: { region: `r${i % 3}`, zone: `r${i % 3}-z${(i >> 2) % 3}`, subzone: "" },
+        workloadIps: remote ? [] : [ip(i)],
+        ...(remote
+          ? { networkGateway: { destination: { network: "net2", address: "172.16.0.1" }, hboneMtlsPort: 15008 } }
+          : {}),
+        status: i % 20 === 7 ? "Unhealthy" : "Healthy",
+        capacity: 1 + (i % 4),
+        services: { [`default/${HOST}`]: i % 5 === 0 ? { 80: 9080 } : {} },
+      }),
+    );
   }
-  const sources = Array.from({ length: LB_SOURCES }, (_, k) => newWorkload({
-    uid: `c//Pod/default/client-${k}`, name: `client-${k}`, namespace: "default", network: "net1", clusterId: "c1",
-    node: `node-${k}`, locality: { region: `r${k % 3}`, zone: `r${k % 3}-z${k % 3}`, subzone: "" }, workloadIps: [ip(60_000 + k)],
-  }));
+  const sources = Array.from({ length: LB_SOURCES }, (_, k) =>
+    newWorkload({
+      uid: `c//Pod/default/client-${k}`,
+      name: `client-${k}`,
+      namespace: "default",
+      network: "net1",
+      clusterId: "c1",
+      node: `node-${k}`,
+      locality: { region: `r${k % 3}`, zone: `r${k % 3}-z${k % 3}`, subzone: "" },
+      workloadIps: [ip(60_000 + k)],
+    }),
+  );
   cfg.workloads.push(...sources);
   return { cfg, sources };
 }
@@ -52,15 +79,24 @@ function rebuildMesh(): MeshConfig {
   const cfg: MeshConfig = { workloads: [], services: [], policies: [], serviceScopeConfigs: [] };
   for (let s = 0; s < 10_000; s++) {
     const hostname = `svc-${s}.ns-${s % 100}.svc.cluster.local`;
-    cfg.services.push(newService({ name: `svc-${s}`, namespace: `ns-${s % 100}`, hostname, ports: { 80: 8080, 443: 8443 } }));
+    cfg.services.push(
+      newService({ name: `svc-${s}`, namespace: `ns-${s % 100}`, hostname, ports: { 80: 8080, 443: 8443 } }),
+    );
     for (let k = 0; k < 5; k++) {
       const n = s * 5 + k;
-      cfg.workloads.push(newWorkload({
-        uid: `c1//Pod/ns-${s % 100}/w-${n}`, name: `w-${n}`, namespace: `ns-${s % 100}`, workloadIps: [ip(n)],
-        protocol: "HBONE", clusterId: "c1", node: `node-${n % 500}`,
-        locality: { region: "r1", zone: `z${n % 3}`, subzone: "" },
-        services: { [`ns-${s % 100}/${hostname}`]: k % 2 ? { 80: 9000 + k } : {} },
-      }));
+      cfg.workloads.push(
+        newWorkload({
+          uid: `c1//Pod/ns-${s % 100}/w-${n}`,
+          name: `w-${n}`,
+          namespace: `ns-${s % 100}`,
+          workloadIps: [ip(n)],
+          protocol: "HBONE",
+          clusterId: "c1",
+          node: `node-${n % 500}`,
+          locality: { region: "r1", zone: `z${n % 3}`, subzone: "" },
+          services: { [`ns-${s % 100}/${hostname}`]: k % 2 ? { 80: 9000 + k } : {} },
+        }),
+      );
     }
   }
   return cfg;
@@ -80,10 +116,13 @@ function sanityCheck(state: ProxyState, sources: Workload[], svc: Service): void
     for (let i = 0; i < 500; i++) {
       u = (i + 0.5) / 500;
       const src = sources[i % sources.length]!;
-      const a = lb.pick(src, svc, 80), b = pickEndpoint(state, src, svc, 80, { random: () => u });
+      const a = lb.pick(src, svc, 80),
+        b = pickEndpoint(state, src, svc, 80, { random: () => u });
       if (!a || a.workload !== b?.workload || a.targetPort !== b.targetPort || a.rank !== b.rank) {
-        throw new Error(`lb bench: Wasm picked ${a?.workload.name}:${a?.targetPort} (rank ${a?.rank}), ` +
-          `pure JS ${b?.workload.name}:${b?.targetPort} (rank ${b?.rank})`);
+        throw new Error(
+          `lb bench: Wasm picked ${a?.workload.name}:${a?.targetPort} (rank ${a?.rank}), ` +
+            `pure JS ${b?.workload.name}:${b?.targetPort} (rank ${b?.rank})`,
+        );
       }
     }
   } finally {
@@ -115,7 +154,9 @@ export async function runLbBench(opts: RunOptions): Promise<SuiteResult> {
   const COLD = "lb pick, 10k endpoints, candidate set rebuilt each pick: Wasm (per pick)";
   const JS = "lb pick, 10k endpoints: pure-JS pickEndpoint (per pick)";
   const REBUILD = "lb table rebuild, 50k endpoints in 10k services: Wasm LoadBalancer";
-  const HOT_BATCH = 1000, COLD_BATCH = 50, JS_BATCH = 5;
+  const HOT_BATCH = 1000,
+    COLD_BATCH = 50,
+    JS_BATCH = 5;
   const bench = newBench("lb", opts);
   // Every op checks that each pick found an endpoint, which also keeps the work observable.
   bench.add(HOT, () => {
@@ -153,10 +194,24 @@ export async function runLbBench(opts: RunOptions): Promise<SuiteResult> {
     ratios: [hotRatio, ratioOf("LB pick, 10k endpoints: Wasm (set rebuilt) vs pure JS", cold, js)],
     targets: [
       { name: "Wasm LB pick vs pure JS (10k endpoints)", value: hotRatio.value, goal: 10, met: hotRatio.value >= 10 },
-      { name: "Wasm LB pick time (10k endpoints)", value: nsOf(hot), goal: 1000, unit: "ns", lowerIsBetter: true,
-        met: nsOf(hot) <= 1000, task: HOT },
-      { name: "LB table rebuild (50k endpoints)", value: rebuildMs, goal: 200, unit: "ms", lowerIsBetter: true,
-        met: rebuildMs <= 200, task: REBUILD },
+      {
+        name: "Wasm LB pick time (10k endpoints)",
+        value: nsOf(hot),
+        goal: 1000,
+        unit: "ns",
+        lowerIsBetter: true,
+        met: nsOf(hot) <= 1000,
+        task: HOT,
+      },
+      {
+        name: "LB table rebuild (50k endpoints)",
+        value: rebuildMs,
+        goal: 200,
+        unit: "ms",
+        lowerIsBetter: true,
+        met: rebuildMs <= 200,
+        task: REBUILD,
+      },
     ],
     notes: [
       `lb: one service of ${ENDPOINTS} endpoints (FAILOVER [NETWORK, REGION, ZONE]; 3 regions x 3 zones, 1/10 ` +

@@ -14,11 +14,20 @@ const require = createRequire(import.meta.url);
 const pino = require("pino") as typeof import("pino").default;
 
 const ACCESS = {
-  "src.addr": "10.244.1.17:52344", "src.workload": "sleep-7b9f8c6d5-x2xkq", "src.namespace": "default",
-  "src.identity": "spiffe://cluster.local/ns/default/sa/sleep", "dst.addr": "10.244.2.9:15008",
-  "dst.hbone_addr": "10.244.2.9:8080", "dst.service": "echo.default.svc.cluster.local", "dst.workload": "echo-5d8f9b7c4-q8w2z",
-  "dst.namespace": "default", "dst.identity": "spiffe://cluster.local/ns/default/sa/echo", direction: "outbound",
-  bytes_sent: 1234, bytes_recv: 56789, duration: "12ms",
+  "src.addr": "10.244.1.17:52344",
+  "src.workload": "sleep-7b9f8c6d5-x2xkq",
+  "src.namespace": "default",
+  "src.identity": "spiffe://cluster.local/ns/default/sa/sleep",
+  "dst.addr": "10.244.2.9:15008",
+  "dst.hbone_addr": "10.244.2.9:8080",
+  "dst.service": "echo.default.svc.cluster.local",
+  "dst.workload": "echo-5d8f9b7c4-q8w2z",
+  "dst.namespace": "default",
+  "dst.identity": "spiffe://cluster.local/ns/default/sa/echo",
+  direction: "outbound",
+  bytes_sent: 1234,
+  bytes_recv: 56789,
+  duration: "12ms",
 };
 
 /** host/log.ts vs pino per task: ns per line, the median of `rounds` interleaved rounds. */
@@ -30,15 +39,26 @@ export async function runLoggerBench(opts: RunOptions & { rounds?: number }): Pr
   const restore = setSink((r) => dest.write(JSON.stringify(r) + "\n"));
   const level = getLevel();
   setLevel("info");
-  const theirs = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime, messageKey: "msg",
-    formatters: { level: (label) => ({ level: label }) } }, dest).child({ scope: "access" });
+  const theirs = pino(
+    {
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      messageKey: "msg",
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    dest,
+  ).child({ scope: "access" });
 
   // Rounds interleave the tasks so that load from other processes falls on all of them; the median
   // of the rounds is reported.
   const rounds = opts.rounds ?? (opts.quick ? 1 : 5);
   const pairs: [string, () => void, () => void][] = [
     ["short line", () => ours.info("xDS ready", { workloads: 12 }), () => theirs.info({ workloads: 12 }, "xDS ready")],
-    ["access log (14 fields)", () => ours.info("connection complete", ACCESS), () => theirs.info(ACCESS, "connection complete")],
+    [
+      "access log (14 fields)",
+      () => ours.info("connection complete", ACCESS),
+      () => theirs.info(ACCESS, "connection complete"),
+    ],
     ["below level", () => ours.debug("connection complete", ACCESS), () => theirs.debug(ACCESS, "connection complete")],
   ];
   const ns = new Map<string, number[]>();
@@ -65,8 +85,13 @@ export async function runLoggerBench(opts: RunOptions & { rounds?: number }): Pr
     const xs = ns.get(task)!;
     const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
     const spread = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
-    return { task, opsPerSec: 1e9 / median(xs), rme: (100 * spread) / mean, samples: xs.length,
-      ...(baseline ? { baseline } : {}) };
+    return {
+      task,
+      opsPerSec: 1e9 / median(xs),
+      rme: (100 * spread) / mean,
+      samples: xs.length,
+      ...(baseline ? { baseline } : {}),
+    };
   };
   const figures: Figure[] = [];
   const ratios: Ratio[] = [];
@@ -81,20 +106,25 @@ export async function runLoggerBench(opts: RunOptions & { rounds?: number }): Pr
   const undo = setSink((r) => sample.push(JSON.stringify(r)));
   ours.info("connection complete", ACCESS);
   undo();
-  const notes = [`logger: ns per line, median of ${rounds} rounds: ` +
-    figures.map((f) => `${f.task.replace("logger ", "")} ${(1e9 / f.opsPerSec).toFixed(0)}`).join(", ") +
-    `; an access line of host/log.ts is ${sample[0]!.length} bytes`];
+  const notes = [
+    `logger: ns per line, median of ${rounds} rounds: ` +
+      figures.map((f) => `${f.task.replace("logger ", "")} ${(1e9 / f.opsPerSec).toFixed(0)}`).join(", ") +
+      `; an access line of host/log.ts is ${sample[0]!.length} bytes`,
+  ];
   return { suite: "logger", figures, ratios, targets: [], notes };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const rounds = /--rounds=(\d+)/.exec(process.argv.join(" "))?.[1];
-  runLoggerBench({ quick: process.argv.includes("--quick"), rounds: rounds ? Number(rounds) : undefined }).then((r) => {
-    console.log("| task | ns/line (median) | ±% |\n| --- | ---: | ---: |");
-    for (const f of r.figures) console.log(`| ${f.task} | ${(1e9 / f.opsPerSec).toFixed(0)} | ${f.rme.toFixed(1)} |`);
-    for (const n of r.notes) console.log(n);
-  }, (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  });
+  runLoggerBench({ quick: process.argv.includes("--quick"), rounds: rounds ? Number(rounds) : undefined }).then(
+    (r) => {
+      console.log("| task | ns/line (median) | ±% |\n| --- | ---: | ---: |");
+      for (const f of r.figures) console.log(`| ${f.task} | ${(1e9 / f.opsPerSec).toFixed(0)} | ${f.rme.toFixed(1)} |`);
+      for (const n of r.notes) console.log(n);
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }

@@ -15,7 +15,15 @@ import { pathToFileURL } from "node:url";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { newService, newWorkload, policyKey, serviceKey, type Policy, type Service, type Workload } from "../../host/model/index.js";
+import {
+  newService,
+  newWorkload,
+  policyKey,
+  serviceKey,
+  type Policy,
+  type Service,
+  type Workload,
+} from "../../host/model/index.js";
 import { CertificateAuthority, createPluginCa, type WorkloadCertificate } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
 import { setLevel, getLevel } from "../../host/log.js";
@@ -44,40 +52,77 @@ function heapMB(): number {
 }
 
 /** A cluster-like population: services of 5 pods each, 3 zones, 100 nodes. */
-function population(nw: number, ns: number, np: number): { workloads: Workload[]; services: Service[]; policies: Policy[] } {
+function population(
+  nw: number,
+  ns: number,
+  np: number,
+): { workloads: Workload[]; services: Service[]; policies: Policy[] } {
   const services: Service[] = [];
   for (let i = 0; i < ns; i++) {
     const n = `svc-${i}`;
     const namespace = `ns-${i % 200}`;
-    services.push(newService({
-      name: n, namespace, hostname: `${n}.${namespace}.svc.cluster.local`,
-      vips: [{ network: "", address: `10.96.${(i >> 8) & 255}.${i & 255}` }],
-      ports: { 80: 8080, 443: 8443 },
-      subjectAltNames: [`spiffe://cluster.local/ns/${namespace}/sa/${n}`],
-    }));
+    services.push(
+      newService({
+        name: n,
+        namespace,
+        hostname: `${n}.${namespace}.svc.cluster.local`,
+        vips: [{ network: "", address: `10.96.${(i >> 8) & 255}.${i & 255}` }],
+        ports: { 80: 8080, 443: 8443 },
+        subjectAltNames: [`spiffe://cluster.local/ns/${namespace}/sa/${n}`],
+      }),
+    );
   }
   const workloads: Workload[] = [];
   for (let i = 0; i < nw; i++) {
     const s = services[i % ns]!;
     const zone = `zone-${i % 3}`;
-    workloads.push(newWorkload({
-      uid: `Kubernetes//Pod/${s.namespace}/${s.name}-${i.toString(36)}-x7k2p`, name: `${s.name}-${i.toString(36)}-x7k2p`,
-      namespace: s.namespace, serviceAccount: s.name, workloadIps: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
-      protocol: "HBONE", node: `node-${i % 100}`, clusterId: "Kubernetes", canonicalName: s.name, canonicalRevision: "v1",
-      workloadName: s.name, workloadType: "deployment", locality: { region: "region-1", zone, subzone: "" },
-      services: { [serviceKey(s)]: { 80: 8080, 443: 8443 } },
-    }));
+    workloads.push(
+      newWorkload({
+        uid: `Kubernetes//Pod/${s.namespace}/${s.name}-${i.toString(36)}-x7k2p`,
+        name: `${s.name}-${i.toString(36)}-x7k2p`,
+        namespace: s.namespace,
+        serviceAccount: s.name,
+        workloadIps: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
+        protocol: "HBONE",
+        node: `node-${i % 100}`,
+        clusterId: "Kubernetes",
+        canonicalName: s.name,
+        canonicalRevision: "v1",
+        workloadName: s.name,
+        workloadType: "deployment",
+        locality: { region: "region-1", zone, subzone: "" },
+        services: { [serviceKey(s)]: { 80: 8080, 443: 8443 } },
+      }),
+    );
   }
   const policies: Policy[] = [];
   for (let i = 0; i < np; i++) {
     policies.push({
-      name: `allow-${i}`, namespace: `ns-${i % 200}`, scope: "Namespace", action: "Allow", dryRun: false,
-      rules: [[[{
-        namespaces: [{ kind: "exact", value: `ns-${(i + 1) % 200}` }], notNamespaces: [], serviceAccounts: [],
-        notServiceAccounts: [], principals: [{ kind: "prefix", value: "cluster.local/ns/" }], notPrincipals: [],
-        sourceIps: [{ address: "10.0.0.0", prefixLength: 8 }], notSourceIps: [], destinationIps: [], notDestinationIps: [],
-        destinationPorts: [8080], notDestinationPorts: [],
-      }]]],
+      name: `allow-${i}`,
+      namespace: `ns-${i % 200}`,
+      scope: "Namespace",
+      action: "Allow",
+      dryRun: false,
+      rules: [
+        [
+          [
+            {
+              namespaces: [{ kind: "exact", value: `ns-${(i + 1) % 200}` }],
+              notNamespaces: [],
+              serviceAccounts: [],
+              notServiceAccounts: [],
+              principals: [{ kind: "prefix", value: "cluster.local/ns/" }],
+              notPrincipals: [],
+              sourceIps: [{ address: "10.0.0.0", prefixLength: 8 }],
+              notSourceIps: [],
+              destinationIps: [],
+              notDestinationIps: [],
+              destinationPorts: [8080],
+              notDestinationPorts: [],
+            },
+          ],
+        ],
+      ],
     });
   }
   return { workloads, services, policies };
@@ -197,8 +242,13 @@ export async function runXdsBench(opts: XdsBenchOptions): Promise<SuiteResult> {
     const cert = await ca.issue(istiod);
     const tokenFile = join(dir, "token");
     writeFileSync(tokenFile, TOKEN);
-    const data: ServerData = { xdsBenchServer: true, tls: { keyPem: cert.keyPem, certChainPem: cert.certChainPem },
-      workloads: nw, services: ns, policies: np };
+    const data: ServerData = {
+      xdsBenchServer: true,
+      tls: { keyPem: cert.keyPem, certChainPem: cert.certChainPem },
+      workloads: nw,
+      services: ns,
+      policies: np,
+    };
     worker = new Worker(new URL(import.meta.url), { workerData: data });
     const w = worker;
     const hello = await next(w, (m): m is Extract<FromServer, { port: number }> => "port" in m);
@@ -217,8 +267,13 @@ export async function runXdsBench(opts: XdsBenchOptions): Promise<SuiteResult> {
       state = new ProxyState();
       const updater = new TimedUpdater(state);
       client = new XdsClient({
-        address: `https://127.0.0.1:${hello.port}`, rootsPem: ca.rootsPem, serverName: "istiod.istio-system.svc",
-        serverIdentities: [istiod], tokenFile, clusterId: "Kubernetes", updater,
+        address: `https://127.0.0.1:${hello.port}`,
+        rootsPem: ca.rootsPem,
+        serverName: "istiod.istio-system.svc",
+        serverIdentities: [istiod],
+        tokenFile,
+        clusterId: "Kubernetes",
+        updater,
         node: { ip: "10.0.0.1", podName: "bench", namespace: "default", env: {} },
       });
       clients.push(client);
@@ -248,18 +303,40 @@ export async function runXdsBench(opts: XdsBenchOptions): Promise<SuiteResult> {
     const total = nw + ns + np;
     const sync = mean(syncMs);
     const figures: Figure[] = [
-      { task: `xDS initial sync: ${nw / 1000}k workloads + ${ns / 1000}k services + ${np} policies (TLS, to ready)`,
-        opsPerSec: 1000 / sync, rme: rme(syncMs), samples: syncMs.length, bytesPerOp: bytes, throughputUnit: "MB/s" },
-      { task: `xDS one-workload update at ${nw / 1000}k workloads (push to ACK)`,
-        opsPerSec: 1000 / mean(updMs), rme: rme(updMs), samples: updMs.length },
+      {
+        task: `xDS initial sync: ${nw / 1000}k workloads + ${ns / 1000}k services + ${np} policies (TLS, to ready)`,
+        opsPerSec: 1000 / sync,
+        rme: rme(syncMs),
+        samples: syncMs.length,
+        bytesPerOp: bytes,
+        throughputUnit: "MB/s",
+      },
+      {
+        task: `xDS one-workload update at ${nw / 1000}k workloads (push to ACK)`,
+        opsPerSec: 1000 / mean(updMs),
+        rme: rme(updMs),
+        samples: updMs.length,
+      },
     ];
     figures[0]!.throughputMBps = (bytes * figures[0]!.opsPerSec) / 1e6;
-    const targets: Target[] = nw < 50_000 ? [] : [
-      { name: "xDS initial sync (50k workloads + 10k services)", value: sync, goal: GOAL_MS, met: sync < GOAL_MS, unit: "ms",
-        lowerIsBetter: true, task: figures[0]!.task },
-    ];
+    const targets: Target[] =
+      nw < 50_000
+        ? []
+        : [
+            {
+              name: "xDS initial sync (50k workloads + 10k services)",
+              value: sync,
+              goal: GOAL_MS,
+              met: sync < GOAL_MS,
+              unit: "ms",
+              lowerIsBetter: true,
+              task: figures[0]!.task,
+            },
+          ];
     const retained = mean(retainedMB);
-    const stopped = next(w, (m): m is Extract<FromServer, { stopped: true }> => "stopped" in m, 10_000).catch(() => undefined);
+    const stopped = next(w, (m): m is Extract<FromServer, { stopped: true }> => "stopped" in m, 10_000).catch(
+      () => undefined,
+    );
     w.postMessage({ stop: true } satisfies ToServer);
     await stopped;
     return {
@@ -274,7 +351,16 @@ export async function runXdsBench(opts: XdsBenchOptions): Promise<SuiteResult> {
           `${retained.toFixed(0)} MB (${((retained * 2 ** 20) / total).toFixed(0)} B per resource); one-workload update ` +
           `${mean(updMs).toFixed(1)} ms push to ACK (ProxyStateUpdater.update: in place, no LoadBalancer attached).`,
       ],
-      details: { workloads: nw, services: ns, policies: np, bodyBytes: bytes, syncMs, applyMs, retainedMB, updateMs: updMs },
+      details: {
+        workloads: nw,
+        services: ns,
+        policies: np,
+        bodyBytes: bytes,
+        syncMs,
+        applyMs,
+        retainedMB,
+        updateMs: updMs,
+      },
     };
   } finally {
     for (const c of clients) c.close();

@@ -15,7 +15,9 @@ export function startHog(n: number): Hog {
   const procs: ChildProcess[] = [];
   for (let i = 0; i < n; i++) {
     // Bounded: each spins at most an hour, in case every exit hook of ours is skipped (SIGKILL).
-    const p = spawn(process.execPath, ["-e", "const end = Date.now() + 3600e3; while (Date.now() < end);"], { stdio: "ignore" });
+    const p = spawn(process.execPath, ["-e", "const end = Date.now() + 3600e3; while (Date.now() < end);"], {
+      stdio: "ignore",
+    });
     p.on("error", () => {});
     procs.push(p);
   }
@@ -26,11 +28,16 @@ export function startHog(n: number): Hog {
     count: n,
     async stop() {
       hook.cancel();
-      await Promise.all(procs.map((p) => new Promise<void>((resolve) => {
-        if (p.exitCode !== null || p.signalCode !== null) return resolve();
-        p.once("exit", () => resolve());
-        p.kill("SIGKILL");
-      })));
+      await Promise.all(
+        procs.map(
+          (p) =>
+            new Promise<void>((resolve) => {
+              if (p.exitCode !== null || p.signalCode !== null) return resolve();
+              p.once("exit", () => resolve());
+              p.kill("SIGKILL");
+            }),
+        ),
+      );
     },
   };
 }

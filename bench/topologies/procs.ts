@@ -91,14 +91,18 @@ export async function spawnNode(name: string, script: string, args: string[], o:
     lines.push(l);
     if (lines.length > 40) lines.shift();
   };
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => {
-    live.delete(proc);
-    resolve();
-  }));
+  const exited = new Promise<void>((resolve) =>
+    proc.once("exit", () => {
+      live.delete(proc);
+      resolve();
+    }),
+  );
   const tail = () => lines.join("\n");
   const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`${name}: not ready after ${o.readyTimeoutMs ?? 30_000} ms`)),
-      o.readyTimeoutMs ?? 30_000);
+    const timer = setTimeout(
+      () => fail(new Error(`${name}: not ready after ${o.readyTimeoutMs ?? 30_000} ms`)),
+      o.readyTimeoutMs ?? 30_000,
+    );
     const fail = (e: Error) => {
       clearTimeout(timer);
       proc.kill("SIGKILL");
@@ -171,7 +175,10 @@ export function rssBytes(pid: number): number {
 /** The soft and hard open-files limits a child would get, and whether the soft one can be raised to `want`. */
 export function nofileLimits(want: number): { soft: number; hard: number; canRaise: boolean } {
   const r = spawnSync("/bin/sh", ["-c", "ulimit -Sn; ulimit -Hn"], { encoding: "utf8" });
-  const [soft, hard] = (r.stdout ?? "").trim().split("\n").map((s) => (s === "unlimited" ? Infinity : Number(s)));
+  const [soft, hard] = (r.stdout ?? "")
+    .trim()
+    .split("\n")
+    .map((s) => (s === "unlimited" ? Infinity : Number(s)));
   const raise = spawnSync("/bin/sh", ["-c", `ulimit -n ${want}`]);
   return { soft: soft ?? 1024, hard: hard ?? 1024, canRaise: raise.status === 0 };
 }

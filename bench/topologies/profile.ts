@@ -49,9 +49,12 @@ function locate(cf: CallFrame): string {
   if (cf.url.startsWith("file://")) {
     const js = fileURLToPath(cf.url);
     const sm = sourceMapOf(js);
-    const e = sm?.findEntry(cf.lineNumber, cf.columnNumber) as { originalSource?: string; originalLine?: number } | undefined;
+    const e = sm?.findEntry(cf.lineNumber, cf.columnNumber) as
+      { originalSource?: string; originalLine?: number } | undefined;
     if (e?.originalSource) {
-      const src = e.originalSource.startsWith("file://") ? fileURLToPath(e.originalSource) : resolve(dirname(js), e.originalSource);
+      const src = e.originalSource.startsWith("file://")
+        ? fileURLToPath(e.originalSource)
+        : resolve(dirname(js), e.originalSource);
       return `${relative(repoRoot(), src)}:${(e.originalLine ?? 0) + 1}`;
     }
     return `${relative(repoRoot(), js)}:${cf.lineNumber + 1}`;
@@ -134,7 +137,8 @@ export function summarize(file: string, top = 25): Summary {
         bump(incl, key, { fn: afn, where: aw, kind: "our JS (host/)" }, us);
       }
     }
-    if (nearest !== undefined && !w.startsWith("host/")) bump(via, `${fn}|${nearest}`, { fn, where: `under ${nearest}`, kind }, us);
+    if (nearest !== undefined && !w.startsWith("host/"))
+      bump(via, `${fn}|${nearest}`, { fn, where: `under ${nearest}`, kind }, us);
   }
   const rank = (m: Map<string, HotSpot>, n: number) => {
     const list = [...m.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, n);
@@ -163,19 +167,41 @@ export async function runProfile(o: { quick: boolean; workload: string }): Promi
   });
   const out: string[] = [`# CPU profile: ${o.workload}${o.quick ? " (quick)" : ""}, ${new Date().toISOString()}`, ""];
   out.push("| metric | unit | topology | value |", "| --- | --- | --- | ---: |");
-  for (const m of result.measures ?? []) out.push(`| ${m.metric} | ${m.unit} | ${m.topology} | ${m.value.toFixed(3)} |`);
-  for (const f of readdirSync(dir).filter((x) => x.endsWith(".cpuprofile")).sort()) {
+  for (const m of result.measures ?? [])
+    out.push(`| ${m.metric} | ${m.unit} | ${m.topology} | ${m.value.toFixed(3)} |`);
+  for (const f of readdirSync(dir)
+    .filter((x) => x.endsWith(".cpuprofile"))
+    .sort()) {
     const s = summarize(join(dir, f));
-    out.push("", `## ${f.replace(".cpuprofile", "")}: ${s.busyMs.toFixed(0)} ms busy`, "",
-      s.kinds.map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`).join(", "), "",
-      "| self ms | share | function | where | kind |", "| ---: | ---: | --- | --- | --- |",
-      ...s.spots.map((h) => `| ${h.selfMs.toFixed(1)} | ${(h.share * 100).toFixed(1)}% | ${h.fn} | ${h.where} | ${h.kind} |`));
+    out.push(
+      "",
+      `## ${f.replace(".cpuprofile", "")}: ${s.busyMs.toFixed(0)} ms busy`,
+      "",
+      s.kinds.map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`).join(", "),
+      "",
+      "| self ms | share | function | where | kind |",
+      "| ---: | ---: | --- | --- | --- |",
+      ...s.spots.map(
+        (h) => `| ${h.selfMs.toFixed(1)} | ${(h.share * 100).toFixed(1)}% | ${h.fn} | ${h.where} | ${h.kind} |`,
+      ),
+    );
     if (s.inclusive.length > 0) {
-      out.push("", "Inclusive time of our functions (host/):", "", "| total ms | share | function | where |", "| ---: | ---: | --- | --- |",
+      out.push(
+        "",
+        "Inclusive time of our functions (host/):",
+        "",
+        "| total ms | share | function | where |",
+        "| ---: | ---: | --- | --- |",
         ...s.inclusive.map((h) => `| ${h.selfMs.toFixed(1)} | ${(h.share * 100).toFixed(1)}% | ${h.fn} | ${h.where} |`),
-        "", "Self time outside host/ by the nearest host/ caller:", "",
-        "| self ms | share | function | called from | kind |", "| ---: | ---: | --- | --- | --- |",
-        ...s.viaOurs.map((h) => `| ${h.selfMs.toFixed(1)} | ${(h.share * 100).toFixed(1)}% | ${h.fn} | ${h.where} | ${h.kind} |`));
+        "",
+        "Self time outside host/ by the nearest host/ caller:",
+        "",
+        "| self ms | share | function | called from | kind |",
+        "| ---: | ---: | --- | --- | --- |",
+        ...s.viaOurs.map(
+          (h) => `| ${h.selfMs.toFixed(1)} | ${(h.share * 100).toFixed(1)}% | ${h.fn} | ${h.where} | ${h.kind} |`,
+        ),
+      );
     }
   }
   const md = out.join("\n") + "\n";

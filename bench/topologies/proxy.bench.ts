@@ -21,9 +21,26 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createPluginCa } from "../../host/identity/ca.js";
 import type { Measure, Ratio, RunOptions, SuiteResult, Target } from "../harness.js";
-import { cpuSeconds, nofileLimits, onExit, Progress, rssBytes, spawnNode, type Child, type SpawnOptions } from "./procs.js";
-import { buildTopology, DEFAULT_TOPOLOGIES, DOUBLE_TOPOLOGIES, SERVER_IP, type AppPorts, type Proxy, type Topology,
-  type TopologyName } from "./topologies.js";
+import {
+  cpuSeconds,
+  nofileLimits,
+  onExit,
+  Progress,
+  rssBytes,
+  spawnNode,
+  type Child,
+  type SpawnOptions,
+} from "./procs.js";
+import {
+  buildTopology,
+  DEFAULT_TOPOLOGIES,
+  DOUBLE_TOPOLOGIES,
+  SERVER_IP,
+  type AppPorts,
+  type Proxy,
+  type Topology,
+  type TopologyName,
+} from "./topologies.js";
 
 export const WORKLOADS = ["idle", "rr", "rate", "throughput"] as const;
 export type Workload = (typeof WORKLOADS)[number];
@@ -35,8 +52,12 @@ export const ZTUNNEL_COLUMN = "ztunnel (Istio, published)";
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold=1000000000";
 
 /** Ratio columns of the on-request topologies: double against single HBONE, ours against node:http2's, 2 workers against 1. */
-const DOUBLE_PAIRS: [TopologyName, TopologyName][] = [["hbone-double", "hbone-wasm"], ["node-http2-double", "node-http2"],
-  ["hbone-double", "node-http2-double"], ["hbone-wasm-w2", "hbone-wasm"]];
+const DOUBLE_PAIRS: [TopologyName, TopologyName][] = [
+  ["hbone-double", "hbone-wasm"],
+  ["node-http2-double", "node-http2"],
+  ["hbone-double", "node-http2-double"],
+  ["hbone-wasm-w2", "hbone-wasm"],
+];
 
 interface Params {
   bulkBytes: number;
@@ -53,15 +74,27 @@ interface Params {
 }
 
 const FULL: Params = {
-  bulkBytes: 1 << 30, bulkRounds: 2, rounds: 2,
-  rrConns: 8, rrRate: 1000, rrWarmupMs: 1000, rrMs: 15_000,
-  rateConc: 64, rateMs: 10_000,
+  bulkBytes: 1 << 30,
+  bulkRounds: 2,
+  rounds: 2,
+  rrConns: 8,
+  rrRate: 1000,
+  rrWarmupMs: 1000,
+  rrMs: 15_000,
+  rateConc: 64,
+  rateMs: 10_000,
   idleCounts: [1000, 10_000],
 };
 const QUICK: Params = {
-  bulkBytes: 64 << 20, bulkRounds: 1, rounds: 1,
-  rrConns: 8, rrRate: 1000, rrWarmupMs: 200, rrMs: 1500,
-  rateConc: 64, rateMs: 1000,
+  bulkBytes: 64 << 20,
+  bulkRounds: 1,
+  rounds: 1,
+  rrConns: 8,
+  rrRate: 1000,
+  rrWarmupMs: 200,
+  rrMs: 1500,
+  rateConc: 64,
+  rateMs: 1000,
   idleCounts: [100, 400],
 };
 
@@ -84,10 +117,17 @@ type Msg =
 
 /** The client app process: one command at a time, progress shown as it comes. */
 class ClientApp {
-  constructor(readonly child: Child, private readonly progress: Progress) {}
+  constructor(
+    readonly child: Child,
+    private readonly progress: Progress,
+  ) {}
 
-  run(cmd: object, label: string, show: (done: number, total: number, extra?: string) => string,
-    onMark?: (phase: "start" | "end") => void): Promise<Record<string, number>> {
+  run(
+    cmd: object,
+    label: string,
+    show: (done: number, total: number, extra?: string) => string,
+    onMark?: (phase: "start" | "end") => void,
+  ): Promise<Record<string, number>> {
     const proc = this.child.proc;
     return new Promise((resolve, reject) => {
       const done = () => {
@@ -124,7 +164,9 @@ const pctOf = (done: number, total: number) => `${fmt((100 * done) / Math.max(to
 function alive(t: Topology): void {
   for (const p of t.proxies) {
     if (p.child.proc.exitCode !== null || p.child.proc.signalCode !== null) {
-      throw new Error(`${t.name}: ${p.child.name} exited (${p.child.proc.exitCode ?? p.child.proc.signalCode})\n${p.child.tail()}`);
+      throw new Error(
+        `${t.name}: ${p.child.name} exited (${p.child.proc.exitCode ?? p.child.proc.signalCode})\n${p.child.tail()}`,
+      );
     }
   }
 }
@@ -150,7 +192,8 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     if (!m) return add(metric, unit, topology, value, lowerIsBetter);
     if (Number.isFinite(value) && (lowerIsBetter ? value < m.value : value > m.value)) m.value = value;
   };
-  const get = (metric: string, topology: string) => measures.find((m) => m.metric === metric && m.topology === topology)?.value;
+  const get = (metric: string, topology: string) =>
+    measures.find((m) => m.metric === metric && m.topology === topology)?.value;
   const started = Date.now();
   const elapsed = () => `${fmt((Date.now() - started) / 1000)} s`;
 
@@ -165,10 +208,17 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     params: P,
     nofile: { soft: lim.soft, hard: lim.hard, children: fdLimit, raised: raise },
   };
-  if (raise) notes.push(`open-files limit ${lim.soft} (hard ${lim.hard}) raised to ${wantFds} for the benchmark's child processes`);
+  if (raise)
+    notes.push(
+      `open-files limit ${lim.soft} (hard ${lim.hard}) raised to ${wantFds} for the benchmark's child processes`,
+    );
 
   const spawn: SpawnOptions = {
-    env: { GLIBC_TUNABLES: process.env.GLIBC_TUNABLES?.includes("x86_rep_movsb_threshold") ? process.env.GLIBC_TUNABLES : TUNABLE },
+    env: {
+      GLIBC_TUNABLES: process.env.GLIBC_TUNABLES?.includes("x86_rep_movsb_threshold")
+        ? process.env.GLIBC_TUNABLES
+        : TUNABLE,
+    },
     nofile: raise ? wantFds : undefined,
   };
   const dir = mkdtempSync(join(tmpdir(), "hbone-bench-"));
@@ -187,10 +237,15 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     const client = new ClientApp(clientChild, progress);
     const startAll = async () => {
       for (const name of topoNames) {
-        topologies.push(await buildTopology(name, {
-          dir, caDir, app, spawn,
-          proxyNodeArgs: opts.proxyNodeArgs ? (role) => opts.proxyNodeArgs!(name, role) : undefined,
-        }));
+        topologies.push(
+          await buildTopology(name, {
+            dir,
+            caDir,
+            app,
+            spawn,
+            proxyNodeArgs: opts.proxyNodeArgs ? (role) => opts.proxyNodeArgs!(name, role) : undefined,
+          }),
+        );
       }
       progress.line(`proxies: ${topologies.length} topologies up (${elapsed()})`);
     };
@@ -209,7 +264,9 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
         const cap = Math.floor((fdLimit - 512) / perTunnel);
         const counts = P.idleCounts.map((n) => Math.min(n, cap));
         if (counts.some((n, k) => n < P.idleCounts[k])) {
-          notes.push(`${t.name}: idle tunnels capped at ${cap} by the open-files limit ${fdLimit} (${perTunnel} per tunnel per hop)`);
+          notes.push(
+            `${t.name}: idle tunnels capped at ${cap} by the open-files limit ${fdLimit} (${perTunnel} per tunnel per hop)`,
+          );
         }
         const ping = { op: "open", ...t.entry.ping, conc: 64, timeoutMs: opts.quick ? 30_000 : 120_000 };
         // One tunnel opened and closed first: the pooled connection and the code paths exist at "0".
@@ -217,7 +274,8 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
         await client.run({ op: "close" }, label, () => "closing");
         await sleep(500);
         const rss0 = t.proxies.map((p) => rssOf(p));
-        for (const [k, p] of t.proxies.entries()) add(`idle: RSS with 0 tunnels, ${p.role}`, "MB", t.name, rss0[k] / 1e6, true);
+        for (const [k, p] of t.proxies.entries())
+          add(`idle: RSS with 0 tunnels, ${p.role}`, "MB", t.name, rss0[k] / 1e6, true);
         for (const n of counts) {
           const r = await client.run({ ...ping, count: n }, label, (d, tot) => `${d}/${tot} idle tunnels open`);
           if (r.open < n) throw new Error(`${label}: only ${r.open} of ${n} idle tunnels opened`);
@@ -226,9 +284,13 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
           const rss = t.proxies.map((p) => rssOf(p));
           const per = rss.map((b, k) => (b - rss0[k]) / n);
           const nominal = P.idleCounts[counts.indexOf(n)];
-          for (const [k, p] of t.proxies.entries()) add(`idle: bytes per tunnel at ${fmt(nominal)}, ${p.role}`, "B", t.name, per[k], true);
-          progress.line(`  ${label}: ${fmt(n)} idle tunnels: ${t.proxies.map((p, k) =>
-            `${p.role} ${fmt(rss[k] / 1e6, 1)} MB (+${fmt(per[k])} B/tunnel)`).join(", ")}`);
+          for (const [k, p] of t.proxies.entries())
+            add(`idle: bytes per tunnel at ${fmt(nominal)}, ${p.role}`, "B", t.name, per[k], true);
+          progress.line(
+            `  ${label}: ${fmt(n)} idle tunnels: ${t.proxies
+              .map((p, k) => `${p.role} ${fmt(rss[k] / 1e6, 1)} MB (+${fmt(per[k])} B/tunnel)`)
+              .join(", ")}`,
+          );
         }
         const c = await client.run({ op: "close" }, label, () => "closing");
         progress.update(`  ${label}: closed ${c.closed}`, true);
@@ -245,38 +307,65 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
 
     // ---- request/response at a fixed rate ------------------------------------------------------------
     if (workloads.includes("rr")) {
-      for (let round = 0; round < P.rounds; round++) for (const [i, t] of topologies.entries()) {
-        alive(t);
-        const label = `${step("rr", t, i)}${P.rounds > 1 ? ` round ${round + 1}/${P.rounds}` : ""}`;
-        let cpu0: number[] = [], cpu1: number[] = [], t0 = 0, t1 = 0;
-        const r = await client.run({ op: "rr", ...t.entry.rr, conns: P.rrConns, rate: P.rrRate, warmupMs: P.rrWarmupMs, ms: P.rrMs },
-          label, (d, n) => `${fmt(d / 1000, 1)}/${fmt(n / 1000, 1)} s`,
-          (phase) => {
-            if (phase === "start") {
-              cpu0 = cpuOf(t);
-              t0 = performance.now();
-            } else {
-              cpu1 = cpuOf(t);
-              t1 = performance.now();
-            }
-          });
-        const rate = r.count / r.secs;
-        best("rr: achieved rate", "req/s", t.name, rate);
-        for (const p of ["p50", "p90", "p99"] as const) best(`rr: latency ${p}`, "µs", t.name, r[p], true);
-        if (t.proxies.length > 0) {
-          const wall = (t1 - t0) / 1000;
-          const vcpu = t.proxies.map((_, k) => (cpu1[k] - cpu0[k]) / wall / (rate / 1000));
-          for (const [k, p] of t.proxies.entries()) best(`rr: vCPU per 1000 req/s, ${p.role}`, "vCPU", t.name, vcpu[k], true);
-          best("rr: vCPU per 1000 req/s, per proxy (mean)", "vCPU", t.name, vcpu.reduce((a, b) => a + b, 0) / vcpu.length, true);
-          const rss = t.proxies.map((p) => rssOf(p) / 1e6);
-          best("rr: RSS per proxy at the end (mean)", "MB", t.name, rss.reduce((a, b) => a + b, 0) / rss.length, true);
+      for (let round = 0; round < P.rounds; round++)
+        for (const [i, t] of topologies.entries()) {
+          alive(t);
+          const label = `${step("rr", t, i)}${P.rounds > 1 ? ` round ${round + 1}/${P.rounds}` : ""}`;
+          let cpu0: number[] = [],
+            cpu1: number[] = [],
+            t0 = 0,
+            t1 = 0;
+          const r = await client.run(
+            { op: "rr", ...t.entry.rr, conns: P.rrConns, rate: P.rrRate, warmupMs: P.rrWarmupMs, ms: P.rrMs },
+            label,
+            (d, n) => `${fmt(d / 1000, 1)}/${fmt(n / 1000, 1)} s`,
+            (phase) => {
+              if (phase === "start") {
+                cpu0 = cpuOf(t);
+                t0 = performance.now();
+              } else {
+                cpu1 = cpuOf(t);
+                t1 = performance.now();
+              }
+            },
+          );
+          const rate = r.count / r.secs;
+          best("rr: achieved rate", "req/s", t.name, rate);
+          for (const p of ["p50", "p90", "p99"] as const) best(`rr: latency ${p}`, "µs", t.name, r[p], true);
+          if (t.proxies.length > 0) {
+            const wall = (t1 - t0) / 1000;
+            const vcpu = t.proxies.map((_, k) => (cpu1[k] - cpu0[k]) / wall / (rate / 1000));
+            for (const [k, p] of t.proxies.entries())
+              best(`rr: vCPU per 1000 req/s, ${p.role}`, "vCPU", t.name, vcpu[k], true);
+            best(
+              "rr: vCPU per 1000 req/s, per proxy (mean)",
+              "vCPU",
+              t.name,
+              vcpu.reduce((a, b) => a + b, 0) / vcpu.length,
+              true,
+            );
+            const rss = t.proxies.map((p) => rssOf(p) / 1e6);
+            best(
+              "rr: RSS per proxy at the end (mean)",
+              "MB",
+              t.name,
+              rss.reduce((a, b) => a + b, 0) / rss.length,
+              true,
+            );
+          }
+          if (r.late > 0)
+            notes.push(`rr ${t.name}: ${r.late} requests went out more than one interval late (the loop fell behind)`);
+          const vcpuMean = t.proxies.length
+            ? t.proxies.reduce((a, _, k) => a + (cpu1[k] - cpu0[k]), 0) /
+              ((t1 - t0) / 1000) /
+              (rate / 1000) /
+              t.proxies.length
+            : NaN;
+          progress.line(
+            `  ${label}: ${fmt(rate)} req/s, p50 ${fmt(r.p50)} µs, p99 ${fmt(r.p99)} µs` +
+              (t.proxies.length ? `, ${fmt(vcpuMean, 3)} vCPU/1000 req/s per proxy` : ""),
+          );
         }
-        if (r.late > 0) notes.push(`rr ${t.name}: ${r.late} requests went out more than one interval late (the loop fell behind)`);
-        const vcpuMean = t.proxies.length ? t.proxies.reduce((a, _, k) => a + (cpu1[k] - cpu0[k]), 0) / ((t1 - t0) / 1000) /
-          (rate / 1000) / t.proxies.length : NaN;
-        progress.line(`  ${label}: ${fmt(rate)} req/s, p50 ${fmt(r.p50)} µs, p99 ${fmt(r.p99)} µs` +
-          (t.proxies.length ? `, ${fmt(vcpuMean, 3)} vCPU/1000 req/s per proxy` : ""));
-      }
       add("rr: vCPU per 1000 req/s, per proxy (mean)", "vCPU", ZTUNNEL_COLUMN, ZTUNNEL.vcpuPer1000, true);
       add("rr: RSS per proxy at the end (mean)", "MB", ZTUNNEL_COLUMN, ZTUNNEL.memMBPer1000, true);
       const direct = topologies.find((t) => t.name === "direct");
@@ -284,8 +373,10 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
         for (const t of topologies) {
           if (t === direct) continue;
           for (const p of ["p50", "p90", "p99"] as const) {
-            const a = get(`rr: latency ${p}`, t.name), b = get(`rr: latency ${p}`, "direct");
-            if (a !== undefined && b !== undefined) add(`rr: latency ${p} added over direct`, "µs", t.name, a - b, true);
+            const a = get(`rr: latency ${p}`, t.name),
+              b = get(`rr: latency ${p}`, "direct");
+            if (a !== undefined && b !== undefined)
+              add(`rr: latency ${p} added over direct`, "µs", t.name, a - b, true);
           }
         }
       }
@@ -293,18 +384,22 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
 
     // ---- tunnel rate ---------------------------------------------------------------------------------
     if (workloads.includes("rate")) {
-      for (let round = 0; round < P.rounds; round++) for (const [i, t] of topologies.entries()) {
-        if (DOUBLE_TOPOLOGIES.includes(t.name)) continue;
-        alive(t);
-        const label = `${step("rate", t, i)}${P.rounds > 1 ? ` round ${round + 1}/${P.rounds}` : ""}`;
-        const r = await client.run({ op: "rate", ...t.entry.ping, conc: P.rateConc, ms: P.rateMs, max: 1_000_000 },
-          label, (d, n, extra) => `${fmt(d / 1000, 1)}/${fmt(n / 1000, 1)} s, ${extra ?? ""}`);
-        const perSec = r.count / r.secs;
-        best(`tunnel rate, ${P.rateConc} clients`, "tunnels/s", t.name, perSec);
-        if (r.errors > 0) notes.push(`rate ${t.name}: ${r.errors} tunnels failed and were retried`);
-        progress.line(`  ${label}: ${fmt(perSec)} tunnels/s (${r.count} in ${fmt(r.secs, 1)} s)`);
-        await sleep(opts.quick ? 200 : 1000); // let the closed tunnels drain
-      }
+      for (let round = 0; round < P.rounds; round++)
+        for (const [i, t] of topologies.entries()) {
+          if (DOUBLE_TOPOLOGIES.includes(t.name)) continue;
+          alive(t);
+          const label = `${step("rate", t, i)}${P.rounds > 1 ? ` round ${round + 1}/${P.rounds}` : ""}`;
+          const r = await client.run(
+            { op: "rate", ...t.entry.ping, conc: P.rateConc, ms: P.rateMs, max: 1_000_000 },
+            label,
+            (d, n, extra) => `${fmt(d / 1000, 1)}/${fmt(n / 1000, 1)} s, ${extra ?? ""}`,
+          );
+          const perSec = r.count / r.secs;
+          best(`tunnel rate, ${P.rateConc} clients`, "tunnels/s", t.name, perSec);
+          if (r.errors > 0) notes.push(`rate ${t.name}: ${r.errors} tunnels failed and were retried`);
+          progress.line(`  ${label}: ${fmt(perSec)} tunnels/s (${r.count} in ${fmt(r.secs, 1)} s)`);
+          await sleep(opts.quick ? 200 : 1000); // let the closed tunnels drain
+        }
     }
 
     // ---- throughput ------------------------------------------------------------------------------------
@@ -316,8 +411,11 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
             alive(t);
             const label = `${step("throughput", t, i)} ${conns} tunnel${conns > 1 ? "s" : ""}, round ${round + 1}/${P.bulkRounds}`;
             const c0 = cpuOf(t);
-            const r = await client.run({ op: "bulk", ...t.entry.sink, bytes: P.bulkBytes, conns, timeoutMs: 300_000 },
-              label, (d, n) => `${fmt(d / MiB)}/${fmt(n / MiB)} MiB (${pctOf(d, n)})`);
+            const r = await client.run(
+              { op: "bulk", ...t.entry.sink, bytes: P.bulkBytes, conns, timeoutMs: 300_000 },
+              label,
+              (d, n) => `${fmt(d / MiB)}/${fmt(n / MiB)} MiB (${pctOf(d, n)})`,
+            );
             const c1 = cpuOf(t);
             const mbps = r.bytes / r.secs / 1e6;
             const each = c1.map((b, k) => (b - c0[k]) / (r.bytes / 2 ** 30));
@@ -325,10 +423,19 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
             const key = `${t.name}|${conns}`;
             const prev = top.get(key);
             // Best throughput of the rounds; CPU per GiB: the lowest of the rounds (each proxy's too).
-            top.set(key, { mbps: Math.max(prev?.mbps ?? 0, mbps), cpu: Math.min(prev?.cpu ?? Infinity, cpu),
-              each: each.map((c, k) => Math.min(prev?.each[k] ?? Infinity, c)) });
-            progress.line(`  ${label}: ${fmt(mbps)} MB/s` + (t.proxies.length ? `, proxies ${fmt(cpu, 2)} CPU s/GiB (` +
-              t.proxies.map((p, k) => `${p.role} ${fmt(each[k], 2)}`).join(", ") + ")" : ""));
+            top.set(key, {
+              mbps: Math.max(prev?.mbps ?? 0, mbps),
+              cpu: Math.min(prev?.cpu ?? Infinity, cpu),
+              each: each.map((c, k) => Math.min(prev?.each[k] ?? Infinity, c)),
+            });
+            progress.line(
+              `  ${label}: ${fmt(mbps)} MB/s` +
+                (t.proxies.length
+                  ? `, proxies ${fmt(cpu, 2)} CPU s/GiB (` +
+                    t.proxies.map((p, k) => `${p.role} ${fmt(each[k], 2)}`).join(", ") +
+                    ")"
+                  : ""),
+            );
           }
         }
       }
@@ -338,7 +445,8 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
           const n = `${conns} tunnel${conns > 1 ? "s" : ""}`;
           add(`throughput, ${n}`, "MB/s", t.name, b.mbps);
           if (t.proxies.length) add(`proxy CPU per GiB, ${n}`, "CPU s", t.name, b.cpu, true);
-          for (const [k, p] of t.proxies.entries()) add(`proxy CPU per GiB, ${n}, ${p.role}`, "CPU s", t.name, b.each[k], true);
+          for (const [k, p] of t.proxies.entries())
+            add(`proxy CPU per GiB, ${n}, ${p.role}`, "CPU s", t.name, b.each[k], true);
         }
       }
     }
@@ -357,10 +465,16 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
   // ---- ratios and targets ---------------------------------------------------------------------------------
   const ratios: Ratio[] = [];
   const ratio = (metric: string, ours: string, base: string): number | undefined => {
-    const a = get(metric, ours), b = get(metric, base);
+    const a = get(metric, ours),
+      b = get(metric, base);
     if (a === undefined || b === undefined || b === 0) return undefined;
     const value = a / b;
-    ratios.push({ name: `${metric}: ${ours} / ${base}`, ours: `${metric} (${ours})`, baseline: `${metric} (${base})`, value });
+    ratios.push({
+      name: `${metric}: ${ours} / ${base}`,
+      ours: `${metric} (${ours})`,
+      baseline: `${metric} (${base})`,
+      value,
+    });
     return value;
   };
   const metrics = [...new Set(measures.map((m) => m.metric))];
@@ -374,41 +488,98 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
   const targets: Target[] = [];
   const target = (name: string, value: number | undefined, goal: number, lowerIsBetter: boolean, unit?: string) => {
     if (value === undefined || !Number.isFinite(value)) return;
-    targets.push({ name, value, goal, met: lowerIsBetter ? value <= goal : value >= goal, lowerIsBetter, ...(unit ? { unit } : {}) });
+    targets.push({
+      name,
+      value,
+      goal,
+      met: lowerIsBetter ? value <= goal : value >= goal,
+      lowerIsBetter,
+      ...(unit ? { unit } : {}),
+    });
   };
   for (const n of ["1 tunnel", "8 tunnels"]) {
     target(`throughput ${n}: hbone-wasm / tls-pipe`, find(`throughput, ${n}: hbone-wasm / tls-pipe`), 0.9, false);
     target(`throughput ${n}: hbone-wasm / node-http2`, find(`throughput, ${n}: hbone-wasm / node-http2`), 1.1, false);
-    target(`proxy CPU per GiB ${n}: hbone-wasm / node-http2`, find(`proxy CPU per GiB, ${n}: hbone-wasm / node-http2`), 0.8, true);
+    target(
+      `proxy CPU per GiB ${n}: hbone-wasm / node-http2`,
+      find(`proxy CPU per GiB, ${n}: hbone-wasm / node-http2`),
+      0.8,
+      true,
+    );
   }
-  target("vCPU per 1000 req/s: hbone-wasm / node-http2", find("rr: vCPU per 1000 req/s, per proxy (mean): hbone-wasm / node-http2"), 0.7, true);
-  target("vCPU per 1000 req/s per proxy: hbone-wasm (ztunnel 0.06, within 2x)",
-    get("rr: vCPU per 1000 req/s, per proxy (mean)", "hbone-wasm"), 2 * ZTUNNEL.vcpuPer1000, true, "vCPU");
+  target(
+    "vCPU per 1000 req/s: hbone-wasm / node-http2",
+    find("rr: vCPU per 1000 req/s, per proxy (mean): hbone-wasm / node-http2"),
+    0.7,
+    true,
+  );
+  target(
+    "vCPU per 1000 req/s per proxy: hbone-wasm (ztunnel 0.06, within 2x)",
+    get("rr: vCPU per 1000 req/s, per proxy (mean)", "hbone-wasm"),
+    2 * ZTUNNEL.vcpuPer1000,
+    true,
+    "vCPU",
+  );
   const nodeP99 = get("rr: latency p99 added over direct", "node-http2");
   if (nodeP99 !== undefined) {
-    target("p99 latency added over direct: hbone-wasm <= node-http2", get("rr: latency p99 added over direct", "hbone-wasm"),
-      nodeP99, true, "µs");
+    target(
+      "p99 latency added over direct: hbone-wasm <= node-http2",
+      get("rr: latency p99 added over direct", "hbone-wasm"),
+      nodeP99,
+      true,
+      "µs",
+    );
   }
-  target("tunnel rate: hbone-wasm / node-http2", find(`tunnel rate, ${P.rateConc} clients: hbone-wasm / node-http2`), 1.5, false);
+  target(
+    "tunnel rate: hbone-wasm / node-http2",
+    find(`tunnel rate, ${P.rateConc} clients: hbone-wasm / node-http2`),
+    1.5,
+    false,
+  );
   for (const n of ["1 tunnel", "8 tunnels"]) {
     // Double HBONE against single HBONE (same run), and against the node:http2 nesting.
-    target(`double HBONE throughput ${n}: hbone-double / hbone-wasm`, find(`throughput, ${n}: hbone-double / hbone-wasm`), 0.8, false);
-    target(`double HBONE source proxy CPU per GiB ${n}: hbone-double / hbone-wasm outbound`,
-      find(`proxy CPU per GiB, ${n}, outbound: hbone-double / hbone-wasm`), 1.4, true);
+    target(
+      `double HBONE throughput ${n}: hbone-double / hbone-wasm`,
+      find(`throughput, ${n}: hbone-double / hbone-wasm`),
+      0.8,
+      false,
+    );
+    target(
+      `double HBONE source proxy CPU per GiB ${n}: hbone-double / hbone-wasm outbound`,
+      find(`proxy CPU per GiB, ${n}, outbound: hbone-double / hbone-wasm`),
+      1.4,
+      true,
+    );
     const hop = get(`proxy CPU per GiB, ${n}`, "hbone-wasm");
     const gw = get(`proxy CPU per GiB, ${n}, gateway`, "hbone-double");
     if (hop !== undefined && gw !== undefined) {
       target(`double HBONE gateway CPU per GiB ${n} / a full proxy hop (hbone-wasm mean)`, gw / (hop / 2), 0.6, true);
     }
-    target(`double HBONE throughput ${n}: hbone-double / node-http2-double`, find(`throughput, ${n}: hbone-double / node-http2-double`), 1.0, false);
-    target(`double HBONE proxy CPU per GiB ${n}: hbone-double / node-http2-double`,
-      find(`proxy CPU per GiB, ${n}: hbone-double / node-http2-double`), 1.0, true);
+    target(
+      `double HBONE throughput ${n}: hbone-double / node-http2-double`,
+      find(`throughput, ${n}: hbone-double / node-http2-double`),
+      1.0,
+      false,
+    );
+    target(
+      `double HBONE proxy CPU per GiB ${n}: hbone-double / node-http2-double`,
+      find(`proxy CPU per GiB, ${n}: hbone-double / node-http2-double`),
+      1.0,
+      true,
+    );
   }
   const idleMax = Math.max(...P.idleCounts);
-  const perTunnel = ["outbound", "inbound"].map((r) => get(`idle: bytes per tunnel at ${fmt(idleMax)}, ${r}`, "hbone-wasm"));
+  const perTunnel = ["outbound", "inbound"].map((r) =>
+    get(`idle: bytes per tunnel at ${fmt(idleMax)}, ${r}`, "hbone-wasm"),
+  );
   if (perTunnel.every((v) => v !== undefined)) {
-    target(`idle tunnel at ${fmt(idleMax)}: hbone-wasm bytes per tunnel (the larger proxy)`, Math.max(...(perTunnel as number[])),
-      8192, true, "B");
+    target(
+      `idle tunnel at ${fmt(idleMax)}: hbone-wasm bytes per tunnel (the larger proxy)`,
+      Math.max(...(perTunnel as number[])),
+      8192,
+      true,
+      "B",
+    );
   }
 
   const columns = [...topoNames, ...(measures.some((m) => m.topology === ZTUNNEL_COLUMN) ? [ZTUNNEL_COLUMN] : [])];
@@ -431,7 +602,17 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     `${topologies.length + 2} busy processes share this machine's ${os.cpus().length} cores ` +
       "during a tunnel workload: absolute figures are lower bounds of what each proxy can do, ratios are the point",
   );
-  return { suite: "proxies", figures: [], ratios, targets, notes, measures, columns,
-    ratioColumns: ([["hbone-wasm", "tls-pipe"], ["hbone-wasm", "node-http2"], ...DOUBLE_PAIRS] as [string, string][])
-      .filter(([a, b]) => topoNames.includes(a as TopologyName) && topoNames.includes(b as TopologyName)), details };
+  return {
+    suite: "proxies",
+    figures: [],
+    ratios,
+    targets,
+    notes,
+    measures,
+    columns,
+    ratioColumns: (
+      [["hbone-wasm", "tls-pipe"], ["hbone-wasm", "node-http2"], ...DOUBLE_PAIRS] as [string, string][]
+    ).filter(([a, b]) => topoNames.includes(a as TopologyName) && topoNames.includes(b as TopologyName)),
+    details,
+  };
 }

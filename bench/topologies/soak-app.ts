@@ -18,7 +18,8 @@ const resetPermille = Number(resetArg);
 // real close, and which the soak would count as a clean tunnel that lost every byte. Once the echo has written its
 // last byte and FIN, the default close returns (queued bytes are still delivered).
 const lib = libc();
-const abortive = Buffer.alloc(8), graceful = Buffer.alloc(8);
+const abortive = Buffer.alloc(8),
+  graceful = Buffer.alloc(8);
 abortive.writeInt32LE(1, 0); // l_onoff = 1, l_linger = 0
 const linger = (s: net.Socket, v: Buffer) => {
   const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;

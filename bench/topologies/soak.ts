@@ -25,23 +25,34 @@ import { freePort, nofileLimits, onExit, rssBytes, spawnNode, type Child } from 
 
 const { values } = parseArgs({
   options: {
-    minutes: { type: "string", default: "1" }, tunnels: { type: "string", default: "1000" },
-    "cert-ttl": { type: "string", default: "20" }, "kill-every": { type: "string", default: "15" },
-    "config-hz": { type: "string", default: "10" }, "app-reset-permille": { type: "string", default: "10" }, "max-bytes": { type: "string", default: "262144" },
+    minutes: { type: "string", default: "1" },
+    tunnels: { type: "string", default: "1000" },
+    "cert-ttl": { type: "string", default: "20" },
+    "kill-every": { type: "string", default: "15" },
+    "config-hz": { type: "string", default: "10" },
+    "app-reset-permille": { type: "string", default: "10" },
+    "max-bytes": { type: "string", default: "262144" },
     out: { type: "string" },
   },
 });
-const MINUTES = Number(values.minutes), TUNNELS = Number(values.tunnels), CERT_TTL = Number(values["cert-ttl"]);
-const KILL_EVERY_MS = Number(values["kill-every"]) * 1000, CONFIG_HZ = Number(values["config-hz"]);
-const MAX_BYTES = Number(values["max-bytes"]), APP_RESET = Number(values["app-reset-permille"]);
+const MINUTES = Number(values.minutes),
+  TUNNELS = Number(values.tunnels),
+  CERT_TTL = Number(values["cert-ttl"]);
+const KILL_EVERY_MS = Number(values["kill-every"]) * 1000,
+  CONFIG_HZ = Number(values["config-hz"]);
+const MAX_BYTES = Number(values["max-bytes"]),
+  APP_RESET = Number(values["app-reset-permille"]);
 for (const [k, v] of Object.entries({ MINUTES, TUNNELS, CERT_TTL, KILL_EVERY_MS, CONFIG_HZ, MAX_BYTES })) {
   if (!(v > 0)) throw new Error(`soak: ${k} must be a positive number`);
 }
 if (!(APP_RESET >= 0 && APP_RESET <= 1000)) throw new Error("soak: --app-reset-permille must be 0..1000");
 
 // Addresses of their own on 127/8, away from the other tests' 127.0.0.x.
-const CLIENT_IP = "127.0.12.1", A_IP = "127.0.12.3", B_IP = "127.0.12.4";
-const SVC = "echo.default.svc.cluster.local", SVC_PORT = 9000;
+const CLIENT_IP = "127.0.12.1",
+  A_IP = "127.0.12.3",
+  B_IP = "127.0.12.4";
+const SVC = "echo.default.svc.cluster.local",
+  SVC_PORT = 9000;
 const TUNNEL_TIMEOUT_MS = 60_000;
 const SAMPLE_MS = 5000;
 
@@ -95,13 +106,35 @@ let startedAt = Date.now();
 const env = { HBONE_LOG_LEVEL: "warn" };
 // Each tunnel holds several descriptors per proxy: raise the children's soft limit as far as the hard one allows.
 const limits = nofileLimits(65536);
-const NOFILE = limits.canRaise ? 65536 : Number.isFinite(limits.hard) && limits.hard > limits.soft ? limits.hard : undefined;
-const common = ["--config", configFile, "--ca-dir", caDir, "--socks5-port", "off", "--admin-port", "off",
-  "--readiness-port", "off", "--metrics-port", "0", "--drain-timeout", "1", "--cert-ttl", String(CERT_TTL)];
+const NOFILE = limits.canRaise
+  ? 65536
+  : Number.isFinite(limits.hard) && limits.hard > limits.soft
+    ? limits.hard
+    : undefined;
+const common = [
+  "--config",
+  configFile,
+  "--ca-dir",
+  caDir,
+  "--socks5-port",
+  "off",
+  "--admin-port",
+  "off",
+  "--readiness-port",
+  "off",
+  "--metrics-port",
+  "0",
+  "--drain-timeout",
+  "1",
+  "--cert-ttl",
+  String(CERT_TTL),
+];
 
 function proc(name: string, script: string, args: () => string[]): Proc {
   const p: Proc = {
-    name, restarts: 0, killing: false,
+    name,
+    restarts: 0,
+    killing: false,
     async start() {
       const c = await spawnNode(name, script, args(), { env, nofile: NOFILE });
       p.child = c;
@@ -109,10 +142,21 @@ function proc(name: string, script: string, args: () => string[]): Proc {
       c.proc.once("close", (code, signal) => {
         if (p.killing || stopping) return;
         const t = Math.round((Date.now() - startedAt) / 1000);
-        const tail = c.tail().split("\n").filter((l) => !l.startsWith("{")).join("\n"); // the JSON log lines aside
+        const tail = c
+          .tail()
+          .split("\n")
+          .filter((l) => !l.startsWith("{"))
+          .join("\n"); // the JSON log lines aside
         crashes.push({ proc: name, t, exit: String(code ?? signal), tail });
         console.log(`[${t} s] CRASH: ${name} exited (${code ?? signal}) on its own; last output:\n${tail}`);
-        setTimeout(() => void p.start().then(() => p.restarts++, (e: unknown) => console.error(`restart of ${name}: ${String(e)}`)), 1000);
+        setTimeout(
+          () =>
+            void p.start().then(
+              () => p.restarts++,
+              (e: unknown) => console.error(`restart of ${name}: ${String(e)}`),
+            ),
+          1000,
+        );
       });
       return c;
     },
@@ -146,7 +190,8 @@ async function scrape(c: Child): Promise<string> {
 /** hbone_active_tunnels by direction. */
 async function activeTunnels(c: Child): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const m of (await scrape(c)).matchAll(/^hbone_active_tunnels\{direction="(\w+)"\} (\d+)/gm)) out[m[1]!] = Number(m[2]);
+  for (const m of (await scrape(c)).matchAll(/^hbone_active_tunnels\{direction="(\w+)"\} (\d+)/gm))
+    out[m[1]!] = Number(m[2]);
   return out;
 }
 
@@ -161,7 +206,14 @@ function fdCount(pid: number): number {
 // ---- Tunnels -------------------------------------------------------------------------------------------------
 
 const stats = {
-  started: 0, clean: 0, errored: 0, lost: 0, stuck: 0, bytesSent: 0, bytesEchoed: 0, bytesLost: 0,
+  started: 0,
+  clean: 0,
+  errored: 0,
+  lost: 0,
+  stuck: 0,
+  bytesSent: 0,
+  bytesEchoed: 0,
+  bytesLost: 0,
   errors: new Map<string, number>(),
 };
 const lossExamples: string[] = [];
@@ -174,8 +226,12 @@ function tunnel(port: number): Promise<void> {
     stats.started++;
     open++;
     const size = 1 + Math.floor(Math.random() ** 2 * MAX_BYTES);
-    const sent = createHash("sha256"), got = createHash("sha256");
-    let sentBytes = 0, gotBytes = 0, ended = false, settled = false;
+    const sent = createHash("sha256"),
+      got = createHash("sha256");
+    let sentBytes = 0,
+      gotBytes = 0,
+      ended = false,
+      settled = false;
     const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
     const timer = setTimeout(() => finish("stuck"), TUNNEL_TIMEOUT_MS);
     const finish = (how: "end" | "stuck" | Error) => {
@@ -249,17 +305,43 @@ async function main(): Promise<void> {
 
   const appA = proc("app a", appJs, () => [A_IP, String(appPort), String(APP_RESET)]);
   const appB = proc("app b", appJs, () => [B_IP, String(appPort), String(APP_RESET)]);
-  const destA = proc("proxy a", cli, () => ["proxy", ...common, "--workload", "default/a/echo", "--inbound-port", String(hbonePort)]);
-  const destB = proc("proxy b", cli, () => ["proxy", ...common, "--workload", "default/b/echo", "--inbound-port", String(hbonePort)]);
-  const source = proc("proxy client", cli, () => ["proxy", ...common, "--workload", "default/client/client",
-    "--inbound-port", "off", "--hbone-port", String(hbonePort), "--forward", `127.0.0.1:${fwdPort}=${SVC}:${SVC_PORT}`]);
+  const destA = proc("proxy a", cli, () => [
+    "proxy",
+    ...common,
+    "--workload",
+    "default/a/echo",
+    "--inbound-port",
+    String(hbonePort),
+  ]);
+  const destB = proc("proxy b", cli, () => [
+    "proxy",
+    ...common,
+    "--workload",
+    "default/b/echo",
+    "--inbound-port",
+    String(hbonePort),
+  ]);
+  const source = proc("proxy client", cli, () => [
+    "proxy",
+    ...common,
+    "--workload",
+    "default/client/client",
+    "--inbound-port",
+    "off",
+    "--hbone-port",
+    String(hbonePort),
+    "--forward",
+    `127.0.0.1:${fwdPort}=${SVC}:${SVC_PORT}`,
+  ]);
   const all = [appA, appB, destA, destB, source];
   for (const p of all) await p.start();
   const proxies = [source, destA, destB];
   const t0 = (startedAt = Date.now());
   const elapsed = () => Math.round((Date.now() - t0) / 1000);
-  console.log(`soak: ${MINUTES} min, ${TUNNELS} tunnels, certificates ${CERT_TTL} s, a kill every ${KILL_EVERY_MS / 1000} s, ` +
-    `config ${CONFIG_HZ}/s; dir ${dir}`);
+  console.log(
+    `soak: ${MINUTES} min, ${TUNNELS} tunnels, certificates ${CERT_TTL} s, a kill every ${KILL_EVERY_MS / 1000} s, ` +
+      `config ${CONFIG_HZ}/s; dir ${dir}`,
+  );
 
   // Config rewrites.
   let rewrites = 0;
@@ -267,7 +349,8 @@ async function main(): Promise<void> {
     gen++;
     rewrites++;
     const text = meshConfig(appPort, gen);
-    if (gen % 10 === 0) writeFileSync(configFile, text); // in place: a reader may catch it half-written
+    if (gen % 10 === 0)
+      writeFileSync(configFile, text); // in place: a reader may catch it half-written
     else {
       writeFileSync(`${configFile}.tmp`, text);
       renameSync(`${configFile}.tmp`, configFile);
@@ -276,7 +359,8 @@ async function main(): Promise<void> {
 
   // Kills: one destination proxy or app at a time, in turn, each started again after a moment. Both sides take
   // turns so a kill usually lands on live tunnels (outlier detection steers new tunnels away from a killed peer).
-  let kills = 0, restarting = false;
+  let kills = 0,
+    restarting = false;
   const victims = [destB, appA, destA, appB];
   const killer = setInterval(() => {
     if (restarting) return;
@@ -285,15 +369,21 @@ async function main(): Promise<void> {
     v.killing = true;
     v.child?.proc.kill("SIGKILL");
     console.log(`[${elapsed()} s] killed ${v.name}`);
-    setTimeout(() => {
-      startAgain(v).then(() => {
-        v.restarts++;
-        v.killing = restarting = false;
-      }, (e: unknown) => {
-        console.error(`restart of ${v.name} failed: ${String(e)}`);
-        v.killing = restarting = false;
-      });
-    }, 1000 + Math.random() * 2000);
+    setTimeout(
+      () => {
+        startAgain(v).then(
+          () => {
+            v.restarts++;
+            v.killing = restarting = false;
+          },
+          (e: unknown) => {
+            console.error(`restart of ${v.name} failed: ${String(e)}`);
+            v.killing = restarting = false;
+          },
+        );
+      },
+      1000 + Math.random() * 2000,
+    );
   }, KILL_EVERY_MS);
 
   // Samples.
@@ -309,8 +399,11 @@ async function main(): Promise<void> {
         // exited between the check and the read
       }
     }
-    console.log(`[${elapsed()} s] open ${open}, started ${stats.started}, clean ${stats.clean}, errored ${stats.errored}, ` +
-      `lost ${stats.lost}, stuck ${stats.stuck}; ` + now.map((s) => `${s.proc} ${s.rssMiB} MiB ${s.fds} fds`).join(", "));
+    console.log(
+      `[${elapsed()} s] open ${open}, started ${stats.started}, clean ${stats.clean}, errored ${stats.errored}, ` +
+        `lost ${stats.lost}, stuck ${stats.stuck}; ` +
+        now.map((s) => `${s.proc} ${s.rssMiB} MiB ${s.fds} fds`).join(", "),
+    );
     samples.push(...now);
   };
   sample();
@@ -355,11 +448,20 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 15_000));
   }
   stopping = true;
-  const alive = Object.fromEntries(all.map((p) => [p.name, p.child?.proc.exitCode === null && p.child.proc.signalCode === null]));
+  const alive = Object.fromEntries(
+    all.map((p) => [p.name, p.child?.proc.exitCode === null && p.child.proc.signalCode === null]),
+  );
   for (const p of all) await p.child?.stop();
 
-  writeResults({ samples, leaks, alive, rewrites, kills, restarts: Object.fromEntries(all.map((p) => [p.name, p.restarts])),
-    seconds: elapsed() });
+  writeResults({
+    samples,
+    leaks,
+    alive,
+    rewrites,
+    kills,
+    restarts: Object.fromEntries(all.map((p) => [p.name, p.restarts])),
+    seconds: elapsed(),
+  });
 }
 
 function trend(samples: Sample[], name: string, key: "rssMiB" | "fds"): string {
@@ -370,23 +472,33 @@ function trend(samples: Sample[], name: string, key: "rssMiB" | "fds"): string {
   const warm = life.filter((s) => s.t >= (life[0]?.t ?? 0) + 20);
   const pts = warm.length >= 2 ? warm : life;
   if (pts.length === 0) return "no samples";
-  const first = pts[0]![key], last = pts.at(-1)![key];
+  const first = pts[0]![key],
+    last = pts.at(-1)![key];
   const max = Math.max(...pts.map((s) => s[key]));
   // Least-squares slope over the second half of the samples: flat is ~0.
   const half = pts.slice(Math.floor(pts.length / 2));
   let slope = NaN;
   if (half.length >= 3) {
-    const mt = half.reduce((a, s) => a + s.t, 0) / half.length, mv = half.reduce((a, s) => a + s[key], 0) / half.length;
-    const num = half.reduce((a, s) => a + (s.t - mt) * (s[key] - mv), 0), den = half.reduce((a, s) => a + (s.t - mt) ** 2, 0);
+    const mt = half.reduce((a, s) => a + s.t, 0) / half.length,
+      mv = half.reduce((a, s) => a + s[key], 0) / half.length;
+    const num = half.reduce((a, s) => a + (s.t - mt) * (s[key] - mv), 0),
+      den = half.reduce((a, s) => a + (s.t - mt) ** 2, 0);
     slope = den > 0 ? (num / den) * 60 : NaN;
   }
-  return `${first} → ${last} (max ${max}; second-half slope ${Number.isFinite(slope) ? slope.toFixed(1) : "n/a"}/min; ` +
-    `${pts.length} samples from ${pts[0]!.t} s)`;
+  return (
+    `${first} → ${last} (max ${max}; second-half slope ${Number.isFinite(slope) ? slope.toFixed(1) : "n/a"}/min; ` +
+    `${pts.length} samples from ${pts[0]!.t} s)`
+  );
 }
 
 function writeResults(r: {
-  samples: Sample[]; leaks: Record<string, unknown>; alive: Record<string, boolean>; rewrites: number; kills: number;
-  restarts: Record<string, number>; seconds: number;
+  samples: Sample[];
+  leaks: Record<string, unknown>;
+  alive: Record<string, boolean>;
+  rewrites: number;
+  kills: number;
+  restarts: Record<string, number>;
+  seconds: number;
 }): void {
   const names = ["proxy client", "proxy a", "proxy b"];
   const md = [
@@ -413,8 +525,11 @@ function writeResults(r: {
     "",
     "| proxy | RSS MiB (last life, after warm-up) | open fds | active tunnels after the load | alive at the end |",
     "|---|---|---|---|---|",
-    ...names.map((n) => `| ${n} | ${trend(r.samples, n, "rssMiB")} | ${trend(r.samples, n, "fds")} | ` +
-      `${JSON.stringify(r.leaks[n])} | ${r.alive[n]} |`),
+    ...names.map(
+      (n) =>
+        `| ${n} | ${trend(r.samples, n, "rssMiB")} | ${trend(r.samples, n, "fds")} | ` +
+        `${JSON.stringify(r.leaks[n])} | ${r.alive[n]} |`,
+    ),
     "",
     `Restarts: ${JSON.stringify(r.restarts)}.`,
     "",
@@ -434,7 +549,10 @@ function writeResults(r: {
   console.log(`written to ${out}`);
 }
 
-main().then(() => process.exit(0), (e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -36,38 +36,100 @@ const portsOf = (a: AppPorts) => [a.sink, a.rr, a.ping];
  */
 export function doubleMeshConfig(network: "network1" | "network2", app: AppPorts, gatewayPort: number): string {
   const ports = portsOf(app);
-  const w = (uid: string, name: string, ns: string, sa: string, net: string, ips: string | null, extra: string[] = []) => [
-    `  - uid: ${uid}`, `    name: ${name}`, `    namespace: ${ns}`, `    serviceAccount: ${sa}`, "    protocol: HBONE",
-    `    clusterId: ${net === "network1" ? "cluster1" : "cluster2"}`, `    network: ${net}`,
-    ...(ips ? [`    workloadIps: [${ips}]`] : []), ...extra,
+  const w = (
+    uid: string,
+    name: string,
+    ns: string,
+    sa: string,
+    net: string,
+    ips: string | null,
+    extra: string[] = [],
+  ) => [
+    `  - uid: ${uid}`,
+    `    name: ${name}`,
+    `    namespace: ${ns}`,
+    `    serviceAccount: ${sa}`,
+    "    protocol: HBONE",
+    `    clusterId: ${net === "network1" ? "cluster1" : "cluster2"}`,
+    `    network: ${net}`,
+    ...(ips ? [`    workloadIps: [${ips}]`] : []),
+    ...extra,
   ];
   const lines = ["workloads:"];
-  if (network === "network1") lines.push(...w("cluster1//v1/Pod/default/client", "client", "default", "client", "network1", CLIENT_IP));
-  lines.push(...w("cluster2//v1/Pod/default/server", "server", "default", "server", "network2",
-    network === "network2" ? SERVER_IP : null, [
-      `    networkGateway: { destination: "network2/${GATEWAY_IP}", hboneMtlsPort: ${gatewayPort} }`,
-      "    services:", `      default/${SERVICE}:`, ...ports.map((p) => `        ${p}: ${p}`),
-    ]));
-  lines.push(...w("cluster2//v1/Pod/istio-system/eastwest", "eastwest", "istio-system", "istio-eastwestgateway", "network2",
-    GATEWAY_IP));
-  lines.push("services:", "  - name: server", "    namespace: default", `    hostname: ${SERVICE}`, "    vips: [/10.96.0.20]",
+  if (network === "network1")
+    lines.push(...w("cluster1//v1/Pod/default/client", "client", "default", "client", "network1", CLIENT_IP));
+  lines.push(
+    ...w(
+      "cluster2//v1/Pod/default/server",
+      "server",
+      "default",
+      "server",
+      "network2",
+      network === "network2" ? SERVER_IP : null,
+      [
+        `    networkGateway: { destination: "network2/${GATEWAY_IP}", hboneMtlsPort: ${gatewayPort} }`,
+        "    services:",
+        `      default/${SERVICE}:`,
+        ...ports.map((p) => `        ${p}: ${p}`),
+      ],
+    ),
+  );
+  lines.push(
+    ...w(
+      "cluster2//v1/Pod/istio-system/eastwest",
+      "eastwest",
+      "istio-system",
+      "istio-eastwestgateway",
+      "network2",
+      GATEWAY_IP,
+    ),
+  );
+  lines.push(
+    "services:",
+    "  - name: server",
+    "    namespace: default",
+    `    hostname: ${SERVICE}`,
+    "    vips: [/10.96.0.20]",
     `    ports: { ${ports.map((p) => `${p}: ${p}`).join(", ")} }`,
-    "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/server]", '    labels: { istio.io/global: "true" }');
+    "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/server]",
+    '    labels: { istio.io/global: "true" }',
+  );
   return lines.join("\n") + "\n";
 }
 
 /** Starts the three proxies of a double-HBONE topology; pushes them onto `proxies` (source first). */
-export async function buildDouble(kind: "hbone" | "node-http2", ctx: BuildContext, proxies: Proxy[]): Promise<Endpoint[]> {
+export async function buildDouble(
+  kind: "hbone" | "node-http2",
+  ctx: BuildContext,
+  proxies: Proxy[],
+): Promise<Endpoint[]> {
   if (kind === "node-http2") {
-    const inb = await spawnNode("node-http2-double inbound", peer("node-http2-proxy.js"),
-      ["inbound", ctx.caDir, SERVER_IP], spawnOpts(ctx, "inbound"));
+    const inb = await spawnNode(
+      "node-http2-double inbound",
+      peer("node-http2-proxy.js"),
+      ["inbound", ctx.caDir, SERVER_IP],
+      spawnOpts(ctx, "inbound"),
+    );
     proxies.push({ role: "inbound", child: inb });
-    const gw = await spawnNode("node-http2-double gateway", peer("node-http2-proxy.js"),
-      ["gateway", ctx.caDir, GATEWAY_IP], spawnOpts(ctx, "gateway"));
+    const gw = await spawnNode(
+      "node-http2-double gateway",
+      peer("node-http2-proxy.js"),
+      ["gateway", ctx.caDir, GATEWAY_IP],
+      spawnOpts(ctx, "gateway"),
+    );
     proxies.unshift({ role: "gateway", child: gw });
-    const out = await spawnNode("node-http2-double outbound", peer("node-http2-proxy.js"),
-      ["outbound-via", ctx.caDir, `${GATEWAY_IP}:${gw.ready.port as number}`, `${SERVER_IP}:${inb.ready.port as number}`,
-        ...portsOf(ctx.app).map((p) => `${SERVER_IP}:${p}`)], spawnOpts(ctx, "outbound"));
+    const out = await spawnNode(
+      "node-http2-double outbound",
+      peer("node-http2-proxy.js"),
+      [
+        "outbound-via",
+        ctx.caDir,
+        `${GATEWAY_IP}:${gw.ready.port as number}`,
+        `${SERVER_IP}:${inb.ready.port as number}`,
+        ...portsOf(ctx.app).map((p) => `${SERVER_IP}:${p}`),
+      ],
+      spawnOpts(ctx, "outbound"),
+    );
     proxies.unshift({ role: "outbound", child: out });
     return (out.ready.ports as number[]).map((port) => ({ host: "127.0.0.1", port }));
   }
@@ -80,21 +142,72 @@ export async function buildDouble(kind: "hbone" | "node-http2", ctx: BuildContex
     return f;
   };
   const cli = join(repoRoot(), "dist", "host", "cli.js");
-  const common = (network: string, cluster: string) => ["--config", cfg(network as "network1" | "network2"),
-    "--ca-dir", ctx.caDir, "--cluster", cluster, "--network", network, "--socks5-port", "off", "--admin-port", "off",
-    "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "1"];
-  const inb = await spawnNode("hbone-double inbound", cli, ["proxy", ...common("network2", "cluster2"),
-    "--workload", "default/server/server", "--inbound-port", String(destPort)], spawnOpts(ctx, "inbound"));
+  const common = (network: string, cluster: string) => [
+    "--config",
+    cfg(network as "network1" | "network2"),
+    "--ca-dir",
+    ctx.caDir,
+    "--cluster",
+    cluster,
+    "--network",
+    network,
+    "--socks5-port",
+    "off",
+    "--admin-port",
+    "off",
+    "--metrics-port",
+    "off",
+    "--readiness-port",
+    "off",
+    "--drain-timeout",
+    "1",
+  ];
+  const inb = await spawnNode(
+    "hbone-double inbound",
+    cli,
+    [
+      "proxy",
+      ...common("network2", "cluster2"),
+      "--workload",
+      "default/server/server",
+      "--inbound-port",
+      String(destPort),
+    ],
+    spawnOpts(ctx, "inbound"),
+  );
   proxies.push({ role: "inbound", child: inb });
-  const gw = await spawnNode("hbone-double gateway", cli, ["gateway", ...common("network2", "cluster2"),
-    "--workload", "istio-system/eastwest/istio-eastwestgateway", "--inbound-port", String(gwPort),
-    "--hbone-port", String(destPort)], spawnOpts(ctx, "gateway"));
+  const gw = await spawnNode(
+    "hbone-double gateway",
+    cli,
+    [
+      "gateway",
+      ...common("network2", "cluster2"),
+      "--workload",
+      "istio-system/eastwest/istio-eastwestgateway",
+      "--inbound-port",
+      String(gwPort),
+      "--hbone-port",
+      String(destPort),
+    ],
+    spawnOpts(ctx, "gateway"),
+  );
   proxies.unshift({ role: "gateway", child: gw });
   const listen: number[] = [];
   for (let k = 0; k < 3; k++) listen.push(await freePort("127.0.0.1"));
-  const out = await spawnNode("hbone-double outbound", cli, ["proxy", ...common("network1", "cluster1"),
-    "--workload", "default/client/client", "--inbound-port", "off",
-    ...portsOf(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVICE}:${p}`])], spawnOpts(ctx, "outbound"));
+  const out = await spawnNode(
+    "hbone-double outbound",
+    cli,
+    [
+      "proxy",
+      ...common("network1", "cluster1"),
+      "--workload",
+      "default/client/client",
+      "--inbound-port",
+      "off",
+      ...portsOf(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVICE}:${p}`]),
+    ],
+    spawnOpts(ctx, "outbound"),
+  );
   proxies.unshift({ role: "outbound", child: out });
   return listen.map((port) => ({ host: "127.0.0.1", port }));
 }

@@ -17,8 +17,15 @@ import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "../harness.js";
 import { buildDouble } from "./topologies-double.js";
 
-export const TOPOLOGIES = ["direct", "tls-pipe", "node-http2", "hbone-wasm", "node-http2-double", "hbone-double",
-  "hbone-wasm-w2"] as const;
+export const TOPOLOGIES = [
+  "direct",
+  "tls-pipe",
+  "node-http2",
+  "hbone-wasm",
+  "node-http2-double",
+  "hbone-double",
+  "hbone-wasm-w2",
+] as const;
 /** What the proxies suite runs unless told (`--topologies`): hbone-wasm-w2 only on request. */
 export const DEFAULT_TOPOLOGIES: readonly TopologyName[] = TOPOLOGIES.filter((t) => t !== "hbone-wasm-w2");
 /** The cross-network topologies: measured in the rr and throughput workloads only. */
@@ -118,23 +125,43 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
         return { name, entry: entries(appPortList(ctx.app), SERVER_IP), proxies, stop: async () => {} };
 
       case "tls-pipe": {
-        const term = await spawnNode("tls-pipe terminator", peer("tls-pipe.js"),
-          ["terminator", ctx.caDir, SERVER_IP, ...appPortList(ctx.app).map(String)], spawnOpts(ctx, "inbound"));
+        const term = await spawnNode(
+          "tls-pipe terminator",
+          peer("tls-pipe.js"),
+          ["terminator", ctx.caDir, SERVER_IP, ...appPortList(ctx.app).map(String)],
+          spawnOpts(ctx, "inbound"),
+        );
         proxies.push({ role: "inbound", child: term });
         const termPorts = term.ready.ports as number[];
-        const relay = await spawnNode("tls-pipe relay", peer("tls-pipe.js"),
-          ["relay", ctx.caDir, ...termPorts.map((p) => `${SERVER_IP}:${p}`)], spawnOpts(ctx, "outbound"));
+        const relay = await spawnNode(
+          "tls-pipe relay",
+          peer("tls-pipe.js"),
+          ["relay", ctx.caDir, ...termPorts.map((p) => `${SERVER_IP}:${p}`)],
+          spawnOpts(ctx, "outbound"),
+        );
         proxies.unshift({ role: "outbound", child: relay });
         return { name, entry: entries(relay.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
       }
 
       case "node-http2": {
-        const inb = await spawnNode("node-http2 inbound", peer("node-http2-proxy.js"),
-          ["inbound", ctx.caDir, SERVER_IP], spawnOpts(ctx, "inbound"));
+        const inb = await spawnNode(
+          "node-http2 inbound",
+          peer("node-http2-proxy.js"),
+          ["inbound", ctx.caDir, SERVER_IP],
+          spawnOpts(ctx, "inbound"),
+        );
         proxies.push({ role: "inbound", child: inb });
-        const out = await spawnNode("node-http2 outbound", peer("node-http2-proxy.js"),
-          ["outbound", ctx.caDir, `${SERVER_IP}:${inb.ready.port as number}`,
-            ...appPortList(ctx.app).map((p) => `${SERVER_IP}:${p}`)], spawnOpts(ctx, "outbound"));
+        const out = await spawnNode(
+          "node-http2 outbound",
+          peer("node-http2-proxy.js"),
+          [
+            "outbound",
+            ctx.caDir,
+            `${SERVER_IP}:${inb.ready.port as number}`,
+            ...appPortList(ctx.app).map((p) => `${SERVER_IP}:${p}`),
+          ],
+          spawnOpts(ctx, "outbound"),
+        );
         proxies.unshift({ role: "outbound", child: out });
         return { name, entry: entries(out.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
       }
@@ -144,20 +171,50 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
         const config = join(ctx.dir, "mesh.yaml");
         writeFileSync(config, meshConfig());
         const cli = join(repoRoot(), "dist", "host", "cli.js");
-        const common = ["proxy", "--config", config, "--ca-dir", ctx.caDir, "--socks5-port", "off",
-          "--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "1",
-          ...(name === "hbone-wasm-w2" ? ["--workers", "2"] : [])];
-        const inb = await spawnNode("hbone inbound", cli,
-          [...common, "--workload", "default/server/server", "--inbound-port", "0"], spawnOpts(ctx, "inbound"));
+        const common = [
+          "proxy",
+          "--config",
+          config,
+          "--ca-dir",
+          ctx.caDir,
+          "--socks5-port",
+          "off",
+          "--admin-port",
+          "off",
+          "--metrics-port",
+          "off",
+          "--readiness-port",
+          "off",
+          "--drain-timeout",
+          "1",
+          ...(name === "hbone-wasm-w2" ? ["--workers", "2"] : []),
+        ];
+        const inb = await spawnNode(
+          "hbone inbound",
+          cli,
+          [...common, "--workload", "default/server/server", "--inbound-port", "0"],
+          spawnOpts(ctx, "inbound"),
+        );
         proxies.push({ role: "inbound", child: inb, workers: inb.ready.pids as number[] | undefined });
         const hbonePort = hostPort(inb.ready.inbound as string).port;
         // `--forward` refuses listen port 0 (host/proxy/authority.ts validPort), so pick free ports here.
         const listen: number[] = [];
         for (let k = 0; k < APP_MODES.length; k++) listen.push(await freePort("127.0.0.1"));
-        const out = await spawnNode("hbone outbound", cli, [...common, "--workload", "default/client/client",
-          "--inbound-port", "off", "--hbone-port", String(hbonePort),
-          ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`])],
-          spawnOpts(ctx, "outbound"));
+        const out = await spawnNode(
+          "hbone outbound",
+          cli,
+          [
+            ...common,
+            "--workload",
+            "default/client/client",
+            "--inbound-port",
+            "off",
+            "--hbone-port",
+            String(hbonePort),
+            ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`]),
+          ],
+          spawnOpts(ctx, "outbound"),
+        );
         proxies.unshift({ role: "outbound", child: out, workers: out.ready.pids as number[] | undefined });
         const fwd = (out.ready.forward as string[]).map((f) => hostPort(f).port);
         return { name, entry: entries(fwd), proxies, stop: () => stopAll(proxies) };

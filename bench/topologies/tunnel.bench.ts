@@ -106,21 +106,23 @@ async function shortStreams(impl: Impl, ms: number, concurrency: number): Promis
   const deadline = Date.now() + ms;
   const t0 = process.hrtime.bigint();
   try {
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (Date.now() < deadline) {
-        const s = await client.open("echo:1");
-        let got = 0;
-        const ended = new Promise<void>((resolve, reject) => {
-          s.on("data", (d: Buffer) => (got += d.length));
-          s.on("end", resolve);
-          s.on("error", reject);
-        });
-        s.end(payload);
-        await ended;
-        if (got !== payload.length) throw new Error(`short stream echoed ${got} bytes`);
-        done++;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (Date.now() < deadline) {
+          const s = await client.open("echo:1");
+          let got = 0;
+          const ended = new Promise<void>((resolve, reject) => {
+            s.on("data", (d: Buffer) => (got += d.length));
+            s.on("end", resolve);
+            s.on("error", reject);
+          });
+          s.end(payload);
+          await ended;
+          if (got !== payload.length) throw new Error(`short stream echoed ${got} bytes`);
+          done++;
+        }
+      }),
+    );
     return done / (Number(process.hrtime.bigint() - t0) / 1e9);
   } finally {
     client.close();
@@ -131,10 +133,15 @@ async function shortStreams(impl: Impl, ms: number, concurrency: number): Promis
 export async function runTunnelBench(opts: RunOptions): Promise<SuiteResult> {
   const total = opts.quick ? 256 << 20 : 1 << 30;
   const rounds = opts.quick ? 1 : 3;
-  const best: Record<Impl, { secs: number; cpu: number }> = { hbone: { secs: Infinity, cpu: 0 }, node: { secs: Infinity, cpu: 0 } };
+  const best: Record<Impl, { secs: number; cpu: number }> = {
+    hbone: { secs: Infinity, cpu: 0 },
+    node: { secs: Infinity, cpu: 0 },
+  };
   for (let r = 0; r < rounds; r++) {
     for (const impl of ["node", "hbone"] as const) {
-      console.log(`  tunnel: bulk ${total >> 20} MiB, ${impl === "hbone" ? "H2Session" : "node:http2"}, round ${r + 1}/${rounds}`);
+      console.log(
+        `  tunnel: bulk ${total >> 20} MiB, ${impl === "hbone" ? "H2Session" : "node:http2"}, round ${r + 1}/${rounds}`,
+      );
       const [secs, cpu] = await bulk(impl, total);
       if (secs < best[impl].secs) best[impl] = { secs, cpu };
     }
@@ -147,16 +154,18 @@ export async function runTunnelBench(opts: RunOptions): Promise<SuiteResult> {
   }
 
   const gib = total / (1 << 30);
-  const fig = (impl: Impl): Figure => ({
-    task: `tunnel bulk ${total >> 20} MiB: ${impl === "hbone" ? "H2Session (Wasm codec)" : "node:http2 (tuned)"}`,
-    opsPerSec: 1 / best[impl].secs,
-    rme: 0,
-    samples: rounds,
-    bytesPerOp: total,
-    throughputMBps: total / best[impl].secs / 1e6,
-    cpuSecondsPerGiB: best[impl].cpu / gib,
-  } as Figure);
-  const ours = fig("hbone"), theirs = fig("node");
+  const fig = (impl: Impl): Figure =>
+    ({
+      task: `tunnel bulk ${total >> 20} MiB: ${impl === "hbone" ? "H2Session (Wasm codec)" : "node:http2 (tuned)"}`,
+      opsPerSec: 1 / best[impl].secs,
+      rme: 0,
+      samples: rounds,
+      bytesPerOp: total,
+      throughputMBps: total / best[impl].secs / 1e6,
+      cpuSecondsPerGiB: best[impl].cpu / gib,
+    }) as Figure;
+  const ours = fig("hbone"),
+    theirs = fig("node");
   ours.baseline = theirs.task;
   const shortFig = (impl: Impl): Figure => ({
     task: `short streams (1 KiB each way, 32 at once): ${impl === "hbone" ? "H2Session" : "node:http2"}`,
@@ -164,15 +173,28 @@ export async function runTunnelBench(opts: RunOptions): Promise<SuiteResult> {
     rme: 0,
     samples: 1,
   });
-  const shortOurs = shortFig("hbone"), shortTheirs = shortFig("node");
+  const shortOurs = shortFig("hbone"),
+    shortTheirs = shortFig("node");
   shortOurs.baseline = shortTheirs.task;
   const thr = ours.throughputMBps! / theirs.throughputMBps!;
   const cpuRatio = best.hbone.cpu / best.node.cpu;
   const shortRatio = rate.hbone / rate.node;
   const targets: Target[] = [
     { name: "session single-stream throughput vs node:http2", value: thr, goal: 1.2, met: thr >= 1.2, task: ours.task },
-    { name: "session CPU per GiB vs node:http2 (lower is better)", value: cpuRatio, goal: 0.8, met: cpuRatio <= 0.8, lowerIsBetter: true },
-    { name: "short streams per second vs node:http2", value: shortRatio, goal: 1.5, met: shortRatio >= 1.5, task: shortOurs.task },
+    {
+      name: "session CPU per GiB vs node:http2 (lower is better)",
+      value: cpuRatio,
+      goal: 0.8,
+      met: cpuRatio <= 0.8,
+      lowerIsBetter: true,
+    },
+    {
+      name: "short streams per second vs node:http2",
+      value: shortRatio,
+      goal: 1.5,
+      met: shortRatio >= 1.5,
+      task: shortOurs.task,
+    },
   ];
   return {
     suite: "tunnel",

@@ -50,14 +50,23 @@ export const HOST_EXCLUDED_INBOUND_PORTS = [22];
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 function check(c: CaptureConfig): void {
-  if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(c.table)) throw new Error(`capture: bad table name ${JSON.stringify(c.table)}`);
-  for (const [k, v] of [["outboundPort", c.outboundPort], ["inboundPlaintextPort", c.inboundPlaintextPort],
-    ["hbonePort", c.hbonePort], ["dnsPort", c.dnsPort], ...c.excludeInboundPorts.map((p) => ["excludeInboundPorts", p] as const)] as const) {
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(c.table))
+    throw new Error(`capture: bad table name ${JSON.stringify(c.table)}`);
+  for (const [k, v] of [
+    ["outboundPort", c.outboundPort],
+    ["inboundPlaintextPort", c.inboundPlaintextPort],
+    ["hbonePort", c.hbonePort],
+    ["dnsPort", c.dnsPort],
+    ...c.excludeInboundPorts.map((p) => ["excludeInboundPorts", p] as const),
+  ] as const) {
     if (!Number.isInteger(v) || v < 1 || v > 65535) throw new Error(`capture: ${k}: not a port: ${v}`);
   }
-  if (!Number.isInteger(c.mark) || c.mark < 1 || c.mark > 0xffffffff) throw new Error(`capture: mark: not a 32-bit mark: ${c.mark}`);
-  if (!Number.isInteger(c.markMask) || (c.mark & c.markMask) !== c.mark) throw new Error(`capture: mark ${hex(c.mark)} does not fit mask ${hex(c.markMask)}`);
-  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(c.probeSource)) throw new Error(`capture: probeSource: not an IPv4 address: ${c.probeSource}`);
+  if (!Number.isInteger(c.mark) || c.mark < 1 || c.mark > 0xffffffff)
+    throw new Error(`capture: mark: not a 32-bit mark: ${c.mark}`);
+  if (!Number.isInteger(c.markMask) || (c.mark & c.markMask) !== c.mark)
+    throw new Error(`capture: mark ${hex(c.mark)} does not fit mask ${hex(c.markMask)}`);
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(c.probeSource))
+    throw new Error(`capture: probeSource: not an IPv4 address: ${c.probeSource}`);
 }
 
 /** The table definition (what `hbone capture rules` prints). */
@@ -65,9 +74,10 @@ export function captureRuleset(opts: Partial<CaptureConfig> = {}): string {
   const c: CaptureConfig = { ...CAPTURE_DEFAULTS, ...opts };
   check(c);
   const mark = `meta mark & ${hex(c.markMask)} == ${hex(c.mark)}`;
-  const excluded = c.excludeInboundPorts.length > 0
-    ? [`\t\ttcp dport { ${[...new Set(c.excludeInboundPorts)].sort((a, b) => a - b).join(", ")} } return`]
-    : [];
+  const excluded =
+    c.excludeInboundPorts.length > 0
+      ? [`\t\ttcp dport { ${[...new Set(c.excludeInboundPorts)].sort((a, b) => a - b).join(", ")} } return`]
+      : [];
   const dns = c.captureDns
     ? [`\t\tudp dport 53 redirect to :${c.dnsPort}`, `\t\ttcp dport 53 redirect to :${c.dnsPort}`]
     : [];
@@ -120,9 +130,8 @@ const TIMEOUT_MS = 15_000;
 
 /** Runs `nft -f -` (inside `ip netns exec NAME` for a namespace) with `script` on stdin. */
 export function runNft(target: CaptureTarget, script: string): Promise<void> {
-  const [cmd, args] = target.netns !== undefined
-    ? ["ip", ["netns", "exec", target.netns, "nft", "-f", "-"]]
-    : ["nft", ["-f", "-"]];
+  const [cmd, args] =
+    target.netns !== undefined ? ["ip", ["netns", "exec", target.netns, "nft", "-f", "-"]] : ["nft", ["-f", "-"]];
   const where = target.netns !== undefined ? `in network namespace ${target.netns}` : "on the host";
   return new Promise((resolve, reject) => {
     let stderr = "";
@@ -140,9 +149,13 @@ export function runNft(target: CaptureTarget, script: string): Promise<void> {
       done(new CaptureError(`nft ${where}: no answer in ${TIMEOUT_MS / 1000} s`));
     }, TIMEOUT_MS);
     child.on("error", (e: NodeJS.ErrnoException) => {
-      done(new CaptureError(e.code === "ENOENT"
-        ? `${cmd} not found: redirect mode needs ${cmd === "ip" ? "iproute2 (apt-get install iproute2)" : "nftables (apt-get install nftables)"}`
-        : `${cmd}: ${e.message}`));
+      done(
+        new CaptureError(
+          e.code === "ENOENT"
+            ? `${cmd} not found: redirect mode needs ${cmd === "ip" ? "iproute2 (apt-get install iproute2)" : "nftables (apt-get install nftables)"}`
+            : `${cmd}: ${e.message}`,
+        ),
+      );
     });
     child.stdin.on("error", () => undefined); // an early exit is reported by 'close'
     child.stderr.setEncoding("utf8");
@@ -153,8 +166,15 @@ export function runNft(target: CaptureTarget, script: string): Promise<void> {
       if (code === 0) return done();
       const msg = stderr.trim();
       if (/not permitted|permission denied/i.test(msg)) {
-        done(new CaptureError(`nft ${where}: not permitted: installing rules needs root (CAP_NET_ADMIN${target.netns !== undefined ? ", and CAP_SYS_ADMIN to enter the namespace" : ""}): ${msg}`));
-      } else if (/nft: command not found|exec of "nft" failed|No such file or directory.*nft/i.test(msg) && target.netns !== undefined) {
+        done(
+          new CaptureError(
+            `nft ${where}: not permitted: installing rules needs root (CAP_NET_ADMIN${target.netns !== undefined ? ", and CAP_SYS_ADMIN to enter the namespace" : ""}): ${msg}`,
+          ),
+        );
+      } else if (
+        /nft: command not found|exec of "nft" failed|No such file or directory.*nft/i.test(msg) &&
+        target.netns !== undefined
+      ) {
         done(new CaptureError(`nft not found: redirect mode needs nftables (apt-get install nftables): ${msg}`));
       } else {
         done(new CaptureError(`nft ${where} failed (exit ${code}): ${msg || "no message"}`));
@@ -188,7 +208,10 @@ function portArg(v: string | undefined, flag: string): number | undefined {
 }
 
 /** `hbone capture rules …`; returns the exit code. */
-export async function captureCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+export async function captureCommand(
+  args: string[],
+  out: (s: string) => void = (s) => process.stdout.write(s),
+): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== "rules") {
     process.stderr.write(`hbone capture: unknown subcommand ${sub === undefined ? "(none)" : `'${sub}'`}\n${USAGE}`);
@@ -197,13 +220,21 @@ export async function captureCommand(args: string[], out: (s: string) => void = 
   const { values } = parseArgs({
     args: rest,
     options: {
-      netns: { type: "string" }, host: { type: "boolean" }, apply: { type: "boolean" }, remove: { type: "boolean" },
-      "outbound-port": { type: "string" }, "inbound-port": { type: "string" }, "hbone-port": { type: "string" },
-      "dns-port": { type: "string" }, mark: { type: "string" }, table: { type: "string" },
+      netns: { type: "string" },
+      host: { type: "boolean" },
+      apply: { type: "boolean" },
+      remove: { type: "boolean" },
+      "outbound-port": { type: "string" },
+      "inbound-port": { type: "string" },
+      "hbone-port": { type: "string" },
+      "dns-port": { type: "string" },
+      mark: { type: "string" },
+      table: { type: "string" },
       "exclude-inbound-ports": { type: "string" },
     },
   });
-  if ((values.netns === undefined) === (values.host !== true)) throw new Error(`capture rules: give exactly one of --netns NAME or --host\n${USAGE}`);
+  if ((values.netns === undefined) === (values.host !== true))
+    throw new Error(`capture rules: give exactly one of --netns NAME or --host\n${USAGE}`);
   if (values.apply && values.remove) throw new Error("capture rules: --apply and --remove exclude each other");
   const target: CaptureTarget = values.netns !== undefined ? { netns: values.netns } : {};
   const opts: Partial<CaptureConfig> = {};
@@ -222,9 +253,15 @@ export async function captureCommand(args: string[], out: (s: string) => void = 
   }
   set("table", values.table);
   const excluded = values["exclude-inbound-ports"];
-  opts.excludeInboundPorts = excluded !== undefined
-    ? excluded.split(",").filter((p) => p.trim() !== "").map((p) => portArg(p.trim(), "--exclude-inbound-ports")!)
-    : values.host ? HOST_EXCLUDED_INBOUND_PORTS : [];
+  opts.excludeInboundPorts =
+    excluded !== undefined
+      ? excluded
+          .split(",")
+          .filter((p) => p.trim() !== "")
+          .map((p) => portArg(p.trim(), "--exclude-inbound-ports")!)
+      : values.host
+        ? HOST_EXCLUDED_INBOUND_PORTS
+        : [];
   const where = target.netns !== undefined ? `network namespace ${target.netns}` : "the host";
   const table = opts.table ?? CAPTURE_DEFAULTS.table;
   if (values.remove) {

@@ -102,8 +102,12 @@ export class TwoClusters {
     mkdirSync(this.o.dir, { recursive: true });
     // One root, an intermediate per cluster: clusters trust each other.
     await createPluginCa({ outDir: this.caDir("cluster1"), trustDomain: "cluster.local", cluster: "cluster1" });
-    await createPluginCa({ outDir: this.caDir("cluster2"), trustDomain: "cluster.local", cluster: "cluster2",
-      rootDir: this.caDir("cluster1") });
+    await createPluginCa({
+      outDir: this.caDir("cluster2"),
+      trustDomain: "cluster.local",
+      cluster: "cluster2",
+      rootDir: this.caDir("cluster1"),
+    });
     for (const c of this.clusters) writeFileSync(this.configPath(c), this.config(c));
     for (const c of this.clusters) {
       for (const w of WORKLOADS) {
@@ -129,10 +133,19 @@ export class TwoClusters {
 
   private async startProxy(c: string, w: WorkloadSpec): Promise<void> {
     const m = await startProxy({
-      config: this.configPath(c), caDir: this.caDir(c), workload: `${w.namespace}/${w.name}/${w.sa}`,
-      cluster: c, network: this.network(c), inboundPort: this.hbonePort, hbonePort: this.hbonePort,
-      socks5Port: false, adminPort: w.client || w.gateway ? 0 : false, metricsPort: 0, readinessPort: false,
-      gateway: w.gateway, ...this.o.proxy,
+      config: this.configPath(c),
+      caDir: this.caDir(c),
+      workload: `${w.namespace}/${w.name}/${w.sa}`,
+      cluster: c,
+      network: this.network(c),
+      inboundPort: this.hbonePort,
+      hbonePort: this.hbonePort,
+      socks5Port: false,
+      adminPort: w.client || w.gateway ? 0 : false,
+      metricsPort: 0,
+      readinessPort: false,
+      gateway: w.gateway,
+      ...this.o.proxy,
     });
     this.proxies.set(`${c}/${w.name}`, m);
   }
@@ -156,7 +169,9 @@ export class TwoClusters {
     // The file sources debounce and reload; wait until every proxy applied it.
     const want = d === "PreferClose" ? "FAILOVER" : undefined;
     for (let i = 0; i < 100; i++) {
-      const done = [...this.proxies.values()].every((m) => m.state.serviceByHost("echo.default.svc.cluster.local")?.loadBalancer?.mode === want);
+      const done = [...this.proxies.values()].every(
+        (m) => m.state.serviceByHost("echo.default.svc.cluster.local")?.loadBalancer?.mode === want,
+      );
       if (done) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -169,31 +184,56 @@ export class TwoClusters {
     const lines: string[] = ["workloads:"];
     const workload = (cl: string, w: WorkloadSpec, local: boolean) => {
       const net = this.network(cl);
-      lines.push(`  - uid: ${cl}//v1/Pod/${w.namespace}/${w.name}`, `    name: ${w.name}`, `    namespace: ${w.namespace}`,
-        `    serviceAccount: ${w.sa}`, `    workloadName: ${w.name}`, `    workloadType: deployment`,
-        `    canonicalName: ${w.service ?? w.name}`, `    canonicalRevision: v1`, `    protocol: HBONE`,
-        `    clusterId: ${cl}`, `    network: ${net}`, `    node: ${cl}-node`,
-        `    locality: { region: region-${cl}, zone: zone-${cl}, subzone: "" }`);
+      lines.push(
+        `  - uid: ${cl}//v1/Pod/${w.namespace}/${w.name}`,
+        `    name: ${w.name}`,
+        `    namespace: ${w.namespace}`,
+        `    serviceAccount: ${w.sa}`,
+        `    workloadName: ${w.name}`,
+        `    workloadType: deployment`,
+        `    canonicalName: ${w.service ?? w.name}`,
+        `    canonicalRevision: v1`,
+        `    protocol: HBONE`,
+        `    clusterId: ${cl}`,
+        `    network: ${net}`,
+        `    node: ${cl}-node`,
+        `    locality: { region: region-${cl}, zone: zone-${cl}, subzone: "" }`,
+      );
       // Remote pods are address-less: reachable only through their network's gateway. Local pods name it too (as
       // istiod does for every pod of a network with a gateway): that is how an inbound knows the gateway's address.
       if (local || w.gateway) lines.push(`    workloadIps: [${this.ip(cl, w.ip)}]`);
-      if (!w.gateway) lines.push(`    networkGateway: { destination: "${net}/${this.ip(cl, "100")}", hboneMtlsPort: ${this.hbonePort} }`);
+      if (!w.gateway)
+        lines.push(
+          `    networkGateway: { destination: "${net}/${this.ip(cl, "100")}", hboneMtlsPort: ${this.hbonePort} }`,
+        );
       if (w.service) {
-        lines.push("    services:", `      default/${w.service}.default.svc.cluster.local:`, `        ${APP_PORT}: ${APP_PORT}`);
+        lines.push(
+          "    services:",
+          `      default/${w.service}.default.svc.cluster.local:`,
+          `        ${APP_PORT}: ${APP_PORT}`,
+        );
       }
     };
     for (const w of WORKLOADS) if (!w.client || c === "cluster1") workload(c, w, true);
     for (const w of WORKLOADS) if (!w.client && (w.service || w.gateway)) workload(other, w, false);
-    const lb = this.distribution === "PreferClose"
-      ? "\n    loadBalancer: { mode: FAILOVER, routingPreferences: [NETWORK, REGION, ZONE] }" : "";
+    const lb =
+      this.distribution === "PreferClose"
+        ? "\n    loadBalancer: { mode: FAILOVER, routingPreferences: [NETWORK, REGION, ZONE] }"
+        : "";
     lines.push(
       "services:",
-      "  - name: echo", "    namespace: default", "    hostname: echo.default.svc.cluster.local",
-      "    vips: [/10.96.0.10]", `    ports: { ${APP_PORT}: ${APP_PORT} }`,
+      "  - name: echo",
+      "    namespace: default",
+      "    hostname: echo.default.svc.cluster.local",
+      "    vips: [/10.96.0.10]",
+      `    ports: { ${APP_PORT}: ${APP_PORT} }`,
       "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]",
       '    labels: { istio.io/global: "true" }' + lb,
-      "  - name: hello", "    namespace: default", "    hostname: hello.default.svc.cluster.local",
-      "    vips: [/10.96.0.11]", `    ports: { ${APP_PORT}: ${APP_PORT} }`,
+      "  - name: hello",
+      "    namespace: default",
+      "    hostname: hello.default.svc.cluster.local",
+      "    vips: [/10.96.0.11]",
+      `    ports: { ${APP_PORT}: ${APP_PORT} }`,
       "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/hello]",
     );
     return lines.join("\n") + "\n";

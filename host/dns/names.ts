@@ -31,7 +31,10 @@ export interface MeshAnswer {
 export class MeshNames {
   private readonly domain: string;
 
-  constructor(private readonly state: ProxyState, opts: NameOptions = {}) {
+  constructor(
+    private readonly state: ProxyState,
+    opts: NameOptions = {},
+  ) {
     this.domain = (opts.clusterDomain ?? "cluster.local").toLowerCase().replace(/\.$/, "");
   }
 
@@ -41,7 +44,8 @@ export class MeshNames {
     if (name === "" || name.length > 253) return undefined;
     for (const candidate of this.candidates(name, client.namespace)) {
       const svc = this.state.serviceByHost(candidate, client.namespace);
-      if (svc && (svc.visibility !== "NAMESPACE" || svc.namespace === client.namespace) && svc.vips.length > 0) return svc;
+      if (svc && (svc.visibility !== "NAMESPACE" || svc.namespace === client.namespace) && svc.vips.length > 0)
+        return svc;
     }
     return undefined;
   }

@@ -61,7 +61,9 @@ const MAX_TCP_UNREAD = 256 * 1024;
 function errorReply(query: Buffer, rcode: number, q?: packet.DecodedPacket): Buffer {
   if (q) {
     return packet.encode({
-      type: "response", id: q.id, flags: ((q.flags ?? 0) & (OPCODE_MASK | packet.RECURSION_DESIRED)) | packet.RECURSION_AVAILABLE | rcode,
+      type: "response",
+      id: q.id,
+      flags: ((q.flags ?? 0) & (OPCODE_MASK | packet.RECURSION_DESIRED)) | packet.RECURSION_AVAILABLE | rcode,
       questions: q.questions ?? [],
     });
   }
@@ -82,10 +84,18 @@ export interface DnsStats {
 }
 
 export class DnsProxy {
-  readonly stats: DnsStats = { queries: 0, meshAnswers: 0, forwarded: 0, upstreamFailures: 0, malformed: 0, refused: 0 };
+  readonly stats: DnsStats = {
+    queries: 0,
+    meshAnswers: 0,
+    forwarded: 0,
+    upstreamFailures: 0,
+    malformed: 0,
+    refused: 0,
+  };
   private readonly names: MeshNames;
   private readonly upstreams: Upstream[];
-  private readonly o: Required<Omit<DnsProxyOptions, "listen" | "upstreams" | "network" | "clusterDomain">> & DnsProxyOptions;
+  private readonly o: Required<Omit<DnsProxyOptions, "listen" | "upstreams" | "network" | "clusterDomain">> &
+    DnsProxyOptions;
   private udp?: dgram.Socket;
   private tcp?: net.Server;
   private readonly conns = new Set<net.Socket>();
@@ -94,10 +104,14 @@ export class DnsProxy {
 
   private constructor(o: DnsProxyOptions) {
     this.o = {
-      ttlSeconds: DNS_DEFAULTS.ttlSeconds, maxQueryBytes: DNS_DEFAULTS.maxQueryBytes,
-      upstreamTimeoutMs: DNS_DEFAULTS.upstreamTimeoutMs, maxInflight: DNS_DEFAULTS.maxInflight,
-      maxTcpConnections: DNS_DEFAULTS.maxTcpConnections, tcpIdleMs: DNS_DEFAULTS.tcpIdleMs,
-      tcpMaxOutstanding: DNS_DEFAULTS.tcpMaxOutstanding, ...o,
+      ttlSeconds: DNS_DEFAULTS.ttlSeconds,
+      maxQueryBytes: DNS_DEFAULTS.maxQueryBytes,
+      upstreamTimeoutMs: DNS_DEFAULTS.upstreamTimeoutMs,
+      maxInflight: DNS_DEFAULTS.maxInflight,
+      maxTcpConnections: DNS_DEFAULTS.maxTcpConnections,
+      tcpIdleMs: DNS_DEFAULTS.tcpIdleMs,
+      tcpMaxOutstanding: DNS_DEFAULTS.tcpMaxOutstanding,
+      ...o,
     };
     this.names = new MeshNames(o.state, { clusterDomain: o.clusterDomain });
     this.upstreams = o.upstreams ?? systemUpstreams();
@@ -284,7 +298,13 @@ export class DnsProxy {
       id: q.id,
       flags: packet.AUTHORITATIVE_ANSWER | ((q.flags ?? 0) & packet.RECURSION_DESIRED) | packet.RECURSION_AVAILABLE,
       questions: [question],
-      answers: addresses.map((data) => ({ type, class: "IN" as const, name: question.name, ttl: this.o.ttlSeconds, data })),
+      answers: addresses.map((data) => ({
+        type,
+        class: "IN" as const,
+        name: question.name,
+        ttl: this.o.ttlSeconds,
+        data,
+      })),
     });
     if (tcp) return reply;
     // UDP: 512 bytes unless the client's EDNS OPT record allows more; else TC (the client retries over TCP).
@@ -292,8 +312,13 @@ export class DnsProxy {
     const limit = Math.max(UDP_PLAIN_LIMIT, opt?.udpPayloadSize ?? 0);
     if (reply.length <= limit) return reply;
     return packet.encode({
-      type: "response", id: q.id,
-      flags: packet.AUTHORITATIVE_ANSWER | packet.TRUNCATED_RESPONSE | ((q.flags ?? 0) & packet.RECURSION_DESIRED) | packet.RECURSION_AVAILABLE,
+      type: "response",
+      id: q.id,
+      flags:
+        packet.AUTHORITATIVE_ANSWER |
+        packet.TRUNCATED_RESPONSE |
+        ((q.flags ?? 0) & packet.RECURSION_DESIRED) |
+        packet.RECURSION_AVAILABLE,
       questions: [question],
     });
   }

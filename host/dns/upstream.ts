@@ -95,7 +95,12 @@ export function exchangeTcp(u: Upstream, query: Buffer, timeoutMs: number): Prom
 }
 
 /** Tries each upstream in turn; the first reply wins. undefined: none answered (the caller says SERVFAIL). */
-export async function forward(upstreams: Upstream[], query: Buffer, tcp: boolean, timeoutMs: number): Promise<Buffer | undefined> {
+export async function forward(
+  upstreams: Upstream[],
+  query: Buffer,
+  tcp: boolean,
+  timeoutMs: number,
+): Promise<Buffer | undefined> {
   for (const u of upstreams) {
     const reply = await (tcp ? exchangeTcp(u, query, timeoutMs) : exchangeUdp(u, query, timeoutMs));
     if (reply) return reply;

@@ -59,7 +59,11 @@ export function parseFrames(bytes: Uint8Array, maxFrameSize = abi.DEFAULT_MAX_FR
         data.push(payload);
         if (!(flags & abi.FLAG_FRAME_END)) return;
         frames.push({
-          type, flags: flags & abi.FLAG_WIRE_MASK, streamId, length: c, padLength: flags & abi.FLAG_PADDED ? b : undefined,
+          type,
+          flags: flags & abi.FLAG_WIRE_MASK,
+          streamId,
+          length: c,
+          padLength: flags & abi.FLAG_PADDED ? b : undefined,
           payload: data.length === 1 ? data[0] : Buffer.concat(data),
         });
         data = [];
@@ -68,7 +72,9 @@ export function parseFrames(bytes: Uint8Array, maxFrameSize = abi.DEFAULT_MAX_FR
       const f: Frame = { type, flags, streamId, length: c, payload };
       switch (type) {
         case abi.FRAME_HEADERS:
-          f.length = payload.length + (flags & abi.FLAG_PADDED ? 1 + a : 0) +
+          f.length =
+            payload.length +
+            (flags & abi.FLAG_PADDED ? 1 + a : 0) +
             (flags & abi.FLAG_PRIORITY ? abi.PRIORITY_LENGTH : 0);
           if (flags & abi.FLAG_PADDED) f.padLength = a;
           if (flags & abi.FLAG_PRIORITY) f.priority = priorityOf(b, c);
@@ -126,7 +132,9 @@ export class FrameWriter {
   }
 
   dataHeader(streamId: number, length: number, endStream: boolean): Buffer {
-    return this.take(abi.FRAME_HEADER_SIZE, (o) => this.codec.ex.write_data_header(o, streamId, length, endStream ? 1 : 0));
+    return this.take(abi.FRAME_HEADER_SIZE, (o) =>
+      this.codec.ex.write_data_header(o, streamId, length, endStream ? 1 : 0),
+    );
   }
 
   settings(entries: [number, number][] = [], ack = false): Buffer {
@@ -139,32 +147,41 @@ export class FrameWriter {
       u32[i * words] = id;
       u32[i * words + 1] = v;
     });
-    return this.take(abi.FRAME_HEADER_SIZE + entries.length * abi.SETTINGS_ENTRY_LENGTH,
-      (o) => c.ex.write_settings(o, pairs, entries.length, ack ? 1 : 0));
+    return this.take(abi.FRAME_HEADER_SIZE + entries.length * abi.SETTINGS_ENTRY_LENGTH, (o) =>
+      c.ex.write_settings(o, pairs, entries.length, ack ? 1 : 0),
+    );
   }
 
   ping(opaque: Uint8Array, ack = false): Buffer {
     const dv = new DataView(opaque.buffer, opaque.byteOffset, abi.PING_LENGTH);
-    return this.take(abi.FRAME_HEADER_SIZE + abi.PING_LENGTH, (o) => this.codec.ex.write_ping(o, ack ? 1 : 0, dv.getUint32(0), dv.getUint32(4)));
+    return this.take(abi.FRAME_HEADER_SIZE + abi.PING_LENGTH, (o) =>
+      this.codec.ex.write_ping(o, ack ? 1 : 0, dv.getUint32(0), dv.getUint32(4)),
+    );
   }
 
   goaway(lastStreamId: number, code: number, debug: Uint8Array = new Uint8Array(0)): Buffer {
     const c = this.codec;
     const d = c.copyIn(debug);
-    return this.take(abi.FRAME_HEADER_SIZE + abi.GOAWAY_MIN_LENGTH + debug.length, (o) => c.ex.write_goaway(o, lastStreamId, code, d, debug.length));
+    return this.take(abi.FRAME_HEADER_SIZE + abi.GOAWAY_MIN_LENGTH + debug.length, (o) =>
+      c.ex.write_goaway(o, lastStreamId, code, d, debug.length),
+    );
   }
 
   rstStream(streamId: number, code: number): Buffer {
-    return this.take(abi.FRAME_HEADER_SIZE + abi.RST_STREAM_LENGTH, (o) => this.codec.ex.write_rst_stream(o, streamId, code));
+    return this.take(abi.FRAME_HEADER_SIZE + abi.RST_STREAM_LENGTH, (o) =>
+      this.codec.ex.write_rst_stream(o, streamId, code),
+    );
   }
 
   windowUpdate(streamId: number, increment: number): Buffer {
-    return this.take(abi.FRAME_HEADER_SIZE + abi.WINDOW_UPDATE_LENGTH,
-      (o) => this.codec.ex.write_window_update(o, streamId, increment));
+    return this.take(abi.FRAME_HEADER_SIZE + abi.WINDOW_UPDATE_LENGTH, (o) =>
+      this.codec.ex.write_window_update(o, streamId, increment),
+    );
   }
 
   priority(streamId: number, p: Priority): Buffer {
     return this.take(abi.FRAME_HEADER_SIZE + abi.PRIORITY_LENGTH, (o) =>
-      this.codec.ex.write_priority(o, streamId, p.dependency, p.exclusive ? 1 : 0, p.weight));
+      this.codec.ex.write_priority(o, streamId, p.dependency, p.exclusive ? 1 : 0, p.weight),
+    );
   }
 }

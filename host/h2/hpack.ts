@@ -9,18 +9,67 @@ export type HeaderList = [string, string][];
 
 /** RFC 7541 Appendix A, interned so decoded static names and values cost no string copy. */
 export const STATIC_TABLE: readonly (readonly [string, string])[] = [
-  ["", ""], [":authority", ""], [":method", "GET"], [":method", "POST"], [":path", "/"], [":path", "/index.html"],
-  [":scheme", "http"], [":scheme", "https"], [":status", "200"], [":status", "204"], [":status", "206"],
-  [":status", "304"], [":status", "400"], [":status", "404"], [":status", "500"], ["accept-charset", ""],
-  ["accept-encoding", "gzip, deflate"], ["accept-language", ""], ["accept-ranges", ""], ["accept", ""],
-  ["access-control-allow-origin", ""], ["age", ""], ["allow", ""], ["authorization", ""], ["cache-control", ""],
-  ["content-disposition", ""], ["content-encoding", ""], ["content-language", ""], ["content-length", ""],
-  ["content-location", ""], ["content-range", ""], ["content-type", ""], ["cookie", ""], ["date", ""], ["etag", ""],
-  ["expect", ""], ["expires", ""], ["from", ""], ["host", ""], ["if-match", ""], ["if-modified-since", ""],
-  ["if-none-match", ""], ["if-range", ""], ["if-unmodified-since", ""], ["last-modified", ""], ["link", ""],
-  ["location", ""], ["max-forwards", ""], ["proxy-authenticate", ""], ["proxy-authorization", ""], ["range", ""],
-  ["referer", ""], ["refresh", ""], ["retry-after", ""], ["server", ""], ["set-cookie", ""],
-  ["strict-transport-security", ""], ["transfer-encoding", ""], ["user-agent", ""], ["vary", ""], ["via", ""],
+  ["", ""],
+  [":authority", ""],
+  [":method", "GET"],
+  [":method", "POST"],
+  [":path", "/"],
+  [":path", "/index.html"],
+  [":scheme", "http"],
+  [":scheme", "https"],
+  [":status", "200"],
+  [":status", "204"],
+  [":status", "206"],
+  [":status", "304"],
+  [":status", "400"],
+  [":status", "404"],
+  [":status", "500"],
+  ["accept-charset", ""],
+  ["accept-encoding", "gzip, deflate"],
+  ["accept-language", ""],
+  ["accept-ranges", ""],
+  ["accept", ""],
+  ["access-control-allow-origin", ""],
+  ["age", ""],
+  ["allow", ""],
+  ["authorization", ""],
+  ["cache-control", ""],
+  ["content-disposition", ""],
+  ["content-encoding", ""],
+  ["content-language", ""],
+  ["content-length", ""],
+  ["content-location", ""],
+  ["content-range", ""],
+  ["content-type", ""],
+  ["cookie", ""],
+  ["date", ""],
+  ["etag", ""],
+  ["expect", ""],
+  ["expires", ""],
+  ["from", ""],
+  ["host", ""],
+  ["if-match", ""],
+  ["if-modified-since", ""],
+  ["if-none-match", ""],
+  ["if-range", ""],
+  ["if-unmodified-since", ""],
+  ["last-modified", ""],
+  ["link", ""],
+  ["location", ""],
+  ["max-forwards", ""],
+  ["proxy-authenticate", ""],
+  ["proxy-authorization", ""],
+  ["range", ""],
+  ["referer", ""],
+  ["refresh", ""],
+  ["retry-after", ""],
+  ["server", ""],
+  ["set-cookie", ""],
+  ["strict-transport-security", ""],
+  ["transfer-encoding", ""],
+  ["user-agent", ""],
+  ["vary", ""],
+  ["via", ""],
   ["www-authenticate", ""],
 ];
 
@@ -79,7 +128,8 @@ export class HpackDecoder extends HpackContext {
   }
 
   decodeFull(block: Uint8Array, withFlags = true): DecodedHeaders {
-    const c = this.codec, ex = c.ex;
+    const c = this.codec,
+      ex = c.ex;
     const p = c.copyIn(block);
     const n = ex.hpack_decode(this.t, p, block.length);
     if (n < 0) {
@@ -91,7 +141,8 @@ export class HpackDecoder extends HpackContext {
     c.refresh();
     const rec = ex.hpack_records_ptr() >>> 2;
     const bytes = ex.hpack_bytes_ptr() >>> 0;
-    const i32 = c.i32, mem = c.mem;
+    const i32 = c.i32,
+      mem = c.mem;
     const headers: HeaderList = new Array(n);
     const neverIndexed: boolean[] = withFlags ? new Array(n) : [];
     for (let k = 0, r = rec; k < n; k++, r += abi.HDR_WORDS) {
@@ -100,8 +151,8 @@ export class HpackDecoder extends HpackContext {
       let at = bytes + (i32[r + abi.HDR_NAME_OFF] >>> 0);
       const name = s !== 0 ? STATIC_TABLE[s][0] : mem.latin1Slice(at, at + i32[r + abi.HDR_NAME_LEN]);
       at = bytes + (i32[r + abi.HDR_VALUE_OFF] >>> 0);
-      const value = flags & abi.HDR_STATIC_VALUE ? STATIC_TABLE[s][1]
-        : mem.latin1Slice(at, at + i32[r + abi.HDR_VALUE_LEN]);
+      const value =
+        flags & abi.HDR_STATIC_VALUE ? STATIC_TABLE[s][1] : mem.latin1Slice(at, at + i32[r + abi.HDR_VALUE_LEN]);
       headers[k] = [name, value];
       if (withFlags) neverIndexed[k] = (flags & abi.HDR_NEVER_INDEXED) !== 0;
     }
@@ -162,8 +213,13 @@ export class HpackEncoder extends HpackContext {
   }
 
   /** A HEADERS frame (plus CONTINUATION frames past maxFrameSize) carrying these fields. */
-  encodeHeadersFrame(streamId: number, headers: HeaderList, endStream: boolean, maxFrameSize: number,
-    neverIndexed?: readonly boolean[]): Buffer {
+  encodeHeadersFrame(
+    streamId: number,
+    headers: HeaderList,
+    endStream: boolean,
+    maxFrameSize: number,
+    neverIndexed?: readonly boolean[],
+  ): Buffer {
     const c = this.codec;
     const [inp, bound] = this.stage(headers, neverIndexed);
     const size = bound + abi.FRAME_HEADER_SIZE * (Math.ceil(bound / maxFrameSize) + 1);

@@ -79,7 +79,8 @@ function malformed(list: HeaderList, request: boolean): string | null {
       if (CONNECTION_SPECIFIC.has(n)) return `connection-specific header ${n}`;
       if (n === "te" && v !== "trailers") return "te other than trailers";
       if (n === "content-length") {
-        if (!/^[0-9]{1,15}$/.test(v) || (contentLength !== undefined && contentLength !== v)) return "invalid content-length";
+        if (!/^[0-9]{1,15}$/.test(v) || (contentLength !== undefined && contentLength !== v))
+          return "invalid content-length";
         contentLength = v;
       }
     }
@@ -90,7 +91,8 @@ function malformed(list: HeaderList, request: boolean): string | null {
   if (connect) {
     // Plain CONNECT (§8.5): :authority only (extended CONNECT, RFC 8441, is not enabled).
     if (!seen.has(":authority")) return "CONNECT without :authority";
-    if (seen.has(":scheme") || seen.has(":path") || seen.has(":protocol")) return "CONNECT with :scheme, :path or :protocol";
+    if (seen.has(":scheme") || seen.has(":path") || seen.has(":protocol"))
+      return "CONNECT with :scheme, :path or :protocol";
   } else if (!seen.has(":scheme") || !seen.has(":path") || seen.has(":protocol")) {
     return "request without :scheme or :path";
   }
@@ -101,9 +103,15 @@ function malformed(list: HeaderList, request: boolean): string | null {
 const RECENT_RESETS = 1024;
 
 /** The session's Wasm parts, or the H2Error (INTERNAL_ERROR, R_OUT_OF_MEMORY) when the codec's budget is spent. */
-function openCodec(maxFrameSize: number, maxHeaderBlock: number, tableSize: number, maxList: number, codec: Codec):
-  [FrameReader, HpackDecoder, HpackEncoder] | H2Error {
-  let reader: FrameReader | null = null, decoder: HpackDecoder | null = null;
+function openCodec(
+  maxFrameSize: number,
+  maxHeaderBlock: number,
+  tableSize: number,
+  maxList: number,
+  codec: Codec,
+): [FrameReader, HpackDecoder, HpackEncoder] | H2Error {
+  let reader: FrameReader | null = null,
+    decoder: HpackDecoder | null = null;
   try {
     reader = new FrameReader(maxFrameSize, abi.READER_NO_PUSH, codec);
     // No non-DATA frame needs the max frame size: HEADERS and CONTINUATION are bounded by the block limit.
@@ -268,10 +276,12 @@ export class H2Session extends EventEmitter {
       [abi.SETTINGS_MAX_HEADER_LIST_SIZE, o.maxHeaderListSize],
     ];
     if (!client) settings.push([abi.SETTINGS_MAX_CONCURRENT_STREAMS, o.maxConcurrentStreams]);
-    if (o.headerTableSize !== abi.DEFAULT_HEADER_TABLE_SIZE) settings.push([abi.SETTINGS_HEADER_TABLE_SIZE, o.headerTableSize]);
+    if (o.headerTableSize !== abi.DEFAULT_HEADER_TABLE_SIZE)
+      settings.push([abi.SETTINGS_HEADER_TABLE_SIZE, o.headerTableSize]);
     if (client) this.write(PREFACE);
     this.write(this.writer.settings(settings));
-    if (o.connectionWindow > DEFAULT_WINDOW) this.write(this.writer.windowUpdate(0, o.connectionWindow - DEFAULT_WINDOW));
+    if (o.connectionWindow > DEFAULT_WINDOW)
+      this.write(this.writer.windowUpdate(0, o.connectionWindow - DEFAULT_WINDOW));
     if (o.settingsTimeoutMs > 0) {
       this.settingsTimer = setTimeout(
         () => this.fail(H2Error.connection(abi.SETTINGS_TIMEOUT, "SETTINGS not acknowledged")),
@@ -372,7 +382,13 @@ export class H2Session extends EventEmitter {
   }
 
   private readonly onFrame = (
-    type: number, flags: number, id: number, payload: Uint8Array, a: number, b: number, c: number,
+    type: number,
+    flags: number,
+    id: number,
+    payload: Uint8Array,
+    a: number,
+    b: number,
+    c: number,
   ): void => {
     if (this.destroyed) return;
     if (!this.gotSettings && type !== abi.FRAME_SETTINGS) {
@@ -410,7 +426,7 @@ export class H2Session extends EventEmitter {
   }
 
   private onDataFrame(id: number, flags: number, payload: Uint8Array, fc: number): void {
-    if (payload.length === 0 && !(flags & abi.FLAG_END_STREAM) && fc === 0 && (flags & abi.FLAG_FRAME_END)) {
+    if (payload.length === 0 && !(flags & abi.FLAG_END_STREAM) && fc === 0 && flags & abi.FLAG_FRAME_END) {
       if (this.empties.hit()) throw H2Error.connection(abi.ENHANCE_YOUR_CALM, "flood of empty DATA frames");
     }
     // Connection window first: every DATA byte counts, whatever its stream (§6.9).
@@ -421,7 +437,7 @@ export class H2Session extends EventEmitter {
       if (this.idle(id)) throw H2Error.connection(abi.PROTOCOL_ERROR, "DATA on an idle stream", id);
       this.consumeConnection(fc); // closed stream: discard, give the credit back
       // In flight when we reset it: ignore. Otherwise the peer closed it (or skipped its id): STREAM_CLOSED.
-      if (!this.weReset(id) && (flags & abi.FLAG_FRAME_END)) this.resetStream(id, abi.STREAM_CLOSED);
+      if (!this.weReset(id) && flags & abi.FLAG_FRAME_END) this.resetStream(id, abi.STREAM_CLOSED);
       return;
     }
     if (s.remoteEnded || s.onResponse) {
@@ -477,7 +493,8 @@ export class H2Session extends EventEmitter {
   }
 
   private onHeaderBlock(): void {
-    const id = this.blockStream, flags = this.blockFlags;
+    const id = this.blockStream,
+      flags = this.blockFlags;
     const block = this.block.length === 1 ? this.block[0] : Buffer.concat(this.block);
     this.block = [];
     let list: HeaderList | null = null;
@@ -550,7 +567,8 @@ export class H2Session extends EventEmitter {
     }
     // Trailers: must end the stream and carry no pseudo-headers (§8.1).
     if (!(flags & abi.FLAG_END_STREAM)) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
-    if (list !== null && list.some(([n]) => n.length === 0 || n[0] === ":")) return this.resetStream(s.id, abi.PROTOCOL_ERROR);
+    if (list !== null && list.some(([n]) => n.length === 0 || n[0] === ":"))
+      return this.resetStream(s.id, abi.PROTOCOL_ERROR);
     this.onRemoteEnd(s);
   }
 
@@ -581,7 +599,8 @@ export class H2Session extends EventEmitter {
     const last = new Map<number, number>();
     let maxInitialWindow = -1;
     for (let i = 0; i < count; i++) {
-      const id = dv.getUint16(i * 6), v = dv.getUint32(i * 6 + 2);
+      const id = dv.getUint16(i * 6),
+        v = dv.getUint32(i * 6 + 2);
       last.set(id, v);
       if (id === abi.SETTINGS_INITIAL_WINDOW_SIZE) maxInitialWindow = Math.max(maxInitialWindow, v);
     }
@@ -796,8 +815,9 @@ export class H2Session extends EventEmitter {
     if (s.responded || s.streamClosed) return;
     s.responded = true;
     const end = status !== 200; // an error response closes the tunnel (HEADERS with END_STREAM)
-    this.write(this.encoder.encodeHeadersFrame(s.id, [[":status", String(status)], ...headers], end,
-      this.peerMaxFrameSize));
+    this.write(
+      this.encoder.encodeHeadersFrame(s.id, [[":status", String(status)], ...headers], end, this.peerMaxFrameSize),
+    );
     if (end) {
       s.localEnded = true;
       if (!s.remoteEnded) {
@@ -953,8 +973,10 @@ export class H2Session extends EventEmitter {
     if (s.pushed > s.connCounted && !this.destroyed) this.consumeConnection(s.pushed - s.connCounted);
     s.connCounted = s.pushed;
     for (const w of s.pending.splice(0)) {
-      const e = s.rstCode === abi.NO_ERROR || s.rstCode === abi.CANCEL ? null
-        : H2Error.stream(s.id, s.rstCode ?? abi.CANCEL, "stream closed before the write was sent");
+      const e =
+        s.rstCode === abi.NO_ERROR || s.rstCode === abi.CANCEL
+          ? null
+          : H2Error.stream(s.id, s.rstCode ?? abi.CANCEL, "stream closed before the write was sent");
       process.nextTick(() => w.cb(e));
     }
     this.emit("streamClosed", s);
@@ -977,8 +999,10 @@ export class H2Session extends EventEmitter {
 
   /** Connection error: GOAWAY with its code, then tear down (§5.4.1). */
   private fail(err: unknown): void {
-    const e = err instanceof H2Error ? err
-      : H2Error.connection(abi.INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
+    const e =
+      err instanceof H2Error
+        ? err
+        : H2Error.connection(abi.INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
     if (this.destroyed) return;
     this.sendGoaway(e.code, e.message);
     this.emit("protocolError", e);

@@ -43,7 +43,8 @@ export class H2Stream extends Duplex {
   private creditQueued = false;
   /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
   /** @internal a header block (trailers or response) is being received */ inTrailers = false;
-  /** @internal server: the request's content-length, or -1 (DATA must add up to it, RFC 9113 §8.1.1) */ contentLength = -1;
+  /** @internal server: the request's content-length, or -1 (DATA must add up to it, RFC 9113 §8.1.1) */ contentLength =
+    -1;
 
   constructor(session: H2Session, id: number, sendWindow: number, recvWindow: number) {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });

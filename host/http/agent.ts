@@ -93,9 +93,14 @@ export function meshDispatcher(dial: TunnelDialer, options: MeshDispatcherOption
     connect: (opts: { hostname: string; port: string; protocol: string; servername?: string }, cb: Callback) => {
       const secure = opts.protocol === "https:";
       dial({ host: opts.hostname, port: portOf(opts.port, secure ? 443 : 80) }).then(
-        (t) => (secure
-          ? tlsOver(t, { ALPNProtocols: ["http/1.1"], ...tlsOptions, servername: opts.servername || opts.hostname }, cb)
-          : cb(null, asSocket(t))),
+        (t) =>
+          secure
+            ? tlsOver(
+                t,
+                { ALPNProtocols: ["http/1.1"], ...tlsOptions, servername: opts.servername || opts.hostname },
+                cb,
+              )
+            : cb(null, asSocket(t)),
         (err: Error) => cb(err),
       );
     },

@@ -23,7 +23,8 @@ const DECORATED = Symbol("hbone.tunnelSocket");
 /** Bytes moved so far, for idle detection: the H2 stream's counters, else counted here. */
 function activity(d: Duplex): () => number {
   const s = d as Duplex & { pushed?: unknown; written?: unknown };
-  if (typeof s.pushed === "number" && typeof s.written === "number") return () => (s.pushed as number) + (s.written as number);
+  if (typeof s.pushed === "number" && typeof s.written === "number")
+    return () => (s.pushed as number) + (s.written as number);
   let n = 0;
   d.on("data", (c: Buffer) => (n += c.length));
   const write = d.write.bind(d) as (...a: unknown[]) => boolean;
@@ -40,7 +41,8 @@ function activity(d: Duplex): () => number {
  */
 export function asSocket(tunnel: Duplex, info: TunnelSocketInfo = {}): TunnelSocket {
   const s = tunnel as TunnelSocket;
-  if (tunnel instanceof net.Socket) return Object.assign(s, info.peerIdentity ? { peerIdentity: info.peerIdentity } : {});
+  if (tunnel instanceof net.Socket)
+    return Object.assign(s, info.peerIdentity ? { peerIdentity: info.peerIdentity } : {});
   if ((tunnel as Partial<Record<typeof DECORATED, boolean>>)[DECORATED]) return s; // once is enough
   (tunnel as Partial<Record<typeof DECORATED, boolean>>)[DECORATED] = true;
   const moved = activity(tunnel);

@@ -78,10 +78,14 @@ function forgeCert(
 
 async function newRoot(): Promise<ForgeRoot & { keyPem: string }> {
   const keys = await forgeKeyPair();
-  const cert = forgeCert(keys.publicKey, [
-    { name: "organizationName", value: "Istio" },
-    { name: "commonName", value: "Root CA" },
-  ], ROOT_DAYS);
+  const cert = forgeCert(
+    keys.publicKey,
+    [
+      { name: "organizationName", value: "Istio" },
+      { name: "commonName", value: "Root CA" },
+    ],
+    ROOT_DAYS,
+  );
   cert.setIssuer(cert.subject.attributes);
   cert.setExtensions([
     { name: "basicConstraints", cA: true, critical: true },
@@ -89,7 +93,12 @@ async function newRoot(): Promise<ForgeRoot & { keyPem: string }> {
     { name: "subjectKeyIdentifier" },
   ]);
   cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { cert, key: keys.privateKey, pem: lf(pki.certificateToPem(cert)), keyPem: lf(pki.privateKeyToPem(keys.privateKey)) };
+  return {
+    cert,
+    key: keys.privateKey,
+    pem: lf(pki.certificateToPem(cert)),
+    keyPem: lf(pki.privateKeyToPem(keys.privateKey)),
+  };
 }
 
 /** Reads root-cert.pem + root-key.pem; the root signing the intermediate is the certificate matching the key. */
@@ -97,9 +106,13 @@ async function loadRoot(rootDir: string): Promise<ForgeRoot> {
   const pem = await readCaFile(rootDir, "root-cert.pem");
   const keyObject = parseKey(rootDir, "root-key.pem", await readCaFile(rootDir, "root-key.pem"));
   if (keyObject.asymmetricKeyType !== "rsa") {
-    throw new CaError(`${join(rootDir, "root-key.pem")}: a reused root must have an RSA key (got ${keyObject.asymmetricKeyType})`);
+    throw new CaError(
+      `${join(rootDir, "root-key.pem")}: a reused root must have an RSA key (got ${keyObject.asymmetricKeyType})`,
+    );
   }
-  const key = pki.privateKeyFromPem(keyObject.export({ type: "pkcs1", format: "pem" }) as string) as forge.pki.rsa.PrivateKey;
+  const key = pki.privateKeyFromPem(
+    keyObject.export({ type: "pkcs1", format: "pem" }) as string,
+  ) as forge.pki.rsa.PrivateKey;
   for (const block of forge.pem.decode(pem)) {
     if (block.type !== "CERTIFICATE") continue;
     let cert: forge.pki.Certificate;
@@ -165,7 +178,8 @@ export async function createPluginCa(opts: {
   // Never replace a CA in use: refuse if any file exists with other content (before writing anything).
   for (const [name, text] of files) {
     const existing = await readFile(join(opts.outDir, name), "utf8").catch(() => undefined);
-    if (existing !== undefined && existing !== text) throw new CaError(`${join(opts.outDir, name)} already exists`, "HBONE_CA_EXISTS");
+    if (existing !== undefined && existing !== text)
+      throw new CaError(`${join(opts.outDir, name)} already exists`, "HBONE_CA_EXISTS");
   }
   for (const [name, text] of files) {
     await writeFile(join(opts.outDir, name), text, { mode: name.endsWith("-key.pem") ? 0o600 : 0o644 });
@@ -183,7 +197,9 @@ async function readCaFile(dir: string, name: string, optional = false): Promise<
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (optional && code === "ENOENT") return undefined;
-    throw new CaError(`${join(dir, name)}: ${code === "ENOENT" ? "missing" : `cannot read (${code ?? (err as Error).message})`}`);
+    throw new CaError(
+      `${join(dir, name)}: ${code === "ENOENT" ? "missing" : `cannot read (${code ?? (err as Error).message})`}`,
+    );
   }
 }
 
@@ -216,7 +232,11 @@ function issued(issuer: X509Certificate, cert: X509Certificate): boolean {
 }
 
 /** The certificates from `ca` up to (not including) a root, or undefined when it does not chain to one. */
-function pathToRoot(ca: X509Certificate, pool: X509Certificate[], roots: X509Certificate[]): X509Certificate[] | undefined {
+function pathToRoot(
+  ca: X509Certificate,
+  pool: X509Certificate[],
+  roots: X509Certificate[],
+): X509Certificate[] | undefined {
   const isRoot = (c: X509Certificate) => roots.some((r) => r.fingerprint256 === c.fingerprint256);
   const path: X509Certificate[] = [];
   let cur = ca;
@@ -275,7 +295,8 @@ export class CertificateAuthority {
     const pool = [...caRest, ...(chainText ? parseCerts(dir, "cert-chain.pem", chainText) : [])];
     const key = parseKey(dir, "ca-key.pem", keyPem);
 
-    if (!ca.ca) throw new CaError(`${join(dir, "ca-cert.pem")}: not a CA certificate (basicConstraints CA:TRUE missing)`);
+    if (!ca.ca)
+      throw new CaError(`${join(dir, "ca-cert.pem")}: not a CA certificate (basicConstraints CA:TRUE missing)`);
     if (!spki(createPublicKey(key)).equals(spki(ca.publicKey))) {
       throw new CaError(`${join(dir, "ca-key.pem")}: does not match the public key of ca-cert.pem`);
     }
@@ -284,7 +305,8 @@ export class CertificateAuthority {
       throw new CaError(`${join(dir, "ca-cert.pem")}: not valid now (${ca.validFrom} .. ${ca.validTo})`);
     }
     const path = pathToRoot(ca, pool, roots);
-    if (!path) throw new CaError(`${join(dir, "ca-cert.pem")}: does not chain to root-cert.pem (through cert-chain.pem)`);
+    if (!path)
+      throw new CaError(`${join(dir, "ca-cert.pem")}: does not chain to root-cert.pem (through cert-chain.pem)`);
 
     let algorithm: RsaHashedImportParams | EcKeyImportParams;
     const details = key.asymmetricKeyDetails;
@@ -324,13 +346,20 @@ export class CertificateAuthority {
     const notBefore = wholeSeconds(start);
     const notAfter = wholeSeconds(opts.notAfter ?? new Date(start.getTime() + (opts.validityMs ?? DAY_MS)));
     if (notAfter <= notBefore) {
-      throw new CaError(`empty validity: ${notBefore.toISOString()} .. ${notAfter.toISOString()} (whole seconds)`,
-        "HBONE_CA_BAD_REQUEST");
+      throw new CaError(
+        `empty validity: ${notBefore.toISOString()} .. ${notAfter.toISOString()} (whole seconds)`,
+        "HBONE_CA_BAD_REQUEST",
+      );
     }
 
     const keyAlgorithm =
       opts.keyType === "rsa"
-        ? { name: "RSASSA-PKCS1-v1_5", modulusLength: RSA_BITS, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }
+        ? {
+            name: "RSASSA-PKCS1-v1_5",
+            modulusLength: RSA_BITS,
+            publicExponent: new Uint8Array([1, 0, 1]),
+            hash: "SHA-256",
+          }
         : { name: "ECDSA", namedCurve: "P-256" };
     const keys = (await WEBCRYPTO.subtle.generateKey(keyAlgorithm, true, ["sign", "verify"])) as CryptoKeyPair;
 

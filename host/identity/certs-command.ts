@@ -42,12 +42,23 @@ export async function certsCommand(args: string[]): Promise<number> {
   }
   const outDir = values.out!;
   try {
-    await createPluginCa({ outDir, trustDomain: values["trust-domain"]!, cluster: values.cluster, rootDir: values.root });
+    await createPluginCa({
+      outDir,
+      trustDomain: values["trust-domain"]!,
+      cluster: values.cluster,
+      rootDir: values.root,
+    });
   } catch (err) {
     process.stderr.write(`hbone certs: ${(err as Error).message}\n`);
     return 1;
   }
-  const written = [...(values.root ? [] : ["root-key.pem"]), "root-cert.pem", "ca-cert.pem", "ca-key.pem", "cert-chain.pem"];
+  const written = [
+    ...(values.root ? [] : ["root-key.pem"]),
+    "root-cert.pem",
+    "ca-cert.pem",
+    "ca-key.pem",
+    "cert-chain.pem",
+  ];
   for (const f of written) process.stdout.write(`wrote ${join(outDir, f)}\n`);
   process.stdout.write(
     `plug-in CA for trust domain ${values["trust-domain"]}${values.cluster ? `, cluster ${values.cluster}` : ""}` +

@@ -46,7 +46,8 @@ export class Identity {
       throw new IdentityError(`not of the form spiffe://<td>/ns/<ns>/sa/<sa>: ${JSON.stringify(uri)}`);
     }
     // Inside a URI an empty piece is malformed, not a request for the default.
-    if (!parts[0] || !parts[4]) throw new IdentityError(`empty trust domain or service account: ${JSON.stringify(uri)}`);
+    if (!parts[0] || !parts[4])
+      throw new IdentityError(`empty trust domain or service account: ${JSON.stringify(uri)}`);
     return new Identity(parts[0], parts[2], parts[4]);
   }
 

@@ -120,10 +120,16 @@ export class IstioCaClient implements CertificateSource {
       throw new IstioCaError(`CreateCertificate for ${id}: ${(e as Error).message}`);
     }
     const resp = await new Promise<IstioCertificateResponse>((resolve, reject) => {
-      this.grpc.createCertificate(request, md, { deadline: Date.now() + this.timeoutMs }, (err: ServiceError | null, r) => {
-        if (err) reject(new IstioCaError(`CreateCertificate for ${id} at ${this.o.address}: ${err.details || err.message}`));
-        else resolve(r);
-      });
+      this.grpc.createCertificate(
+        request,
+        md,
+        { deadline: Date.now() + this.timeoutMs },
+        (err: ServiceError | null, r) => {
+          if (err)
+            reject(new IstioCaError(`CreateCertificate for ${id} at ${this.o.address}: ${err.details || err.message}`));
+          else resolve(r);
+        },
+      );
     });
     const spki = Buffer.from(await WEBCRYPTO.subtle.exportKey("spki", keys.publicKey));
     const chain = this.checkChain(id, spki, resp.certChain);
@@ -133,7 +139,10 @@ export class IstioCaClient implements CertificateSource {
       identity,
       keyPem: toPem("PRIVATE KEY", pkcs8),
       // Leaf and intermediates; the root is a trust anchor, not part of what we present.
-      certChainPem: chain.filter((c) => !this.isRoot(c)).map((c) => c.toString()).join(""),
+      certChainPem: chain
+        .filter((c) => !this.isRoot(c))
+        .map((c) => c.toString())
+        .join(""),
       rootsPem: this.o.rootsPem,
       notBefore: new Date(leaf.validFrom),
       notAfter: new Date(leaf.validTo),
@@ -157,7 +166,8 @@ export class IstioCaClient implements CertificateSource {
       }
     });
     const leaf = chain[0]!;
-    if (!leaf.publicKey.export({ type: "spki", format: "der" }).equals(spki)) bad("the leaf does not hold our public key");
+    if (!leaf.publicKey.export({ type: "spki", format: "der" }).equals(spki))
+      bad("the leaf does not hold our public key");
     if (leaf.ca) bad("the leaf is a CA certificate");
     const sans = new x509.X509Certificate(leaf.raw).getExtension(x509.SubjectAlternativeNameExtension);
     const uris = sans?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
@@ -169,7 +179,8 @@ export class IstioCaClient implements CertificateSource {
     for (let i = 0; i + 1 < chain.length; i++) {
       const [c, issuer] = [chain[i]!, chain[i + 1]!];
       if (!issuer.ca) bad(`certificate #${i + 2} (${issuer.subject.replace(/\n/g, ", ")}) is not a CA`);
-      if (!c.checkIssued(issuer) || !c.verify(issuer.publicKey)) bad(`certificate #${i + 1} is not signed by #${i + 2}`);
+      if (!c.checkIssued(issuer) || !c.verify(issuer.publicKey))
+        bad(`certificate #${i + 1} is not signed by #${i + 2}`);
     }
     const last = chain[chain.length - 1]!;
     if (!this.isRoot(last) && !this.roots.some((r) => last.checkIssued(r) && last.verify(r.publicKey))) {

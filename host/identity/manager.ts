@@ -125,12 +125,15 @@ export class SecretManager extends EventEmitter {
   private schedule(entry: Entry, at: number): void {
     clearTimeout(entry.timer);
     const wait = at - Date.now();
-    entry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      if (wait > MAX_TIMER_MS) return this.schedule(entry, at);
-      // A failure is logged and rescheduled inside load(); nobody else awaits this one.
-      this.load(entry).catch(() => undefined);
-    }, Math.min(wait, MAX_TIMER_MS));
+    entry.timer = setTimeout(
+      () => {
+        entry.timer = undefined;
+        if (wait > MAX_TIMER_MS) return this.schedule(entry, at);
+        // A failure is logged and rescheduled inside load(); nobody else awaits this one.
+        this.load(entry).catch(() => undefined);
+      },
+      Math.min(wait, MAX_TIMER_MS),
+    );
     entry.timer.unref();
   }
 }

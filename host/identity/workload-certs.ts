@@ -63,7 +63,10 @@ export class WorkloadCertificates extends EventEmitter {
   /** Most requests seen in flight at once (config_dump, tests). */
   peakInFlight = 0;
 
-  constructor(private readonly source: CertificateSource, opts: WorkloadCertsOptions = {}) {
+  constructor(
+    private readonly source: CertificateSource,
+    opts: WorkloadCertsOptions = {},
+  ) {
     super();
     this.maxConcurrent = opts.maxConcurrent ?? 8;
     this.secrets = new SecretManager({ issue: (id) => this.limited(id) }, opts);
@@ -104,7 +107,8 @@ export class WorkloadCertificates extends EventEmitter {
     this.urgent.delete(key);
     this.secrets.forget(id);
     for (let i = this.queue.length - 1; i >= 0; i--) {
-      if (this.queue[i]!.key === key) this.queue.splice(i, 1)[0]!.drop(new IdentityDroppedError(`${key} left the node`));
+      if (this.queue[i]!.key === key)
+        this.queue.splice(i, 1)[0]!.drop(new IdentityDroppedError(`${key} left the node`));
     }
     log.info("workload certificate dropped: no local workload has this identity", { identity: key });
     this.emit("dropped", id);
@@ -151,7 +155,8 @@ export class WorkloadCertificates extends EventEmitter {
 
   close(): void {
     this.secrets.close();
-    for (const w of this.queue.splice(0)) w.drop(new IdentityError("WorkloadCertificates is closed", "HBONE_IDENTITY_CLOSED"));
+    for (const w of this.queue.splice(0))
+      w.drop(new IdentityError("WorkloadCertificates is closed", "HBONE_IDENTITY_CLOSED"));
   }
 
   private priority(key: string): FetchPriority {

@@ -205,7 +205,8 @@ export class InpodClient extends EventEmitter {
       case "keep": {
         closeFds();
         if (this.snapshotDone) return ack("keep", "keep is only valid before snapshot_sent");
-        if (!this.podsByUid.has(req.keep.uid)) return ack("keep", `keep of an unknown workload ${JSON.stringify(req.keep.uid)}`);
+        if (!this.podsByUid.has(req.keep.uid))
+          return ack("keep", `keep of an unknown workload ${JSON.stringify(req.keep.uid)}`);
         this.seen.add(req.keep.uid);
         return ack("keep", "");
       }

@@ -147,8 +147,17 @@ export class PodListeners {
       // setns refused: the namespace is gone or not ours; retrying cannot help.
       if (isSysError(err) && err.call.startsWith("setns")) throw err;
       slot.error = (err as Error).message;
-      if (first) this.log.warn("pod listener bind failed, retrying", { pod: this.o.pod, kind: slot.kind, error: err, retryMs: this.retryMs });
-      slot.timer = setTimeout(() => void this.bind(slot, false).catch((e: unknown) => this.retryFailed(slot, e)), this.retryMs);
+      if (first)
+        this.log.warn("pod listener bind failed, retrying", {
+          pod: this.o.pod,
+          kind: slot.kind,
+          error: err,
+          retryMs: this.retryMs,
+        });
+      slot.timer = setTimeout(
+        () => void this.bind(slot, false).catch((e: unknown) => this.retryFailed(slot, e)),
+        this.retryMs,
+      );
       return;
     }
     const server = net.createServer({ pauseOnConnect: false }, (sock) => this.accept(slot, sock));
@@ -165,7 +174,11 @@ export class PodListeners {
 
   private retryFailed(slot: Slot, err: unknown): void {
     slot.error = (err as Error).message;
-    this.log.warn("pod listener cannot be retried: namespace unusable", { pod: this.o.pod, kind: slot.kind, error: err });
+    this.log.warn("pod listener cannot be retried: namespace unusable", {
+      pod: this.o.pod,
+      kind: slot.kind,
+      error: err,
+    });
   }
 
   private createSocket(port: number): number {

@@ -15,7 +15,18 @@ import {
   ZdsHello,
 } from "./gen/istio/workload/zds/zds.js";
 
-export { Ack, AddWorkload, DelWorkload, KeepWorkload, SnapshotSent, Version, WorkloadInfo, WorkloadRequest, WorkloadResponse, ZdsHello };
+export {
+  Ack,
+  AddWorkload,
+  DelWorkload,
+  KeepWorkload,
+  SnapshotSent,
+  Version,
+  WorkloadInfo,
+  WorkloadRequest,
+  WorkloadResponse,
+  ZdsHello,
+};
 
 /** ztunnel reads every ZDS datagram into 1 KiB; larger ones are truncated, hence refused. */
 export const ZDS_MAX_MESSAGE = 1024;
@@ -34,7 +45,8 @@ export function encodeRequest(req: WorkloadRequest): Uint8Array {
   return WorkloadRequest.encode(req).finish();
 }
 
-export type DecodedRequest = { ok: true; request: NonNullable<WorkloadRequest["payload"]> } | { ok: false; error: string };
+export type DecodedRequest =
+  { ok: true; request: NonNullable<WorkloadRequest["payload"]> } | { ok: false; error: string };
 
 /** Decodes an agent → proxy datagram; a malformed or empty one is `{ok: false}` with the reason. */
 export function decodeRequest(data: Uint8Array): DecodedRequest {
@@ -44,7 +56,8 @@ export function decodeRequest(data: Uint8Array): DecodedRequest {
   } catch (err) {
     return { ok: false, error: `malformed WorkloadRequest: ${(err as Error).message}` };
   }
-  if (!req.payload) return { ok: false, error: "WorkloadRequest without a known payload (add, del, keep, snapshot_sent)" };
+  if (!req.payload)
+    return { ok: false, error: "WorkloadRequest without a known payload (add, del, keep, snapshot_sent)" };
   return { ok: true, request: req.payload };
 }
 

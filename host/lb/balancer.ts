@@ -8,13 +8,36 @@ import type { ProxyState } from "../state/index.js";
 import { getCodec, type Codec } from "../wasm/codec.js";
 import { logger } from "../log.js";
 import {
-  LB_ALLOW_ALL, LB_CAPACITY, LB_CLUSTER, LB_ENDPOINT_ID, LB_FLAGS, LB_HAS_ADDRESS, LB_HAS_GATEWAY, LB_HEALTHY,
-  LB_MODE_ALL, LB_NETWORK, LB_NODE, LB_REGION, LB_SAME_CLUSTER, LB_SAME_NETWORK, LB_SUBZONE, LB_TARGETS, LB_ZONE,
+  LB_ALLOW_ALL,
+  LB_CAPACITY,
+  LB_CLUSTER,
+  LB_ENDPOINT_ID,
+  LB_FLAGS,
+  LB_HAS_ADDRESS,
+  LB_HAS_GATEWAY,
+  LB_HEALTHY,
+  LB_MODE_ALL,
+  LB_NETWORK,
+  LB_NODE,
+  LB_REGION,
+  LB_SAME_CLUSTER,
+  LB_SAME_NETWORK,
+  LB_SUBZONE,
+  LB_TARGETS,
+  LB_ZONE,
 } from "../../assembly/lb/layout.js";
 import { OutlierDetector, type OutlierOptions } from "./outlier.js";
 import type { LbExports } from "../wasm/exports.js";
 import {
-  SCOPE_WORD, SOURCE_FIELD, hasAddress, lbSourceOf, policyOf, randomU32, rulesOf, targetPortOf, type LbSource,
+  SCOPE_WORD,
+  SOURCE_FIELD,
+  hasAddress,
+  lbSourceOf,
+  policyOf,
+  randomU32,
+  rulesOf,
+  targetPortOf,
+  type LbSource,
 } from "./rules.js";
 import { isGlobalService } from "./scope.js";
 
@@ -79,7 +102,10 @@ export class LoadBalancer {
   private localIds: Int32Array = new Int32Array(SCOPE_COUNT);
   private readonly onUpdated = () => this.rebuild();
 
-  constructor(private readonly state: ProxyState, opts: LoadBalancerOptions = {}) {
+  constructor(
+    private readonly state: ProxyState,
+    opts: LoadBalancerOptions = {},
+  ) {
     this.codec = opts.codec ?? getCodec();
     this.ex = this.codec.ex;
     const now = opts.now ?? (() => performance.now());
@@ -97,8 +123,19 @@ export class LoadBalancer {
     const k = t ? t.ports.indexOf(port) : -1;
     if (k < 0) return undefined;
     const s = this.sourceIds(source);
-    const i = this.ex.lb_pick(t!.ptr, k, t!.policy, s[0]!, s[1]!, s[2]!, s[3]!, s[4]!, s[5]!,
-      randomU32(this.random), this.outliers.pickTime());
+    const i = this.ex.lb_pick(
+      t!.ptr,
+      k,
+      t!.policy,
+      s[0]!,
+      s[1]!,
+      s[2]!,
+      s[3]!,
+      s[4]!,
+      s[5]!,
+      randomU32(this.random),
+      this.outliers.pickTime(),
+    );
     return i < 0 ? undefined : this.choice(t!, k, i);
   }
 
@@ -112,8 +149,20 @@ export class LoadBalancer {
     const k = t ? t.ports.indexOf(port) : -1;
     if (k < 0) return undefined;
     const s = this.localIds;
-    const a = this.ex.lb_pick_pair(t!.ptr, k, t!.localPolicy, s[0]!, s[1]!, s[2]!, s[3]!, s[4]!, s[5]!,
-      randomU32(this.random), randomU32(this.random), this.outliers.pickTime());
+    const a = this.ex.lb_pick_pair(
+      t!.ptr,
+      k,
+      t!.localPolicy,
+      s[0]!,
+      s[1]!,
+      s[2]!,
+      s[3]!,
+      s[4]!,
+      s[5]!,
+      randomU32(this.random),
+      randomU32(this.random),
+      this.outliers.pickTime(),
+    );
     if (a < 0) return undefined;
     const b = this.ex.lb_pick_second();
     const wa = t!.workloads[a]!;
@@ -133,8 +182,19 @@ export class LoadBalancer {
     if (!t) return undefined;
     const k = Math.max(0, t.ports.indexOf(port));
     const s = this.idsOf({ network, clusterId: "", region: "", zone: "", subzone: "", node: "" });
-    const i = this.ex.lb_pick(t.ptr, k, LB_MODE_ALL | LB_SAME_NETWORK, s[0]!, s[1]!, s[2]!, s[3]!, s[4]!, s[5]!,
-      randomU32(this.random), this.outliers.pickTime());
+    const i = this.ex.lb_pick(
+      t.ptr,
+      k,
+      LB_MODE_ALL | LB_SAME_NETWORK,
+      s[0]!,
+      s[1]!,
+      s[2]!,
+      s[3]!,
+      s[4]!,
+      s[5]!,
+      randomU32(this.random),
+      this.outliers.pickTime(),
+    );
     return i < 0 ? undefined : this.choice(t, k, i);
   }
 
@@ -215,20 +275,31 @@ export class LoadBalancer {
       this.tablesByKey.set(serviceKey(svc), t);
     }
     const local = this.local;
-    this.localIds = this.idsOf({ network: local.network, clusterId: local.clusterId ?? "", region: "", zone: "",
-      subzone: "", node: "" });
+    this.localIds = this.idsOf({
+      network: local.network,
+      clusterId: local.clusterId ?? "",
+      region: "",
+      zone: "",
+      subzone: "",
+      node: "",
+    });
   }
 
   private buildTable(svc: Service, global: boolean): Table | undefined {
     const ports = Object.keys(svc.ports).map(Number);
     if (ports.length === 0) return undefined;
     const workloads = this.state.endpoints(svc, ports[0]!).map((e) => e.workload);
-    const n = workloads.length, np = ports.length, stride = LB_TARGETS + np;
+    const n = workloads.length,
+      np = ports.length,
+      stride = LB_TARGETS + np;
     if (n === 0) return undefined;
     const ptr = this.ex.lb_table_new(this.outliers.ctx, n, np) >>> 0;
     if (ptr === 0) {
-      log.warn("service too large for a load-balancing table; it gets no endpoints",
-        { service: serviceKey(svc), endpoints: n, ports: np });
+      log.warn("service too large for a load-balancing table; it gets no endpoints", {
+        service: serviceKey(svc),
+        endpoints: n,
+        ports: np,
+      });
       return undefined;
     }
     const key = serviceKey(svc);
@@ -246,13 +317,18 @@ export class LoadBalancer {
       m[o + LB_SUBZONE] = this.intern(l?.subzone ?? "");
       m[o + LB_NODE] = this.intern(w.node);
       m[o + LB_ENDPOINT_ID] = this.outliers.slotOf(w)!;
-      m[o + LB_FLAGS] = (w.status === "Healthy" ? LB_HEALTHY : 0) | (hasAddress(w) ? LB_HAS_ADDRESS : 0) |
+      m[o + LB_FLAGS] =
+        (w.status === "Healthy" ? LB_HEALTHY : 0) |
+        (hasAddress(w) ? LB_HAS_ADDRESS : 0) |
         (w.networkGateway ? LB_HAS_GATEWAY : 0);
       m[o + LB_CAPACITY] = w.capacity; // u32: the Int32Array keeps its bits
       for (let k = 0; k < np; k++) m[o + LB_TARGETS + k] = targetPortOf(svc, own, ports[k]!);
     }
     const rules = rulesOf(svc, global);
-    const localPolicy = LB_MODE_ALL | LB_SAME_NETWORK | (rules.allowAll ? LB_ALLOW_ALL : 0) |
+    const localPolicy =
+      LB_MODE_ALL |
+      LB_SAME_NETWORK |
+      (rules.allowAll ? LB_ALLOW_ALL : 0) |
       (this.local.clusterId !== undefined ? LB_SAME_CLUSTER : 0);
     return { ptr, records, stride, policy: policyOf(rules), localPolicy, ports, workloads };
   }

@@ -41,7 +41,11 @@ export class OutlierDetector {
   /** When the last ejection started ends; 0 once that time has passed. */
   private ejectionsEnd = 0;
 
-  constructor(private readonly ex: LbExports, private readonly now: () => number, opts?: OutlierOptions) {
+  constructor(
+    private readonly ex: LbExports,
+    private readonly now: () => number,
+    opts?: OutlierOptions,
+  ) {
     const o = { ...OUTLIER_DEFAULTS, ...opts };
     this.ctx = ex.lb_new(o.failures, o.baseEjectionMs, o.maxEjectionMs) >>> 0;
   }

@@ -3,8 +3,20 @@
 
 import type { RoutingPreference, Service, Workload } from "../model/index.js";
 import {
-  LB_ALLOW_ALL, LB_CLUSTER, LB_MAX_PREFS, LB_MODE_ALL, LB_MODE_FAILOVER, LB_MODE_STRICT, LB_NETWORK, LB_NODE,
-  LB_PREFS_COUNT_SHIFT, LB_PREFS_SHIFT, LB_REGION, LB_SAME_CLUSTER, LB_SUBZONE, LB_ZONE,
+  LB_ALLOW_ALL,
+  LB_CLUSTER,
+  LB_MAX_PREFS,
+  LB_MODE_ALL,
+  LB_MODE_FAILOVER,
+  LB_MODE_STRICT,
+  LB_NETWORK,
+  LB_NODE,
+  LB_PREFS_COUNT_SHIFT,
+  LB_PREFS_SHIFT,
+  LB_REGION,
+  LB_SAME_CLUSTER,
+  LB_SUBZONE,
+  LB_ZONE,
 } from "../../assembly/lb/layout.js";
 
 /** Where a connection comes from, as the ranking compares it. */
@@ -94,4 +106,3 @@ export const SOURCE_FIELD: Record<RoutingPreference, keyof LbSource> = {
 export function randomU32(random: () => number): number {
   return (random() * 4294967296) >>> 0;
 }
-

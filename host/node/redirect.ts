@@ -23,18 +23,25 @@ export interface RedirectOptions {
 }
 
 function plain(ip: string | undefined): string {
-  return ip?.startsWith("::ffff:") ? ip.slice(7) : ip ?? "";
+  return ip?.startsWith("::ffff:") ? ip.slice(7) : (ip ?? "");
 }
 
 export class RedirectListeners {
-  private constructor(private readonly listeners: PodListeners, private readonly netnsFd: number) {}
+  private constructor(
+    private readonly listeners: PodListeners,
+    private readonly netnsFd: number,
+  ) {}
 
   /** The namespace's fd, for dialling from it (valid until close). */
   get fd(): number {
     return this.netnsFd;
   }
 
-  static async open(inputs: ProxyInputs, o: RedirectOptions, locals: () => WorkloadProxy[]): Promise<RedirectListeners> {
+  static async open(
+    inputs: ProxyInputs,
+    o: RedirectOptions,
+    locals: () => WorkloadProxy[],
+  ): Promise<RedirectListeners> {
     const fd = openNetns(o.netns ?? "/proc/thread-self/ns/net");
     const byIp = (ip: string | undefined): WorkloadProxy | undefined => {
       const all = locals();
@@ -42,7 +49,11 @@ export class RedirectListeners {
       return all.find((wp) => wp.workload.workloadIps.includes(a)) ?? (all.length === 1 ? all[0] : undefined);
     };
     const none = (sock: net.Socket, why: string) => {
-      log.limited.info("captured connection has no local workload", { reason: why, from: sock.remoteAddress, to: sock.localAddress });
+      log.limited.info("captured connection has no local workload", {
+        reason: why,
+        from: sock.remoteAddress,
+        to: sock.localAddress,
+      });
       sock.destroy();
     };
     try {
@@ -67,8 +78,13 @@ export class RedirectListeners {
             else none(sock, "no local workload has the destination address");
           },
         },
-        extras: (nsFd) => startPodDns(inputs, nsFd, { mark: o.mark },
-          { namespace: o.namespace ?? locals()[0]?.workload.namespace ?? "default", network: inputs.network ?? "" }),
+        extras: (nsFd) =>
+          startPodDns(
+            inputs,
+            nsFd,
+            { mark: o.mark },
+            { namespace: o.namespace ?? locals()[0]?.workload.namespace ?? "default", network: inputs.network ?? "" },
+          ),
       });
       return new RedirectListeners(listeners, fd);
     } catch (err) {

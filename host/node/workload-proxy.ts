@@ -37,14 +37,26 @@ export class WorkloadProxy {
   private address?: net.AddressInfo;
   private outboundTunnels = 0;
 
-  constructor(private readonly inputs: ProxyInputs, public workload: Workload, readonly identity: Identity,
-    certificate: WorkloadCertificate, fetchCertificate: () => Promise<WorkloadCertificate>, readonly netns?: PodNetns) {
+  constructor(
+    private readonly inputs: ProxyInputs,
+    public workload: Workload,
+    readonly identity: Identity,
+    certificate: WorkloadCertificate,
+    fetchCertificate: () => Promise<WorkloadCertificate>,
+    readonly netns?: PodNetns,
+  ) {
     // Half-open both ways, as pipe.ts expects (FIN <-> END_STREAM): a socket made from an fd is not by default.
     const dial: Dialer | undefined = netns
       ? (host, port) => halfOpen(dialFrom(netns.netnsFd, host, port, { mark: netns.mark }))
       : undefined;
     this.inbound = new Inbound({ inputs, workload, certificate, identity, dial });
-    this.outbound = new Outbound({ inputs, source: workload, sourceIdentity: identity, certificate: fetchCertificate, dial });
+    this.outbound = new Outbound({
+      inputs,
+      source: workload,
+      sourceIdentity: identity,
+      certificate: fetchCertificate,
+      dial,
+    });
   }
 
   get key(): string {
@@ -57,7 +69,8 @@ export class WorkloadProxy {
     if (this.netns) return; // redirect mode: the namespace's listeners feed us
     if (inboundPort === false) return;
     const ip = this.workload.workloadIps[0];
-    if (!ip) throw new Error(`workload ${this.workload.namespace}/${this.workload.name} has no workloadIps to listen on`);
+    if (!ip)
+      throw new Error(`workload ${this.workload.namespace}/${this.workload.name} has no workloadIps to listen on`);
     this.address = await this.inbound.listen(ip, inboundPort);
   }
 
@@ -105,18 +118,24 @@ export class WorkloadProxy {
     }
     sock.pause();
     this.outboundTunnels++;
-    this.outbound.open({ host: dest.address, port: dest.port }, { host: sock.remoteAddress ?? "", port: sock.remotePort ?? 0 }).then(
-      (tunnel) => {
-        tunnel.on("error", (e) => log.debug("tunnel ended with an error", { error: e }));
-        void pipeTunnel(sock, tunnel).finally(() => this.outboundTunnels--);
-        sock.resume();
-      },
-      (err: Error) => {
-        this.outboundTunnels--;
-        log.info("captured connection refused", { workload: this.key, dest: `${dest.address}:${dest.port}`, error: err });
-        sock.destroy();
-      },
-    );
+    this.outbound
+      .open({ host: dest.address, port: dest.port }, { host: sock.remoteAddress ?? "", port: sock.remotePort ?? 0 })
+      .then(
+        (tunnel) => {
+          tunnel.on("error", (e) => log.debug("tunnel ended with an error", { error: e }));
+          void pipeTunnel(sock, tunnel).finally(() => this.outboundTunnels--);
+          sock.resume();
+        },
+        (err: Error) => {
+          this.outboundTunnels--;
+          log.info("captured connection refused", {
+            workload: this.key,
+            dest: `${dest.address}:${dest.port}`,
+            error: err,
+          });
+          sock.destroy();
+        },
+      );
   }
 
   get activeOutbound(): number {
@@ -160,8 +179,12 @@ function halfOpen(sock: net.Socket): net.Socket {
 }
 
 /** The DNS proxy of one pod: UDP and TCP sockets made inside its namespace, answering for its namespace. */
-export async function startPodDns(inputs: ProxyInputs, netnsFd: number, ns: Pick<PodNetns, "mark" | "ports">,
-  w: Pick<Workload, "namespace" | "network">): Promise<DnsProxy> {
+export async function startPodDns(
+  inputs: ProxyInputs,
+  netnsFd: number,
+  ns: Pick<PodNetns, "mark" | "ports">,
+  w: Pick<Workload, "namespace" | "network">,
+): Promise<DnsProxy> {
   const port = ns.ports?.dns ?? 15053;
   const tcp = createListenSocketIn(netnsFd, { host: "127.0.0.1", port, mark: ns.mark, reusePort: true });
   let udpFd: number;
@@ -171,6 +194,10 @@ export async function startPodDns(inputs: ProxyInputs, netnsFd: number, ns: Pick
     closeQuietly(tcp.fd);
     throw err;
   }
-  return DnsProxy.start({ state: inputs.state, namespace: w.namespace, network: w.network || inputs.network,
-    listen: { udpFd, tcpFd: tcp.fd, family: 4 } });
+  return DnsProxy.start({
+    state: inputs.state,
+    namespace: w.namespace,
+    network: w.network || inputs.network,
+    listen: { udpFd, tcpFd: tcp.fd, family: 4 },
+  });
 }

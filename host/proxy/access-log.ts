@@ -75,7 +75,10 @@ export function accessLogLevel(): AccessLevel {
 export function applyLoggingSpec(spec: string): Level | undefined {
   let bare: Level | undefined;
   let access: AccessLevel | undefined;
-  for (const part of spec.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+  for (const part of spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")) {
     const i = part.indexOf(":");
     const target = i < 0 ? undefined : part.slice(0, i);
     const level = (i < 0 ? part : part.slice(i + 1)) as AccessLevel;
@@ -98,7 +101,11 @@ export class TokenBucket {
   private tokens: number;
   private last: number;
 
-  constructor(private readonly perSecond: number, private readonly burst: number, private readonly now = () => performance.now()) {
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+    private readonly now = () => performance.now(),
+  ) {
     this.tokens = burst;
     this.last = now();
   }
@@ -157,7 +164,11 @@ export function completeFields(c: ConnectionRecord): Fields {
 export function peersFromLabels(l: TcpLabels): Pick<ConnectionRecord, "src" | "dst" | "service"> {
   return {
     src: { workload: l.source_workload, namespace: l.source_workload_namespace, identity: spiffe(l.source_principal) },
-    dst: { workload: l.destination_workload, namespace: l.destination_workload_namespace, identity: spiffe(l.destination_principal) },
+    dst: {
+      workload: l.destination_workload,
+      namespace: l.destination_workload_namespace,
+      identity: spiffe(l.destination_principal),
+    },
     service: l.destination_service,
   };
 }

@@ -50,7 +50,13 @@ export class Gateway extends HboneListener {
     const authority = header(headers, ":authority") ?? "";
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
-      log.limited.info("gateway tunnel refused", { status, reason: why, authority, peer: String(peer), limitKey: status });
+      log.limited.info("gateway tunnel refused", {
+        status,
+        reason: why,
+        authority,
+        peer: String(peer),
+        limitKey: status,
+      });
       respond(status);
     };
     const dst = parseHostPort(authority);
@@ -59,7 +65,8 @@ export class Gateway extends HboneListener {
     // never leaves its cluster, whatever a peer asks. 400: no gateway will ever route it (not retried).
     const svc = this.o.inputs.state.serviceByHost(dst.host);
     if (!svc) return refuse(400, `unknown service ${dst.host}`);
-    if (!isGlobalService(svc, this.o.inputs.state.config.serviceScopeConfigs)) return refuse(400, `service ${dst.host} is not global`);
+    if (!isGlobalService(svc, this.o.inputs.state.config.serviceScopeConfigs))
+      return refuse(400, `service ${dst.host} is not global`);
     // Namespace sameness: the service of that name, its endpoints on this gateway's network.
     const choice = this.o.inputs.lb.pickLeastLoaded(svc, dst.port, (w) => this.activeTo(w));
     if (!choice) return refuse(503, `no healthy local endpoint for ${authority}`);

@@ -77,8 +77,11 @@ export class Inbound extends HboneListener {
     for (const [stream, conn] of this.open) {
       const d = authorize(policies, conn);
       if (d.allowed) continue;
-      log.info("closing a tunnel the new policy denies", { reason: d.reason, peer: String(conn.source),
-        destination: `${conn.destinationIp}:${conn.destinationPort}` });
+      log.info("closing a tunnel the new policy denies", {
+        reason: d.reason,
+        peer: String(conn.source),
+        destination: `${conn.destinationIp}:${conn.destinationPort}`,
+      });
       this.open.delete(stream);
       const id = (stream as H2Stream).id;
       stream.destroy(id === undefined ? undefined : H2Error.stream(id, abi.CONNECT_ERROR, d.reason));
@@ -158,8 +161,12 @@ export class Inbound extends HboneListener {
   tunnels(): OpenTunnel[] {
     const out: OpenTunnel[] = [];
     for (const c of this.open.values()) {
-      out.push({ peer: c.source ? String(c.source) : "", source: c.sourceIp,
-        destination: formatAuthority(c.destinationIp, c.destinationPort), ...(c.source ? {} : { plaintext: true as const }) });
+      out.push({
+        peer: c.source ? String(c.source) : "",
+        source: c.sourceIp,
+        destination: formatAuthority(c.destinationIp, c.destinationPort),
+        ...(c.source ? {} : { plaintext: true as const }),
+      });
     }
     return out;
   }
@@ -174,8 +181,12 @@ export class Inbound extends HboneListener {
     const refuse = (status: number, why: string) => {
       this.stats.refused++;
       log.limited.info("tunnel refused", { status, reason: why, authority, peer: String(peer), limitKey: status });
-      logConnectionFailed({ direction: "inbound", srcAddr: from, dstAddr: formatAuthority(self, this.o.inputs.hbonePort),
-        error: `${status}: ${why}` });
+      logConnectionFailed({
+        direction: "inbound",
+        srcAddr: from,
+        dstAddr: formatAuthority(self, this.o.inputs.hbonePort),
+        error: `${status}: ${why}`,
+      });
       respond(status);
     };
     const dst = this.destination(authority);
@@ -185,8 +196,10 @@ export class Inbound extends HboneListener {
     const src = inboundSourceLabels(this.o.inputs.state, this.workload, from, peer, headers);
     const me = workloadLabels(this.workload, String(this.o.identity));
     const svc = this.serviceOf(dst.port);
-    const result = this.o.inputs.metrics?.checking(tcpLabels("destination", src.labels, me, svc),
-      tcpLabels("destination", src.trusted, me, svc));
+    const result = this.o.inputs.metrics?.checking(
+      tcpLabels("destination", src.labels, me, svc),
+      tcpLabels("destination", src.trusted, me, svc),
+    );
     const fail = (status: number, why: string) => {
       result?.close(true, "CONNECT");
       refuse(status, why);
@@ -210,8 +223,11 @@ export class Inbound extends HboneListener {
     this.open.set(stream, conn);
     stream.once("close", () => this.open.delete(stream));
     const started = performance.now();
-    const logged = (): void => this.logComplete(result, from, formatAuthority(dst.appHost, port), authority, started,
-      () => ({ clientToServer: stream.pushed, serverToClient: stream.written }));
+    const logged = (): void =>
+      this.logComplete(result, from, formatAuthority(dst.appHost, port), authority, started, () => ({
+        clientToServer: stream.pushed,
+        serverToClient: stream.written,
+      }));
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
@@ -221,12 +237,18 @@ export class Inbound extends HboneListener {
       acceptor(stream, { peer, port, headers });
       return;
     }
-    this.dialApp(dst.appHost, port, stream, () => {
-      this.stats.accepted++;
-      result?.accept();
-      respond(200, ok);
-      stream.once("close", logged);
-    }, (why) => fail(503, why));
+    this.dialApp(
+      dst.appHost,
+      port,
+      stream,
+      () => {
+        this.stats.accepted++;
+        result?.accept();
+        respond(200, ok);
+        stream.once("close", logged);
+      },
+      (why) => fail(503, why),
+    );
   }
 
   /**
@@ -253,7 +275,8 @@ export class Inbound extends HboneListener {
     if (!this.workload.workloadIps.includes(dst.address)) {
       return refuse("CONNECT", `${dst.address} is not this workload's address`);
     }
-    if (PROXY_PORTS.has(dst.port) || this.o.inputs.ownPorts().has(dst.port)) return refuse("CONNECT", `port ${dst.port} is a proxy port`);
+    if (PROXY_PORTS.has(dst.port) || this.o.inputs.ownPorts().has(dst.port))
+      return refuse("CONNECT", `port ${dst.port} is a proxy port`);
     const conn: RbacConnection = { sourceIp: from, destinationIp: dst.address, destinationPort: dst.port };
     if (!this.authorized(conn)) return refuse("DENY", "denied by policy (plaintext, no peer identity)");
     const stream = socket;
@@ -263,29 +286,53 @@ export class Inbound extends HboneListener {
       result?.close();
     });
     const started = performance.now();
-    this.dialApp(dst.address, dst.port, socket, () => {
-      this.stats.accepted++;
-      result?.accept();
-      socket.once("close", () => this.logComplete(result, srcAddr, dstAddr, undefined, started,
-        () => ({ clientToServer: socket.bytesRead, serverToClient: socket.bytesWritten })));
-    }, (why) => refuse("CONNECT", why));
+    this.dialApp(
+      dst.address,
+      dst.port,
+      socket,
+      () => {
+        this.stats.accepted++;
+        result?.accept();
+        socket.once("close", () =>
+          this.logComplete(result, srcAddr, dstAddr, undefined, started, () => ({
+            clientToServer: socket.bytesRead,
+            serverToClient: socket.bytesWritten,
+          })),
+        );
+      },
+      (why) => refuse("CONNECT", why),
+    );
   }
 
   private authorized(conn: RbacConnection): boolean {
     const decision = authorize(this.o.inputs.state.policiesFor(this.workload), conn);
-    if (decision.dryRun.length > 0) log.limited.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
-    if (!decision.allowed) log.info("tunnel denied", { reason: decision.reason, source: conn.source ? String(conn.source) : conn.sourceIp });
+    if (decision.dryRun.length > 0)
+      log.limited.info("dry-run policy matched", { policies: decision.dryRun, allowed: decision.allowed });
+    if (!decision.allowed)
+      log.info("tunnel denied", { reason: decision.reason, source: conn.source ? String(conn.source) : conn.sourceIp });
     return decision.allowed;
   }
 
-  private logComplete(result: ConnectionResult | undefined, srcAddr: string, dstAddr: string, hboneAddr: string | undefined,
-    startMs: number, bytes: () => TunnelBytes): void {
+  private logComplete(
+    result: ConnectionResult | undefined,
+    srcAddr: string,
+    dstAddr: string,
+    hboneAddr: string | undefined,
+    startMs: number,
+    bytes: () => TunnelBytes,
+  ): void {
     const peers = result ? peersFromLabels(result.labels) : {};
     logConnectionComplete({ direction: "inbound", srcAddr, dstAddr, hboneAddr, ...peers, bytes: bytes(), startMs });
   }
 
   /** Dials the application; `connected` then pipes, `failed` says why it could not be reached. */
-  private dialApp(host: string, port: number, peer: Duplex, connected: () => void, failed: (why: string) => void): void {
+  private dialApp(
+    host: string,
+    port: number,
+    peer: Duplex,
+    connected: () => void,
+    failed: (why: string) => void,
+  ): void {
     // Half-open: the app may still answer after our FIN (END_STREAM from the peer).
     let app: net.Socket;
     try {

@@ -43,22 +43,41 @@ export abstract class HboneListener {
   /** Established connections closed by a cap. */
   readonly capped = { total: 0, perPeer: 0 };
 
-  constructor(workload: Workload, certificate: WorkloadCertificate, private readonly sessionOptions?: SessionOptions,
-    limits?: Partial<ListenerLimits>) {
+  constructor(
+    workload: Workload,
+    certificate: WorkloadCertificate,
+    private readonly sessionOptions?: SessionOptions,
+    limits?: Partial<ListenerLimits>,
+  ) {
     this.limits = { ...defaultListenerLimits(), ...limits };
-    this.server = createHboneServer({ certificate, trustDomain: trustDomainOf(workload), limits: this.limits },
-      (socket, peer) => this.onSecure(socket, peer));
+    this.server = createHboneServer(
+      { certificate, trustDomain: trustDomainOf(workload), limits: this.limits },
+      (socket, peer) => this.onSecure(socket, peer),
+    );
   }
 
   /** A CONNECT on an accepted connection; `from` is the TCP peer address. */
-  protected abstract serveConnect(stream: H2Stream, headers: HeaderList, respond: Respond, peer: Identity, from: string): void;
+  protected abstract serveConnect(
+    stream: H2Stream,
+    headers: HeaderList,
+    respond: Respond,
+    peer: Identity,
+    from: string,
+  ): void;
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
     const address = await listen(this.server, { host, port });
     const { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource, maxConnections, fdReserve } =
       this.server.admission.limits;
-    log.info("HBONE listener limits", { handshakeTimeoutMs, maxPendingHandshakes, maxPendingHandshakesPerSource,
-      maxConnections, fdReserve, maxEstablished: this.limits.maxEstablished, maxEstablishedPerPeer: this.limits.maxEstablishedPerPeer });
+    log.info("HBONE listener limits", {
+      handshakeTimeoutMs,
+      maxPendingHandshakes,
+      maxPendingHandshakesPerSource,
+      maxConnections,
+      fdReserve,
+      maxEstablished: this.limits.maxEstablished,
+      maxEstablishedPerPeer: this.limits.maxEstablishedPerPeer,
+    });
     return address;
   }
 
@@ -86,13 +105,20 @@ export abstract class HboneListener {
   private onSecure(socket: tls.TLSSocket, peer: Identity): void {
     const who = String(peer);
     const mine = this.perPeer.get(who) ?? 0;
-    const over = this.sessions.size >= this.limits.maxEstablished ? `over ${this.limits.maxEstablished} connections`
-      : mine >= this.limits.maxEstablishedPerPeer ? `over ${this.limits.maxEstablishedPerPeer} connections of one peer` : null;
+    const over =
+      this.sessions.size >= this.limits.maxEstablished
+        ? `over ${this.limits.maxEstablished} connections`
+        : mine >= this.limits.maxEstablishedPerPeer
+          ? `over ${this.limits.maxEstablishedPerPeer} connections of one peer`
+          : null;
     if (over) {
       if (this.sessions.size >= this.limits.maxEstablished) this.capped.total++;
       else this.capped.perPeer++;
-      log.limited.warn("HBONE connection closed: established-connection cap", { reason: over, peer: who,
-        remote: socket.remoteAddress });
+      log.limited.warn("HBONE connection closed: established-connection cap", {
+        reason: over,
+        peer: who,
+        remote: socket.remoteAddress,
+      });
       socket.destroy();
       return;
     }
@@ -105,7 +131,9 @@ export abstract class HboneListener {
       if (n > 0) this.perPeer.set(who, n);
       else this.perPeer.delete(who);
     });
-    session.on("protocolError", (e) => log.limited.warn("HBONE connection closed on a protocol error", { peer: who, error: e }));
+    session.on("protocolError", (e) =>
+      log.limited.warn("HBONE connection closed on a protocol error", { peer: who, error: e }),
+    );
     const from = socket.remoteAddress ?? "";
     session.on("connect", (stream, headers, respond) => this.serveConnect(stream, headers, respond, peer, from));
   }

@@ -86,7 +86,6 @@ const CONNECT_ATTEMPTS = 4;
 /** Endpoint picks per tunnel: a pick of an endpoint that already failed for it costs no dial. */
 const MAX_PICKS = 32;
 
-
 /**
  * Every stream of a client session gets an error owner when the session closes it (it emits
  * 'streamClosed' before it destroys the stream with the error): a 200 and a RST_STREAM in one
@@ -94,7 +93,8 @@ const MAX_PICKS = 32;
  */
 function ownStreamErrors(session: H2Session): H2Session {
   session.on("streamClosed", (s: Duplex) => {
-    if (s.listenerCount("error") === 0) s.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
+    if (s.listenerCount("error") === 0)
+      s.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
   });
   return session;
 }
@@ -129,8 +129,11 @@ export class Outbound {
     // ztunnel's SelfCall: never to the proxy's own ports, checked where the bytes would land
     // (after the service port -> target port mapping).
     const t = route.target;
-    if (net.isIP(t.host) && (reachesThisHost(t.host) || this.o.source.workloadIps.includes(t.host)) &&
-      (PROXY_PORTS.has(t.port) || this.o.inputs.ownPorts().has(t.port))) {
+    if (
+      net.isIP(t.host) &&
+      (reachesThisHost(t.host) || this.o.source.workloadIps.includes(t.host)) &&
+      (PROXY_PORTS.has(t.port) || this.o.inputs.ownPorts().has(t.port))
+    ) {
       throw new OutboundError("proxy-port", `${formatAuthority(t.host, t.port)} is a proxy port`);
     }
     return route;
@@ -138,7 +141,8 @@ export class Outbound {
 
   private route(dest: HostPort): Route {
     const { state } = this.o.inputs;
-    const svc = net.isIP(dest.host) ? state.serviceByVip(dest.host, this.network)
+    const svc = net.isIP(dest.host)
+      ? state.serviceByVip(dest.host, this.network)
       : state.serviceByHost(dest.host, this.o.source.namespace);
     if (svc) {
       if (svc.ports[dest.port] === undefined && Object.keys(svc.ports).length > 0) {
@@ -170,7 +174,8 @@ export class Outbound {
     const d = gw.destination;
     if ("address" in d) {
       gwIp = d.address;
-      const gwWorkload = this.o.inputs.state.workloadByIp(d.address, d.network) ?? this.o.inputs.state.workloadByIp(d.address);
+      const gwWorkload =
+        this.o.inputs.state.workloadByIp(d.address, d.network) ?? this.o.inputs.state.workloadByIp(d.address);
       if (gwWorkload) gwExpected.push(workloadIdentity(gwWorkload));
     } else {
       const gsvc = this.o.inputs.state.serviceByHost(d.hostname, d.namespace);
@@ -245,7 +250,11 @@ export class Outbound {
         if (route.workload && retryable) this.report(route.workload, false);
         if (!retryable || !route.service || dials >= CONNECT_ATTEMPTS || picks >= MAX_PICKS) throw err;
         if (uid !== undefined) failed.set(uid, err);
-        log.debug("endpoint unreachable, trying another", { endpoint: route.workload?.name, dials, error: err as Error });
+        log.debug("endpoint unreachable, trying another", {
+          endpoint: route.workload?.name,
+          dials,
+          error: err as Error,
+        });
       }
     }
   }
@@ -253,12 +262,26 @@ export class Outbound {
   private async openRoute(route: Route, client?: HostPort): Promise<Duplex> {
     const srcAddr = client ? formatAuthority(client.host, client.port) : "";
     const dstAddr = formatAuthority(route.hop.host, route.hop.port);
-    const hboneAddr = route.protocol === "HBONE" ? (route.via ? route.via.authority : formatAuthority(route.target.host, route.target.port)) : undefined;
+    const hboneAddr =
+      route.protocol === "HBONE"
+        ? route.via
+          ? route.via.authority
+          : formatAuthority(route.target.host, route.target.port)
+        : undefined;
     try {
       const { tunnel, result, bytes } = await this.openRouteCounted(route, client);
       const startMs = performance.now();
-      tunnel.once("close", () => logConnectionComplete({ direction: "outbound", srcAddr, dstAddr, hboneAddr,
-        ...(result ? peersFromLabels(result.labels) : {}), bytes: bytes(), startMs }));
+      tunnel.once("close", () =>
+        logConnectionComplete({
+          direction: "outbound",
+          srcAddr,
+          dstAddr,
+          hboneAddr,
+          ...(result ? peersFromLabels(result.labels) : {}),
+          bytes: bytes(),
+          startMs,
+        }),
+      );
       return tunnel;
     } catch (err) {
       logConnectionFailed({ direction: "outbound", srcAddr, dstAddr: hboneAddr ?? dstAddr, error: err as Error });
@@ -266,9 +289,13 @@ export class Outbound {
     }
   }
 
-  private async openRouteCounted(route: Route, client?: HostPort):
-    Promise<{ tunnel: Duplex; result?: ConnectionResult; bytes: () => TunnelBytes }> {
-    const svc = route.service ? { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name } : {};
+  private async openRouteCounted(
+    route: Route,
+    client?: HostPort,
+  ): Promise<{ tunnel: Duplex; result?: ConnectionResult; bytes: () => TunnelBytes }> {
+    const svc = route.service
+      ? { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name }
+      : {};
     // Destination labels from config; the 200's baggage fills in a peer config does not know.
     let dst: PeerLabels = route.workload ? workloadLabels(route.workload, String(route.expected[0])) : {};
     const record = (mtls: boolean): ConnectionResult | undefined =>
@@ -284,12 +311,18 @@ export class Outbound {
       const r = record(false);
       r?.countFrom(() => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }));
       sock.once("close", () => r?.close());
-      return { tunnel: sock, result: r, bytes: () => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }) };
+      return {
+        tunnel: sock,
+        result: r,
+        bytes: () => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }),
+      };
     }
     const headers: [string, string][] = workloadBaggage(this.o.source);
     if (client) {
-      headers.push(["forwarded", `for="${formatAuthority(client.host, client.port)}"` +
-        (route.service ? `;host=${route.service.hostname}` : "")]);
+      headers.push([
+        "forwarded",
+        `for="${formatAuthority(client.host, client.port)}"` + (route.service ? `;host=${route.service.hostname}` : ""),
+      ]);
     }
     headers.push(["traceparent", traceparent()]);
     const authority = route.via ? route.via.authority : formatAuthority(route.target.host, route.target.port);
@@ -301,14 +334,19 @@ export class Outbound {
     } catch (err) {
       record(true)?.close(true, "CONNECT");
       if (err instanceof OutboundError) throw err;
-      throw new OutboundError("connect-failed", `HBONE CONNECT ${authority} failed: ${(err as Error).message}`, { cause: err });
+      throw new OutboundError("connect-failed", `HBONE CONNECT ${authority} failed: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     // A refusal (or a 200 reset at once) is counted on config labels: its baggage must not create series.
     if (stream.status !== 200) {
       stream.destroy();
       record(true)?.close(true, stream.status === 401 ? "DENY" : "CONNECT");
-      throw new OutboundError(stream.status === 401 ? "denied" : "refused", `HBONE CONNECT ${authority} answered ${stream.status}`,
-        { status: stream.status });
+      throw new OutboundError(
+        stream.status === 401 ? "denied" : "refused",
+        `HBONE CONNECT ${authority} answered ${stream.status}`,
+        { status: stream.status },
+      );
     }
     if (stream.destroyed || stream.rstCode !== null) {
       // 200 and RST_STREAM in one write (the session destroys the stream a turn later): nothing flowed yet, so it is a failed dial (retryable).
@@ -341,8 +379,11 @@ export class Outbound {
     const outerRoute: Route = { ...route, hop: via.hop, expected: via.expected, via: undefined };
     // One inner session per remote endpoint the load balancer picked: the gateway spreads the
     // sessions over its pods (P2C), so reuse does not pin every tunnel to one pod.
-    const key = { src: this.poolSource, dst: route.expected.map(String),
-      hop: `${formatAuthority(via.hop.host, via.hop.port)}/${via.authority}/${route.workload?.uid ?? ""}` };
+    const key = {
+      src: this.poolSource,
+      dst: route.expected.map(String),
+      hop: `${formatAuthority(via.hop.host, via.hop.port)}/${via.authority}/${route.workload?.uid ?? ""}`,
+    };
     return this.o.inputs.innerPool.checkout(key, async () => {
       const outerSession = await this.session(outerRoute);
       const outer = await outerSession.connect(via.authority, []);
@@ -352,21 +393,31 @@ export class Outbound {
       }
       try {
         const { socket, peer } = await connectHbone({
-          host: via.hop.host, port: via.hop.port, certificate: await this.o.certificate(), expected: route.expected,
-          socket: outer, timeoutMs: this.o.inputs.connectTimeoutMs,
+          host: via.hop.host,
+          port: via.hop.port,
+          certificate: await this.o.certificate(),
+          expected: route.expected,
+          socket: outer,
+          timeoutMs: this.o.inputs.connectTimeoutMs,
         });
         const inner = ownStreamErrors(H2Session.client(socket, this.o.inputs.session));
         this.innerPeer.set(inner, peer);
         return inner;
       } catch (err) {
         outer.destroy();
-        throw new OutboundError("unreachable", `inner HBONE through ${key.hop}: ${(err as Error).message}`, { cause: err });
+        throw new OutboundError("unreachable", `inner HBONE through ${key.hop}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     });
   }
 
   private session(route: Route): Promise<H2Session> {
-    const key = { src: this.poolSource, dst: route.expected.map(String), hop: formatAuthority(route.hop.host, route.hop.port) };
+    const key = {
+      src: this.poolSource,
+      dst: route.expected.map(String),
+      hop: formatAuthority(route.hop.host, route.hop.port),
+    };
     return this.o.inputs.pool.checkout(key, async () => {
       try {
         const { socket } = await connectHbone({
@@ -379,8 +430,11 @@ export class Outbound {
         });
         return ownStreamErrors(H2Session.client(socket, this.o.inputs.session));
       } catch (err) {
-        log.limited.warn("HBONE connection failed", { hop: key.hop, error: err as Error,
-          hint: "maybe a NetworkPolicy or firewall is blocking HBONE port 15008, or the peer's certificate is not trusted" });
+        log.limited.warn("HBONE connection failed", {
+          hop: key.hop,
+          error: err as Error,
+          hint: "maybe a NetworkPolicy or firewall is blocking HBONE port 15008, or the peer's certificate is not trusted",
+        });
         throw new OutboundError("unreachable", `HBONE to ${key.hop}: ${(err as Error).message}`, { cause: err });
       }
     });
@@ -412,10 +466,17 @@ export class Outbound {
     return new Promise((resolve, reject) => {
       let sock: net.Socket;
       try {
-        sock = this.o.dial ? this.o.dial(target.host, target.port)
+        sock = this.o.dial
+          ? this.o.dial(target.host, target.port)
           : net.connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
       } catch (err) {
-        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${(err as Error).message}`, { cause: err }));
+        reject(
+          new OutboundError(
+            "unreachable",
+            `TCP ${formatAuthority(target.host, target.port)}: ${(err as Error).message}`,
+            { cause: err },
+          ),
+        );
         return;
       }
       const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), this.o.inputs.connectTimeoutMs);
@@ -425,7 +486,11 @@ export class Outbound {
       });
       sock.once("error", (err) => {
         clearTimeout(timer);
-        reject(new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, { cause: err }));
+        reject(
+          new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, {
+            cause: err,
+          }),
+        );
       });
     });
   }

@@ -17,7 +17,7 @@ export function workloadMeta(w: Workload): BaggageMeta {
   return {
     clusterId: w.clusterId || undefined,
     namespace: w.namespace || undefined,
-    workloadName: (w.workloadName || w.name) || undefined,
+    workloadName: w.workloadName || w.name || undefined,
     workloadType: (WORKLOAD_TYPES.has(type) ? type : "deployment") as BaggageMeta["workloadType"],
     service: w.canonicalName || undefined,
     revision: w.canonicalRevision || undefined,
@@ -119,11 +119,17 @@ export interface SourceLabels {
  * gateway's, so only baggage can say who the source is — but only when `from` really is a network gateway of the
  * config; from anyone else the header is ignored, so a peer cannot trade its config labels for ones it chose.
  */
-export function inboundSourceLabels(state: ProxyState, self: Workload, from: string, peer: Identity,
-  headers: HeaderList): SourceLabels {
+export function inboundSourceLabels(
+  state: ProxyState,
+  self: Workload,
+  from: string,
+  peer: Identity,
+  headers: HeaderList,
+): SourceLabels {
   const principal = String(peer);
   const forwarded = header(headers, "x-forwarded-network");
-  const viaGateway = forwarded !== undefined && forwarded !== self.network && isNetworkGateway(state, from, self.network);
+  const viaGateway =
+    forwarded !== undefined && forwarded !== self.network && isNetworkGateway(state, from, self.network);
   // An address alone proves nothing (NAT, a gateway, a spoofing peer): config labels only when that workload's
   // identity is the TLS peer's.
   const w = viaGateway ? undefined : state.workloadByIp(from);
@@ -132,5 +138,8 @@ export function inboundSourceLabels(state: ProxyState, self: Workload, from: str
     return { labels, trusted: labels };
   }
   const baggage = headers.filter(([n]) => n === "baggage").map(([, v]) => v);
-  return { labels: baggage.length > 0 ? baggageLabels(decodeBaggage(baggage), principal) : { principal }, trusted: { principal } };
+  return {
+    labels: baggage.length > 0 ? baggageLabels(decodeBaggage(baggage), principal) : { principal },
+    trusted: { principal },
+  };
 }

@@ -14,7 +14,9 @@ import { H2Error } from "../errors.js";
 /** Resolves when both directions are done (or torn down). */
 export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
   return new Promise((resolve) => {
-    let appDone = false, streamDone = false, finished = false;
+    let appDone = false,
+      streamDone = false,
+      finished = false;
     const finish = () => {
       if (finished || !appDone || !streamDone) return;
       finished = true;
@@ -36,7 +38,8 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
     app.on("error", (e: Error) => {
       // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
       if (stream.destroyed) return;
-      if ("rstCode" in stream) stream.destroy(H2Error.stream(0, abi.CONNECT_ERROR, `application connection: ${e.message}`));
+      if ("rstCode" in stream)
+        stream.destroy(H2Error.stream(0, abi.CONNECT_ERROR, `application connection: ${e.message}`));
       else resetSocket(stream); // plain TCP passthrough: pass the reset on as a reset
     });
     app.on("close", () => {
@@ -83,7 +86,10 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
 class Pump {
   private waiting = false;
 
-  constructor(private readonly from: Duplex, private readonly to: Duplex) {}
+  constructor(
+    private readonly from: Duplex,
+    private readonly to: Duplex,
+  ) {}
 
   readonly onData = (chunk: Buffer): void => {
     // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
@@ -110,7 +116,8 @@ class Pump {
 function pump(from: Duplex, to: Duplex): void {
   const p = new Pump(from, to);
   from.on("data", p.onData);
-  if (from.readableEnded) process.nextTick(p.onEnd); // its 'end' has been and gone
+  if (from.readableEnded)
+    process.nextTick(p.onEnd); // its 'end' has been and gone
   else from.once("end", p.onEnd);
   to.on("drain", p.onDrain);
   // A socket paused while its tunnel was dialled stays paused when a 'data' listener is added.

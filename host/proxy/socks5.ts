@@ -23,18 +23,18 @@ export const SOCKS_ADDRESS_NOT_SUPPORTED = 0x08;
 
 /** The reply for each reason an outbound tunnel fails. */
 const REPLY_OF: Record<OutboundErrorKind, number> = {
-  "closed": SOCKS_GENERAL_FAILURE,
+  closed: SOCKS_GENERAL_FAILURE,
   "bad-destination": SOCKS_GENERAL_FAILURE,
   "connect-failed": SOCKS_GENERAL_FAILURE,
   "proxy-port": SOCKS_NOT_ALLOWED,
   "no-identity": SOCKS_NOT_ALLOWED,
-  "denied": SOCKS_NOT_ALLOWED,
+  denied: SOCKS_NOT_ALLOWED,
   "no-endpoint": SOCKS_HOST_UNREACHABLE,
   "unknown-host": SOCKS_HOST_UNREACHABLE,
   "no-gateway": SOCKS_HOST_UNREACHABLE,
   "no-service-port": SOCKS_CONNECTION_REFUSED,
-  "refused": SOCKS_CONNECTION_REFUSED,
-  "unreachable": SOCKS_CONNECTION_REFUSED,
+  refused: SOCKS_CONNECTION_REFUSED,
+  unreachable: SOCKS_CONNECTION_REFUSED,
 };
 
 /** The SOCKS reply for a failed connect: by the OutboundError's kind, else a general failure. */
@@ -51,7 +51,12 @@ export function socksReplyOf(err: unknown): number {
 export type SocksConnect = (dest: Destination, socket: net.Socket) => Promise<{ code: number; start?: () => void }>;
 
 /** Parses the handshake and request from `buf`; returns what is missing or the result. */
-function parse(buf: Buffer): { need: true } | { error: number; stage: "greeting" | "request" } | { dest: Destination; used: number; greetingLen: number } {
+function parse(
+  buf: Buffer,
+):
+  | { need: true }
+  | { error: number; stage: "greeting" | "request" }
+  | { dest: Destination; used: number; greetingLen: number } {
   if (buf.length < 2) return { need: true };
   if (buf[0] !== 5) return { error: SOCKS_GENERAL_FAILURE, stage: "greeting" };
   const greetingLen = 2 + buf[1];
@@ -96,7 +101,10 @@ function reply(code: number): Buffer {
 /** How long a client may take to send its greeting and request (a silent one would hold a socket for ever). */
 export const SOCKS5_HANDSHAKE_TIMEOUT_MS = 10_000;
 
-export function createSocks5Server(connect: SocksConnect, handshakeTimeoutMs = SOCKS5_HANDSHAKE_TIMEOUT_MS): net.Server {
+export function createSocks5Server(
+  connect: SocksConnect,
+  handshakeTimeoutMs = SOCKS5_HANDSHAKE_TIMEOUT_MS,
+): net.Server {
   // allowHalfOpen: a client's FIN must not close our side (half-close goes through the tunnel).
   return net.createServer({ allowHalfOpen: true }, (socket) => {
     // Owned from the first moment: a client may reset before it sends a byte.
@@ -137,17 +145,22 @@ export function createSocks5Server(connect: SocksConnect, handshakeTimeoutMs = S
       greeted = true;
       const rest = buf.subarray(p.used);
       socket.pause();
-      connect(p.dest, socket).then(({ code, start }) => {
-        if (socket.destroyed) return start?.();
-        if (code !== SOCKS_OK) return fail(code, `connect to ${p.dest.host}:${p.dest.port} failed`);
-        socket.write(reply(SOCKS_OK));
-        if (rest.length > 0) socket.unshift(rest);
-        start?.();
-        socket.resume();
-      }, (err: unknown) => fail(SOCKS_GENERAL_FAILURE, String(err))).catch((err: unknown) => {
-        log.warn("socks5 tunnel setup failed", { error: err as Error });
-        socket.destroy();
-      });
+      connect(p.dest, socket)
+        .then(
+          ({ code, start }) => {
+            if (socket.destroyed) return start?.();
+            if (code !== SOCKS_OK) return fail(code, `connect to ${p.dest.host}:${p.dest.port} failed`);
+            socket.write(reply(SOCKS_OK));
+            if (rest.length > 0) socket.unshift(rest);
+            start?.();
+            socket.resume();
+          },
+          (err: unknown) => fail(SOCKS_GENERAL_FAILURE, String(err)),
+        )
+        .catch((err: unknown) => {
+          log.warn("socks5 tunnel setup failed", { error: err as Error });
+          socket.destroy();
+        });
     };
     const fail = (code: number, why: string) => {
       log.debug("socks5 request refused", { code, why, peer: socket.remoteAddress });

@@ -186,8 +186,12 @@ class Indexes {
    */
   get incremental(): boolean {
     const c = this.snapshot;
-    return !c || (c.workloads.length === this.workloadsByUid.size && c.services.length === this.servicesByKey.size &&
-      c.policies.length === this.policiesByKey.size);
+    return (
+      !c ||
+      (c.workloads.length === this.workloadsByUid.size &&
+        c.services.length === this.servicesByKey.size &&
+        c.policies.length === this.policiesByKey.size)
+    );
   }
 
   /** Workloads, services and policies indexed. */
@@ -208,8 +212,13 @@ class Indexes {
     const order = this.order;
     const seq = this.seq;
     this.snapshot = undefined;
-    const upsert = <T extends object>(byKey: Map<string, T>, k: string, v: T, index: (x: T, s?: (x: T) => number) => void,
-      unindex: (x: T) => void) => {
+    const upsert = <T extends object>(
+      byKey: Map<string, T>,
+      k: string,
+      v: T,
+      index: (x: T, s?: (x: T) => number) => void,
+      unindex: (x: T) => void,
+    ) => {
       const old = byKey.get(k);
       if (old) {
         // The replacement takes the old one's place (v may be the very same object).
@@ -234,13 +243,31 @@ class Indexes {
     for (const k of d.removeServices ?? []) remove(this.servicesByKey, k, (s) => this.unindexService(s));
     for (const k of d.removePolicies ?? []) remove(this.policiesByKey, k, (p) => this.unindexPolicy(p));
     for (const w of d.workloads ?? []) {
-      upsert(this.workloadsByUid, w.uid, w, (x, s) => this.indexWorkload(x, s), (x) => this.unindexWorkload(x));
+      upsert(
+        this.workloadsByUid,
+        w.uid,
+        w,
+        (x, s) => this.indexWorkload(x, s),
+        (x) => this.unindexWorkload(x),
+      );
     }
     for (const sv of d.services ?? []) {
-      upsert(this.servicesByKey, serviceKey(sv), sv, (x, s) => this.indexService(x, s), (x) => this.unindexService(x));
+      upsert(
+        this.servicesByKey,
+        serviceKey(sv),
+        sv,
+        (x, s) => this.indexService(x, s),
+        (x) => this.unindexService(x),
+      );
     }
     for (const p of d.policies ?? []) {
-      upsert(this.policiesByKey, policyKey(p), p, (x, s) => this.indexPolicy(x, s), (x) => this.unindexPolicy(x));
+      upsert(
+        this.policiesByKey,
+        policyKey(p),
+        p,
+        (x, s) => this.indexPolicy(x, s),
+        (x) => this.unindexPolicy(x),
+      );
     }
   }
 
@@ -415,8 +442,13 @@ export class ProxyStateUpdater {
     const door = doors.get(this.state)!;
     const ix = door.indexes();
     const n = (a?: unknown[]) => a?.length ?? 0;
-    const changes = n(delta.workloads) + n(delta.removeWorkloads) + n(delta.services) + n(delta.removeServices) +
-      n(delta.policies) + n(delta.removePolicies);
+    const changes =
+      n(delta.workloads) +
+      n(delta.removeWorkloads) +
+      n(delta.services) +
+      n(delta.removeServices) +
+      n(delta.policies) +
+      n(delta.removePolicies);
     // A first sync, or a delta touching a good part of the config, is cheaper as one build in config order.
     if (!ix.incremental || ix.size === 0 || (changes > 1000 && changes * 4 >= ix.size)) {
       door.install(new Indexes(applyDelta(ix.config, delta)), delta);

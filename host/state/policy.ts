@@ -50,7 +50,8 @@ function ipToBigInt(ip: string): { v: bigint; bits: number } | undefined {
   if (family === 6) {
     const [head, tail] = ip.split("::");
     const parse = (s: string | undefined) => (s ? s.split(":").filter(Boolean) : []);
-    const h = parse(head), t = parse(tail);
+    const h = parse(head),
+      t = parse(tail);
     const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
     return { v: groups.reduce((a, g) => (a << 16n) | BigInt(parseInt(g, 16)), 0n), bits: 128 };
   }
@@ -58,7 +59,8 @@ function ipToBigInt(ip: string): { v: bigint; bits: number } | undefined {
 }
 
 function cidrContains(c: IpNet, ip: string): boolean {
-  const a = ipToBigInt(c.address), b = ipToBigInt(ip);
+  const a = ipToBigInt(c.address),
+    b = ipToBigInt(ip);
   if (!a || !b || a.bits !== b.bits) return false;
   const shift = BigInt(a.bits - c.prefixLength);
   return a.v >> shift === b.v >> shift;
@@ -85,8 +87,10 @@ function field<T>(values: T[], test: (v: T) => boolean, negate = false): boolean
 }
 
 export function matchMatches(m: PolicyMatch, c: RbacConnection): boolean {
-  const ns = c.source?.namespace, principal = principalOf(c.source);
-  return field(m.namespaces, (s) => stringMatches(s, ns)) &&
+  const ns = c.source?.namespace,
+    principal = principalOf(c.source);
+  return (
+    field(m.namespaces, (s) => stringMatches(s, ns)) &&
     field(m.notNamespaces, (s) => stringMatches(s, ns), true) &&
     field(m.serviceAccounts, (s) => saMatches(s, c.source)) &&
     field(m.notServiceAccounts, (s) => saMatches(s, c.source), true) &&
@@ -97,7 +101,8 @@ export function matchMatches(m: PolicyMatch, c: RbacConnection): boolean {
     field(m.destinationIps, (n) => cidrContains(n, c.destinationIp)) &&
     field(m.notDestinationIps, (n) => cidrContains(n, c.destinationIp), true) &&
     field(m.destinationPorts, (p) => p === c.destinationPort) &&
-    field(m.notDestinationPorts, (p) => p === c.destinationPort, true);
+    field(m.notDestinationPorts, (p) => p === c.destinationPort, true)
+  );
 }
 
 export function policyMatches(p: Policy, c: RbacConnection): boolean {

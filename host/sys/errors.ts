@@ -4,7 +4,8 @@
 import os from "node:os";
 
 const ERRNO_NAMES = new Map<number, string>();
-for (const [name, value] of Object.entries(os.constants.errno)) if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);
+for (const [name, value] of Object.entries(os.constants.errno))
+  if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);
 
 /** errno number → its symbolic name ("EPERM"), or "E<n>" when unknown. */
 export function errnoName(errno: number): string {

@@ -35,7 +35,10 @@ export interface Readiness {
 }
 
 type KoffiPoll = {
-  start(opts: { readable?: boolean; disconnect?: boolean }, cb: (status: number, ev: { readable: boolean; disconnect: boolean }) => void): void;
+  start(
+    opts: { readable?: boolean; disconnect?: boolean },
+    cb: (status: number, ev: { readable: boolean; disconnect: boolean }) => void,
+  ): void;
   stop(): void;
   close(): void;
 };
@@ -44,7 +47,11 @@ type KoffiPoll = {
  * Calls `onReady` whenever `fd` is readable or hung up (status < 0: an error from the poller). `timer` forces
  * the fallback (tests).
  */
-export function watchReadable(fd: number, onReady: (status: number) => void, opts: { timer?: boolean } = {}): Readiness {
+export function watchReadable(
+  fd: number,
+  onReady: (status: number) => void,
+  opts: { timer?: boolean } = {},
+): Readiness {
   const k = libc().koffi as unknown as {
     node?: { poll?: (fd: number, opts: object, cb: (status: number) => void) => KoffiPoll };
   };
@@ -150,7 +157,13 @@ export class SeqpacketSocket {
         `sendmsg(${this.fd}${fds.length ? `, ${fds.length} fd(s)` : ""})`,
         "sendmsg",
       );
-      if (n !== data.length) throw new SysError(`sendmsg(${this.fd})`, "sendmsg", os.constants.errno.EMSGSIZE, `(sent ${n} of ${data.length})`);
+      if (n !== data.length)
+        throw new SysError(
+          `sendmsg(${this.fd})`,
+          "sendmsg",
+          os.constants.errno.EMSGSIZE,
+          `(sent ${n} of ${data.length})`,
+        );
     } finally {
       k.free(block);
     }

@@ -80,8 +80,14 @@ function ipv6Bytes(address: string): Buffer {
   }
   const dbl = a.indexOf("::");
   if (dbl >= 0) {
-    const head = a.slice(0, dbl).split(":").filter((s) => s !== "");
-    const tail = a.slice(dbl + 2).split(":").filter((s) => s !== "");
+    const head = a
+      .slice(0, dbl)
+      .split(":")
+      .filter((s) => s !== "");
+    const tail = a
+      .slice(dbl + 2)
+      .split(":")
+      .filter((s) => s !== "");
     groups = [...head, ...Array<string>(8 - head.length - tail.length).fill("0"), ...tail];
   } else {
     groups = a.split(":");
@@ -100,7 +106,7 @@ function formatIpv6(b: Buffer): string {
   // Longest run of zero groups (length ≥ 2) becomes "::" (RFC 5952).
   let best = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;

@@ -7,7 +7,14 @@ import os from "node:os";
 import { C, check, closeQuietly, libc } from "./libc.js";
 import { SysError } from "./errors.js";
 import { inNetns } from "./netns.js";
-import { decodeInet, encodeInet, SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN, SOCKADDR_STORAGE_LEN, type SockAddr } from "./sockaddr.js";
+import {
+  decodeInet,
+  encodeInet,
+  SOCKADDR_IN6_LEN,
+  SOCKADDR_IN_LEN,
+  SOCKADDR_STORAGE_LEN,
+  type SockAddr,
+} from "./sockaddr.js";
 
 /** The packet mark ztunnel puts on every socket it opens, so the pod's redirect rules let them pass (1337). */
 export const PROXY_MARK = 0x539;
@@ -70,7 +77,11 @@ export function createListenSocket(o: ListenSocketOptions): FfiSocket {
 export function createUdpSocketIn(netnsFd: number, o: { host: string; port: number; mark?: number }): number {
   return inNetns(netnsFd, () => {
     const family = net.isIP(o.host) === 6 ? C.AF_INET6 : C.AF_INET;
-    const fd = check(libc().socket(family, C.SOCK_DGRAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), "socket(SOCK_DGRAM)", "socket");
+    const fd = check(
+      libc().socket(family, C.SOCK_DGRAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0),
+      "socket(SOCK_DGRAM)",
+      "socket",
+    );
     try {
       if (o.mark !== undefined) setMark(fd, o.mark);
       const a = encodeInet(o.host, o.port);
@@ -142,7 +153,12 @@ export function createDialSocket(o: DialSocketOptions): number {
  * the socket is created in the namespace by FFI, adopted by libuv, then connected (it stays in the namespace it
  * was created in). Returns the net.Socket at once (connecting); it has no 'error' listener: the caller attaches one.
  */
-export function dialFrom(netnsFd: number | null, host: string, port: number, o: Omit<DialSocketOptions, "family"> = {}): net.Socket {
+export function dialFrom(
+  netnsFd: number | null,
+  host: string,
+  port: number,
+  o: Omit<DialSocketOptions, "family"> = {},
+): net.Socket {
   const family = net.isIP(host) === 6 ? 6 : 4;
   if (net.isIP(host) === 0) {
     throw new SysError(`connect(${host})`, "connect", os.constants.errno.EINVAL, "(needs an IP literal)");
@@ -237,10 +253,21 @@ export function localAddress(fd: number): SockAddr {
 
 function newTcpSocket(family: number): number {
   const name = family === C.AF_INET6 ? "AF_INET6" : "AF_INET";
-  return check(libc().socket(family, C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), `socket(${name}, SOCK_STREAM)`, "socket");
+  return check(
+    libc().socket(family, C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0),
+    `socket(${name}, SOCK_STREAM)`,
+    "socket",
+  );
 }
 
-function setIntOpt(fd: number, level: number, name: number, value: number, label: string, op: Parameters<typeof check>[2]): void {
+function setIntOpt(
+  fd: number,
+  level: number,
+  name: number,
+  value: number,
+  label: string,
+  op: Parameters<typeof check>[2],
+): void {
   const v = Buffer.alloc(4);
   v.writeUInt32LE(value >>> 0);
   check(libc().setsockopt(fd, level, name, v, 4), `setsockopt(${label})`, op);

@@ -39,7 +39,9 @@ export function defaultAdmissionLimits(): AdmissionLimits {
 /** The soft limit on open descriptors (`ulimit -n`), from /proc/self/limits; undefined if unlimited or unknown. */
 export function fdLimit(): number | undefined {
   try {
-    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
+    const line = readFileSync("/proc/self/limits", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("Max open files"));
     const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0];
     const n = Number(soft);
     return Number.isInteger(n) && n > 0 ? n : undefined;
@@ -57,7 +59,10 @@ export function effectiveLimits(limits: AdmissionLimits, fds = fdLimit()): Admis
     out.maxConnections = Math.max(1, Math.min(limits.maxConnections, fds - reserve));
   }
   out.maxPendingHandshakes = Math.max(1, Math.min(out.maxPendingHandshakes, out.maxConnections));
-  out.maxPendingHandshakesPerSource = Math.max(1, Math.min(out.maxPendingHandshakesPerSource, out.maxPendingHandshakes));
+  out.maxPendingHandshakesPerSource = Math.max(
+    1,
+    Math.min(out.maxPendingHandshakesPerSource, out.maxPendingHandshakes),
+  );
   return out;
 }
 
@@ -86,7 +91,10 @@ export class Admission {
     const l = this.limits;
     const mine = this.bySource.get(source);
     if (mine && mine.size >= l.maxPendingHandshakesPerSource) {
-      this.shed(mine.values().next().value!, `over ${l.maxPendingHandshakesPerSource} unfinished handshakes from one source`);
+      this.shed(
+        mine.values().next().value!,
+        `over ${l.maxPendingHandshakesPerSource} unfinished handshakes from one source`,
+      );
     }
     if (this.pending.size >= l.maxPendingHandshakes) {
       this.shed(this.pending.keys().next().value!, `over ${l.maxPendingHandshakes} unfinished handshakes`);
@@ -97,8 +105,10 @@ export class Admission {
         this.shed(oldest, `over ${l.maxConnections} connections`);
       } else {
         this.stats.refused++;
-        log.limited.warn("HBONE connection refused: every connection slot holds an established connection",
-          { remote: source, maxConnections: l.maxConnections });
+        log.limited.warn("HBONE connection refused: every connection slot holds an established connection", {
+          remote: source,
+          maxConnections: l.maxConnections,
+        });
         raw.destroy();
         return false;
       }

@@ -9,7 +9,6 @@ import { Metadata, credentials, type ChannelCredentials, type ChannelOptions } f
 import { Identity } from "../identity/identity.js";
 import { verifyServerIdentity } from "./verify.js";
 
-
 /** How to reach an istiod endpoint (XDS_ADDRESS or CA_ADDRESS). */
 export interface ControlPlaneConnection {
   /** `https://host:port` or `host:port` (TLS), or `http://host:port` (plaintext, local development only). */

@@ -110,7 +110,13 @@ export const wasmFinalizer = new FinalizationRegistry<() => void>((free) => free
  * (DATA, and anything that arrived whole) or a private copy; it stays valid after the call.
  */
 export type FrameVisitor = (
-  type: number, flags: number, streamId: number, payload: Uint8Array, a: number, b: number, c: number,
+  type: number,
+  flags: number,
+  streamId: number,
+  payload: Uint8Array,
+  a: number,
+  b: number,
+  c: number,
 ) => void;
 
 const EMPTY = new Uint8Array(0);
@@ -126,7 +132,8 @@ export class FrameReader {
     this.codec = codec;
     this.r = codec.ex.reader_new(maxFrameSize, options) >>> 0;
     if (this.r === 0) throw outOfMemory();
-    const ex = codec.ex, r = this.r;
+    const ex = codec.ex,
+      r = this.r;
     wasmFinalizer.register(this, () => ex.reader_free(r), this);
   }
 
@@ -154,7 +161,9 @@ export class FrameReader {
   }
 
   private feedAt(chunk: Uint8Array, depth: number, visit: FrameVisitor): void {
-    const codec = this.codec, ex = codec.ex, len = chunk.length;
+    const codec = this.codec,
+      ex = codec.ex,
+      len = chunk.length;
     let off = 0;
     let base = codec.copyIn(chunk);
     while (off < len) {
@@ -171,9 +180,11 @@ export class FrameReader {
       const w = n * abi.EVENT_WORDS;
       ev.set(codec.i32.subarray(codec.eventsPtr >>> 2, (codec.eventsPtr >>> 2) + w));
       const payloads = this.payloads;
-      const lo = base + off, hi = base + len; // where the chunk's unparsed bytes sit in Wasm memory
+      const lo = base + off,
+        hi = base + len; // where the chunk's unparsed bytes sit in Wasm memory
       for (let k = 0; k < n; k++) {
-        const o = ev[k * abi.EVENT_WORDS + abi.EV_OFF] >>> 0, l = ev[k * abi.EVENT_WORDS + abi.EV_LEN];
+        const o = ev[k * abi.EVENT_WORDS + abi.EV_OFF] >>> 0,
+          l = ev[k * abi.EVENT_WORDS + abi.EV_LEN];
         if (l === 0) payloads[k] = EMPTY;
         else if (o >= lo && o + l <= hi) payloads[k] = chunk.subarray(o - base, o - base + l);
         else payloads[k] = codec.copyOut(o, l);
@@ -181,8 +192,15 @@ export class FrameReader {
       ex.reader_release(this.r); // gathered payloads are copied: the buffer goes back to the allocator
       off += consumed;
       for (let k = 0, i = 0; k < n; k++, i += abi.EVENT_WORDS) {
-        visit(ev[i + abi.EV_TYPE], ev[i + abi.EV_FLAGS], ev[i + abi.EV_STREAM], payloads[k], ev[i + abi.EV_A],
-          ev[i + abi.EV_B], ev[i + abi.EV_C]);
+        visit(
+          ev[i + abi.EV_TYPE],
+          ev[i + abi.EV_FLAGS],
+          ev[i + abi.EV_STREAM],
+          payloads[k],
+          ev[i + abi.EV_A],
+          ev[i + abi.EV_B],
+          ev[i + abi.EV_C],
+        );
         payloads[k] = EMPTY;
       }
       if (n === 0 && consumed === 0) break;

@@ -89,14 +89,36 @@ export interface LbExports {
   lb_table_new(ctx: Ptr, count: I32, ports: I32): Ptr;
   lb_table_records(t: Ptr): Ptr;
   lb_table_free(t: Ptr): void;
-  lb_pick(t: Ptr, port: I32, policy: I32, network: I32, cluster: I32, region: I32, zone: I32, subzone: I32,
-    node: I32, rand: U32, now: F64): I32;
-  lb_pick_pair(t: Ptr, port: I32, policy: I32, network: I32, cluster: I32, region: I32, zone: I32, subzone: I32,
-    node: I32, rand: U32, rand2: U32, now: F64): I32;
+  lb_pick(
+    t: Ptr,
+    port: I32,
+    policy: I32,
+    network: I32,
+    cluster: I32,
+    region: I32,
+    zone: I32,
+    subzone: I32,
+    node: I32,
+    rand: U32,
+    now: F64,
+  ): I32;
+  lb_pick_pair(
+    t: Ptr,
+    port: I32,
+    policy: I32,
+    network: I32,
+    cluster: I32,
+    region: I32,
+    zone: I32,
+    subzone: I32,
+    node: I32,
+    rand: U32,
+    rand2: U32,
+    now: F64,
+  ): I32;
   lb_pick_rank(): I32;
   lb_pick_second(): I32;
 }
 
 /** Every export of the module. */
 export type WasmExports = CoreExports & H2Exports & HpackExports & BaggageExports & LbExports;
-

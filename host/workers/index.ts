@@ -58,7 +58,10 @@ export async function workerStats(registry: Registry): Promise<WorkerStats> {
  * Primary side: forks `n` workers running this same command, resolves with the exit code once all
  * of them have exited. `onReady` gets the first worker's ready line once all `n` are ready.
  */
-export function runPrimary(n: number, onReady: (ready: Record<string, unknown>, pids: number[]) => void): Promise<number> {
+export function runPrimary(
+  n: number,
+  onReady: (ready: Record<string, unknown>, pids: number[]) => void,
+): Promise<number> {
   return new Promise((resolve) => {
     const workers: Worker[] = [];
     let ready = 0;
@@ -81,7 +84,11 @@ export function runPrimary(n: number, onReady: (ready: Record<string, unknown>, 
       w.on("message", (m: { type?: string; ready?: Record<string, unknown> }) => {
         if (m?.type !== READY || !m.ready) return;
         first ??= m.ready;
-        if (++ready === n) onReady(first, workers.map((x) => x.process.pid ?? 0));
+        if (++ready === n)
+          onReady(
+            first,
+            workers.map((x) => x.process.pid ?? 0),
+          );
       });
       w.once("exit", (c, sig) => {
         left--;

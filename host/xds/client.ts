@@ -22,8 +22,13 @@ import { XdsError } from "../errors.js";
 import type { ProxyStateUpdater, StateDelta } from "../state/index.js";
 import { controlPlaneChannel, controlPlaneMetadata, type ControlPlaneConnection } from "../tls/control-plane.js";
 import {
-  ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsConvertError, addressResourceName as addressKey, decodeAddress,
-  decodeAuthorization, type AddressResource,
+  ADDRESS_TYPE_URL,
+  AUTHORIZATION_TYPE_URL,
+  XdsConvertError,
+  addressResourceName as addressKey,
+  decodeAddress,
+  decodeAuthorization,
+  type AddressResource,
 } from "./convert.js";
 import type { Node } from "./gen/envoy/config/core/v3/base.js";
 import { AggregatedDiscoveryServiceClient } from "./gen/envoy/service/discovery/v3/ads.js";
@@ -176,7 +181,11 @@ export class XdsClient extends EventEmitter {
   constructor(private readonly o: XdsClientOptions) {
     super();
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
-    this.types = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL].map((typeUrl) => ({ typeUrl, versions: new Map(), acked: false }));
+    this.types = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL].map((typeUrl) => ({
+      typeUrl,
+      versions: new Map(),
+      acked: false,
+    }));
     for (const t of this.types) this.byUrl.set(t.typeUrl, t);
     this.node = "podName" in o.node ? ztunnelNode(o.node) : o.node;
     this.initialBackoffMs = o.initialBackoffMs ?? 10;
@@ -214,8 +223,12 @@ export class XdsClient extends EventEmitter {
       const timer = setTimeout(() => {
         this.off("closed", onClosed);
         const missing = this.types.filter((t) => !t.acked).map((t) => t.typeUrl.split("/").pop());
-        reject(new XdsError(`xDS from ${this.o.address} not ready after ${timeoutMs} ms (no ACK yet for ${missing.join(", ")})`,
-          "HBONE_XDS_NOT_READY"));
+        reject(
+          new XdsError(
+            `xDS from ${this.o.address} not ready after ${timeoutMs} ms (no ACK yet for ${missing.join(", ")})`,
+            "HBONE_XDS_NOT_READY",
+          ),
+        );
       }, timeoutMs);
       const onClosed = () => {
         clearTimeout(timer);
@@ -283,7 +296,9 @@ export class XdsClient extends EventEmitter {
     });
     // 'error' comes with every non-OK status; 'status' always ends the call.
     call.on("error", (e: ServiceError) => end(`${GrpcStatus[e.code] ?? e.code}: ${e.details || e.message}`));
-    call.on("status", (s: StatusObject) => end(s.code === GrpcStatus.OK ? "stream closed by the server" : `${GrpcStatus[s.code] ?? s.code}: ${s.details}`));
+    call.on("status", (s: StatusObject) =>
+      end(s.code === GrpcStatus.OK ? "stream closed by the server" : `${GrpcStatus[s.code] ?? s.code}: ${s.details}`),
+    );
     call.on("end", () => end("stream closed by the server"));
     for (const t of this.types) {
       // Wildcard: an empty subscription list on a type's first request.
@@ -336,10 +351,12 @@ export class XdsClient extends EventEmitter {
 
   private nack(call: Call, typeUrl: string, nonce: string, message: string): void {
     log.warn("xDS response rejected (NACK); keeping the running config", { typeUrl, nonce, error: message });
-    call.write(deltaRequest(typeUrl, {
-      responseNonce: nonce,
-      errorDetail: { code: GrpcStatus.INVALID_ARGUMENT, message, details: [] },
-    }));
+    call.write(
+      deltaRequest(typeUrl, {
+        responseNonce: nonce,
+        errorDetail: { code: GrpcStatus.INVALID_ARGUMENT, message, details: [] },
+      }),
+    );
     this.stats.nacks++;
     this.emit("nack", typeUrl, nonce, message);
   }
@@ -349,7 +366,10 @@ export class XdsClient extends EventEmitter {
     const staged = this.convertAll(resp, decodeAddress);
     if (typeof staged === "string") return staged;
     const delta: Required<Pick<StateDelta, "workloads" | "services" | "removeWorkloads" | "removeServices">> = {
-      workloads: [], services: [], removeWorkloads: [], removeServices: [],
+      workloads: [],
+      services: [],
+      removeWorkloads: [],
+      removeServices: [],
     };
     // A name that now holds a different key (or kind) gives its old key up first.
     const drop = (old: AddressResource | undefined, now?: AddressResource) => {

@@ -8,8 +8,17 @@
 import { DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, newService, serviceKey } from "../model/index.js";
 import { XdsConvertError } from "../errors.js";
 import type {
-  GatewayAddress, IpNet, LoadBalancing, NetworkAddress, Policy, PolicyMatch, RoutingPreference, Service,
-  ServiceAccountMatch, StringMatch, Workload,
+  GatewayAddress,
+  IpNet,
+  LoadBalancing,
+  NetworkAddress,
+  Policy,
+  PolicyMatch,
+  RoutingPreference,
+  Service,
+  ServiceAccountMatch,
+  StringMatch,
+  Workload,
 } from "../model/index.js";
 import {
   Address as XdsAddress,
@@ -70,7 +79,7 @@ function ipText(b: Uint8Array): string | undefined {
   // RFC 5952: the longest run (first if tied) of two or more zero groups becomes "::".
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
@@ -83,7 +92,11 @@ function ipText(b: Uint8Array): string | undefined {
     }
     i = j;
   }
-  const hex = (from: number, to: number) => g.slice(from, to).map((x) => x.toString(16)).join(":");
+  const hex = (from: number, to: number) =>
+    g
+      .slice(from, to)
+      .map((x) => x.toString(16))
+      .join(":");
   return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLen, 8)}`;
 }
 
@@ -157,7 +170,8 @@ export function workloadFromXds(x: XdsWorkload, field = "workload"): Workload {
   let protocol: Workload["protocol"];
   if (x.tunnelProtocol === TunnelProtocol.HBONE) protocol = "HBONE";
   else if (x.tunnelProtocol === TunnelProtocol.NONE) protocol = "TCP";
-  else if (x.tunnelProtocol === TunnelProtocol.LEGACY_ISTIO_MTLS) fail(`${field}.tunnelProtocol`, "LEGACY_ISTIO_MTLS is not supported");
+  else if (x.tunnelProtocol === TunnelProtocol.LEGACY_ISTIO_MTLS)
+    fail(`${field}.tunnelProtocol`, "LEGACY_ISTIO_MTLS is not supported");
   else fail(`${field}.tunnelProtocol`, `unknown enum value ${x.tunnelProtocol as number}`);
   const type = WORKLOAD_TYPES[x.workloadType];
   if (type === undefined) fail(`${field}.workloadType`, `unknown enum value ${x.workloadType as number}`);
@@ -328,7 +342,8 @@ export function policyFromXds(x: XdsAuthorization, field = "authorization"): Pol
   const scope = POLICY_SCOPES[x.scope];
   if (scope === undefined) fail(`${field}.scope`, `unknown enum value ${x.scope as number}`);
   // istiod sends only ALLOW and DENY (no AUDIT for L4).
-  if (x.action !== Action.ALLOW && x.action !== Action.DENY) fail(`${field}.action`, `unknown enum value ${x.action as number}`);
+  if (x.action !== Action.ALLOW && x.action !== Action.DENY)
+    fail(`${field}.action`, `unknown enum value ${x.action as number}`);
   return {
     name: required(x.name, `${field}.name`),
     namespace: required(x.namespace, `${field}.namespace`),
@@ -357,4 +372,3 @@ export function decodeAuthorization(bytes: Uint8Array): Policy {
 export function addressResourceName(r: AddressResource): string {
   return r.kind === "workload" ? r.workload.uid : serviceKey(r.service);
 }
-

@@ -7,10 +7,26 @@
 import { ConfigError, type ConfigErrorLocation } from "../errors.js";
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair } from "yaml";
 import {
-  DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, canonicalIp, emptyMeshConfig, policyKey, serviceKey,
-  type GatewayAddress, type GatewayDestination, type IpNet, type LabelSelector, type LoadBalancing, type Locality,
-  type MeshConfig, type NetworkAddress, type Policy, type PolicyMatch, type Service, type ServiceScopeConfig,
-  type StringMatch, type Workload,
+  DEFAULT_SERVICE_ACCOUNT,
+  DEFAULT_TRUST_DOMAIN,
+  canonicalIp,
+  emptyMeshConfig,
+  policyKey,
+  serviceKey,
+  type GatewayAddress,
+  type GatewayDestination,
+  type IpNet,
+  type LabelSelector,
+  type LoadBalancing,
+  type Locality,
+  type MeshConfig,
+  type NetworkAddress,
+  type Policy,
+  type PolicyMatch,
+  type Service,
+  type ServiceScopeConfig,
+  type StringMatch,
+  type Workload,
 } from "../model/index.js";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -260,18 +276,56 @@ function editDistance(a: string, b: string): number {
 
 const TOP_FIELDS = ["workloads", "services", "policies", "serviceScopeConfigs"] as const;
 const WORKLOAD_FIELDS = [
-  "uid", "name", "namespace", "serviceAccount", "trustDomain", "workloadIps", "hostname", "protocol", "network",
-  "node", "clusterId", "canonicalName", "canonicalRevision", "workloadName", "workloadType", "locality", "waypoint",
-  "networkGateway", "status", "capacity", "services", "authorizationPolicies",
+  "uid",
+  "name",
+  "namespace",
+  "serviceAccount",
+  "trustDomain",
+  "workloadIps",
+  "hostname",
+  "protocol",
+  "network",
+  "node",
+  "clusterId",
+  "canonicalName",
+  "canonicalRevision",
+  "workloadName",
+  "workloadType",
+  "locality",
+  "waypoint",
+  "networkGateway",
+  "status",
+  "capacity",
+  "services",
+  "authorizationPolicies",
 ] as const;
 const SERVICE_FIELDS = [
-  "name", "namespace", "hostname", "vips", "ports", "subjectAltNames", "waypoint", "loadBalancer", "labels",
-  "canonical", "visibility",
+  "name",
+  "namespace",
+  "hostname",
+  "vips",
+  "ports",
+  "subjectAltNames",
+  "waypoint",
+  "loadBalancer",
+  "labels",
+  "canonical",
+  "visibility",
 ] as const;
 const POLICY_FIELDS = ["name", "namespace", "scope", "action", "dryRun", "rules"] as const;
 const MATCH_FIELDS = [
-  "namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts", "principals", "notPrincipals", "sourceIps",
-  "notSourceIps", "destinationIps", "notDestinationIps", "destinationPorts", "notDestinationPorts",
+  "namespaces",
+  "notNamespaces",
+  "serviceAccounts",
+  "notServiceAccounts",
+  "principals",
+  "notPrincipals",
+  "sourceIps",
+  "notSourceIps",
+  "destinationIps",
+  "notDestinationIps",
+  "destinationPorts",
+  "notDestinationPorts",
 ] as const;
 const LB_SCOPES = ["NETWORK", "REGION", "ZONE", "SUBZONE", "NODE", "CLUSTER"] as const;
 const LB_MODES = ["STANDARD", "STRICT", "FAILOVER", "UNSPECIFIED", "PASSTHROUGH"] as const;
@@ -459,7 +513,7 @@ function parseLabels(r: Reader, a: At | undefined): Record<string, string> {
     const node = r.node(e.value);
     // Kubernetes label values are strings; `true` unquoted is a YAML boolean, so say how to fix it.
     if (!node || !isScalar(node) || typeof node.value !== "string") {
-      r.fail(node ?? r.node(a), e.value.path, "label values must be strings (quote them: \"true\")");
+      r.fail(node ?? r.node(a), e.value.path, 'label values must be strings (quote them: "true")');
     }
     out[e.key] = node.value as string;
   }
@@ -483,9 +537,11 @@ function parsePolicy(r: Reader, a: At): Policy {
     scope: r.enumOf(r.required(f, "scope", a), ["Global", "Namespace", "WorkloadSelector"] as const, undefined),
     action: r.enumOf(r.required(f, "action", a), ["Allow", "Deny"] as const, undefined),
     dryRun: r.bool(f.get("dryRun")?.value, false),
-    rules: r.seq(f.get("rules")?.value).map((rule) =>
-      listOrKeyed(r, rule, "clauses").map((clause) => listOrKeyed(r, clause, "matches").map((m) => parseMatch(r, m))),
-    ),
+    rules: r
+      .seq(f.get("rules")?.value)
+      .map((rule) =>
+        listOrKeyed(r, rule, "clauses").map((clause) => listOrKeyed(r, clause, "matches").map((m) => parseMatch(r, m))),
+      ),
   };
   r.keyAt.set(p, f.get("name")!.value);
   return p;

@@ -62,7 +62,8 @@ async function legitTcp(): Promise<string | undefined> {
 beforeAll(async () => {
   upstream = await FakeUpstream.start();
   child = spawn(process.execPath, ["--input-type=module", "-e", SCRIPT, "--", String(upstream.port)], {
-    stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "error" },
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, HBONE_LOG_LEVEL: "error" },
   });
   child.on("error", () => undefined);
   let out = "";
@@ -94,7 +95,7 @@ describe("DNS proxy process under hostile clients", () => {
     const rss0 = rssKiB(child.pid!);
     upstream.delayMs = 300;
     let seed = 99;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const sock = dgram.createSocket("udp4");
     sock.on("message", () => undefined);
     const tcps: net.Socket[] = [];
@@ -107,7 +108,12 @@ describe("DNS proxy process under hostile clients", () => {
             b = Buffer.alloc(Math.floor(rnd() * 1500));
             for (let k = 0; k < b.length; k++) b[k] = Math.floor(rnd() * 256);
           } else if (kind === 1) {
-            b = packet.encode({ type: "query", id: i, flags: packet.RECURSION_DESIRED, questions: [{ type: "A", name: `f${round}-${i}.example.org` }] });
+            b = packet.encode({
+              type: "query",
+              id: i,
+              flags: packet.RECURSION_DESIRED,
+              questions: [{ type: "A", name: `f${round}-${i}.example.org` }],
+            });
           } else {
             b = Buffer.alloc(12 + Math.floor(rnd() * 40), 0xc0); // pointers everywhere, all counts 0xc0c0
             b[2] = 0x01;
@@ -119,7 +125,9 @@ describe("DNS proxy process under hostile clients", () => {
           const s = net.connect(addr.tcpPort, "127.0.0.1");
           s.on("error", () => undefined);
           s.resume(); // read, so the proxy's close is seen here
-          s.on("connect", () => s.write([Buffer.from([0x01]), Buffer.from([0x0f, 0xff, 1, 2]), Buffer.alloc(300, round)][k % 3]!));
+          s.on("connect", () =>
+            s.write([Buffer.from([0x01]), Buffer.from([0x0f, 0xff, 1, 2]), Buffer.alloc(300, round)][k % 3]!),
+          );
           tcps.push(s);
         }
         await new Promise((r) => setTimeout(r, 20));

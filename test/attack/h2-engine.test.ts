@@ -36,9 +36,30 @@ const sockets: tls.TLSSocket[] = [];
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` (npm test does)`);
   fx = await meshFixture();
-  child = spawn(process.execPath, [CLI, "proxy", "--config", fx.configPath, "--workload", "default/echo/echo",
-    "--ca-dir", fx.caDir, "--inbound-port", "0", "--socks5-port", "off", "--admin-port", "0", "--metrics-port", "0",
-    "--readiness-port", "0"], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "error" } });
+  child = spawn(
+    process.execPath,
+    [
+      CLI,
+      "proxy",
+      "--config",
+      fx.configPath,
+      "--workload",
+      "default/echo/echo",
+      "--ca-dir",
+      fx.caDir,
+      "--inbound-port",
+      "0",
+      "--socks5-port",
+      "off",
+      "--admin-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--readiness-port",
+      "0",
+    ],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "error" } },
+  );
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   while (!out.includes("hbone proxy ready")) await once(child.stdout!, "data");
@@ -56,7 +77,12 @@ afterAll(async () => {
 
 /** A raw HTTP/2 peer over mTLS to the spawned proxy's inbound. */
 async function rawPeer(): Promise<RawPeer> {
-  const { socket } = await connectHbone({ host: inboundHost, port: inboundPort, certificate: cert, expected: [ECHO_ID] });
+  const { socket } = await connectHbone({
+    host: inboundHost,
+    port: inboundPort,
+    certificate: cert,
+    expected: [ECHO_ID],
+  });
   sockets.push(socket);
   return RawPeer.over(socket);
 }
@@ -78,7 +104,11 @@ async function stillServes(): Promise<void> {
   expect(r.equal).toBe(true);
 }
 
-const CONNECT_TO_ECHO = () => [[":method", "CONNECT"], [":authority", `127.0.0.3:${fx.echoPort}`]] as [string, string][];
+const CONNECT_TO_ECHO = () =>
+  [
+    [":method", "CONNECT"],
+    [":authority", `127.0.0.3:${fx.echoPort}`],
+  ] as [string, string][];
 
 describe("hbone proxy under HTTP/2 engine attacks", () => {
   it("Wasm heap: oversized and partial non-DATA frames on 50 connections; memory stays under +16 MiB", async () => {
@@ -87,7 +117,8 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     const rss0 = rssBytes(child.pid!);
     const big = frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, Buffer.alloc(MiB)).subarray(0, 9);
     const partial = frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, Buffer.alloc(80 * 1024)).subarray(0, 9);
-    const calm: RawPeer[] = [], holding: RawPeer[] = [];
+    const calm: RawPeer[] = [],
+      holding: RawPeer[] = [];
     for (let i = 0; i < 25; i++) {
       const p = await rawPeer();
       p.send(big, Buffer.alloc(64 * 1024)); // declares 1 MiB: refused before anything is gathered
@@ -102,8 +133,10 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     expect(during - before).toBeLessThan(16 * MiB);
     await stillServes();
     for (const q of holding) q.close();
-    console.log(`[attack h2] heap: wasm ${(before / MiB).toFixed(1)} -> ${(during / MiB).toFixed(1)} MiB; ` +
-      `rss ${(rss0 / MiB).toFixed(0)} -> ${(rssBytes(child.pid!) / MiB).toFixed(0)} MiB`);
+    console.log(
+      `[attack h2] heap: wasm ${(before / MiB).toFixed(1)} -> ${(during / MiB).toFixed(1)} MiB; ` +
+        `rss ${(rss0 / MiB).toFixed(0)} -> ${(rssBytes(child.pid!) / MiB).toFixed(0)} MiB`,
+    );
   });
 
   it("HPACK amplification: 20 blocks of 60,000 references to a 4 KiB entry are refused (ENHANCE_YOUR_CALM)", async () => {
@@ -119,7 +152,9 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     const cpu = cpuSeconds(child.pid!) - cpu0;
     // Each block would expand to 240 MiB of header list; decoding stops at 4 x 64 KiB. Includes 20 TLS handshakes.
     expect(cpu).toBeLessThan(3);
-    console.log(`[attack h2] hpack: 20 amplification blocks cost the proxy ${(cpu * 1000).toFixed(0)} ms CPU (with handshakes)`);
+    console.log(
+      `[attack h2] hpack: 20 amplification blocks cost the proxy ${(cpu * 1000).toFixed(0)} ms CPU (with handshakes)`,
+    );
     await stillServes();
   });
 
@@ -128,11 +163,18 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     for (let i = 0; i < 50; i++) p.headers(2 * i + 1, CONNECT_TO_ECHO());
     await p.waitFor(() => p.frames.filter((f) => f.type === abi.FRAME_HEADERS).length >= 50);
     const cpu0 = cpuSeconds(child.pid!);
-    const entries: [number, number][] = Array.from({ length: 32 }, (_, i) => [abi.SETTINGS_INITIAL_WINDOW_SIZE, 65535 + (i % 2)]);
+    const entries: [number, number][] = Array.from({ length: 32 }, (_, i) => [
+      abi.SETTINGS_INITIAL_WINDOW_SIZE,
+      65535 + (i % 2),
+    ]);
     for (let i = 0; i < 90; i++) p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload(entries)));
-    await p.waitFor(() => p.frames.filter((f) => f.type === abi.FRAME_SETTINGS && f.flags === abi.FLAG_ACK).length >= 91);
+    await p.waitFor(
+      () => p.frames.filter((f) => f.type === abi.FRAME_SETTINGS && f.flags === abi.FLAG_ACK).length >= 91,
+    );
     expect(p.frames.some((f) => f.type === abi.FRAME_GOAWAY)).toBe(false);
-    console.log(`[attack h2] settings: 90 x 32 entries with 50 streams: ${((cpuSeconds(child.pid!) - cpu0) * 1000).toFixed(0)} ms CPU`);
+    console.log(
+      `[attack h2] settings: 90 x 32 entries with 50 streams: ${((cpuSeconds(child.pid!) - cpu0) * 1000).toFixed(0)} ms CPU`,
+    );
     p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([...entries, [abi.SETTINGS_ENABLE_PUSH, 0]])));
     expect((await p.goaway())?.errorCode).toBe(abi.ENHANCE_YOUR_CALM);
     const q = await rawPeer();
@@ -150,7 +192,12 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
   ] as const) {
     it(`send queue: a peer that never reads, sending ${n} ${what}, is cut off; RSS stays under +150 MiB`, async () => {
       const rss0 = rssBytes(child.pid!);
-      const { socket } = await connectHbone({ host: inboundHost, port: inboundPort, certificate: cert, expected: [ECHO_ID] });
+      const { socket } = await connectHbone({
+        host: inboundHost,
+        port: inboundPort,
+        certificate: cert,
+        expected: [ECHO_ID],
+      });
       sockets.push(socket);
       socket.on("error", () => {});
       socket.pause(); // never reads
@@ -161,8 +208,13 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
         req.copy(reqs, i * req.length);
         reqs.writeUInt32BE(2 * i + 1, i * req.length + 5);
       }
-      socket.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"), frame(abi.FRAME_SETTINGS, 0, 0),
-        frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0)]));
+      socket.write(
+        Buffer.concat([
+          Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"),
+          frame(abi.FRAME_SETTINGS, 0, 0),
+          frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0),
+        ]),
+      );
       for (let off = 0; off < reqs.length && !socket.destroyed; off += MiB) {
         if (!socket.write(reqs.subarray(off, off + MiB))) {
           await Promise.race([once(socket, "drain"), closed, new Promise((r) => setTimeout(r, 3000))]);
@@ -190,7 +242,9 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
       calm = p.frames.find((f) => f.type === abi.FRAME_GOAWAY)?.errorCode;
     }
     expect(calm ?? (await p.goaway())?.errorCode).toBe(abi.ENHANCE_YOUR_CALM);
-    expect(p.frames.filter((f) => f.type === abi.FRAME_RST_STREAM && f.errorCode === abi.PROTOCOL_ERROR).length).toBe(400);
+    expect(p.frames.filter((f) => f.type === abi.FRAME_RST_STREAM && f.errorCode === abi.PROTOCOL_ERROR).length).toBe(
+      400,
+    );
     await stillServes();
   });
 });

@@ -23,8 +23,12 @@ beforeAll(async () => {
   fx = await meshFixture();
   certA = await issue(fx.caDir, "default", "sleep");
   certB = await issue(fx.caDir, "far", "other");
-  p = await spawnProxy({ config: fx.configPath, caDir: fx.caDir, workload: "default/echo/echo",
-    env: { HBONE_MAX_ESTABLISHED_PER_PEER: String(PER_PEER), HBONE_MAX_ESTABLISHED: String(TOTAL) } });
+  p = await spawnProxy({
+    config: fx.configPath,
+    caDir: fx.caDir,
+    workload: "default/echo/echo",
+    env: { HBONE_MAX_ESTABLISHED_PER_PEER: String(PER_PEER), HBONE_MAX_ESTABLISHED: String(TOTAL) },
+  });
 }, 60_000);
 afterAll(async () => {
   await p?.kill();

@@ -31,9 +31,17 @@ let cert: WorkloadCertificate;
 beforeAll(async () => {
   fx = await meshFixture();
   cert = await issue(fx.caDir, "default", "sleep");
-  p = await spawnProxy({ config: fx.configPath, caDir: fx.caDir, workload: "default/echo/echo", nofile: NOFILE,
-    env: { HBONE_HANDSHAKE_TIMEOUT_MS: String(HANDSHAKE_TIMEOUT_MS), HBONE_LOG_RATE_INTERVAL_MS: String(LOG_INTERVAL_MS),
-      HBONE_LOG_RATE_LINES: String(LOG_LINES) } });
+  p = await spawnProxy({
+    config: fx.configPath,
+    caDir: fx.caDir,
+    workload: "default/echo/echo",
+    nofile: NOFILE,
+    env: {
+      HBONE_HANDSHAKE_TIMEOUT_MS: String(HANDSHAKE_TIMEOUT_MS),
+      HBONE_LOG_RATE_INTERVAL_MS: String(LOG_INTERVAL_MS),
+      HBONE_LOG_RATE_LINES: String(LOG_LINES),
+    },
+  });
 }, 60_000);
 afterAll(async () => {
   await p?.kill();
@@ -75,11 +83,19 @@ function attacker(hello: Buffer) {
   topUp();
   const refill = setInterval(topUp, 100);
   return {
-    get opened() { return opened; },
-    get closedByServer() { return closedByServer; },
-    get live() { return idle.size + slow.size; },
+    get opened() {
+      return opened;
+    },
+    get closedByServer() {
+      return closedByServer;
+    },
+    get live() {
+      return idle.size + slow.size;
+    },
     /** Stops reopening; the sockets still open stay for the server to time out. */
-    stopRefill() { clearInterval(refill); },
+    stopRefill() {
+      clearInterval(refill);
+    },
     stop() {
       stopped = true;
       clearInterval(refill);
@@ -119,8 +135,10 @@ describe(":15008 under a handshake flood with 300 descriptors", () => {
         times.push(r.ms);
         await new Promise((res) => setTimeout(res, 300));
       }
-      console.log(`legitimate tunnels under attack: ${times.join(", ")} ms; attacker sockets opened ${atk.opened}, ` +
-        `closed by the proxy ${atk.closedByServer}; proxy fds max ${maxFds}, RSS ${rss0.toFixed(0)} -> ${p.rssMiB().toFixed(0)} MiB`);
+      console.log(
+        `legitimate tunnels under attack: ${times.join(", ")} ms; attacker sockets opened ${atk.opened}, ` +
+          `closed by the proxy ${atk.closedByServer}; proxy fds max ${maxFds}, RSS ${rss0.toFixed(0)} -> ${p.rssMiB().toFixed(0)} MiB`,
+      );
       expect(p.alive()).toBe(true);
       expect(maxFds).toBeLessThanOrEqual(MAX_FDS);
       expect(p.rssMiB()).toBeLessThan(MAX_RSS_MIB);
@@ -147,12 +165,15 @@ describe(":15008 under a handshake flood with 300 descriptors", () => {
     const refused = logs.filter((l) => l.msg === "inbound HBONE TLS refused");
     const summaries = logs.filter((l) => /^suppressed \d+ similar lines$/.test(l.msg));
     const suppressed = summaries.reduce((n, l) => n + Number(/\d+/.exec(l.msg)![0]), 0);
-    console.log(`log lines: shed ${shed.length}, TLS refused ${refused.length}, ${summaries.length} summaries for ${suppressed} suppressed`);
+    console.log(
+      `log lines: shed ${shed.length}, TLS refused ${refused.length}, ${summaries.length} summaries for ${suppressed} suppressed`,
+    );
     expect(summaries.length).toBeGreaterThan(0);
     // Per message and reason: at most LOG_LINES lines per window.
     const windows = Math.ceil((Date.now() - p.startedAt) / LOG_INTERVAL_MS) + 1;
     const byKey = new Map<string, number>();
-    for (const l of [...shed, ...refused]) byKey.set(`${l.msg}/${String(l.reason)}`, (byKey.get(`${l.msg}/${String(l.reason)}`) ?? 0) + 1);
+    for (const l of [...shed, ...refused])
+      byKey.set(`${l.msg}/${String(l.reason)}`, (byKey.get(`${l.msg}/${String(l.reason)}`) ?? 0) + 1);
     expect(byKey.size).toBeLessThanOrEqual(6); // the reasons name caps and TLS errors, never the attacker
     for (const n of byKey.values()) expect(n).toBeLessThanOrEqual(LOG_LINES * windows);
     expect(p.alive()).toBe(true);

@@ -54,8 +54,12 @@ function uniqueBaggage(i: number): string {
 describe("series from peers' baggage, with a cap of 200", () => {
   let p: ProxyProcess;
   beforeAll(async () => {
-    p = await spawnProxy({ config: fx.configPath, caDir: fx.caDir, workload: "default/echo/echo",
-      env: { HBONE_METRICS_MAX_SERIES: String(MAX_SERIES) } });
+    p = await spawnProxy({
+      config: fx.configPath,
+      caDir: fx.caDir,
+      workload: "default/echo/echo",
+      env: { HBONE_METRICS_MAX_SERIES: String(MAX_SERIES) },
+    });
   }, 60_000);
   afterAll(async () => p?.kill());
 
@@ -71,8 +75,12 @@ describe("series from peers' baggage, with a cap of 200", () => {
       while (sent < FLOOD && Date.now() - t0 < FLOOD_MS) {
         // Each refusal comes with RST_STREAM(NO_ERROR): the attacker does not mind them (our client would call it
         // a rapid-reset flood after 400).
-        const s = await hboneSession({ ...p.inbound, certificate: ghost, expected: ECHO,
-          session: { maxResetsPerWindow: 1_000_000 } });
+        const s = await hboneSession({
+          ...p.inbound,
+          certificate: ghost,
+          expected: ECHO,
+          session: { maxResetsPerWindow: 1_000_000 },
+        });
         s.on("error", () => {});
         try {
           const batch: Promise<void>[] = [];
@@ -80,10 +88,15 @@ describe("series from peers' baggage, with a cap of 200", () => {
             const i = sent++;
             const headers: [string, string][] = [["baggage", uniqueBaggage(i)]];
             if (i % 2 === 0) headers.push(["x-forwarded-network", `net${i}`]);
-            batch.push(tunnel(s, "127.0.0.3:7777", headers).then((st) => {
-              answered++;
-              statuses.set(st, (statuses.get(st) ?? 0) + 1);
-            }, () => undefined));
+            batch.push(
+              tunnel(s, "127.0.0.3:7777", headers).then(
+                (st) => {
+                  answered++;
+                  statuses.set(st, (statuses.get(st) ?? 0) + 1);
+                },
+                () => undefined,
+              ),
+            );
             if (batch.length >= 100) await Promise.all(batch.splice(0));
           }
           await Promise.all(batch);
@@ -96,9 +109,11 @@ describe("series from peers' baggage, with a cap of 200", () => {
     const text = await p.metrics();
     const lines = seriesLines(text);
     const series = gauge(text, "hbone_metrics_series");
-    console.log(`refused flood: ${answered} of ${sent} CONNECTs answered in ${Date.now() - t0} ms ` +
-      `(${JSON.stringify(Object.fromEntries(statuses))}); ${series} series, ${lines.length} istio_tcp_ lines, ` +
-      `/metrics ${(text.length / 1024).toFixed(0)} KiB; RSS ${rss0.toFixed(0)} -> ${p.rssMiB().toFixed(0)} MiB`);
+    console.log(
+      `refused flood: ${answered} of ${sent} CONNECTs answered in ${Date.now() - t0} ms ` +
+        `(${JSON.stringify(Object.fromEntries(statuses))}); ${series} series, ${lines.length} istio_tcp_ lines, ` +
+        `/metrics ${(text.length / 1024).toFixed(0)} KiB; RSS ${rss0.toFixed(0)} -> ${p.rssMiB().toFixed(0)} MiB`,
+    );
     expect(p.alive()).toBe(true);
     expect(answered).toBeGreaterThan(2000); // the attack really ran
     expect(statuses.get(503)).toBe(answered);
@@ -121,13 +136,16 @@ describe("series from peers' baggage, with a cap of 200", () => {
   it("bounds label values: too long or outside the Kubernetes charset is unknown", async () => {
     const s = await hboneSession({ ...p.inbound, certificate: ghost, expected: ECHO });
     try {
-      const baggage = `k8s.cluster.name=${"c".repeat(254)},k8s.namespace.name=${"n".repeat(64)},k8s.deployment.name=ok-name,` +
+      const baggage =
+        `k8s.cluster.name=${"c".repeat(254)},k8s.namespace.name=${"n".repeat(64)},k8s.deployment.name=ok-name,` +
         "service.name=-leading-dash,service.version=v1";
       expect(await tunnel(s, `127.0.0.3:${fx.echoPort}`, [["baggage", baggage]])).toBe(200);
     } finally {
       s.destroy();
     }
-    const line = seriesLines(await p.metrics(), "istio_tcp_connections_opened_total{").find((l) => l.includes('source_workload="ok-name"'));
+    const line = seriesLines(await p.metrics(), "istio_tcp_connections_opened_total{").find((l) =>
+      l.includes('source_workload="ok-name"'),
+    );
     expect(line).toBeDefined();
     expect(line).toContain('source_cluster="unknown"');
     expect(line).toContain('source_workload_namespace="unknown"');
@@ -140,7 +158,8 @@ describe("series from peers' baggage, with a cap of 200", () => {
     const s = await hboneSession({ ...p.inbound, certificate: ghost, expected: ECHO });
     try {
       const all: Promise<number>[] = [];
-      for (let i = 0; i < N; i++) all.push(tunnel(s, `127.0.0.3:${fx.echoPort}`, [["baggage", uniqueBaggage(100_000 + i)]]));
+      for (let i = 0; i < N; i++)
+        all.push(tunnel(s, `127.0.0.3:${fx.echoPort}`, [["baggage", uniqueBaggage(100_000 + i)]]));
       expect((await Promise.all(all)).every((st) => st === 200)).toBe(true);
     } finally {
       s.destroy();
@@ -148,13 +167,17 @@ describe("series from peers' baggage, with a cap of 200", () => {
     await new Promise((r) => setTimeout(r, 100));
     const text = await p.metrics();
     const series = gauge(text, "hbone_metrics_series");
-    console.log(`accepted with unique baggage: ${N} tunnels -> ${series} series, overflowed ${gauge(text, "hbone_metrics_series_overflowed")}, ` +
-      `/metrics ${(text.length / 1024).toFixed(0)} KiB`);
+    console.log(
+      `accepted with unique baggage: ${N} tunnels -> ${series} series, overflowed ${gauge(text, "hbone_metrics_series_overflowed")}, ` +
+        `/metrics ${(text.length / 1024).toFixed(0)} KiB`,
+    );
     expect(series).toBeLessThanOrEqual(MAX_SERIES + 8);
     expect(gauge(text, "hbone_metrics_series_overflowed")).toBeGreaterThanOrEqual(N - MAX_SERIES);
     expect(text.length).toBeLessThanOrEqual(2 * 1024 * 1024);
     // The overflow series: every peer label unknown, all the overflowed tunnels on it.
-    const over = seriesLines(text, "istio_tcp_connections_opened_total{").filter((l) => l.includes('source_principal="unknown"'));
+    const over = seriesLines(text, "istio_tcp_connections_opened_total{").filter((l) =>
+      l.includes('source_principal="unknown"'),
+    );
     expect(over).toHaveLength(1);
     expect(over[0]).toContain('destination_workload="unknown"');
     expect(Number(over[0].split(" ").pop())).toBeGreaterThanOrEqual(N - MAX_SERIES);
@@ -168,7 +191,9 @@ describe("x-forwarded-network and expiry", () => {
   let remote: WorkloadCertificate;
   beforeAll(async () => {
     // The same mesh plus an east-west gateway at 127.0.0.50, named as its network's gateway by a workload.
-    const yaml = meshYaml(fx.echoPort, fx.halfPort).replace(/^services:\n/m, `  - uid: test//v1/Pod/istio-system/eastwest
+    const yaml = meshYaml(fx.echoPort, fx.halfPort).replace(
+      /^services:\n/m,
+      `  - uid: test//v1/Pod/istio-system/eastwest
     name: eastwest
     namespace: istio-system
     serviceAccount: istio-eastwestgateway
@@ -184,12 +209,18 @@ describe("x-forwarded-network and expiry", () => {
     clusterId: test
     networkGateway: { destination: "/127.0.0.50", hboneMtlsPort: 15008 }
 services:
-`);
+`,
+    );
     const config = join(fx.dir, "with-gateway.yaml");
     writeFileSync(config, yaml);
     sleep = await issue(fx.caDir, "default", "sleep");
     remote = await issue(fx.caDir, "far", "remote-app");
-    p = await spawnProxy({ config, caDir: fx.caDir, workload: "default/echo/echo", env: { HBONE_METRICS_SERIES_TTL_S: "2" } });
+    p = await spawnProxy({
+      config,
+      caDir: fx.caDir,
+      workload: "default/echo/echo",
+      env: { HBONE_METRICS_SERIES_TTL_S: "2" },
+    });
   }, 60_000);
   afterAll(async () => p?.kill());
 
@@ -198,7 +229,12 @@ services:
   it("ignores x-forwarded-network from a peer that is not a known gateway: its config labels stay", async () => {
     const s = await hboneSession({ ...p.inbound, certificate: sleep, expected: ECHO, localAddress: "127.0.0.2" });
     try {
-      expect(await tunnel(s, `127.0.0.3:${fx.echoPort}`, [["x-forwarded-network", "elsewhere"], ["baggage", forged]])).toBe(200);
+      expect(
+        await tunnel(s, `127.0.0.3:${fx.echoPort}`, [
+          ["x-forwarded-network", "elsewhere"],
+          ["baggage", forged],
+        ]),
+      ).toBe(200);
     } finally {
       s.destroy();
     }
@@ -211,13 +247,19 @@ services:
   it("labels the source from baggage when x-forwarded-network comes through the known gateway", async () => {
     const s = await hboneSession({ ...p.inbound, certificate: remote, expected: ECHO, localAddress: "127.0.0.50" });
     try {
-      expect(await tunnel(s, `127.0.0.3:${fx.echoPort}`, [["x-forwarded-network", "net2"],
-        ["baggage", "k8s.cluster.name=cluster2,k8s.namespace.name=far,k8s.deployment.name=remote-app"]])).toBe(200);
+      expect(
+        await tunnel(s, `127.0.0.3:${fx.echoPort}`, [
+          ["x-forwarded-network", "net2"],
+          ["baggage", "k8s.cluster.name=cluster2,k8s.namespace.name=far,k8s.deployment.name=remote-app"],
+        ]),
+      ).toBe(200);
     } finally {
       s.destroy();
     }
     const opened = seriesLines(await p.metrics(), "istio_tcp_connections_opened_total{");
-    expect(opened.some((l) => l.includes('source_workload="remote-app"') && l.includes('source_cluster="cluster2"'))).toBe(true);
+    expect(
+      opened.some((l) => l.includes('source_workload="remote-app"') && l.includes('source_cluster="cluster2"')),
+    ).toBe(true);
     expect(opened.some((l) => l.includes('source_workload="eastwest"'))).toBe(false);
   });
 

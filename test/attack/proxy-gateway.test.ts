@@ -10,8 +10,21 @@ import * as abi from "../../assembly/abi.js";
 import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import {
-  CLI, spawnHbone, expectSurvived, expectRssBelow, issue, id, tlsPeer, connectFrame, rstFrame, windowUpdateFrame,
-  statusOf, roundTrip, eventually, viaGateway, type HboneProcess,
+  CLI,
+  spawnHbone,
+  expectSurvived,
+  expectRssBelow,
+  issue,
+  id,
+  tlsPeer,
+  connectFrame,
+  rstFrame,
+  windowUpdateFrame,
+  statusOf,
+  roundTrip,
+  eventually,
+  viaGateway,
+  type HboneProcess,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -29,8 +42,14 @@ const gatewayId = id("istio-system", "istio-eastwestgateway");
 const peer = () => tlsPeer({ host: GW_IP, port: gwPort, cert: sleepCert, expected: gatewayId });
 
 async function legit(): Promise<void> {
-  const t = await viaGateway({ gateway: GW_IP, port: gwPort, cert: sleepCert, gatewayId, endpointId: id("default", "echo"),
-    authority: ECHO });
+  const t = await viaGateway({
+    gateway: GW_IP,
+    port: gwPort,
+    cert: sleepCert,
+    gatewayId,
+    endpointId: id("default", "echo"),
+    authority: ECHO,
+  });
   try {
     await roundTrip(t.tunnel);
   } finally {
@@ -49,10 +68,17 @@ beforeAll(async () => {
   fx = await meshFixture();
   // echo is global; hello (served by the same pod) is not; the gateway workload at 127.0.0.100.
   const yaml = meshYaml(fx.echoPort, fx.halfPort)
-    .replace(`        9001: ${fx.halfPort}\n`, `        9001: ${fx.halfPort}\n      default/hello.default.svc.cluster.local:\n        9000: ${fx.echoPort}\n`)
-    .replace("    subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]\n",
-      "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]\n    labels: { istio.io/global: \"true\" }\n")
-    .replace("\nservices:\n", `
+    .replace(
+      `        9001: ${fx.halfPort}\n`,
+      `        9001: ${fx.halfPort}\n      default/hello.default.svc.cluster.local:\n        9000: ${fx.echoPort}\n`,
+    )
+    .replace(
+      "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]\n",
+      '    subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]\n    labels: { istio.io/global: "true" }\n',
+    )
+    .replace(
+      "\nservices:\n",
+      `
   - uid: test//v1/Pod/istio-system/eastwest
     name: eastwest
     namespace: istio-system
@@ -67,12 +93,28 @@ services:
     vips: [/10.96.0.11]
     ports: { 9000: ${fx.echoPort} }
     subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]
-`);
+`,
+    );
   writeFileSync(fx.configPath, yaml);
   const echoProxy = await fx.proxy({ workload: "default/echo/echo", inboundPort: 0 });
-  gw = await spawnHbone("gateway", ["--config", fx.configPath, "--workload", "istio-system/eastwest/istio-eastwestgateway",
-    "--ca-dir", fx.caDir, "--inbound-port", "0", "--hbone-port", String(echoProxy.addresses.inbound!.port),
-    "--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0"]);
+  gw = await spawnHbone("gateway", [
+    "--config",
+    fx.configPath,
+    "--workload",
+    "istio-system/eastwest/istio-eastwestgateway",
+    "--ca-dir",
+    fx.caDir,
+    "--inbound-port",
+    "0",
+    "--hbone-port",
+    String(echoProxy.addresses.inbound!.port),
+    "--admin-port",
+    "0",
+    "--metrics-port",
+    "0",
+    "--readiness-port",
+    "0",
+  ]);
   gwPort = Number(String(gw.ready.inbound).split(":")[1]);
   sleepCert = await issue(fx.caDir, "default", "sleep");
   await legit();
@@ -114,7 +156,11 @@ describe("east-west gateway under attack (spawned hbone gateway)", () => {
 
   it("routes only global services: a local-only service is refused (400), never dialled", async () => {
     const p = await peer();
-    p.send(connectFrame(p, 1, HELLO), connectFrame(p, 3, "nosuch.default.svc.cluster.local:9000"), connectFrame(p, 5, ECHO));
+    p.send(
+      connectFrame(p, 1, HELLO),
+      connectFrame(p, 3, "nosuch.default.svc.cluster.local:9000"),
+      connectFrame(p, 5, ECHO),
+    );
     expect(await statusOf(p, 1)).toBe(400);
     expect(await statusOf(p, 3)).toBe(400);
     expect(await statusOf(p, 5)).toBe(200);

@@ -14,8 +14,22 @@ import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import {
-  CLI, spawnHbone, expectSurvived, expectRssBelow, issue, id, tlsPeer, connectFrame, rstFrame, windowUpdateFrame,
-  statusOf, roundTrip, eventually, rawRequest, blackhole, type HboneProcess,
+  CLI,
+  spawnHbone,
+  expectSurvived,
+  expectRssBelow,
+  issue,
+  id,
+  tlsPeer,
+  connectFrame,
+  rstFrame,
+  windowUpdateFrame,
+  statusOf,
+  roundTrip,
+  eventually,
+  rawRequest,
+  blackhole,
+  type HboneProcess,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -33,7 +47,9 @@ let fdsBefore: number;
 /** The fixture's mesh, with echo's record in another trust domain than the proxy's own, and extra service ports. */
 function config(extraPorts: Record<number, number>, policies = ""): string {
   let y = baseYaml.replace("    serviceAccount: echo\n", "    serviceAccount: echo\n    trustDomain: other.example\n");
-  const ports = Object.entries(extraPorts).map(([p, t]) => `        ${p}: ${t}\n`).join("");
+  const ports = Object.entries(extraPorts)
+    .map(([p, t]) => `        ${p}: ${t}\n`)
+    .join("");
   y = y.replace(`        9001: ${fx.halfPort}\n`, `        9001: ${fx.halfPort}\n${ports}`);
   return y + policies;
 }
@@ -60,9 +76,26 @@ beforeAll(async () => {
   // 9002: an app that never answers (dials stay pending); 9005: ztunnel's outbound capture port.
   writeFileSync(fx.configPath, config({ 9002: hole.port, 9005: 15001 }));
   // --trust-domain is the proxy's own: peers are checked against it, not the record's other.example.
-  echo = await spawnHbone("proxy", ["--config", fx.configPath, "--workload", "default/echo/echo", "--ca-dir", fx.caDir,
-    "--trust-domain", "cluster.local", "--inbound-port", "0", "--socks5-port", "off", "--admin-port", "0",
-    "--metrics-port", "0", "--readiness-port", "0"]);
+  echo = await spawnHbone("proxy", [
+    "--config",
+    fx.configPath,
+    "--workload",
+    "default/echo/echo",
+    "--ca-dir",
+    fx.caDir,
+    "--trust-domain",
+    "cluster.local",
+    "--inbound-port",
+    "0",
+    "--socks5-port",
+    "off",
+    "--admin-port",
+    "0",
+    "--metrics-port",
+    "0",
+    "--readiness-port",
+    "0",
+  ]);
   ready = echo.ready as typeof ready;
   inboundPort = Number(ready.inbound.split(":")[1]);
   client = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: inboundPort });
@@ -113,7 +146,8 @@ describe("inbound under attack (spawned hbone proxy)", () => {
 
   it("survives CONNECT + WINDOW_UPDATE 0 on that stream in one write", async () => {
     const p = await peer();
-    for (let i = 0; i < ROUNDS; i++) p.send(connectFrame(p, 1 + 2 * i, "127.0.0.3:9000"), windowUpdateFrame(1 + 2 * i, 0));
+    for (let i = 0; i < ROUNDS; i++)
+      p.send(connectFrame(p, 1 + 2 * i, "127.0.0.3:9000"), windowUpdateFrame(1 + 2 * i, 0));
     expect(await p.rst(2 * ROUNDS - 1)).toBeDefined();
     p.close();
     await checkHealthy();
@@ -134,13 +168,19 @@ describe("inbound under attack (spawned hbone proxy)", () => {
     const p = await peer();
     p.send(connectFrame(p, 1, "127.0.0.3:9002"));
     await new Promise((r) => setTimeout(r, 300));
-    writeFileSync(fx.configPath, config({ 9002: hole.port, 9005: 15001 }, `policies:
+    writeFileSync(
+      fx.configPath,
+      config(
+        { 9002: hole.port, 9005: 15001 },
+        `policies:
   - name: no-sleep
     namespace: default
     scope: Namespace
     action: Deny
     rules: [[[{principals: [cluster.local/ns/default/sa/sleep]}]]]
-`));
+`,
+      ),
+    );
     const rst = await p.waitFor((f) => f.type === abi.FRAME_RST_STREAM && f.streamId === 1, 8000);
     expect(rst && Buffer.from(rst.payload).readUInt32BE(0)).toBe(abi.CONNECT_ERROR);
     p.close();
@@ -177,7 +217,9 @@ describe("inbound under attack (spawned hbone proxy)", () => {
     expect(await statusOf(p, 1)).toBe(200);
     p.close();
     const text = await (await fetch(`http://127.0.0.1:${ready.metrics}/metrics`)).text();
-    const lines = text.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes("sa/intruder"));
+    const lines = text
+      .split("\n")
+      .filter((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes("sa/intruder"));
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) expect(l).not.toContain('source_workload="sleep"');
     // The real sleep (its own identity) is still labelled from config.
@@ -186,13 +228,21 @@ describe("inbound under attack (spawned hbone proxy)", () => {
 
   it("admin, metrics and readiness survive bad request targets (400) and the admin refuses foreign Hosts and GET /quitquitquit", async () => {
     for (const port of [ready.admin, ready.metrics, ready.readiness]) {
-      for (const line of ["GET http://x:99999/ HTTP/1.1", "GET http://[::1 HTTP/1.1", "GET * HTTP/1.1", "GET %zz HTTP/1.1"]) {
+      for (const line of [
+        "GET http://x:99999/ HTTP/1.1",
+        "GET http://[::1 HTTP/1.1",
+        "GET * HTTP/1.1",
+        "GET %zz HTTP/1.1",
+      ]) {
         const r = await rawRequest(port, `${line}\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
         expect(r, `${port} ${line}`).toMatch(/^HTTP\/1\.1 400/);
       }
     }
     const req = (method: string, path: string, host: string) =>
-      rawRequest(ready.admin, `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      rawRequest(
+        ready.admin,
+        `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+      );
     expect(await req("GET", "/config_dump", "evil.example")).toMatch(/^HTTP\/1\.1 403/);
     expect(await req("GET", "/config_dump", "127.0.0.1.nip.io:15000")).toMatch(/^HTTP\/1\.1 403/);
     expect(await req("POST", "/quitquitquit", "evil.example:80")).toMatch(/^HTTP\/1\.1 403/);

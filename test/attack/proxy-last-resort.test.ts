@@ -28,9 +28,28 @@ let client: Mesh;
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` (npm test does)`);
   fx = await meshFixture();
-  proxy = await spawnHbone("proxy", ["--config", fx.configPath, "--workload", "default/echo/echo", "--ca-dir", fx.caDir,
-    "--inbound-port", "0", "--socks5-port", "off", "--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0"],
-  ["--import", BUGGY]);
+  proxy = await spawnHbone(
+    "proxy",
+    [
+      "--config",
+      fx.configPath,
+      "--workload",
+      "default/echo/echo",
+      "--ca-dir",
+      fx.caDir,
+      "--inbound-port",
+      "0",
+      "--socks5-port",
+      "off",
+      "--admin-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--readiness-port",
+      "0",
+    ],
+    ["--import", BUGGY],
+  );
   const inbound = Number(String(proxy.ready.inbound).split(":")[1]);
   client = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: inbound });
 }, 60_000);

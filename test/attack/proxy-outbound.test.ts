@@ -14,8 +14,22 @@ import { listen } from "../helpers/net.js";
 import { frame } from "../helpers/frames.js";
 import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import {
-  CLI, spawnHbone, expectSurvived, expectRssBelow, issue, roundTrip, tcpRoundTrip, eventually, activeTunnels,
-  socksRequest, socksConnect, fakeDestination, statusThenReset, refusal, rstFrame, type HboneProcess,
+  CLI,
+  spawnHbone,
+  expectSurvived,
+  expectRssBelow,
+  issue,
+  roundTrip,
+  tcpRoundTrip,
+  eventually,
+  activeTunnels,
+  socksRequest,
+  socksConnect,
+  fakeDestination,
+  statusThenReset,
+  refusal,
+  rstFrame,
+  type HboneProcess,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -55,7 +69,12 @@ beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` (npm test does)`);
   fx = await meshFixture();
   // A misbehaving destination workload "evil" at 127.0.0.5, on the same HBONE port as echo's proxy.
-  writeFileSync(fx.configPath, meshYaml(fx.echoPort, fx.halfPort).replace("\nservices:\n", `
+  writeFileSync(
+    fx.configPath,
+    meshYaml(fx.echoPort, fx.halfPort)
+      .replace(
+        "\nservices:\n",
+        `
   - uid: test//v1/Pod/default/evil
     name: evil
     namespace: default
@@ -80,16 +99,46 @@ services:
     hostname: ${FLAKY}
     vips: [/10.96.0.12]
     ports: { 9000: 9000 }
-`).replace(`        9001: ${fx.halfPort}\n`, `        9001: ${fx.halfPort}\n      default/${FLAKY}:\n        9000: ${fx.echoPort}\n`));
+`,
+      )
+      .replace(
+        `        9001: ${fx.halfPort}\n`,
+        `        9001: ${fx.halfPort}\n      default/${FLAKY}:\n        9000: ${fx.echoPort}\n`,
+      ),
+  );
   const echoProxy = await fx.proxy({ workload: "default/echo/echo", inboundPort: 0 });
   const hbonePort = echoProxy.addresses.inbound!.port;
-  fake = await fakeDestination("127.0.0.5", hbonePort, await issue(fx.caDir, "default", "evil"),
-    statusThenReset(200, abi.INTERNAL_ERROR));
+  fake = await fakeDestination(
+    "127.0.0.5",
+    hbonePort,
+    await issue(fx.caDir, "default", "evil"),
+    statusThenReset(200, abi.INTERNAL_ERROR),
+  );
   fake503 = await fakeDestination("127.0.0.6", hbonePort, await issue(fx.caDir, "default", "evil"), refusal(503));
-  sleep = await spawnHbone("proxy", ["--config", fx.configPath, "--workload", "default/sleep/sleep", "--ca-dir", fx.caDir,
-    "--inbound-port", "0", "--hbone-port", String(hbonePort), "--socks5-port", "0", "--admin-port", "0",
-    "--metrics-port", "0", "--readiness-port", "0",
-    "--forward", `127.0.0.1:0=${ECHO}:9000`, "--forward", "127.0.0.1:0=127.0.0.5:80"]);
+  sleep = await spawnHbone("proxy", [
+    "--config",
+    fx.configPath,
+    "--workload",
+    "default/sleep/sleep",
+    "--ca-dir",
+    fx.caDir,
+    "--inbound-port",
+    "0",
+    "--hbone-port",
+    String(hbonePort),
+    "--socks5-port",
+    "0",
+    "--admin-port",
+    "0",
+    "--metrics-port",
+    "0",
+    "--readiness-port",
+    "0",
+    "--forward",
+    `127.0.0.1:0=${ECHO}:9000`,
+    "--forward",
+    "127.0.0.1:0=127.0.0.5:80",
+  ]);
   ready = sleep.ready as typeof ready;
   await checkHealthy();
 }, 60_000);
@@ -142,9 +191,15 @@ describe("source proxy under attack (spawned hbone proxy)", () => {
   });
 
   it("refuses destinations on the proxy's own ports at local addresses (SOCKS5 reply 2: not allowed)", async () => {
-    for (const [host, port] of [["127.0.0.1", ready.admin], ["127.0.0.1", ready.metrics], ["127.0.0.1", ready.socks5],
-      ["0.0.0.0", ready.readiness], ["127.0.0.2", Number(ready.inbound.split(":")[1])], ["127.0.0.1", 15001],
-      ["localhost", ready.admin]] as const) {
+    for (const [host, port] of [
+      ["127.0.0.1", ready.admin],
+      ["127.0.0.1", ready.metrics],
+      ["127.0.0.1", ready.socks5],
+      ["0.0.0.0", ready.readiness],
+      ["127.0.0.2", Number(ready.inbound.split(":")[1])],
+      ["127.0.0.1", 15001],
+      ["localhost", ready.admin],
+    ] as const) {
       await expect(socksConnect(ready.socks5, host, port), `${host}:${port}`).rejects.toThrow(/reply code (2|4)/);
     }
     await checkHealthy();
@@ -159,17 +214,20 @@ describe("source proxy under attack (spawned hbone proxy)", () => {
     }, 300);
     const port = await listen(server);
     try {
-      const clients = await Promise.all([Buffer.alloc(0), Buffer.from([5]), Buffer.from([5, 1, 0]), Buffer.from([5, 1, 0, 5, 1])]
-        .map(async (partial) => {
-          const c = net.connect(port, "127.0.0.1");
-          c.on("error", () => {});
-          c.resume(); // read the greeting reply, so the server's close is seen
-          await once(c, "connect");
-          c.write(partial);
-          const t0 = Date.now();
-          await new Promise((r) => c.once("close", r));
-          return Date.now() - t0;
-        }));
+      const clients = await Promise.all(
+        [Buffer.alloc(0), Buffer.from([5]), Buffer.from([5, 1, 0]), Buffer.from([5, 1, 0, 5, 1])].map(
+          async (partial) => {
+            const c = net.connect(port, "127.0.0.1");
+            c.on("error", () => {});
+            c.resume(); // read the greeting reply, so the server's close is seen
+            await once(c, "connect");
+            c.write(partial);
+            const t0 = Date.now();
+            await new Promise((r) => c.once("close", r));
+            return Date.now() - t0;
+          },
+        ),
+      );
       for (const ms of clients) expect(ms).toBeLessThan(5000);
       expect(connects).toBe(0);
     } finally {
@@ -202,7 +260,10 @@ describe("source proxy under attack (spawned hbone proxy)", () => {
     // is never seen, and the tunnel would stay counted (and its descriptor open) for ever.
     fake.answer = (stream, enc, later) => {
       setTimeout(() => later([rstFrame(stream, abi.CANCEL)]), 100);
-      return [enc.encodeHeadersFrame(stream, [[":status", "200"]], false, 16384), frame(abi.FRAME_DATA, abi.FLAG_END_STREAM, stream, Buffer.from("bye"))];
+      return [
+        enc.encodeHeadersFrame(stream, [[":status", "200"]], false, 16384),
+        frame(abi.FRAME_DATA, abi.FLAG_END_STREAM, stream, Buffer.from("bye")),
+      ];
     };
     try {
       const [h, p] = hostPort(ready.forward[1]);

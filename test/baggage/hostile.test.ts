@@ -73,19 +73,42 @@ for (const variant of ["release", "debug"] as const) {
 
     it("answers any string of baggage-ish pieces and random chars (fast-check)", () => {
       const piece = fc.oneof(
-        fc.constantFrom("k", "v", "=", ",", ";", " ", "\t", "%", "%4", "%41", "%E9", "%C3%A9", "\"", "\\", "é", "\u0141",
-          "\0", "k8s.pod.name=", "service.name", "cloud.region=r"),
+        fc.constantFrom(
+          "k",
+          "v",
+          "=",
+          ",",
+          ";",
+          " ",
+          "\t",
+          "%",
+          "%4",
+          "%41",
+          "%E9",
+          "%C3%A9",
+          '"',
+          "\\",
+          "é",
+          "\u0141",
+          "\0",
+          "k8s.pod.name=",
+          "service.name",
+          "cloud.region=r",
+        ),
         fc.string({ unit: "binary", maxLength: 8 }),
       );
       const header = fc.array(piece, { maxLength: 60 }).map((p) => p.join(""));
-      fc.assert(fc.property(fc.array(header, { minLength: 1, maxLength: 4 }), (lines) => {
-        const z = decodeBaggage(lines, "ztunnel", codec);
-        expect(typeof z).toBe("object");
-        const w = decodeBaggage(lines, "w3c", codec);
-        expect(w.members.length).toBeLessThanOrEqual(64);
-        if (!w.valid) expect(w.members).toStrictEqual([]);
-        expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
-      }), { numRuns: 500 });
+      fc.assert(
+        fc.property(fc.array(header, { minLength: 1, maxLength: 4 }), (lines) => {
+          const z = decodeBaggage(lines, "ztunnel", codec);
+          expect(typeof z).toBe("object");
+          const w = decodeBaggage(lines, "w3c", codec);
+          expect(w.members.length).toBeLessThanOrEqual(64);
+          if (!w.valid) expect(w.members).toStrictEqual([]);
+          expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
+        }),
+        { numRuns: 500 },
+      );
     });
   });
 }

@@ -61,8 +61,12 @@ for (const variant of ["release", "debug"] as const) {
       const c = FILE.cases.find((x) => x.name === "istio_style")!;
       const { valid, members, truncated, ...fields } = decode(c.header);
       expect(fields).toStrictEqual({
-        clusterId: "Kubernetes", namespace: "default", workloadName: "productpage-v1", workloadType: "deployment",
-        service: "productpage", revision: "v1",
+        clusterId: "Kubernetes",
+        namespace: "default",
+        workloadName: "productpage-v1",
+        workloadType: "deployment",
+        service: "productpage",
+        revision: "v1",
       });
       expect([valid, members.length, truncated]).toStrictEqual([true, 5, false]);
     });
@@ -73,7 +77,9 @@ for (const variant of ["release", "debug"] as const) {
       const fact = FILE.extra_facts.otel_two_header_lines;
       expect(decode(fact.headers).members.map((m) => [m.key, m.value])).toStrictEqual(fact.otel_js_core_2_12_1);
       expect(decode(["a=1", "b=2;p", "a=3"]).members).toStrictEqual([
-        { key: "a", value: "1" }, { key: "b", value: "2", properties: "p" }, { key: "a", value: "3" },
+        { key: "a", value: "1" },
+        { key: "b", value: "2", properties: "p" },
+        { key: "a", value: "3" },
       ]);
       expect(decode(["a=1", "b=2"]).valid).toBe(true);
     });
@@ -91,24 +97,36 @@ for (const variant of ["release", "debug"] as const) {
     });
 
     it("keeps properties as raw text and validates them", () => {
-      expect(decode("k=v ; a ;b = %41 ; c=").members)
-        .toStrictEqual([{ key: "k", value: "v", properties: "a ;b = %41 ; c=" }]);
+      expect(decode("k=v ; a ;b = %41 ; c=").members).toStrictEqual([
+        { key: "k", value: "v", properties: "a ;b = %41 ; c=" },
+      ]);
       expect(decode("k=v;a= \t,x= ;y").members.map((m) => m.properties)).toStrictEqual(["a=", "y"]);
-      for (const bad of ["k=v;", "k=v;;a", "k=v;=x", "k=v;a b", "k=v;a=b c", "k=v;a=\"b\"", "k=v;a=b\\"]) {
+      for (const bad of ["k=v;", "k=v;;a", "k=v;=x", "k=v;a b", "k=v;a=b c", 'k=v;a="b"', "k=v;a=b\\"]) {
         expect(decode(bad).valid, bad).toBe(false);
       }
     });
 
     it("percent-decodes values as UTF-8, U+FFFD for invalid sequences, '%' without two hex digits kept", () => {
       const values = (h: string) => decode(h).members.map((m) => m.value);
-      expect(values("a=%e2%82%AC,b=%F0%9F%98%80,c=%,d=%4,e=%%41,f=%4g,g=%C3,h=%ED%A0%80,i=100%25"))
-        .toStrictEqual(["€", "😀", "%", "%4", "%A", "%4g", "\uFFFD", "\uFFFD\uFFFD\uFFFD", "100%"]);
+      expect(values("a=%e2%82%AC,b=%F0%9F%98%80,c=%,d=%4,e=%%41,f=%4g,g=%C3,h=%ED%A0%80,i=100%25")).toStrictEqual([
+        "€",
+        "😀",
+        "%",
+        "%4",
+        "%A",
+        "%4g",
+        "\uFFFD",
+        "\uFFFD\uFFFD\uFFFD",
+        "100%",
+      ]);
       expect(decode("k=%00%0A").members[0].value).toBe("\0\n");
       expect(decode("%41=v").members[0].key).toBe("%41"); // keys are tokens, not decoded
     });
 
     it("sets the ztunnel fields from the decoded value; empty is none, last one wins", () => {
-      const { members, valid, truncated, ...fields } = decode("service.name=a%2Fb,cloud.region=r,cloud.region=,k8s.pod.name=p");
+      const { members, valid, truncated, ...fields } = decode(
+        "service.name=a%2Fb,cloud.region=r,cloud.region=,k8s.pod.name=p",
+      );
       expect(fields).toStrictEqual({ service: "a/b", workloadName: "p", workloadType: "pod" });
       expect(members.length).toBe(4);
     });

@@ -8,11 +8,22 @@ import { getCodec } from "../../host/wasm/codec.js";
 
 const VECTOR = "k8s.cluster.name=K1,k8s.namespace.name=NS1,k8s.deployment.name=N1,service.name=N2,service.version=V1";
 const VECTOR_META: BaggageMeta = {
-  clusterId: "K1", namespace: "NS1", workloadName: "N1", workloadType: "deployment", service: "N2", revision: "V1",
+  clusterId: "K1",
+  namespace: "NS1",
+  workloadName: "N1",
+  workloadType: "deployment",
+  service: "N2",
+  revision: "V1",
 };
 const FULL: BaggageMeta = {
-  clusterId: "Kubernetes", namespace: "default", workloadName: "productpage-v1", workloadType: "deployment",
-  service: "productpage", revision: "v1", region: "us-east1", zone: "us-east1-b",
+  clusterId: "Kubernetes",
+  namespace: "default",
+  workloadName: "productpage-v1",
+  workloadType: "deployment",
+  service: "productpage",
+  revision: "v1",
+  region: "us-east1",
+  zone: "us-east1-b",
 };
 
 for (const variant of ["release", "debug"] as const) {
@@ -31,8 +42,9 @@ for (const variant of ["release", "debug"] as const) {
     });
 
     it("gives all none for all-empty values and for no header", () => {
-      expect(decode("k8s.cluster.name=,k8s.namespace.name=,k8s.deployment.name=,service.name=,service.version="))
-        .toStrictEqual({});
+      expect(
+        decode("k8s.cluster.name=,k8s.namespace.name=,k8s.deployment.name=,service.name=,service.version="),
+      ).toStrictEqual({});
       expect(decode(undefined)).toStrictEqual({});
       expect(decode([])).toStrictEqual({});
     });
@@ -41,7 +53,11 @@ for (const variant of ["release", "debug"] as const) {
       expect(encode({})).toBe("");
       expect(decode(encode({}))).toStrictEqual({});
       const partial: BaggageMeta = {
-        clusterId: "cluster", namespace: "default", workloadName: "workload", workloadType: "deployment", service: "service",
+        clusterId: "cluster",
+        namespace: "default",
+        workloadName: "workload",
+        workloadType: "deployment",
+        service: "service",
       };
       expect(decode(encode(partial))).toStrictEqual(partial);
       expect(decode(encode(FULL))).toStrictEqual(FULL);
@@ -55,7 +71,9 @@ for (const variant of ["release", "debug"] as const) {
     });
 
     it("matches keys exactly (no trimming) and ignores unknown keys and pieces without '='", () => {
-      expect(decode(" k8s.cluster.name=a,k8s.cluster.name =b,K8S.CLUSTER.NAME=c,app.name=d,cloud.region")).toStrictEqual({});
+      expect(
+        decode(" k8s.cluster.name=a,k8s.cluster.name =b,K8S.CLUSTER.NAME=c,app.name=d,cloud.region"),
+      ).toStrictEqual({});
       expect(decode("foo=bar,,cloud.region=r,=x")).toStrictEqual({ region: "r" });
     });
 
@@ -69,7 +87,10 @@ for (const variant of ["release", "debug"] as const) {
       for (const t of ["deployment", "cronjob", "pod", "job"] as const) {
         expect(decode(`k8s.${t}.name=w`)).toStrictEqual({ workloadName: "w", workloadType: t });
       }
-      expect(decode("k8s.deployment.name=a,k8s.cronjob.name=b")).toStrictEqual({ workloadName: "b", workloadType: "cronjob" });
+      expect(decode("k8s.deployment.name=a,k8s.cronjob.name=b")).toStrictEqual({
+        workloadName: "b",
+        workloadType: "cronjob",
+      });
       expect(decode("k8s.statefulset.name=s")).toStrictEqual({});
     });
 
@@ -85,16 +106,25 @@ for (const variant of ["release", "debug"] as const) {
     it("emits ztunnel's key order, no spaces, no percent-encoding", () => {
       // Fields given in reverse order: the output follows ztunnel's order, not the object's.
       const reversed: BaggageMeta = {
-        zone: "z", region: "r", revision: "v 1", service: "s/1", workloadType: "job", workloadName: "w%20",
-        namespace: "ns", clusterId: "c",
+        zone: "z",
+        region: "r",
+        revision: "v 1",
+        service: "s/1",
+        workloadType: "job",
+        workloadName: "w%20",
+        namespace: "ns",
+        clusterId: "c",
       };
-      expect(encode(reversed)).toBe("k8s.cluster.name=c,k8s.namespace.name=ns,k8s.job.name=w%20,service.name=s/1," +
-        "service.version=v 1,cloud.region=r,cloud.availability_zone=z");
+      expect(encode(reversed)).toBe(
+        "k8s.cluster.name=c,k8s.namespace.name=ns,k8s.job.name=w%20,service.name=s/1," +
+          "service.version=v 1,cloud.region=r,cloud.availability_zone=z",
+      );
     });
 
     it("skips unset and empty fields", () => {
-      expect(encode({ clusterId: "", namespace: "ns", service: undefined, zone: "z" }))
-        .toBe("k8s.namespace.name=ns,cloud.availability_zone=z");
+      expect(encode({ clusterId: "", namespace: "ns", service: undefined, zone: "z" })).toBe(
+        "k8s.namespace.name=ns,cloud.availability_zone=z",
+      );
       expect(encode({ workloadType: "pod" })).toBe("");
     });
 
@@ -115,36 +145,65 @@ for (const variant of ["release", "debug"] as const) {
 
     it("round-trips random metadata (fast-check)", () => {
       const value = fc.stringMatching(/^[\t\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,40}$/);
-      const arbMeta = fc.record({
-        clusterId: value, namespace: value, workloadName: value, service: value, revision: value, region: value, zone: value,
-        workloadType: fc.constantFrom<WorkloadType>("deployment", "cronjob", "pod", "job"),
-      }, { requiredKeys: [] });
-      fc.assert(fc.property(arbMeta, (meta) => {
-        // What ztunnel gives back: empty fields are none, the type travels with the workload name.
-        const want: BaggageMeta = {};
-        for (const [k, v] of Object.entries(meta)) if (v !== "" && k !== "workloadType") Object.assign(want, { [k]: v });
-        if (want.workloadName !== undefined) want.workloadType = meta.workloadType ?? "deployment";
-        const header = encode(meta);
-        expect(decode(header)).toStrictEqual(want);
-        // A header on several lines, split at the commas, reads the same.
-        expect(decode(header.split(","))).toStrictEqual(want);
-        expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
-      }), { numRuns: 300 });
+      const arbMeta = fc.record(
+        {
+          clusterId: value,
+          namespace: value,
+          workloadName: value,
+          service: value,
+          revision: value,
+          region: value,
+          zone: value,
+          workloadType: fc.constantFrom<WorkloadType>("deployment", "cronjob", "pod", "job"),
+        },
+        { requiredKeys: [] },
+      );
+      fc.assert(
+        fc.property(arbMeta, (meta) => {
+          // What ztunnel gives back: empty fields are none, the type travels with the workload name.
+          const want: BaggageMeta = {};
+          for (const [k, v] of Object.entries(meta))
+            if (v !== "" && k !== "workloadType") Object.assign(want, { [k]: v });
+          if (want.workloadName !== undefined) want.workloadType = meta.workloadType ?? "deployment";
+          const header = encode(meta);
+          expect(decode(header)).toStrictEqual(want);
+          // A header on several lines, split at the commas, reads the same.
+          expect(decode(header.split(","))).toStrictEqual(want);
+          expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
+        }),
+        { numRuns: 300 },
+      );
     });
 
     it("round-trips Kubernetes-style metadata through the W3C decoder too (fast-check)", () => {
       const name = fc.stringMatching(/^[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?$/);
-      const arbMeta = fc.record({
-        clusterId: name, namespace: name, workloadName: name, service: name, revision: name, region: name, zone: name,
-        workloadType: fc.constantFrom<WorkloadType>("deployment", "cronjob", "pod", "job"),
-      }, { requiredKeys: ["workloadName", "workloadType"] });
-      fc.assert(fc.property(arbMeta, (meta) => {
-        const { valid, members, truncated, ...fields } = decodeBaggage(encode(meta), "w3c", codec);
-        expect(valid).toBe(true);
-        expect(truncated).toBe(false);
-        expect(members.map((m) => m.value)).toStrictEqual(encode(meta).split(",").map((m) => m.split("=")[1]));
-        expect(fields).toStrictEqual({ ...meta });
-      }), { numRuns: 200 });
+      const arbMeta = fc.record(
+        {
+          clusterId: name,
+          namespace: name,
+          workloadName: name,
+          service: name,
+          revision: name,
+          region: name,
+          zone: name,
+          workloadType: fc.constantFrom<WorkloadType>("deployment", "cronjob", "pod", "job"),
+        },
+        { requiredKeys: ["workloadName", "workloadType"] },
+      );
+      fc.assert(
+        fc.property(arbMeta, (meta) => {
+          const { valid, members, truncated, ...fields } = decodeBaggage(encode(meta), "w3c", codec);
+          expect(valid).toBe(true);
+          expect(truncated).toBe(false);
+          expect(members.map((m) => m.value)).toStrictEqual(
+            encode(meta)
+              .split(",")
+              .map((m) => m.split("=")[1]),
+          );
+          expect(fields).toStrictEqual({ ...meta });
+        }),
+        { numRuns: 200 },
+      );
     });
   });
 }

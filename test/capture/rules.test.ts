@@ -11,9 +11,22 @@ import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  CAPTURE_DEFAULTS, CaptureError, applyScript, captureRuleset, removeScript, runNft,
+  CAPTURE_DEFAULTS,
+  CaptureError,
+  applyScript,
+  captureRuleset,
+  removeScript,
+  runNft,
 } from "../../host/capture/rules.js";
-import { createNetns, requireNetns, runInNetns, spawnInNetns, vethPair, type Netns, type NetnsProcess } from "../helpers/netns-lite.js";
+import {
+  createNetns,
+  requireNetns,
+  runInNetns,
+  spawnInNetns,
+  vethPair,
+  type Netns,
+  type NetnsProcess,
+} from "../helpers/netns-lite.js";
 
 const CLI = join(import.meta.dirname, "..", "..", "dist", "host", "cli.js");
 
@@ -44,14 +57,29 @@ function cli(...args: string[]): { code: number | null; stdout: string; stderr: 
 describe("capture rules (printed)", () => {
   it("the default ruleset, exactly (golden)", () => {
     expect(captureRuleset()).toBe(GOLDEN);
-    expect(CAPTURE_DEFAULTS).toMatchObject({ outboundPort: 15001, inboundPlaintextPort: 15006, hbonePort: 15008, dnsPort: 15053, mark: 0x539 });
+    expect(CAPTURE_DEFAULTS).toMatchObject({
+      outboundPort: 15001,
+      inboundPlaintextPort: 15006,
+      hbonePort: 15008,
+      dnsPort: 15053,
+      mark: 0x539,
+    });
   });
 
   it("ports, mark, table, exclusions and DNS capture are options", () => {
-    const r = captureRuleset({ table: "mesh", outboundPort: 25001, inboundPlaintextPort: 25006, hbonePort: 25008,
-      dnsPort: 25053, mark: 0x100, excludeInboundPorts: [80, 22, 80] });
+    const r = captureRuleset({
+      table: "mesh",
+      outboundPort: 25001,
+      inboundPlaintextPort: 25006,
+      hbonePort: 25008,
+      dnsPort: 25053,
+      mark: 0x100,
+      excludeInboundPorts: [80, 22, 80],
+    });
     expect(r).toContain("table inet mesh {");
-    expect(r).toContain("tcp dport 25008 return\n\t\ttcp dport { 22, 80 } return\n\t\tmeta l4proto tcp redirect to :25006");
+    expect(r).toContain(
+      "tcp dport 25008 return\n\t\ttcp dport { 22, 80 } return\n\t\tmeta l4proto tcp redirect to :25006",
+    );
     expect(r).toContain("meta mark & 0xfff == 0x100 return");
     expect(r).toContain("udp dport 53 redirect to :25053");
     expect(r).toContain("redirect to :25001");
@@ -90,13 +118,20 @@ describe("capture rules (printed)", () => {
   });
 
   it("without nft on PATH, --apply says what to install", () => {
-    const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--host", "--apply"], { encoding: "utf8", timeout: 20_000, env: { PATH: "/nonexistent" } });
+    const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--host", "--apply"], {
+      encoding: "utf8",
+      timeout: 20_000,
+      env: { PATH: "/nonexistent" },
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toBe("hbone: nft not found: redirect mode needs nftables (apt-get install nftables)\n");
   });
 
   it("a missing namespace is a clear error", async () => {
-    const err = await runNft({ netns: `hbt-missing-${process.pid}` }, removeScript()).then(() => undefined, (e: unknown) => e);
+    const err = await runNft({ netns: `hbt-missing-${process.pid}` }, removeScript()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     // Without iproute2 the message names the package instead; both are CaptureErrors.
     expect(err).toBeInstanceOf(CaptureError);
     expect((err as Error).message).toMatch(/hbt-missing|iproute2/);
@@ -163,8 +198,12 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
 
   const fromPod = (...targets: string[]) => runInNetns(pod, PROBE, targets).then((r) => JSON.parse(r) as string[]);
   const fromPeer = (...targets: string[]) => runInNetns(peer, PROBE, targets).then((r) => JSON.parse(r) as string[]);
-  const fromProbeSource = () => runInNetns(peer, PROBE.replace("net.connect({ host, port,", "net.connect({ host, port, localAddress: '169.254.7.127',"), [`${POD}:8080`])
-    .then((r) => JSON.parse(r) as string[]);
+  const fromProbeSource = () =>
+    runInNetns(
+      peer,
+      PROBE.replace("net.connect({ host, port,", "net.connect({ host, port, localAddress: '169.254.7.127',"),
+      [`${POD}:8080`],
+    ).then((r) => JSON.parse(r) as string[]);
   const OUT = [`${POD}:8080`, `[${POD6}]:8080`, "127.0.0.1:8080", `udp:${POD}:53`];
   const IN = [`${POD}:8080`, `${POD}:15008`, `${POD}:2222`];
 
@@ -174,12 +213,25 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
   });
 
   it("--apply: outbound to 15001 (IPv4 and IPv6), DNS to 15053, loopback untouched; inbound to 15006 except 15008, excluded ports and the probe source", async () => {
-    const a = spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--apply", "--exclude-inbound-ports", "2222"], { encoding: "utf8", timeout: 20_000 });
+    const a = spawnSync(
+      process.execPath,
+      [CLI, "capture", "rules", "--netns", pod.name, "--apply", "--exclude-inbound-ports", "2222"],
+      { encoding: "utf8", timeout: 20_000 },
+    );
     expect(a.stderr).toBe("");
     expect(a.stdout).toBe(`applied table inet hbone in network namespace ${pod.name}\n`);
     const listed = pod.exec("nft", "list", "table", "inet", "hbone");
-    for (const rule of ["redirect to :15001", "redirect to :15006", "udp dport 53 redirect to :15053", "tcp dport 15008 return",
-      "ip saddr 169.254.7.127 return", "ip daddr 127.0.0.1 return", "ip6 daddr ::1 return", "== 0x00000539 return", "tcp dport 2222 return"]) {
+    for (const rule of [
+      "redirect to :15001",
+      "redirect to :15006",
+      "udp dport 53 redirect to :15053",
+      "tcp dport 15008 return",
+      "ip saddr 169.254.7.127 return",
+      "ip daddr 127.0.0.1 return",
+      "ip6 daddr ::1 return",
+      "== 0x00000539 return",
+      "tcp dport 2222 return",
+    ]) {
       expect(listed).toContain(rule);
     }
     expect(await fromPod(...OUT)).toEqual(["tcp:15001", "tcp:15001", "tcp:8080", "udp:15053"]);
@@ -188,13 +240,27 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
 
     // Applying again replaces the table: the same rules, not twice as many.
     const count = (s: string) => s.split("\n").filter((l) => l.includes("redirect")).length;
-    expect(spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--apply", "--exclude-inbound-ports", "2222"]).status).toBe(0);
+    expect(
+      spawnSync(process.execPath, [
+        CLI,
+        "capture",
+        "rules",
+        "--netns",
+        pod.name,
+        "--apply",
+        "--exclude-inbound-ports",
+        "2222",
+      ]).status,
+    ).toBe(0);
     expect(count(pod.exec("nft", "list", "table", "inet", "hbone"))).toBe(count(listed));
   });
 
   it("--remove deletes only our table; connections reach their real destinations again", async () => {
     pod.exec("nft", "add", "table", "inet", "someone-else");
-    const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--remove"], { encoding: "utf8", timeout: 20_000 });
+    const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--remove"], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
     expect(r.status).toBe(0);
     const ruleset = pod.exec("nft", "list", "ruleset");
     expect(ruleset).not.toContain("table inet hbone");
@@ -206,28 +272,54 @@ describe.skipIf(!HAVE_NETNS)("capture rules in network namespaces (root, nftable
   });
 
   it("without CAP_NET_ADMIN (as nobody) --apply is refused with a message naming the capability", () => {
-    const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI, "capture", "rules", "--host", "--apply"],
-      { encoding: "utf8", timeout: 20_000 });
+    const r = spawnSync(
+      "setpriv",
+      [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        process.execPath,
+        CLI,
+        "capture",
+        "rules",
+        "--host",
+        "--apply",
+      ],
+      { encoding: "utf8", timeout: 20_000 },
+    );
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^hbone: nft on the host: not permitted: installing rules needs root \(CAP_NET_ADMIN\): .*Operation not permitted/);
+    expect(r.stderr).toMatch(
+      /^hbone: nft on the host: not permitted: installing rules needs root \(CAP_NET_ADMIN\): .*Operation not permitted/,
+    );
   });
 
   it("inside a namespace without nft on PATH, --apply says what to install", () => {
     const bin = mkdtempSync(join(tmpdir(), "hbone-path-"));
     try {
       symlinkSync(execFileSync("sh", ["-c", "command -v ip"], { encoding: "utf8" }).trim(), join(bin, "ip"));
-      const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--apply"], { encoding: "utf8", timeout: 20_000, env: { PATH: bin } });
+      const r = spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--apply"], {
+        encoding: "utf8",
+        timeout: 20_000,
+        env: { PATH: bin },
+      });
       expect(r.status).toBe(1);
-      expect(r.stderr).toMatch(/^hbone: nft not found: redirect mode needs nftables \(apt-get install nftables\): exec of "nft" failed/);
+      expect(r.stderr).toMatch(
+        /^hbone: nft not found: redirect mode needs nftables \(apt-get install nftables\): exec of "nft" failed/,
+      );
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }
   });
 
   it("nft refusing the rules is reported with nft's message", async () => {
-    const err = await runNft({ netns: pod.name }, "table inet hbone { chain c { bogus } }").then(() => undefined, (e: unknown) => e);
+    const err = await runNft({ netns: pod.name }, "table inet hbone { chain c { bogus } }").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CaptureError);
-    expect((err as Error).message).toMatch(new RegExp(`nft in network namespace ${pod.name} failed \\(exit 1\\): .*syntax error`, "s"));
+    expect((err as Error).message).toMatch(
+      new RegExp(`nft in network namespace ${pod.name} failed \\(exit 1\\): .*syntax error`, "s"),
+    );
   });
 });
 
@@ -282,7 +374,10 @@ describe.skipIf(!HAVE_NETNS)("capture rules with the DNS proxy in a pod namespac
     peer = createNetns();
     vethPair(pod, peer, "10.78.0.2/24", "10.78.0.3/24");
     pod.ip("route", "add", "default", "via", "10.78.0.3");
-    for (const [ns, script, args] of [[pod, DNS_IN_POD, ["10.78.0.3"]], [peer, UPSTREAM, []]] as const) {
+    for (const [ns, script, args] of [
+      [pod, DNS_IN_POD, ["10.78.0.3"]],
+      [peer, UPSTREAM, []],
+    ] as const) {
       const p = spawnInNetns(ns, script, [...args]);
       procs.push(p);
       await p.line((l) => l === "READY");
@@ -300,6 +395,8 @@ describe.skipIf(!HAVE_NETNS)("capture rules with the DNS proxy in a pod namespac
     expect(r).toEqual({ vip: "10.96.0.30", outside: ["192.0.2.1"], answer: "tcp:15001" });
     // Without the rules the same client asks the peer's port 53, where nothing answers.
     expect(spawnSync(process.execPath, [CLI, "capture", "rules", "--netns", pod.name, "--remove"]).status).toBe(0);
-    await expect(runInNetns(pod, LOOKUP_AND_CONNECT, ["10.78.0.3"], 10_000)).rejects.toThrow(/ECONNREFUSED|ETIMEOUT|exited/);
+    await expect(runInNetns(pod, LOOKUP_AND_CONNECT, ["10.78.0.3"], 10_000)).rejects.toThrow(
+      /ECONNREFUSED|ETIMEOUT|exited/,
+    );
   });
 });

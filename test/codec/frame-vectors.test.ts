@@ -28,7 +28,9 @@ function cases(kind: "valid" | "error"): [string, FrameCase][] {
   for (const d of readdirSync(root).sort()) {
     const dir = join(root, d);
     if (!statSync(dir).isDirectory() || (d === "error") !== (kind === "error")) continue;
-    for (const f of readdirSync(dir).filter((x) => x.endsWith(".json")).sort()) {
+    for (const f of readdirSync(dir)
+      .filter((x) => x.endsWith(".json"))
+      .sort()) {
       out.push([`${d}/${f}`, readJson<FrameCase>(join(dir, f))]);
     }
   }
@@ -64,7 +66,8 @@ for (const variant of ["release", "debug"] as const) {
         if ("header_block_fragment" in p) expect(latin1(f.payload)).toBe(p.header_block_fragment);
         if ("weight" in p) {
           if (p.weight === null) expect(f.priority).toBeUndefined();
-          else expect(f.priority).toEqual({ weight: p.weight, dependency: p.stream_dependency, exclusive: p.exclusive });
+          else
+            expect(f.priority).toEqual({ weight: p.weight, dependency: p.stream_dependency, exclusive: p.exclusive });
         }
         if ("error_code" in p) expect(f.errorCode).toBe(p.error_code);
         if ("last_stream_id" in p) expect(f.lastStreamId).toBe(p.last_stream_id);

@@ -23,7 +23,10 @@ function listOf(c: { headers: Record<string, string>[] }): HeaderList {
   return c.headers.map((h) => Object.entries(h)[0] as [string, string]);
 }
 
-function hpackJsDecode(d: { write(b: Uint8Array): void; execute(): void; read(): { name: string; value: string } | null }, block: Uint8Array): HeaderList {
+function hpackJsDecode(
+  d: { write(b: Uint8Array): void; execute(): void; read(): { name: string; value: string } | null },
+  block: Uint8Array,
+): HeaderList {
   d.write(Buffer.from(block));
   d.execute();
   const out: HeaderList = [];
@@ -56,7 +59,8 @@ for (const variant of ["release", "debug"] as const) {
     for (const folder of ALL_FOLDERS) {
       it(`encodes every header list of ${folder} and decodes it back (ours and hpack.js)`, () => {
         let cases = 0;
-        let wireBytes = 0, rawBytes = 0;
+        let wireBytes = 0,
+          rawBytes = 0;
         for (const file of jsonFiles("hpack-test-case", folder)) {
           const story = readJson<Story>(file);
           const enc = new HpackEncoder(4096, codec);

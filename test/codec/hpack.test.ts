@@ -91,13 +91,22 @@ describe("HPACK decoder", () => {
     const enc = new HpackEncoder();
     const dec = new HpackDecoder();
     dec.setMaxHeaderListSize(200);
-    const big: HeaderList = [["x-big", "v".repeat(300)], ["x-small", "s"]];
+    const big: HeaderList = [
+      ["x-big", "v".repeat(300)],
+      ["x-small", "s"],
+    ];
     const b1 = enc.encode(big);
-    const b2 = enc.encode([["x-small", "s"], [":method", "GET"]]); // refers to entries from b1
+    const b2 = enc.encode([
+      ["x-small", "s"],
+      [":method", "GET"],
+    ]); // refers to entries from b1
     const e = errorOf(() => dec.decode(b1));
     expect(e.code).toBe(abi.PROTOCOL_ERROR);
     expect(e.reason).toBe(abi.R_HPACK_LIST_TOO_LARGE);
-    expect(dec.decode(b2)).toEqual([["x-small", "s"], [":method", "GET"]]);
+    expect(dec.decode(b2)).toEqual([
+      ["x-small", "s"],
+      [":method", "GET"],
+    ]);
   });
 });
 
@@ -106,8 +115,12 @@ describe("HPACK encoder", () => {
     const enc = new HpackEncoder(4096, undefined, { sensitive: new Set(["x-token"]) });
     const dec = new HpackDecoder();
     const list: HeaderList = [
-      ["authorization", "Bearer abc"], ["proxy-authorization", "Basic xyz"], ["cookie", "id=1"],
-      ["x-token", "t0k3n"], ["x-flagged", "f"], ["cookie", "a-long-cookie-value-that-is-worth-indexing=1"],
+      ["authorization", "Bearer abc"],
+      ["proxy-authorization", "Basic xyz"],
+      ["cookie", "id=1"],
+      ["x-token", "t0k3n"],
+      ["x-flagged", "f"],
+      ["cookie", "a-long-cookie-value-that-is-worth-indexing=1"],
     ];
     const block = enc.encode(list, [false, false, false, false, true, false]);
     const r = dec.decodeFull(block);
@@ -123,7 +136,11 @@ describe("HPACK encoder", () => {
 
   it("indexes repeated fields: a second identical block is one byte per field", () => {
     const enc = new HpackEncoder();
-    const list: HeaderList = [[":method", "CONNECT"], [":authority", "10.1.2.3:15008"], ["baggage", "k8s.namespace.name=default"]];
+    const list: HeaderList = [
+      [":method", "CONNECT"],
+      [":authority", "10.1.2.3:15008"],
+      ["baggage", "k8s.namespace.name=default"],
+    ];
     enc.encode(list);
     expect(enc.encode(list).length).toBe(3);
   });
@@ -157,7 +174,11 @@ describe("HPACK encoder", () => {
 
   it("round-trips every byte value through Huffman and raw literals (checked by hpack.js)", () => {
     const all = String.fromCharCode(...Array.from({ length: 256 }, (_, i) => i));
-    const list: HeaderList = [["x-all", all], ["x-text", "the quick brown fox"], ["x-empty", ""]];
+    const list: HeaderList = [
+      ["x-all", all],
+      ["x-text", "the quick brown fox"],
+      ["x-empty", ""],
+    ];
     const block = new HpackEncoder().encode(list);
     expect(new HpackDecoder().decode(block)).toEqual(list);
     const d = hpackJs.decompressor.create({ table: { maxSize: 4096 } });
@@ -175,7 +196,10 @@ const arbValue = fc.oneof(
   fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b).toString("latin1")),
   fc.constantFrom("GET", "200", "CONNECT", "gzip, deflate", ""),
 );
-const arbField = fc.tuple(fc.oneof(arbName, fc.constantFrom(":method", ":status", "cookie", "authorization", "baggage")), arbValue);
+const arbField = fc.tuple(
+  fc.oneof(arbName, fc.constantFrom(":method", ":status", "cookie", "authorization", "baggage")),
+  arbValue,
+);
 const arbBlock = fc.record({
   list: fc.array(arbField, { maxLength: 12 }),
   never: fc.array(fc.boolean(), { maxLength: 12 }),
@@ -186,43 +210,53 @@ for (const variant of ["release", "debug"] as const) {
   describe(`HPACK properties (${variant})`, () => {
     const codec = getCodec(variant);
     it("round-trips random blocks with never-indexed fields and table size changes", () => {
-      fc.assert(fc.property(fc.array(arbBlock, { minLength: 1, maxLength: 15 }), (blocks) => {
-        const enc = new HpackEncoder(4096, codec);
-        const dec = new HpackDecoder(4096, codec);
-        try {
-          for (const { list, never, resize } of blocks) {
-            if (resize !== null) enc.setMaxTableSize(resize);
-            const nv = list.map((_, i) => never[i] ?? false);
-            const r = dec.decodeFull(enc.encode(list as HeaderList, nv));
-            expect(r.headers).toEqual(list);
-            for (let i = 0; i < list.length; i++) if (nv[i]) expect(r.neverIndexed[i]).toBe(true);
-            expect(dec.tableSize).toBe(enc.tableSize);
+      fc.assert(
+        fc.property(fc.array(arbBlock, { minLength: 1, maxLength: 15 }), (blocks) => {
+          const enc = new HpackEncoder(4096, codec);
+          const dec = new HpackDecoder(4096, codec);
+          try {
+            for (const { list, never, resize } of blocks) {
+              if (resize !== null) enc.setMaxTableSize(resize);
+              const nv = list.map((_, i) => never[i] ?? false);
+              const r = dec.decodeFull(enc.encode(list as HeaderList, nv));
+              expect(r.headers).toEqual(list);
+              for (let i = 0; i < list.length; i++) if (nv[i]) expect(r.neverIndexed[i]).toBe(true);
+              expect(dec.tableSize).toBe(enc.tableSize);
+            }
+          } finally {
+            enc.dispose();
+            dec.dispose();
           }
-        } finally {
-          enc.dispose();
-          dec.dispose();
-        }
-        expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
-      }), { numRuns: 300 });
+          expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
+        }),
+        { numRuns: 300 },
+      );
     });
 
     it("turns random and mutated blocks into headers or COMPRESSION_ERROR, never a trap", () => {
       const enc = new HpackEncoder(4096, codec);
-      fc.assert(fc.property(fc.array(arbField, { maxLength: 8 }), fc.uint8Array({ maxLength: 64 }),
-        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), (list, junk, muts) => {
-          const block = Buffer.concat([enc.encode(list as HeaderList), junk]);
-          for (const [at, v] of muts) block[at % block.length] = v;
-          const dec = new HpackDecoder(4096, codec);
-          try {
-            dec.decode(block);
-          } catch (e) {
-            expect(e).toBeInstanceOf(H2Error);
-            expect([abi.COMPRESSION_ERROR, abi.PROTOCOL_ERROR]).toContain((e as H2Error).code);
-          } finally {
-            dec.dispose();
-          }
-          expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
-        }), { numRuns: 1000 });
+      fc.assert(
+        fc.property(
+          fc.array(arbField, { maxLength: 8 }),
+          fc.uint8Array({ maxLength: 64 }),
+          fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+          (list, junk, muts) => {
+            const block = Buffer.concat([enc.encode(list as HeaderList), junk]);
+            for (const [at, v] of muts) block[at % block.length] = v;
+            const dec = new HpackDecoder(4096, codec);
+            try {
+              dec.decode(block);
+            } catch (e) {
+              expect(e).toBeInstanceOf(H2Error);
+              expect([abi.COMPRESSION_ERROR, abi.PROTOCOL_ERROR]).toContain((e as H2Error).code);
+            } finally {
+              dec.dispose();
+            }
+            expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
+          },
+        ),
+        { numRuns: 1000 },
+      );
       enc.dispose();
     });
   });

@@ -32,7 +32,8 @@ for (const variant of ["release", "debug"] as const) {
         const ok = frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, Buffer.alloc(20_000, 0x82));
         const seen: number[] = [];
         const taken = codec.heapTaken;
-        for (let i = 0; i < ok.length; i++) r.feed(ok.subarray(i, i + 1), (type, _f, _s, payload) => seen.push(type, payload.length));
+        for (let i = 0; i < ok.length; i++)
+          r.feed(ok.subarray(i, i + 1), (type, _f, _s, payload) => seen.push(type, payload.length));
         expect(seen).toEqual([abi.FRAME_HEADERS, 20_000]);
         expect(codec.heapTaken - taken).toBeLessThanOrEqual(80 * 1024); // 4+8+16+32 KiB steps, not 1 MiB up front
         const big = frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 3, Buffer.alloc(20_001)).subarray(0, 9);
@@ -60,7 +61,9 @@ for (const variant of ["release", "debug"] as const) {
         // A reader gathering a large frame, and a decoder producing a large list, fail the same way.
         const r = held.find((x): x is FrameReader => x instanceof FrameReader)!;
         const head = frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, Buffer.alloc(512 * 1024)).subarray(0, 9);
-        expect(codeOf(() => r.feed(Buffer.concat([head, Buffer.alloc(400 * 1024)]), () => {}))).toBe(abi.INTERNAL_ERROR);
+        expect(codeOf(() => r.feed(Buffer.concat([head, Buffer.alloc(400 * 1024)]), () => {}))).toBe(
+          abi.INTERNAL_ERROR,
+        );
         const d = held.find((x): x is HpackDecoder => x instanceof HpackDecoder)!;
         d.setMaxHeaderListSize(64 * MiB);
         expect(codeOf(() => d.decode(block))).toBe(abi.INTERNAL_ERROR);

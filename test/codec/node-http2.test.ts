@@ -27,11 +27,26 @@ function codecServer(seen: Seen): net.Server {
     const w = new FrameWriter();
     let preface = Buffer.alloc(0);
     let block: Uint8Array[] = [];
-    sock.write(w.settings([[abi.SETTINGS_MAX_CONCURRENT_STREAMS, 100], [abi.SETTINGS_ENABLE_PUSH, 0]]));
+    sock.write(
+      w.settings([
+        [abi.SETTINGS_MAX_CONCURRENT_STREAMS, 100],
+        [abi.SETTINGS_ENABLE_PUSH, 0],
+      ]),
+    );
     const reply = (stream: number, req: HeaderList) => {
       const body = Buffer.from(`you asked for ${req.find(([n]) => n === ":path" || n === ":authority")?.[1]}`);
-      sock.write(enc.encodeHeadersFrame(stream, [[":status", "200"], ["x-reply", "ok"], ["baggage", "k8s.cluster.name=c1"]],
-        false, abi.DEFAULT_MAX_FRAME_SIZE));
+      sock.write(
+        enc.encodeHeadersFrame(
+          stream,
+          [
+            [":status", "200"],
+            ["x-reply", "ok"],
+            ["baggage", "k8s.cluster.name=c1"],
+          ],
+          false,
+          abi.DEFAULT_MAX_FRAME_SIZE,
+        ),
+      );
       sock.write(Buffer.concat([w.dataHeader(stream, body.length, true), body]));
     };
     sock.on("data", (chunk: Buffer) => {
@@ -43,8 +58,12 @@ function codecServer(seen: Seen): net.Server {
       }
       reader.feed(chunk, (type, flags, streamId, payload, a) => {
         if (type === abi.FRAME_SETTINGS && !(flags & abi.FLAG_ACK)) {
-          seen.settings.push(Array.from({ length: a }, (_, i) =>
-            [Buffer.from(payload).readUInt16BE(i * 6), Buffer.from(payload).readUInt32BE(i * 6 + 2)]));
+          seen.settings.push(
+            Array.from({ length: a }, (_, i) => [
+              Buffer.from(payload).readUInt16BE(i * 6),
+              Buffer.from(payload).readUInt32BE(i * 6 + 2),
+            ]),
+          );
           sock.write(w.settings([], true));
         } else if (type === abi.FRAME_HEADERS || type === abi.FRAME_CONTINUATION) {
           block.push(Buffer.from(payload));
@@ -101,7 +120,14 @@ describe("codec with node:http2 as the peer", () => {
     const r = await roundTrip({ ":path": "/hello", "x-custom": "value", cookie: "a=b" });
     expect(seen.settings.length).toBe(1);
     const req = seen.requests.at(-1)!;
-    expect(req).toEqual(expect.arrayContaining([[":method", "GET"], [":path", "/hello"], ["x-custom", "value"], ["cookie", "a=b"]]));
+    expect(req).toEqual(
+      expect.arrayContaining([
+        [":method", "GET"],
+        [":path", "/hello"],
+        ["x-custom", "value"],
+        ["cookie", "a=b"],
+      ]),
+    );
     expect(r.resHeaders[":status"]).toBe(200);
     expect(r.resHeaders["x-reply"]).toBe("ok");
     expect(r.resHeaders.baggage).toBe("k8s.cluster.name=c1");
@@ -109,11 +135,19 @@ describe("codec with node:http2 as the peer", () => {
   });
 
   it("decodes node's CONNECT request: only :method and :authority", async () => {
-    const req = client.request({ ":method": "CONNECT", ":authority": "10.0.0.1:8080", baggage: "k8s.namespace.name=ns" });
+    const req = client.request({
+      ":method": "CONNECT",
+      ":authority": "10.0.0.1:8080",
+      baggage: "k8s.namespace.name=ns",
+    });
     const [res] = (await once(req, "response")) as [http2.IncomingHttpHeaders];
     expect(res[":status"]).toBe(200);
     req.close();
-    expect(seen.requests.at(-1)).toEqual([[":method", "CONNECT"], [":authority", "10.0.0.1:8080"], ["baggage", "k8s.namespace.name=ns"]]);
+    expect(seen.requests.at(-1)).toEqual([
+      [":method", "CONNECT"],
+      [":authority", "10.0.0.1:8080"],
+      ["baggage", "k8s.namespace.name=ns"],
+    ]);
   });
 
   it("receives a 1 MiB body through DATA events, granting window as it goes", async () => {

@@ -13,21 +13,68 @@ import { drain } from "../helpers/net.js";
 
 const require = createRequire(import.meta.url);
 const parsePrometheusTextFormat = require("parse-prometheus-text-format") as (text: string) => {
-  name: string; type: string; metrics: { labels?: Record<string, string>; buckets?: unknown }[];
+  name: string;
+  type: string;
+  metrics: { labels?: Record<string, string>; buckets?: unknown }[];
 }[];
 
-interface Target { expr: string; datasource?: { type: string; uid: string } }
-interface Panel { type: string; title: string; datasource?: { type: string; uid: string }; targets?: Target[];
-  gridPos: { h: number; w: number; x: number; y: number } }
-interface Dashboard { schemaVersion: number; uid: string; title: string; panels: Panel[];
-  templating: { list: { name: string; type: string; query: unknown; definition?: string }[] } }
+interface Target {
+  expr: string;
+  datasource?: { type: string; uid: string };
+}
+interface Panel {
+  type: string;
+  title: string;
+  datasource?: { type: string; uid: string };
+  targets?: Target[];
+  gridPos: { h: number; w: number; x: number; y: number };
+}
+interface Dashboard {
+  schemaVersion: number;
+  uid: string;
+  title: string;
+  panels: Panel[];
+  templating: { list: { name: string; type: string; query: unknown; definition?: string }[] };
+}
 
-const dashboard = JSON.parse(readFileSync(new URL("../../deploy/grafana/hbone-dashboard.json", import.meta.url), "utf8")) as Dashboard;
+const dashboard = JSON.parse(
+  readFileSync(new URL("../../deploy/grafana/hbone-dashboard.json", import.meta.url), "utf8"),
+) as Dashboard;
 
 /** PromQL words that are not metric names. */
-const KEYWORDS = new Set(["sum", "rate", "irate", "increase", "topk", "bottomk", "count", "avg", "max", "min", "by", "without",
-  "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "vector", "scalar",
-  "histogram_quantile", "clamp_min", "clamp_max", "sort_desc", "label_values", "abs", "delta", "deriv"]);
+const KEYWORDS = new Set([
+  "sum",
+  "rate",
+  "irate",
+  "increase",
+  "topk",
+  "bottomk",
+  "count",
+  "avg",
+  "max",
+  "min",
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "and",
+  "or",
+  "unless",
+  "bool",
+  "offset",
+  "vector",
+  "scalar",
+  "histogram_quantile",
+  "clamp_min",
+  "clamp_max",
+  "sort_desc",
+  "label_values",
+  "abs",
+  "delta",
+  "deriv",
+]);
 
 /** The metric names and label names a PromQL expression uses (strings, durations and variables ignored). */
 export function promqlNames(expr: string): { metrics: Set<string>; labels: Set<string> } {
@@ -38,14 +85,21 @@ export function promqlNames(expr: string): { metrics: Set<string>; labels: Set<s
     return " ";
   });
   e = e.replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g, (_m, body: string) => {
-    for (const l of body.split(",").map((s) => s.trim()).filter(Boolean)) labels.add(l);
+    for (const l of body
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean))
+      labels.add(l);
     return " ";
   });
   // label_values(metric, label)
-  e = e.replace(/label_values\(\s*([a-zA-Z_:][\w:]*)\s*,\s*([a-zA-Z_]\w*)\s*\)/g, (_m, metric: string, label: string) => {
-    labels.add(label);
-    return ` ${metric} `;
-  });
+  e = e.replace(
+    /label_values\(\s*([a-zA-Z_:][\w:]*)\s*,\s*([a-zA-Z_]\w*)\s*\)/g,
+    (_m, metric: string, label: string) => {
+      labels.add(label);
+      return ` ${metric} `;
+    },
+  );
   const metrics = new Set<string>();
   for (const m of e.matchAll(/[a-zA-Z_:][\w:]*/g)) {
     if (!KEYWORDS.has(m[0]) && !/^\d/.test(m[0])) metrics.add(m[0]);
@@ -76,11 +130,19 @@ beforeAll(async () => {
   t.end("hello");
   await drain(t);
   // A refused tunnel (nothing listens on echo's port 1): the failed series, response_flags set.
-  await a.connect("127.0.0.3:1").then((s) => s.destroy(), () => undefined);
+  await a.connect("127.0.0.3:1").then(
+    (s) => s.destroy(),
+    () => undefined,
+  );
   for (const m of [a, b]) {
     const text = await (await fetch(`http://127.0.0.1:${m.addresses.metrics!.port}/metrics`)).text();
     for (const f of parsePrometheusTextFormat(text)) {
-      const names = [f.name, ...(f.type === "HISTOGRAM" || f.type === "SUMMARY" ? [`${f.name}_bucket`, `${f.name}_sum`, `${f.name}_count`] : [])];
+      const names = [
+        f.name,
+        ...(f.type === "HISTOGRAM" || f.type === "SUMMARY"
+          ? [`${f.name}_bucket`, `${f.name}_sum`, `${f.name}_count`]
+          : []),
+      ];
       for (const n of names) {
         const set = exported.get(n) ?? new Set<string>();
         for (const s of f.metrics) for (const l of Object.keys(s.labels ?? {})) set.add(l);
@@ -102,7 +164,8 @@ describe("Grafana dashboard", () => {
       expect(p.gridPos.x + p.gridPos.w, p.title).toBeLessThanOrEqual(24);
       if (p.type === "row") continue;
       expect(p.datasource, p.title).toEqual({ type: "prometheus", uid: "${datasource}" });
-      for (const t of p.targets ?? []) expect(t.datasource, p.title).toEqual({ type: "prometheus", uid: "${datasource}" });
+      for (const t of p.targets ?? [])
+        expect(t.datasource, p.title).toEqual({ type: "prometheus", uid: "${datasource}" });
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
       ids.add((p as unknown as { id: number }).id);
     }
@@ -112,10 +175,23 @@ describe("Grafana dashboard", () => {
   it("covers every istio_tcp_* series and breaks them down by cluster", () => {
     const all = expressions(dashboard).map((x) => promqlNames(x.expr));
     const used = new Set(all.flatMap((n) => [...n.metrics]));
-    for (const m of ["istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total", "istio_tcp_sent_bytes_total",
-      "istio_tcp_received_bytes_total", "istio_tcp_connections_failed_total", "istio_tcp_sockets_open"]) expect(used).toContain(m);
+    for (const m of [
+      "istio_tcp_connections_opened_total",
+      "istio_tcp_connections_closed_total",
+      "istio_tcp_sent_bytes_total",
+      "istio_tcp_received_bytes_total",
+      "istio_tcp_connections_failed_total",
+      "istio_tcp_sockets_open",
+    ])
+      expect(used).toContain(m);
     const labels = new Set(all.flatMap((n) => [...n.labels]));
-    for (const l of ["source_cluster", "destination_cluster", "source_region", "destination_zone", "destination_service"]) {
+    for (const l of [
+      "source_cluster",
+      "destination_cluster",
+      "source_region",
+      "destination_zone",
+      "destination_service",
+    ]) {
       expect(labels).toContain(l);
     }
     expect([...used].some((m) => m.startsWith("process_"))).toBe(true);
@@ -130,13 +206,16 @@ describe("Grafana dashboard", () => {
       expect(metrics.size, `${where}: ${expr}`).toBeGreaterThan(0);
       const known = new Set([...metrics].flatMap((m) => [...(exported.get(m) ?? [])]));
       for (const m of metrics) if (!exported.has(m)) errors.push(`${where}: series ${m} is not exported`);
-      for (const l of labels) if (!known.has(l)) errors.push(`${where}: label ${l} is on none of ${[...metrics].join(", ")}`);
+      for (const l of labels)
+        if (!known.has(l)) errors.push(`${where}: label ${l} is on none of ${[...metrics].join(", ")}`);
     }
     expect(errors).toEqual([]);
   });
 
   it("the name check finds a series or label the proxy does not export", () => {
-    const n = promqlNames('sum by (source_network) (rate(istio_requests_total{reporter="source", app=~"$x"}[$__rate_interval]))');
+    const n = promqlNames(
+      'sum by (source_network) (rate(istio_requests_total{reporter="source", app=~"$x"}[$__rate_interval]))',
+    );
     expect([...n.metrics]).toEqual(["istio_requests_total"]);
     expect([...n.labels].sort()).toEqual(["app", "reporter", "source_network"]);
     expect(exported.has("istio_requests_total")).toBe(false);

@@ -32,7 +32,8 @@ const MODELS = {
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : []);
+    e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : [],
+  );
 }
 
 const files = yamlFiles(DEPLOY).filter((f) => !f.endsWith("kustomization.yaml"));
@@ -40,7 +41,8 @@ const docs: { file: string; obj: K8sObject }[] = files.flatMap((file) =>
   YAML.parseAllDocuments(readFileSync(file, "utf8")).map((d) => {
     if (d.errors.length) throw new Error(`${file}: ${d.errors[0]!.message}`);
     return { file, obj: d.toJS() as K8sObject };
-  }));
+  }),
+);
 
 describe("deploy/ manifests", () => {
   it("parse and validate against the Kubernetes API schemas", () => {
@@ -61,17 +63,28 @@ describe("deploy/ manifests", () => {
   it("have no unknown fields (type-checked against the Kubernetes API types)", () => {
     // Each manifest as an object literal typed with its model's interface: excess-property checks
     // catch a misspelt field at any depth, which the JSON schemas (open objects) accept.
-    const render = (list: typeof docs) => list.map(({ obj }, i) => {
-      const m = MODELS[obj.kind as keyof typeof MODELS];
-      return `import type { ${m[2]} as T${i} } from "${m[1]}";\nexport const o${i}: T${i} = ${JSON.stringify(obj)};`;
-    }).join("\n");
+    const render = (list: typeof docs) =>
+      list
+        .map(({ obj }, i) => {
+          const m = MODELS[obj.kind as keyof typeof MODELS];
+          return `import type { ${m[2]} as T${i} } from "${m[1]}";\nexport const o${i}: T${i} = ${JSON.stringify(obj)};`;
+        })
+        .join("\n");
     const diagnostics = (source: string) => {
       const file = join(ROOT, "test/deploy/__rendered__.ts");
-      const options: ts.CompilerOptions = { strict: true, noEmit: true, module: ts.ModuleKind.NodeNext,
-        moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, skipLibCheck: true, types: [] };
+      const options: ts.CompilerOptions = {
+        strict: true,
+        noEmit: true,
+        module: ts.ModuleKind.NodeNext,
+        moduleResolution: ts.ModuleResolutionKind.NodeNext,
+        target: ts.ScriptTarget.ES2022,
+        skipLibCheck: true,
+        types: [],
+      };
       const host = ts.createCompilerHost(options);
       const getSourceFile = host.getSourceFile.bind(host);
-      host.getSourceFile = (f, lang, ...rest) => f === file ? ts.createSourceFile(f, source, lang) : getSourceFile(f, lang, ...rest);
+      host.getSourceFile = (f, lang, ...rest) =>
+        f === file ? ts.createSourceFile(f, source, lang) : getSourceFile(f, lang, ...rest);
       const fileExists = host.fileExists.bind(host);
       host.fileExists = (f) => f === file || fileExists(f);
       const program = ts.createProgram([file], options, host);
@@ -97,8 +110,9 @@ describe("deploy/ manifests", () => {
       return;
     }
     const rendered = YAML.parseAllDocuments(out).map((d) => d.toJS() as K8sObject);
-    expect(rendered.map((o) => `${o.kind}/${o.metadata.name}`).sort())
-      .toEqual(docs.map((d) => `${d.obj.kind}/${d.obj.metadata.name}`).sort());
+    expect(rendered.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
+      docs.map((d) => `${d.obj.kind}/${d.obj.metadata.name}`).sort(),
+    );
     expect(contractErrors(rendered)).toEqual([]);
   });
 
@@ -107,24 +121,52 @@ describe("deploy/ manifests", () => {
   });
 
   it("the contract check catches each kind of drift", () => {
-    const mutate = (f: (ds: any, gw: any) => void) => {  
+    const mutate = (f: (ds: any, gw: any) => void) => {
       const copy = structuredClone(docs.map((d) => d.obj));
-      f(copy.find((o) => o.kind === "DaemonSet")!.spec.template.spec, copy.find((o) => o.kind === "Deployment")!.spec.template.spec);
+      f(
+        copy.find((o) => o.kind === "DaemonSet")!.spec.template.spec,
+        copy.find((o) => o.kind === "Deployment")!.spec.template.spec,
+      );
       return contractErrors(copy).join("\n");
     };
-    expect(mutate((ds) => ds.containers[0].env.push({ name: "ZTUNNEL_CPU_LIMIT", value: "2" })))
-      .toMatch(/ZTUNNEL_CPU_LIMIT is not read by the proxy/);
-    expect(mutate((ds) => { ds.containers[0].env = ds.containers[0].env.filter((e: { name: string }) => e.name !== "NODE_NAME"); }))
-      .toMatch(/NODE_NAME is required and missing/);
-    expect(mutate((ds) => { ds.containers[0].env.find((e: { name: string }) => e.name === "INSTANCE_IP").valueFrom.fieldRef.fieldPath = "status.hostIP"; }))
-      .toMatch(/INSTANCE_IP must come from fieldRef status.podIP/);
-    expect(mutate((ds) => ds.containers[0].securityContext.capabilities.add.push("SYS_PTRACE"))).toMatch(/capabilities must be/);
+    expect(mutate((ds) => ds.containers[0].env.push({ name: "ZTUNNEL_CPU_LIMIT", value: "2" }))).toMatch(
+      /ZTUNNEL_CPU_LIMIT is not read by the proxy/,
+    );
+    expect(
+      mutate((ds) => {
+        ds.containers[0].env = ds.containers[0].env.filter((e: { name: string }) => e.name !== "NODE_NAME");
+      }),
+    ).toMatch(/NODE_NAME is required and missing/);
+    expect(
+      mutate((ds) => {
+        ds.containers[0].env.find((e: { name: string }) => e.name === "INSTANCE_IP").valueFrom.fieldRef.fieldPath =
+          "status.hostIP";
+      }),
+    ).toMatch(/INSTANCE_IP must come from fieldRef status.podIP/);
+    expect(mutate((ds) => ds.containers[0].securityContext.capabilities.add.push("SYS_PTRACE"))).toMatch(
+      /capabilities must be/,
+    );
     expect(mutate((ds) => ds.containers[0].ports.push({ containerPort: 9901 }))).toMatch(/port 9901 is not one/);
-    expect(mutate((ds) => { ds.volumes[0].projected.sources[0].serviceAccountToken.audience = "api"; })).toMatch(/audience istio-ca/);
-    expect(mutate((ds) => { ds.terminationGracePeriodSeconds = 60; })).toMatch(/TERMINATION_GRACE_PERIOD_SECONDS/);
-    expect(mutate((_ds, gw) => { gw.containers[0].env.find((e: { name: string }) => e.name === "NETWORK").value = "other"; }))
-      .toMatch(/topology.istio.io\/network must be NETWORK/);
-    expect(mutate((_ds, gw) => { gw.containers[0].securityContext.capabilities.add = ["NET_ADMIN"]; })).toMatch(/capabilities must be \[\]/);
+    expect(
+      mutate((ds) => {
+        ds.volumes[0].projected.sources[0].serviceAccountToken.audience = "api";
+      }),
+    ).toMatch(/audience istio-ca/);
+    expect(
+      mutate((ds) => {
+        ds.terminationGracePeriodSeconds = 60;
+      }),
+    ).toMatch(/TERMINATION_GRACE_PERIOD_SECONDS/);
+    expect(
+      mutate((_ds, gw) => {
+        gw.containers[0].env.find((e: { name: string }) => e.name === "NETWORK").value = "other";
+      }),
+    ).toMatch(/topology.istio.io\/network must be NETWORK/);
+    expect(
+      mutate((_ds, gw) => {
+        gw.containers[0].securityContext.capabilities.add = ["NET_ADMIN"];
+      }),
+    ).toMatch(/capabilities must be \[\]/);
   });
 
   it("pass only flags the CLI has", () => {

@@ -13,8 +13,13 @@ const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 describe("resolveRuntime", () => {
   it("gives ztunnel's defaults with nothing set", () => {
     const r = resolveRuntime({}, {});
-    expect(r.ports).toEqual({ inbound: PORTS.hbone, socks5: PORTS.socks5, admin: PORTS.admin, metrics: PORTS.metrics,
-      readiness: PORTS.readiness });
+    expect(r.ports).toEqual({
+      inbound: PORTS.hbone,
+      socks5: PORTS.socks5,
+      admin: PORTS.admin,
+      metrics: PORTS.metrics,
+      readiness: PORTS.readiness,
+    });
     expect(r.drainTimeoutMs).toBe(30_000);
     expect(r.connectTimeoutMs).toBe(10_000);
     expect(r.tokenFile).toBe(PATHS.token);
@@ -28,14 +33,38 @@ describe("resolveRuntime", () => {
   });
 
   it("reads ztunnel's variables, aliases included; flags win", () => {
-    const env = { XDS_ADDRESS: "istiod.istio-system.svc:15012", ISTIO_META_CLUSTER_ID: "east", ISTIO_META_NETWORK: "n1",
-      PROXY_WORKLOAD_INFO: "ns/pod/sa", ENABLE_RESPONSE_BAGGAGE: "false", TERMINATION_GRACE_PERIOD_SECONDS: "11",
-      RUST_LOG: "debug", PACKET_MARK: "4660", INPOD_ENABLED: "true", KUBERNETES_SERVICE_HOST: "10.96.0.1", CA_ADDRESS: "" };
+    const env = {
+      XDS_ADDRESS: "istiod.istio-system.svc:15012",
+      ISTIO_META_CLUSTER_ID: "east",
+      ISTIO_META_NETWORK: "n1",
+      PROXY_WORKLOAD_INFO: "ns/pod/sa",
+      ENABLE_RESPONSE_BAGGAGE: "false",
+      TERMINATION_GRACE_PERIOD_SECONDS: "11",
+      RUST_LOG: "debug",
+      PACKET_MARK: "4660",
+      INPOD_ENABLED: "true",
+      KUBERNETES_SERVICE_HOST: "10.96.0.1",
+      CA_ADDRESS: "",
+    };
     const r = resolveRuntime({}, env);
-    expect(r).toMatchObject({ xdsAddress: env.XDS_ADDRESS, cluster: "east", network: "n1", workload: "ns/pod/sa",
-      proxyMode: "dedicated", responseBaggage: false, drainTimeoutMs: 10_000, logLevel: "debug", packetMark: 4660,
-      inpod: true, statusAddress: "0.0.0.0", caAddress: undefined });
-    const f = resolveRuntime({ cluster: "west", "drain-timeout": "2", "status-address": "127.0.0.9", "admin-port": "off" }, env);
+    expect(r).toMatchObject({
+      xdsAddress: env.XDS_ADDRESS,
+      cluster: "east",
+      network: "n1",
+      workload: "ns/pod/sa",
+      proxyMode: "dedicated",
+      responseBaggage: false,
+      drainTimeoutMs: 10_000,
+      logLevel: "debug",
+      packetMark: 4660,
+      inpod: true,
+      statusAddress: "0.0.0.0",
+      caAddress: undefined,
+    });
+    const f = resolveRuntime(
+      { cluster: "west", "drain-timeout": "2", "status-address": "127.0.0.9", "admin-port": "off" },
+      env,
+    );
     expect(f).toMatchObject({ cluster: "west", drainTimeoutMs: 2000, statusAddress: "127.0.0.9" });
     expect(f.ports.admin).toBe(false);
     // RUST_LOG filter lists are ztunnel's, not ours: ignored, not an error.
@@ -71,11 +100,18 @@ describe("resolveRuntime", () => {
 describe("hbone proxy with a bad variable", () => {
   it.each([
     ["ENABLE_RESPONSE_BAGGAGE", "maybe", /^hbone: ENABLE_RESPONSE_BAGGAGE: not a boolean: maybe$/m],
-    ["TERMINATION_GRACE_PERIOD_SECONDS", "-3", /^hbone: TERMINATION_GRACE_PERIOD_SECONDS: not a non-negative number: -3$/m],
+    [
+      "TERMINATION_GRACE_PERIOD_SECONDS",
+      "-3",
+      /^hbone: TERMINATION_GRACE_PERIOD_SECONDS: not a non-negative number: -3$/m,
+    ],
     ["PROXY_MODE", "sidecar", /^hbone: PROXY_MODE: shared or dedicated, not sidecar$/m],
   ])("%s=%s exits 1 naming it, before opening anything", (name, value, re) => {
-    const r = spawnSync(process.execPath, [CLI, "proxy", "ztunnel"], { encoding: "utf8", timeout: 20_000,
-      env: { PATH: process.env.PATH, [name]: value } });
+    const r = spawnSync(process.execPath, [CLI, "proxy", "ztunnel"], {
+      encoding: "utf8",
+      timeout: 20_000,
+      env: { PATH: process.env.PATH, [name]: value },
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(re);
     expect(r.stdout).toBe("");
@@ -86,7 +122,8 @@ describe("the runtime table", () => {
   it("lists every variable the proxy's source reads (envInt, envFlag, process.env.X, read(env, X))", () => {
     const hostDir = fileURLToPath(new URL("../../host/", import.meta.url));
     const declared = new Set(ENV.flatMap((e) => [e.name, ...(e.aliases ?? [])]));
-    const read = /(?:envInt|envFlag)\("([A-Z0-9_]+)"|process\.env\.([A-Z0-9_]+)|process\.env\["([A-Z0-9_]+)"\]|(?:read|bool)\(env, "([A-Z0-9_]+)"/g;
+    const read =
+      /(?:envInt|envFlag)\("([A-Z0-9_]+)"|process\.env\.([A-Z0-9_]+)|process\.env\["([A-Z0-9_]+)"\]|(?:read|bool)\(env, "([A-Z0-9_]+)"/g;
     const found = new Map<string, string>();
     for (const f of readdirSync(hostDir, { recursive: true, encoding: "utf8" })) {
       if (!f.endsWith(".ts") || f.startsWith("xds/gen")) continue;

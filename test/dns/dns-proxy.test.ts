@@ -26,22 +26,65 @@ const PAYMENTS = "payments.shop.svc.cluster.local";
 function meshConfig(): MeshConfig {
   return {
     workloads: [
-      newWorkload({ uid: "c1//Pod/default/reviews-1", name: "reviews-1", namespace: "default", workloadIps: ["10.1.0.5"], clusterId: "c1",
-        services: { [`default/${REVIEWS}`]: {} } }),
+      newWorkload({
+        uid: "c1//Pod/default/reviews-1",
+        name: "reviews-1",
+        namespace: "default",
+        workloadIps: ["10.1.0.5"],
+        clusterId: "c1",
+        services: { [`default/${REVIEWS}`]: {} },
+      }),
       // The global service's only endpoint is in the other cluster (no IP here, behind its network's gateway).
-      newWorkload({ uid: "c2//Pod/shop/payments-1", name: "payments-1", namespace: "shop", clusterId: "c2", network: "net2",
+      newWorkload({
+        uid: "c2//Pod/shop/payments-1",
+        name: "payments-1",
+        namespace: "shop",
+        clusterId: "c2",
+        network: "net2",
         networkGateway: { destination: { network: "net2", address: "172.16.0.1" }, hboneMtlsPort: 15008 },
-        services: { [`shop/${PAYMENTS}`]: {} } }),
+        services: { [`shop/${PAYMENTS}`]: {} },
+      }),
     ],
     services: [
-      newService({ name: "reviews", namespace: "default", hostname: REVIEWS, ports: { 9080: 9080 },
-        vips: [{ network: "", address: "10.96.0.10" }, { network: "", address: "fd00:96::10" }] }),
-      newService({ name: "ratings", namespace: "other", hostname: "ratings.other.svc.cluster.local", vips: [{ network: "", address: "10.96.0.20" }] }),
-      newService({ name: "payments", namespace: "shop", hostname: PAYMENTS, labels: { "istio.io/global": "true" },
-        vips: [{ network: "net1", address: "10.96.0.30" }, { network: "net2", address: "10.200.0.30" }] }),
-      newService({ name: "api", namespace: "default", hostname: "api.example.com", vips: [{ network: "", address: "240.240.0.1" }] }),
-      newService({ name: "private", namespace: "secret", hostname: "private.secret.svc.cluster.local", visibility: "NAMESPACE",
-        vips: [{ network: "", address: "10.96.0.99" }] }),
+      newService({
+        name: "reviews",
+        namespace: "default",
+        hostname: REVIEWS,
+        ports: { 9080: 9080 },
+        vips: [
+          { network: "", address: "10.96.0.10" },
+          { network: "", address: "fd00:96::10" },
+        ],
+      }),
+      newService({
+        name: "ratings",
+        namespace: "other",
+        hostname: "ratings.other.svc.cluster.local",
+        vips: [{ network: "", address: "10.96.0.20" }],
+      }),
+      newService({
+        name: "payments",
+        namespace: "shop",
+        hostname: PAYMENTS,
+        labels: { "istio.io/global": "true" },
+        vips: [
+          { network: "net1", address: "10.96.0.30" },
+          { network: "net2", address: "10.200.0.30" },
+        ],
+      }),
+      newService({
+        name: "api",
+        namespace: "default",
+        hostname: "api.example.com",
+        vips: [{ network: "", address: "240.240.0.1" }],
+      }),
+      newService({
+        name: "private",
+        namespace: "secret",
+        hostname: "private.secret.svc.cluster.local",
+        visibility: "NAMESPACE",
+        vips: [{ network: "", address: "10.96.0.99" }],
+      }),
     ],
     policies: [],
     serviceScopeConfigs: [],
@@ -56,8 +99,14 @@ let upstream: FakeUpstream;
 const proxies: DnsProxy[] = [];
 
 async function startProxy(o: Partial<DnsProxyOptions> = {}): Promise<DnsProxy> {
-  const p = await DnsProxy.start({ state, namespace: "default", network: "net1", upstreams: [upstream.upstream],
-    listen: { host: "127.0.0.1", port: 0 }, ...o });
+  const p = await DnsProxy.start({
+    state,
+    namespace: "default",
+    network: "net1",
+    upstreams: [upstream.upstream],
+    listen: { host: "127.0.0.1", port: 0 },
+    ...o,
+  });
   proxies.push(p);
   return p;
 }
@@ -121,8 +170,12 @@ async function until(check: () => boolean, ms: number): Promise<void> {
   }
 }
 
-const query = (name: string, type: packet.RecordType = "A", id = 4242): packet.Packet =>
-  ({ type: "query", id, flags: packet.RECURSION_DESIRED, questions: [{ type, name, class: "IN" }] });
+const query = (name: string, type: packet.RecordType = "A", id = 4242): packet.Packet => ({
+  type: "query",
+  id,
+  flags: packet.RECURSION_DESIRED,
+  questions: [{ type, name, class: "IN" }],
+});
 
 beforeAll(async () => {
   upstream = await FakeUpstream.start();
@@ -187,8 +240,16 @@ describe("DNS proxy: mesh names", () => {
 
   it("follows state updates live", async () => {
     expect(await code(r.resolve4("details"))).toBe("ENOTFOUND");
-    updater.update({ services: [newService({ name: "details", namespace: "default", hostname: "details.default.svc.cluster.local",
-      vips: [{ network: "", address: "10.96.0.40" }] })] });
+    updater.update({
+      services: [
+        newService({
+          name: "details",
+          namespace: "default",
+          hostname: "details.default.svc.cluster.local",
+          vips: [{ network: "", address: "10.96.0.40" }],
+        }),
+      ],
+    });
     expect(await r.resolve4("details")).toEqual(["10.96.0.40"]);
     updater.update({ removeServices: ["default/details.default.svc.cluster.local"] });
     expect(await code(r.resolve4("details"))).toBe("ENOTFOUND");
@@ -203,7 +264,9 @@ describe("DNS proxy: mesh names", () => {
     expect(names.lookup(`${"a".repeat(254)}`, c)).toBeUndefined();
     expect(names.resolve("ratings.other", 6, c)).toMatchObject({ addresses: [] });
     expect(parseResolvConf("# c\nnameserver 10.0.0.1\nsearch x\nnameserver fe80::1%eth0\nnameserver bogus\n")).toEqual([
-      { host: "10.0.0.1", port: 53 }, { host: "fe80::1%eth0", port: 53 }]);
+      { host: "10.0.0.1", port: 53 },
+      { host: "fe80::1%eth0", port: 53 },
+    ]);
   });
 });
 
@@ -219,12 +282,21 @@ describe("DNS proxy: forwarding", () => {
     expect(await r.resolve4("example.org")).toEqual(["192.0.2.1"]);
     expect(await r.resolve6("example.org")).toEqual(["2001:db8::1"]);
     expect(await code(r.resolve4("nope.example.org"))).toBe("ENOTFOUND");
-    expect(upstream.asked.map((a) => `${a.type} ${a.name} ${a.tcp}`)).toEqual(["A example.org false", "AAAA example.org false", "A nope.example.org false"]);
+    expect(upstream.asked.map((a) => `${a.type} ${a.name} ${a.tcp}`)).toEqual([
+      "A example.org false",
+      "AAAA example.org false",
+      "A nope.example.org false",
+    ]);
   });
 
   it("over TCP: pipelined queries, mesh answers and forwards (relayed over TCP)", async () => {
     upstream.asked.length = 0;
-    const replies = await tcpAsk(dns.address.tcpPort, [query(REVIEWS, "A", 1), query("example.org", "A", 2), query("nope.example.org", "A", 3), query("reviews", "AAAA", 4)]);
+    const replies = await tcpAsk(dns.address.tcpPort, [
+      query(REVIEWS, "A", 1),
+      query("example.org", "A", 2),
+      query("nope.example.org", "A", 3),
+      query("reviews", "AAAA", 4),
+    ]);
     const byId = new Map(replies.map((p) => [p.id, p]));
     expect(byId.get(1)!.answers).toMatchObject([{ type: "A", data: "10.96.0.10" }]);
     expect(byId.get(2)!.answers).toMatchObject([{ type: "A", data: "192.0.2.1" }]);
@@ -279,7 +351,7 @@ describe("DNS proxy: hostile clients", () => {
     const replies: Buffer[] = [];
     sock.on("message", (m) => replies.push(m));
     let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     for (let i = 0; i < 2000; i++) {
       const b = Buffer.alloc(Math.floor(rnd() * 600));
       for (let k = 0; k < b.length; k++) b[k] = Math.floor(rnd() * 256);
@@ -297,7 +369,12 @@ describe("DNS proxy: hostile clients", () => {
     const loop = Buffer.concat([header(1), Buffer.from([0xc0, 12, 0, 1, 0, 1])]); // a name pointing at itself
     const counts = Buffer.concat([header(65535), Buffer.alloc(4)]);
     const asResponse = packet.encode({ ...query(REVIEWS), type: "response" });
-    const fatLabel = Buffer.concat([header(1), Buffer.from([63]), Buffer.alloc(63, 0x61), Buffer.from([0, 0, 1, 0, 1])]);
+    const fatLabel = Buffer.concat([
+      header(1),
+      Buffer.from([63]),
+      Buffer.alloc(63, 0x61),
+      Buffer.from([0, 0, 1, 0, 1]),
+    ]);
     // Let the proxy drain what the kernel queued (UDP drops what overflows its receive buffer, as it should).
     await new Promise((r) => setTimeout(r, 300));
     const formerr = packet.decode((await udpAsk(port, loop))!);
@@ -307,7 +384,9 @@ describe("DNS proxy: hostile clients", () => {
     expect(await udpAsk(port, Buffer.alloc(5), 300)).toBeUndefined();
     expect(await udpAsk(port, Buffer.concat([packet.encode(query(REVIEWS)), Buffer.alloc(5000)]), 300)).toBeUndefined();
     expect(packet.decode((await udpAsk(port, header(2)))!)).toMatchObject({ rcode: "FORMERR" });
-    expect(packet.decode((await udpAsk(port, Buffer.concat([header(1, 0x2900), Buffer.from([0, 0, 1, 0, 1])])))!)).toMatchObject({ rcode: "NOTIMP" });
+    expect(
+      packet.decode((await udpAsk(port, Buffer.concat([header(1, 0x2900), Buffer.from([0, 0, 1, 0, 1])])))!),
+    ).toMatchObject({ rcode: "NOTIMP" });
     expect(rcodeOf((await udpAsk(port, fatLabel))!)).toMatch(/NOERROR|NXDOMAIN/);
     sock.close();
     expect(dns.stats.malformed).toBeGreaterThan(100);
@@ -343,7 +422,9 @@ describe("DNS proxy: hostile clients", () => {
     // Too many queries outstanding on one connection (a slow upstream) ends it.
     upstream.delayMs = 500;
     try {
-      const greedy = await open(Buffer.concat(Array.from({ length: 20 }, (_, i) => packet.streamEncode(query(`slow${i}.example.org`, "A", i)))));
+      const greedy = await open(
+        Buffer.concat(Array.from({ length: 20 }, (_, i) => packet.streamEncode(query(`slow${i}.example.org`, "A", i)))),
+      );
       await closed(greedy);
     } finally {
       upstream.delayMs = 0;
@@ -362,7 +443,10 @@ describe("DNS proxy: hostile clients", () => {
     await once(slow, "connect");
     const whole = packet.streamEncode(query("reviews"));
     let sent = 0;
-    const drip = setInterval(() => sent < whole.length && !slow.destroyed && slow.write(whole.subarray(sent, ++sent)), 100);
+    const drip = setInterval(
+      () => sent < whole.length && !slow.destroyed && slow.write(whole.subarray(sent, ++sent)),
+      100,
+    );
     slow.resume();
     const t0 = Date.now();
     await once(slow, "close");
@@ -377,7 +461,8 @@ describe("DNS proxy: hostile clients", () => {
     const refused = dns.stats.refused;
     const batch = Buffer.concat(Array.from({ length: 1000 }, (_, i) => packet.streamEncode(query("reviews", "A", i))));
     for (let i = 0; i < 60 && !deaf.destroyed; i++) {
-      if (!deaf.write(batch)) await Promise.race([once(deaf, "drain"), once(deaf, "close"), new Promise((r) => setTimeout(r, 2000))]);
+      if (!deaf.write(batch))
+        await Promise.race([once(deaf, "drain"), once(deaf, "close"), new Promise((r) => setTimeout(r, 2000))]);
     }
     await until(() => dns.load.tcpConnections === 0, 5000);
     expect(dns.stats.refused).toBe(refused + 1);

@@ -11,7 +11,12 @@ import { execFileSync } from "node:child_process";
 import { cliFlags, hboneCommands, checkCommand, shellWords } from "../helpers/cli-flags.js";
 
 const ROOT = join(new URL(".", import.meta.url).pathname, "../..");
-const pages = [...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`), "README.md"];
+const pages = [
+  ...readdirSync(join(ROOT, "docs"))
+    .filter((f) => f.endsWith(".md"))
+    .map((f) => `docs/${f}`),
+  "README.md",
+];
 const commands = pages.flatMap((p) => hboneCommands(readFileSync(join(ROOT, p), "utf8"), p));
 
 describe("hbone commands in the docs", () => {
@@ -42,11 +47,14 @@ describe("hbone commands in the docs", () => {
 
   it("the check refuses a flag the CLI lacks, a missing value and an unknown command", () => {
     const flags = cliFlags();
-    const check = (md: string) => hboneCommands("```sh\n" + md + "\n```\n", "t.md").flatMap((c) => {
-      const r = checkCommand(c, flags);
-      return [...r.errors, ...(r.missing ? [`missing ${r.missing}`] : [])];
-    });
-    expect(check("sudo hbone proxy --xds-adress https://x:15012")).toEqual([expect.stringMatching(/no flag --xds-adress/)]);
+    const check = (md: string) =>
+      hboneCommands("```sh\n" + md + "\n```\n", "t.md").flatMap((c) => {
+        const r = checkCommand(c, flags);
+        return [...r.errors, ...(r.missing ? [`missing ${r.missing}`] : [])];
+      });
+    expect(check("sudo hbone proxy --xds-adress https://x:15012")).toEqual([
+      expect.stringMatching(/no flag --xds-adress/),
+    ]);
     expect(check("$ npx hbone certs --out")).toEqual([expect.stringMatching(/--out needs a value/)]);
     expect(check("hbone frobnicate --x")).toEqual(["missing frobnicate"]);
     expect(check("hbone proxy --workload a/b/c \\\n  --cluster c1")).toEqual([]);
@@ -61,15 +69,27 @@ describe("hbone commands in the docs", () => {
         execFileSync(process.execPath, [join(ROOT, "dist/host/cli.js"), ...c.words], { cwd: dir, timeout: 60_000 });
       }
       for (const n of ["cluster1", "cluster2"]) {
-        const out = execFileSync("openssl", ["verify", "-CAfile", "certs/cluster1/root-cert.pem", `certs/${n}/ca-cert.pem`],
-          { cwd: dir, encoding: "utf8" });
+        const out = execFileSync(
+          "openssl",
+          ["verify", "-CAfile", "certs/cluster1/root-cert.pem", `certs/${n}/ca-cert.pem`],
+          { cwd: dir, encoding: "utf8" },
+        );
         expect(out.trim()).toBe(`certs/${n}/ca-cert.pem: OK`);
       }
       // The secret takes exactly the files hbone certs wrote (the root key stays out).
-      const secret = readFileSync(join(ROOT, "docs/join-a-mesh.md"), "utf8").match(/create secret generic cacerts[\s\S]*?\n(?!\s)/)![0];
-      const files = shellWords(secret).filter((w) => w.startsWith("--from-file=")).map((w) => w.split("/").pop());
+      const secret = readFileSync(join(ROOT, "docs/join-a-mesh.md"), "utf8").match(
+        /create secret generic cacerts[\s\S]*?\n(?!\s)/,
+      )![0];
+      const files = shellWords(secret)
+        .filter((w) => w.startsWith("--from-file="))
+        .map((w) => w.split("/").pop());
       expect(files.sort()).toEqual(["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]);
-      expect(readdirSync(join(dir, "certs/cluster2")).sort()).toEqual(["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]);
+      expect(readdirSync(join(dir, "certs/cluster2")).sort()).toEqual([
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -21,14 +21,42 @@ let stdout = "";
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` (npm test does)`);
   fx = await meshFixture();
-  child = spawn(process.execPath, [CLI, "proxy", "--config", fx.configPath, "--workload", "default/echo/echo",
-    "--ca-dir", fx.caDir, "--inbound-port", "0", "--socks5-port", "off", "--admin-port", "0", "--metrics-port", "0",
-    "--readiness-port", "0", "--drain-timeout", "20", "--forward", "127.0.0.1:0=echo.default.svc.cluster.local:9000"],
-  { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } });
+  child = spawn(
+    process.execPath,
+    [
+      CLI,
+      "proxy",
+      "--config",
+      fx.configPath,
+      "--workload",
+      "default/echo/echo",
+      "--ca-dir",
+      fx.caDir,
+      "--inbound-port",
+      "0",
+      "--socks5-port",
+      "off",
+      "--admin-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--readiness-port",
+      "0",
+      "--drain-timeout",
+      "20",
+      "--forward",
+      "127.0.0.1:0=echo.default.svc.cluster.local:9000",
+    ],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } },
+  );
   child.stdout!.on("data", (d) => (stdout += d));
   while (!stdout.includes("hbone proxy ready")) await once(child.stdout!, "data");
   ready = JSON.parse(/hbone proxy ready (\{.*\})/.exec(stdout)![1]);
-  a = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: Number(ready.inbound.split(":")[1]) });
+  a = await fx.proxy({
+    workload: "default/sleep/sleep",
+    inboundPort: false,
+    hbonePort: Number(ready.inbound.split(":")[1]),
+  });
 }, 60_000);
 afterAll(async () => {
   child?.kill("SIGKILL");
@@ -39,8 +67,11 @@ describe("hbone proxy process", () => {
   it("refuses a bad config file at start with its file, line and field", () => {
     const bad = join(fx.dir, "bad.yaml");
     writeFileSync(bad, "workloads:\n  - uid: x\n    name: x\n    namespace: default\n    workloadIPs: [127.0.0.9]\n");
-    const r = spawnSync(process.execPath, [CLI, "proxy", "--config", bad, "--workload", "default/x/default", "--ca-dir", fx.caDir],
-      { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [CLI, "proxy", "--config", bad, "--workload", "default/x/default", "--ca-dir", fx.caDir],
+      { encoding: "utf8" },
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/bad\.yaml:5:5: workloads\[0\]\.workloadIPs: unknown field/);
   });
@@ -68,7 +99,8 @@ describe("hbone proxy process", () => {
     const ended = once(t, "end");
     const exited = once(child, "exit");
     const half = data.length / 2;
-    for (let off = 0; off < half; off += 1 << 20) if (!t.write(data.subarray(off, off + (1 << 20)))) await once(t, "drain");
+    for (let off = 0; off < half; off += 1 << 20)
+      if (!t.write(data.subarray(off, off + (1 << 20)))) await once(t, "drain");
     child.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 200));
     // Drain has begun: a new tunnel cannot start.

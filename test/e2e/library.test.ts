@@ -17,7 +17,9 @@ afterAll(async () => {
 it("opens and accepts a tunnel through the library API", async () => {
   // --- README example starts here ---
   await createPluginCa({ outDir: join(dir, "ca"), trustDomain: "cluster.local", cluster: "c1" });
-  writeFileSync(join(dir, "mesh.yaml"), `
+  writeFileSync(
+    join(dir, "mesh.yaml"),
+    `
 workloads:
   - { uid: c1//Pod/default/sleep, name: sleep, namespace: default, serviceAccount: sleep,
       workloadIps: [127.0.0.2], protocol: HBONE }
@@ -27,14 +29,26 @@ workloads:
 services:
   - { name: echo, namespace: default, hostname: echo.default.svc.cluster.local,
       vips: [/10.96.0.10], ports: { 9000: 9000 } }
-`);
+`,
+  );
   const off = { socks5Port: false, adminPort: false, metricsPort: false, readinessPort: false } as const;
-  const echo = await startProxy({ config: join(dir, "mesh.yaml"), workload: "default/echo/echo", caDir: join(dir, "ca"),
-    inboundPort: 0, ...off });
+  const echo = await startProxy({
+    config: join(dir, "mesh.yaml"),
+    workload: "default/echo/echo",
+    caDir: join(dir, "ca"),
+    inboundPort: 0,
+    ...off,
+  });
   echo.accept(9000, (stream, info) => stream.end(`hello ${info.peer}`)); // tunnels to port 9000 come here
 
-  const sleep = await startProxy({ config: join(dir, "mesh.yaml"), workload: "default/sleep/sleep", caDir: join(dir, "ca"),
-    inboundPort: false, hbonePort: echo.addresses.inbound!.port, ...off });
+  const sleep = await startProxy({
+    config: join(dir, "mesh.yaml"),
+    workload: "default/sleep/sleep",
+    caDir: join(dir, "ca"),
+    inboundPort: false,
+    hbonePort: echo.addresses.inbound!.port,
+    ...off,
+  });
   const tunnel = await sleep.connect("echo.default.svc.cluster.local:9000"); // a Duplex
   tunnel.end();
   let reply = "";

@@ -16,7 +16,9 @@ import { drain } from "../helpers/net.js";
 
 const require = createRequire(import.meta.url);
 const parsePrometheusTextFormat = require("parse-prometheus-text-format") as (text: string) => {
-  name: string; type: string; metrics: { value: string; labels?: Record<string, string> }[];
+  name: string;
+  type: string;
+  metrics: { value: string; labels?: Record<string, string> }[];
 }[];
 
 let fx: MeshFixture;
@@ -38,7 +40,11 @@ async function scrape(m: Mesh) {
 }
 
 type Series = { value: string; labels?: Record<string, string> };
-function series(f: ReturnType<typeof parsePrometheusTextFormat>, name: string, match: Record<string, string>): Series[] {
+function series(
+  f: ReturnType<typeof parsePrometheusTextFormat>,
+  name: string,
+  match: Record<string, string>,
+): Series[] {
   const fam = f.find((x) => x.name === name);
   return (fam?.metrics ?? []).filter((m) => Object.entries(match).every(([k, v]) => m.labels?.[k] === v));
 }
@@ -64,11 +70,22 @@ describe("istio_tcp_* metrics", () => {
     expect(opened).toHaveLength(1);
     expect(Object.keys(opened[0].labels!)).toEqual([...TCP_LABELS]);
     expect(opened[0].labels).toMatchObject({
-      source_workload: "sleep", source_workload_namespace: "default", source_principal: SLEEP, source_cluster: "test",
-      source_app: "sleep", destination_service: "echo.default.svc.cluster.local", destination_service_namespace: "default",
-      destination_service_name: "echo", destination_workload: "echo", destination_principal: ECHO,
-      destination_cluster: "test", request_protocol: "tcp", response_flags: "-", connection_security_policy: "mutual_tls",
-      source_region: "unknown", destination_zone: "unknown",
+      source_workload: "sleep",
+      source_workload_namespace: "default",
+      source_principal: SLEEP,
+      source_cluster: "test",
+      source_app: "sleep",
+      destination_service: "echo.default.svc.cluster.local",
+      destination_service_namespace: "default",
+      destination_service_name: "echo",
+      destination_workload: "echo",
+      destination_principal: ECHO,
+      destination_cluster: "test",
+      request_protocol: "tcp",
+      response_flags: "-",
+      connection_security_policy: "mutual_tls",
+      source_region: "unknown",
+      destination_zone: "unknown",
     });
     expect(opened[0].value).toBe("1");
     const lbl = opened[0].labels!;
@@ -82,8 +99,13 @@ describe("istio_tcp_* metrics", () => {
     expect(dOpened).toHaveLength(1);
     // The source is identified by its address (the tunnel leaves from 127.0.0.2), its principal by TLS.
     expect(dOpened[0].labels).toMatchObject({
-      source_workload: "sleep", source_principal: SLEEP, source_cluster: "test", destination_workload: "echo",
-      destination_principal: ECHO, destination_service: "echo.default.svc.cluster.local", response_flags: "-",
+      source_workload: "sleep",
+      source_principal: SLEEP,
+      source_cluster: "test",
+      destination_workload: "echo",
+      destination_principal: ECHO,
+      destination_service: "echo.default.svc.cluster.local",
+      response_flags: "-",
     });
     expect(series(dst, "istio_tcp_received_bytes_total", dOpened[0].labels!)[0]?.value).toBe("6000");
   });
@@ -91,34 +113,56 @@ describe("istio_tcp_* metrics", () => {
   it("labels a peer config does not know from its baggage, and answers with ours", async () => {
     const ca = await CertificateAuthority.load(fx.caDir);
     const cert = await ca.issue(new Identity("cluster.local", "far", "ghost"));
-    const { socket } = await connectHbone({ host: "127.0.0.3", port: b.addresses.inbound!.port, certificate: cert,
-      expected: [new Identity("cluster.local", "default", "echo")] });
+    const { socket } = await connectHbone({
+      host: "127.0.0.3",
+      port: b.addresses.inbound!.port,
+      certificate: cert,
+      expected: [new Identity("cluster.local", "default", "echo")],
+    });
     const s = H2Session.client(socket);
     try {
-      const stream = await s.connect(`127.0.0.3:${fx.echoPort}`, [["baggage",
-        "k8s.cluster.name=remote,k8s.namespace.name=far,k8s.deployment.name=ghost,service.name=ghost-svc,service.version=v9"]]);
+      const stream = await s.connect(`127.0.0.3:${fx.echoPort}`, [
+        [
+          "baggage",
+          "k8s.cluster.name=remote,k8s.namespace.name=far,k8s.deployment.name=ghost,service.name=ghost-svc,service.version=v9",
+        ],
+      ]);
       expect(stream.status).toBe(200);
-      expect(stream.header("baggage")).toBe("k8s.cluster.name=test,k8s.namespace.name=default,k8s.deployment.name=echo");
+      expect(stream.header("baggage")).toBe(
+        "k8s.cluster.name=test,k8s.namespace.name=default,k8s.deployment.name=echo",
+      );
       stream.end("x");
       await drain(stream);
     } finally {
       s.destroy();
     }
     await new Promise((r) => setTimeout(r, 50));
-    const got = series((await scrape(b)).families, "istio_tcp_connections_opened_total",
-      { reporter: "destination", source_principal: "spiffe://cluster.local/ns/far/sa/ghost" });
+    const got = series((await scrape(b)).families, "istio_tcp_connections_opened_total", {
+      reporter: "destination",
+      source_principal: "spiffe://cluster.local/ns/far/sa/ghost",
+    });
     expect(got).toHaveLength(1);
     expect(got[0].labels).toMatchObject({
-      source_workload: "ghost", source_workload_namespace: "far", source_cluster: "remote", source_canonical_service: "ghost-svc",
-      source_canonical_revision: "v9", source_app: "ghost", source_version: "v9", destination_workload: "echo",
+      source_workload: "ghost",
+      source_workload_namespace: "far",
+      source_cluster: "remote",
+      source_canonical_service: "ghost-svc",
+      source_canonical_revision: "v9",
+      source_app: "ghost",
+      source_version: "v9",
+      destination_workload: "echo",
     });
   });
 
   it("survives hostile baggage: huge, thousands of members, non-ASCII", async () => {
     const ca = await CertificateAuthority.load(fx.caDir);
     const cert = await ca.issue(new Identity("cluster.local", "far", "hostile"));
-    const { socket } = await connectHbone({ host: "127.0.0.3", port: b.addresses.inbound!.port, certificate: cert,
-      expected: [new Identity("cluster.local", "default", "echo")] });
+    const { socket } = await connectHbone({
+      host: "127.0.0.3",
+      port: b.addresses.inbound!.port,
+      certificate: cert,
+      expected: [new Identity("cluster.local", "default", "echo")],
+    });
     const s = H2Session.client(socket);
     try {
       const members = Array.from({ length: 5000 }, (_, i) => `k${i}=v${i}`).join(",");
@@ -137,8 +181,10 @@ describe("istio_tcp_* metrics", () => {
     } finally {
       s.destroy();
     }
-    const got = series((await scrape(b)).families, "istio_tcp_connections_opened_total",
-      { reporter: "destination", source_principal: "spiffe://cluster.local/ns/far/sa/hostile" });
+    const got = series((await scrape(b)).families, "istio_tcp_connections_opened_total", {
+      reporter: "destination",
+      source_principal: "spiffe://cluster.local/ns/far/sa/hostile",
+    });
     expect(got.length).toBeGreaterThan(0);
     for (const g of got) expect(g.labels!.source_cluster).toBe("unknown");
   });
@@ -147,28 +193,40 @@ describe("istio_tcp_* metrics", () => {
     await expect(a.connect("127.0.0.3:4444")).rejects.toThrow();
     await new Promise((r) => setTimeout(r, 50));
     const f = (await scrape(a)).families;
-    expect(series(f, "istio_tcp_connections_failed_total", { reporter: "source", response_flags: "CONNECT" })[0]?.value).toBe("1");
+    expect(
+      series(f, "istio_tcp_connections_failed_total", { reporter: "source", response_flags: "CONNECT" })[0]?.value,
+    ).toBe("1");
     const d = (await scrape(b)).families;
-    expect(series(d, "istio_tcp_connections_failed_total", { reporter: "destination", response_flags: "CONNECT" })[0]?.value).toBe("1");
+    expect(
+      series(d, "istio_tcp_connections_failed_total", { reporter: "destination", response_flags: "CONNECT" })[0]?.value,
+    ).toBe("1");
     // Opened is counted on the series without a flag; closed and failed carry the outcome.
-    expect(series(d, "istio_tcp_connections_opened_total", { reporter: "destination", response_flags: "-" }).length).toBeGreaterThan(0);
+    expect(
+      series(d, "istio_tcp_connections_opened_total", { reporter: "destination", response_flags: "-" }).length,
+    ).toBeGreaterThan(0);
   });
 
   it("exposes process metrics and build info, on /metrics and /stats/prometheus", async () => {
     const { text, families } = await scrape(a);
-    for (const name of ["process_cpu_seconds_total", "process_resident_memory_bytes", "nodejs_eventloop_lag_seconds", "istio_build"]) {
+    for (const name of [
+      "process_cpu_seconds_total",
+      "process_resident_memory_bytes",
+      "nodejs_eventloop_lag_seconds",
+      "istio_build",
+    ]) {
       expect(families.map((x) => x.name)).toContain(name);
     }
     const alt = await (await fetch(`http://127.0.0.1:${a.addresses.metrics!.port}/stats/prometheus`)).text();
-    expect(alt.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened_total")))
-      .toEqual(text.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened_total")));
+    expect(alt.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened_total"))).toEqual(
+      text.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened_total")),
+    );
   });
 });
 
 describe("admin", () => {
   it("dumps the config and certificates in force, changes the log level, binds localhost only", async () => {
     const base = `http://127.0.0.1:${a.addresses.admin!.port}`;
-    const dump = await (await fetch(`${base}/config_dump`)).json() as Record<string, unknown>;
+    const dump = (await (await fetch(`${base}/config_dump`)).json()) as Record<string, unknown>;
     expect(dump.identity).toBe(SLEEP);
     expect((dump.config as { workloads: unknown[] }).workloads).toHaveLength(3);
     expect((dump.config as { services: unknown[] }).services).toHaveLength(1);

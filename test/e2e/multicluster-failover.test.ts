@@ -59,7 +59,13 @@ describe("multicluster traffic distribution and failover", () => {
     expect(opened.some((l) => l.includes('destination_cluster="cluster2"'))).toBe(true);
     expect(opened.some((l) => l.includes('destination_cluster="cluster1"'))).toBe(true);
     for (const l of opened) {
-      for (const k of ["source_workload", "source_cluster", "destination_workload", "destination_cluster", "destination_principal"]) {
+      for (const k of [
+        "source_workload",
+        "source_cluster",
+        "destination_workload",
+        "destination_cluster",
+        "destination_principal",
+      ]) {
         expect(l).not.toContain(`${k}="unknown"`);
       }
     }

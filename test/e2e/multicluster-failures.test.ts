@@ -38,9 +38,19 @@ function remoteOnly(edit: (cfg: MeshConfig) => void): MeshConfig {
 }
 
 async function clientWith(cfg: MeshConfig): Promise<Mesh> {
-  const m = await startProxy({ config: cfg, caDir: mc.caDir("cluster1"), workload: "default/sleep/sleep", cluster: "cluster1",
-    network: "network1", inboundPort: false, hbonePort: 15008, socks5Port: false, adminPort: false, metricsPort: false,
-    readinessPort: false });
+  const m = await startProxy({
+    config: cfg,
+    caDir: mc.caDir("cluster1"),
+    workload: "default/sleep/sleep",
+    cluster: "cluster1",
+    network: "network1",
+    inboundPort: false,
+    hbonePort: 15008,
+    socks5Port: false,
+    adminPort: false,
+    metricsPort: false,
+    readinessPort: false,
+  });
   extra.push(m);
   return m;
 }
@@ -56,25 +66,34 @@ describe("double HBONE identity checks", () => {
   });
 
   it("refuses a gateway that does not present the gateway identity", async () => {
-    const m = await clientWith(remoteOnly((cfg) => {
-      for (const w of cfg.workloads) if (w.name === "eastwest" && w.clusterId === "cluster2") w.serviceAccount = "impostor";
-    }));
+    const m = await clientWith(
+      remoteOnly((cfg) => {
+        for (const w of cfg.workloads)
+          if (w.name === "eastwest" && w.clusterId === "cluster2") w.serviceAccount = "impostor";
+      }),
+    );
     await expect(m.connect("echo.default.svc.cluster.local:9000")).rejects.toThrow(/sa\/impostor|identity/);
     expect(m.innerPool.size + m.pool.size).toBe(0); // nothing was established
   });
 
   it("refuses double HBONE to a service without subjectAltNames", async () => {
-    const m = await clientWith(remoteOnly((cfg) => {
-      cfg.services.find((s) => s.name === "echo")!.subjectAltNames = [];
-    }));
+    const m = await clientWith(
+      remoteOnly((cfg) => {
+        cfg.services.find((s) => s.name === "echo")!.subjectAltNames = [];
+      }),
+    );
     await expect(m.connect("echo.default.svc.cluster.local:9000")).rejects.toThrow(/subjectAltNames/);
     await expect(m.connect("echo.default.svc.cluster.local:9000")).rejects.toMatchObject({ kind: "no-identity" });
   });
 
   it("refuses an inner peer whose identity is not among the service's SANs", async () => {
-    const m = await clientWith(remoteOnly((cfg) => {
-      cfg.services.find((s) => s.name === "echo")!.subjectAltNames = ["spiffe://cluster.local/ns/default/sa/not-echo"];
-    }));
+    const m = await clientWith(
+      remoteOnly((cfg) => {
+        cfg.services.find((s) => s.name === "echo")!.subjectAltNames = [
+          "spiffe://cluster.local/ns/default/sa/not-echo",
+        ];
+      }),
+    );
     const err = await m.connect("echo.default.svc.cluster.local:9000").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboundError);
     expect(String(err)).toMatch(/inner HBONE/);
@@ -90,8 +109,17 @@ describe.skipIf(!haveH2())("an independent client through the gateway", () => {
     writeFileSync(join(dir, "py-key.pem"), cert.keyPem);
     writeFileSync(join(dir, "roots.pem"), cert.rootsPem);
     // The inner bytes reach a node proxy's TLS listener, which drops non-TLS: the tunnel answer is what counts.
-    const { code, out, err } = await runH2Peer(["tls-client", mc.ip("cluster2", "100"), "15008", "1", "0",
-      "echo.default.svc.cluster.local:9000", join(dir, "py-chain.pem"), join(dir, "py-key.pem"), join(dir, "roots.pem")]);
+    const { code, out, err } = await runH2Peer([
+      "tls-client",
+      mc.ip("cluster2", "100"),
+      "15008",
+      "1",
+      "0",
+      "echo.default.svc.cluster.local:9000",
+      join(dir, "py-chain.pem"),
+      join(dir, "py-key.pem"),
+      join(dir, "roots.pem"),
+    ]);
     expect(err).toBe("");
     expect(code).toBe(0);
     const r = JSON.parse(out);

@@ -15,9 +15,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createPluginCa } from "../../host/identity/ca.js";
 import { captureRuleset } from "../../host/capture/rules.js";
-import { createNetns, requireNetns, runInNetns, spawnInNetns, type Netns, type NetnsProcess } from "../helpers/netns-lite.js";
+import {
+  createNetns,
+  requireNetns,
+  runInNetns,
+  spawnInNetns,
+  type Netns,
+  type NetnsProcess,
+} from "../helpers/netns-lite.js";
 import { ZdsAgent } from "../helpers/zds-agent.js";
-import { ECHO_APP, ECHO_CLIENT, ECHO_EXPECTED, spawnNodeProxy, waitFor, type SpawnedProxy } from "../helpers/node-proxy.js";
+import {
+  ECHO_APP,
+  ECHO_CLIENT,
+  ECHO_EXPECTED,
+  spawnNodeProxy,
+  waitFor,
+  type SpawnedProxy,
+} from "../helpers/node-proxy.js";
 
 const OK = requireNetns();
 
@@ -38,8 +52,11 @@ ${REMOTE_SERVICE}
 ${policies}`;
 
 // Cluster 2 (another network) behind its east-west gateway: a global service `remote` that exists only there.
-const GW = "10.88.0.100", REMOTE = "10.88.0.101";
-const REMOTE_WORKLOADS = (local: boolean) => `  - {uid: gw, name: eastwest, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: [${GW}],
+const GW = "10.88.0.100",
+  REMOTE = "10.88.0.101";
+const REMOTE_WORKLOADS = (
+  local: boolean,
+) => `  - {uid: gw, name: eastwest, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: [${GW}],
      protocol: HBONE, clusterId: cluster2, network: net2}
   - {uid: r, name: remote-echo, namespace: default, serviceAccount: echo, protocol: HBONE, clusterId: cluster2, network: net2,
      ${local ? `workloadIps: [${REMOTE}], ` : ""}networkGateway: {destination: "net2/${GW}", hboneMtlsPort: 15008},
@@ -67,12 +84,23 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
   let gwNs: Netns, remoteApp: NetnsProcess;
   const cluster2: SpawnedProxy[] = [];
 
-  const spawnProxy = () => spawnNodeProxy(["--config", configPath, "--ca-dir", caDir],
-    { INPOD_ENABLED: "true", INPOD_UDS: agent.path, NODE_NAME: NODE, HBONE_LOG_LEVEL: "info" });
+  const spawnProxy = () =>
+    spawnNodeProxy(["--config", configPath, "--ca-dir", caDir], {
+      INPOD_ENABLED: "true",
+      INPOD_UDS: agent.path,
+      NODE_NAME: NODE,
+      HBONE_LOG_LEVEL: "info",
+    });
 
   const fromPod = (pod: Netns, host: string, port: number) => runInNetns(pod, ECHO_CLIENT, [host, String(port)]);
-  const dump = async () => (await (await fetch(`http://127.0.0.1:${proxy.admin}/config_dump`)).json()) as
-    { workloads: { uid: string; listeners: { kind: string; address?: unknown }[]; certificate: { identity: string; notAfter?: string } }[] };
+  const dump = async () =>
+    (await (await fetch(`http://127.0.0.1:${proxy.admin}/config_dump`)).json()) as {
+      workloads: {
+        uid: string;
+        listeners: { kind: string; address?: unknown }[];
+        certificate: { identity: string; notAfter?: string };
+      }[];
+    };
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "hbone-node-"));
     caDir = join(dir, "ca");
@@ -87,7 +115,8 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     for (const [name, ip] of Object.entries(IP)) {
       const pod = createNetns();
       ns[name] = pod;
-      const inPod = `p${n}`, onNode = `n${n++}-${process.pid % 1000}`;
+      const inPod = `p${n}`,
+        onNode = `n${n++}-${process.pid % 1000}`;
       pod.ip("link", "add", inPod, "type", "veth", "peer", "name", onNode, "netns", node.name);
       pod.ip("addr", "add", `${ip}/24`, "dev", inPod);
       pod.ip("link", "set", inPod, "up");
@@ -106,9 +135,20 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     remoteApp = spawnInNetns(gwNs, ECHO_APP, ["8080"]);
     await remoteApp.line((l) => l === "LISTENING");
     const c2 = ["--config", join(dir, "cluster2.yaml"), "--ca-dir", caDir, "--cluster", "cluster2"];
-    cluster2.push(await spawnNodeProxy([...c2, "--workload", "istio-system/eastwest/istio-eastwestgateway"], {},
-      { netns: gwNs.name, command: "gateway" }));
-    cluster2.push(await spawnNodeProxy([...c2, "--workload", "default/remote-echo/echo"], { HBONE_LOG_LEVEL: "info" }, { netns: gwNs.name }));
+    cluster2.push(
+      await spawnNodeProxy(
+        [...c2, "--workload", "istio-system/eastwest/istio-eastwestgateway"],
+        {},
+        { netns: gwNs.name, command: "gateway" },
+      ),
+    );
+    cluster2.push(
+      await spawnNodeProxy(
+        [...c2, "--workload", "default/remote-echo/echo"],
+        { HBONE_LOG_LEVEL: "info" },
+        { netns: gwNs.name },
+      ),
+    );
     // istio-cni's redirection inside each mesh pod (not the outside client).
     for (const name of ["a", "b", "c"]) {
       writeFileSync(join(dir, `rules-${name}.nft`), captureRuleset());
@@ -117,8 +157,11 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     app = spawnInNetns(ns.b!, ECHO_APP, ["8080"]);
     await app.line((l) => l === "LISTENING");
     agent = ZdsAgent.listen(join(dir, "ztunnel.sock"));
-    for (const [uid, name, namespace, sa] of [["a", "sleep-a", "default", "sleep-a"], ["b", "echo-b", "svc", "echo"],
-      ["c", "sleep-c", "default", "sleep-c"]] as const) {
+    for (const [uid, name, namespace, sa] of [
+      ["a", "sleep-a", "default", "sleep-a"],
+      ["b", "echo-b", "svc", "echo"],
+      ["c", "sleep-c", "default", "sleep-c"],
+    ] as const) {
       agent.pods.set(uid, { info: { name, namespace, serviceAccount: sa }, netns: `/var/run/netns/${ns[uid]!.name}` });
     }
     proxy = await spawnProxy();
@@ -151,14 +194,28 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     // Metrics and access logs name both workloads, on both sides.
     await waitFor("metrics", async () => {
       const m = await (await fetch(`http://127.0.0.1:${proxy.metrics}/metrics`)).text();
-      return /istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*source_workload="sleep-a"[^}]*destination_workload="echo-b"/.test(m)
-        && /istio_tcp_connections_opened_total\{[^}]*reporter="destination"[^}]*source_workload="sleep-a"[^}]*destination_workload="echo-b"/.test(m);
+      return (
+        /istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*source_workload="sleep-a"[^}]*destination_workload="echo-b"/.test(
+          m,
+        ) &&
+        /istio_tcp_connections_opened_total\{[^}]*reporter="destination"[^}]*source_workload="sleep-a"[^}]*destination_workload="echo-b"/.test(
+          m,
+        )
+      );
     });
     await waitFor("access lines", async () => {
       const lines = proxy.accessLines();
-      const named = (direction: string) => lines.some((l) => l.direction === direction && l["src.workload"] === "sleep-a" &&
-        l["src.identity"] === "spiffe://cluster.local/ns/default/sa/sleep-a" && l["dst.workload"] === "echo-b" &&
-        l["dst.identity"] === "spiffe://cluster.local/ns/svc/sa/echo" && l.bytes_recv === 65536 && l.bytes_sent === 65536);
+      const named = (direction: string) =>
+        lines.some(
+          (l) =>
+            l.direction === direction &&
+            l["src.workload"] === "sleep-a" &&
+            l["src.identity"] === "spiffe://cluster.local/ns/default/sa/sleep-a" &&
+            l["dst.workload"] === "echo-b" &&
+            l["dst.identity"] === "spiffe://cluster.local/ns/svc/sa/echo" &&
+            l.bytes_recv === 65536 &&
+            l.bytes_sent === 65536,
+        );
       return named("inbound") && named("outbound");
     });
   });
@@ -176,14 +233,24 @@ console.log("RESULT " + out.join(" "));`;
 
   it("a global service only in the other cluster is carried through its east-west gateway (double HBONE)", async () => {
     expect(await fromPod(ns.a!, "10.96.0.30", 80)).toBe(ECHO_EXPECTED);
-    await waitFor("the remote proxy's inbound line", async () => cluster2[1]!.accessLines().some((l) => l.direction === "inbound" &&
-      l["src.identity"] === "spiffe://cluster.local/ns/default/sa/sleep-a" && l.bytes_recv === 65536));
+    await waitFor("the remote proxy's inbound line", async () =>
+      cluster2[1]!
+        .accessLines()
+        .some(
+          (l) =>
+            l.direction === "inbound" &&
+            l["src.identity"] === "spiffe://cluster.local/ns/default/sa/sleep-a" &&
+            l.bytes_recv === 65536,
+        ),
+    );
   });
 
   it("a client outside the mesh reaches pod B via 15006 while policy allows it", async () => {
     expect(await fromPod(ns.outside!, IP.b, 8080)).toBe(ECHO_EXPECTED);
     const m = await (await fetch(`http://127.0.0.1:${proxy.metrics}/metrics`)).text();
-    expect(m).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_workload="echo-b"[^}]*connection_security_policy="unknown"/);
+    expect(m).toMatch(
+      /istio_tcp_connections_opened_total\{[^}]*destination_workload="echo-b"[^}]*connection_security_policy="unknown"/,
+    );
   });
 
   it("a DENY on pod A's identity refuses A; pod C on the same node gets through; plaintext is refused by ALLOW", async () => {
@@ -225,7 +292,11 @@ for (const t of targets) for (let i = 0; i < 40; i++) {
   }, 40_000);
 
   it("an add whose namespace cannot be entered is acked with an error; the others still work", async () => {
-    const ack = await agent.add("bad", { name: "sleep-a", namespace: "default", serviceAccount: "sleep-a" }, "/proc/self/ns/mnt");
+    const ack = await agent.add(
+      "bad",
+      { name: "sleep-a", namespace: "default", serviceAccount: "sleep-a" },
+      "/proc/self/ns/mnt",
+    );
     expect(ack).toMatch(/namespace/);
     expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
   });
@@ -240,7 +311,10 @@ for (const t of targets) for (let i = 0; i < 40; i++) {
     proxy = await spawnProxy();
     await agent.nextConnection(before);
     expect(await agent.sendSnapshot()).toEqual({ a: "", b: "", c: "", snapshot_sent: "" });
-    await waitFor("readiness after restart", async () => (await fetch(`http://127.0.0.1:${proxy.readiness}/healthz/ready`)).status === 200);
+    await waitFor(
+      "readiness after restart",
+      async () => (await fetch(`http://127.0.0.1:${proxy.readiness}/healthz/ready`)).status === 200,
+    );
     expect(await fromPod(ns.a!, VIP, 80)).toBe(ECHO_EXPECTED);
     expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
   }, 60_000);

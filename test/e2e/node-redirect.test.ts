@@ -10,8 +10,23 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createPluginCa } from "../../host/identity/ca.js";
-import { createNetns, requireNetns, runInNetns, spawnInNetns, vethPair, type Netns, type NetnsProcess } from "../helpers/netns-lite.js";
-import { ECHO_APP, ECHO_CLIENT, ECHO_EXPECTED, spawnNodeProxy, waitFor, type SpawnedProxy } from "../helpers/node-proxy.js";
+import {
+  createNetns,
+  requireNetns,
+  runInNetns,
+  spawnInNetns,
+  vethPair,
+  type Netns,
+  type NetnsProcess,
+} from "../helpers/netns-lite.js";
+import {
+  ECHO_APP,
+  ECHO_CLIENT,
+  ECHO_EXPECTED,
+  spawnNodeProxy,
+  waitFor,
+  type SpawnedProxy,
+} from "../helpers/node-proxy.js";
 
 const OK = requireNetns();
 const VIP = "10.96.0.20";
@@ -25,7 +40,8 @@ services:
      subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]}
 `;
 
-const hbone = (...args: string[]) => execFileSync(process.execPath, ["dist/host/cli.js", ...args], { encoding: "utf8", timeout: 20_000 });
+const hbone = (...args: string[]) =>
+  execFileSync(process.execPath, ["dist/host/cli.js", ...args], { encoding: "utf8", timeout: 20_000 });
 
 describe.skipIf(!OK)("redirect mode: hbone capture rules + a node proxy per host", () => {
   let h1: Netns, h2: Netns, app: NetnsProcess;
@@ -42,9 +58,16 @@ describe.skipIf(!OK)("redirect mode: hbone capture rules + a node proxy per host
     h1.ip("route", "add", "10.96.0.0/16", "dev", if1);
     app = spawnInNetns(h2, ECHO_APP, ["8080"]);
     await app.line((l) => l === "LISTENING");
-    for (const [ns, node] of [[h1, "vm1"], [h2, "vm2"]] as const) {
-      proxies.push(await spawnNodeProxy(["--config", join(dir, "mesh.yaml"), "--ca-dir", caDir, "--capture", ns.name],
-        { NODE_NAME: node, HBONE_LOG_LEVEL: "info" }));
+    for (const [ns, node] of [
+      [h1, "vm1"],
+      [h2, "vm2"],
+    ] as const) {
+      proxies.push(
+        await spawnNodeProxy(["--config", join(dir, "mesh.yaml"), "--ca-dir", caDir, "--capture", ns.name], {
+          NODE_NAME: node,
+          HBONE_LOG_LEVEL: "info",
+        }),
+      );
     }
   }, 60_000);
 
@@ -64,8 +87,16 @@ describe.skipIf(!OK)("redirect mode: hbone capture rules + a node proxy per host
     for (const ns of [h1, h2]) expect(hbone("capture", "rules", "--netns", ns.name, "--apply")).toMatch(/applied/);
     expect(await runInNetns(h1, ECHO_CLIENT, [VIP, "80"])).toBe(ECHO_EXPECTED);
     await waitFor("access lines on both hosts", async () => {
-      const named = (p: SpawnedProxy, direction: string) => p.accessLines().some((l) => l.direction === direction &&
-        l["src.workload"] === "client-vm" && l["dst.workload"] === "echo-vm" && l.bytes_recv === 65536);
+      const named = (p: SpawnedProxy, direction: string) =>
+        p
+          .accessLines()
+          .some(
+            (l) =>
+              l.direction === direction &&
+              l["src.workload"] === "client-vm" &&
+              l["dst.workload"] === "echo-vm" &&
+              l.bytes_recv === 65536,
+          );
       return named(proxies[0]!, "outbound") && named(proxies[1]!, "inbound");
     });
     for (const ns of [h1, h2]) expect(hbone("capture", "rules", "--netns", ns.name, "--remove")).toMatch(/removed/);

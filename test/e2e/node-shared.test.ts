@@ -14,7 +14,10 @@ import { startProxy, type NodeProxy } from "../../host/app.js";
 import { waitFor } from "../helpers/node-proxy.js";
 import { setSink, getLevel, setLevel, type LogRecord } from "../../host/log.js";
 
-interface Dump { mode: string; workloads: { uid: string; certificate: { identity: string; notAfter?: string } }[] }
+interface Dump {
+  mode: string;
+  workloads: { uid: string; certificate: { identity: string; notAfter?: string } }[];
+}
 
 describe("shared (node) mode on loopback", () => {
   let dir: string, configPath: string;
@@ -61,13 +64,25 @@ ${extra.late ? "  - {uid: late, name: late, namespace: other, serviceAccount: la
     await createPluginCa({ outDir: caDir, trustDomain: "cluster.local", cluster: "test" });
     configPath = join(dir, "mesh.yaml");
     writeFileSync(configPath, yaml());
-    for (const [ip, name] of [["127.0.40.2", "sleep"], ["127.0.40.3", "echo"], ["127.0.40.7", "late"]] as const) await app(ip, name);
+    for (const [ip, name] of [
+      ["127.0.40.2", "sleep"],
+      ["127.0.40.3", "echo"],
+      ["127.0.40.7", "late"],
+    ] as const)
+      await app(ip, name);
     // A free port for every HBONE listener of the node proxy (the client's --hbone-port).
     const probe = net.createServer().listen(0, "127.0.40.1");
     await once(probe, "listening");
     hbonePort = (probe.address() as net.AddressInfo).port;
     probe.close();
-    const common = { config: configPath, caDir, socks5Port: false as const, adminPort: 0, metricsPort: 0, readinessPort: 0 };
+    const common = {
+      config: configPath,
+      caDir,
+      socks5Port: false as const,
+      adminPort: 0,
+      metricsPort: 0,
+      readinessPort: 0,
+    };
     node = await startProxy({ ...common, nodeName: "n1", inboundPort: hbonePort });
     client = await startProxy({ ...common, workload: "default/client/client", inboundPort: 0, hbonePort });
   }, 60_000);
@@ -83,7 +98,9 @@ ${extra.late ? "  - {uid: late, name: late, namespace: other, serviceAccount: la
     const d = await dump();
     expect(d.mode).toBe("shared");
     expect(d.workloads.map((w) => w.uid).sort()).toEqual(["echo", "sleep"]);
-    expect(d.workloads.find((w) => w.uid === "echo")!.certificate.identity).toBe("spiffe://cluster.local/ns/default/sa/echo");
+    expect(d.workloads.find((w) => w.uid === "echo")!.certificate.identity).toBe(
+      "spiffe://cluster.local/ns/default/sa/echo",
+    );
     expect(d.workloads.every((w) => w.certificate.notAfter)).toBe(true);
     // The client checks the certificate of the workload it dials: each is served with its own.
     expect(await ask("echo.default.svc.cluster.local:80")).toBe("echo");
@@ -96,9 +113,12 @@ ${extra.late ? "  - {uid: late, name: late, namespace: other, serviceAccount: la
     const level = getLevel();
     setLevel("info");
     const restore = setSink((r) => lines.push(r));
-    const logging = async (spec: string) => (await (await fetch(
-      `http://127.0.0.1:${node.addresses.admin!.port}/logging?level=${encodeURIComponent(spec)}`, { method: "POST" })).json()) as
-      { level: string; access?: string };
+    const logging = async (spec: string) =>
+      (await (
+        await fetch(`http://127.0.0.1:${node.addresses.admin!.port}/logging?level=${encodeURIComponent(spec)}`, {
+          method: "POST",
+        })
+      ).json()) as { level: string; access?: string };
     const complete = () => lines.filter((l) => l.msg === "connection complete" && l.scope === "access");
     try {
       expect(await ask("echo.default.svc.cluster.local:80")).toBe("echo");
@@ -108,7 +128,10 @@ ${extra.late ? "  - {uid: late, name: late, namespace: other, serviceAccount: la
       expect(await ask("echo.default.svc.cluster.local:80")).toBe("echo");
       await new Promise((r) => setTimeout(r, 200));
       expect(complete().length).toBe(before);
-      expect((await fetch(`http://127.0.0.1:${node.addresses.admin!.port}/logging?level=access:loud`, { method: "POST" })).status).toBe(400);
+      expect(
+        (await fetch(`http://127.0.0.1:${node.addresses.admin!.port}/logging?level=access:loud`, { method: "POST" }))
+          .status,
+      ).toBe(400);
     } finally {
       await logging("access:info");
       restore();
@@ -118,7 +141,14 @@ ${extra.late ? "  - {uid: late, name: late, namespace: other, serviceAccount: la
 
   it("follows the config live: a workload leaving the node is dropped, one arriving is served", async () => {
     writeFileSync(configPath, yaml({ sleepNode: "n2", late: true }));
-    await waitFor("config reload", async () => (await dump()).workloads.map((w) => w.uid).sort().join() === "echo,late");
+    await waitFor(
+      "config reload",
+      async () =>
+        (await dump()).workloads
+          .map((w) => w.uid)
+          .sort()
+          .join() === "echo,late",
+    );
     expect(await ask("127.0.40.7:7000")).toBe("late");
     await expect(client.connect("127.0.40.2:7000")).rejects.toThrow(/HBONE/);
     expect(await ask("echo.default.svc.cluster.local:80")).toBe("echo");

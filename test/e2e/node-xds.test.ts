@@ -32,27 +32,55 @@ afterAll(async () => {
   restore();
 });
 
-const w = (name: string, sa: string, ip: string, node: string, services = {}) => newWorkload({ uid: `c1//Pod/default/${name}`,
-  name, namespace: "default", serviceAccount: sa, workloadIps: [ip], protocol: "HBONE", node, services });
+const w = (name: string, sa: string, ip: string, node: string, services = {}) =>
+  newWorkload({
+    uid: `c1//Pod/default/${name}`,
+    name,
+    namespace: "default",
+    serviceAccount: sa,
+    workloadIps: [ip],
+    protocol: "HBONE",
+    node,
+    services,
+  });
 
 it("serves its node's workloads from xDS with impersonated certificates, drops one istiod removes", async () => {
   cp.batch(() => {
-    cp.setWorkload(w("echo-1", "echo", "127.0.41.3", "n1", { "default/echo.default.svc.cluster.local": { 9000: 9000 } }));
+    cp.setWorkload(
+      w("echo-1", "echo", "127.0.41.3", "n1", { "default/echo.default.svc.cluster.local": { 9000: 9000 } }),
+    );
     cp.setWorkload(w("echo-2", "echo", "127.0.41.4", "n1"));
     cp.setWorkload(w("sleep", "sleep", "127.0.41.5", "n1"));
     cp.setWorkload(w("far", "far", "127.0.41.6", "n2"));
     cp.setWorkload(w("client", "client", "127.0.41.2", "n3"));
-    cp.setService(newService({ name: "echo", namespace: "default", hostname: "echo.default.svc.cluster.local",
-      vips: [{ network: "", address: "10.96.41.10" }], ports: { 9000: 9000 } }));
+    cp.setService(
+      newService({
+        name: "echo",
+        namespace: "default",
+        hostname: "echo.default.svc.cluster.local",
+        vips: [{ network: "", address: "10.96.41.10" }],
+        ports: { 9000: 9000 },
+      }),
+    );
   });
   const rootCertPath = join(mesh.dir, "root-cert.pem");
   writeFileSync(rootCertPath, mesh.rootsPem);
-  const common = { xdsAddress: cp.address, caAddress: cp.address, tokenFile: mesh.tokenFile, rootCertPath, clusterId: "c1",
-    istiodIdentity: "spiffe://cluster.local/ns/istio-system/sa/istiod", socks5Port: false, adminPort: false,
-    metricsPort: false, readinessPort: false } as const;
+  const common = {
+    xdsAddress: cp.address,
+    caAddress: cp.address,
+    tokenFile: mesh.tokenFile,
+    rootCertPath,
+    clusterId: "c1",
+    istiodIdentity: "spiffe://cluster.local/ns/istio-system/sa/istiod",
+    socks5Port: false,
+    adminPort: false,
+    metricsPort: false,
+    readinessPort: false,
+  } as const;
   const node = await startProxy({ ...common, nodeName: "n1", inboundPort: 0 });
   proxies.push(node);
-  const dump = () => node.configDump() as { workloads: { uid: string; certificate: { identity: string; notAfter?: Date } }[] };
+  const dump = () =>
+    node.configDump() as { workloads: { uid: string; certificate: { identity: string; notAfter?: Date } }[] };
   await waitFor("three local workloads", async () => dump().workloads.length === 3);
   await waitFor("their certificates", async () => dump().workloads.every((x) => x.certificate.notAfter));
   const asked = signer.requests.map((r) => r.metadata?.ImpersonatedIdentity).sort();
@@ -61,19 +89,33 @@ it("serves its node's workloads from xDS with impersonated certificates, drops o
   expect(signer.requests.every((r) => r.headers.get("authorization")[0] === `Bearer ${TOKEN}`)).toBe(true);
 
   // A client elsewhere reaches echo-1 on the shared proxy (which listens on each workload's IP, port 0 -> its own).
-  for (const x of dump().workloads) expect(x.certificate.identity).toMatch(/^spiffe:\/\/cluster\.local\/ns\/default\/sa\/(echo|sleep)$/);
-  const echoPort = (node.configDump() as { workloads: { uid: string; listeners: { address: string }[] }[] })
-    .workloads.find((x) => x.uid.endsWith("echo-1"))!.listeners[0]!.address.split(":")[1];
+  for (const x of dump().workloads)
+    expect(x.certificate.identity).toMatch(/^spiffe:\/\/cluster\.local\/ns\/default\/sa\/(echo|sleep)$/);
+  const echoPort = (node.configDump() as { workloads: { uid: string; listeners: { address: string }[] }[] }).workloads
+    .find((x) => x.uid.endsWith("echo-1"))!
+    .listeners[0]!.address.split(":")[1];
   signer.requireImpersonation = false; // the client is a dedicated proxy: its own identity, its own token
-  const client = await startProxy({ ...common, workload: "default/client/client", inboundPort: false, hbonePort: Number(echoPort) });
+  const client = await startProxy({
+    ...common,
+    workload: "default/client/client",
+    inboundPort: false,
+    hbonePort: Number(echoPort),
+  });
   proxies.push(client);
   // No app listens on 9000: the shared proxy answers the CONNECT with 503 — after a TLS handshake in which the client
   // verified echo's identity (a wrong one would fail as "HBONE to …", not with a status).
-  const t = await client.connect("127.0.41.3:9000").then(() => "connected", (e: Error) => e.message);
+  const t = await client.connect("127.0.41.3:9000").then(
+    () => "connected",
+    (e: Error) => e.message,
+  );
   expect(t).toMatch(/answered 503/);
 
   // istiod removes the last sleep pod from the node: its listener and certificate go.
   cp.remove(ADDRESS_TYPE_URL, "c1//Pod/default/sleep");
   await waitFor("sleep dropped", async () => dump().workloads.length === 2);
-  expect(dump().workloads.map((x) => x.uid).sort()).toEqual(["c1//Pod/default/echo-1", "c1//Pod/default/echo-2"]);
+  expect(
+    dump()
+      .workloads.map((x) => x.uid)
+      .sort(),
+  ).toEqual(["c1//Pod/default/echo-1", "c1//Pod/default/echo-2"]);
 }, 60_000);

@@ -23,7 +23,8 @@ beforeAll(async () => {
 });
 afterAll(async () => fx?.close());
 
-const socks = (host: string, port: number) => socks5Connect({ host: "127.0.0.1", port: a.addresses.socks5!.port }, host, port);
+const socks = (host: string, port: number) =>
+  socks5Connect({ host: "127.0.0.1", port: a.addresses.socks5!.port }, host, port);
 
 describe("node proxy end to end", () => {
   it("moves 64 MiB both ways byte-exact: app -> SOCKS5 -> A -> HBONE -> B -> echo", async () => {
@@ -35,7 +36,10 @@ describe("node proxy end to end", () => {
   });
 
   it("reaches the service by VIP and the workload by IP", async () => {
-    for (const [host, port] of [["10.96.0.10", 9000], ["127.0.0.3", fx.echoPort]] as const) {
+    for (const [host, port] of [
+      ["10.96.0.10", 9000],
+      ["127.0.0.3", fx.echoPort],
+    ] as const) {
       const s = await socks(host, port);
       s.end("ping");
       const chunks: Buffer[] = [];
@@ -54,12 +58,14 @@ describe("node proxy end to end", () => {
 
   it("runs 100 parallel tunnels over one pooled connection, and 1000 sequential ones without a new handshake", async () => {
     const before = a.pool.stats.dials;
-    const ok = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
-      const t = await a.connect("echo.default.svc.cluster.local:9000");
-      const data = pattern(16 * 1024, 300 + i);
-      const [, got] = await Promise.all([pump(t, data), drain(t, data)]);
-      return got.equal;
-    }));
+    const ok = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const t = await a.connect("echo.default.svc.cluster.local:9000");
+        const data = pattern(16 * 1024, 300 + i);
+        const [, got] = await Promise.all([pump(t, data), drain(t, data)]);
+        return got.equal;
+      }),
+    );
     expect(ok.every(Boolean)).toBe(true);
     for (let i = 0; i < 1000; i++) {
       const t = await a.connect("echo.default.svc.cluster.local:9000");
@@ -72,8 +78,12 @@ describe("node proxy end to end", () => {
   });
 
   it("releases an idle pooled connection", async () => {
-    const c = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: b.addresses.inbound!.port,
-      pool: { idleMs: 150 } });
+    const c = await fx.proxy({
+      workload: "default/sleep/sleep",
+      inboundPort: false,
+      hbonePort: b.addresses.inbound!.port,
+      pool: { idleMs: 150 },
+    });
     const t = await c.connect("echo.default.svc.cluster.local:9000");
     t.end("x");
     await drain(t);
@@ -98,7 +108,11 @@ describe("node proxy end to end", () => {
   });
 
   it("answers 503 for a port the destination does not serve, and the app gets a SOCKS refusal", async () => {
-    await expect(a.connect("127.0.0.3:4444")).rejects.toMatchObject({ status: 503, kind: "refused", code: "HBONE_OUTBOUND_REFUSED" });
+    await expect(a.connect("127.0.0.3:4444")).rejects.toMatchObject({
+      status: 503,
+      kind: "refused",
+      code: "HBONE_OUTBOUND_REFUSED",
+    });
     await expect(socks("127.0.0.3", 4444)).rejects.toThrow(/refused/);
     await expect(a.connect("nosuch.default.svc.cluster.local:80")).rejects.toBeInstanceOf(OutboundError);
     await expect(a.connect("nosuch.default.svc.cluster.local:80")).rejects.toMatchObject({ kind: "unknown-host" });
@@ -107,7 +121,12 @@ describe("node proxy end to end", () => {
   it("refuses a server whose identity is not the one expected, and says why", async () => {
     // This proxy believes 127.0.0.3 runs as sa/impostor; the real peer presents sa/echo.
     const cfg = parseMeshConfig(meshYaml(fx.echoPort, fx.halfPort, "impostor"));
-    const c = await fx.proxy({ workload: "default/sleep/sleep", config: cfg, inboundPort: false, hbonePort: b.addresses.inbound!.port });
+    const c = await fx.proxy({
+      workload: "default/sleep/sleep",
+      config: cfg,
+      inboundPort: false,
+      hbonePort: b.addresses.inbound!.port,
+    });
     const logs: LogRecord[] = [];
     const restore = setSink((r) => logs.push(r));
     try {
@@ -139,8 +158,13 @@ describe("node proxy end to end", () => {
     t.end("still");
     expect((await drain(t)).bytes).toBe(5);
     // A good edit: the service gains a port.
-    writeFileSync(fx.configPath, meshYaml(fx.echoPort, fx.halfPort).replace("      9001: " + fx.halfPort + "\n    subjectAltNames",
-      `      9001: ${fx.halfPort}\n      9002: ${fx.echoPort}\n    subjectAltNames`));
+    writeFileSync(
+      fx.configPath,
+      meshYaml(fx.echoPort, fx.halfPort).replace(
+        "      9001: " + fx.halfPort + "\n    subjectAltNames",
+        `      9001: ${fx.halfPort}\n      9002: ${fx.echoPort}\n    subjectAltNames`,
+      ),
+    );
     await new Promise((r) => setTimeout(r, 400));
     const t2 = await a.connect("echo.default.svc.cluster.local:9002");
     t2.end("new port");

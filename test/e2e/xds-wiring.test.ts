@@ -26,23 +26,59 @@ afterAll(async () => {
 
 it("runs two proxies on xDS + istiod's CA", async () => {
   cp.batch(() => {
-    cp.setWorkload(newWorkload({ uid: "c1//Pod/default/sleep", name: "sleep", namespace: "default", serviceAccount: "sleep",
-      workloadIps: ["127.0.0.2"], protocol: "HBONE" }));
-    cp.setWorkload(newWorkload({ uid: "c1//Pod/default/echo", name: "echo", namespace: "default", serviceAccount: "echo",
-      workloadIps: ["127.0.0.3"], protocol: "HBONE", services: { "default/echo.default.svc.cluster.local": { 9000: 9000 } } }));
-    cp.setService(newService({ name: "echo", namespace: "default", hostname: "echo.default.svc.cluster.local",
-      vips: [{ network: "", address: "10.96.0.10" }], ports: { 9000: 9000 } }));
+    cp.setWorkload(
+      newWorkload({
+        uid: "c1//Pod/default/sleep",
+        name: "sleep",
+        namespace: "default",
+        serviceAccount: "sleep",
+        workloadIps: ["127.0.0.2"],
+        protocol: "HBONE",
+      }),
+    );
+    cp.setWorkload(
+      newWorkload({
+        uid: "c1//Pod/default/echo",
+        name: "echo",
+        namespace: "default",
+        serviceAccount: "echo",
+        workloadIps: ["127.0.0.3"],
+        protocol: "HBONE",
+        services: { "default/echo.default.svc.cluster.local": { 9000: 9000 } },
+      }),
+    );
+    cp.setService(
+      newService({
+        name: "echo",
+        namespace: "default",
+        hostname: "echo.default.svc.cluster.local",
+        vips: [{ network: "", address: "10.96.0.10" }],
+        ports: { 9000: 9000 },
+      }),
+    );
   });
   const rootCertPath = join(mesh.dir, "root-cert.pem");
   writeFileSync(rootCertPath, mesh.rootsPem);
   // The test istiod serves a mesh certificate: its SPIFFE id is what the client checks (see connection()).
   const off = { socks5Port: false, adminPort: false, metricsPort: false, readinessPort: false } as const;
-  const common = { xdsAddress: cp.address, caAddress: cp.address, tokenFile: mesh.tokenFile, rootCertPath, clusterId: "c1",
-    istiodIdentity: "spiffe://cluster.local/ns/istio-system/sa/istiod", ...off };
+  const common = {
+    xdsAddress: cp.address,
+    caAddress: cp.address,
+    tokenFile: mesh.tokenFile,
+    rootCertPath,
+    clusterId: "c1",
+    istiodIdentity: "spiffe://cluster.local/ns/istio-system/sa/istiod",
+    ...off,
+  };
   const echo = await startProxy({ ...common, workload: "default/echo/echo", inboundPort: 0 });
   proxies.push(echo);
   echo.accept(9000, (stream, info) => stream.end(`hello ${info.peer}`));
-  const sleep = await startProxy({ ...common, workload: "default/sleep/sleep", inboundPort: false, hbonePort: echo.addresses.inbound!.port });
+  const sleep = await startProxy({
+    ...common,
+    workload: "default/sleep/sleep",
+    inboundPort: false,
+    hbonePort: echo.addresses.inbound!.port,
+  });
   proxies.push(sleep);
   const tunnel = await sleep.connect("echo.default.svc.cluster.local:9000");
   tunnel.end();
@@ -52,11 +88,37 @@ it("runs two proxies on xDS + istiod's CA", async () => {
 
   // Live config: a DENY for sleep pushed by istiod reaches echo's proxy and refuses the next tunnel.
   const acks = cp.streams.reduce((n, s) => n + s.acks().length, 0);
-  cp.setPolicy({ name: "deny-sleep", namespace: "default", scope: "Namespace", action: "Deny", dryRun: false,
-    rules: [[[{ namespaces: [], notNamespaces: [], serviceAccounts: [], notServiceAccounts: [],
-      principals: [{ kind: "exact", value: "cluster.local/ns/default/sa/sleep" }], notPrincipals: [], sourceIps: [],
-      notSourceIps: [], destinationIps: [], notDestinationIps: [], destinationPorts: [], notDestinationPorts: [] }]]] });
+  cp.setPolicy({
+    name: "deny-sleep",
+    namespace: "default",
+    scope: "Namespace",
+    action: "Deny",
+    dryRun: false,
+    rules: [
+      [
+        [
+          {
+            namespaces: [],
+            notNamespaces: [],
+            serviceAccounts: [],
+            notServiceAccounts: [],
+            principals: [{ kind: "exact", value: "cluster.local/ns/default/sa/sleep" }],
+            notPrincipals: [],
+            sourceIps: [],
+            notSourceIps: [],
+            destinationIps: [],
+            notDestinationIps: [],
+            destinationPorts: [],
+            notDestinationPorts: [],
+          },
+        ],
+      ],
+    ],
+  });
   await cp.waitFor(() => cp.streams.reduce((n, s) => n + s.acks().length, 0) >= acks + 2, 10_000, "both proxies' ACKs");
-  const err = await sleep.connect("echo.default.svc.cluster.local:9000").then(() => undefined, (e: Error) => e);
+  const err = await sleep.connect("echo.default.svc.cluster.local:9000").then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(err?.message).toMatch(/401/);
 });

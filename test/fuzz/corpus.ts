@@ -17,7 +17,11 @@ function repoRoot(): string {
 
 function vectorsRoot(): string | undefined {
   const root = repoRoot();
-  const candidates = [join(root, "test", "vectors"), process.env.HBONE_VECTORS_DIR, join(root, "..", "shared", "vectors")];
+  const candidates = [
+    join(root, "test", "vectors"),
+    process.env.HBONE_VECTORS_DIR,
+    join(root, "..", "shared", "vectors"),
+  ];
   return candidates.find((d): d is string => d !== undefined && existsSync(join(d, "http2-frame-test-case")));
 }
 
@@ -39,16 +43,37 @@ export function builtinFrames(): Buffer[] {
   const hdr = Buffer.from([0x82, 0x84, 0x86, 0x41, 0x8a, 0x08, 0x9d, 0x5c, 0x0b, 0x81, 0x70, 0xdc, 0x78, 0x0f, 0x03]);
   return [
     frame(abi.FRAME_DATA, 0, 1, Buffer.alloc(40, 0x61)),
-    frame(abi.FRAME_DATA, abi.FLAG_END_STREAM | abi.FLAG_PADDED, 1, Buffer.concat([Buffer.from([5]), Buffer.alloc(20, 1), Buffer.alloc(5)])),
+    frame(
+      abi.FRAME_DATA,
+      abi.FLAG_END_STREAM | abi.FLAG_PADDED,
+      1,
+      Buffer.concat([Buffer.from([5]), Buffer.alloc(20, 1), Buffer.alloc(5)]),
+    ),
     frame(abi.FRAME_DATA, abi.FLAG_END_STREAM, 3),
     frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, hdr),
-    frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_PRIORITY | abi.FLAG_PADDED, 5,
-      Buffer.concat([Buffer.from([3]), PRIORITY, hdr, Buffer.alloc(3)])),
+    frame(
+      abi.FRAME_HEADERS,
+      abi.FLAG_END_HEADERS | abi.FLAG_PRIORITY | abi.FLAG_PADDED,
+      5,
+      Buffer.concat([Buffer.from([3]), PRIORITY, hdr, Buffer.alloc(3)]),
+    ),
     frame(abi.FRAME_HEADERS, 0, 7, hdr.subarray(0, 5)),
     frame(abi.FRAME_CONTINUATION, abi.FLAG_END_HEADERS, 7, hdr.subarray(5)),
     frame(abi.FRAME_PRIORITY, 0, 9, PRIORITY),
     frame(abi.FRAME_RST_STREAM, 0, 1, u32(abi.CANCEL)),
-    frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([[1, 4096], [2, 0], [3, 100], [4, 65535], [5, 16384], [6, 8192]])),
+    frame(
+      abi.FRAME_SETTINGS,
+      0,
+      0,
+      settingsPayload([
+        [1, 4096],
+        [2, 0],
+        [3, 100],
+        [4, 65535],
+        [5, 16384],
+        [6, 8192],
+      ]),
+    ),
     frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0),
     frame(abi.FRAME_PUSH_PROMISE, abi.FLAG_END_HEADERS, 1, Buffer.concat([u32(2), hdr])),
     frame(abi.FRAME_PING, 0, 0, Buffer.from("01234567")),
@@ -102,9 +127,13 @@ export function hpackStories(): Buffer[][] {
 /** Header values of the baggage parse cases. */
 export function baggageCorpus(): string[] {
   if (!baggageSeeds) {
-    baggageSeeds = ["k8s.cluster.name=c1,k8s.namespace.name=default,k8s.deployment.name=app,service.name=app," +
-      "service.version=v1,cloud.region=r1,cloud.availability_zone=z1", "userId=alice;p=1, serverNode=DF%2028",
-      "a=b=c,,k8s.pod.name=p%zz;x", " key1 = value1 ; prop ; p2=v , key2=%E2%82%AC "];
+    baggageSeeds = [
+      "k8s.cluster.name=c1,k8s.namespace.name=default,k8s.deployment.name=app,service.name=app," +
+        "service.version=v1,cloud.region=r1,cloud.availability_zone=z1",
+      "userId=alice;p=1, serverNode=DF%2028",
+      "a=b=c,,k8s.pod.name=p%zz;x",
+      " key1 = value1 ; prop ; p2=v , key2=%E2%82%AC ",
+    ];
     const root = vectorsRoot();
     const file = root && join(root, "baggage", "baggage-parse-cases.json");
     if (file && existsSync(file)) {

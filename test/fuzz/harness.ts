@@ -92,19 +92,44 @@ const onUncaught = (e: unknown) => {
 export async function runTarget(t: Target, o: RunOptions): Promise<TargetStats> {
   const codec = getCodec(o.variant);
   const stats: TargetStats = {
-    target: t.name, variant: o.variant, inputs: 0, traps: 0, heapFailures: 0, errors: 0, mismatches: 0, uncaught: 0,
-    maxMemory: codec.ex.memory.buffer.byteLength, memoryBound: o.memoryBound ?? t.memoryBound, maxInputMs: 0, failures: [],
+    target: t.name,
+    variant: o.variant,
+    inputs: 0,
+    traps: 0,
+    heapFailures: 0,
+    errors: 0,
+    mismatches: 0,
+    uncaught: 0,
+    maxMemory: codec.ex.memory.buffer.byteLength,
+    memoryBound: o.memoryBound ?? t.memoryBound,
+    maxInputMs: 0,
+    failures: [],
   };
   const master = new Rng(o.seed);
   const deadline = Date.now() + o.budgetMs;
   const maxFailures = o.maxFailures ?? 10;
   let current: { seed: number; input: Buffer[] } | null = null;
   const fail = (kind: FailureKind, seed: number, input: Buffer[], e: unknown) => {
-    const counter = ({ trap: "traps", heap: "heapFailures", memory: "errors", error: "errors", mismatch: "mismatches",
-      uncaught: "uncaught" } as const)[kind];
+    const counter = (
+      {
+        trap: "traps",
+        heap: "heapFailures",
+        memory: "errors",
+        error: "errors",
+        mismatch: "mismatches",
+        uncaught: "uncaught",
+      } as const
+    )[kind];
     stats[counter]++;
     if (stats.failures.length < maxFailures) {
-      stats.failures.push({ target: t.name, variant: o.variant, kind, seed, input: toHex(input), message: describeError(e) });
+      stats.failures.push({
+        target: t.name,
+        variant: o.variant,
+        kind,
+        seed,
+        input: toHex(input),
+        message: describeError(e),
+      });
     }
   };
   uncaughtSink = (e) => fail("uncaught", current?.seed ?? -1, current?.input ?? [], e);
@@ -153,13 +178,17 @@ export async function replay(t: Target, variant: Variant, seed: number, input: B
 }
 
 export function formatFailure(f: Failure): string {
-  return `${f.target}/${f.variant} ${f.kind}: ${f.message}\n  reproduce: npm run fuzz -- --target ${f.target} ` +
-    `--variant ${f.variant} --replay ${f.seed}:${f.input.length > 4000 ? "(hex too long, use the seed)" : f.input}`;
+  return (
+    `${f.target}/${f.variant} ${f.kind}: ${f.message}\n  reproduce: npm run fuzz -- --target ${f.target} ` +
+    `--variant ${f.variant} --replay ${f.seed}:${f.input.length > 4000 ? "(hex too long, use the seed)" : f.input}`
+  );
 }
 
 export function formatStats(s: TargetStats): string {
-  return `${s.target.padEnd(9)} ${s.variant.padEnd(7)} inputs ${String(s.inputs).padStart(8)}  traps ${s.traps}  ` +
+  return (
+    `${s.target.padEnd(9)} ${s.variant.padEnd(7)} inputs ${String(s.inputs).padStart(8)}  traps ${s.traps}  ` +
     `heap_check failures ${s.heapFailures}  errors ${s.errors}  mismatches ${s.mismatches}  uncaught ${s.uncaught}  ` +
     `max Wasm memory ${(s.maxMemory / 2 ** 20).toFixed(1)} MiB (bound ${(s.memoryBound / 2 ** 20).toFixed(0)})  ` +
-    `slowest input ${s.maxInputMs.toFixed(1)} ms`;
+    `slowest input ${s.maxInputMs.toFixed(1)} ms`
+  );
 }

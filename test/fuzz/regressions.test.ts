@@ -14,8 +14,11 @@ const session = fileURLToPath(new URL("../../dist/host/h2/session.js", import.me
 
 /** Runs an ES module snippet in a fresh node; `SESSION` is host/h2/session.js (built). */
 function child(code: string): { status: number | null; output: string } {
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", code.replaceAll("SESSION", JSON.stringify(session))],
-    { encoding: "utf8", timeout: 20_000 });
+  const r = spawnSync(
+    process.execPath,
+    ["--input-type=module", "-e", code.replaceAll("SESSION", JSON.stringify(session))],
+    { encoding: "utf8", timeout: 20_000 },
+  );
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
 
@@ -69,7 +72,8 @@ import { writeFileSync } from "node:fs";
     rst.listen(0, "127.0.0.3");
     await once(rst, "listening");
     // Workloads without services: the inbound takes any port of 127.0.0.3.
-    const workload = (name: string, ip: string) => `  - {uid: t//v1/Pod/default/${name}, name: ${name}, namespace: default, ` +
+    const workload = (name: string, ip: string) =>
+      `  - {uid: t//v1/Pod/default/${name}, name: ${name}, namespace: default, ` +
       `serviceAccount: ${name}, workloadIps: [${ip}], protocol: HBONE, clusterId: test}\n`;
     writeFileSync(fx.configPath, `workloads:\n${workload("sleep", "127.0.0.2")}${workload("echo", "127.0.0.3")}`);
     try {
@@ -98,7 +102,8 @@ import { writeFileSync } from "node:fs";
   it("a client session survives a server refusing 500 of its streams", async () => {
     const server = net.createServer((sock) => {
       sock.on("error", () => {});
-      let buf = Buffer.alloc(0), preface = true;
+      let buf = Buffer.alloc(0),
+        preface = true;
       sock.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // SETTINGS
       sock.on("data", (d: Buffer) => {
         buf = Buffer.concat([buf, d]);
@@ -107,7 +112,10 @@ import { writeFileSync } from "node:fs";
           preface = false;
         }
         while (!preface && buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
-          const len = buf.readUIntBE(0, 3), type = buf[3]!, flags = buf[4]!, id = buf.readUInt32BE(5) & 0x7fffffff;
+          const len = buf.readUIntBE(0, 3),
+            type = buf[3]!,
+            flags = buf[4]!,
+            id = buf.readUInt32BE(5) & 0x7fffffff;
           buf = buf.subarray(9 + len);
           if (type === 4 && !(flags & 1)) sock.write(Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0])); // SETTINGS ACK
           if (type !== 1) continue;
@@ -128,7 +136,11 @@ import { writeFileSync } from "node:fs";
     const session = H2Session.client(sock);
     // Own each stream from its creation (the client-stream bug above would otherwise crash this worker).
     const set = session.streams.set.bind(session.streams);
-    session.streams.set = (id, st) => set(id, st.on("error", () => {}));
+    session.streams.set = (id, st) =>
+      set(
+        id,
+        st.on("error", () => {}),
+      );
     let protocolError = "";
     session.on("protocolError", (e: Error) => (protocolError = e.message));
     session.on("error", () => {});
@@ -149,7 +161,9 @@ import { writeFileSync } from "node:fs";
   });
 
   it("the reproducer harness itself catches a crash", () => {
-    const r = child(`import { H2Session } from SESSION; void H2Session; setImmediate(() => { throw new Error("boom"); });`);
+    const r = child(
+      `import { H2Session } from SESSION; void H2Session; setImmediate(() => { throw new Error("boom"); });`,
+    );
     expect(r.status).toBe(1);
     expect(r.output).toContain("boom");
   });

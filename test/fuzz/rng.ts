@@ -49,8 +49,10 @@ export class Rng {
 }
 
 /** Values around the edges of 8-, 16-, 24- and 32-bit fields. */
-const INTERESTING = [0, 1, 0x7f, 0x80, 0xff, 0x100, 0x3fff, 0x4000, 0x7fff, 0x8000, 0xffff, 0x10000, 0xffffff,
-  0x7fffffff, 0x80000000, 0xffffffff];
+const INTERESTING = [
+  0, 1, 0x7f, 0x80, 0xff, 0x100, 0x3fff, 0x4000, 0x7fff, 0x8000, 0xffff, 0x10000, 0xffffff, 0x7fffffff, 0x80000000,
+  0xffffffff,
+];
 
 /** A copy of `input` with 1-4 random mutations: bit flips, byte sets, interesting words, inserts, deletes, splices. */
 export function mutate(rng: Rng, input: Uint8Array, donors: readonly Uint8Array[] = []): Buffer {
@@ -66,7 +68,8 @@ export function mutate(rng: Rng, input: Uint8Array, donors: readonly Uint8Array[
         break;
       case 2: {
         // An interesting big-endian value over 1-4 bytes (length fields, stream ids, window increments).
-        const w = rng.range(1, 4), v = rng.pick(INTERESTING);
+        const w = rng.range(1, 4),
+          v = rng.pick(INTERESTING);
         for (let i = 0; i < w && at + i < b.length; i++) b[at + i] = (v >>> (8 * (w - 1 - i))) & 0xff;
         break;
       }
@@ -78,14 +81,20 @@ export function mutate(rng: Rng, input: Uint8Array, donors: readonly Uint8Array[
         break;
       case 5: {
         // Duplicate a slice (repeated frames, repeated header fields).
-        const from = rng.int(b.length + 1), len = rng.size(256);
+        const from = rng.int(b.length + 1),
+          len = rng.size(256);
         b = Buffer.concat([b.subarray(0, at), b.subarray(from, from + len), b.subarray(at)]);
         break;
       }
       case 6:
         if (donors.length) {
-          const d = rng.pick(donors), from = rng.int(d.length + 1);
-          b = Buffer.concat([b.subarray(0, at), Buffer.from(d.subarray(from, from + rng.size(d.length))), b.subarray(at)]);
+          const d = rng.pick(donors),
+            from = rng.int(d.length + 1);
+          b = Buffer.concat([
+            b.subarray(0, at),
+            Buffer.from(d.subarray(from, from + rng.size(d.length))),
+            b.subarray(at),
+          ]);
         }
         break;
       case 7:
@@ -108,5 +117,6 @@ export function chunk(rng: Rng, bytes: Uint8Array): Buffer[] {
   return out;
 }
 
-export const toHex = (parts: readonly Uint8Array[]): string => parts.map((p) => Buffer.from(p).toString("hex")).join(",");
+export const toHex = (parts: readonly Uint8Array[]): string =>
+  parts.map((p) => Buffer.from(p).toString("hex")).join(",");
 export const fromHex = (s: string): Buffer[] => (s === "" ? [] : s.split(",").map((h) => Buffer.from(h, "hex")));

@@ -13,14 +13,18 @@ import { TARGETS, targetNamed } from "./targets.js";
 
 const { values } = parseArgs({
   options: {
-    minutes: { type: "string", default: "1" }, target: { type: "string", multiple: true },
-    variant: { type: "string", multiple: true }, seed: { type: "string" }, replay: { type: "string" },
+    minutes: { type: "string", default: "1" },
+    target: { type: "string", multiple: true },
+    variant: { type: "string", multiple: true },
+    seed: { type: "string" },
+    replay: { type: "string" },
     slice: { type: "string" },
   },
 });
 
 const variants = (values.variant ?? ["release", "debug"]) as Variant[];
-for (const v of variants) if (v !== "release" && v !== "debug") throw new Error(`--variant: release or debug, not ${v}`);
+for (const v of variants)
+  if (v !== "release" && v !== "debug") throw new Error(`--variant: release or debug, not ${v}`);
 const targets = values.target ? values.target.map(targetNamed) : [...TARGETS];
 
 async function replayOne(spec: string): Promise<number> {
@@ -46,8 +50,11 @@ async function main(): Promise<number> {
   const minutes = Number(values.minutes);
   if (!(minutes > 0)) throw new Error(`--minutes: not a positive number: ${values.minutes}`);
   // Each target and build runs in slices of this many seconds; by default about three rounds fit the time.
-  const sliceMs = 1000 * (values.slice !== undefined ? Number(values.slice)
-    : Math.min(30, Math.max(2, (minutes * 60) / (targets.length * variants.length * 3))));
+  const sliceMs =
+    1000 *
+    (values.slice !== undefined
+      ? Number(values.slice)
+      : Math.min(30, Math.max(2, (minutes * 60) / (targets.length * variants.length * 3))));
   const end = Date.now() + minutes * 60_000;
   const seeds = new Rng(values.seed !== undefined ? Number(values.seed) : (Math.random() * 2 ** 32) >>> 0);
   const totals = new Map<string, TargetStats>();
@@ -80,10 +87,14 @@ async function main(): Promise<number> {
         for (const f of s.failures) console.log(`FAIL (run seed ${seed}) ${formatFailure(f)}`);
       }
     }
-    console.log(`round ${round}: ${[...totals.values()].map((s) => `${s.target}/${s.variant} ${s.inputs}`).join(", ")}`);
+    console.log(
+      `round ${round}: ${[...totals.values()].map((s) => `${s.target}/${s.variant} ${s.inputs}`).join(", ")}`,
+    );
   }
-  console.log(`\ncorpus: vectors ${corpusInfo.vectorsDir ?? "not found (built-in seeds only)"}; frame seeds ` +
-    `${corpusInfo.frames}, HPACK blocks ${corpusInfo.hpack}, baggage values ${corpusInfo.baggage}`);
+  console.log(
+    `\ncorpus: vectors ${corpusInfo.vectorsDir ?? "not found (built-in seeds only)"}; frame seeds ` +
+      `${corpusInfo.frames}, HPACK blocks ${corpusInfo.hpack}, baggage values ${corpusInfo.baggage}`,
+  );
   let failed = 0;
   for (const s of totals.values()) {
     console.log(formatStats(s));
@@ -94,7 +105,10 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (e: unknown) => {
-  console.error(e);
-  process.exit(2);
-});
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(2);
+  },
+);

@@ -11,15 +11,19 @@ export function fuzzSuite(target: Target, o: { budgetMs?: number; minInputs: num
   describe(`fuzz: ${target.name}`, () => {
     for (const variant of ["release", "debug"] as Variant[]) {
       for (const seed of [1, random]) {
-        it(`${variant} build, seed ${seed}: no trap, heap_check clean, memory under ` +
-          `${target.memoryBound >> 20} MiB`, async () => {
-          const stats = await runTarget(target, { variant, seed, budgetMs });
-          console.log(`fuzz seed ${seed}: ${formatStats(stats)}`);
-          expect(stats.failures.map(formatFailure), `fuzz seed ${seed}`).toEqual([]);
-          expect(stats.maxMemory).toBeLessThanOrEqual(target.memoryBound);
-          // A run that did (almost) nothing proves nothing.
-          expect(stats.inputs).toBeGreaterThanOrEqual(o.minInputs);
-        }, budgetMs + 30_000);
+        it(
+          `${variant} build, seed ${seed}: no trap, heap_check clean, memory under ` +
+            `${target.memoryBound >> 20} MiB`,
+          async () => {
+            const stats = await runTarget(target, { variant, seed, budgetMs });
+            console.log(`fuzz seed ${seed}: ${formatStats(stats)}`);
+            expect(stats.failures.map(formatFailure), `fuzz seed ${seed}`).toEqual([]);
+            expect(stats.maxMemory).toBeLessThanOrEqual(target.memoryBound);
+            // A run that did (almost) nothing proves nothing.
+            expect(stats.inputs).toBeGreaterThanOrEqual(o.minInputs);
+          },
+          budgetMs + 30_000,
+        );
       }
     }
   });

@@ -9,16 +9,35 @@ import { baggageCorpus } from "./corpus.js";
 import { Mismatch, type Target } from "./harness.js";
 import { mutate, type Rng } from "./rng.js";
 
-const KEYS = ["k8s.cluster.name", "k8s.namespace.name", "k8s.deployment.name", "k8s.pod.name", "k8s.job.name",
-  "k8s.cronjob.name", "k8s.daemonset.name", "service.name", "service.version", "cloud.region",
-  "cloud.availability_zone", "userId", "a", ""];
+const KEYS = [
+  "k8s.cluster.name",
+  "k8s.namespace.name",
+  "k8s.deployment.name",
+  "k8s.pod.name",
+  "k8s.job.name",
+  "k8s.cronjob.name",
+  "k8s.daemonset.name",
+  "service.name",
+  "service.version",
+  "cloud.region",
+  "cloud.availability_zone",
+  "userId",
+  "a",
+  "",
+];
 
 function text(rng: Rng, n: number): string {
   let s = "";
   for (let i = 0; i < n; i++) {
     const r = rng.int(20);
-    s += r === 0 ? `%${rng.int(256).toString(16).padStart(2, "0")}` : r === 1 ? rng.pick(["%", "%z", "%e2%82", "=", ";", " ", "\t"])
-      : r === 2 ? String.fromCharCode(rng.int(256)) : String.fromCharCode(rng.range(0x21, 0x7e));
+    s +=
+      r === 0
+        ? `%${rng.int(256).toString(16).padStart(2, "0")}`
+        : r === 1
+          ? rng.pick(["%", "%z", "%e2%82", "=", ";", " ", "\t"])
+          : r === 2
+            ? String.fromCharCode(rng.int(256))
+            : String.fromCharCode(rng.range(0x21, 0x7e));
   }
   return s;
 }
@@ -39,7 +58,11 @@ function line(rng: Rng): string {
 /** The type only counts with a name (encodeBaggage writes k8s.deployment.name for a name without one). */
 function norm(m: BaggageMeta): string {
   const n: BaggageMeta = { ...m, workloadType: m.workloadName ? (m.workloadType ?? "deployment") : undefined };
-  return JSON.stringify(Object.entries(n).filter(([, v]) => v !== undefined).sort());
+  return JSON.stringify(
+    Object.entries(n)
+      .filter(([, v]) => v !== undefined)
+      .sort(),
+  );
 }
 
 export const baggageTarget: Target = {
@@ -50,8 +73,13 @@ export const baggageTarget: Target = {
     const lines: string[] = [];
     for (let k = rng.chance(0.8) ? 1 : rng.range(0, 4); k > 0; k--) {
       const r = rng.int(10);
-      lines.push(r < 5 ? line(rng) : r < 9 ? mutate(rng, Buffer.from(rng.pick(baggageCorpus()), "latin1")).toString("latin1")
-        : "k8s.pod.name=" + "x".repeat(rng.pick([100, 8192, 65000, 70000])));
+      lines.push(
+        r < 5
+          ? line(rng)
+          : r < 9
+            ? mutate(rng, Buffer.from(rng.pick(baggageCorpus()), "latin1")).toString("latin1")
+            : "k8s.pod.name=" + "x".repeat(rng.pick([100, 8192, 65000, 70000])),
+      );
     }
     const enc = utf8 ? "utf8" : "latin1";
     return [Buffer.from([(rng.chance(0.5) ? 1 : 0) | (utf8 ? 2 : 0)]), ...lines.map((l) => Buffer.from(l, enc))];

@@ -18,9 +18,10 @@ function randomFrame(rng: Rng): Buffer {
   const type = rng.chance(0.9) ? rng.int(10) : rng.int(256);
   const stream = rng.pick([0, 1, 2, 3, 5, 0x7fffffff, 0x80000001, rng.u32()]);
   const flags = rng.chance(0.5) ? rng.pick([0, 1, 4, 5, 8, 0x20, 0x2d]) : rng.int(256);
-  const payload = type === abi.FRAME_SETTINGS && rng.chance(0.5)
-    ? settingsPayload(Array.from({ length: rng.int(8) }, () => [rng.int(10), rng.u32()] as [number, number]))
-    : rng.bytes(rng.size(600));
+  const payload =
+    type === abi.FRAME_SETTINGS && rng.chance(0.5)
+      ? settingsPayload(Array.from({ length: rng.int(8) }, () => [rng.int(10), rng.u32()] as [number, number]))
+      : rng.bytes(rng.size(600));
   const f = frame(type, flags, stream, payload);
   if (rng.chance(0.1)) f.writeUIntBE(rng.pick([0, payload.length + 1, 16384, 16385, 1 << 20, 0xffffff]), 0, 3);
   return f;
@@ -31,22 +32,42 @@ function hostile(rng: Rng): Buffer {
   switch (rng.int(4)) {
     case 0: {
       // A large declared frame, only partly sent (gathered for the reader's life).
-      const h = frame(rng.pick([abi.FRAME_HEADERS, abi.FRAME_SETTINGS, abi.FRAME_GOAWAY, abi.FRAME_DATA, 0xfa]),
-        rng.int(256), rng.range(0, 3));
+      const h = frame(
+        rng.pick([abi.FRAME_HEADERS, abi.FRAME_SETTINGS, abi.FRAME_GOAWAY, abi.FRAME_DATA, 0xfa]),
+        rng.int(256),
+        rng.range(0, 3),
+      );
       h.writeUIntBE(rng.pick([16384, 1 << 20, 0xffffff]), 0, 3);
       return Buffer.concat([h, rng.bytes(rng.size(2000))]);
     }
     case 1: // HEADERS then many CONTINUATIONs
-      return Buffer.concat([frame(abi.FRAME_HEADERS, 0, 1, [0x82]),
-        ...Array.from({ length: rng.range(1, 200) }, () => frame(abi.FRAME_CONTINUATION, 0, 1, rng.bytes(rng.size(40)))),
-        frame(abi.FRAME_CONTINUATION, rng.chance(0.5) ? abi.FLAG_END_HEADERS : 0, rng.chance(0.9) ? 1 : 3, [0x84])]);
+      return Buffer.concat([
+        frame(abi.FRAME_HEADERS, 0, 1, [0x82]),
+        ...Array.from({ length: rng.range(1, 200) }, () =>
+          frame(abi.FRAME_CONTINUATION, 0, 1, rng.bytes(rng.size(40))),
+        ),
+        frame(abi.FRAME_CONTINUATION, rng.chance(0.5) ? abi.FLAG_END_HEADERS : 0, rng.chance(0.9) ? 1 : 3, [0x84]),
+      ]);
     case 2: // Many tiny frames (the event ring holds 8192 per call)
-      return Buffer.concat(Array.from({ length: rng.range(100, 9000) },
-        () => frame(rng.pick([abi.FRAME_PING, abi.FRAME_DATA, abi.FRAME_WINDOW_UPDATE, abi.FRAME_PRIORITY]), 0,
-          rng.int(4), rng.bytes(rng.pick([0, 4, 5, 8])))));
+      return Buffer.concat(
+        Array.from({ length: rng.range(100, 9000) }, () =>
+          frame(
+            rng.pick([abi.FRAME_PING, abi.FRAME_DATA, abi.FRAME_WINDOW_UPDATE, abi.FRAME_PRIORITY]),
+            0,
+            rng.int(4),
+            rng.bytes(rng.pick([0, 4, 5, 8])),
+          ),
+        ),
+      );
     default: // A large SETTINGS frame
-      return frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload(Array.from({ length: rng.range(100, 2700) },
-        () => [rng.range(1, 8), rng.int(70000)] as [number, number])));
+      return frame(
+        abi.FRAME_SETTINGS,
+        0,
+        0,
+        settingsPayload(
+          Array.from({ length: rng.range(100, 2700) }, () => [rng.range(1, 8), rng.int(70000)] as [number, number]),
+        ),
+      );
   }
 }
 
@@ -111,14 +132,21 @@ export const framesTarget: Target = {
   },
   execute(input, codec) {
     const params = input[0] ?? Buffer.alloc(2);
-    const maxFrameSize = MAX_FRAME_SIZES[(params[0] ?? 0) % 3]!, options = (params[1] ?? 0) & 3;
+    const maxFrameSize = MAX_FRAME_SIZES[(params[0] ?? 0) % 3]!,
+      options = (params[1] ?? 0) & 3;
     const chunks = input.slice(1);
     const split = parse(chunks, maxFrameSize, options, codec);
     const whole = parse([Buffer.concat(chunks)], maxFrameSize, options, codec);
     const prefix = split.frames.slice(0, whole.frames.length).join("\n") === whole.frames.join("\n");
-    if (split.error !== whole.error || !prefix || (whole.error === null && split.frames.length !== whole.frames.length)) {
-      throw new Mismatch(`chunked feed: ${split.frames.length} frames, error ${split.error}; ` +
-        `whole: ${whole.frames.length} frames, error ${whole.error}`);
+    if (
+      split.error !== whole.error ||
+      !prefix ||
+      (whole.error === null && split.frames.length !== whole.frames.length)
+    ) {
+      throw new Mismatch(
+        `chunked feed: ${split.frames.length} frames, error ${split.error}; ` +
+          `whole: ${whole.frames.length} frames, error ${whole.error}`,
+      );
     }
   },
 };

@@ -13,8 +13,14 @@ import { hpackStories } from "./corpus.js";
 import { Mismatch, type Target } from "./harness.js";
 import { mutate, type Rng } from "./rng.js";
 
-const NAMES = [...new Set(STATIC_TABLE.slice(1).map(([n]) => n)), "baggage", "forwarded", "traceparent",
-  "x-forwarded-network", "x-custom"];
+const NAMES = [
+  ...new Set(STATIC_TABLE.slice(1).map(([n]) => n)),
+  "baggage",
+  "forwarded",
+  "traceparent",
+  "x-forwarded-network",
+  "x-custom",
+];
 
 function value(rng: Rng): string {
   const n = rng.chance(0.05) ? rng.range(1000, 5000) : rng.size(60);
@@ -34,14 +40,23 @@ function headerList(rng: Rng): HeaderList {
 function hostileBlock(rng: Rng): Buffer {
   switch (rng.int(5)) {
     case 0: // a 4 KiB literal with indexing, then many 1-byte references to it
-      return Buffer.concat([Buffer.from([0x40, 0x01, 0x78, 0x7f, 0x81, 0x1f]), Buffer.alloc(4000, 0x61),
-        Buffer.alloc(rng.range(1, 20000), 0xbe)]);
+      return Buffer.concat([
+        Buffer.from([0x40, 0x01, 0x78, 0x7f, 0x81, 0x1f]),
+        Buffer.alloc(4000, 0x61),
+        Buffer.alloc(rng.range(1, 20000), 0xbe),
+      ]);
     case 1: // table size updates, in and out of order
-      return Buffer.from(Array.from({ length: rng.range(1, 6) }, () => [0x3f, rng.int(256), rng.int(128)]).flat()
-        .concat(rng.chance(0.5) ? [0x82] : [0x20, 0x82]));
+      return Buffer.from(
+        Array.from({ length: rng.range(1, 6) }, () => [0x3f, rng.int(256), rng.int(128)])
+          .flat()
+          .concat(rng.chance(0.5) ? [0x82] : [0x20, 0x82]),
+      );
     case 2: // integer continuations that overflow
-      return Buffer.concat([Buffer.from([rng.pick([0xff, 0x7f, 0x3f, 0x1f, 0x0f])]), Buffer.alloc(rng.range(1, 12), 0xff),
-        Buffer.from([rng.int(128)])]);
+      return Buffer.concat([
+        Buffer.from([rng.pick([0xff, 0x7f, 0x3f, 0x1f, 0x0f])]),
+        Buffer.alloc(rng.range(1, 12), 0xff),
+        Buffer.from([rng.int(128)]),
+      ]);
     case 3: // a literal whose declared length is larger than the block
       return Buffer.from([0x00, 0x7f, 0xff, 0xff, 0x03, 0x61, 0x62]);
     default: // Huffman strings of random bits (EOS, bad padding)

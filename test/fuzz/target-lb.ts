@@ -8,8 +8,18 @@
 //   loads; every pick must equal the pure-JS pickEndpoint's for the same draw.
 
 import {
-  LB_ALLOW_ALL, LB_CAPACITY, LB_ENDPOINT_ID, LB_MAX_ENDPOINTS, LB_MAX_PORTS, LB_MODE_FAILOVER, LB_MODE_STRICT,
-  LB_PREFS_COUNT_SHIFT, LB_PREFS_SHIFT, LB_SAME_CLUSTER, LB_SAME_NETWORK, LB_TARGETS,
+  LB_ALLOW_ALL,
+  LB_CAPACITY,
+  LB_ENDPOINT_ID,
+  LB_MAX_ENDPOINTS,
+  LB_MAX_PORTS,
+  LB_MODE_FAILOVER,
+  LB_MODE_STRICT,
+  LB_PREFS_COUNT_SHIFT,
+  LB_PREFS_SHIFT,
+  LB_SAME_CLUSTER,
+  LB_SAME_NETWORK,
+  LB_TARGETS,
 } from "../../assembly/lb/layout.js";
 import type { Codec } from "../../host/wasm/codec.js";
 import { LoadBalancer } from "../../host/lb/index.js";
@@ -71,11 +81,18 @@ function runRaw(d: Bytes, codec: Codec): void {
           const t = ex.lb_table_new(ctx, count, ports) >>> 0;
           if (t === 0) break;
           codec.refresh();
-          const m = codec.i32, stride = LB_TARGETS + ports;
+          const m = codec.i32,
+            stride = LB_TARGETS + ports;
           for (let i = 0, o = ex.lb_table_records(t) >>> 2; i < count; i++, o += stride) {
             for (let w = 0; w < stride; w++) {
-              m[o + w] = w === LB_ENDPOINT_ID ? (d.u8() % (slots + 3)) : w === LB_CAPACITY ? d.pick([0, 1, 5, d.u32(), 0xffffffff])
-                : w >= LB_TARGETS ? d.pick([0, 80, d.u16()]) : d.pick([0, 1, 2, -1, d.u8(), d.u32()]);
+              m[o + w] =
+                w === LB_ENDPOINT_ID
+                  ? d.u8() % (slots + 3)
+                  : w === LB_CAPACITY
+                    ? d.pick([0, 1, 5, d.u32(), 0xffffffff])
+                    : w >= LB_TARGETS
+                      ? d.pick([0, 80, d.u16()])
+                      : d.pick([0, 1, 2, -1, d.u8(), d.u32()]);
             }
           }
           tables.push({ t, count, ports });
@@ -85,20 +102,24 @@ function runRaw(d: Bytes, codec: Codec): void {
         case 3:
         case 4: {
           if (!tables.length) break;
-          const tb = d.pick(tables), port = d.u8() % (tb.ports + 2);
+          const tb = d.pick(tables),
+            port = d.u8() % (tb.ports + 2);
           const pair = d.u8() & 1;
           const args = [tb.t, port, policy(d), id(d), id(d), id(d), id(d), id(d), id(d), d.u32()] as const;
           const now = d.pick(NOW);
           const i = pair ? ex.lb_pick_pair(...args, d.u32(), now) : ex.lb_pick(...args, now);
           if (i === -1) break;
-          if (i < 0 || i >= tb.count || port >= tb.ports) throw new Mismatch(`pick ${i} of ${tb.count} (port ${port}/${tb.ports})`);
+          if (i < 0 || i >= tb.count || port >= tb.ports)
+            throw new Mismatch(`pick ${i} of ${tb.count} (port ${port}/${tb.ports})`);
           codec.refresh();
-          const stride = LB_TARGETS + tb.ports, rec = (ex.lb_table_records(tb.t) >>> 2) + i * stride;
+          const stride = LB_TARGETS + tb.ports,
+            rec = (ex.lb_table_records(tb.t) >>> 2) + i * stride;
           if (codec.i32[rec + LB_CAPACITY] === 0) throw new Mismatch(`picked record ${i} has capacity 0`);
           if (codec.i32[rec + LB_TARGETS + port] === 0) throw new Mismatch(`picked record ${i} lacks port ${port}`);
           if (pair) {
             const j = ex.lb_pick_second();
-            if (j !== -1 && (j === i || j < 0 || j >= tb.count)) throw new Mismatch(`second candidate ${j} (first ${i})`);
+            if (j !== -1 && (j === i || j < 0 || j >= tb.count))
+              throw new Mismatch(`second candidate ${j} (first ${i})`);
           }
           break;
         }
@@ -122,31 +143,52 @@ function runRaw(d: Bytes, codec: Codec): void {
   }
 }
 
-const MODES = ["", "{mode: STRICT, routingPreferences: [NODE]}", "{mode: FAILOVER, routingPreferences: [NETWORK, REGION, ZONE]}",
+const MODES = [
+  "",
+  "{mode: STRICT, routingPreferences: [NODE]}",
+  "{mode: FAILOVER, routingPreferences: [NETWORK, REGION, ZONE]}",
   "{mode: FAILOVER, routingPreferences: [REGION, ZONE, SUBZONE, NODE], healthPolicy: ALLOW_ALL}",
-  "{mode: STRICT, routingPreferences: [NETWORK, CLUSTER]}"];
+  "{mode: STRICT, routingPreferences: [NETWORK, CLUSTER]}",
+];
 
 function runMesh(d: Bytes, codec: Codec): void {
   const eps: Ep[] = Array.from({ length: 1 + (d.u8() % 24) }, (_, i) => ({
-    name: `e${i}`, network: d.pick(["n1", "n1", "n2"]), cluster: d.pick(["c1", "c2"]), region: d.pick(["r1", "r2"]),
-    zone: d.pick(["z1", "z2"]), subzone: d.pick(["s1", "s2"]), node: d.pick(["k1", "k2"]),
-    address: d.pick(["ip", "ip", "hostname", "none"] as const), gateway: d.u8() % 3 === 0, unhealthy: d.u8() % 4 === 0,
-    capacity: d.pick([0, 1, 1, 2, 7, 100, 4294967295]), ports: d.u8() % 3 === 0 ? { 80: 9000 + i } : undefined,
+    name: `e${i}`,
+    network: d.pick(["n1", "n1", "n2"]),
+    cluster: d.pick(["c1", "c2"]),
+    region: d.pick(["r1", "r2"]),
+    zone: d.pick(["z1", "z2"]),
+    subzone: d.pick(["s1", "s2"]),
+    node: d.pick(["k1", "k2"]),
+    address: d.pick(["ip", "ip", "hostname", "none"] as const),
+    gateway: d.u8() % 3 === 0,
+    unhealthy: d.u8() % 4 === 0,
+    capacity: d.pick([0, 1, 1, 2, 7, 100, 4294967295]),
+    ports: d.u8() % 3 === 0 ? { 80: 9000 + i } : undefined,
   }));
   const lb = d.pick(MODES);
-  const state = stateOf(meshYaml(eps, { lb: lb || undefined, ports: d.pick(["{80: 8080}", "{80: 8080, 81: 8081}"]),
-    labels: d.u8() & 1 ? `{istio.io/global: "true"}` : undefined }));
+  const state = stateOf(
+    meshYaml(eps, {
+      lb: lb || undefined,
+      ports: d.pick(["{80: 8080}", "{80: 8080, 81: 8081}"]),
+      labels: d.u8() & 1 ? `{istio.io/global: "true"}` : undefined,
+    }),
+  );
   let u = 0;
   const wasm = new LoadBalancer(state, { codec, random: () => u });
   try {
-    const src = client(state), svc = service(state, "all");
+    const src = client(state),
+      svc = service(state, "all");
     for (let k = 0; k < 50; k++) {
       u = d.u32() / 4294967296;
       const port = d.pick([80, 81]);
-      const a = wasm.pick(src, svc, port), b = pickEndpoint(state, src, svc, port, { random: () => u });
+      const a = wasm.pick(src, svc, port),
+        b = pickEndpoint(state, src, svc, port, { random: () => u });
       if (a?.workload.name !== b?.workload.name || a?.rank !== b?.rank || a?.targetPort !== b?.targetPort) {
-        throw new Mismatch(`Wasm pick ${a?.workload.name}/${a?.rank}/${a?.targetPort} != JS ` +
-          `${b?.workload.name}/${b?.rank}/${b?.targetPort} (lb ${lb}, draw ${u})`);
+        throw new Mismatch(
+          `Wasm pick ${a?.workload.name}/${a?.rank}/${a?.targetPort} != JS ` +
+            `${b?.workload.name}/${b?.rank}/${b?.targetPort} (lb ${lb}, draw ${u})`,
+        );
       }
     }
   } finally {

@@ -36,7 +36,7 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
     port = (server.address() as net.AddressInfo).port;
   }
   const dialed = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
-  const acc = accepted.shift() ?? await new Promise<net.Socket>((r) => acceptWaiters.push(r));
+  const acc = accepted.shift() ?? (await new Promise<net.Socket>((r) => acceptWaiters.push(r)));
   if (dialed.connecting) await once(dialed, "connect");
   return [dialed, acc];
 }
@@ -51,8 +51,25 @@ function frames(rng: Rng, toServer: boolean): Buffer {
   const out: Buffer[] = [];
   if (toServer && rng.chance(0.95)) out.push(PREFACE);
   if (rng.chance(0.95)) {
-    out.push(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload(rng.chance(0.5) ? []
-      : Array.from({ length: rng.range(1, 6) }, () => [rng.range(1, 8), rng.pick([0, 1, 100, 16384, 65535, 1 << 20, 0x7fffffff, rng.u32()])] as [number, number]))));
+    out.push(
+      frame(
+        abi.FRAME_SETTINGS,
+        0,
+        0,
+        settingsPayload(
+          rng.chance(0.5)
+            ? []
+            : Array.from(
+                { length: rng.range(1, 6) },
+                () =>
+                  [rng.range(1, 8), rng.pick([0, 1, 100, 16384, 65535, 1 << 20, 0x7fffffff, rng.u32()])] as [
+                    number,
+                    number,
+                  ],
+              ),
+        ),
+      ),
+    );
   }
   const ids = toServer ? [1, 3, 5, 7, 9] : [1, 3, 5];
   try {
@@ -61,33 +78,69 @@ function frames(rng: Rng, toServer: boolean): Buffer {
       switch (rng.int(14)) {
         case 0:
         case 1:
-          out.push(headers(enc, id, toServer
-            ? [[":method", rng.chance(0.9) ? "CONNECT" : "GET"], [":authority", rng.pick(["10.0.0.1:80", "", "x:99999"])],
-              ...(rng.chance(0.2) ? [["baggage", "k8s.pod.name=p"] as [string, string]] : [])]
-            : [[":status", rng.pick(["200", "200", "503", "100", "abc", "99"])]], rng.chance(0.1), rng));
+          out.push(
+            headers(
+              enc,
+              id,
+              toServer
+                ? [
+                    [":method", rng.chance(0.9) ? "CONNECT" : "GET"],
+                    [":authority", rng.pick(["10.0.0.1:80", "", "x:99999"])],
+                    ...(rng.chance(0.2) ? [["baggage", "k8s.pod.name=p"] as [string, string]] : []),
+                  ]
+                : [[":status", rng.pick(["200", "200", "503", "100", "abc", "99"])]],
+              rng.chance(0.1),
+              rng,
+            ),
+          );
           break;
         case 2:
         case 3:
           out.push(frame(abi.FRAME_DATA, rng.chance(0.2) ? abi.FLAG_END_STREAM : 0, id, rng.bytes(rng.size(3000))));
           break;
         case 4:
-          out.push(frame(abi.FRAME_RST_STREAM, 0, id, u32(rng.pick([abi.NO_ERROR, abi.CANCEL, abi.INTERNAL_ERROR, rng.u32()]))));
+          out.push(
+            frame(
+              abi.FRAME_RST_STREAM,
+              0,
+              id,
+              u32(rng.pick([abi.NO_ERROR, abi.CANCEL, abi.INTERNAL_ERROR, rng.u32()])),
+            ),
+          );
           break;
         case 5:
-          out.push(frame(abi.FRAME_WINDOW_UPDATE, 0, rng.chance(0.5) ? 0 : id, u32(rng.pick([0, 1, 65535, 0x7fffffff, rng.u32()]))));
+          out.push(
+            frame(
+              abi.FRAME_WINDOW_UPDATE,
+              0,
+              rng.chance(0.5) ? 0 : id,
+              u32(rng.pick([0, 1, 65535, 0x7fffffff, rng.u32()])),
+            ),
+          );
           break;
         case 6:
           out.push(frame(abi.FRAME_PING, rng.chance(0.3) ? abi.FLAG_ACK : 0, 0, rng.bytes(8)));
           break;
         case 7:
-          out.push(frame(abi.FRAME_SETTINGS, rng.chance(0.3) ? abi.FLAG_ACK : 0, 0,
-            rng.chance(0.5) ? [] : settingsPayload([[rng.range(1, 8), rng.u32() >>> rng.int(32)]])));
+          out.push(
+            frame(
+              abi.FRAME_SETTINGS,
+              rng.chance(0.3) ? abi.FLAG_ACK : 0,
+              0,
+              rng.chance(0.5) ? [] : settingsPayload([[rng.range(1, 8), rng.u32() >>> rng.int(32)]]),
+            ),
+          );
           break;
         case 8:
-          out.push(frame(abi.FRAME_GOAWAY, 0, 0, Buffer.concat([u32(rng.pick([0, 1, 3, 0x7fffffff])), u32(rng.int(14))])));
+          out.push(
+            frame(abi.FRAME_GOAWAY, 0, 0, Buffer.concat([u32(rng.pick([0, 1, 3, 0x7fffffff])), u32(rng.int(14))])),
+          );
           break;
         case 9: // a header block split over CONTINUATION
-          out.push(frame(abi.FRAME_HEADERS, 0, id, [0x82]), frame(abi.FRAME_CONTINUATION, abi.FLAG_END_HEADERS, id, [0x84]));
+          out.push(
+            frame(abi.FRAME_HEADERS, 0, id, [0x82]),
+            frame(abi.FRAME_CONTINUATION, abi.FLAG_END_HEADERS, id, [0x84]),
+          );
           break;
         case 10:
           out.push(frame(abi.FRAME_PRIORITY, 0, id, [0, 0, 0, rng.int(8), 15]));
@@ -96,7 +149,14 @@ function frames(rng: Rng, toServer: boolean): Buffer {
           out.push(headers(enc, id, [["x-trailer", "1"]], rng.chance(0.8), rng));
           break;
         case 12:
-          out.push(frame(abi.FRAME_DATA, abi.FLAG_PADDED, id, Buffer.concat([Buffer.from([4]), rng.bytes(10), Buffer.alloc(4)])));
+          out.push(
+            frame(
+              abi.FRAME_DATA,
+              abi.FLAG_PADDED,
+              id,
+              Buffer.concat([Buffer.from([4]), rng.bytes(10), Buffer.alloc(4)]),
+            ),
+          );
           break;
         default:
           out.push(frame(rng.int(256), rng.int(256), id, rng.bytes(rng.size(100))));
@@ -165,7 +225,8 @@ export const sessionTarget: Target = {
     const [sessionSock, attacker] = toServer ? [acc, dialed] : [dialed, acc];
     attacker.on("error", () => {});
     attacker.resume();
-    const opts: SessionOptions = rng.chance(0.5) ? { codec }
+    const opts: SessionOptions = rng.chance(0.5)
+      ? { codec }
       : { codec, maxConcurrentStreams: 2, maxFrameSize: 16384, streamWindow: 100, connectionWindow: 70000 };
     const session = toServer ? H2Session.server(sessionSock, opts) : H2Session.client(sessionSock, opts);
     session.on("error", () => {});
@@ -179,11 +240,19 @@ export const sessionTarget: Target = {
       // client stream from its creation so the fuzzer keeps looking past it; set HBONE_FUZZ_LATE_LISTENER=1 to
       // listen only where an application can (after connect() resolves).
       if (process.env.HBONE_FUZZ_LATE_LISTENER !== "1") {
-        const streams = session.streams, set = streams.set.bind(streams);
-        streams.set = (id: number, st: H2Stream) => set(id, st.on("error", () => {}));
+        const streams = session.streams,
+          set = streams.set.bind(streams);
+        streams.set = (id: number, st: H2Stream) =>
+          set(
+            id,
+            st.on("error", () => {}),
+          );
       }
       for (let k = rng.range(1, 3); k > 0; k--) {
-        session.connect("10.0.0.1:80").then((s) => useClientStream(s, rng), () => {});
+        session.connect("10.0.0.1:80").then(
+          (s) => useClientStream(s, rng),
+          () => {},
+        );
       }
     }
     for (const c of input.slice(1)) {

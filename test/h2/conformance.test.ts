@@ -18,7 +18,8 @@ import { ourServer, type OurServer } from "../helpers/h2-server.js";
 
 type Outcome = { kind: "rst" | "goaway"; code: number } | { kind: "none" };
 
-const show = (o: Outcome) => (o.kind === "none" ? "nothing" : `${o.kind === "rst" ? "RST_STREAM" : "GOAWAY"} ${errorCodeName(o.code)}`);
+const show = (o: Outcome) =>
+  o.kind === "none" ? "nothing" : `${o.kind === "rst" ? "RST_STREAM" : "GOAWAY"} ${errorCodeName(o.code)}`;
 
 /** What a row may do on its connection. */
 interface Ctx {
@@ -30,8 +31,16 @@ interface Ctx {
   response(stream: number): Promise<void>;
 }
 
-const CONNECT: HeaderList = [[":method", "CONNECT"], [":authority", "10.0.0.1:80"]];
-const GET: HeaderList = [[":method", "GET"], [":scheme", "https"], [":authority", "x"], [":path", "/"]];
+const CONNECT: HeaderList = [
+  [":method", "CONNECT"],
+  [":authority", "10.0.0.1:80"],
+];
+const GET: HeaderList = [
+  [":method", "GET"],
+  [":scheme", "https"],
+  [":authority", "x"],
+  [":path", "/"],
+];
 
 interface Row {
   name: string;
@@ -48,15 +57,38 @@ const goaway = (code: number): Outcome => ({ kind: "goaway", code });
 const ROWS: Row[] = [
   // §8.3.1 / §8.5: malformed requests are stream errors of type PROTOCOL_ERROR.
   { name: "CONNECT without :authority", run: (c) => c.headers(1, [[":method", "CONNECT"]]) },
-  { name: "CONNECT with an empty :authority", run: (c) => c.headers(1, [[":method", "CONNECT"], [":authority", ""]]) },
+  {
+    name: "CONNECT with an empty :authority",
+    run: (c) =>
+      c.headers(1, [
+        [":method", "CONNECT"],
+        [":authority", ""],
+      ]),
+  },
   { name: "CONNECT with :path", run: (c) => c.headers(1, [...CONNECT, [":path", "/"]]) },
   { name: "request without :method", run: (c) => c.headers(1, GET.slice(1), true) },
   { name: "GET without :path", run: (c) => c.headers(1, GET.slice(0, 3), true) },
   { name: "GET with an empty :path", run: (c) => c.headers(1, [...GET.slice(0, 3), [":path", ""]], true) },
-  { name: "GET without :scheme", run: (c) => c.headers(1, GET.filter(([n]) => n !== ":scheme"), true) },
+  {
+    name: "GET without :scheme",
+    run: (c) =>
+      c.headers(
+        1,
+        GET.filter(([n]) => n !== ":scheme"),
+        true,
+      ),
+  },
   { name: "empty :method", run: (c) => c.headers(1, [[":method", ""], ...GET.slice(1)], true) },
   { name: "unknown pseudo-header", run: (c) => c.headers(1, [...CONNECT, [":foo", "x"]]) },
-  { name: "pseudo-header after a regular one", run: (c) => c.headers(1, [[":method", "CONNECT"], ["x", "1"], [":authority", "a:1"]]) },
+  {
+    name: "pseudo-header after a regular one",
+    run: (c) =>
+      c.headers(1, [
+        [":method", "CONNECT"],
+        ["x", "1"],
+        [":authority", "a:1"],
+      ]),
+  },
   { name: "upper-case header name", run: (c) => c.headers(1, [...CONNECT, ["X-Up", "1"]]) },
   { name: "connection-specific header", run: (c) => c.headers(1, [...CONNECT, ["connection", "close"]]) },
   { name: "te other than trailers", run: (c) => c.headers(1, [...CONNECT, ["te", "gzip"]]) },
@@ -129,11 +161,21 @@ const ROWS: Row[] = [
       // A valid block padded (PADDED flag) to one byte over the limit.
       const block = c.p.enc.encode(CONNECT);
       const pad = c.maxFrame + 1 - 1 - block.length;
-      c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_PADDED, 1,
-        Buffer.concat([Buffer.from([Math.min(pad, 255)]), block, Buffer.alloc(pad)])));
+      c.p.send(
+        frame(
+          abi.FRAME_HEADERS,
+          abi.FLAG_END_HEADERS | abi.FLAG_PADDED,
+          1,
+          Buffer.concat([Buffer.from([Math.min(pad, 255)]), block, Buffer.alloc(pad)]),
+        ),
+      );
     },
   },
-  { name: "PRIORITY of 4 bytes", expect: rst(abi.FRAME_SIZE_ERROR), run: (c) => c.p.send(frame(abi.FRAME_PRIORITY, 0, 1, u32(0))) },
+  {
+    name: "PRIORITY of 4 bytes",
+    expect: rst(abi.FRAME_SIZE_ERROR),
+    run: (c) => c.p.send(frame(abi.FRAME_PRIORITY, 0, 1, u32(0))),
+  },
   { name: "PING of 7 bytes", run: (c) => c.p.send(frame(abi.FRAME_PING, 0, 0, Buffer.alloc(7))) },
   // §6.9: flow control.
   {
@@ -155,7 +197,10 @@ const ROWS: Row[] = [
     },
   },
   { name: "WINDOW_UPDATE 0 on the connection", run: (c) => c.p.windowUpdate(0, 0) },
-  { name: "SETTINGS_INITIAL_WINDOW_SIZE 2^31", run: (c) => c.p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([[4, 2 ** 31]]))) },
+  {
+    name: "SETTINGS_INITIAL_WINDOW_SIZE 2^31",
+    run: (c) => c.p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([[4, 2 ** 31]]))),
+  },
   // §5.1.1: stream identifiers.
   {
     name: "stream ids that go backwards",
@@ -168,25 +213,49 @@ const ROWS: Row[] = [
     },
   },
   { name: "even stream id from a client", stream: 2, run: (c) => c.headers(2, CONNECT) },
-  { name: "HEADERS on stream 0", stream: 0, run: (c) => c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 0, [0x82])) },
+  {
+    name: "HEADERS on stream 0",
+    stream: 0,
+    run: (c) => c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 0, [0x82])),
+  },
   { name: "DATA on an idle stream", run: (c) => c.p.data(1, 10) },
   { name: "RST_STREAM on an idle stream", run: (c) => c.p.send(frame(abi.FRAME_RST_STREAM, 0, 1, u32(0))) },
   { name: "WINDOW_UPDATE on an idle stream", run: (c) => c.p.windowUpdate(1, 10) },
   // §6: frames in the wrong place.
-  { name: "CONTINUATION without HEADERS", run: (c) => c.p.send(frame(abi.FRAME_CONTINUATION, abi.FLAG_END_HEADERS, 1, [0x82])) },
+  {
+    name: "CONTINUATION without HEADERS",
+    run: (c) => c.p.send(frame(abi.FRAME_CONTINUATION, abi.FLAG_END_HEADERS, 1, [0x82])),
+  },
   {
     name: "HEADERS interrupted by another frame",
-    run: (c) => c.p.send(frame(abi.FRAME_HEADERS, 0, 1, c.p.enc.encode(CONNECT)), frame(abi.FRAME_PING, 0, 0, Buffer.alloc(8))),
+    run: (c) =>
+      c.p.send(frame(abi.FRAME_HEADERS, 0, 1, c.p.enc.encode(CONNECT)), frame(abi.FRAME_PING, 0, 0, Buffer.alloc(8))),
   },
   { name: "PING on a stream", run: (c) => c.p.send(frame(abi.FRAME_PING, 0, 1, Buffer.alloc(8))) },
   { name: "SETTINGS on a stream", run: (c) => c.p.send(frame(abi.FRAME_SETTINGS, 0, 1)) },
   { name: "SETTINGS_ENABLE_PUSH 2", run: (c) => c.p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([[2, 2]]))) },
-  { name: "SETTINGS_MAX_FRAME_SIZE below 16384", run: (c) => c.p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([[5, 100]]))) },
-  { name: "PUSH_PROMISE from a client", run: (c) => c.p.send(frame(abi.FRAME_PUSH_PROMISE, abi.FLAG_END_HEADERS, 1, u32(2))) },
-  { name: "PRIORITY on itself", expect: rst(abi.PROTOCOL_ERROR), run: (c) => c.p.send(frame(abi.FRAME_PRIORITY, 0, 1, [0, 0, 0, 1, 16])) },
-  { name: "HEADERS with padding past the payload", run: (c) => c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_PADDED, 1, [10, 0x82])) },
+  {
+    name: "SETTINGS_MAX_FRAME_SIZE below 16384",
+    run: (c) => c.p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([[5, 100]]))),
+  },
+  {
+    name: "PUSH_PROMISE from a client",
+    run: (c) => c.p.send(frame(abi.FRAME_PUSH_PROMISE, abi.FLAG_END_HEADERS, 1, u32(2))),
+  },
+  {
+    name: "PRIORITY on itself",
+    expect: rst(abi.PROTOCOL_ERROR),
+    run: (c) => c.p.send(frame(abi.FRAME_PRIORITY, 0, 1, [0, 0, 0, 1, 16])),
+  },
+  {
+    name: "HEADERS with padding past the payload",
+    run: (c) => c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_PADDED, 1, [10, 0x82])),
+  },
   { name: "HPACK: index 0", run: (c) => c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, [0x80])) },
-  { name: "HPACK: index past the table", run: (c) => c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, [0xff, 0x7f])) },
+  {
+    name: "HPACK: index past the table",
+    run: (c) => c.p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, [0xff, 0x7f])),
+  },
 ];
 
 /** Runs a row on a fresh connection; returns the first error answer within the quiet period. */
@@ -196,16 +265,24 @@ async function outcome(port: number, row: Row): Promise<Outcome> {
     const settings = p.frames.find((f) => f.type === abi.FRAME_SETTINGS && f.flags === 0);
     const maxFrame = settings?.settings?.find(([id]) => id === abi.SETTINGS_MAX_FRAME_SIZE)?.[1] ?? 16384;
     const ctx: Ctx = {
-      p, maxFrame,
+      p,
+      maxFrame,
       headers: (stream, list, endStream = false) => p.headers(stream, list, endStream),
       response: async (stream) => {
-        await p.waitFor((f) => (f.type === abi.FRAME_HEADERS && f.streamId === stream) || f.type === abi.FRAME_GOAWAY, 2000);
+        await p.waitFor(
+          (f) => (f.type === abi.FRAME_HEADERS && f.streamId === stream) || f.type === abi.FRAME_GOAWAY,
+          2000,
+        );
       },
     };
     await row.run(ctx);
     const target = row.stream ?? 1;
-    const f = await p.waitFor((x) => (x.type === abi.FRAME_GOAWAY && x.errorCode !== abi.NO_ERROR) ||
-      (x.type === abi.FRAME_RST_STREAM && x.streamId === target && x.errorCode !== abi.NO_ERROR), 400);
+    const f = await p.waitFor(
+      (x) =>
+        (x.type === abi.FRAME_GOAWAY && x.errorCode !== abi.NO_ERROR) ||
+        (x.type === abi.FRAME_RST_STREAM && x.streamId === target && x.errorCode !== abi.NO_ERROR),
+      400,
+    );
     if (!f) return { kind: "none" };
     return { kind: f.type === abi.FRAME_GOAWAY ? "goaway" : "rst", code: f.errorCode! };
   } finally {

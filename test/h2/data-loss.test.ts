@@ -42,39 +42,49 @@ async function clientStream(port: number): Promise<{ session: H2Session; stream:
 
 describe("RST_STREAM(NO_ERROR) after END_STREAM keeps the received data", () => {
   it.each([
-    ["NO_ERROR", abi.NO_ERROR, true], ["CANCEL", abi.CANCEL, true], ["NO_ERROR", abi.NO_ERROR, false], ["CANCEL", abi.CANCEL, false],
-  ])("client: a raw server sends 512 KiB, RST_STREAM(%s = %i) in one write (END_STREAM before it: %s)", async (_n, code, endStream) => {
-    const srv = net.createServer((sock) => {
-      sock.on("error", () => {});
-      let got = Buffer.alloc(0);
-      let answered = false;
-      sock.on("data", (d: Buffer) => {
-        got = Buffer.concat([got, d]);
-        // After the 24-byte preface, wait for the request's HEADERS on stream 1.
-        for (let off = 24; off + 9 <= got.length && !answered; off += 9 + got.readUIntBE(off, 3)) {
-          if (got[off + 3] !== abi.FRAME_HEADERS) continue;
-          answered = true;
-          sock.write(Buffer.concat([
-            frame(abi.FRAME_SETTINGS, 0, 0), frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0),
-            frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, [0x88]), // :status 200
-            ...dataFrames(1, BODY, endStream), frame(abi.FRAME_RST_STREAM, 0, 1, u32(code)),
-          ]));
-        }
+    ["NO_ERROR", abi.NO_ERROR, true],
+    ["CANCEL", abi.CANCEL, true],
+    ["NO_ERROR", abi.NO_ERROR, false],
+    ["CANCEL", abi.CANCEL, false],
+  ])(
+    "client: a raw server sends 512 KiB, RST_STREAM(%s = %i) in one write (END_STREAM before it: %s)",
+    async (_n, code, endStream) => {
+      const srv = net.createServer((sock) => {
+        sock.on("error", () => {});
+        let got = Buffer.alloc(0);
+        let answered = false;
+        sock.on("data", (d: Buffer) => {
+          got = Buffer.concat([got, d]);
+          // After the 24-byte preface, wait for the request's HEADERS on stream 1.
+          for (let off = 24; off + 9 <= got.length && !answered; off += 9 + got.readUIntBE(off, 3)) {
+            if (got[off + 3] !== abi.FRAME_HEADERS) continue;
+            answered = true;
+            sock.write(
+              Buffer.concat([
+                frame(abi.FRAME_SETTINGS, 0, 0),
+                frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0),
+                frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, [0x88]), // :status 200
+                ...dataFrames(1, BODY, endStream),
+                frame(abi.FRAME_RST_STREAM, 0, 1, u32(code)),
+              ]),
+            );
+          }
+        });
       });
-    });
-    const port = await listen(srv);
-    cleanups.add(() => new Promise((r) => srv.close(r)));
-    const { stream, closed } = await clientStream(port);
-    await closed; // the reset arrived before the application read anything
-    // A "stop" (NO_ERROR, or CANCEL as a tunnel's EOF) loses nothing that came before it: destroying the stream
-    // here dropped the unread tail, and the pipe then passed the cut off as a clean FIN (the soak's truncated echoes).
-    expect(stream.rstCode).toBe(code);
-    // Writes after the peer said "stop sending" are dropped, not an error (and end the write side).
-    await new Promise<void>((resolve, reject) => stream.once("error", reject).end("late", () => resolve()));
-    const r = await drain(stream, BODY);
-    expect(r.bytes).toBe(BODY.length);
-    expect(r.equal).toBe(true);
-  });
+      const port = await listen(srv);
+      cleanups.add(() => new Promise((r) => srv.close(r)));
+      const { stream, closed } = await clientStream(port);
+      await closed; // the reset arrived before the application read anything
+      // A "stop" (NO_ERROR, or CANCEL as a tunnel's EOF) loses nothing that came before it: destroying the stream
+      // here dropped the unread tail, and the pipe then passed the cut off as a clean FIN (the soak's truncated echoes).
+      expect(stream.rstCode).toBe(code);
+      // Writes after the peer said "stop sending" are dropped, not an error (and end the write side).
+      await new Promise<void>((resolve, reject) => stream.once("error", reject).end("late", () => resolve()));
+      const r = await drain(stream, BODY);
+      expect(r.bytes).toBe(BODY.length);
+      expect(r.equal).toBe(true);
+    },
+  );
 
   it("client: node:http2 answers 512 KiB, ends, then closes the stream with NO_ERROR", async () => {
     const srv = http2.createServer();

@@ -38,13 +38,20 @@ function hpackInt(first: number, prefixBits: number, v: number): number[] {
 
 /** A literal field with incremental indexing and a new name (§6.2.1). */
 function literalIndexed(name: string, value: string): Buffer {
-  return Buffer.concat([Buffer.from([0x40, ...hpackInt(0, 7, name.length)]), Buffer.from(name, "latin1"),
-    Buffer.from(hpackInt(0, 7, value.length)), Buffer.from(value, "latin1")]);
+  return Buffer.concat([
+    Buffer.from([0x40, ...hpackInt(0, 7, name.length)]),
+    Buffer.from(name, "latin1"),
+    Buffer.from(hpackInt(0, 7, value.length)),
+    Buffer.from(value, "latin1"),
+  ]);
 }
 
 /** A literal without indexing whose name is a static entry (§6.2.2). */
 function literalStatic(index: number, value: string): Buffer {
-  return Buffer.concat([Buffer.from([...hpackInt(0, 4, index), ...hpackInt(0, 7, value.length)]), Buffer.from(value, "latin1")]);
+  return Buffer.concat([
+    Buffer.from([...hpackInt(0, 4, index), ...hpackInt(0, 7, value.length)]),
+    Buffer.from(value, "latin1"),
+  ]);
 }
 
 const CONNECT_BLOCK = Buffer.concat([literalStatic(2, "CONNECT"), literalStatic(1, "10.0.0.1:80")]);
@@ -76,7 +83,8 @@ class Bare {
   async goaway(): Promise<number | undefined> {
     for (let t = 0; t < 500; t++) {
       for (let off = 0; off + 9 <= this.got.length; off += 9 + this.got.readUIntBE(off, 3)) {
-        if (this.got[off + 3] === abi.FRAME_GOAWAY && off + 17 <= this.got.length) return this.got.readUInt32BE(off + 13);
+        if (this.got[off + 3] === abi.FRAME_GOAWAY && off + 17 <= this.got.length)
+          return this.got.readUInt32BE(off + 13);
       }
       if (this.sock.destroyed) return undefined;
       await new Promise((r) => setTimeout(r, 10));
@@ -146,7 +154,7 @@ describe("Wasm heap under hostile frames", () => {
     const partial = codec.heapTaken - taken;
     // 4 KiB each (the first growth step), not the 128 KiB block the declared length would take.
     expect(partial).toBeLessThan(N * 8 * 1024);
-    expect(partial).toBeLessThan(N * declared / 8);
+    expect(partial).toBeLessThan((N * declared) / 8);
     expect(codec.memoryBytes).toBeLessThan(64 * MiB); // the stated bound for this test (before: 300 x 128 KiB held)
     // Complete the frames: zeros decode as empty literal fields, 32 octets of header list per 2 bytes,
     // so each block expands past 4x the list limit (ENHANCE_YOUR_CALM); the buffers go back.
@@ -161,8 +169,10 @@ describe("Wasm heap under hostile frames", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(codec.heapTaken - after).toBeLessThan(2 * MiB);
     await freshTunnelWorks(port);
-    console.log(`[h2 hardening] ${N} partial 80 KiB HEADERS: +${(partial / 1024).toFixed(0)} KiB heap; ` +
-      `second wave: +${((codec.heapTaken - after) / 1024).toFixed(0)} KiB; memory ${(codec.memoryBytes / MiB).toFixed(1)} MiB`);
+    console.log(
+      `[h2 hardening] ${N} partial 80 KiB HEADERS: +${(partial / 1024).toFixed(0)} KiB heap; ` +
+        `second wave: +${((codec.heapTaken - after) / 1024).toFixed(0)} KiB; memory ${(codec.memoryBytes / MiB).toFixed(1)} MiB`,
+    );
   });
 
   it("turns allocator exhaustion into a per-session INTERNAL_ERROR; other sessions keep working", async () => {
@@ -237,7 +247,14 @@ describe("HPACK amplification", () => {
     const { port } = await server({ maxHeaderListSize: 8192 });
     const p = await cleanups.peer(port);
     // 8 KiB list limit: the block limit is 24 KiB; one 30 KiB HEADERS frame (below the 1 MiB max frame size).
-    p.send(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, Buffer.concat([CONNECT_BLOCK, Buffer.alloc(30 * 1024, 0x80 | 2)])));
+    p.send(
+      frame(
+        abi.FRAME_HEADERS,
+        abi.FLAG_END_HEADERS,
+        1,
+        Buffer.concat([CONNECT_BLOCK, Buffer.alloc(30 * 1024, 0x80 | 2)]),
+      ),
+    );
     expect((await p.goaway())?.errorCode).toBe(abi.ENHANCE_YOUR_CALM);
   });
 });
@@ -246,7 +263,10 @@ describe("SETTINGS", () => {
   it("refuses a SETTINGS frame of more than 32 entries (ENHANCE_YOUR_CALM); 32 are fine", async () => {
     const { port } = await server();
     const ok = await cleanups.peer(port);
-    const entries: [number, number][] = Array.from({ length: 32 }, (_, i) => [abi.SETTINGS_INITIAL_WINDOW_SIZE, 65535 + i]);
+    const entries: [number, number][] = Array.from({ length: 32 }, (_, i) => [
+      abi.SETTINGS_INITIAL_WINDOW_SIZE,
+      65535 + i,
+    ]);
     ok.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload(entries)));
     expect(await until(() => acks(ok) === 2)).toBe(true);
     const bad = await cleanups.peer(port);
@@ -261,8 +281,17 @@ describe("SETTINGS", () => {
     expect(await p.response(1)).toEqual([[":status", "200"]]);
     p.windowUpdate(1, 1000); // our send window on stream 1: 65535 + 1000
     // Last value wins (65535), but 2^31-1 in between would have pushed the window past 2^31-1.
-    p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([
-      [abi.SETTINGS_INITIAL_WINDOW_SIZE, abi.MAX_WINDOW_SIZE], [abi.SETTINGS_INITIAL_WINDOW_SIZE, 65535]])));
+    p.send(
+      frame(
+        abi.FRAME_SETTINGS,
+        0,
+        0,
+        settingsPayload([
+          [abi.SETTINGS_INITIAL_WINDOW_SIZE, abi.MAX_WINDOW_SIZE],
+          [abi.SETTINGS_INITIAL_WINDOW_SIZE, 65535],
+        ]),
+      ),
+    );
     expect((await p.goaway())?.errorCode).toBe(abi.FLOW_CONTROL_ERROR);
   });
 
@@ -271,8 +300,17 @@ describe("SETTINGS", () => {
     const p = await cleanups.peer(port);
     p.connectRequest(1);
     expect(await p.response(1)).toEqual([[":status", "200"]]);
-    p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([
-      [abi.SETTINGS_INITIAL_WINDOW_SIZE, 10], [abi.SETTINGS_INITIAL_WINDOW_SIZE, 100_000]])));
+    p.send(
+      frame(
+        abi.FRAME_SETTINGS,
+        0,
+        0,
+        settingsPayload([
+          [abi.SETTINGS_INITIAL_WINDOW_SIZE, 10],
+          [abi.SETTINGS_INITIAL_WINDOW_SIZE, 100_000],
+        ]),
+      ),
+    );
     expect(await until(() => acks(p) === 2)).toBe(true);
     streams[0].write(Buffer.alloc(90_000));
     // The connection window is 65535: the stream window (100,000) is not the limit.
@@ -292,8 +330,11 @@ describe("a peer that does not read, and resets it provokes", () => {
     const bad = literalStatic(2, "CONNECT");
     const n = 600_000;
     const reqs = Buffer.alloc(n * (9 + bad.length));
-    for (let i = 0; i < n; i++) frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_END_STREAM, 2 * i + 1, bad)
-      .copy(reqs, i * (9 + bad.length));
+    for (let i = 0; i < n; i++)
+      frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS | abi.FLAG_END_STREAM, 2 * i + 1, bad).copy(
+        reqs,
+        i * (9 + bad.length),
+      );
     sock.write(Buffer.concat([PREFACE, frame(abi.FRAME_SETTINGS, 0, 0), frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0)]));
     for (let off = 0; off < reqs.length && !sock.destroyed; off += 1 << 20) {
       if (!sock.write(reqs.subarray(off, off + (1 << 20)))) {
@@ -313,7 +354,10 @@ describe("a peer that does not read, and resets it provokes", () => {
     const burst: Buffer[] = [];
     for (let i = 0; i < 450; i++) {
       const id = 2 * i + 1;
-      burst.push(frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, id, CONNECT_BLOCK), frame(abi.FRAME_WINDOW_UPDATE, 0, id, u32(0)));
+      burst.push(
+        frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, id, CONNECT_BLOCK),
+        frame(abi.FRAME_WINDOW_UPDATE, 0, id, u32(0)),
+      );
     }
     p.send(...burst);
     expect((await p.goaway())?.errorCode).toBe(abi.ENHANCE_YOUR_CALM);

@@ -31,7 +31,10 @@ async function server(opts: SessionOptions = {}, hold = false) {
     });
   });
   const port = await listen(srv);
-  cleanups.push(() => new Promise((r) => srv.close(r)), () => sessions.forEach((s) => s.destroy()));
+  cleanups.push(
+    () => new Promise((r) => srv.close(r)),
+    () => sessions.forEach((s) => s.destroy()),
+  );
   return { port, sessions, errors };
 }
 
@@ -45,8 +48,16 @@ describe("CONNECT requests (RFC 9113 §8.5)", () => {
   it("refuses CONNECT with :path or :scheme, or without :authority, with RST_STREAM PROTOCOL_ERROR", async () => {
     const { port } = await server();
     const p = await peer(port);
-    p.headers(1, [[":method", "CONNECT"], [":authority", "10.0.0.1:80"], [":path", "/"]]);
-    p.headers(3, [[":method", "CONNECT"], [":scheme", "https"], [":authority", "10.0.0.1:80"]]);
+    p.headers(1, [
+      [":method", "CONNECT"],
+      [":authority", "10.0.0.1:80"],
+      [":path", "/"],
+    ]);
+    p.headers(3, [
+      [":method", "CONNECT"],
+      [":scheme", "https"],
+      [":authority", "10.0.0.1:80"],
+    ]);
     p.headers(5, [[":method", "CONNECT"]]);
     for (const id of [1, 3, 5]) expect((await p.rst(id))?.errorCode).toBe(abi.PROTOCOL_ERROR);
     p.connectRequest(7);
@@ -58,14 +69,27 @@ describe("CONNECT requests (RFC 9113 §8.5)", () => {
     const p = await peer(port);
     p.connectRequest(1, "10.0.0.1:80", [["X-Upper", "1"]]);
     p.connectRequest(3, "10.0.0.1:80", [["connection", "keep-alive"]]);
-    p.headers(5, [[":method", "CONNECT"], ["x-a", "1"], [":authority", "10.0.0.1:80"]]);
+    p.headers(5, [
+      [":method", "CONNECT"],
+      ["x-a", "1"],
+      [":authority", "10.0.0.1:80"],
+    ]);
     for (const id of [1, 3, 5]) expect((await p.rst(id))?.errorCode).toBe(abi.PROTOCOL_ERROR);
   });
 
   it("answers a non-CONNECT request with 400 and END_STREAM", async () => {
     const { port } = await server();
     const p = await peer(port);
-    p.headers(1, [[":method", "GET"], [":scheme", "http"], [":path", "/"], [":authority", "x"]], true);
+    p.headers(
+      1,
+      [
+        [":method", "GET"],
+        [":scheme", "http"],
+        [":path", "/"],
+        [":authority", "x"],
+      ],
+      true,
+    );
     expect(await p.response(1)).toEqual([[":status", "400"]]);
     const f = p.frames.find((x) => x.type === abi.FRAME_HEADERS && x.streamId === 1)!;
     expect(f.flags & abi.FLAG_END_STREAM).toBe(abi.FLAG_END_STREAM);
@@ -170,7 +194,10 @@ describe("limits against hostile peers", () => {
   it("answers 431 to an oversized header list and stays in sync", async () => {
     const { port } = await server({ maxHeaderListSize: 1024 });
     const p = await peer(port);
-    p.connectRequest(1, "10.0.0.1:80", [["x-big", "v".repeat(2000)], ["x-small", "s"]]);
+    p.connectRequest(1, "10.0.0.1:80", [
+      ["x-big", "v".repeat(2000)],
+      ["x-small", "s"],
+    ]);
     expect(await p.response(1)).toEqual([[":status", "431"]]);
     p.connectRequest(3, "10.0.0.1:80", [["x-small", "s"]]); // refers to entries the big block added
     expect(await p.response(3)).toEqual([[":status", "200"]]);

@@ -26,7 +26,10 @@ describe.skipIf(!haveH2())("interop with Python hyper-h2", () => {
       });
     });
     const port = await listen(srv);
-    cleanups.push(() => new Promise((r) => srv.close(r)), () => sessions.forEach((s) => s.destroy()));
+    cleanups.push(
+      () => new Promise((r) => srv.close(r)),
+      () => sessions.forEach((s) => s.destroy()),
+    );
     const { code, out, err } = await runH2Peer(["client", String(port), "10", String(1 << 20)]);
     expect(err).toBe("");
     expect(code).toBe(0);
@@ -44,14 +47,16 @@ describe.skipIf(!haveH2())("interop with Python hyper-h2", () => {
     await once(sock, "connect");
     const c = H2Session.client(sock);
     cleanups.push(() => c.destroy());
-    const results = await Promise.all(Array.from({ length: 4 }, async (_, i) => {
-      const s = await c.connect(`10.0.0.${i}:80`, [["baggage", "k8s.cluster.name=node"]]);
-      expect(s.status).toBe(200);
-      expect(s.header("baggage")).toBe("k8s.cluster.name=python");
-      const data = pattern(2 << 20, 50 + i);
-      const [, got] = await Promise.all([pump(s, data), drain(s, data)]);
-      return got;
-    }));
+    const results = await Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        const s = await c.connect(`10.0.0.${i}:80`, [["baggage", "k8s.cluster.name=node"]]);
+        expect(s.status).toBe(200);
+        expect(s.header("baggage")).toBe("k8s.cluster.name=python");
+        const data = pattern(2 << 20, 50 + i);
+        const [, got] = await Promise.all([pump(s, data), drain(s, data)]);
+        return got;
+      }),
+    );
     for (const r of results) expect(r).toEqual({ bytes: 2 << 20, equal: true });
   });
 });

@@ -23,12 +23,18 @@ async function echoServer(opts = {}): Promise<{ port: number; sessions: H2Sessio
     const s = H2Session.server(sock, opts);
     sessions.push(s);
     s.on("connect", (stream: H2Stream, headers, respond) => {
-      respond(200, [["baggage", "k8s.cluster.name=server"], ["x-authority", headers[1][1]]]);
+      respond(200, [
+        ["baggage", "k8s.cluster.name=server"],
+        ["x-authority", headers[1][1]],
+      ]);
       stream.pipe(stream);
     });
   });
   const port = await listen(server);
-  cleanups.push(() => new Promise((r) => server.close(r)), () => sessions.forEach((s) => s.destroy()));
+  cleanups.push(
+    () => new Promise((r) => server.close(r)),
+    () => sessions.forEach((s) => s.destroy()),
+  );
   return { port, sessions };
 }
 
@@ -67,7 +73,11 @@ describe("H2Session with itself", () => {
 });
 
 /** node:http2 server whose CONNECT handler echoes; its own windows stay at node's defaults. */
-async function nodeEchoServer(): Promise<{ port: number; server: http2.Http2Server; streams: http2.ServerHttp2Stream[] }> {
+async function nodeEchoServer(): Promise<{
+  port: number;
+  server: http2.Http2Server;
+  streams: http2.ServerHttp2Stream[];
+}> {
   const streams: http2.ServerHttp2Stream[] = [];
   const server = http2.createServer();
   server.on("stream", (stream, headers) => {
@@ -81,11 +91,16 @@ async function nodeEchoServer(): Promise<{ port: number; server: http2.Http2Serv
     stream.on("error", () => {});
   });
   server.on("sessionError", () => {});
-  const port = await new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)));
+  const port = await new Promise<number>((r) =>
+    server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)),
+  );
   // node's server.close() waits for sessions, and a session that sent GOAWAY may stop reading: destroy them.
   const all: http2.ServerHttp2Session[] = [];
   server.on("session", (x) => all.push(x));
-  cleanups.push(() => new Promise((r) => server.close(r)), () => all.forEach((x) => x.destroy()));
+  cleanups.push(
+    () => new Promise((r) => server.close(r)),
+    () => all.forEach((x) => x.destroy()),
+  );
   return { port, server, streams };
 }
 
@@ -117,12 +132,14 @@ describe("our client with a node:http2 server", () => {
   it("runs 100 concurrent streams on one connection", async () => {
     const { port } = await nodeEchoServer();
     const c = await client(port);
-    const results = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
-      const s = await c.connect(`10.0.0.${i}:80`);
-      const data = pattern(64 * 1024 + i, i + 1);
-      const [, got] = await Promise.all([pump(s, data, 8192), drain(s, data)]);
-      return got.equal;
-    }));
+    const results = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const s = await c.connect(`10.0.0.${i}:80`);
+        const data = pattern(64 * 1024 + i, i + 1);
+        const [, got] = await Promise.all([pump(s, data, 8192), drain(s, data)]);
+        return got.equal;
+      }),
+    );
     expect(results.every(Boolean)).toBe(true);
     expect(c.activeStreams).toBe(0);
   });
@@ -139,7 +156,9 @@ describe("our client with a node:http2 server", () => {
         setTimeout(() => stream.end("-after-end"), 20);
       });
     });
-    const port = await new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)));
+    const port = await new Promise<number>((r) =>
+      server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port)),
+    );
     cleanups.push(() => new Promise((r) => server.close(r)));
     const c = await client(port);
     const s = await c.connect("10.0.0.1:80");
@@ -218,13 +237,15 @@ describe("node:http2 client with our server", () => {
   it("serves 100 concurrent streams on one connection", async () => {
     const { port, sessions } = await echoServer();
     const c = nodeClient(port);
-    const ok = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
-      const req = nodeConnect(c, `10.1.0.${i}:80`);
-      await once(req, "response");
-      const data = pattern(32 * 1024 + i, 100 + i);
-      const [, got] = await Promise.all([pump(req, data, 4096), drain(req, data)]);
-      return got.equal;
-    }));
+    const ok = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const req = nodeConnect(c, `10.1.0.${i}:80`);
+        await once(req, "response");
+        const data = pattern(32 * 1024 + i, 100 + i);
+        const [, got] = await Promise.all([pump(req, data, 4096), drain(req, data)]);
+        return got.equal;
+      }),
+    );
     expect(ok.every(Boolean)).toBe(true);
     expect(sessions[0].activeStreams).toBe(0);
   });

@@ -27,7 +27,10 @@ async function serve(onConnect: (stream: H2Stream, respond: (s: number) => void)
     s.on("connect", (stream: H2Stream, _h, respond) => void onConnect(stream, respond));
   });
   const port = await listen(srv);
-  cleanups.push(() => new Promise((r) => srv.close(r)), () => sessions.forEach((s) => s.destroy()));
+  cleanups.push(
+    () => new Promise((r) => srv.close(r)),
+    () => sessions.forEach((s) => s.destroy()),
+  );
   return { port, sessions };
 }
 
@@ -55,12 +58,14 @@ describe("sessions under load", () => {
     expect(tunnel.status).toBe(200);
     const inner = H2Session.client(tunnel);
     cleanups.push(() => inner.destroy());
-    const results = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const s = await inner.connect(`10.0.1.${i}:8080`);
-      const data = pattern(8 << 20, 1000 + i);
-      const [, got] = await Promise.all([pump(s, data, 128 * 1024), drain(s, data)]);
-      return got;
-    }));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const s = await inner.connect(`10.0.1.${i}:8080`);
+        const data = pattern(8 << 20, 1000 + i);
+        const [, got] = await Promise.all([pump(s, data, 128 * 1024), drain(s, data)]);
+        return got;
+      }),
+    );
     for (const r of results) expect(r).toEqual({ bytes: 8 << 20, equal: true });
   });
 
@@ -113,25 +118,51 @@ describe("fuzzing a server session", () => {
     const enc = new HpackEncoder();
     const valid = Buffer.concat([
       PREFACE,
-      frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([[4, 100000], [5, 16384]])),
-      enc.encodeHeadersFrame(1, [[":method", "CONNECT"], [":authority", "10.0.0.1:80"]], false, 16384),
+      frame(
+        abi.FRAME_SETTINGS,
+        0,
+        0,
+        settingsPayload([
+          [4, 100000],
+          [5, 16384],
+        ]),
+      ),
+      enc.encodeHeadersFrame(
+        1,
+        [
+          [":method", "CONNECT"],
+          [":authority", "10.0.0.1:80"],
+        ],
+        false,
+        16384,
+      ),
       frame(abi.FRAME_DATA, 0, 1, Buffer.alloc(300, 1)),
       frame(abi.FRAME_WINDOW_UPDATE, 0, 1, u32(1000)),
       frame(abi.FRAME_PING, 0, 0, Buffer.alloc(8)),
-      frame(abi.FRAME_DATA, abi.FLAG_PADDED | abi.FLAG_END_STREAM, 1, Buffer.concat([Buffer.from([4]), Buffer.alloc(10, 2), Buffer.alloc(4)])),
+      frame(
+        abi.FRAME_DATA,
+        abi.FLAG_PADDED | abi.FLAG_END_STREAM,
+        1,
+        Buffer.concat([Buffer.from([4]), Buffer.alloc(10, 2), Buffer.alloc(4)]),
+      ),
       frame(abi.FRAME_RST_STREAM, 0, 1, u32(8)),
     ]);
-    const inputs = fc.sample(fc.oneof(
-      fc.uint8Array({ maxLength: 2000 }).map((b) => Buffer.concat([PREFACE, b])),
-      fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 })
-        .map((muts) => {
-          const b = Buffer.from(valid);
-          for (const [at, v] of muts) if (at >= PREFACE.length) b[at] = v;
-          return b;
-        }),
-    ), 300);
+    const inputs = fc.sample(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 2000 }).map((b) => Buffer.concat([PREFACE, b])),
+        fc
+          .array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 })
+          .map((muts) => {
+            const b = Buffer.from(valid);
+            for (const [at, v] of muts) if (at >= PREFACE.length) b[at] = v;
+            return b;
+          }),
+      ),
+      300,
+    );
     const deadline = Date.now() + 8000;
-    let runs = 0, goaways = 0;
+    let runs = 0,
+      goaways = 0;
     for (const input of inputs) {
       if (Date.now() > deadline) break;
       const sock = net.connect(port, "127.0.0.1");

@@ -39,10 +39,17 @@ export interface HboneProcess extends Child {
 }
 
 /** Starts `hbone <kind> args…` (dist/, built by `npm run build`) and waits for its ready line. */
-export async function spawnHbone(kind: "proxy" | "gateway", args: string[], nodeArgs: string[] = [],
-  o: Omit<SpawnOptions, "nodeArgs"> = {}): Promise<HboneProcess> {
-  const child = await spawnNode(`hbone ${kind}`, CLI, [kind, ...args],
-    { ...o, env: { HBONE_LOG_LEVEL: "warn", ...o.env }, nodeArgs });
+export async function spawnHbone(
+  kind: "proxy" | "gateway",
+  args: string[],
+  nodeArgs: string[] = [],
+  o: Omit<SpawnOptions, "nodeArgs"> = {},
+): Promise<HboneProcess> {
+  const child = await spawnNode(`hbone ${kind}`, CLI, [kind, ...args], {
+    ...o,
+    env: { HBONE_LOG_LEVEL: "warn", ...o.env },
+    nodeArgs,
+  });
   const unowned: string[] = [];
   for (const s of [child.proc.stdout!, child.proc.stderr!]) {
     createInterface({ input: s }).on("line", (l) => {
@@ -74,7 +81,12 @@ export function expectRssBelow(p: HboneProcess, mib = RSS_BOUND_MIB): void {
 }
 
 /** A workload certificate from a plug-in CA directory. */
-export async function issue(caDir: string, namespace: string, sa: string, trustDomain = "cluster.local"): Promise<WorkloadCertificate> {
+export async function issue(
+  caDir: string,
+  namespace: string,
+  sa: string,
+  trustDomain = "cluster.local",
+): Promise<WorkloadCertificate> {
   const ca = await CertificateAuthority.load(caDir);
   return ca.issue(new Identity(trustDomain, namespace, sa));
 }
@@ -82,21 +94,41 @@ export async function issue(caDir: string, namespace: string, sa: string, trustD
 export const id = (namespace: string, sa: string): Identity => new Identity("cluster.local", namespace, sa);
 
 /** A hostile HTTP/2 peer over real mTLS (HBONE's TLS: 1.3, ALPN h2, client certificate), optionally from `localAddress`. */
-export async function tlsPeer(o: { host: string; port: number; cert: WorkloadCertificate; expected: Identity;
-  localAddress?: string }): Promise<RawPeer> {
+export async function tlsPeer(o: {
+  host: string;
+  port: number;
+  cert: WorkloadCertificate;
+  expected: Identity;
+  localAddress?: string;
+}): Promise<RawPeer> {
   const tcp = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress });
   tcp.on("error", () => {});
-  const { socket } = await connectHbone({ host: o.host, port: o.port, certificate: o.cert, expected: [o.expected], socket: tcp });
+  const { socket } = await connectHbone({
+    host: o.host,
+    port: o.port,
+    certificate: o.cert,
+    expected: [o.expected],
+    socket: tcp,
+  });
   return RawPeer.over(socket);
 }
 
 /** A CONNECT request HEADERS frame, to send in one write with whatever follows it. */
 export function connectFrame(peer: RawPeer, stream: number, authority: string): Buffer {
-  return peer.enc.encodeHeadersFrame(stream, [[":method", "CONNECT"], [":authority", authority]], false, 16384);
+  return peer.enc.encodeHeadersFrame(
+    stream,
+    [
+      [":method", "CONNECT"],
+      [":authority", authority],
+    ],
+    false,
+    16384,
+  );
 }
 
 export const rstFrame = (stream: number, code: number): Buffer => frame(abi.FRAME_RST_STREAM, 0, stream, u32(code));
-export const windowUpdateFrame = (stream: number, inc: number): Buffer => frame(abi.FRAME_WINDOW_UPDATE, 0, stream, u32(inc));
+export const windowUpdateFrame = (stream: number, inc: number): Buffer =>
+  frame(abi.FRAME_WINDOW_UPDATE, 0, stream, u32(inc));
 
 /** The response status a raw peer got on `stream` (0: none in time). */
 export async function statusOf(peer: RawPeer, stream: number, ms = 5000): Promise<number> {
@@ -188,15 +220,21 @@ export type Answer = (stream: number, enc: HpackEncoder, later: (bytes: Buffer[]
  * with `answer(streamId, enc)`'s bytes in one write (changeable at any time): the misbehaviour an
  * honest proxy never sends.
  */
-export async function fakeDestination(host: string, port: number, cert: WorkloadCertificate,
-  answer: Answer): Promise<{ connects: number; answer: Answer; close(): void }> {
+export async function fakeDestination(
+  host: string,
+  port: number,
+  cert: WorkloadCertificate,
+  answer: Answer,
+): Promise<{ connects: number; answer: Answer; close(): void }> {
   const state = { connects: 0, answer, close: () => server.close() };
-  const server = tls.createServer({ ...contextOptions(cert), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ["h2"] },
+  const server = tls.createServer(
+    { ...contextOptions(cert), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ["h2"] },
     (sock) => {
       sock.on("error", () => {});
       const enc = new HpackEncoder();
       sock.write(frame(abi.FRAME_SETTINGS, 0, 0));
-      let buf = Buffer.alloc(0), prefaceSeen = false;
+      let buf = Buffer.alloc(0),
+        prefaceSeen = false;
       sock.on("data", (d: Buffer) => {
         buf = Buffer.concat([buf, d]);
         if (!prefaceSeen) {
@@ -205,18 +243,27 @@ export async function fakeDestination(host: string, port: number, cert: Workload
           prefaceSeen = true;
         }
         while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
-          const len = buf.readUIntBE(0, 3), type = buf[3], flags = buf[4], sid = buf.readUInt32BE(5) & 0x7fffffff;
+          const len = buf.readUIntBE(0, 3),
+            type = buf[3],
+            flags = buf[4],
+            sid = buf.readUInt32BE(5) & 0x7fffffff;
           buf = buf.subarray(9 + len);
-          if (type === abi.FRAME_SETTINGS && !(flags & abi.FLAG_ACK)) sock.write(frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0));
+          if (type === abi.FRAME_SETTINGS && !(flags & abi.FLAG_ACK))
+            sock.write(frame(abi.FRAME_SETTINGS, abi.FLAG_ACK, 0));
           if (type === abi.FRAME_HEADERS) {
             state.connects++;
-            sock.write(Buffer.concat(state.answer(sid, enc, (more) => {
-              if (!sock.destroyed) sock.write(Buffer.concat(more));
-            })));
+            sock.write(
+              Buffer.concat(
+                state.answer(sid, enc, (more) => {
+                  if (!sock.destroyed) sock.write(Buffer.concat(more));
+                }),
+              ),
+            );
           }
         }
       });
-    });
+    },
+  );
   server.on("tlsClientError", () => {});
   server.listen(port, host);
   await once(server, "listening");
@@ -263,15 +310,31 @@ export async function blackhole(host: string): Promise<{ port: number; close(): 
  * Double HBONE through an east-west gateway by hand: outer mTLS to the gateway, CONNECT
  * `authority`, inner mTLS inside that stream to the endpoint's proxy, CONNECT `authority` again.
  */
-export async function viaGateway(o: { gateway: string; port: number; cert: WorkloadCertificate; gatewayId: Identity;
-  endpointId: Identity; authority: string }): Promise<{ tunnel: Duplex; close(): void }> {
-  const { socket } = await connectHbone({ host: o.gateway, port: o.port, certificate: o.cert, expected: [o.gatewayId] });
+export async function viaGateway(o: {
+  gateway: string;
+  port: number;
+  cert: WorkloadCertificate;
+  gatewayId: Identity;
+  endpointId: Identity;
+  authority: string;
+}): Promise<{ tunnel: Duplex; close(): void }> {
+  const { socket } = await connectHbone({
+    host: o.gateway,
+    port: o.port,
+    certificate: o.cert,
+    expected: [o.gatewayId],
+  });
   const outer = H2Session.client(socket);
   const outerStream = await outer.connect(o.authority);
   outerStream.on("error", () => {});
   if (outerStream.status !== 200) throw new Error(`gateway answered ${outerStream.status}`);
-  const inner = await connectHbone({ host: o.gateway, port: o.port, certificate: o.cert, expected: [o.endpointId],
-    socket: outerStream });
+  const inner = await connectHbone({
+    host: o.gateway,
+    port: o.port,
+    certificate: o.cert,
+    expected: [o.endpointId],
+    socket: outerStream,
+  });
   const innerSession = H2Session.client(inner.socket);
   const tunnel = await innerSession.connect(o.authority);
   tunnel.on("error", () => {});
@@ -292,20 +355,45 @@ export interface ProxyProcess extends HboneProcess {
 
 /** Spawns `hbone proxy --config … --workload …` with every port but inbound/metrics off, logging at info.
  *  `nofile` sets its open-files limit (soft and hard); `env` adds environment variables (the limits). */
-export async function spawnProxy(o: { config: string; caDir: string; workload: string; nofile?: number;
-  env?: Record<string, string> }): Promise<ProxyProcess> {
-  const args = ["--config", o.config, "--workload", o.workload, "--ca-dir", o.caDir, "--inbound-port", "0",
-    "--socks5-port", "off", "--admin-port", "off", "--metrics-port", "0", "--readiness-port", "off"];
+export async function spawnProxy(o: {
+  config: string;
+  caDir: string;
+  workload: string;
+  nofile?: number;
+  env?: Record<string, string>;
+}): Promise<ProxyProcess> {
+  const args = [
+    "--config",
+    o.config,
+    "--workload",
+    o.workload,
+    "--ca-dir",
+    o.caDir,
+    "--inbound-port",
+    "0",
+    "--socks5-port",
+    "off",
+    "--admin-port",
+    "off",
+    "--metrics-port",
+    "0",
+    "--readiness-port",
+    "off",
+  ];
   const startedAt = Date.now();
   const lines: { msg: string }[] = [];
-  const p = await spawnHbone("proxy", args, [], { nofile: o.nofile, env: { HBONE_LOG_LEVEL: "info", ...o.env },
+  const p = await spawnHbone("proxy", args, [], {
+    nofile: o.nofile,
+    env: { HBONE_LOG_LEVEL: "info", ...o.env },
     onLine: (l) => {
       if (l.startsWith("{")) lines.push(JSON.parse(l) as { msg: string });
-    } });
+    },
+  });
   const ready = p.ready as { inbound: string; metrics: number };
   const i = ready.inbound.lastIndexOf(":");
   return {
-    ...p, startedAt,
+    ...p,
+    startedAt,
     inbound: { host: ready.inbound.slice(0, i), port: Number(ready.inbound.slice(i + 1)) },
     metricsPort: ready.metrics,
     logs: () => lines,
@@ -319,12 +407,25 @@ export async function spawnProxy(o: { config: string; caDir: string; workload: s
 }
 
 /** An HBONE client session to a proxy (mTLS, identity `expected` checked), from `localAddress` if given. */
-export async function hboneSession(o: { host: string; port: number; certificate: WorkloadCertificate; expected: Identity;
-  localAddress?: string; timeoutMs?: number; session?: SessionOptions }): Promise<H2Session> {
+export async function hboneSession(o: {
+  host: string;
+  port: number;
+  certificate: WorkloadCertificate;
+  expected: Identity;
+  localAddress?: string;
+  timeoutMs?: number;
+  session?: SessionOptions;
+}): Promise<H2Session> {
   const tcp = o.localAddress ? net.connect({ host: o.host, port: o.port, localAddress: o.localAddress }) : undefined;
   tcp?.on("error", () => {}); // the TLS layer reports it
-  const { socket } = await connectHbone({ host: o.host, port: o.port, certificate: o.certificate, expected: [o.expected],
-    socket: tcp, timeoutMs: o.timeoutMs });
+  const { socket } = await connectHbone({
+    host: o.host,
+    port: o.port,
+    certificate: o.certificate,
+    expected: [o.expected],
+    socket: tcp,
+    timeoutMs: o.timeoutMs,
+  });
   return H2Session.client(socket, o.session);
 }
 
@@ -334,11 +435,16 @@ export async function clientHello(): Promise<Buffer> {
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const got = once(server, "connection") as Promise<[net.Socket]>;
-  const c = tls.connect({ host: "127.0.0.1", port: (server.address() as net.AddressInfo).port, rejectUnauthorized: false,
-    minVersion: "TLSv1.3", ALPNProtocols: ["h2"] });
+  const c = tls.connect({
+    host: "127.0.0.1",
+    port: (server.address() as net.AddressInfo).port,
+    rejectUnauthorized: false,
+    minVersion: "TLSv1.3",
+    ALPNProtocols: ["h2"],
+  });
   c.on("error", () => {});
   const [s] = await got;
-  const [first] = await once(s, "data") as [Buffer];
+  const [first] = (await once(s, "data")) as [Buffer];
   c.destroy();
   s.destroy();
   server.close();

@@ -37,8 +37,13 @@ function optionTables(node: ts.Node): Map<string, FlagSpec> {
           for (const o of p.initializer.properties) {
             if (!ts.isPropertyAssignment(o) || !ts.isObjectLiteralExpression(o.initializer)) continue;
             const name = propName(o.name);
-            const type = o.initializer.properties.find((q) => ts.isPropertyAssignment(q) && propName(q.name) === "type");
-            const t = type && ts.isPropertyAssignment(type) && ts.isStringLiteral(type.initializer) ? type.initializer.text : "";
+            const type = o.initializer.properties.find(
+              (q) => ts.isPropertyAssignment(q) && propName(q.name) === "type",
+            );
+            const t =
+              type && ts.isPropertyAssignment(type) && ts.isStringLiteral(type.initializer)
+                ? type.initializer.text
+                : "";
             if (name) out.set(name, { takesValue: t === "string" });
           }
         }
@@ -130,7 +135,7 @@ export function hboneCommands(markdown: string, file: string): HboneCommand[] {
       for (const part of line.split(/\s*(?:&&|\|\||;|\|)\s*/)) {
         const w = shellWords(part.replace(/^\s*\$\s+/, ""));
         while (w[0] === "sudo" || /^[A-Z_][A-Z0-9_]*=/.test(w[0] ?? "")) w.shift();
-        if (w[0] === "hbone" || w[0] === "npx" && w[1] === "hbone") {
+        if (w[0] === "hbone" || (w[0] === "npx" && w[1] === "hbone")) {
           out.push({ where: `${file}: ${part.trim()}`, words: w.slice(w[0] === "hbone" ? 1 : 2) });
         }
       }
@@ -152,7 +157,9 @@ export function checkCommand(c: HboneCommand, flags: CliFlags): { errors: string
     const [name, inline] = w.slice(2).split("=", 2) as [string, string | undefined];
     const spec = table.get(name);
     if (!spec) {
-      errors.push(`${c.where}: hbone ${cmd} has no flag --${name} (it has ${[...table.keys()].map((k) => `--${k}`).join(" ")})`);
+      errors.push(
+        `${c.where}: hbone ${cmd} has no flag --${name} (it has ${[...table.keys()].map((k) => `--${k}`).join(" ")})`,
+      );
       continue;
     }
     if (spec.takesValue && inline === undefined) {

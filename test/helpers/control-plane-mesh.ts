@@ -29,7 +29,15 @@ export async function makeMesh(name = "mesh"): Promise<MeshFixture> {
   const istiodCert = await ca.issue(ISTIOD);
   const tokenFile = join(dir, "istio-token");
   writeFileSync(tokenFile, `${TOKEN}\n`);
-  return { dir, caDir, ca, rootsPem: ca.rootsPem, istiodCert, tokenFile, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    caDir,
+    ca,
+    rootsPem: ca.rootsPem,
+    istiodCert,
+    tokenFile,
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** How clients reach the test istiod: TLS to the mesh root, istiod's SPIFFE identity, token and cluster id. */

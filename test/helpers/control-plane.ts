@@ -15,10 +15,14 @@ import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, addressResourceName } from ".
 import { encodeAddress, encodePolicy } from "../xds/encode.js";
 import { AggregatedDiscoveryServiceService } from "../../host/xds/gen/envoy/service/discovery/v3/ads.js";
 import type {
-  DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  Resource,
 } from "../../host/xds/gen/envoy/service/discovery/v3/discovery.js";
 import {
-  IstioCertificateServiceService, type IstioCertificateRequest, type IstioCertificateResponse,
+  IstioCertificateServiceService,
+  type IstioCertificateRequest,
+  type IstioCertificateResponse,
 } from "../../host/xds/gen/istio/v1/auth/ca.js";
 
 export { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL };
@@ -34,7 +38,12 @@ export class CsrSigner {
   /** How the next certificates are made: "ok", or a misbehaviour for tests. */
   mode: SignerMode = "ok";
   /** Every request, in order. */
-  readonly requests: { csr: x509.Pkcs10CertificateRequest; validitySeconds: number; metadata: Record<string, unknown> | undefined; headers: Metadata }[] = [];
+  readonly requests: {
+    csr: x509.Pkcs10CertificateRequest;
+    validitySeconds: number;
+    metadata: Record<string, unknown> | undefined;
+    headers: Metadata;
+  }[] = [];
   issued = 0;
   /** Holds each signature back this long (to observe how many requests a client keeps in flight). */
   delayMs = 0;
@@ -59,7 +68,9 @@ export class CsrSigner {
       ["ca-cert.pem", "ca-key.pem", "root-cert.pem"].map((f) => readFile(join(dir, f), "utf8")),
     );
     const der = createPrivateKey(keyPem!).export({ type: "pkcs8", format: "der" });
-    const key = await crypto.subtle.importKey("pkcs8", der, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, ["sign"]);
+    const key = await crypto.subtle.importKey("pkcs8", der, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, [
+      "sign",
+    ]);
     return new CsrSigner(new x509.X509Certificate(caPem!), key, caPem!, rootPem!);
   }
 
@@ -79,18 +90,28 @@ export class CsrSigner {
     this.requests.push({ csr, validitySeconds: req.validityDuration, metadata: req.metadata, headers });
     if (this.mode === "fail") throw new Error("CA is failing on purpose");
     if (!(await csr.verify())) throw new Error("CSR signature does not verify");
-    const san = csr.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
+    const san = csr.extensions.find(
+      (e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension,
+    );
     let uris: string[] = san?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
     if (this.requireImpersonation) {
       const want = req.metadata?.ImpersonatedIdentity;
-      if (typeof want !== "string") throw new SignerRefusal("impersonation required: no ImpersonatedIdentity in metadata");
-      if (uris.length !== 1 || uris[0] !== want) throw new SignerRefusal(`CSR names [${uris.join(", ")}], not the impersonated ${want}`);
-      if (!this.impersonationAllowed(want)) throw new SignerRefusal(`no pod with identity ${want} on the caller's node`);
+      if (typeof want !== "string")
+        throw new SignerRefusal("impersonation required: no ImpersonatedIdentity in metadata");
+      if (uris.length !== 1 || uris[0] !== want)
+        throw new SignerRefusal(`CSR names [${uris.join(", ")}], not the impersonated ${want}`);
+      if (!this.impersonationAllowed(want))
+        throw new SignerRefusal(`no pod with identity ${want} on the caller's node`);
     }
     if (this.mode === "wrong-identity") uris = ["spiffe://cluster.local/ns/default/sa/someone-else"];
     let publicKey: x509.PublicKey | CryptoKey = csr.publicKey;
     if (this.mode === "foreign-key") {
-      publicKey = ((await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair).publicKey;
+      publicKey = (
+        (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+          "sign",
+          "verify",
+        ])) as CryptoKeyPair
+      ).publicKey;
     }
     const now = Math.floor(Date.now() / 1000) * 1000;
     const serial = randomBytes(16);
@@ -107,7 +128,10 @@ export class CsrSigner {
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        new x509.SubjectAlternativeNameExtension(uris.map((u) => ({ type: "url" as const, value: u })), true),
+        new x509.SubjectAlternativeNameExtension(
+          uris.map((u) => ({ type: "url" as const, value: u })),
+          true,
+        ),
       ],
     });
     this.issued++;
@@ -160,7 +184,10 @@ export class StreamRecord {
   readonly responses: DeltaDiscoveryResponse[] = [];
   readonly types = new Map<string, TypeStream>();
   closed = false;
-  constructor(readonly headers: Metadata, readonly call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) {}
+  constructor(
+    readonly headers: Metadata,
+    readonly call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+  ) {}
 
   /** ACKs and NACKs received (requests carrying a nonce). */
   acks(typeUrl?: string): DeltaDiscoveryRequest[] {
@@ -217,7 +244,11 @@ export class TestControlPlane {
   }
 
   setService(s: Service): void {
-    this.set(ADDRESS_TYPE_URL, addressResourceName({ kind: "service", service: s }), encodeAddress({ kind: "service", service: s }));
+    this.set(
+      ADDRESS_TYPE_URL,
+      addressResourceName({ kind: "service", service: s }),
+      encodeAddress({ kind: "service", service: s }),
+    );
   }
 
   setPolicy(p: Policy): void {
@@ -301,13 +332,16 @@ export class TestControlPlane {
   private async listen(port: number): Promise<void> {
     const server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
     server.addService(AggregatedDiscoveryServiceService, {
-      deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => this.onStream(call),
+      deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
+        this.onStream(call),
     });
     if (this.o.signer) {
       const signer = this.o.signer;
       server.addService(IstioCertificateServiceService, {
-        createCertificate: (call: { request: IstioCertificateRequest; metadata: Metadata },
-          cb: (err: { code: number; details: string } | null, r?: IstioCertificateResponse) => void) => {
+        createCertificate: (
+          call: { request: IstioCertificateRequest; metadata: Metadata },
+          cb: (err: { code: number; details: string } | null, r?: IstioCertificateResponse) => void,
+        ) => {
           const denied = this.authError(call.metadata);
           if (denied) return cb({ code: status.UNAUTHENTICATED, details: denied });
           signer.sign(call.request, call.metadata).then(
@@ -318,7 +352,11 @@ export class TestControlPlane {
       });
     }
     const creds = this.o.tls
-      ? ServerCredentials.createSsl(null, [{ private_key: Buffer.from(this.o.tls.keyPem), cert_chain: Buffer.from(this.o.tls.certChainPem) }], false)
+      ? ServerCredentials.createSsl(
+          null,
+          [{ private_key: Buffer.from(this.o.tls.keyPem), cert_chain: Buffer.from(this.o.tls.certChainPem) }],
+          false,
+        )
       : ServerCredentials.createInsecure();
     this.port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`127.0.0.1:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
@@ -363,7 +401,11 @@ export class TestControlPlane {
     const entries = this.store.get(req.typeUrl);
     if (!entries) return;
     let ts = rec.types.get(req.typeUrl);
-    if (!ts) rec.types.set(req.typeUrl, (ts = { subscribed: false, held: new Map(), pending: new Map(), stale: new Set(), answered: false }));
+    if (!ts)
+      rec.types.set(
+        req.typeUrl,
+        (ts = { subscribed: false, held: new Map(), pending: new Map(), stale: new Set(), answered: false }),
+      );
     if (req.responseNonce === "") {
       // A type's first request on this stream: wildcard, starting from what the client says it holds.
       ts.subscribed = true;
@@ -430,7 +472,13 @@ export class TestControlPlane {
     ts.answered = true;
     const nonce = `n${++this.nonce}`;
     ts.pending.set(nonce, replaced);
-    const resp: DeltaDiscoveryResponse = { systemVersionInfo: "", resources, typeUrl, nonce, removedResources: removed };
+    const resp: DeltaDiscoveryResponse = {
+      systemVersionInfo: "",
+      resources,
+      typeUrl,
+      nonce,
+      removedResources: removed,
+    };
     if (this.o.recordResponses !== false) rec.responses.push(resp);
     rec.call.write(resp);
   }

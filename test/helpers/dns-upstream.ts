@@ -15,7 +15,11 @@ export class FakeUpstream {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly conns = new Set<net.Socket>();
 
-  private constructor(private readonly udp: dgram.Socket, private readonly tcp: net.Server, readonly port: number) {}
+  private constructor(
+    private readonly udp: dgram.Socket,
+    private readonly tcp: net.Server,
+    readonly port: number,
+  ) {}
 
   static async start(): Promise<FakeUpstream> {
     const tcp = net.createServer();
@@ -65,7 +69,9 @@ export class FakeUpstream {
     if (this.silent) return;
     const data = this.records.get(`${question.type} ${question.name.toLowerCase()}`);
     const reply = packet.encode({
-      type: "response", id: q.id, flags: packet.RECURSION_DESIRED | packet.RECURSION_AVAILABLE | (data ? 0 : 3),
+      type: "response",
+      id: q.id,
+      flags: packet.RECURSION_DESIRED | packet.RECURSION_AVAILABLE | (data ? 0 : 3),
       questions: [question],
       answers: (data ?? []).map((d) => ({ type: question.type as "A", name: question.name, ttl: 60, data: d })),
     });

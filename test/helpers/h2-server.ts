@@ -37,7 +37,10 @@ export async function ourServer(opts: SessionOptions = {}, hold = false): Promis
   });
   const port = await listen(srv);
   return {
-    port, sessions, errors, streams,
+    port,
+    sessions,
+    errors,
+    streams,
     close: async () => {
       for (const s of sessions) s.destroy();
       await new Promise<void>((r) => srv.close(() => r()));

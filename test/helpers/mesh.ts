@@ -83,11 +83,22 @@ export async function meshFixture(): Promise<MeshFixture> {
   writeFileSync(configPath, meshYaml(echoPort, halfPort));
   const meshes: Mesh[] = [];
   return {
-    dir, caDir, configPath, echoPort, halfPort,
+    dir,
+    caDir,
+    configPath,
+    echoPort,
+    halfPort,
     config: () => configPath,
     async proxy(o) {
       const m = await startProxy({
-        config: configPath, caDir, inboundPort: 0, socks5Port: false, adminPort: 0, metricsPort: 0, readinessPort: 0, ...o,
+        config: configPath,
+        caDir,
+        inboundPort: 0,
+        socks5Port: false,
+        adminPort: 0,
+        metricsPort: 0,
+        readinessPort: 0,
+        ...o,
       });
       meshes.push(m);
       return m;

@@ -12,7 +12,9 @@ export async function listen(server: net.Server): Promise<number> {
 }
 
 /** A connected pair of real TCP sockets on loopback (`allowHalfOpen`: a FIN does not end the other half). */
-export async function tcpPair(o: { allowHalfOpen?: boolean } = {}): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
+export async function tcpPair(
+  o: { allowHalfOpen?: boolean } = {},
+): Promise<[net.Socket, net.Socket, () => Promise<void>]> {
   const server = net.createServer({ allowHalfOpen: o.allowHalfOpen ?? false });
   const port = await listen(server);
   const accepted = once(server, "connection") as Promise<[net.Socket]>;

@@ -100,9 +100,13 @@ export interface NetnsProcess {
 }
 
 export function spawnInNetns(ns: Netns, script: string, args: string[] = []): NetnsProcess {
-  const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, "--input-type=module", "-e", script, "--", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    "ip",
+    ["netns", "exec", ns.name, process.execPath, "--input-type=module", "-e", script, "--", ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   child.on("error", () => undefined);
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
@@ -125,23 +129,28 @@ export function spawnInNetns(ns: Netns, script: string, args: string[] = []): Ne
   const exited = once(child, "exit");
   return {
     child,
-    line: (match, timeoutMs = 10_000) => new Promise((resolve, reject) => {
-      const deadline = setTimeout(() => reject(new Error(`no matching line from the script in ${ns.name} in ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
-      const look = () => {
-        const l = lines.find(match);
-        if (l !== undefined) {
-          clearTimeout(deadline);
-          resolve(l);
-        } else if (child.exitCode !== null) {
-          clearTimeout(deadline);
-          reject(new Error(`script in ${ns.name} exited ${child.exitCode}; stderr: ${stderr}`));
-        } else {
-          waiters.push(look);
-        }
-      };
-      child.once("exit", () => waiters.splice(0).forEach((w) => w()));
-      look();
-    }),
+    line: (match, timeoutMs = 10_000) =>
+      new Promise((resolve, reject) => {
+        const deadline = setTimeout(
+          () =>
+            reject(new Error(`no matching line from the script in ${ns.name} in ${timeoutMs} ms; stderr: ${stderr}`)),
+          timeoutMs,
+        );
+        const look = () => {
+          const l = lines.find(match);
+          if (l !== undefined) {
+            clearTimeout(deadline);
+            resolve(l);
+          } else if (child.exitCode !== null) {
+            clearTimeout(deadline);
+            reject(new Error(`script in ${ns.name} exited ${child.exitCode}; stderr: ${stderr}`));
+          } else {
+            waiters.push(look);
+          }
+        };
+        child.once("exit", () => waiters.splice(0).forEach((w) => w()));
+        look();
+      }),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGKILL");

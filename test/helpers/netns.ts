@@ -70,7 +70,8 @@ export function createNetns(prefix = "ns"): Netns {
     addVeth(addrs) {
       const a = `v${randomBytes(2).toString("hex")}`;
       ip(["-n", name, "link", "add", `${a}a`, "type", "veth", "peer", "name", `${a}b`]);
-      for (const addr of addrs) ip(["-n", name, "addr", "add", addr, "dev", `${a}a`, ...(addr.includes(":") ? ["nodad"] : [])]);
+      for (const addr of addrs)
+        ip(["-n", name, "addr", "add", addr, "dev", `${a}a`, ...(addr.includes(":") ? ["nodad"] : [])]);
       ip(["-n", name, "link", "set", `${a}a`, "up"]);
       ip(["-n", name, "link", "set", `${a}b`, "up"]);
     },

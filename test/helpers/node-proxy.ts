@@ -19,12 +19,27 @@ export interface SpawnedProxy {
 
 /** Spawns `node dist/host/cli.js proxy|gateway ARGS` with `env` added (inside the network namespace `netns`, by
  *  `ip netns exec`, when given); resolves on its ready line (20 s bound). */
-export async function spawnNodeProxy(args: string[], env: Record<string, string>,
-  o: { netns?: string; command?: "proxy" | "gateway" } = {}): Promise<SpawnedProxy> {
+export async function spawnNodeProxy(
+  args: string[],
+  env: Record<string, string>,
+  o: { netns?: string; command?: "proxy" | "gateway" } = {},
+): Promise<SpawnedProxy> {
   const command = o.command ?? "proxy";
-  const argv = ["dist/host/cli.js", command, "--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0",
-    ...(command === "proxy" ? ["--socks5-port", "off"] : []), ...args];
-  const [cmd, cmdArgs] = o.netns ? ["ip", ["netns", "exec", o.netns, process.execPath, ...argv]] : [process.execPath, argv];
+  const argv = [
+    "dist/host/cli.js",
+    command,
+    "--admin-port",
+    "0",
+    "--metrics-port",
+    "0",
+    "--readiness-port",
+    "0",
+    ...(command === "proxy" ? ["--socks5-port", "off"] : []),
+    ...args,
+  ];
+  const [cmd, cmdArgs] = o.netns
+    ? ["ip", ["netns", "exec", o.netns, process.execPath, ...argv]]
+    : [process.execPath, argv];
   const child = spawn(cmd, cmdArgs, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const out: string[] = [];
   let buf = "";
@@ -53,8 +68,13 @@ export async function spawnNodeProxy(args: string[], env: Record<string, string>
   });
   const r = await ready;
   return {
-    child, out, admin: r.admin!, metrics: r.metrics!, readiness: r.readiness!,
-    accessLines: () => out.filter((l) => l.includes('"connection complete"')).map((l) => JSON.parse(l) as Record<string, unknown>),
+    child,
+    out,
+    admin: r.admin!,
+    metrics: r.metrics!,
+    readiness: r.readiness!,
+    accessLines: () =>
+      out.filter((l) => l.includes('"connection complete"')).map((l) => JSON.parse(l) as Record<string, unknown>),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((res) => child.once("exit", res));

@@ -119,7 +119,8 @@ export class RawPeer {
   }
 
   dataBytes(stream: number): number {
-    return this.frames.filter((f) => f.type === abi.FRAME_DATA && f.streamId === stream)
+    return this.frames
+      .filter((f) => f.type === abi.FRAME_DATA && f.streamId === stream)
       .reduce((n, f) => n + f.payload.length, 0);
   }
 

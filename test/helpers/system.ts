@@ -40,9 +40,17 @@ export const PYTHON3_H2: SystemNeed = {
   check: () => runs(PYTHON, ["-c", "import h2"]),
   apt: "apt-get install -y python3-h2",
 };
-export const OPENSSL: SystemNeed = { what: "openssl", check: () => runs("openssl", ["version"]), apt: "apt-get install -y openssl" };
+export const OPENSSL: SystemNeed = {
+  what: "openssl",
+  check: () => runs("openssl", ["version"]),
+  apt: "apt-get install -y openssl",
+};
 export const IPROUTE2: SystemNeed = { what: "ip", check: () => runs("ip", ["-V"]), apt: "apt-get install -y iproute2" };
-export const NFTABLES: SystemNeed = { what: "nft", check: () => runs("nft", ["--version"]), apt: "apt-get install -y nftables" };
+export const NFTABLES: SystemNeed = {
+  what: "nft",
+  check: () => runs("nft", ["--version"]),
+  apt: "apt-get install -y nftables",
+};
 export const ROOT: SystemNeed = {
   what: "root",
   check: () => process.getuid?.() === 0,
@@ -50,7 +58,12 @@ export const ROOT: SystemNeed = {
 };
 
 const IN_CI = !!process.env.CI && process.env.CI !== "0" && process.env.CI !== "false";
-const hidden = new Set((process.env.HBONE_HIDE_SYSTEM ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+const hidden = new Set(
+  (process.env.HBONE_HIDE_SYSTEM ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 const known = new Map<string, boolean>();
 const reported = new Set<string>();
 

@@ -8,7 +8,13 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { SeqpacketServer, type Datagram, type Readiness, type SeqpacketSocket } from "../../host/sys/seqpacket.js";
 import { closeQuietly } from "../../host/sys/libc.js";
-import { decodeAck, decodeHello, encodeRequest, type WorkloadInfo, type WorkloadRequest } from "../../host/inpod/zds.js";
+import {
+  decodeAck,
+  decodeHello,
+  encodeRequest,
+  type WorkloadInfo,
+  type WorkloadRequest,
+} from "../../host/inpod/zds.js";
 
 interface Waiter {
   resolve(d: Datagram): void;

@@ -33,8 +33,12 @@ beforeAll(async () => {
   const config = join(fx.dir, "apps.yaml");
   writeFileSync(config, meshYaml(9000, 9001));
   echo = await fx.proxy({ config, workload: "default/echo/echo" });
-  sleep = await fx.proxy({ config, workload: "default/sleep/sleep", inboundPort: false,
-    hbonePort: echo.addresses.inbound!.port });
+  sleep = await fx.proxy({
+    config,
+    workload: "default/sleep/sleep",
+    inboundPort: false,
+    hbonePort: echo.addresses.inbound!.port,
+  });
 });
 afterAll(async () => {
   for (const s of servers) s.close();
@@ -48,8 +52,13 @@ function readme(): string {
 /** The text between the markers of this file (the README's example, verbatim). */
 function exampleText(): string {
   const src = readFileSync(new URL(import.meta.url), "utf8");
-  const [, body] = /\/\/ --- README example starts here ---\n([\s\S]*?)\n\s*\/\/ --- README example ends here ---/.exec(src)!;
-  return body!.split("\n").map((l) => l.replace(/^ {4}/, "")).join("\n");
+  const [, body] = /\/\/ --- README example starts here ---\n([\s\S]*?)\n\s*\/\/ --- README example ends here ---/.exec(
+    src,
+  )!;
+  return body!
+    .split("\n")
+    .map((l) => l.replace(/^ {4}/, ""))
+    .join("\n");
 }
 
 async function body(res: http.IncomingMessage): Promise<Buffer> {
@@ -58,9 +67,15 @@ async function body(res: http.IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function request(o: http.RequestOptions & { agent: http.Agent }, payload?: Buffer): Promise<{ res: http.IncomingMessage; data: Buffer }> {
+function request(
+  o: http.RequestOptions & { agent: http.Agent },
+  payload?: Buffer,
+): Promise<{ res: http.IncomingMessage; data: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: HOST, port: 9000, ...o }, (res) => void body(res).then((data) => resolve({ res, data }), reject));
+    const req = http.request(
+      { host: HOST, port: 9000, ...o },
+      (res) => void body(res).then((data) => resolve({ res, data }), reject),
+    );
     req.on("error", reject);
     req.end(payload);
   });
@@ -79,10 +94,15 @@ describe("README example", () => {
     // Call with node:http: an Agent whose connections are HBONE tunnels (service names from the mesh, no DNS).
     const agent = sleep.agent();
     const viaHttp = await new Promise<string>((resolve, reject) => {
-      http.get(`http://echo.default.svc.cluster.local:9000/`, { agent }, (res) => {
-        let text = "";
-        res.setEncoding("utf8").on("data", (c: string) => (text += c)).on("end", () => resolve(text));
-      }).on("error", reject);
+      http
+        .get(`http://echo.default.svc.cluster.local:9000/`, { agent }, (res) => {
+          let text = "";
+          res
+            .setEncoding("utf8")
+            .on("data", (c: string) => (text += c))
+            .on("end", () => resolve(text));
+        })
+        .on("error", reject);
     });
 
     // Or with Node's own fetch and an undici Dispatcher.
@@ -105,12 +125,18 @@ describe("node:http and fetch over tunnels", () => {
     server = http.createServer((req, res) => {
       const hash = createHash("sha256");
       const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => { hash.update(c); chunks.push(c); });
+      req.on("data", (c: Buffer) => {
+        hash.update(c);
+        chunks.push(c);
+      });
       req.on("end", () => {
         const all = Buffer.concat(chunks);
         const out = req.url === "/big" ? pattern(MiB, 7) : all;
-        res.writeHead(200, { "x-sha256": hash.digest("hex"), "x-peer": String((req.socket as TunnelSocket).peerIdentity),
-          "content-length": out.length });
+        res.writeHead(200, {
+          "x-sha256": hash.digest("hex"),
+          "x-peer": String((req.socket as TunnelSocket).peerIdentity),
+          "content-length": out.length,
+        });
         res.end(out);
       });
     });
@@ -163,7 +189,10 @@ describe("node:http and fetch over tunnels", () => {
     // request (its idle-socket check; it does the same over plain TCP and with Node's own
     // dispatcher), then reuses them: ten requests, at most two tunnels.
     const dispatcher = sleep.dispatcher();
-    for (let i = 0; i < 10; i++) expect(await (await fetch(`http://${HOST}:9000/`, { method: "POST", body: `f${i}`, dispatcher })).text()).toBe(`f${i}`);
+    for (let i = 0; i < 10; i++)
+      expect(await (await fetch(`http://${HOST}:9000/`, { method: "POST", body: `f${i}`, dispatcher })).text()).toBe(
+        `f${i}`,
+      );
     expect(opened() - 6).toBeGreaterThanOrEqual(1);
     expect(opened() - 6).toBeLessThanOrEqual(2);
     expect(sleep.pool.size).toBe(1);
@@ -206,9 +235,11 @@ describe("node:http and fetch over tunnels", () => {
     });
     const tunnel = asSocket(await sleep.connect(`${HOST}:9001`, { host: "127.0.0.2", port: 40123 }));
     await new Promise<void>((resolve, reject) => {
-      http.get({ host: HOST, port: 9001, path: "/", createConnection: () => tunnel }, (res) => {
-        res.resume().on("end", resolve);
-      }).on("error", reject);
+      http
+        .get({ host: HOST, port: 9001, path: "/", createConnection: () => tunnel }, (res) => {
+          res.resume().on("end", resolve);
+        })
+        .on("error", reject);
     });
     expect(await seen).toEqual(["127.0.0.2", 40123]);
   });
@@ -235,7 +266,10 @@ describe("node:http and fetch over tunnels", () => {
     servers.push(rude);
     const agent = sleep.agent();
     await expect(request({ agent, port: 9001, path: "/" })).rejects.toThrow();
-    echo.accept(9001, http.createServer((_req, res) => res.end("fine")));
+    echo.accept(
+      9001,
+      http.createServer((_req, res) => res.end("fine")),
+    );
     const { data } = await request({ agent, port: 9001, path: "/" });
     expect(data.toString()).toBe("fine");
     agent.destroy();
@@ -247,9 +281,25 @@ describe("the app's own TLS inside tunnels", () => {
   let key: string;
   beforeAll(() => {
     // A server certificate for the service's name, made by openssl (the app's TLS, not the mesh's).
-    const args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-      "-subj", "/CN=echo", "-addext", `subjectAltName=DNS:${HOST}`, "-keyout", join(fx.dir, "app-key.pem"),
-      "-out", join(fx.dir, "app-cert.pem")];
+    const args = [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=echo",
+      "-addext",
+      `subjectAltName=DNS:${HOST}`,
+      "-keyout",
+      join(fx.dir, "app-key.pem"),
+      "-out",
+      join(fx.dir, "app-cert.pem"),
+    ];
     execFileSync("openssl", args, { stdio: "ignore" });
     cert = readFileSync(join(fx.dir, "app-cert.pem"), "utf8");
     key = readFileSync(join(fx.dir, "app-key.pem"), "utf8");
@@ -269,7 +319,10 @@ describe("the app's own TLS inside tunnels", () => {
     const payload = pattern(MiB, 11);
     for (let i = 0; i < 3; i++) {
       const data = await new Promise<Buffer>((resolve, reject) => {
-        const req = https.request({ host: HOST, port: 9001, method: "POST", path: "/", agent }, (res) => void body(res).then(resolve, reject));
+        const req = https.request(
+          { host: HOST, port: 9001, method: "POST", path: "/", agent },
+          (res) => void body(res).then(resolve, reject),
+        );
         req.on("error", reject);
         req.end(payload);
       });
@@ -305,7 +358,7 @@ describe("http2 server via accept", () => {
     const client = http2.connect(`http://${HOST}:9001`, { createConnection: () => tunnel });
     client.on("error", () => {});
     const req = client.request({ ":path": "/" });
-    const [headers] = await once(req, "response") as [http2.IncomingHttpHeaders];
+    const [headers] = (await once(req, "response")) as [http2.IncomingHttpHeaders];
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     expect(headers[":status"]).toBe(200);

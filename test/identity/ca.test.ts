@@ -4,7 +4,16 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { X509Certificate, createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
@@ -27,7 +36,9 @@ function openssl(...args: string[]): string {
 }
 
 function pemCerts(text: string): X509Certificate[] {
-  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((b) => new X509Certificate(b));
+  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(
+    (b) => new X509Certificate(b),
+  );
 }
 
 const OPENSSL_CONF = `[req]
@@ -65,26 +76,76 @@ function keygen(kind: string, out: string): void {
 function opensslRoot(dir: string, keyKind: string): void {
   mkdirSync(dir, { recursive: true });
   keygen(keyKind, join(dir, "root-key.pem"));
-  openssl("req", "-x509", "-new", "-key", join(dir, "root-key.pem"), "-subj", `/O=OpenSSL Test/CN=Root ${keyKind}`,
-    "-days", "30", "-config", path("openssl.cnf"), "-extensions", "root", "-out", join(dir, "root-cert.pem"));
+  openssl(
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    join(dir, "root-key.pem"),
+    "-subj",
+    `/O=OpenSSL Test/CN=Root ${keyKind}`,
+    "-days",
+    "30",
+    "-config",
+    path("openssl.cnf"),
+    "-extensions",
+    "root",
+    "-out",
+    join(dir, "root-cert.pem"),
+  );
 }
 
 /** An openssl CA dir: an intermediate with a `keyKind` key signed by the CA in issuerDir (its root-cert.pem +
  *  root-key.pem), or the intermediate in opts.issuerDir, trusting rootDir's root. */
-function opensslCaDir(dir: string, rootDir: string, keyKind: string, opts: { chain?: boolean; issuerDir?: string; section?: string } = {}): void {
+function opensslCaDir(
+  dir: string,
+  rootDir: string,
+  keyKind: string,
+  opts: { chain?: boolean; issuerDir?: string; section?: string } = {},
+): void {
   mkdirSync(dir, { recursive: true });
   const [issuerCert, issuerKey] = opts.issuerDir
     ? [join(opts.issuerDir, "ca-cert.pem"), join(opts.issuerDir, "ca-key.pem")]
     : [join(rootDir, "root-cert.pem"), join(rootDir, "root-key.pem")];
   keygen(keyKind, join(dir, "ca-key.pem"));
-  openssl("req", "-new", "-key", join(dir, "ca-key.pem"), "-subj", `/O=OpenSSL Test/CN=${basename(dir)}`,
-    "-config", path("openssl.cnf"), "-out", join(dir, "ca.csr"));
-  openssl("x509", "-req", "-in", join(dir, "ca.csr"), "-CA", issuerCert, "-CAkey", issuerKey,
-    "-set_serial", `0x${randomBytes(8).toString("hex")}`, "-days", "30", "-extfile", path("openssl.cnf"),
-    "-extensions", opts.section ?? "intermediate", "-out", join(dir, "ca-cert.pem"));
+  openssl(
+    "req",
+    "-new",
+    "-key",
+    join(dir, "ca-key.pem"),
+    "-subj",
+    `/O=OpenSSL Test/CN=${basename(dir)}`,
+    "-config",
+    path("openssl.cnf"),
+    "-out",
+    join(dir, "ca.csr"),
+  );
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    join(dir, "ca.csr"),
+    "-CA",
+    issuerCert,
+    "-CAkey",
+    issuerKey,
+    "-set_serial",
+    `0x${randomBytes(8).toString("hex")}`,
+    "-days",
+    "30",
+    "-extfile",
+    path("openssl.cnf"),
+    "-extensions",
+    opts.section ?? "intermediate",
+    "-out",
+    join(dir, "ca-cert.pem"),
+  );
   copyFileSync(join(rootDir, "root-cert.pem"), join(dir, "root-cert.pem"));
   if (opts.chain) {
-    writeFileSync(join(dir, "cert-chain.pem"), readFileSync(join(dir, "ca-cert.pem"), "utf8") + readFileSync(join(dir, "root-cert.pem"), "utf8"));
+    writeFileSync(
+      join(dir, "cert-chain.pem"),
+      readFileSync(join(dir, "ca-cert.pem"), "utf8") + readFileSync(join(dir, "root-cert.pem"), "utf8"),
+    );
   }
 }
 
@@ -117,7 +178,16 @@ function checkLeaf(cert: WorkloadCertificate, intermediates: number, validityMs 
   writeFileSync(join(d, "untrusted.pem"), chain.slice(1).map(String).join("") || leaf.toString());
   writeFileSync(join(d, "roots.pem"), cert.rootsPem);
   for (const purpose of ["sslserver", "sslclient"]) {
-    const out = openssl("verify", "-purpose", purpose, "-CAfile", join(d, "roots.pem"), "-untrusted", join(d, "untrusted.pem"), join(d, "leaf.pem"));
+    const out = openssl(
+      "verify",
+      "-purpose",
+      purpose,
+      "-CAfile",
+      join(d, "roots.pem"),
+      "-untrusted",
+      join(d, "untrusted.pem"),
+      join(d, "leaf.pem"),
+    );
     expect(out.trim()).toBe(`${join(d, "leaf.pem")}: OK`);
   }
   // Validity as encoded, in whole seconds.
@@ -140,8 +210,10 @@ beforeAll(async () => {
   // Root -> mid -> CA, with the mid certificate after the CA's in ca-cert.pem and no cert-chain.pem.
   opensslCaDir(path("ossl-mid"), path("ossl-ec-root"), "ec-pkcs8", { section: "mid" });
   opensslCaDir(path("ossl-two-level"), path("ossl-ec-root"), "ec-pkcs8", { issuerDir: path("ossl-mid") });
-  writeFileSync(path("ossl-two-level", "ca-cert.pem"), readFileSync(path("ossl-two-level", "ca-cert.pem"), "utf8") +
-    readFileSync(path("ossl-mid", "ca-cert.pem"), "utf8"));
+  writeFileSync(
+    path("ossl-two-level", "ca-cert.pem"),
+    readFileSync(path("ossl-two-level", "ca-cert.pem"), "utf8") + readFileSync(path("ossl-mid", "ca-cert.pem"), "utf8"),
+  );
   // A root used directly as the CA (Istio allows ca-cert.pem == root-cert.pem).
   mkdirSync(path("ossl-root-as-ca"));
   copyFileSync(path("ossl-ec-root", "root-cert.pem"), path("ossl-root-as-ca", "ca-cert.pem"));
@@ -172,7 +244,9 @@ describe.skipIf(!HAVE_OPENSSL)("createPluginCa", () => {
     const out = openssl("verify", "-CAfile", path("c1", "root-cert.pem"), path("c1", "ca-cert.pem"));
     expect(out.trim()).toBe(`${path("c1", "ca-cert.pem")}: OK`);
     // pathlen:0: the intermediate signs only leaves.
-    expect(openssl("x509", "-in", path("c1", "ca-cert.pem"), "-noout", "-ext", "basicConstraints")).toMatch(/CA:TRUE, pathlen:0/);
+    expect(openssl("x509", "-in", path("c1", "ca-cert.pem"), "-noout", "-ext", "basicConstraints")).toMatch(
+      /CA:TRUE, pathlen:0/,
+    );
     const chain = pemCerts(readFileSync(path("c1", "cert-chain.pem"), "utf8")).map((c) => c.fingerprint256);
     expect(chain).toEqual([ca.fingerprint256, root.fingerprint256]);
   });
@@ -199,14 +273,16 @@ describe.skipIf(!HAVE_OPENSSL)("createPluginCa", () => {
 
   it("refuses to replace an existing CA and reports a bad root dir or trust domain", async () => {
     const before = readFileSync(path("c1", "ca-key.pem"), "utf8");
-    await expect(createPluginCa({ outDir: path("c1"), trustDomain: "cluster.local" })).rejects.toThrow(/already exists/);
+    await expect(createPluginCa({ outDir: path("c1"), trustDomain: "cluster.local" })).rejects.toThrow(
+      /already exists/,
+    );
     expect(readFileSync(path("c1", "ca-key.pem"), "utf8")).toBe(before);
-    await expect(createPluginCa({ outDir: path("x1"), trustDomain: "cluster.local", rootDir: path("c2") })).rejects.toThrow(
-      /root-key\.pem: missing/,
-    );
-    await expect(createPluginCa({ outDir: path("x2"), trustDomain: "cluster.local", rootDir: path("ossl-ec-root") })).rejects.toThrow(
-      /root-key\.pem: a reused root must have an RSA key/,
-    );
+    await expect(
+      createPluginCa({ outDir: path("x1"), trustDomain: "cluster.local", rootDir: path("c2") }),
+    ).rejects.toThrow(/root-key\.pem: missing/);
+    await expect(
+      createPluginCa({ outDir: path("x2"), trustDomain: "cluster.local", rootDir: path("ossl-ec-root") }),
+    ).rejects.toThrow(/root-key\.pem: a reused root must have an RSA key/);
     await expect(createPluginCa({ outDir: path("x3"), trustDomain: "Not A Domain" })).rejects.toThrow(IdentityError);
     await expect(createPluginCa({ outDir: path("x4"), trustDomain: "" })).rejects.toThrow(IdentityError);
   });
@@ -230,7 +306,11 @@ describe.skipIf(!HAVE_OPENSSL)("CertificateAuthority", () => {
     ["openssl two-level intermediates in ca-cert.pem", "ossl-two-level", 2],
   ])("issues from %s", async (_what, dir, intermediates) => {
     const ca = await CertificateAuthority.load(path(dir));
-    expect(ca.rootsPem).toBe(pemCerts(readFileSync(path(dir, "root-cert.pem"), "utf8")).map(String).join(""));
+    expect(ca.rootsPem).toBe(
+      pemCerts(readFileSync(path(dir, "root-cert.pem"), "utf8"))
+        .map(String)
+        .join(""),
+    );
     const cert = await ca.issue(ID);
     expect(cert.identity).toBe(ID);
     checkLeaf(cert, intermediates);
@@ -248,12 +328,17 @@ describe.skipIf(!HAVE_OPENSSL)("CertificateAuthority", () => {
     const old = await ca.issue(ID, { notBefore, notAfter });
     expect([old.notBefore, old.notAfter]).toEqual([notBefore, notAfter]);
     // openssl agrees that it has expired.
-    const r = spawnSync("openssl", ["verify", "-CAfile", path("ossl-ec-sec1", "root-cert.pem"), "-untrusted",
-      path("ossl-ec-sec1", "ca-cert.pem")], { input: pemCerts(old.certChainPem)[0].toString(), encoding: "utf8" });
+    const r = spawnSync(
+      "openssl",
+      ["verify", "-CAfile", path("ossl-ec-sec1", "root-cert.pem"), "-untrusted", path("ossl-ec-sec1", "ca-cert.pem")],
+      { input: pemCerts(old.certChainPem)[0].toString(), encoding: "utf8" },
+    );
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/certificate has expired/);
     await expect(ca.issue(ID, { notBefore: notAfter, notAfter: notBefore })).rejects.toThrow(/empty validity/);
-    await expect(ca.issue(ID, { validityMs: 400, notBefore: new Date("2030-01-01T00:00:00.100Z") })).rejects.toThrow(/empty validity/);
+    await expect(ca.issue(ID, { validityMs: 400, notBefore: new Date("2030-01-01T00:00:00.100Z") })).rejects.toThrow(
+      /empty validity/,
+    );
   });
 
   it("issues RSA leaves on request", async () => {
@@ -273,7 +358,9 @@ describe.skipIf(!HAVE_OPENSSL)("CertificateAuthority", () => {
     // openssl CAs name no trust domain and issue for any.
     const open = await CertificateAuthority.load(path("ossl-rsa-pkcs1"));
     expect(open.trustDomain).toBeUndefined();
-    expect((await open.issue(Identity.parse("spiffe://other.local/ns/a/sa/b"))).identity.trustDomain).toBe("other.local");
+    expect((await open.issue(Identity.parse("spiffe://other.local/ns/a/sa/b"))).identity.trustDomain).toBe(
+      "other.local",
+    );
   });
 
   describe("load errors name the file", () => {
@@ -294,18 +381,54 @@ describe.skipIf(!HAVE_OPENSSL)("CertificateAuthority", () => {
 
     it.each([
       ["a missing ca-key.pem", () => variant("nokey", "c1", { "ca-key.pem": undefined }), /ca-key\.pem: missing/],
-      ["a missing root-cert.pem", () => variant("noroot", "c1", { "root-cert.pem": undefined }), /root-cert\.pem: missing/],
-      ["a garbage key", () => variant("garbage", "c1", { "ca-key.pem": "not a key\n" }), /ca-key\.pem: not a usable private key/],
-      ["no certificate in root-cert.pem", () => variant("emptyroot", "c1", { "root-cert.pem": "\n" }), /root-cert\.pem: no PEM certificate/],
-      ["a corrupt certificate", () => variant("corrupt", "c1", {
-        "ca-cert.pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }), /ca-cert\.pem: certificate #1 is invalid/],
-      ["a key of another CA", () => variant("mismatch", "ossl-ec-sec1", { "ca-key.pem": read("ossl-ec-pkcs8", "ca-key.pem") }),
-        /ca-key\.pem: does not match the public key of ca-cert\.pem/],
-      ["a root that did not sign the CA", () => variant("otherroot", "ossl-ec-sec1", { "root-cert.pem": read("c1", "root-cert.pem") }),
-        /ca-cert\.pem: does not chain to root-cert\.pem/],
-      ["an encrypted key", () => variant("encrypted", "ossl-ec-sec1", {
-        "ca-key.pem": openssl("pkcs8", "-topk8", "-in", path("ossl-ec-sec1", "ca-key.pem"), "-passout", "pass:secret") }),
-        /ca-key\.pem: not a usable private key/],
+      [
+        "a missing root-cert.pem",
+        () => variant("noroot", "c1", { "root-cert.pem": undefined }),
+        /root-cert\.pem: missing/,
+      ],
+      [
+        "a garbage key",
+        () => variant("garbage", "c1", { "ca-key.pem": "not a key\n" }),
+        /ca-key\.pem: not a usable private key/,
+      ],
+      [
+        "no certificate in root-cert.pem",
+        () => variant("emptyroot", "c1", { "root-cert.pem": "\n" }),
+        /root-cert\.pem: no PEM certificate/,
+      ],
+      [
+        "a corrupt certificate",
+        () =>
+          variant("corrupt", "c1", {
+            "ca-cert.pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+          }),
+        /ca-cert\.pem: certificate #1 is invalid/,
+      ],
+      [
+        "a key of another CA",
+        () => variant("mismatch", "ossl-ec-sec1", { "ca-key.pem": read("ossl-ec-pkcs8", "ca-key.pem") }),
+        /ca-key\.pem: does not match the public key of ca-cert\.pem/,
+      ],
+      [
+        "a root that did not sign the CA",
+        () => variant("otherroot", "ossl-ec-sec1", { "root-cert.pem": read("c1", "root-cert.pem") }),
+        /ca-cert\.pem: does not chain to root-cert\.pem/,
+      ],
+      [
+        "an encrypted key",
+        () =>
+          variant("encrypted", "ossl-ec-sec1", {
+            "ca-key.pem": openssl(
+              "pkcs8",
+              "-topk8",
+              "-in",
+              path("ossl-ec-sec1", "ca-key.pem"),
+              "-passout",
+              "pass:secret",
+            ),
+          }),
+        /ca-key\.pem: not a usable private key/,
+      ],
     ])("%s", async (_what, make, message) => {
       await expect(CertificateAuthority.load(make())).rejects.toThrow(message);
     });
@@ -347,7 +470,16 @@ describe.skipIf(!HAVE_OPENSSL)("hbone certs", () => {
     for (const f of ["root-key.pem", "root-cert.pem", "ca-cert.pem", "ca-key.pem", "cert-chain.pem"]) {
       expect(r1.out).toContain(`wrote ${path("cli1", f)}\n`);
     }
-    const r2 = await run(["--out", path("cli2"), "--trust-domain", "cluster.local", "--cluster", "west", "--root", path("cli1")]);
+    const r2 = await run([
+      "--out",
+      path("cli2"),
+      "--trust-domain",
+      "cluster.local",
+      "--cluster",
+      "west",
+      "--root",
+      path("cli1"),
+    ]);
     expect(r2).toMatchObject({ code: 0, err: "" });
     expect(r2.out).not.toContain("root-key.pem");
     expect(existsSync(path("cli2", "root-key.pem"))).toBe(false);

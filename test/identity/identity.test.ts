@@ -15,7 +15,11 @@ import { OPENSSL, requireSystem } from "../helpers/system.js";
 describe("Identity", () => {
   it("parses and formats spiffe://td/ns/N/sa/S", () => {
     const id = Identity.parse("spiffe://cluster.local/ns/default/sa/bookinfo-productpage");
-    expect([id.trustDomain, id.namespace, id.serviceAccount]).toEqual(["cluster.local", "default", "bookinfo-productpage"]);
+    expect([id.trustDomain, id.namespace, id.serviceAccount]).toEqual([
+      "cluster.local",
+      "default",
+      "bookinfo-productpage",
+    ]);
     expect(id.toString()).toBe("spiffe://cluster.local/ns/default/sa/bookinfo-productpage");
     expect(String(new Identity("td.example_1-x", "ns.a", "Sa_1"))).toBe("spiffe://td.example_1-x/ns/ns.a/sa/Sa_1");
     expect(Identity.parse(id.toString()).equals(id)).toBe(true);
@@ -74,14 +78,36 @@ describe.skipIf(!requireSystem(OPENSSL))("SAN checks on certificates (openssl-ma
     const conf = join(dir, `${name}.cnf`);
     writeFileSync(
       conf,
-      ["[req]", "distinguished_name = dn", "[dn]", "[ext]", "subjectAltName = @alt", "[alt]", ...altNames, ""].join("\n"),
+      ["[req]", "distinguished_name = dn", "[dn]", "[ext]", "subjectAltName = @alt", "[alt]", ...altNames, ""].join(
+        "\n",
+      ),
     );
     const out = join(dir, `${name}.pem`);
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, `${name}.key`),
-      "-out", out, "-subj", "/CN=spiffe:\\/\\/cluster.local\\/ns\\/subject\\/sa\\/cn", "-days", "1",
-      "-config", conf, "-extensions", "ext",
-    ], { stdio: "pipe" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        join(dir, `${name}.key`),
+        "-out",
+        out,
+        "-subj",
+        "/CN=spiffe:\\/\\/cluster.local\\/ns\\/subject\\/sa\\/cn",
+        "-days",
+        "1",
+        "-config",
+        conf,
+        "-extensions",
+        "ext",
+      ],
+      { stdio: "pipe" },
+    );
     return new X509Certificate(readFileSync(out)).toLegacyObject();
   };
 
@@ -103,8 +129,12 @@ describe.skipIf(!requireSystem(OPENSSL))("SAN checks on certificates (openssl-ma
       "spiffe://other.local/ns/b/sa/two",
     ]);
     expect(verifyServerIdentity(cert, [Identity.parse("spiffe://other.local/ns/b/sa/two")])).toBeNull();
-    expect(verifyServerIdentity(cert, [Identity.parse("spiffe://cluster.local/ns/dns/sa/x")])).toMatch(/not the expected/);
-    expect(verifyServerIdentity(cert, [Identity.parse("spiffe://cluster.local/ns/subject/sa/cn")])).toMatch(/not the expected/);
+    expect(verifyServerIdentity(cert, [Identity.parse("spiffe://cluster.local/ns/dns/sa/x")])).toMatch(
+      /not the expected/,
+    );
+    expect(verifyServerIdentity(cert, [Identity.parse("spiffe://cluster.local/ns/subject/sa/cn")])).toMatch(
+      /not the expected/,
+    );
     expect(verifyServerIdentity(cert, [])).toMatch(/no expected server identity/);
     expect(verifyClientTrustDomain(cert, "other.local").identity?.toString()).toBe("spiffe://other.local/ns/b/sa/two");
     expect(verifyClientTrustDomain(cert, "third.local").reason).toMatch(/outside trust domain third.local/);
@@ -112,8 +142,13 @@ describe.skipIf(!requireSystem(OPENSSL))("SAN checks on certificates (openssl-ma
 
   it("cannot be fooled by a SAN value that looks like another entry", () => {
     // Node JSON-quotes (and \u-escapes) values with commas; a naive split on ", " would find a URI here.
-    const cert = certWith("forged", ["DNS.1 = a, URI:spiffe://cluster.local/ns/evil/sa/x", "URI.1 = spiffe://cluster.local/ns/good/sa/y"]);
-    expect(cert.subjectaltname).toBe('DNS:"a\\u002c URI:spiffe://cluster.local/ns/evil/sa/x", URI:spiffe://cluster.local/ns/good/sa/y');
+    const cert = certWith("forged", [
+      "DNS.1 = a, URI:spiffe://cluster.local/ns/evil/sa/x",
+      "URI.1 = spiffe://cluster.local/ns/good/sa/y",
+    ]);
+    expect(cert.subjectaltname).toBe(
+      'DNS:"a\\u002c URI:spiffe://cluster.local/ns/evil/sa/x", URI:spiffe://cluster.local/ns/good/sa/y',
+    );
     expect(peerIdentities(cert).map(String)).toEqual(["spiffe://cluster.local/ns/good/sa/y"]);
     const dnsOnly = certWith("forged2", ["DNS.1 = a, URI:spiffe://cluster.local/ns/evil/sa/x"]);
     expect(peerIdentities(dnsOnly)).toEqual([]);

@@ -54,7 +54,9 @@ function caClient(o: Partial<IstioCaClientOptions> = {}, at: TestControlPlane = 
 }
 
 function pems(chain: string): X509Certificate[] {
-  return (chain.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
+  return (chain.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(
+    (p) => new X509Certificate(p),
+  );
 }
 
 async function refusal(p: Promise<unknown>): Promise<Error> {
@@ -80,7 +82,9 @@ describe("IstioCaClient", () => {
     expect(req.csr.subject).toBe("");
     expect(req.csr.signatureAlgorithm).toMatchObject({ name: "ECDSA", hash: { name: "SHA-256" } });
     expect(req.csr.publicKey.algorithm).toMatchObject({ name: "ECDSA", namedCurve: "P-256" });
-    const san = req.csr.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension)!;
+    const san = req.csr.extensions.find(
+      (e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension,
+    )!;
     expect(san.names.items.map((i) => [i.type, i.value])).toEqual([["url", ID.toString()]]);
 
     // The certificate: our key, leaf + intermediate (the root is the trust anchor), validity from the leaf.
@@ -115,35 +119,67 @@ describe("IstioCaClient", () => {
   });
 
   const refusals: [string, () => Promise<unknown>, RegExp][] = [
-    ["a leaf for another identity", async () => {
-      signer.mode = "wrong-identity";
-      return caClient().issue(ID);
-    }, /URI SANs are \[spiffe:\/\/cluster\.local\/ns\/default\/sa\/someone-else\], not exactly \[spiffe:\/\/cluster\.local\/ns\/default\/sa\/sleep\]/],
-    ["a leaf holding another key", async () => {
-      signer.mode = "foreign-key";
-      return caClient().issue(ID);
-    }, /the leaf does not hold our public key/],
-    ["a chain that does not end at the mesh root", async () => {
-      const foreign = await TestControlPlane.start({ tls: mesh.istiodCert, token: TOKEN, signer: await CsrSigner.load(otherMesh.caDir) });
-      cleanups.push(() => foreign.stop());
-      return caClient({}, foreign).issue(ID);
-    }, /the chain does not end at the configured mesh root/],
-    ["a CA error", async () => {
-      signer.mode = "fail";
-      return caClient().issue(ID);
-    }, /CreateCertificate for spiffe:\/\/cluster\.local\/ns\/default\/sa\/sleep at https:\/\/127\.0\.0\.1:\d+: CA is failing on purpose/],
-    ["a wrong token", async () => {
-      const bad = `${mesh.tokenFile}.bad`;
-      const { writeFileSync } = await import("node:fs");
-      writeFileSync(bad, "nope");
-      return caClient({ tokenFile: bad }).issue(ID);
-    }, /bad or missing bearer token \(Bearer nope\)/],
-    ["a missing token file", async () => caClient({ tokenFile: `${mesh.tokenFile}.missing` }).issue(ID), /cannot read the token file/],
-    ["a CA server not trusted by the mesh root", async () => {
-      const foreign = await TestControlPlane.start({ tls: otherMesh.istiodCert, token: TOKEN, signer });
-      cleanups.push(() => foreign.stop());
-      return caClient({ timeoutMs: 3000 }, foreign).issue(ID);
-    }, /unable to get local issuer certificate/],
+    [
+      "a leaf for another identity",
+      async () => {
+        signer.mode = "wrong-identity";
+        return caClient().issue(ID);
+      },
+      /URI SANs are \[spiffe:\/\/cluster\.local\/ns\/default\/sa\/someone-else\], not exactly \[spiffe:\/\/cluster\.local\/ns\/default\/sa\/sleep\]/,
+    ],
+    [
+      "a leaf holding another key",
+      async () => {
+        signer.mode = "foreign-key";
+        return caClient().issue(ID);
+      },
+      /the leaf does not hold our public key/,
+    ],
+    [
+      "a chain that does not end at the mesh root",
+      async () => {
+        const foreign = await TestControlPlane.start({
+          tls: mesh.istiodCert,
+          token: TOKEN,
+          signer: await CsrSigner.load(otherMesh.caDir),
+        });
+        cleanups.push(() => foreign.stop());
+        return caClient({}, foreign).issue(ID);
+      },
+      /the chain does not end at the configured mesh root/,
+    ],
+    [
+      "a CA error",
+      async () => {
+        signer.mode = "fail";
+        return caClient().issue(ID);
+      },
+      /CreateCertificate for spiffe:\/\/cluster\.local\/ns\/default\/sa\/sleep at https:\/\/127\.0\.0\.1:\d+: CA is failing on purpose/,
+    ],
+    [
+      "a wrong token",
+      async () => {
+        const bad = `${mesh.tokenFile}.bad`;
+        const { writeFileSync } = await import("node:fs");
+        writeFileSync(bad, "nope");
+        return caClient({ tokenFile: bad }).issue(ID);
+      },
+      /bad or missing bearer token \(Bearer nope\)/,
+    ],
+    [
+      "a missing token file",
+      async () => caClient({ tokenFile: `${mesh.tokenFile}.missing` }).issue(ID),
+      /cannot read the token file/,
+    ],
+    [
+      "a CA server not trusted by the mesh root",
+      async () => {
+        const foreign = await TestControlPlane.start({ tls: otherMesh.istiodCert, token: TOKEN, signer });
+        cleanups.push(() => foreign.stop());
+        return caClient({ timeoutMs: 3000 }, foreign).issue(ID);
+      },
+      /unable to get local issuer certificate/,
+    ],
   ];
   it.each(refusals)("refuses %s", async (_name, fn, re) => {
     const err = await refusal(fn());
@@ -201,7 +237,8 @@ describe("SecretManager over IstioCaClient", () => {
     signer.mode = "fail";
     let rotated: WorkloadCertificate | undefined;
     secrets.on("rotated", (_id, c) => (rotated = c));
-    const failed = () => logs.filter((l) => l.msg === "certificate fetch failed" && l.serving === "previous certificate");
+    const failed = () =>
+      logs.filter((l) => l.msg === "certificate fetch failed" && l.serving === "previous certificate");
     await until(() => failed().length >= 3, WAIT, "three failed renewals");
     expect(signer.requests.length).toBeGreaterThanOrEqual(n + 3);
     expect(rotated).toBeUndefined();
@@ -216,7 +253,10 @@ describe("SecretManager over IstioCaClient", () => {
   });
 });
 
-async function hboneServer(cert: WorkloadCertificate, onSecure: (s: tls.TLSSocket) => void): Promise<{ server: HboneServer; port: number }> {
+async function hboneServer(
+  cert: WorkloadCertificate,
+  onSecure: (s: tls.TLSSocket) => void,
+): Promise<{ server: HboneServer; port: number }> {
   const server = createHboneServer({ certificate: cert, trustDomain: "cluster.local" }, onSecure);
   server.listen(0, "127.0.0.1");
   await once(server, "listening");

@@ -41,8 +41,12 @@ afterEach(async () => {
   logs.length = 0;
 });
 
-const pod = (i: number, sa: string, ns = "default"): LocalWorkload =>
-  ({ uid: `c1//Pod/${ns}/pod-${i}`, trustDomain: "cluster.local", namespace: ns, serviceAccount: sa });
+const pod = (i: number, sa: string, ns = "default"): LocalWorkload => ({
+  uid: `c1//Pod/${ns}/pod-${i}`,
+  trustDomain: "cluster.local",
+  namespace: ns,
+  serviceAccount: sa,
+});
 const uriOf = (c: WorkloadCertificate) => new X509Certificate(c.certChainPem).subjectAltName;
 
 /** The plug-in CA as a source, counting and (optionally) holding each issue until released. */
@@ -67,7 +71,9 @@ function caDirSource(o: { ttlMs?: number; hold?: boolean } = {}) {
     },
   };
   return {
-    source, calls, held,
+    source,
+    calls,
+    held,
     get peak() {
       return peak;
     },
@@ -77,7 +83,10 @@ function caDirSource(o: { ttlMs?: number; hold?: boolean } = {}) {
   };
 }
 
-function certs(source: CertificateSource, o: ConstructorParameters<typeof WorkloadCertificates>[1] = {}): WorkloadCertificates {
+function certs(
+  source: CertificateSource,
+  o: ConstructorParameters<typeof WorkloadCertificates>[1] = {},
+): WorkloadCertificates {
   const wc = new WorkloadCertificates(source, o);
   cleanups.push(() => wc.close());
   return wc;
@@ -97,7 +106,9 @@ describe("WorkloadCertificates with the plug-in CA", () => {
     expect(uriOf(await wc.fetch(sleep))).toBe(`URI:${sleep}`);
     expect(await wc.fetch(sleep)).toBe(wc.current(sleep));
     expect(wc.snapshot().map((e) => [e.identity, e.workloads.length, typeof e.notAfter])).toEqual([
-      [String(sleep), 2, "string"], [String(echo), 1, "string"]]);
+      [String(sleep), 2, "string"],
+      [String(echo), 1, "string"],
+    ]);
 
     wc.remove(pod(1, "sleep").uid);
     expect(wc.current(sleep)).toBeDefined();
@@ -186,14 +197,23 @@ describe("WorkloadCertificates with the plug-in CA", () => {
 
 describe("WorkloadCertificates with istiod's CA (impersonation)", () => {
   function istioCa(impersonate: boolean): IstioCaClient {
-    const c = new IstioCaClient({ ...connection(mesh, cp.address), rootsPem: mesh.rootsPem, impersonate, ttlMs: 3600_000 });
+    const c = new IstioCaClient({
+      ...connection(mesh, cp.address),
+      rootsPem: mesh.rootsPem,
+      impersonate,
+      ttlMs: 3600_000,
+    });
     cleanups.push(() => c.close());
     return c;
   }
 
   it("20 identities through CreateCertificate: ImpersonatedIdentity = the CSR's SAN, the proxy's token, 8 at once", async () => {
     const onNode = new Set<string>();
-    Object.assign(signer, { requireImpersonation: true, impersonationAllowed: (id: string) => onNode.has(id), delayMs: 100 });
+    Object.assign(signer, {
+      requireImpersonation: true,
+      impersonationAllowed: (id: string) => onNode.has(id),
+      delayMs: 100,
+    });
     const wc = certs(istioCa(true));
     const n = signer.requests.length;
     const ids = Array.from({ length: 20 }, (_, i) => {
@@ -218,7 +238,9 @@ describe("WorkloadCertificates with istiod's CA (impersonation)", () => {
     const wc = certs(istioCa(true), { minBackoffMs: 60_000 });
     signer.mode = "wrong-identity";
     const id = wc.add(pod(1, "victim"));
-    await expect(wc.fetch(id)).rejects.toThrow(/URI SANs are \[spiffe:\/\/cluster.local\/ns\/default\/sa\/someone-else\], not exactly/);
+    await expect(wc.fetch(id)).rejects.toThrow(
+      /URI SANs are \[spiffe:\/\/cluster.local\/ns\/default\/sa\/someone-else\], not exactly/,
+    );
     expect(wc.current(id)).toBeUndefined();
 
     signer.mode = "ok";

@@ -111,7 +111,12 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
   it("snapshot → listeners in each pod → acks; bad adds refused, others unaffected; del closes; restart resyncs", async () => {
     const fdsBefore = fs.readdirSync("/proc/self/fd").length;
     const hooks = proxyHooks();
-    const client = new InpodClient({ path: agent.path, onAdd: hooks.onAdd, onDel: hooks.onDel, backoffMs: { initial: 20, max: 200 } });
+    const client = new InpodClient({
+      path: agent.path,
+      onAdd: hooks.onAdd,
+      onDel: hooks.onDel,
+      backoffMs: { initial: 20, max: 200 },
+    });
     client.start();
     await agent.nextConnection(0);
     expect(client.isReady).toBe(false);
@@ -139,7 +144,9 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     // Bad adds: a descriptor that is not a netns, none at all, two — each refused with a reason.
     const notNs = fs.openSync("/dev/null", "r");
     try {
-      expect(await agent.request({ payload: { $case: "add", add: { uid: "uid-c", workloadInfo: infoA } } }, [notNs])).toMatch(
+      expect(
+        await agent.request({ payload: { $case: "add", add: { uid: "uid-c", workloadInfo: infoA } } }, [notNs]),
+      ).toMatch(
         /^add "uid-c": cannot enter the pod's network namespace: setns\(\d+, CLONE_NEWNET\): EINVAL — the descriptor is not a network namespace$/,
       );
     } finally {
@@ -149,7 +156,9 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
       'add "uid-d": expected exactly one netns fd in SCM_RIGHTS, got 0',
     );
     // A real namespace fd but no uid.
-    expect(await agent.request({ payload: { $case: "add", add: { uid: "", workloadInfo: infoA } } }, [aFd])).toBe("add without a uid");
+    expect(await agent.request({ payload: { $case: "add", add: { uid: "", workloadInfo: infoA } } }, [aFd])).toBe(
+      "add without a uid",
+    );
     // The others still work.
     expect((await probe(aFd, 15001)).line).toBe("outbound 127.0.0.1:15001");
     expect(client.pods().map((p) => p.uid)).toEqual(["uid-a", "uid-b"]);
@@ -160,7 +169,9 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     const three = [fs.openSync(a.path, "r"), fs.openSync(b.path, "r"), fs.openSync(a.path, "r")];
     try {
       const add = { payload: { $case: "add", add: { uid: "uid-e", workloadInfo: infoA } } } as const;
-      expect(await agent.request(add, three.slice(0, 2))).toBe('add "uid-e": expected exactly one netns fd in SCM_RIGHTS, got 2');
+      expect(await agent.request(add, three.slice(0, 2))).toBe(
+        'add "uid-e": expected exactly one netns fd in SCM_RIGHTS, got 2',
+      );
       expect(await agent.request(add, three)).toBe("ancillary data truncated (MSG_CTRUNC): more than one fd attached");
     } finally {
       three.forEach((fd) => fs.closeSync(fd));
@@ -169,7 +180,14 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     expect(await agent.keep("uid-a")).toBe("keep is only valid before snapshot_sent");
     // Every refusal is logged with its reason.
     expect(logs.filter((r) => r.msg === "refused a CNI agent request").map((r) => r.kind)).toEqual([
-      "add", "add", "add", "truncated", "add", "truncated", "invalid", "keep",
+      "add",
+      "add",
+      "add",
+      "truncated",
+      "add",
+      "truncated",
+      "invalid",
+      "keep",
     ]);
     expect(client.pods().map((p) => p.uid)).toEqual(["uid-a", "uid-b"]);
     expect((await probe(bFd, 15008)).line).toBe("hbone 127.0.0.1:15008");
@@ -210,7 +228,12 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     expect(listeningPorts(b)).toEqual([]);
     await agent.connectionEnded().catch(() => undefined);
     const hooks2 = proxyHooks();
-    const client2 = new InpodClient({ path: agent.path, onAdd: hooks2.onAdd, onDel: hooks2.onDel, backoffMs: { initial: 20, max: 200 } });
+    const client2 = new InpodClient({
+      path: agent.path,
+      onAdd: hooks2.onAdd,
+      onDel: hooks2.onDel,
+      backoffMs: { initial: 20, max: 200 },
+    });
     client2.start();
     await agent.nextConnection(2);
     expect(await agent.sendSnapshot()).toEqual({ "uid-a": "", "uid-b": "", snapshot_sent: "" });
@@ -228,7 +251,12 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
   it("connects when the agent appears later (retry with backoff) and readiness waits for the snapshot", async () => {
     const late = `${agent.path}.late`;
     const hooks = proxyHooks();
-    const client = new InpodClient({ path: late, onAdd: hooks.onAdd, onDel: hooks.onDel, backoffMs: { initial: 20, max: 100 } });
+    const client = new InpodClient({
+      path: late,
+      onAdd: hooks.onAdd,
+      onDel: hooks.onDel,
+      backoffMs: { initial: 20, max: 100 },
+    });
     const connected = once(client, "connected");
     client.start();
     await new Promise((r) => setTimeout(r, 150)); // several refused attempts (ENOENT)
@@ -278,7 +306,12 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
 
   it("an agent that floods requests without waiting gets every ack, in order, and the client stays usable", async () => {
     const hooks = proxyHooks();
-    const client = new InpodClient({ path: agent.path, onAdd: hooks.onAdd, onDel: hooks.onDel, backoffMs: { initial: 20, max: 200 } });
+    const client = new InpodClient({
+      path: agent.path,
+      onAdd: hooks.onAdd,
+      onDel: hooks.onDel,
+      backoffMs: { initial: 20, max: 200 },
+    });
     const count = agent.connections;
     client.start();
     try {

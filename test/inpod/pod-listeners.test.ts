@@ -108,7 +108,12 @@ describe.skipIf(!NETNS)("per-pod listener set", () => {
     const held = await adoptServer(net.createServer(reply("squatter")), holder.fd);
     held.on("error", () => undefined);
     logs.length = 0;
-    const p = await PodListeners.open({ pod: "default/r", netnsFd: nsFd, retryMs: 100, handlers: { outbound: reply("o"), hbone: reply("h") } });
+    const p = await PodListeners.open({
+      pod: "default/r",
+      netnsFd: nsFd,
+      retryMs: 100,
+      handlers: { outbound: reply("o"), hbone: reply("h") },
+    });
     try {
       expect(p.complete).toBe(false);
       const hb = p.status().find((s) => s.kind === "hbone")!;
@@ -126,7 +131,12 @@ describe.skipIf(!NETNS)("per-pod listener set", () => {
 
   it("close() while a bind is being retried stops the retries", async () => {
     const holder = createListenSocketIn(nsFd, { host: "::", port: 15006 });
-    const p = await PodListeners.open({ pod: "default/c", netnsFd: nsFd, retryMs: 50, handlers: { "inbound-plaintext": reply("x") } });
+    const p = await PodListeners.open({
+      pod: "default/c",
+      netnsFd: nsFd,
+      retryMs: 50,
+      handlers: { "inbound-plaintext": reply("x") },
+    });
     expect(p.complete).toBe(false);
     await p.close();
     fs.closeSync(holder.fd);

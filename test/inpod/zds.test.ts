@@ -38,8 +38,14 @@ describe("ZDS messages", () => {
     expect(hex(encodeRequest({ payload: { $case: "del", del: { uid: "u1" } } }))).toBe("1204" + "12027531");
     expect(hex(encodeRequest({ payload: { $case: "snapshotSent", snapshotSent: {} } }))).toBe("1a00");
     expect(hex(encodeRequest({ payload: { $case: "keep", keep: { uid: "u1" } } }))).toBe("2a04" + "0a027531");
-    expect(decodeRequest(Buffer.from("1a00", "hex"))).toEqual({ ok: true, request: { $case: "snapshotSent", snapshotSent: {} } });
-    expect(decodeRequest(Buffer.from("2a040a027531", "hex"))).toEqual({ ok: true, request: { $case: "keep", keep: { uid: "u1" } } });
+    expect(decodeRequest(Buffer.from("1a00", "hex"))).toEqual({
+      ok: true,
+      request: { $case: "snapshotSent", snapshotSent: {} },
+    });
+    expect(decodeRequest(Buffer.from("2a040a027531", "hex"))).toEqual({
+      ok: true,
+      request: { $case: "keep", keep: { uid: "u1" } },
+    });
   });
 
   it("an old-numbered AddWorkload (uid=2) decodes with an empty uid, which the client refuses", () => {
@@ -51,10 +57,19 @@ describe("ZDS messages", () => {
   });
 
   it("hostile datagrams: empty, unknown fields only, truncated varints, garbage — a reason, never a throw", () => {
-    expect(decodeRequest(Buffer.alloc(0))).toEqual({ ok: false, error: expect.stringMatching(/without a known payload/) });
-    expect(decodeRequest(Buffer.from("2001", "hex"))).toEqual({ ok: false, error: expect.stringMatching(/without a known payload/) });
+    expect(decodeRequest(Buffer.alloc(0))).toEqual({
+      ok: false,
+      error: expect.stringMatching(/without a known payload/),
+    });
+    expect(decodeRequest(Buffer.from("2001", "hex"))).toEqual({
+      ok: false,
+      error: expect.stringMatching(/without a known payload/),
+    });
     expect(decodeRequest(Buffer.from("0aff", "hex"))).toEqual({ ok: false, error: expect.stringMatching(/malformed/) });
-    expect(decodeRequest(Buffer.from("ffffffffffffffffffff", "hex"))).toEqual({ ok: false, error: expect.stringMatching(/malformed/) });
+    expect(decodeRequest(Buffer.from("ffffffffffffffffffff", "hex"))).toEqual({
+      ok: false,
+      error: expect.stringMatching(/malformed/),
+    });
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 1024 }), (b) => {
         const d = decodeRequest(b);

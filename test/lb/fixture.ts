@@ -94,9 +94,10 @@ export function meshYaml(eps: Ep[], o: MeshOptions = {}): string {
       `  capacity: ${e.capacity ?? 1}`,
     );
     const address = e.address ?? "ip";
-    if (address === "ip") lines.push(`  workloadIps: [10.${i >> 16 & 255}.${i >> 8 & 255}.${i & 255}]`);
+    if (address === "ip") lines.push(`  workloadIps: [10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}]`);
     if (address === "hostname") lines.push(`  hostname: ${e.name}.example.com`);
-    if (e.gateway) lines.push(`  networkGateway: {destination: "${e.network ?? "n1"}/172.16.0.1", hboneMtlsPort: 15008}`);
+    if (e.gateway)
+      lines.push(`  networkGateway: {destination: "${e.network ?? "n1"}/172.16.0.1", hboneMtlsPort: 15008}`);
     if (services.length) {
       lines.push("  services:");
       for (const s of services) lines.push(`    "${NS}/${hostOf(s)}": ${JSON.stringify(e.ports ?? {})}`);
@@ -106,8 +107,12 @@ export function meshYaml(eps: Ep[], o: MeshOptions = {}): string {
   eps.forEach((e, i) => workload(e, i + 1, o.perEndpoint ? ["all", `one-${e.name}`] : ["all"]));
   lines.push("services:");
   for (const s of svcNames) {
-    lines.push(`- {name: ${s}, namespace: ${NS}, hostname: ${hostOf(s)}, ports: ${o.ports ?? "{80: 8080}"}` +
-      (o.labels ? `, labels: ${o.labels}` : "") + (o.lb ? `, loadBalancer: ${o.lb}` : "") + "}");
+    lines.push(
+      `- {name: ${s}, namespace: ${NS}, hostname: ${hostOf(s)}, ports: ${o.ports ?? "{80: 8080}"}` +
+        (o.labels ? `, labels: ${o.labels}` : "") +
+        (o.lb ? `, loadBalancer: ${o.lb}` : "") +
+        "}",
+    );
   }
   if (o.scopes) lines.push("serviceScopeConfigs:", o.scopes);
   return lines.join("\n") + "\n";

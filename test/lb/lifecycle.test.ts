@@ -110,7 +110,10 @@ describe.each(VARIANTS)("%s", (variant) => {
     expect(reached(lb, state)).toEqual({ a2: 5 });
 
     // a2 turns unhealthy, a new a3 joins: a1 stays ejected across the update.
-    apply(state, yaml([...EPS.map((e) => (e.name === "a2" ? { ...e, unhealthy: true } : e)), { name: "a3", node: "k3" }]));
+    apply(
+      state,
+      yaml([...EPS.map((e) => (e.name === "a2" ? { ...e, unhealthy: true } : e)), { name: "a3", node: "k3" }]),
+    );
     expect(reached(lb, state)).toEqual({ a3: 5 });
     expect(lb.isEjected(wl(state, "a1"))).toBe(true);
     // A Service object from the older config still finds its service.
@@ -143,7 +146,9 @@ describe.each(VARIANTS)("%s", (variant) => {
     const cycle = () => {
       for (let k = 0; k < 10; k++) {
         const eps: Ep[] = Array.from({ length: 50 + Math.floor(r() * 150) }, (_, i) => ({
-          name: `e${i}`, node: `k${i % 7}`, zone: `z${i % 3}`,
+          name: `e${i}`,
+          node: `k${i % 7}`,
+          zone: `z${i % 3}`,
         }));
         apply(state, meshYaml(eps, { lb: "{routingPreferences: [ZONE, NODE], mode: FAILOVER}" }));
         const svc = service(state, "all");
@@ -180,14 +185,32 @@ describe.each(VARIANTS)("%s", (variant) => {
     expect(t).not.toBe(0);
     codec.refresh();
     // Records as a hostile writer might leave them: ids out of range, a huge capacity, every flag.
-    const base = ex.lb_table_records(t) >>> 2, stride = L.LB_TARGETS + 1;
+    const base = ex.lb_table_records(t) >>> 2,
+      stride = L.LB_TARGETS + 1;
     for (let i = 0; i < 3; i++) {
       codec.i32.fill(-1, base + i * stride, base + (i + 1) * stride);
     }
-    const args = (port: number, policy: number): Parameters<typeof ex.lb_pick> => [t, port, policy, -1, -1, -1, -1, -1, -1, 0xffffffff, NaN];
+    const args = (port: number, policy: number): Parameters<typeof ex.lb_pick> => [
+      t,
+      port,
+      policy,
+      -1,
+      -1,
+      -1,
+      -1,
+      -1,
+      -1,
+      0xffffffff,
+      NaN,
+    ];
     expect(ex.lb_pick(...args(1, 0))).toBe(-1);
     expect(ex.lb_pick(...args(-1, 0))).toBe(-1);
-    for (const policy of [0, -1, 0x7fffffff, L.LB_MODE_STRICT | (7 << L.LB_PREFS_COUNT_SHIFT) | (0x3ffff << L.LB_PREFS_SHIFT)]) {
+    for (const policy of [
+      0,
+      -1,
+      0x7fffffff,
+      L.LB_MODE_STRICT | (7 << L.LB_PREFS_COUNT_SHIFT) | (0x3ffff << L.LB_PREFS_SHIFT),
+    ]) {
       const i = ex.lb_pick(...args(0, policy));
       expect(i).toBeGreaterThanOrEqual(-1);
       expect(i).toBeLessThan(3);

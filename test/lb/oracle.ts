@@ -7,7 +7,14 @@ import { serviceKey } from "../../host/model/index.js";
 import type { ProxyState } from "../../host/state/index.js";
 import { isGlobalService } from "../../host/lb/scope.js";
 import {
-  SOURCE_FIELD, hasAddress, lbSourceOf, randomU32, rulesOf, targetPortOf, type LbSource, type Rules,
+  SOURCE_FIELD,
+  hasAddress,
+  lbSourceOf,
+  randomU32,
+  rulesOf,
+  targetPortOf,
+  type LbSource,
+  type Rules,
 } from "../../host/lb/rules.js";
 import type { LbChoice } from "../../host/lb/balancer.js";
 import { LB_MODE_ALL, LB_MODE_STRICT } from "../../assembly/lb/layout.js";
@@ -39,7 +46,9 @@ function rankOf(r: Rules, src: LbSource, w: Workload, target: number): number {
   if (r.sameCluster && w.clusterId !== src.clusterId) return -1;
   if (r.mode === LB_MODE_ALL) return 0;
   const n = r.scopes.length;
-  let rank = 0, i = 0, full = n;
+  let rank = 0,
+    i = 0,
+    full = n;
   if (n > 0 && r.scopes[0] === "NETWORK") {
     // NETWORK first: a match counts n (above every off-network endpoint); a mismatch skips the scope.
     i = 1;
@@ -53,7 +62,6 @@ function rankOf(r: Rules, src: LbSource, w: Workload, target: number): number {
   }
   return r.mode === LB_MODE_STRICT && rank !== full ? -1 : rank;
 }
-
 
 export interface PickOptions {
   /** [0, 1), as Math.random (the default). */

@@ -4,7 +4,16 @@
 import { afterEach, describe, expect, test } from "vitest";
 import type { MeshConfig } from "../../host/model/index.js";
 import {
-  IMPLS, client, meshYaml, pickerFor, service, stateOf, sweep, type Ep, type MeshOptions, type Picker,
+  IMPLS,
+  client,
+  meshYaml,
+  pickerFor,
+  service,
+  stateOf,
+  sweep,
+  type Ep,
+  type MeshOptions,
+  type Picker,
 } from "./fixture.js";
 
 // Source: network n1, cluster c1, region r1, zone z1, subzone s1, node k1.
@@ -16,8 +25,26 @@ const EPS: Ep[] = [
   { name: "far", cluster: "c2", region: "r2", zone: "z3", subzone: "s4", node: "k5" },
   // Remote placeholders, reached through their network's gateway.
   { name: "gw-zone", network: "n2", cluster: "c3", address: "none", gateway: true },
-  { name: "gw-region", network: "n2", cluster: "c3", zone: "z2", subzone: "s9", node: "k9", address: "none", gateway: true },
-  { name: "gw-far", network: "n2", cluster: "c3", region: "r2", zone: "z3", node: "k9", address: "none", gateway: true },
+  {
+    name: "gw-region",
+    network: "n2",
+    cluster: "c3",
+    zone: "z2",
+    subzone: "s9",
+    node: "k9",
+    address: "none",
+    gateway: true,
+  },
+  {
+    name: "gw-far",
+    network: "n2",
+    cluster: "c3",
+    region: "r2",
+    zone: "z3",
+    node: "k9",
+    address: "none",
+    gateway: true,
+  },
   // Never reachable: off-network without a gateway, on-network without an address.
   { name: "off-no-gw", network: "n2", cluster: "c3" },
   { name: "no-address", address: "none", gateway: true },
@@ -47,7 +74,11 @@ function run(o: MeshOptions, eps: Ep[] = EPS, port = 80, edit?: (cfg: MeshConfig
 function agreed(o: MeshOptions, eps?: Ep[], port?: number, edit?: (cfg: MeshConfig) => void) {
   const [first, ...rest] = run(o, eps, port, edit);
   for (const r of rest) {
-    expect({ impl: r.impl, top: r.top, ranks: r.ranks }).toEqual({ impl: r.impl, top: first!.top, ranks: first!.ranks });
+    expect({ impl: r.impl, top: r.top, ranks: r.ranks }).toEqual({
+      impl: r.impl,
+      top: first!.top,
+      ranks: first!.ranks,
+    });
   }
   return { top: Object.fromEntries(first!.top), ranks: first!.ranks };
 }
@@ -67,42 +98,84 @@ describe("filters and ranks (every implementation)", () => {
   });
 
   test("FAILOVER [NETWORK, REGION, ZONE]: 5/4/3 on the network, 2/1/0 off it; the best rank wins", () => {
-    const { top, ranks } = agreed({ labels: GLOBAL, lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: FAILOVER}" });
+    const { top, ranks } = agreed({
+      labels: GLOBAL,
+      lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: FAILOVER}",
+    });
     expect(ranks).toEqual({
-      node: 5, subzone: 5, zone: 5, region: 4, far: 3, "gw-zone": 2, "gw-region": 1, "gw-far": 0, ...UNREACHABLE,
+      node: 5,
+      subzone: 5,
+      zone: 5,
+      region: 4,
+      far: 3,
+      "gw-zone": 2,
+      "gw-region": 1,
+      "gw-far": 0,
+      ...UNREACHABLE,
     });
     expect(top).toEqual({ node: 5, subzone: 5, zone: 5 });
   });
 
   test("without NETWORK first, the prefix counts across networks", () => {
     const { top, ranks } = agreed({
-      labels: GLOBAL, lb: "{routingPreferences: [REGION, ZONE, SUBZONE, NODE], mode: FAILOVER}",
+      labels: GLOBAL,
+      lb: "{routingPreferences: [REGION, ZONE, SUBZONE, NODE], mode: FAILOVER}",
     });
     expect(ranks).toEqual({
-      node: 4, subzone: 3, zone: 2, region: 1, far: 0, "gw-zone": 4, "gw-region": 1, "gw-far": 0, ...UNREACHABLE,
+      node: 4,
+      subzone: 3,
+      zone: 2,
+      region: 1,
+      far: 0,
+      "gw-zone": 4,
+      "gw-region": 1,
+      "gw-far": 0,
+      ...UNREACHABLE,
     });
     expect(top).toEqual({ node: 4, "gw-zone": 4 });
   });
 
   test("FAILOVER [NETWORK] alone and [CLUSTER]", () => {
     expect(agreed({ labels: GLOBAL, lb: "{routingPreferences: [NETWORK], mode: FAILOVER}" }).ranks).toEqual({
-      node: 1, subzone: 1, zone: 1, region: 1, far: 1, "gw-zone": 0, "gw-region": 0, "gw-far": 0, ...UNREACHABLE,
+      node: 1,
+      subzone: 1,
+      zone: 1,
+      region: 1,
+      far: 1,
+      "gw-zone": 0,
+      "gw-region": 0,
+      "gw-far": 0,
+      ...UNREACHABLE,
     });
     expect(agreed({ labels: GLOBAL, lb: "{routingPreferences: [CLUSTER], mode: FAILOVER}" }).top).toEqual({
-      node: 1, subzone: 1, zone: 1, region: 1,
+      node: 1,
+      subzone: 1,
+      zone: 1,
+      region: 1,
     });
   });
 
   test("STRICT keeps full matches only (NETWORK first: the on-network top rank)", () => {
-    const { top, ranks } = agreed({ labels: GLOBAL, lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: STRICT}" });
+    const { top, ranks } = agreed({
+      labels: GLOBAL,
+      lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: STRICT}",
+    });
     expect(ranks).toEqual({
-      node: 5, subzone: 5, zone: 5, region: undefined, far: undefined, "gw-zone": undefined, "gw-region": undefined,
-      "gw-far": undefined, ...UNREACHABLE,
+      node: 5,
+      subzone: 5,
+      zone: 5,
+      region: undefined,
+      far: undefined,
+      "gw-zone": undefined,
+      "gw-region": undefined,
+      "gw-far": undefined,
+      ...UNREACHABLE,
     });
     expect(top).toEqual({ node: 5, subzone: 5, zone: 5 });
     // internalTrafficPolicy: Local (STRICT [NODE]): node k1 only, on any network.
     expect(agreed({ labels: GLOBAL, lb: "{routingPreferences: [NODE], mode: STRICT}" }).top).toEqual({
-      node: 1, "gw-zone": 1,
+      node: 1,
+      "gw-zone": 1,
     });
     // STRICT with no preferences matches everything.
     expect(Object.keys(agreed({ labels: GLOBAL, lb: "{mode: STRICT}" }).top)).toHaveLength(8);
@@ -110,13 +183,15 @@ describe("filters and ranks (every implementation)", () => {
 
   test("STRICT with no full match: no endpoint", () => {
     const eps = EPS.filter((e) => !["node", "subzone", "zone"].includes(e.name));
-    expect(agreed({ labels: GLOBAL, lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: STRICT}" }, eps).top)
-      .toEqual({});
+    expect(
+      agreed({ labels: GLOBAL, lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: STRICT}" }, eps).top,
+    ).toEqual({});
   });
 
   test("ONLY_HEALTHY skips unhealthy endpoints, ALLOW_ALL keeps them", () => {
     const eps = EPS.map((e) => (e.name === "subzone" || e.name === "gw-zone" ? { ...e, unhealthy: true } : e));
-    const lb = (health: string) => `{routingPreferences: [NETWORK, REGION, ZONE], mode: FAILOVER, healthPolicy: ${health}}`;
+    const lb = (health: string) =>
+      `{routingPreferences: [NETWORK, REGION, ZONE], mode: FAILOVER, healthPolicy: ${health}}`;
     const healthy = agreed({ labels: GLOBAL, lb: lb("ONLY_HEALTHY") }, eps);
     expect(healthy.top).toEqual({ node: 5, zone: 5 });
     expect(healthy.ranks.subzone).toBeUndefined();
@@ -140,7 +215,8 @@ describe("filters and ranks (every implementation)", () => {
 
   test("a source whose network and locality no endpoint shares: every endpoint is off-network", () => {
     const { top, ranks } = agreed({
-      labels: GLOBAL, lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: FAILOVER}",
+      labels: GLOBAL,
+      lb: "{routingPreferences: [NETWORK, REGION, ZONE], mode: FAILOVER}",
       client: { network: "n9", region: "r9", zone: "z9", node: "k9" },
     });
     // Reachable only through a gateway, "no-address" included (its n1 is another network now); none ranks.

@@ -20,7 +20,8 @@ function parsed(labels: string, scopes?: string, ns = "apps"): { svc: Service; s
 
 const expr = (key: string, operator: string, values?: string[]) =>
   `- servicesSelector: {matchExpressions: [{key: ${key}, operator: ${operator}` +
-  (values ? `, values: [${values.join(", ")}]` : "") + `}]}\n  scope: GLOBAL`;
+  (values ? `, values: [${values.join(", ")}]` : "") +
+  `}]}\n  scope: GLOBAL`;
 
 describe("isGlobalService", () => {
   test("default: the istio.io/global=true label", () => {
@@ -114,7 +115,9 @@ describe("isGlobalService", () => {
 test("pickEndpoint and LoadBalancer: scopes from the config or as given, namespace labels as given", () => {
   const scopes = "- namespaceSelector: {matchLabels: {mesh: shared}}\n  scope: GLOBAL";
   // A remote endpoint in another cluster: reachable only when the service is global.
-  const state = stateOf(meshYaml([{ name: "remote", network: "n2", cluster: "c2", address: "none", gateway: true }], { scopes }));
+  const state = stateOf(
+    meshYaml([{ name: "remote", network: "n2", cluster: "c2", address: "none", gateway: true }], { scopes }),
+  );
   const svc = service(state, "all");
   const nsLabels = (ns: string) => (ns === "default" ? { mesh: "shared" } : undefined);
   const js = (opts = {}) => pickEndpoint(state, client(state), svc, 80, opts)?.workload.name;

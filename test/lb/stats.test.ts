@@ -6,7 +6,16 @@ import type { Workload } from "../../host/model/index.js";
 import { LoadBalancer } from "../../host/lb/index.js";
 import { getCodec } from "../../host/wasm/codec.js";
 import {
-  IMPLS, VARIANTS, client, meshYaml, pickerFor, seeded, service, stateOf, type Ep, type Picker,
+  IMPLS,
+  VARIANTS,
+  client,
+  meshYaml,
+  pickerFor,
+  seeded,
+  service,
+  stateOf,
+  type Ep,
+  type Picker,
 } from "./fixture.js";
 
 let closers: { close(): void }[] = [];
@@ -57,7 +66,11 @@ describe("power of two choices (gateway)", () => {
 
   test.each(VARIANTS)("%s: with active streams fed back, load per capacity stays even", (variant) => {
     const state = stateOf(meshYaml([...local, ...others], { labels: `{istio.io/global: "true"}` }));
-    const lb = new LoadBalancer(state, { codec: getCodec(variant), random: seeded(11), local: { network: "n1", clusterId: "c1" } });
+    const lb = new LoadBalancer(state, {
+      codec: getCodec(variant),
+      random: seeded(11),
+      local: { network: "n1", clusterId: "c1" },
+    });
     closers.push(lb);
     const active = new Map<Workload, number>();
     const load = (w: Workload) => active.get(w) ?? 0;
@@ -87,8 +100,12 @@ describe("power of two choices (gateway)", () => {
   });
 
   test.each(VARIANTS)("%s: local means this network (and cluster, if named); one candidate is enough", (variant) => {
-    const state = stateOf(meshYaml([{ name: "a" }, { name: "b", cluster: "c2" }, { name: "gw", network: "n2", address: "none", gateway: true }],
-      { labels: `{istio.io/global: "true"}` }));
+    const state = stateOf(
+      meshYaml(
+        [{ name: "a" }, { name: "b", cluster: "c2" }, { name: "gw", network: "n2", address: "none", gateway: true }],
+        { labels: `{istio.io/global: "true"}` },
+      ),
+    );
     const svc = service(state, "all");
     const seen = (lb: LoadBalancer) => {
       closers.push(lb);
@@ -133,71 +150,91 @@ describe("Wasm tables agree with the pure-JS rules", () => {
     const mode = pick1(r, ["STRICT", "FAILOVER", "FAILOVER", "UNSPECIFIED"]);
     const health = pick1(r, ["ONLY_HEALTHY", "ALLOW_ALL"]);
     return meshYaml(eps, {
-      lb: r() < 0.15 ? undefined : `{routingPreferences: [${prefs.join(", ")}], mode: ${mode}, healthPolicy: ${health}}`,
+      lb:
+        r() < 0.15 ? undefined : `{routingPreferences: [${prefs.join(", ")}], mode: ${mode}, healthPolicy: ${health}}`,
       labels: r() < 0.5 ? `{istio.io/global: "true"}` : undefined,
     });
   }
 
-  test.each(VARIANTS)("%s: 60 random meshes, 8 sources each, 40 draws each: the same endpoint, port and rank", (variant) => {
-    const r = seeded(2024);
-    let compared = 0, picked = 0;
-    for (let m = 0; m < 60; m++) {
-      const state = stateOf(randomMesh(r));
-      const js = pickerFor("js", state);
-      const wasm: Picker = pickerFor(variant, state);
-      closers.push(wasm);
-      const svc = service(state, "all");
-      const ws = state.config.workloads;
-      for (let s = 0; s < 8; s++) {
-        const src = s === 0 ? client(state) : pick1(r, ws);
-        for (let d = 0; d < 40; d++) {
-          const u = r();
-          const a = js.pick(src, svc, 80, u), b = wasm.pick(src, svc, 80, u);
-          expect({ m, s, d, w: b?.workload.name, port: b?.targetPort, rank: b?.rank })
-            .toEqual({ m, s, d, w: a?.workload.name, port: a?.targetPort, rank: a?.rank });
-          compared++;
-          if (a) picked++;
+  test.each(VARIANTS)(
+    "%s: 60 random meshes, 8 sources each, 40 draws each: the same endpoint, port and rank",
+    (variant) => {
+      const r = seeded(2024);
+      let compared = 0,
+        picked = 0;
+      for (let m = 0; m < 60; m++) {
+        const state = stateOf(randomMesh(r));
+        const js = pickerFor("js", state);
+        const wasm: Picker = pickerFor(variant, state);
+        closers.push(wasm);
+        const svc = service(state, "all");
+        const ws = state.config.workloads;
+        for (let s = 0; s < 8; s++) {
+          const src = s === 0 ? client(state) : pick1(r, ws);
+          for (let d = 0; d < 40; d++) {
+            const u = r();
+            const a = js.pick(src, svc, 80, u),
+              b = wasm.pick(src, svc, 80, u);
+            expect({ m, s, d, w: b?.workload.name, port: b?.targetPort, rank: b?.rank }).toEqual({
+              m,
+              s,
+              d,
+              w: a?.workload.name,
+              port: a?.targetPort,
+              rank: a?.rank,
+            });
+            compared++;
+            if (a) picked++;
+          }
         }
       }
-    }
-    // The meshes are varied enough that both outcomes occur often.
-    expect(picked).toBeGreaterThan(compared / 4);
-    expect(compared - picked).toBeGreaterThan(compared / 100);
-    expect(getCodec(variant).ex.heap_check()).toBeGreaterThanOrEqual(0);
-  });
+      // The meshes are varied enough that both outcomes occur often.
+      expect(picked).toBeGreaterThan(compared / 4);
+      expect(compared - picked).toBeGreaterThan(compared / 100);
+      expect(getCodec(variant).ex.heap_check()).toBeGreaterThanOrEqual(0);
+    },
+  );
 });
 
 describe("pickGateway: an instance of a gateway named by its service", () => {
-  test.each(VARIANTS)("%s: healthy instances on its network with an address, by capacity, ejected ones skipped", (variant) => {
-    // The client is on n1; the gateway service's instances sit on n2 (the remote network), one elsewhere.
-    const state = stateOf(meshYaml([
-      { name: "gw-a", network: "n2", cluster: "c2", capacity: 1 },
-      { name: "gw-b", network: "n2", cluster: "c2", capacity: 3 },
-      { name: "gw-sick", network: "n2", cluster: "c2", unhealthy: true },
-      { name: "gw-noaddr", network: "n2", cluster: "c2", address: "none" },
-      { name: "gw-other", network: "n3", cluster: "c3" },
-    ], { ports: "{15008: 15008}" }));
-    let now = 0;
-    const lb = new LoadBalancer(state, { codec: getCodec(variant), random: seeded(5), now: () => now });
-    closers.push(lb);
-    const svc = service(state, "all");
-    const counts = new Map<string, number>();
-    for (let i = 0; i < 4000; i++) {
-      const name = lb.pickGateway(svc, 15008, "n2")?.workload.name ?? "none";
-      counts.set(name, (counts.get(name) ?? 0) + 1);
-    }
-    expect([...counts.keys()].sort()).toEqual(["gw-a", "gw-b"]);
-    // Capacity 1 : 3 (4000 draws: gw-b within 3000 ± 150).
-    expect(Math.abs(counts.get("gw-b")! - 3000)).toBeLessThan(150);
-    // A port the service does not list still finds the instances (the gateway is dialled on its HBONE port).
-    expect(lb.pickGateway(svc, 15009, "n2")).toBeDefined();
-    expect(lb.pickGateway(svc, 15008, "n9")).toBeUndefined();
-    // Outlier detection applies: gw-b ejected, every draw is gw-a.
-    const gwB = state.config.workloads.find((w) => w.name === "gw-b")!;
-    for (let i = 0; i < 5; i++) lb.reportFailure(gwB);
-    for (let i = 0; i < 50; i++) expect(lb.pickGateway(svc, 15008, "n2")?.workload.name).toBe("gw-a");
-    now += 31_000;
-    const after = new Set(Array.from({ length: 200 }, () => lb.pickGateway(svc, 15008, "n2")?.workload.name));
-    expect(after.has("gw-b")).toBe(true);
-  });
+  test.each(VARIANTS)(
+    "%s: healthy instances on its network with an address, by capacity, ejected ones skipped",
+    (variant) => {
+      // The client is on n1; the gateway service's instances sit on n2 (the remote network), one elsewhere.
+      const state = stateOf(
+        meshYaml(
+          [
+            { name: "gw-a", network: "n2", cluster: "c2", capacity: 1 },
+            { name: "gw-b", network: "n2", cluster: "c2", capacity: 3 },
+            { name: "gw-sick", network: "n2", cluster: "c2", unhealthy: true },
+            { name: "gw-noaddr", network: "n2", cluster: "c2", address: "none" },
+            { name: "gw-other", network: "n3", cluster: "c3" },
+          ],
+          { ports: "{15008: 15008}" },
+        ),
+      );
+      let now = 0;
+      const lb = new LoadBalancer(state, { codec: getCodec(variant), random: seeded(5), now: () => now });
+      closers.push(lb);
+      const svc = service(state, "all");
+      const counts = new Map<string, number>();
+      for (let i = 0; i < 4000; i++) {
+        const name = lb.pickGateway(svc, 15008, "n2")?.workload.name ?? "none";
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+      }
+      expect([...counts.keys()].sort()).toEqual(["gw-a", "gw-b"]);
+      // Capacity 1 : 3 (4000 draws: gw-b within 3000 ± 150).
+      expect(Math.abs(counts.get("gw-b")! - 3000)).toBeLessThan(150);
+      // A port the service does not list still finds the instances (the gateway is dialled on its HBONE port).
+      expect(lb.pickGateway(svc, 15009, "n2")).toBeDefined();
+      expect(lb.pickGateway(svc, 15008, "n9")).toBeUndefined();
+      // Outlier detection applies: gw-b ejected, every draw is gw-a.
+      const gwB = state.config.workloads.find((w) => w.name === "gw-b")!;
+      for (let i = 0; i < 5; i++) lb.reportFailure(gwB);
+      for (let i = 0; i < 50; i++) expect(lb.pickGateway(svc, 15008, "n2")?.workload.name).toBe("gw-a");
+      now += 31_000;
+      const after = new Set(Array.from({ length: 200 }, () => lb.pickGateway(svc, 15008, "n2")?.workload.name));
+      expect(after.has("gw-b")).toBe(true);
+    },
+  );
 });

@@ -5,8 +5,15 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { getLevel, setLevel, setSink, type Level, type LogRecord } from "../../host/log.js";
 import {
-  applyLoggingSpec, accessLogLevel, completeFields, logConnectionComplete, logConnectionFailed, peersFromLabels,
-  resetRefusalLimiter, setAccessLogLevel, type ConnectionRecord,
+  applyLoggingSpec,
+  accessLogLevel,
+  completeFields,
+  logConnectionComplete,
+  logConnectionFailed,
+  peersFromLabels,
+  resetRefusalLimiter,
+  setAccessLogLevel,
+  type ConnectionRecord,
 } from "../../host/proxy/access-log.js";
 import { tcpLabels } from "../../host/metrics.js";
 
@@ -54,37 +61,78 @@ describe("access log", () => {
     const { time, ...rest } = logs[0]!;
     expect(Date.parse(time)).toBeGreaterThan(0);
     expect(rest).toEqual({
-      level: "info", scope: "access", msg: "connection complete",
-      "src.addr": "10.0.0.1:41000", "src.workload": "sleep-7d9", "src.namespace": "default", "src.identity": SLEEP,
-      "dst.addr": "10.0.0.2:15008", "dst.hbone_addr": "10.0.0.2:8080", "dst.service": "echo.echo.svc.cluster.local",
-      "dst.workload": "echo-5f6", "dst.namespace": "echo", "dst.identity": ECHO,
-      direction: "outbound", bytes_sent: 56789, bytes_recv: 1234, duration: "42ms",
+      level: "info",
+      scope: "access",
+      msg: "connection complete",
+      "src.addr": "10.0.0.1:41000",
+      "src.workload": "sleep-7d9",
+      "src.namespace": "default",
+      "src.identity": SLEEP,
+      "dst.addr": "10.0.0.2:15008",
+      "dst.hbone_addr": "10.0.0.2:8080",
+      "dst.service": "echo.echo.svc.cluster.local",
+      "dst.workload": "echo-5f6",
+      "dst.namespace": "echo",
+      "dst.identity": ECHO,
+      direction: "outbound",
+      bytes_sent: 56789,
+      bytes_recv: 1234,
+      duration: "42ms",
     });
     expect(Object.keys(completeFields(outbound()))).toEqual([
-      "src.addr", "src.workload", "src.namespace", "src.identity", "dst.addr", "dst.hbone_addr", "dst.service",
-      "dst.workload", "dst.namespace", "dst.identity", "direction", "bytes_sent", "bytes_recv", "duration",
+      "src.addr",
+      "src.workload",
+      "src.namespace",
+      "src.identity",
+      "dst.addr",
+      "dst.hbone_addr",
+      "dst.service",
+      "dst.workload",
+      "dst.namespace",
+      "dst.identity",
+      "direction",
+      "bytes_sent",
+      "bytes_recv",
+      "duration",
     ]);
   });
 
   it("a failure is ERROR with `error`; plaintext inbound has no identities and no hbone_addr", () => {
     logConnectionComplete(outbound({ error: new Error("connection reset by peer") }));
     logConnectionComplete({
-      direction: "inbound", srcAddr: "192.168.1.9:5555", dstAddr: "10.0.0.2:8080",
-      src: { workload: "unknown" }, dst: { workload: "echo-5f6", namespace: "echo" },
-      bytes: { clientToServer: 0, serverToClient: 0 }, startMs: 5, endMs: 4,
+      direction: "inbound",
+      srcAddr: "192.168.1.9:5555",
+      dstAddr: "10.0.0.2:8080",
+      src: { workload: "unknown" },
+      dst: { workload: "echo-5f6", namespace: "echo" },
+      bytes: { clientToServer: 0, serverToClient: 0 },
+      startMs: 5,
+      endMs: 4,
     });
     expect(logs[0]).toMatchObject({ level: "error", msg: "connection complete", error: "connection reset by peer" });
     const { time: _t, ...plain } = logs[1]!;
     expect(plain).toEqual({
-      level: "info", scope: "access", msg: "connection complete", "src.addr": "192.168.1.9:5555",
-      "dst.addr": "10.0.0.2:8080", "dst.workload": "echo-5f6", "dst.namespace": "echo", direction: "inbound",
-      bytes_sent: 0, bytes_recv: 0, duration: "0ms",
+      level: "info",
+      scope: "access",
+      msg: "connection complete",
+      "src.addr": "192.168.1.9:5555",
+      "dst.addr": "10.0.0.2:8080",
+      "dst.workload": "echo-5f6",
+      "dst.namespace": "echo",
+      direction: "inbound",
+      bytes_sent: 0,
+      bytes_recv: 0,
+      duration: "0ms",
     });
   });
 
   it("fields from the istio_tcp_* labels of a tunnel ('unknown' left out)", () => {
-    const labels = tcpLabels("source", { workload: "sleep-7d9", namespace: "default", principal: SLEEP },
-      { workload: "echo-5f6", namespace: "echo" }, { hostname: "echo.echo.svc.cluster.local" });
+    const labels = tcpLabels(
+      "source",
+      { workload: "sleep-7d9", namespace: "default", principal: SLEEP },
+      { workload: "echo-5f6", namespace: "echo" },
+      { hostname: "echo.echo.svc.cluster.local" },
+    );
     expect(peersFromLabels(labels)).toEqual({
       src: { workload: "sleep-7d9", namespace: "default", identity: SLEEP },
       dst: { workload: "echo-5f6", namespace: "echo", identity: undefined },
@@ -95,11 +143,23 @@ describe("access log", () => {
   });
 
   it("connection failed: WARN with only src.addr, dst.addr, direction, error", () => {
-    expect(logConnectionFailed({ direction: "inbound", srcAddr: "10.0.0.1:1", dstAddr: "10.0.0.2:15008", error: "RBAC: denied" })).toBe(true);
+    expect(
+      logConnectionFailed({
+        direction: "inbound",
+        srcAddr: "10.0.0.1:1",
+        dstAddr: "10.0.0.2:15008",
+        error: "RBAC: denied",
+      }),
+    ).toBe(true);
     const { time: _t, ...rest } = logs[0]!;
     expect(rest).toEqual({
-      level: "warn", scope: "access", msg: "connection failed",
-      "src.addr": "10.0.0.1:1", "dst.addr": "10.0.0.2:15008", direction: "inbound", error: "RBAC: denied",
+      level: "warn",
+      scope: "access",
+      msg: "connection failed",
+      "src.addr": "10.0.0.1:1",
+      "dst.addr": "10.0.0.2:15008",
+      direction: "inbound",
+      error: "RBAC: denied",
     });
   });
 

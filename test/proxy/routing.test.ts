@@ -73,13 +73,23 @@ const sleep = state.workloadByUid("c1//Pod/default/sleep")!;
 const lb = {
   pick: (_src: Workload, svc: Service, port: number) =>
     state.endpoints(svc, port).find((e) => e.workload.status !== "Unhealthy"),
-  pickGateway: (svc: Service, port: number, network: string) => state.endpoints(svc, port)
-    .find((e) => e.workload.network === network && e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0),
+  pickGateway: (svc: Service, port: number, network: string) =>
+    state
+      .endpoints(svc, port)
+      .find(
+        (e) => e.workload.network === network && e.workload.status !== "Unhealthy" && e.workload.workloadIps.length > 0,
+      ),
 } as unknown as LoadBalancer;
 const outbound = new Outbound({
   inputs: {
-    state, pool: new HbonePool(), innerPool: new HbonePool(), hbonePort: 15008, connectTimeoutMs: 10_000,
-    responseBaggage: true, lb, ownPorts: () => new Set<number>(),
+    state,
+    pool: new HbonePool(),
+    innerPool: new HbonePool(),
+    hbonePort: 15008,
+    connectTimeoutMs: 10_000,
+    responseBaggage: true,
+    lb,
+    ownPorts: () => new Set<number>(),
   },
   source: sleep,
   sourceIdentity: new Identity("cluster.local", "default", "sleep"),

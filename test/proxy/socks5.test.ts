@@ -51,9 +51,7 @@ async function server(o: { code?: number; handshakeMs?: number; connect?: SocksC
 }
 
 /** A raw client that collects everything the server sends and notes when it closes. */
-async function client(
-  port: number,
-): Promise<{
+async function client(port: number): Promise<{
   sock: net.Socket;
   got: () => Buffer;
   closed: Promise<void>;

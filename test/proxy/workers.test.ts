@@ -23,9 +23,22 @@ let forward: { host: string; port: number };
 let tunnels = 0; // opened through the forward listener so far
 let sleep: Mesh; // an in-process client proxy that opens HBONE tunnels into the workers' shared inbound
 
-interface Line { msg?: string; worker?: number; [k: string]: unknown }
-const lines = (): Line[] => stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Line);
-const workersThatLogged = (msg: string) => new Set(lines().filter((l) => l.msg === msg).map((l) => l.worker));
+interface Line {
+  msg?: string;
+  worker?: number;
+  [k: string]: unknown;
+}
+const lines = (): Line[] =>
+  stdout
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Line);
+const workersThatLogged = (msg: string) =>
+  new Set(
+    lines()
+      .filter((l) => l.msg === msg)
+      .map((l) => l.worker),
+  );
 
 async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -52,15 +65,46 @@ beforeAll(async () => {
   fx = await meshFixture();
   // The workers serve echo: HBONE on a shared inbound port, and a forward listener whose tunnels come back to it.
   const hbone = await freePort("127.0.0.3");
-  child = spawn(process.execPath, [CLI, "proxy", "--workers", String(WORKERS), "--config", fx.configPath,
-    "--workload", "default/echo/echo", "--ca-dir", fx.caDir, "--inbound-port", String(hbone), "--socks5-port", "off",
-    "--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off", "--drain-timeout", "20",
-    "--hbone-port", String(hbone), "--forward", "127.0.0.1:0=echo.default.svc.cluster.local:9000"],
-  { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } });
+  child = spawn(
+    process.execPath,
+    [
+      CLI,
+      "proxy",
+      "--workers",
+      String(WORKERS),
+      "--config",
+      fx.configPath,
+      "--workload",
+      "default/echo/echo",
+      "--ca-dir",
+      fx.caDir,
+      "--inbound-port",
+      String(hbone),
+      "--socks5-port",
+      "off",
+      "--admin-port",
+      "off",
+      "--metrics-port",
+      "off",
+      "--readiness-port",
+      "off",
+      "--drain-timeout",
+      "20",
+      "--hbone-port",
+      String(hbone),
+      "--forward",
+      "127.0.0.1:0=echo.default.svc.cluster.local:9000",
+    ],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } },
+  );
   child.stdout!.on("data", (d) => (stdout += d));
   await until("the ready line", () => stdout.includes("hbone proxy ready"), 30_000);
 
-  const ready = JSON.parse(/hbone proxy ready (\{.*\})/.exec(stdout)![1]) as { forward: string[]; workers: number; pids: number[] };
+  const ready = JSON.parse(/hbone proxy ready (\{.*\})/.exec(stdout)![1]) as {
+    forward: string[];
+    workers: number;
+    pids: number[];
+  };
   expect(ready.workers).toBe(WORKERS);
   expect(new Set(ready.pids).size).toBe(WORKERS);
   const [host, port] = ready.forward[0].split(":");
@@ -86,14 +130,23 @@ describe("hbone proxy --workers 2", () => {
   it("a config file change reaches every worker", async () => {
     const before = lines().filter((l) => l.msg === "config reloaded").length;
     // One more workload: every worker reloads the same file on its own.
-    writeFileSync(fx.configPath, readFileSync(fx.configPath, "utf8").replace("\nservices:\n",
-      "\n  - uid: test//v1/Pod/default/extra\n    name: extra\n    namespace: default\n    workloadIps: [127.0.0.9]\n" +
-      "    protocol: TCP\nservices:\n"));
+    writeFileSync(
+      fx.configPath,
+      readFileSync(fx.configPath, "utf8").replace(
+        "\nservices:\n",
+        "\n  - uid: test//v1/Pod/default/extra\n    name: extra\n    namespace: default\n    workloadIps: [127.0.0.9]\n" +
+          "    protocol: TCP\nservices:\n",
+      ),
+    );
     await until("a reload in every worker", () => {
-      const reloads = lines().filter((l) => l.msg === "config reloaded").slice(before);
+      const reloads = lines()
+        .filter((l) => l.msg === "config reloaded")
+        .slice(before);
       return new Set(reloads.map((l) => l.worker)).size === WORKERS;
     });
-    const last = lines().filter((l) => l.msg === "config reloaded").slice(-WORKERS);
+    const last = lines()
+      .filter((l) => l.msg === "config reloaded")
+      .slice(-WORKERS);
     for (const l of last) expect(l.workloads).toBe(4);
   });
 
@@ -108,12 +161,14 @@ describe("hbone proxy --workers 2", () => {
     const closed = once(s, "close");
     const exited = once(child, "exit");
     const half = data.length / 2;
-    for (let off = 0; off < half; off += 1 << 20) if (!s.write(data.subarray(off, off + (1 << 20)))) await once(s, "drain");
+    for (let off = 0; off < half; off += 1 << 20)
+      if (!s.write(data.subarray(off, off + (1 << 20)))) await once(s, "drain");
     // Echoed bytes prove a worker accepted it and the tunnel is up (one still in the shared accept queue
     // when the listeners close is refused, as by any listener that stops accepting).
     child.kill("SIGTERM");
     await until("every worker draining", () => workersThatLogged("draining").size === WORKERS);
-    for (let off = half; off < data.length; off += 1 << 20) if (!s.write(data.subarray(off, off + (1 << 20)))) await once(s, "drain");
+    for (let off = half; off < data.length; off += 1 << 20)
+      if (!s.write(data.subarray(off, off + (1 << 20)))) await once(s, "drain");
     s.end();
     await closed;
     expect(Buffer.concat(got).equals(data)).toBe(true);

@@ -5,7 +5,14 @@
 
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { newService, newWorkload, type MeshConfig, type Policy, type Service, type Workload } from "../../host/model/index.js";
+import {
+  newService,
+  newWorkload,
+  type MeshConfig,
+  type Policy,
+  type Service,
+  type Workload,
+} from "../../host/model/index.js";
 import { ProxyState, ProxyStateUpdater, applyDelta, type StateDelta } from "../../host/state/index.js";
 
 const UIDS = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"];
@@ -18,52 +25,91 @@ const VIPS = ["10.96.0.1", "10.96.0.2", "fd00::96"];
 const SVC_KEYS = NSS.flatMap((ns) => HOSTS.map((h) => `${ns}/${h}`));
 const PORTS = [80, 443];
 
-const workload = fc.record({
-  uid: fc.constantFrom(...UIDS),
-  name: fc.constantFrom(...NAMES),
-  namespace: fc.constantFrom(...NSS),
-  network: fc.constantFrom(...NETS),
-  ips: fc.subarray(IPS),
-  services: fc.subarray(SVC_KEYS, { maxLength: 3 }),
-  target: fc.constantFrom(0, 8080, 9090),
-}).map((r): Workload => newWorkload({
-  uid: r.uid, name: r.name, namespace: r.namespace, network: r.network, workloadIps: r.ips,
-  services: Object.fromEntries(r.services.map((k): [string, Record<number, number>] => [k, r.target ? { 80: r.target } : {}])),
-  authorizationPolicies: ["ns1/p0", "ns2/p1"],
-}));
+const workload = fc
+  .record({
+    uid: fc.constantFrom(...UIDS),
+    name: fc.constantFrom(...NAMES),
+    namespace: fc.constantFrom(...NSS),
+    network: fc.constantFrom(...NETS),
+    ips: fc.subarray(IPS),
+    services: fc.subarray(SVC_KEYS, { maxLength: 3 }),
+    target: fc.constantFrom(0, 8080, 9090),
+  })
+  .map((r): Workload =>
+    newWorkload({
+      uid: r.uid,
+      name: r.name,
+      namespace: r.namespace,
+      network: r.network,
+      workloadIps: r.ips,
+      services: Object.fromEntries(
+        r.services.map((k): [string, Record<number, number>] => [k, r.target ? { 80: r.target } : {}]),
+      ),
+      authorizationPolicies: ["ns1/p0", "ns2/p1"],
+    }),
+  );
 
-const service = fc.record({
-  namespace: fc.constantFrom(...NSS),
-  hostname: fc.constantFrom(...HOSTS),
-  vips: fc.subarray(VIPS.flatMap((a) => NETS.map((network) => ({ network, address: a }))), { maxLength: 2 }),
-  canonical: fc.boolean(),
-  tag: fc.nat(9),
-}).map((r): Service => newService({ name: `s${r.tag}`, namespace: r.namespace, hostname: r.hostname, vips: r.vips,
-  canonical: r.canonical, ports: { 80: 8000 + r.tag } }));
+const service = fc
+  .record({
+    namespace: fc.constantFrom(...NSS),
+    hostname: fc.constantFrom(...HOSTS),
+    vips: fc.subarray(
+      VIPS.flatMap((a) => NETS.map((network) => ({ network, address: a }))),
+      { maxLength: 2 },
+    ),
+    canonical: fc.boolean(),
+    tag: fc.nat(9),
+  })
+  .map((r): Service =>
+    newService({
+      name: `s${r.tag}`,
+      namespace: r.namespace,
+      hostname: r.hostname,
+      vips: r.vips,
+      canonical: r.canonical,
+      ports: { 80: 8000 + r.tag },
+    }),
+  );
 
-const policy = fc.record({
-  name: fc.constantFrom("p0", "p1", "p2"),
-  namespace: fc.constantFrom(...NSS),
-  scope: fc.constantFrom("Global", "Namespace", "WorkloadSelector") as fc.Arbitrary<Policy["scope"]>,
-  action: fc.constantFrom("Allow", "Deny") as fc.Arbitrary<Policy["action"]>,
-}).map((r): Policy => ({ ...r, dryRun: false, rules: [] }));
+const policy = fc
+  .record({
+    name: fc.constantFrom("p0", "p1", "p2"),
+    namespace: fc.constantFrom(...NSS),
+    scope: fc.constantFrom("Global", "Namespace", "WorkloadSelector") as fc.Arbitrary<Policy["scope"]>,
+    action: fc.constantFrom("Allow", "Deny") as fc.Arbitrary<Policy["action"]>,
+  })
+  .map((r): Policy => ({ ...r, dryRun: false, rules: [] }));
 
-const delta: fc.Arbitrary<StateDelta> = fc.record({
-  workloads: fc.array(workload, { maxLength: 4 }),
-  removeWorkloads: fc.subarray(UIDS, { maxLength: 3 }),
-  services: fc.array(service, { maxLength: 3 }),
-  removeServices: fc.subarray(SVC_KEYS, { maxLength: 2 }),
-  policies: fc.array(policy, { maxLength: 2 }),
-  removePolicies: fc.subarray(NSS.flatMap((ns) => ["p0", "p1", "p2"].map((n) => `${ns}/${n}`)), { maxLength: 2 }),
-}, { requiredKeys: [] });
+const delta: fc.Arbitrary<StateDelta> = fc.record(
+  {
+    workloads: fc.array(workload, { maxLength: 4 }),
+    removeWorkloads: fc.subarray(UIDS, { maxLength: 3 }),
+    services: fc.array(service, { maxLength: 3 }),
+    removeServices: fc.subarray(SVC_KEYS, { maxLength: 2 }),
+    policies: fc.array(policy, { maxLength: 2 }),
+    removePolicies: fc.subarray(
+      NSS.flatMap((ns) => ["p0", "p1", "p2"].map((n) => `${ns}/${n}`)),
+      { maxLength: 2 },
+    ),
+  },
+  { requiredKeys: [] },
+);
 
 /** A starting config; with `dupes`, keys may repeat (apply() takes that; update() must then rebuild). */
 const start = (dupes: boolean): fc.Arbitrary<MeshConfig> =>
-  fc.record({
-    workloads: dupes ? fc.array(workload, { maxLength: 8 }) : fc.uniqueArray(workload, { selector: (w) => w.uid, maxLength: 8 }),
-    services: dupes ? fc.array(service, { maxLength: 5 }) : fc.uniqueArray(service, { selector: (s) => `${s.namespace}/${s.hostname}`, maxLength: 5 }),
-    policies: dupes ? fc.array(policy, { maxLength: 4 }) : fc.uniqueArray(policy, { selector: (p) => `${p.namespace}/${p.name}`, maxLength: 4 }),
-  }).map((c) => ({ ...c, serviceScopeConfigs: [] }));
+  fc
+    .record({
+      workloads: dupes
+        ? fc.array(workload, { maxLength: 8 })
+        : fc.uniqueArray(workload, { selector: (w) => w.uid, maxLength: 8 }),
+      services: dupes
+        ? fc.array(service, { maxLength: 5 })
+        : fc.uniqueArray(service, { selector: (s) => `${s.namespace}/${s.hostname}`, maxLength: 5 }),
+      policies: dupes
+        ? fc.array(policy, { maxLength: 4 })
+        : fc.uniqueArray(policy, { selector: (p) => `${p.namespace}/${p.name}`, maxLength: 4 }),
+    })
+    .map((c) => ({ ...c, serviceScopeConfigs: [] }));
 
 /** Every lookup of `got` returns the same object as `want`'s. */
 function sameLookups(got: ProxyState, want: ProxyState): void {
@@ -80,7 +126,8 @@ function sameLookups(got: ProxyState, want: ProxyState): void {
     for (const p of ["p0", "p1", "p2"]) expect(got.policyByKey(`${ns}/${p}`)).toBe(want.policyByKey(`${ns}/${p}`));
   }
   for (const h of HOSTS) {
-    for (const ns of [undefined, ...NSS]) expect(got.serviceByHost(h, ns), `serviceByHost ${h} ${ns}`).toBe(want.serviceByHost(h, ns));
+    for (const ns of [undefined, ...NSS])
+      expect(got.serviceByHost(h, ns), `serviceByHost ${h} ${ns}`).toBe(want.serviceByHost(h, ns));
   }
   for (const key of SVC_KEYS) {
     const [ns, h] = key.split("/") as [string, string];
@@ -88,7 +135,8 @@ function sameLookups(got: ProxyState, want: ProxyState): void {
     expect(got.serviceByKey(ns, h)).toBe(svc);
     // Endpoints of a service (also one absent from the config: workloads may name it).
     const probe = svc ?? newService({ name: "x", namespace: ns, hostname: h });
-    for (const port of PORTS) expect(got.endpoints(probe, port), `endpoints ${key}:${port}`).toEqual(want.endpoints(probe, port));
+    for (const port of PORTS)
+      expect(got.endpoints(probe, port), `endpoints ${key}:${port}`).toEqual(want.endpoints(probe, port));
   }
   for (const w of want.config.workloads) expect(got.policiesFor(w)).toEqual(want.policiesFor(w));
 }

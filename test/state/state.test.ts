@@ -85,7 +85,9 @@ describe("ProxyState over the fixture", () => {
     // Unhealthy endpoints are listed with their status; the LB applies the health policy.
     expect(s.endpoints(echo, 9000).find((e) => e.workload.name === "echo-2")?.workload.status).toBe("Unhealthy");
     expect(s.endpoints(s.serviceByHost("shared.example.com")!, 443)).toEqual([]);
-    expect(s.endpoints(s.serviceByHost("plain.legacy.svc.cluster.local")!, 80).map((e) => e.targetPort)).toEqual([8080]);
+    expect(s.endpoints(s.serviceByHost("plain.legacy.svc.cluster.local")!, 80).map((e) => e.targetPort)).toEqual([
+      8080,
+    ]);
   });
 
   test("policies that apply to a workload: Global, its namespace's, and its own WorkloadSelector ones", () => {
@@ -123,7 +125,14 @@ describe("ProxyState over the fixture", () => {
 
     const second: MeshConfig = {
       workloads: [newWorkload({ uid: "new", name: "new", namespace: "default", workloadIps: ["127.0.0.50"] })],
-      services: [newService({ name: "n", namespace: "default", hostname: "n.example", vips: [{ network: "", address: "10.96.9.9" }] })],
+      services: [
+        newService({
+          name: "n",
+          namespace: "default",
+          hostname: "n.example",
+          vips: [{ network: "", address: "10.96.9.9" }],
+        }),
+      ],
       policies: [],
     };
     updater.apply(second);
@@ -149,7 +158,9 @@ describe("ProxyState at scale", () => {
     for (let s = 0; s < SERVICES; s++) {
       const hostname = `svc-${s}.ns-${s % 100}.svc.cluster.local`;
       const vips = [{ network: "", address: vip(s) }];
-      cfg.services.push(newService({ name: `svc-${s}`, namespace: `ns-${s % 100}`, hostname, vips, ports: { 80: 8080 } }));
+      cfg.services.push(
+        newService({ name: `svc-${s}`, namespace: `ns-${s % 100}`, hostname, vips, ports: { 80: 8080 } }),
+      );
       for (let k = 0; k < PER; k++) {
         const n = s * PER + k;
         cfg.workloads.push(

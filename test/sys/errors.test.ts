@@ -12,7 +12,9 @@ describe("SysError", () => {
   it("EPERM on a socket option names CAP_NET_ADMIN and how to get it", () => {
     const e = new SysError("setsockopt(SO_MARK=0x539)", "so-mark", E.EPERM);
     expect(e.code).toBe("EPERM");
-    expect(e.message).toBe("setsockopt(SO_MARK=0x539): EPERM — needs CAP_NET_ADMIN (run as root or grant the capability)");
+    expect(e.message).toBe(
+      "setsockopt(SO_MARK=0x539): EPERM — needs CAP_NET_ADMIN (run as root or grant the capability)",
+    );
     expect(isSysError(e, "EPERM")).toBe(true);
     expect(isSysError(e, "EACCES")).toBe(false);
     expect(isSysError(new Error("x"))).toBe(false);
@@ -52,7 +54,11 @@ describe("capabilities", () => {
     const status = (eff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapEff:\t${eff}\n`;
     expect(effectiveCapabilities(status("000001ffffffffff"))).toBe(0x1ffffffffffn);
     expect(missingCapabilities(undefined, status("000001ffffffffff"))).toEqual([]);
-    expect(missingCapabilities(undefined, status("0000000000000000"))).toEqual(["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]);
+    expect(missingCapabilities(undefined, status("0000000000000000"))).toEqual([
+      "CAP_NET_ADMIN",
+      "CAP_NET_RAW",
+      "CAP_SYS_ADMIN",
+    ]);
     // CAP_NET_ADMIN (bit 12) and CAP_NET_RAW (13) only.
     expect(missingCapabilities(undefined, status("0000000000003000"))).toEqual(["CAP_SYS_ADMIN"]);
     expect(missingCapabilities(["CAP_NET_BIND_SERVICE"], status("0000000000000400"))).toEqual([]);

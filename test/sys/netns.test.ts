@@ -233,7 +233,9 @@ describe.skipIf(!NETNS)("native calls in network namespaces", () => {
   it("setns into something that is not a network namespace is refused clearly; we stay home", () => {
     const file = fs.openSync(fileURLToPath(import.meta.url), "r");
     try {
-      expect(() => inNetns(file, () => 1)).toThrow(/^setns\(\d+, CLONE_NEWNET\): EINVAL — the descriptor is not a network namespace$/);
+      expect(() => inNetns(file, () => 1)).toThrow(
+        /^setns\(\d+, CLONE_NEWNET\): EINVAL — the descriptor is not a network namespace$/,
+      );
       expect(() => inNetns(1_000_000, () => 1)).toThrow(/EBADF — not an open namespace descriptor/);
       expect(() => openNetns(`hb-test-absent-${process.pid}`)).toThrow(/ENOENT — no such network namespace/);
       expect(() => openNetns(fileURLToPath(import.meta.url))).toThrow(/EINVAL/);
@@ -278,7 +280,9 @@ describe.skipIf(!NETNS)("native calls in network namespaces", () => {
       });
       expect(r.status, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout.trim()) as Record<string, string>;
-      expect(out.mark).toBe("setsockopt(SO_MARK=0x539): EPERM — needs CAP_NET_ADMIN (run as root or grant the capability)");
+      expect(out.mark).toBe(
+        "setsockopt(SO_MARK=0x539): EPERM — needs CAP_NET_ADMIN (run as root or grant the capability)",
+      );
       expect(out.transparent).toMatch(/IP_TRANSPARENT\): EPERM — needs CAP_NET_ADMIN or CAP_NET_RAW/);
       expect(out.setns).toMatch(/setns\(\d+, CLONE_NEWNET\): EPERM — needs CAP_SYS_ADMIN/);
       expect(out.bind80).toMatch(/bind\(127\.0\.0\.1:80\): EACCES — ports below 1024 need CAP_NET_BIND_SERVICE/);

@@ -45,13 +45,16 @@ function nextDatagram(s: SeqpacketSocket, timeoutMs = 5000, useTimer = false): P
       w.close();
       reject(new Error("no datagram"));
     }, timeoutMs);
-    const w = s.watch(() => {
-      const d = s.recv();
-      if (d === null) return;
-      clearTimeout(timer);
-      w.close();
-      resolve(d);
-    }, { timer: useTimer });
+    const w = s.watch(
+      () => {
+        const d = s.recv();
+        if (d === null) return;
+        clearTimeout(timer);
+        w.close();
+        resolve(d);
+      },
+      { timer: useTimer },
+    );
   });
 }
 
@@ -163,7 +166,9 @@ describe.skipIf(!NATIVE)("SOCK_SEQPACKET with SCM_RIGHTS", () => {
 
   it("connect to a missing path, a plain file or a too-long path fails with the reason", () => {
     const missing = path.join(os.tmpdir(), `hb-absent-${randomBytes(4).toString("hex")}.sock`);
-    expect(() => SeqpacketSocket.connect(missing)).toThrow(/^connect\(.*\): ENOENT — no agent is listening on that path$/);
+    expect(() => SeqpacketSocket.connect(missing)).toThrow(
+      /^connect\(.*\): ENOENT — no agent is listening on that path$/,
+    );
     const file = path.join(os.tmpdir(), `hb-file-${randomBytes(4).toString("hex")}`);
     fs.writeFileSync(file, "");
     try {

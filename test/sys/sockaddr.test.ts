@@ -34,15 +34,19 @@ describe("sockaddr", () => {
 
   it("any 16 bytes format to a valid literal that encodes back to the same bytes", () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer({ min: 0, max: 65535 }), (bytes, port) => {
-        const b = Buffer.alloc(28);
-        b.writeUInt16LE(10, 0);
-        b.writeUInt16BE(port, 2);
-        Buffer.from(bytes).copy(b, 8);
-        const a = decodeInet(b)!;
-        expect(net.isIPv6(a.address)).toBe(true);
-        expect(encodeInet(a.address, port).subarray(0, 24)).toEqual(b.subarray(0, 24));
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.integer({ min: 0, max: 65535 }),
+        (bytes, port) => {
+          const b = Buffer.alloc(28);
+          b.writeUInt16LE(10, 0);
+          b.writeUInt16BE(port, 2);
+          Buffer.from(bytes).copy(b, 8);
+          const a = decodeInet(b)!;
+          expect(net.isIPv6(a.address)).toBe(true);
+          expect(encodeInet(a.address, port).subarray(0, 24)).toEqual(b.subarray(0, 24));
+        },
+      ),
       { numRuns: 2000 },
     );
   });

@@ -42,7 +42,9 @@ beforeAll(async () => {
     createPluginCa({ outDir: join(tmp, "other"), trustDomain: "other.local", rootDir: join(tmp, "c1") }),
     createPluginCa({ outDir: join(tmp, "unrelated"), trustDomain: "cluster.local" }),
   ]);
-  [ca, otherTdCa, unrelatedCa] = await Promise.all(["c1", "other", "unrelated"].map((d) => CertificateAuthority.load(join(tmp, d))));
+  [ca, otherTdCa, unrelatedCa] = await Promise.all(
+    ["c1", "other", "unrelated"].map((d) => CertificateAuthority.load(join(tmp, d))),
+  );
   [serverCert, clientCert] = await Promise.all([ca.issue(SERVER_ID), ca.issue(CLIENT_ID)]);
 });
 afterAll(() => {
@@ -118,8 +120,14 @@ async function waitFor<T>(fn: () => T | undefined, what: string, ms = 5_000): Pr
 }
 
 const refusal = (re: RegExp) =>
-  waitFor(() => logs.find((r) => r.scope === "tls" && r.level === "warn" && r.msg === "inbound HBONE TLS refused" && re.test(String(r.reason))),
-    `a refusal log matching ${re}`);
+  waitFor(
+    () =>
+      logs.find(
+        (r) =>
+          r.scope === "tls" && r.level === "warn" && r.msg === "inbound HBONE TLS refused" && re.test(String(r.reason)),
+      ),
+    `a refusal log matching ${re}`,
+  );
 
 /** How a client connection that the server refuses ends: a rejected handshake, or (TLS 1.3: the client is done
  *  first) a connection the server closes. */
@@ -139,9 +147,16 @@ async function refusedOutcome(p: Promise<{ socket: tls.TLSSocket }>): Promise<st
 
 /** A plain node:tls client that breaks one HBONE rule. */
 function rawClient(port: number, opts: tls.ConnectionOptions): tls.TLSSocket {
-  return track(tls.connect({
-    host: LOCALHOST, port, ca: clientCert.rootsPem, ALPNProtocols: ["h2"], checkServerIdentity: () => undefined, ...opts,
-  }));
+  return track(
+    tls.connect({
+      host: LOCALHOST,
+      port,
+      ca: clientCert.rootsPem,
+      ALPNProtocols: ["h2"],
+      checkServerIdentity: () => undefined,
+      ...opts,
+    }),
+  );
 }
 
 const serial = (pem: string) => new X509Certificate(pem).serialNumber;
@@ -149,7 +164,12 @@ const serial = (pem: string) => new X509Certificate(pem).serialNumber;
 describe("HBONE mTLS handshake", () => {
   it("succeeds with both identities verified, TLS 1.3, ALPN h2 and no SNI", async () => {
     const s = await hboneServer(serverCert);
-    const { socket, peer } = await connectHbone({ host: LOCALHOST, port: s.port, certificate: clientCert, expected: [SERVER_ID] });
+    const { socket, peer } = await connectHbone({
+      host: LOCALHOST,
+      port: s.port,
+      certificate: clientCert,
+      expected: [SERVER_ID],
+    });
     track(socket);
     expect(peer.equals(SERVER_ID)).toBe(true);
     expect(socket.alpnProtocol).toBe("h2");
@@ -177,7 +197,10 @@ describe("HBONE mTLS handshake", () => {
     const tcp = track(net.connect(s.port, LOCALHOST));
     await once(tcp, "connect");
     const { socket, peer } = await connectHbone({
-      host: "istiod.istio-system.svc", port: 15008, socket: tcp, certificate: clientCert,
+      host: "istiod.istio-system.svc",
+      port: 15008,
+      socket: tcp,
+      certificate: clientCert,
       expected: [Identity.parse("spiffe://cluster.local/ns/x/sa/waypoint"), SERVER_ID],
     });
     track(socket);
@@ -200,16 +223,27 @@ describe("HBONE mTLS handshake", () => {
   it("refuses a client from another trust domain (same root)", async () => {
     const s = await hboneServer(serverCert);
     const otherClient = await otherTdCa.issue(OTHER_TD_ID);
-    const outcome = await refusedOutcome(connectHbone({ host: LOCALHOST, port: s.port, certificate: otherClient, expected: [SERVER_ID] }));
+    const outcome = await refusedOutcome(
+      connectHbone({ host: LOCALHOST, port: s.port, certificate: otherClient, expected: [SERVER_ID] }),
+    );
     expect(outcome).toMatch(/closed by the server|rejected/);
-    const log = await refusal(/client identity spiffe:\/\/other\.local\/ns\/client\/sa\/cli is outside trust domain cluster\.local/);
+    const log = await refusal(
+      /client identity spiffe:\/\/other\.local\/ns\/client\/sa\/cli is outside trust domain cluster\.local/,
+    );
     expect(log.remote).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(s.server.refused).toBe(1);
     expect(s.accepted).toEqual([]);
     // The same certificate is fine for a server of that trust domain.
-    const s2 = await hboneServer(await otherTdCa.issue(Identity.parse("spiffe://other.local/ns/server/sa/srv")), "other.local");
-    const ok = await connectHbone({ host: LOCALHOST, port: s2.port, certificate: otherClient,
-      expected: [Identity.parse("spiffe://other.local/ns/server/sa/srv")] });
+    const s2 = await hboneServer(
+      await otherTdCa.issue(Identity.parse("spiffe://other.local/ns/server/sa/srv")),
+      "other.local",
+    );
+    const ok = await connectHbone({
+      host: LOCALHOST,
+      port: s2.port,
+      certificate: otherClient,
+      expected: [Identity.parse("spiffe://other.local/ns/server/sa/srv")],
+    });
     track(ok.socket);
     await waitFor(() => s2.accepted.length === 1, "the inbound connection");
     expect(s2.accepted[0].peer.equals(OTHER_TD_ID)).toBe(true);
@@ -224,21 +258,28 @@ describe("HBONE mTLS handshake", () => {
     const log = logs.find((r) => r.scope === "tls" && r.msg === "outbound HBONE TLS failed");
     expect(log?.reason).toMatch(/is not the expected/);
     expect(log?.target).toBe(`127.0.0.1:${s.port}`);
-    await expect(connectHbone({ host: LOCALHOST, port: s.port, certificate: clientCert, expected: [] })).rejects.toThrow(
-      /no expected server identity/,
-    );
+    await expect(
+      connectHbone({ host: LOCALHOST, port: s.port, certificate: clientCert, expected: [] }),
+    ).rejects.toThrow(/no expected server identity/);
   });
 
   it("refuses expired certificates on both sides", async () => {
     const past = { notBefore: new Date(Date.now() - 2 * 3600e3), notAfter: new Date(Date.now() - 3600e3) };
     const expiredServer = await hboneServer(await ca.issue(SERVER_ID, past));
-    await expect(connectHbone({ host: LOCALHOST, port: expiredServer.port, certificate: clientCert, expected: [SERVER_ID] }))
-      .rejects.toThrow(/certificate has expired/);
+    await expect(
+      connectHbone({ host: LOCALHOST, port: expiredServer.port, certificate: clientCert, expected: [SERVER_ID] }),
+    ).rejects.toThrow(/certificate has expired/);
     expect(logs.find((r) => r.msg === "outbound HBONE TLS failed")?.reason).toMatch(/certificate has expired/);
 
     const s = await hboneServer(serverCert);
-    const outcome = await refusedOutcome(connectHbone({ host: LOCALHOST, port: s.port, certificate: await ca.issue(CLIENT_ID, past),
-      expected: [SERVER_ID] }));
+    const outcome = await refusedOutcome(
+      connectHbone({
+        host: LOCALHOST,
+        port: s.port,
+        certificate: await ca.issue(CLIENT_ID, past),
+        expected: [SERVER_ID],
+      }),
+    );
     expect(outcome).toMatch(/closed by the server|rejected/);
     const log = await refusal(/^client certificate rejected: CERT_HAS_EXPIRED$/);
     expect(log.remote).toMatch(/^127\.0\.0\.1:\d+$/);
@@ -248,13 +289,16 @@ describe("HBONE mTLS handshake", () => {
 
   it("refuses certificates from an unrelated CA on both sides", async () => {
     const foreignServer = await hboneServer(await unrelatedCa.issue(SERVER_ID));
-    await expect(connectHbone({ host: LOCALHOST, port: foreignServer.port, certificate: clientCert, expected: [SERVER_ID] }))
-      .rejects.toThrow(/unable to get local issuer certificate/);
+    await expect(
+      connectHbone({ host: LOCALHOST, port: foreignServer.port, certificate: clientCert, expected: [SERVER_ID] }),
+    ).rejects.toThrow(/unable to get local issuer certificate/);
 
     const s = await hboneServer(serverCert);
     // The client trusts our roots (so it accepts the server) but its own certificate is from another CA.
     const foreignClient = { ...(await unrelatedCa.issue(CLIENT_ID)), rootsPem: ca.rootsPem };
-    const outcome = await refusedOutcome(connectHbone({ host: LOCALHOST, port: s.port, certificate: foreignClient, expected: [SERVER_ID] }));
+    const outcome = await refusedOutcome(
+      connectHbone({ host: LOCALHOST, port: s.port, certificate: foreignClient, expected: [SERVER_ID] }),
+    );
     expect(outcome).toMatch(/closed by the server|rejected/);
     const log = await refusal(/^client certificate rejected: UNABLE_TO_GET_ISSUER_CERT_LOCALLY$/);
     expect(log.remote).toMatch(/^127\.0\.0\.1:\d+$/);
@@ -276,12 +320,14 @@ describe("HBONE mTLS handshake", () => {
   });
 
   it("fails against a server that does not pick h2", async () => {
-    const plain = tls.createServer({ key: serverCert.keyPem, cert: serverCert.certChainPem }, (sock) => sock.on("error", () => undefined));
+    const plain = tls.createServer({ key: serverCert.keyPem, cert: serverCert.certChainPem }, (sock) =>
+      sock.on("error", () => undefined),
+    );
     const port = await listen(plain);
     cleanups.push(() => new Promise((r) => plain.close(r)));
-    await expect(connectHbone({ host: LOCALHOST, port, certificate: clientCert, expected: [SERVER_ID] })).rejects.toThrow(
-      /server did not negotiate ALPN h2/,
-    );
+    await expect(
+      connectHbone({ host: LOCALHOST, port, certificate: clientCert, expected: [SERVER_ID] }),
+    ).rejects.toThrow(/server did not negotiate ALPN h2/);
   });
 
   it("times out against a server that never answers", async () => {
@@ -293,9 +339,9 @@ describe("HBONE mTLS handshake", () => {
       return new Promise((r) => silent.close(r));
     });
     const t0 = Date.now();
-    await expect(connectHbone({ host: LOCALHOST, port, certificate: clientCert, expected: [SERVER_ID], timeoutMs: 200 })).rejects.toThrow(
-      /handshake timed out after 200 ms/,
-    );
+    await expect(
+      connectHbone({ host: LOCALHOST, port, certificate: clientCert, expected: [SERVER_ID], timeoutMs: 200 }),
+    ).rejects.toThrow(/handshake timed out after 200 ms/);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
   });
 
@@ -304,33 +350,46 @@ describe("HBONE mTLS handshake", () => {
     const inner = await hboneServer(serverCert);
     // The gateway: HBONE TLS, then HTTP/2 CONNECT tunnels to the authority, bytes passed through opaquely.
     const gatewaySessions: H2Session[] = [];
-    const gateway = createHboneServer({ certificate: await ca.issue(gatewayId), trustDomain: "cluster.local" }, (socket) => {
-      const session = H2Session.server(socket);
-      gatewaySessions.push(session);
-      session.on("connect", (stream: H2Stream, headers, respond) => {
-        const authority = headers.find(([n]) => n === ":authority")![1];
-        const [host, port] = authority.split(":");
-        const upstream = net.connect(Number(port), host, () => {
-          respond(200);
-          stream.pipe(upstream).pipe(stream);
+    const gateway = createHboneServer(
+      { certificate: await ca.issue(gatewayId), trustDomain: "cluster.local" },
+      (socket) => {
+        const session = H2Session.server(socket);
+        gatewaySessions.push(session);
+        session.on("connect", (stream: H2Stream, headers, respond) => {
+          const authority = headers.find(([n]) => n === ":authority")![1];
+          const [host, port] = authority.split(":");
+          const upstream = net.connect(Number(port), host, () => {
+            respond(200);
+            stream.pipe(upstream).pipe(stream);
+          });
+          upstream.on("error", () => stream.destroy());
         });
-        upstream.on("error", () => stream.destroy());
-      });
-    });
+      },
+    );
     const gatewayPort = await listen(gateway);
     cleanups.push(() => {
       for (const s of gatewaySessions) s.destroy();
       return new Promise((r) => gateway.close(r));
     });
 
-    const outer = await connectHbone({ host: LOCALHOST, port: gatewayPort, certificate: clientCert, expected: [gatewayId] });
+    const outer = await connectHbone({
+      host: LOCALHOST,
+      port: gatewayPort,
+      certificate: clientCert,
+      expected: [gatewayId],
+    });
     track(outer.socket);
     const session = H2Session.client(outer.socket);
     cleanups.push(() => session.destroy());
     const stream = await session.connect(`127.0.0.1:${inner.port}`);
     expect(stream.status).toBe(200);
-    const { socket, peer } = await connectHbone({ host: LOCALHOST, port: inner.port, socket: stream, certificate: clientCert,
-      expected: [SERVER_ID] });
+    const { socket, peer } = await connectHbone({
+      host: LOCALHOST,
+      port: inner.port,
+      socket: stream,
+      certificate: clientCert,
+      expected: [SERVER_ID],
+    });
     track(socket);
     expect(peer.equals(SERVER_ID)).toBe(true);
     expect(socket.alpnProtocol).toBe("h2");
@@ -345,7 +404,10 @@ describe("rotation", () => {
   it("renews at half-life, serves new connections with the new certificate and keeps the old ones", async () => {
     let issued = 0;
     // A small minimum backoff: it is also the soonest renewal, which would otherwise dominate a 2 s certificate.
-    const secrets = new SecretManager({ issue: (id) => (issued++, ca.issue(id, { validityMs: 2_000 })) }, { minBackoffMs: 50 });
+    const secrets = new SecretManager(
+      { issue: (id) => (issued++, ca.issue(id, { validityMs: 2_000 })) },
+      { minBackoffMs: 50 },
+    );
     cleanups.push(() => secrets.close());
     // Single flight: concurrent fetches share one issue.
     const [first, again] = await Promise.all([secrets.fetch(SERVER_ID), secrets.fetch(SERVER_ID)]);
@@ -361,11 +423,18 @@ describe("rotation", () => {
       rotatedEvents.push([id, cert]);
       s.server.setCertificate(cert);
     });
-    const before = await connectHbone({ host: LOCALHOST, port: s.port, certificate: clientCert, expected: [SERVER_ID] });
+    const before = await connectHbone({
+      host: LOCALHOST,
+      port: s.port,
+      certificate: clientCert,
+      expected: [SERVER_ID],
+    });
     track(before.socket);
     expect(before.socket.getPeerCertificate().serialNumber).toBe(serial(first.certChainPem));
 
-    const [id, second] = await new Promise<[Identity, WorkloadCertificate]>((r) => secrets.once("rotated", (i, c) => r([i, c])));
+    const [id, second] = await new Promise<[Identity, WorkloadCertificate]>((r) =>
+      secrets.once("rotated", (i, c) => r([i, c])),
+    );
     const halfLife = (first.notBefore.getTime() + first.notAfter.getTime()) / 2;
     expect(Date.now()).toBeGreaterThanOrEqual(halfLife);
     expect(Date.now()).toBeLessThan(halfLife + 600); // slack for a loaded machine; a renewal at 80% would miss it
@@ -403,8 +472,15 @@ describe("rotation", () => {
     cleanups.push(() => secrets.close());
     const first = await secrets.fetch(CLIENT_ID);
     const rotated = new Promise<WorkloadCertificate>((r) => secrets.once("rotated", (_id, cert) => r(cert)));
-    const failure = await waitFor(() => logs.find((r) => r.scope === "identity" && r.msg === "certificate fetch failed"), "a failure log");
-    expect(failure).toMatchObject({ identity: CLIENT_ID.toString(), error: "CA unavailable (2)", serving: "previous certificate" });
+    const failure = await waitFor(
+      () => logs.find((r) => r.scope === "identity" && r.msg === "certificate fetch failed"),
+      "a failure log",
+    );
+    expect(failure).toMatchObject({
+      identity: CLIENT_ID.toString(),
+      error: "CA unavailable (2)",
+      serving: "previous certificate",
+    });
     expect(failure.retryInMs).toBeGreaterThanOrEqual(80);
     expect(failure.retryInMs).toBeLessThanOrEqual(120);
     expect(secrets.current(CLIENT_ID)).toBe(first);
@@ -425,13 +501,16 @@ describe("rotation", () => {
   it("fails a first fetch that fails, and stops renewing after forget() and close()", async () => {
     let calls = 0;
     let fail = true;
-    const secrets = new SecretManager({
-      issue: async (id) => {
-        calls++;
-        if (fail) throw new Error("no CA yet");
-        return ca.issue(id, { validityMs: 1_000 });
+    const secrets = new SecretManager(
+      {
+        issue: async (id) => {
+          calls++;
+          if (fail) throw new Error("no CA yet");
+          return ca.issue(id, { validityMs: 1_000 });
+        },
       },
-    }, { minBackoffMs: 50 });
+      { minBackoffMs: 50 },
+    );
     cleanups.push(() => secrets.close());
     await expect(secrets.fetch(SERVER_ID)).rejects.toThrow("no CA yet");
     expect(secrets.current(SERVER_ID)).toBeUndefined();

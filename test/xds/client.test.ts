@@ -39,17 +39,51 @@ afterEach(async () => {
 
 function wl(i: number, extra: Partial<Workload> = {}): Workload {
   return newWorkload({
-    uid: `c1//Pod/default/app-${i}`, name: `app-${i}`, namespace: "default", serviceAccount: "app",
-    workloadIps: [`10.1.${i >> 8}.${i & 255}`], protocol: "HBONE", workloadType: "deployment",
-    services: { "default/app.default.svc.cluster.local": { 80: 8080 } }, ...extra,
+    uid: `c1//Pod/default/app-${i}`,
+    name: `app-${i}`,
+    namespace: "default",
+    serviceAccount: "app",
+    workloadIps: [`10.1.${i >> 8}.${i & 255}`],
+    protocol: "HBONE",
+    workloadType: "deployment",
+    services: { "default/app.default.svc.cluster.local": { 80: 8080 } },
+    ...extra,
   });
 }
-const SVC = newService({ name: "app", namespace: "default", hostname: "app.default.svc.cluster.local",
-  vips: [{ network: "", address: "10.96.0.1" }], ports: { 80: 8080 } });
-const POLICY: Policy = { name: "deny-bad", namespace: "default", scope: "Namespace", action: "Deny", dryRun: false,
-  rules: [[[{ namespaces: [], notNamespaces: [], serviceAccounts: [], notServiceAccounts: [],
-    principals: [{ kind: "exact", value: "cluster.local/ns/bad/sa/bad" }], notPrincipals: [], sourceIps: [],
-    notSourceIps: [], destinationIps: [], notDestinationIps: [], destinationPorts: [], notDestinationPorts: [] }]]] };
+const SVC = newService({
+  name: "app",
+  namespace: "default",
+  hostname: "app.default.svc.cluster.local",
+  vips: [{ network: "", address: "10.96.0.1" }],
+  ports: { 80: 8080 },
+});
+const POLICY: Policy = {
+  name: "deny-bad",
+  namespace: "default",
+  scope: "Namespace",
+  action: "Deny",
+  dryRun: false,
+  rules: [
+    [
+      [
+        {
+          namespaces: [],
+          notNamespaces: [],
+          serviceAccounts: [],
+          notServiceAccounts: [],
+          principals: [{ kind: "exact", value: "cluster.local/ns/bad/sa/bad" }],
+          notPrincipals: [],
+          sourceIps: [],
+          notSourceIps: [],
+          destinationIps: [],
+          notDestinationIps: [],
+          destinationPorts: [],
+          notDestinationPorts: [],
+        },
+      ],
+    ],
+  ],
+};
 
 async function controlPlane(o: Partial<Parameters<typeof TestControlPlane.start>[0]> = {}): Promise<TestControlPlane> {
   const cp = await TestControlPlane.start({ tls: mesh.istiodCert, token: TOKEN, ...o });
@@ -64,8 +98,14 @@ function client(cp: TestControlPlane, o: Partial<XdsClientOptions> = {}) {
   const c = new XdsClient({
     ...connection(mesh, cp.address),
     updater: new ProxyStateUpdater(state),
-    node: { ip: "10.1.0.1", podName: "app-1", namespace: "default", nodeName: "node-a", clusterId: "c1",
-      env: { ISTIO_META_DNS_CAPTURE: "true", OTHER: "x" } },
+    node: {
+      ip: "10.1.0.1",
+      podName: "app-1",
+      namespace: "default",
+      nodeName: "node-a",
+      clusterId: "c1",
+      env: { ISTIO_META_DNS_CAPTURE: "true", OTHER: "x" },
+    },
     ...o,
   });
   cleanups.push(() => c.close());
@@ -101,15 +141,26 @@ describe("XdsClient", () => {
     expect(first.map((r) => r.typeUrl)).toEqual([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL]);
     for (const r of first) {
       expect(r.node?.id).toBe("ztunnel~10.1.0.1~app-1.default~default.svc.cluster.local");
-      expect(r.node?.metadata).toEqual({ DNS_CAPTURE: "true", NAME: "app-1", NAMESPACE: "default",
-        INSTANCE_IPS: "10.1.0.1", NODE_NAME: "node-a", CLUSTER_ID: "c1" });
+      expect(r.node?.metadata).toEqual({
+        DNS_CAPTURE: "true",
+        NAME: "app-1",
+        NAMESPACE: "default",
+        INSTANCE_IPS: "10.1.0.1",
+        NODE_NAME: "node-a",
+        CLUSTER_ID: "c1",
+      });
       expect(r.resourceNamesSubscribe).toEqual([]);
       expect(r.initialResourceVersions.size).toBe(0);
       expect(r.responseNonce).toBe("");
     }
     // One ACK per response, carrying its nonce and no error.
     await cp.waitFor(() => s.acks().length === 2, WAIT, "2 ACKs");
-    expect(s.acks().map((r) => r.responseNonce).sort()).toEqual(s.responses.map((r) => r.nonce).sort());
+    expect(
+      s
+        .acks()
+        .map((r) => r.responseNonce)
+        .sort(),
+    ).toEqual(s.responses.map((r) => r.nonce).sort());
     expect(s.nacks()).toHaveLength(0);
     expect(c.stats).toMatchObject({ streams: 1, responses: 2, acks: 2, nacks: 0 });
   });
@@ -128,7 +179,9 @@ describe("XdsClient", () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(c.isReady).toBe(false);
     expect(resolved).toBe(false);
-    await expect(c.waitReady(50)).rejects.toThrow(/not ready after 50 ms \(no ACK yet for istio\.security\.Authorization\)/);
+    await expect(c.waitReady(50)).rejects.toThrow(
+      /not ready after 50 ms \(no ACK yet for istio\.security\.Authorization\)/,
+    );
 
     cp.release(AUTHORIZATION_TYPE_URL);
     await c.waitReady(WAIT);
@@ -159,7 +212,12 @@ describe("XdsClient", () => {
     expect(state.workloadByIp("10.1.0.1")).toBeUndefined();
     expect(state.workloadByUid(wl(2).uid)).toMatchObject({ status: "Unhealthy", capacity: 5 });
     expect(state.workloadByUid(wl(4).uid)?.workloadIps).toEqual(["10.1.0.4"]);
-    expect(state.endpoints(SVC, 80).map((e) => e.workload.name).sort()).toEqual(["app-2", "app-3", "app-4"]);
+    expect(
+      state
+        .endpoints(SVC, 80)
+        .map((e) => e.workload.name)
+        .sort(),
+    ).toEqual(["app-2", "app-3", "app-4"]);
     expect(c.versions(ADDRESS_TYPE_URL)).toEqual(cp.versions(ADDRESS_TYPE_URL));
 
     cp.remove(AUTHORIZATION_TYPE_URL, "default/deny-bad");
@@ -194,7 +252,8 @@ describe("XdsClient", () => {
     expect(nack.typeUrl).toBe(ADDRESS_TYPE_URL);
     expect(nack.responseNonce).toBe(s.responses[s.responses.length - 1]!.nonce);
     expect(nack.errorDetail?.message).toBe(
-      'Address "bad-uid": workload.addresses[0]: 5 bytes is neither an IPv4 (4) nor an IPv6 (16) address');
+      'Address "bad-uid": workload.addresses[0]: 5 bytes is neither an IPv4 (4) nor an IPv6 (16) address',
+    );
     expect(nacks).toEqual([nack.errorDetail?.message]);
     expect(logs.some((l) => l.msg.startsWith("xDS response rejected (NACK)") && l.error === nacks[0])).toBe(true);
     // Nothing of that response was applied: not the good workload, not the removal.
@@ -205,7 +264,11 @@ describe("XdsClient", () => {
     expect(c.versions(ADDRESS_TYPE_URL)).toEqual(before.versions);
 
     // The fix arrives with what the client still lacks; it is ACKed and applied.
-    cp.set(ADDRESS_TYPE_URL, "bad-uid", Address.encode({ type: { $case: "workload", workload: workloadToXds(wl(9)) } }).finish());
+    cp.set(
+      ADDRESS_TYPE_URL,
+      "bad-uid",
+      Address.encode({ type: { $case: "workload", workload: workloadToXds(wl(9)) } }).finish(),
+    );
     await cp.waitFor(() => s.acks(ADDRESS_TYPE_URL).length === 2, WAIT, "the ACK of the fix");
     expect(state.workloadByUid(wl(9).uid)?.workloadIps).toEqual(["10.1.0.9"]);
     expect(state.workloadByUid(wl(5).uid)).toBeDefined();

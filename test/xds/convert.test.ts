@@ -7,7 +7,13 @@ import fc from "fast-check";
 import { canonicalIp, newService, newWorkload, type MeshConfig } from "../../host/model/index.js";
 import { parseMeshConfig } from "../../host/xds/local-format.js";
 import {
-  XdsConvertError, decodeAddress, decodeAuthorization, ipFromBytes, policyFromXds, serviceFromXds, workloadFromXds,
+  XdsConvertError,
+  decodeAddress,
+  decodeAuthorization,
+  ipFromBytes,
+  policyFromXds,
+  serviceFromXds,
+  workloadFromXds,
 } from "../../host/xds/convert.js";
 import { encodeAddress, encodePolicy, ipToBytes, policyToXds, serviceToXds, workloadToXds } from "./encode.js";
 import { Address, TunnelProtocol, WorkloadType } from "../../host/xds/gen/istio/workload/workload.js";
@@ -109,18 +115,43 @@ describe("round trip through the wire format", () => {
     // Hand-encoded Workload{uid(20)="u", name(1)="n", namespace(2)="ns", addresses(3)=[10.0.0.1],
     // tunnel_protocol(5)=HBONE, capacity(27)={value: 7}} inside Address{workload(1)}.
     const w = Buffer.from([
-      0xa2, 0x01, 0x01, 0x75, // field 20, len 1, "u"
-      0x0a, 0x01, 0x6e, // field 1 "n"
-      0x12, 0x02, 0x6e, 0x73, // field 2 "ns"
-      0x1a, 0x04, 10, 0, 0, 1, // field 3 bytes
-      0x28, 0x01, // field 5 varint 1
-      0xda, 0x01, 0x02, 0x08, 0x07, // field 27 UInt32Value{value(1)=7}
+      0xa2,
+      0x01,
+      0x01,
+      0x75, // field 20, len 1, "u"
+      0x0a,
+      0x01,
+      0x6e, // field 1 "n"
+      0x12,
+      0x02,
+      0x6e,
+      0x73, // field 2 "ns"
+      0x1a,
+      0x04,
+      10,
+      0,
+      0,
+      1, // field 3 bytes
+      0x28,
+      0x01, // field 5 varint 1
+      0xda,
+      0x01,
+      0x02,
+      0x08,
+      0x07, // field 27 UInt32Value{value(1)=7}
     ]);
     const addr = Buffer.concat([Buffer.from([0x0a, w.length]), w]);
     expect(decodeAddress(addr)).toEqual({
       kind: "workload",
-      workload: newWorkload({ uid: "u", name: "n", namespace: "ns", workloadIps: ["10.0.0.1"], protocol: "HBONE", capacity: 7,
-        workloadType: "deployment" }),
+      workload: newWorkload({
+        uid: "u",
+        name: "n",
+        namespace: "ns",
+        workloadIps: ["10.0.0.1"],
+        protocol: "HBONE",
+        capacity: 7,
+        workloadType: "deployment",
+      }),
     });
     // Authorization{name(1)="p", namespace(2)="d", scope(3)=NAMESPACE, action(4)=DENY,
     //   groups(5)=[{rules(1)=[{matches(2)=[{destination_ports(9)=[80], service_accounts(11)=[{ns(1)="a", sa(2)="b"}]}]}]}],
@@ -130,7 +161,8 @@ describe("round trip through the wire format", () => {
     const group = Buffer.concat([Buffer.from([0x0a, rules.length]), rules]);
     const auth = Buffer.concat([
       Buffer.from([0x0a, 0x01, 0x70, 0x12, 0x01, 0x64, 0x18, 0x01, 0x20, 0x01]),
-      Buffer.from([0x2a, group.length]), group,
+      Buffer.from([0x2a, group.length]),
+      group,
       Buffer.from([0x30, 0x01]),
     ]);
     const p = decodeAuthorization(auth);
@@ -143,14 +175,28 @@ describe("round trip through the wire format", () => {
     const a = Address.fromPartial({ type: { $case: "workload", workload: { uid: "u", name: "n", namespace: "ns" } } });
     if (a.type?.$case !== "workload") throw new Error("fromPartial lost the oneof");
     const w = workloadFromXds(a.type.workload);
-    expect(w).toMatchObject({ serviceAccount: "default", trustDomain: "cluster.local", capacity: 1, status: "Healthy",
-      protocol: "TCP", workloadType: "deployment" });
-    const ws = workloadFromXds({ ...workloadToXds(newWorkload({ uid: "u", name: "n", namespace: "ns" })), capacity: 0,
-      workloadType: WorkloadType.CRONJOB });
+    expect(w).toMatchObject({
+      serviceAccount: "default",
+      trustDomain: "cluster.local",
+      capacity: 1,
+      status: "Healthy",
+      protocol: "TCP",
+      workloadType: "deployment",
+    });
+    const ws = workloadFromXds({
+      ...workloadToXds(newWorkload({ uid: "u", name: "n", namespace: "ns" })),
+      capacity: 0,
+      workloadType: WorkloadType.CRONJOB,
+    });
     expect(ws.capacity).toBe(0); // an explicit 0 stays 0 (only unset means 1)
     expect(ws.workloadType).toBe("cronjob");
-    const s = serviceFromXds({ ...serviceToXds(newService({ name: "a", namespace: "b", hostname: "a.b" })), waypoint: {
-      destination: { $case: "hostname", hostname: { namespace: "b", hostname: "wp.b" } }, hboneMtlsPort: 0 } });
+    const s = serviceFromXds({
+      ...serviceToXds(newService({ name: "a", namespace: "b", hostname: "a.b" })),
+      waypoint: {
+        destination: { $case: "hostname", hostname: { namespace: "b", hostname: "wp.b" } },
+        hboneMtlsPort: 0,
+      },
+    });
     expect(s.waypoint).toEqual({ destination: { namespace: "b", hostname: "wp.b" }, hboneMtlsPort: 15008 });
   });
 });
@@ -158,15 +204,18 @@ describe("round trip through the wire format", () => {
 describe("IP addresses", () => {
   it("formats 16 bytes exactly as canonicalIp spells the address", () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 8 }),
+      fc.property(
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.integer({ min: 0, max: 8 }),
+        fc.integer({ min: 0, max: 8 }),
         (b, from, len) => {
           b.fill(0, 2 * from, Math.min(16, 2 * (from + len))); // zero runs of every length and place
           const text = ipFromBytes(b, "x");
           const groups = Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(":");
           expect(text).toBe(canonicalIp(groups));
-          expect(Buffer.from(ipToBytes(text))).toEqual(Buffer.from(
-            text.includes(":") ? b : b.subarray(12)));
-        }),
+          expect(Buffer.from(ipToBytes(text))).toEqual(Buffer.from(text.includes(":") ? b : b.subarray(12)));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -181,38 +230,141 @@ describe("IP addresses", () => {
 });
 
 describe("what the model cannot hold", () => {
-  const base = () => workloadToXds(newWorkload({ uid: "c//Pod/ns/w", name: "w", namespace: "ns", workloadIps: ["10.0.0.1"] }));
+  const base = () =>
+    workloadToXds(newWorkload({ uid: "c//Pod/ns/w", name: "w", namespace: "ns", workloadIps: ["10.0.0.1"] }));
   const cases: [string, () => unknown, RegExp][] = [
-    ["a 5-byte address", () => workloadFromXds({ ...base(), addresses: [new Uint8Array(5)] }),
-      /^workload\.addresses\[0\]: 5 bytes is neither an IPv4 \(4\) nor an IPv6 \(16\) address$/],
-    ["LEGACY_ISTIO_MTLS", () => workloadFromXds({ ...base(), tunnelProtocol: TunnelProtocol.LEGACY_ISTIO_MTLS }),
-      /tunnelProtocol: LEGACY_ISTIO_MTLS is not supported/],
-    ["an unknown tunnel protocol", () => workloadFromXds({ ...base(), tunnelProtocol: 9 as TunnelProtocol }), /tunnelProtocol: unknown enum value 9/],
-    ["an unknown workload type", () => workloadFromXds({ ...base(), workloadType: 7 as WorkloadType }), /workloadType: unknown enum value 7/],
+    [
+      "a 5-byte address",
+      () => workloadFromXds({ ...base(), addresses: [new Uint8Array(5)] }),
+      /^workload\.addresses\[0\]: 5 bytes is neither an IPv4 \(4\) nor an IPv6 \(16\) address$/,
+    ],
+    [
+      "LEGACY_ISTIO_MTLS",
+      () => workloadFromXds({ ...base(), tunnelProtocol: TunnelProtocol.LEGACY_ISTIO_MTLS }),
+      /tunnelProtocol: LEGACY_ISTIO_MTLS is not supported/,
+    ],
+    [
+      "an unknown tunnel protocol",
+      () => workloadFromXds({ ...base(), tunnelProtocol: 9 as TunnelProtocol }),
+      /tunnelProtocol: unknown enum value 9/,
+    ],
+    [
+      "an unknown workload type",
+      () => workloadFromXds({ ...base(), workloadType: 7 as WorkloadType }),
+      /workloadType: unknown enum value 7/,
+    ],
     ["an unknown status", () => workloadFromXds({ ...base(), status: 5 as never }), /status: unknown enum value 5/],
     ["no uid", () => workloadFromXds({ ...base(), uid: "" }), /^workload\.uid: must not be empty$/],
     ["no namespace", () => workloadFromXds({ ...base(), namespace: "" }), /workload\.namespace: must not be empty/],
-    ["a service key without a slash", () => workloadFromXds({ ...base(), services: new Map([["echo", { ports: [] }]]) }),
-      /services\["echo"\]: keys must be namespace\/hostname/],
-    ["service port 0", () => workloadFromXds({ ...base(), services: new Map([["a/b", { ports: [{ servicePort: 0, targetPort: 1 }] }]]) }),
-      /\.ports\[0\]\.servicePort: 0 is not a port number/],
-    ["a target port above 65535", () => workloadFromXds({ ...base(), services: new Map([["a/b", { ports: [{ servicePort: 80, targetPort: 70000 }] }]]) }),
-      /targetPort: 70000 is not a port number/],
-    ["a gateway without destination", () => workloadFromXds({ ...base(), waypoint: { destination: undefined, hboneMtlsPort: 15008 } }),
-      /workload\.waypoint: no destination/],
-    ["a bad authorization policy key", () => workloadFromXds({ ...base(), authorizationPolicies: ["nope"] }), /authorizationPolicies: "nope"/],
-    ["a hostname with a slash", () => serviceFromXds({ ...serviceToXds(newService({ name: "a", namespace: "b", hostname: "a.b" })), hostname: "a/b" }),
-      /service\.hostname: "a\/b" is not a hostname/],
-    ["an unknown LB mode", () => serviceFromXds({ ...serviceToXds(newService({ name: "a", namespace: "b", hostname: "a.b" })),
-      loadBalancing: { routingPreference: [], mode: 9 as never, healthPolicy: 0 } }), /loadBalancing\.mode: unknown enum value 9/],
-    ["a string match with no type", () => policyFromXds({ ...policyToXds(pol()), groups: [{ rules: [{ matches: [{ ...policyToXds(pol()).groups[0]!.rules[0]!.matches[0]!, principals: [{ matchType: undefined }] }] }] }] }),
-      /groups\[0\]\.rules\[0\]\.matches\[0\]\.principals\[0\]: no match type/],
-    ["a prefix length of 33 for IPv4", () => policyFromXds({ ...policyToXds(pol()), groups: [{ rules: [{ matches: [{ ...policyToXds(pol()).groups[0]!.rules[0]!.matches[0]!, sourceIps: [{ address: Uint8Array.from([10, 0, 0, 0]), length: 33 }] }] }] }] }),
-      /sourceIps\[0\]\.length: 33 is not a prefix length for 10\.0\.0\.0/],
-    ["an unknown policy action", () => policyFromXds({ ...policyToXds(pol()), action: 2 as never }), /authorization\.action: unknown enum value 2/],
-    ["an unknown policy scope", () => policyFromXds({ ...policyToXds(pol()), scope: 3 as never }), /authorization\.scope: unknown enum value 3/],
-    ["an Address with neither workload nor service", () => decodeAddress(Address.encode({ type: undefined }).finish()), /^Address: neither/],
-    ["bytes that are not protobuf", () => decodeAuthorization(Uint8Array.from([0x0a, 0x05, 1])), /^Authorization: undecodable/],
+    [
+      "a service key without a slash",
+      () => workloadFromXds({ ...base(), services: new Map([["echo", { ports: [] }]]) }),
+      /services\["echo"\]: keys must be namespace\/hostname/,
+    ],
+    [
+      "service port 0",
+      () =>
+        workloadFromXds({ ...base(), services: new Map([["a/b", { ports: [{ servicePort: 0, targetPort: 1 }] }]]) }),
+      /\.ports\[0\]\.servicePort: 0 is not a port number/,
+    ],
+    [
+      "a target port above 65535",
+      () =>
+        workloadFromXds({
+          ...base(),
+          services: new Map([["a/b", { ports: [{ servicePort: 80, targetPort: 70000 }] }]]),
+        }),
+      /targetPort: 70000 is not a port number/,
+    ],
+    [
+      "a gateway without destination",
+      () => workloadFromXds({ ...base(), waypoint: { destination: undefined, hboneMtlsPort: 15008 } }),
+      /workload\.waypoint: no destination/,
+    ],
+    [
+      "a bad authorization policy key",
+      () => workloadFromXds({ ...base(), authorizationPolicies: ["nope"] }),
+      /authorizationPolicies: "nope"/,
+    ],
+    [
+      "a hostname with a slash",
+      () =>
+        serviceFromXds({
+          ...serviceToXds(newService({ name: "a", namespace: "b", hostname: "a.b" })),
+          hostname: "a/b",
+        }),
+      /service\.hostname: "a\/b" is not a hostname/,
+    ],
+    [
+      "an unknown LB mode",
+      () =>
+        serviceFromXds({
+          ...serviceToXds(newService({ name: "a", namespace: "b", hostname: "a.b" })),
+          loadBalancing: { routingPreference: [], mode: 9 as never, healthPolicy: 0 },
+        }),
+      /loadBalancing\.mode: unknown enum value 9/,
+    ],
+    [
+      "a string match with no type",
+      () =>
+        policyFromXds({
+          ...policyToXds(pol()),
+          groups: [
+            {
+              rules: [
+                {
+                  matches: [
+                    { ...policyToXds(pol()).groups[0]!.rules[0]!.matches[0]!, principals: [{ matchType: undefined }] },
+                  ],
+                },
+              ],
+            },
+          ],
+        }),
+      /groups\[0\]\.rules\[0\]\.matches\[0\]\.principals\[0\]: no match type/,
+    ],
+    [
+      "a prefix length of 33 for IPv4",
+      () =>
+        policyFromXds({
+          ...policyToXds(pol()),
+          groups: [
+            {
+              rules: [
+                {
+                  matches: [
+                    {
+                      ...policyToXds(pol()).groups[0]!.rules[0]!.matches[0]!,
+                      sourceIps: [{ address: Uint8Array.from([10, 0, 0, 0]), length: 33 }],
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        }),
+      /sourceIps\[0\]\.length: 33 is not a prefix length for 10\.0\.0\.0/,
+    ],
+    [
+      "an unknown policy action",
+      () => policyFromXds({ ...policyToXds(pol()), action: 2 as never }),
+      /authorization\.action: unknown enum value 2/,
+    ],
+    [
+      "an unknown policy scope",
+      () => policyFromXds({ ...policyToXds(pol()), scope: 3 as never }),
+      /authorization\.scope: unknown enum value 3/,
+    ],
+    [
+      "an Address with neither workload nor service",
+      () => decodeAddress(Address.encode({ type: undefined }).finish()),
+      /^Address: neither/,
+    ],
+    [
+      "bytes that are not protobuf",
+      () => decodeAuthorization(Uint8Array.from([0x0a, 0x05, 1])),
+      /^Authorization: undecodable/,
+    ],
   ];
   function pol() {
     return parseMeshConfig(FULL).policies[0]!;

@@ -3,7 +3,14 @@
 
 import { canonicalIp } from "../../host/model/index.js";
 import type {
-  GatewayAddress, IpNet, NetworkAddress, Policy, PolicyMatch, Service, StringMatch, Workload,
+  GatewayAddress,
+  IpNet,
+  NetworkAddress,
+  Policy,
+  PolicyMatch,
+  Service,
+  StringMatch,
+  Workload,
 } from "../../host/model/index.js";
 import { XdsConvertError, type AddressResource } from "../../host/xds/convert.js";
 import {
@@ -63,9 +70,10 @@ function networkAddressToXds(a: NetworkAddress): XdsNetworkAddress {
 function gatewayToXds(g: GatewayAddress): XdsGatewayAddress {
   const d = g.destination;
   return {
-    destination: "address" in d
-      ? { $case: "address", address: networkAddressToXds(d) }
-      : { $case: "hostname", hostname: { namespace: d.namespace, hostname: d.hostname } },
+    destination:
+      "address" in d
+        ? { $case: "address", address: networkAddressToXds(d) }
+        : { $case: "hostname", hostname: { namespace: d.namespace, hostname: d.hostname } },
     hboneMtlsPort: g.hboneMtlsPort,
   };
 }
@@ -115,7 +123,10 @@ export function serviceToXds(s: Service): XdsService {
     waypoint: s.waypoint && gatewayToXds(s.waypoint),
     loadBalancing: lb && {
       routingPreference: lb.routingPreferences.map((r) => LoadBalancing_Scope[r]),
-      mode: lb.mode === "UNSPECIFIED" || lb.mode === "STANDARD" ? LoadBalancing_Mode.UNSPECIFIED_MODE : LoadBalancing_Mode[lb.mode],
+      mode:
+        lb.mode === "UNSPECIFIED" || lb.mode === "STANDARD"
+          ? LoadBalancing_Mode.UNSPECIFIED_MODE
+          : LoadBalancing_Mode[lb.mode],
       healthPolicy: LoadBalancing_HealthPolicy[lb.healthPolicy],
     },
     canonical: s.canonical ?? false,
@@ -167,9 +178,10 @@ export function policyToXds(p: Policy): XdsAuthorization {
 
 /** The Any payload of a workload or service resource. */
 export function encodeAddress(r: AddressResource): Uint8Array {
-  const a: XdsAddress = r.kind === "workload"
-    ? { type: { $case: "workload", workload: workloadToXds(r.workload) } }
-    : { type: { $case: "service", service: serviceToXds(r.service) } };
+  const a: XdsAddress =
+    r.kind === "workload"
+      ? { type: { $case: "workload", workload: workloadToXds(r.workload) } }
+      : { type: { $case: "service", service: serviceToXds(r.service) } };
   return XdsAddress.encode(a).finish();
 }
 

@@ -79,7 +79,10 @@ describe("parseMeshConfig: the fixture", () => {
     expect(e2!.status).toBe("Unhealthy");
     expect(e2!.capacity).toBe(3);
     expect(remote!.network).toBe("remote");
-    expect(remote!.networkGateway).toEqual({ destination: { network: "remote", address: "127.0.0.9" }, hboneMtlsPort: 15008 });
+    expect(remote!.networkGateway).toEqual({
+      destination: { network: "remote", address: "127.0.0.9" },
+      hboneMtlsPort: 15008,
+    });
     expect(remote!.waypoint).toEqual({
       destination: { namespace: "default", hostname: "waypoint.default.svc.cluster.local" },
       hboneMtlsPort: 15008,
@@ -124,7 +127,11 @@ describe("parseMeshConfig: the fixture", () => {
       subjectAltNames: ["spiffe://cluster.local/ns/default/sa/echo"],
       labels: { app: "echo", "istio.io/global": "true" },
       // ztunnel's serde spelling (Failover, OnlyHealthy) and the proto's (FAILOVER, ONLY_HEALTHY) both read.
-      loadBalancer: { routingPreferences: ["NETWORK", "REGION", "ZONE"], mode: "FAILOVER", healthPolicy: "ONLY_HEALTHY" },
+      loadBalancer: {
+        routingPreferences: ["NETWORK", "REGION", "ZONE"],
+        mode: "FAILOVER",
+        healthPolicy: "ONLY_HEALTHY",
+      },
       canonical: false,
       visibility: "PUBLIC",
     });
@@ -140,7 +147,13 @@ describe("parseMeshConfig: the fixture", () => {
 
   test("policies: both rule shapes, string match forms, CIDRs, dryRun", () => {
     const [allow, deny] = fixture().policies;
-    expect(allow).toMatchObject({ name: "deny-9999", namespace: "default", scope: "Namespace", action: "Allow", dryRun: false });
+    expect(allow).toMatchObject({
+      name: "deny-9999",
+      namespace: "default",
+      scope: "Namespace",
+      action: "Allow",
+      dryRun: false,
+    });
     expect(allow!.rules).toHaveLength(1);
     expect(allow!.rules[0]).toHaveLength(1);
     expect(allow!.rules[0]![0]![0]!.notDestinationPorts).toEqual([9999]);
@@ -166,7 +179,10 @@ describe("parseMeshConfig: the fixture", () => {
   test("serviceScopeConfigs", () => {
     expect(fixture().serviceScopeConfigs).toEqual([
       {
-        servicesSelector: { matchLabels: {}, matchExpressions: [{ key: "istio.io/global", operator: "In", values: ["true"] }] },
+        servicesSelector: {
+          matchLabels: {},
+          matchExpressions: [{ key: "istio.io/global", operator: "In", values: ["true"] }],
+        },
         scope: "GLOBAL",
       },
     ]);
@@ -174,7 +190,12 @@ describe("parseMeshConfig: the fixture", () => {
 
   test("an empty file is an empty mesh; absent lists are empty", () => {
     expect(parseMeshConfig("")).toEqual({ workloads: [], services: [], policies: [], serviceScopeConfigs: [] });
-    expect(parseMeshConfig("# nothing yet\nworkloads:\n")).toEqual({ workloads: [], services: [], policies: [], serviceScopeConfigs: [] });
+    expect(parseMeshConfig("# nothing yet\nworkloads:\n")).toEqual({
+      workloads: [],
+      services: [],
+      policies: [],
+      serviceScopeConfigs: [],
+    });
   });
 
   test("identity defaults and canonicalIp", () => {
@@ -206,7 +227,10 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
     expect([gw.line, gw.column, gw.field]).toEqual([12, 5, "workloads[0].waypoint.port"]);
     const lb = refuse([...SVC, "  loadBalancer: {mode: STRICT, routing: [NODE]}"]);
     expect([lb.line, lb.field]).toEqual([7, "services[0].loadBalancer.routing"]);
-    const pm = refuse(["policies:", "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{destinationPort: [80]}]]]}"]);
+    const pm = refuse([
+      "policies:",
+      "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{destinationPort: [80]}]]]}",
+    ]);
     expect([pm.line, pm.field]).toEqual([2, "policies[0].rules[0][0][0].destinationPort"]);
   });
 
@@ -217,9 +241,18 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
 
   test("wrong types", () => {
     const ips = refuse(edit(WL, 6, "  workloadIps: 127.0.0.2"));
-    expect([ips.line, ips.column, ips.field, ips.reason]).toEqual([6, 16, "workloads[0].workloadIps", "expected a list"]);
+    expect([ips.line, ips.column, ips.field, ips.reason]).toEqual([
+      6,
+      16,
+      "workloads[0].workloadIps",
+      "expected a list",
+    ]);
     const cap = refuse([...WL, "  capacity: high"]);
-    expect([cap.line, cap.field, cap.reason]).toEqual([10, "workloads[0].capacity", "expected a capacity 0..4294967295"]);
+    expect([cap.line, cap.field, cap.reason]).toEqual([
+      10,
+      "workloads[0].capacity",
+      "expected a capacity 0..4294967295",
+    ]);
     const name = refuse(edit(WL, 3, "  name: {first: a}"));
     expect([name.line, name.field, name.reason]).toEqual([3, "workloads[0].name", "expected a string"]);
     const wl = refuse(["workloads:", "- just-a-string"]);
@@ -233,8 +266,12 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
   test("bad enum values", () => {
     const e = refuse([...WL, "  protocol: HTTP"]);
     expect(e.message).toBe('mesh.yaml:10:13: workloads[0].protocol: "HTTP" is not one of HBONE, TCP');
-    expect(refuse([...SVC, "  loadBalancer: {routingPreferences: [RACK]}"]).field).toBe("services[0].loadBalancer.routingPreferences[0]");
-    expect(refuse(["policies:", "- {name: p, namespace: ns, scope: Cluster, action: Deny}"]).field).toBe("policies[0].scope");
+    expect(refuse([...SVC, "  loadBalancer: {routingPreferences: [RACK]}"]).field).toBe(
+      "services[0].loadBalancer.routingPreferences[0]",
+    );
+    expect(refuse(["policies:", "- {name: p, namespace: ns, scope: Cluster, action: Deny}"]).field).toBe(
+      "policies[0].scope",
+    );
   });
 
   test("bad IP addresses", () => {
@@ -245,20 +282,33 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
     expect(vip.reason).toContain("is not network/IP");
     const gw = refuse([...WL, "  networkGateway: {destination: remote/, hboneMtlsPort: 15008}"]);
     expect(gw.field).toBe("workloads[0].networkGateway.destination");
-    const cidr = refuse(["policies:", "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{sourceIps: [10.0.0.0/33]}]]]}"]);
-    expect([cidr.field, cidr.reason]).toEqual(["policies[0].rules[0][0][0].sourceIps[0]", '"10.0.0.0/33" is not an IP address or CIDR']);
+    const cidr = refuse([
+      "policies:",
+      "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{sourceIps: [10.0.0.0/33]}]]]}",
+    ]);
+    expect([cidr.field, cidr.reason]).toEqual([
+      "policies[0].rules[0][0][0].sourceIps[0]",
+      '"10.0.0.0/33" is not an IP address or CIDR',
+    ]);
   });
 
   test("bad ports: out of range values and keys, non-numeric keys", () => {
     const v = refuse(edit(SVC, 6, "  ports: {9000: 70000}"));
     expect(v.message).toBe("mesh.yaml:6:17: services[0].ports[9000]: 70000 is out of range (a port number 1..65535)");
     const k = refuse(edit(WL, 9, "      0: 19000"));
-    expect([k.line, k.column, k.field]).toEqual([9, 7, 'workloads[0].services["default/echo.default.svc.cluster.local"][0]']);
+    expect([k.line, k.column, k.field]).toEqual([
+      9,
+      7,
+      'workloads[0].services["default/echo.default.svc.cluster.local"][0]',
+    ]);
     const named = refuse(edit(SVC, 6, "  ports: {http: 8080}"));
     expect([named.field, named.reason]).toEqual(["services[0].ports.http", '"http" is not a port number 1..65535']);
     const hbone = refuse([...WL, "  waypoint: {destination: default/wp, hboneMtlsPort: 0}"]);
     expect(hbone.field).toBe("workloads[0].waypoint.hboneMtlsPort");
-    const pol = refuse(["policies:", "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{notDestinationPorts: [-1]}]]]}"]);
+    const pol = refuse([
+      "policies:",
+      "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{notDestinationPorts: [-1]}]]]}",
+    ]);
     expect(pol.field).toBe("policies[0].rules[0][0][0].notDestinationPorts[0]");
   });
 
@@ -275,7 +325,9 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
 
   test("duplicates: workload uid, service namespace/hostname, VIP", () => {
     const dup = refuse([...WL, ...WL.slice(1).map((l) => l.replace("127.0.0.2", "127.0.0.5"))]);
-    expect(dup.message).toBe('mesh.yaml:10:8: workloads[1].uid: duplicate uid "c1//Pod/default/a" (first at workloads[0].uid)');
+    expect(dup.message).toBe(
+      'mesh.yaml:10:8: workloads[1].uid: duplicate uid "c1//Pod/default/a" (first at workloads[0].uid)',
+    );
     const svc = refuse([...SVC, ...SVC.slice(1).map((l) => l.replace("10.96.0.10", "10.96.0.11"))]);
     expect([svc.line, svc.column, svc.field]).toEqual([9, 13, "services[1].hostname"]);
     const vip = refuse([...SVC, "- {name: other, namespace: default, hostname: other, vips: [/10.96.0.10]}"]);
@@ -286,7 +338,9 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
     ]);
     // The same IP on another network is another VIP.
     const other = "- {name: other, namespace: default, hostname: other, vips: [net2/10.96.0.10]}";
-    expect(parseMeshConfig([...SVC, other].join("\n")).services[1]!.vips).toEqual([{ network: "net2", address: "10.96.0.10" }]);
+    expect(parseMeshConfig([...SVC, other].join("\n")).services[1]!.vips).toEqual([
+      { network: "net2", address: "10.96.0.10" },
+    ]);
   });
 
   test("service keys, SANs, labels, hostnames", () => {
@@ -302,7 +356,12 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
 
   test("empty values: a blank list item, a required field with no value", () => {
     const item = refuse(["workloads:", "- ", "- uid: b"]);
-    expect([item.line, item.column, item.field, item.reason]).toEqual([2, 3, "workloads[0]", "expected a workload mapping"]);
+    expect([item.line, item.column, item.field, item.reason]).toEqual([
+      2,
+      3,
+      "workloads[0]",
+      "expected a workload mapping",
+    ]);
     const uid = refuse(["workloads:", "- uid:", "  name: a", "  namespace: default"]);
     expect([uid.line, uid.field, uid.reason]).toEqual([2, "workloads[0].uid", "missing required field"]);
   });
@@ -318,7 +377,10 @@ describe("parseMeshConfig: refusals name file, line, column and field", () => {
     expect(cfg.workloads[1]!.services).toEqual({ "ns/echo": { 80: 8080 } });
     const tag = refuse(["workloads:", "- {uid: a, name: !Exact a, namespace: ns}"]);
     expect([tag.line, tag.field, tag.reason]).toEqual([2, "workloads[0].name", "unexpected tag !Exact"]);
-    const sm = refuse(["policies:", "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{principals: [!Regex a.*]}]]]}"]);
+    const sm = refuse([
+      "policies:",
+      "- {name: p, namespace: ns, scope: Global, action: Deny, rules: [[[{principals: [!Regex a.*]}]]]}",
+    ]);
     expect(sm.field).toBe("policies[0].rules[0][0][0].principals[0]");
     expect(sm.reason).toBe("unknown string match !Regex (Exact, Prefix, Suffix, Presence)");
   });

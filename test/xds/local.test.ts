@@ -85,7 +85,10 @@ describe("LocalConfigSource", () => {
   });
 
   test("a bad first load throws a located ConfigError and applies nothing", () => {
-    fs.writeFileSync(file, swap(FIXTURE, "  serviceAccount: echo\n  trustDomain", "  serviceAcount: echo\n  trustDomain"));
+    fs.writeFileSync(
+      file,
+      swap(FIXTURE, "  serviceAccount: echo\n  trustDomain", "  serviceAcount: echo\n  trustDomain"),
+    );
     const { src, state } = source();
     let err: unknown;
     try {
@@ -122,7 +125,11 @@ describe("LocalConfigSource", () => {
 
     // 2. A bad edit (a service port out of range): refused, state untouched.
     const rejected = next<ConfigError>(src, "rejected");
-    const bad = swap(fs.readFileSync(file, "utf8"), "ports: {9000: 19000, 8080: 8081}", "ports: {9000: 190000, 8080: 8081}");
+    const bad = swap(
+      fs.readFileSync(file, "utf8"),
+      "ports: {9000: 19000, 8080: 8081}",
+      "ports: {9000: 190000, 8080: 8081}",
+    );
     fs.writeFileSync(file, bad);
     const err = await rejected;
     const line = bad.split("\n").findIndex((l) => l.includes("190000")) + 1;

@@ -41,9 +41,12 @@ function connect(host: string, port: number): Promise<net.Socket> {
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-  })]).finally(() => clearTimeout(t));
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -56,20 +59,26 @@ async function bulk(c: Extract<Cmd, { op: "bulk" }>): Promise<object> {
   const timer = setInterval(() => progress(sent, each * c.conns), 1000);
   const t0 = now();
   try {
-    await withTimeout(Promise.all(socks.map(async (s) => {
-      let reply = "";
-      s.setEncoding("latin1");
-      s.on("data", (d: string) => (reply += d));
-      const ended = once(s, "end");
-      for (let n = 0; n < each; n += chunk.length) {
-        sent += chunk.length;
-        if (!s.write(chunk)) await once(s, "drain");
-      }
-      s.end();
-      await ended;
-      s.destroy();
-      if (reply.trim() !== String(each)) throw new Error(`sink counted ${reply.trim()} bytes, sent ${each}`);
-    })), c.timeoutMs, "bulk");
+    await withTimeout(
+      Promise.all(
+        socks.map(async (s) => {
+          let reply = "";
+          s.setEncoding("latin1");
+          s.on("data", (d: string) => (reply += d));
+          const ended = once(s, "end");
+          for (let n = 0; n < each; n += chunk.length) {
+            sent += chunk.length;
+            if (!s.write(chunk)) await once(s, "drain");
+          }
+          s.end();
+          await ended;
+          s.destroy();
+          if (reply.trim() !== String(each)) throw new Error(`sink counted ${reply.trim()} bytes, sent ${each}`);
+        }),
+      ),
+      c.timeoutMs,
+      "bulk",
+    );
   } finally {
     clearInterval(timer);
     for (const s of socks) s.destroy();
@@ -106,33 +115,39 @@ async function rr(c: Extract<Cmd, { op: "rr" }>): Promise<object> {
     }
   }, c.warmupMs);
   try {
-    await withTimeout(Promise.all(socks.map(async (s, i) => {
-      let got = 0;
-      let wake: (() => void) | null = null;
-      s.on("data", (d: Buffer) => {
-        got += d.length;
-        if (got >= RR_SIZE && wake) wake();
-      });
-      s.on("error", () => {});
-      // Connections start staggered across one interval.
-      let next = t0 + (intervalMs * i) / c.conns;
-      for (let k = 0; k < 10_000_000; k++) {
-        const wait = next - now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        else if (wait < -intervalMs) late++;
-        const sentAt = now();
-        if (sentAt >= measureTo) break;
-        const reply = new Promise<void>((r) => (wake = r));
-        s.write(request);
-        await reply;
-        wake = null;
-        got -= RR_SIZE;
-        const done = now();
-        if (sentAt >= measureFrom) lat.push((done - sentAt) * 1000);
-        next += intervalMs;
-        if (done >= measureTo) break;
-      }
-    })), c.warmupMs + c.ms + 30_000, "rr");
+    await withTimeout(
+      Promise.all(
+        socks.map(async (s, i) => {
+          let got = 0;
+          let wake: (() => void) | null = null;
+          s.on("data", (d: Buffer) => {
+            got += d.length;
+            if (got >= RR_SIZE && wake) wake();
+          });
+          s.on("error", () => {});
+          // Connections start staggered across one interval.
+          let next = t0 + (intervalMs * i) / c.conns;
+          for (let k = 0; k < 10_000_000; k++) {
+            const wait = next - now();
+            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+            else if (wait < -intervalMs) late++;
+            const sentAt = now();
+            if (sentAt >= measureTo) break;
+            const reply = new Promise<void>((r) => (wake = r));
+            s.write(request);
+            await reply;
+            wake = null;
+            got -= RR_SIZE;
+            const done = now();
+            if (sentAt >= measureFrom) lat.push((done - sentAt) * 1000);
+            next += intervalMs;
+            if (done >= measureTo) break;
+          }
+        }),
+      ),
+      c.warmupMs + c.ms + 30_000,
+      "rr",
+    );
   } finally {
     clearInterval(marks);
     clearTimeout(startMark);
@@ -145,7 +160,10 @@ async function rr(c: Extract<Cmd, { op: "rr" }>): Promise<object> {
     count: lat.length,
     secs: c.ms / 1000,
     late,
-    p50: pct(50), p90: pct(90), p99: pct(99), max: lat[lat.length - 1] ?? NaN,
+    p50: pct(50),
+    p90: pct(90),
+    p99: pct(99),
+    max: lat[lat.length - 1] ?? NaN,
     mean: lat.reduce((a, b) => a + b, 0) / (lat.length || 1),
   };
 }
@@ -156,28 +174,35 @@ async function rate(c: Extract<Cmd, { op: "rate" }>): Promise<object> {
   const one = Buffer.from("x");
   const t0 = now();
   const deadline = t0 + c.ms;
-  let count = 0, errors = 0;
+  let count = 0,
+    errors = 0;
   const timer = setInterval(() => progress(now() - t0, c.ms, `${count} tunnels`), 500);
   try {
-    await withTimeout(Promise.all(Array.from({ length: c.conc }, async () => {
-      while (now() < deadline && count < c.max) {
-        try {
-          const s = await connect(c.host, c.port);
-          const closed = once(s, "close");
-          s.on("error", () => {});
-          const echoed = once(s, "data");
-          s.write(one);
-          await echoed;
-          s.end();
-          await closed;
-          count++;
-        } catch {
-          errors++;
-          if (errors > 1000) throw new Error("rate: more than 1000 failed tunnels");
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      }
-    })), c.ms + 30_000, "rate");
+    await withTimeout(
+      Promise.all(
+        Array.from({ length: c.conc }, async () => {
+          while (now() < deadline && count < c.max) {
+            try {
+              const s = await connect(c.host, c.port);
+              const closed = once(s, "close");
+              s.on("error", () => {});
+              const echoed = once(s, "data");
+              s.write(one);
+              await echoed;
+              s.end();
+              await closed;
+              count++;
+            } catch {
+              errors++;
+              if (errors > 1000) throw new Error("rate: more than 1000 failed tunnels");
+              await new Promise((r) => setTimeout(r, 5));
+            }
+          }
+        }),
+      ),
+      c.ms + 30_000,
+      "rate",
+    );
   } finally {
     clearInterval(timer);
   }
@@ -194,25 +219,31 @@ async function openIdle(c: Extract<Cmd, { op: "open" }>): Promise<object> {
   const timer = setInterval(() => progress(idle.length, target), 500);
   let errors = 0;
   try {
-    await withTimeout(Promise.all(Array.from({ length: c.conc }, async () => {
-      // Each pass opens one tunnel or counts one failure (at most 100): bounded by target + 100.
-      while (idle.length < target) {
-        try {
-          const s = await connect(c.host, c.port);
-          s.on("error", () => {});
-          const echoed = once(s, "data");
-          s.write(one);
-          await echoed;
-          if (idle.length >= target) {
-            s.destroy();
-            break;
+    await withTimeout(
+      Promise.all(
+        Array.from({ length: c.conc }, async () => {
+          // Each pass opens one tunnel or counts one failure (at most 100): bounded by target + 100.
+          while (idle.length < target) {
+            try {
+              const s = await connect(c.host, c.port);
+              s.on("error", () => {});
+              const echoed = once(s, "data");
+              s.write(one);
+              await echoed;
+              if (idle.length >= target) {
+                s.destroy();
+                break;
+              }
+              idle.push(s);
+            } catch (e) {
+              if (++errors > 100) throw new Error(`open: ${errors} tunnels failed (last: ${(e as Error).message})`);
+            }
           }
-          idle.push(s);
-        } catch (e) {
-          if (++errors > 100) throw new Error(`open: ${errors} tunnels failed (last: ${(e as Error).message})`);
-        }
-      }
-    })), c.timeoutMs, "open");
+        }),
+      ),
+      c.timeoutMs,
+      "open",
+    );
   } finally {
     clearInterval(timer);
   }
@@ -221,11 +252,17 @@ async function openIdle(c: Extract<Cmd, { op: "open" }>): Promise<object> {
 
 async function closeIdle(): Promise<object> {
   const n = idle.length;
-  await withTimeout(Promise.all(idle.map((s) => {
-    const closed = s.closed ? Promise.resolve() : once(s, "close");
-    s.destroy();
-    return closed;
-  })), 30_000, "close");
+  await withTimeout(
+    Promise.all(
+      idle.map((s) => {
+        const closed = s.closed ? Promise.resolve() : once(s, "close");
+        s.destroy();
+        return closed;
+      }),
+    ),
+    30_000,
+    "close",
+  );
   idle.length = 0;
   return { closed: n };
 }
@@ -234,8 +271,16 @@ async function closeIdle(): Promise<object> {
 
 process.on("message", (c: Cmd) => {
   if (c.op === "exit") process.exit(0);
-  const run = c.op === "bulk" ? bulk(c) : c.op === "rr" ? rr(c) : c.op === "rate" ? rate(c)
-    : c.op === "open" ? openIdle(c) : closeIdle();
+  const run =
+    c.op === "bulk"
+      ? bulk(c)
+      : c.op === "rr"
+        ? rr(c)
+        : c.op === "rate"
+          ? rate(c)
+          : c.op === "open"
+            ? openIdle(c)
+            : closeIdle();
   run.then(
     (r) => send({ type: "result", result: r }),
     (e: Error) => send({ type: "error", message: e.message }),

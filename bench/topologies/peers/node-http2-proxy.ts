@@ -55,15 +55,23 @@ async function listen(srv: net.Server, host: string): Promise<number> {
 }
 
 /** A TLS HTTP/2 client session to `hop` whose peer must be `id`; over `socket` (an outer stream) when given. */
-async function h2Client(opts: tls.SecureContextOptions, hop: string, id: string,
-  socket?: Duplex): Promise<http2.ClientHttp2Session> {
+async function h2Client(
+  opts: tls.SecureContextOptions,
+  hop: string,
+  id: string,
+  socket?: Duplex,
+): Promise<http2.ClientHttp2Session> {
   const s = http2.connect(`https://${hop}`, {
     ...opts,
     checkServerIdentity: () => undefined,
     settings: { initialWindowSize: WINDOWS.stream, maxFrameSize: WINDOWS.frame, enablePush: false },
     maxSessionMemory: SESSION_MEMORY_MB,
-    ...(socket ? { createConnection: () => tls.connect({ ...opts, socket, ALPNProtocols: ["h2"],
-      checkServerIdentity: () => undefined }) } : {}),
+    ...(socket
+      ? {
+          createConnection: () =>
+            tls.connect({ ...opts, socket, ALPNProtocols: ["h2"], checkServerIdentity: () => undefined }),
+        }
+      : {}),
   });
   s.on("error", () => {});
   await once(s, "connect");
@@ -99,13 +107,16 @@ async function outbound(caDir: string, hop: string, dests: string[], via?: strin
   const dial = async (): Promise<http2.ClientHttp2Session> => {
     let socket: Duplex | undefined;
     if (via) {
-      outer ??= h2Client(opts, via, spiffe("eastwest")).then((o) => {
-        o.once("close", () => (outer = null));
-        return o;
-      }, (e: unknown) => {
-        outer = null;
-        throw e;
-      });
+      outer ??= h2Client(opts, via, spiffe("eastwest")).then(
+        (o) => {
+          o.once("close", () => (outer = null));
+          return o;
+        },
+        (e: unknown) => {
+          outer = null;
+          throw e;
+        },
+      );
       socket = await connectStream(await outer, hop);
     }
     const s = await h2Client(opts, hop, server, socket);
@@ -142,27 +153,30 @@ async function outbound(caDir: string, hop: string, dests: string[], via?: strin
     const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => {
       sock.pause();
       sock.on("error", () => sock.destroy());
-      void checkout().then((s) => {
-        let released = false;
-        const release = () => {
-          if (released) return;
-          released = true;
-          const n = active.get(s);
-          if (n !== undefined) active.set(s, n - 1);
-        };
-        const req = s.request({ ":method": "CONNECT", ":authority": dest }, { endStream: false });
-        req.once("close", release);
-        req.on("error", () => sock.destroy());
-        req.once("response", (h) => {
-          if (h[":status"] !== 200) {
-            req.close(NGHTTP2_CANCEL);
-            sock.destroy();
-            return;
-          }
-          join(sock, req);
-          sock.resume();
-        });
-      }, () => sock.destroy());
+      void checkout().then(
+        (s) => {
+          let released = false;
+          const release = () => {
+            if (released) return;
+            released = true;
+            const n = active.get(s);
+            if (n !== undefined) active.set(s, n - 1);
+          };
+          const req = s.request({ ":method": "CONNECT", ":authority": dest }, { endStream: false });
+          req.once("close", release);
+          req.on("error", () => sock.destroy());
+          req.once("response", (h) => {
+            if (h[":status"] !== 200) {
+              req.close(NGHTTP2_CANCEL);
+              sock.destroy();
+              return;
+            }
+            join(sock, req);
+            sock.resume();
+          });
+        },
+        () => sock.destroy(),
+      );
     });
     ports.push(await listen(srv, "127.0.0.1"));
   }
@@ -260,7 +274,9 @@ if (role === "outbound" && rest.length >= 2) {
   const port = await inbound(caDir, rest[0]);
   console.log(`bench node-http2 ready ${JSON.stringify({ port })}`);
 } else {
-  throw new Error("usage: node-http2-proxy.js outbound CA_DIR HOST:PORT DEST... | outbound-via CA_DIR GW:PORT HOST:PORT DEST... |" +
-    " gateway CA_DIR HOST | inbound CA_DIR HOST");
+  throw new Error(
+    "usage: node-http2-proxy.js outbound CA_DIR HOST:PORT DEST... | outbound-via CA_DIR GW:PORT HOST:PORT DEST... |" +
+      " gateway CA_DIR HOST | inbound CA_DIR HOST",
+  );
 }
 process.on("SIGTERM", () => process.exit(0));

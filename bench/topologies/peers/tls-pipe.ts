@@ -27,8 +27,12 @@ function join(a: net.Socket, b: net.Socket): void {
   };
   a.on("error", down);
   b.on("error", down);
-  a.on("close", () => { if (!b.writableEnded) b.destroy(); });
-  b.on("close", () => { if (!a.writableEnded) a.destroy(); });
+  a.on("close", () => {
+    if (!b.writableEnded) b.destroy();
+  });
+  b.on("close", () => {
+    if (!a.writableEnded) a.destroy();
+  });
 }
 
 async function listen(srv: net.Server, host: string): Promise<number> {
@@ -64,11 +68,13 @@ async function terminator(): Promise<number[]> {
   const client = spiffe("client");
   const ports: number[] = [];
   for (const p of appPorts) {
-    const srv = tls.createServer({ ...opts, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true,
-      noDelay: true }, (t) => {
-      if (checkPeer(t.getPeerCertificate(), client)) return t.destroy();
-      join(t, net.connect({ host, port: Number(p), noDelay: true, allowHalfOpen: true }));
-    });
+    const srv = tls.createServer(
+      { ...opts, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true, noDelay: true },
+      (t) => {
+        if (checkPeer(t.getPeerCertificate(), client)) return t.destroy();
+        join(t, net.connect({ host, port: Number(p), noDelay: true, allowHalfOpen: true }));
+      },
+    );
     srv.on("tlsClientError", () => {});
     ports.push(await listen(srv, host));
   }

@@ -46,8 +46,7 @@ export interface DelWorkload {
 }
 
 /** The snapshot is complete: pods neither added nor kept since the connection began are dropped. */
-export interface SnapshotSent {
-}
+export interface SnapshotSent {}
 
 /** Agent -> proxy. */
 export interface WorkloadRequest {
@@ -265,9 +264,10 @@ export const AddWorkload: MessageFns<AddWorkload> = {
   fromPartial<I extends Exact<DeepPartial<AddWorkload>, I>>(object: I): AddWorkload {
     const message = createBaseAddWorkload();
     message.uid = object.uid ?? "";
-    message.workloadInfo = (object.workloadInfo !== undefined && object.workloadInfo !== null)
-      ? WorkloadInfo.fromPartial(object.workloadInfo)
-      : undefined;
+    message.workloadInfo =
+      object.workloadInfo !== undefined && object.workloadInfo !== null
+        ? WorkloadInfo.fromPartial(object.workloadInfo)
+        : undefined;
     return message;
   },
 };
@@ -664,15 +664,21 @@ export const WorkloadResponse: MessageFns<WorkloadResponse> = {
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
-type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
-  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
-  : T extends { $case: string } ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
-  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
-  : Partial<T>;
+type DeepPartial<T> = T extends Builtin
+  ? T
+  : T extends globalThis.Array<infer U>
+    ? globalThis.Array<DeepPartial<U>>
+    : T extends ReadonlyArray<infer U>
+      ? ReadonlyArray<DeepPartial<U>>
+      : T extends { $case: string }
+        ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
+        : T extends {}
+          ? { [K in keyof T]?: DeepPartial<T[K]> }
+          : Partial<T>;
 
 type KeysOfUnion<T> = T extends T ? keyof T : never;
-type Exact<P, I extends P> = P extends Builtin ? P
+type Exact<P, I extends P> = P extends Builtin
+  ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 interface MessageFns<T> {
