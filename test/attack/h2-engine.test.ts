@@ -19,6 +19,7 @@ import { RawPeer } from "../helpers/raw-peer.js";
 import { frame, settingsPayload, u32 } from "../helpers/frames.js";
 import { drain, pattern } from "../helpers/net.js";
 import { rssBytes, cpuSeconds } from "../../bench/topologies/procs.js";
+import { ANY_STATUS_PORTS } from "../helpers/attack.js";
 
 const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 const MiB = 1 << 20;
@@ -51,12 +52,7 @@ beforeAll(async () => {
       "0",
       "--socks5-port",
       "off",
-      "--admin-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--readiness-port",
-      "0",
+      ...ANY_STATUS_PORTS,
     ],
     { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "error" } },
   );

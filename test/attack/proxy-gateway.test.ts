@@ -25,6 +25,7 @@ import {
   eventually,
   viaGateway,
   type HboneProcess,
+  ANY_STATUS_PORTS,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -108,12 +109,7 @@ services:
     "0",
     "--hbone-port",
     String(echoProxy.addresses.inbound!.port),
-    "--admin-port",
-    "0",
-    "--metrics-port",
-    "0",
-    "--readiness-port",
-    "0",
+    ...ANY_STATUS_PORTS,
   ]);
   gwPort = Number(String(gw.ready.inbound).split(":")[1]);
   sleepCert = await issue(fx.caDir, "default", "sleep");

@@ -30,6 +30,7 @@ import {
   rawRequest,
   blackhole,
   type HboneProcess,
+  ANY_STATUS_PORTS,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -89,12 +90,7 @@ beforeAll(async () => {
     "0",
     "--socks5-port",
     "off",
-    "--admin-port",
-    "0",
-    "--metrics-port",
-    "0",
-    "--readiness-port",
-    "0",
+    ...ANY_STATUS_PORTS,
   ]);
   ready = echo.ready as typeof ready;
   inboundPort = Number(ready.inbound.split(":")[1]);

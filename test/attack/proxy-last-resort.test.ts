@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
-import { CLI, spawnHbone, expectRssBelow, roundTrip, eventually, type HboneProcess } from "../helpers/attack.js";
+import {
+  CLI,
+  spawnHbone,
+  expectRssBelow,
+  roundTrip,
+  eventually,
+  type HboneProcess,
+  ANY_STATUS_PORTS,
+} from "../helpers/attack.js";
 
 const BUGS = 60;
 /** On SIGUSR2: 60 planted bugs 5 ms apart, uncaught exceptions and unhandled rejections in turn (a data: URL: no "%"). */
@@ -41,12 +49,7 @@ beforeAll(async () => {
       "0",
       "--socks5-port",
       "off",
-      "--admin-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--readiness-port",
-      "0",
+      ...ANY_STATUS_PORTS,
     ],
     ["--import", BUGGY],
   );

@@ -30,6 +30,7 @@ import {
   refusal,
   rstFrame,
   type HboneProcess,
+  ANY_STATUS_PORTS,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -128,12 +129,7 @@ services:
     String(hbonePort),
     "--socks5-port",
     "0",
-    "--admin-port",
-    "0",
-    "--metrics-port",
-    "0",
-    "--readiness-port",
-    "0",
+    ...ANY_STATUS_PORTS,
     "--forward",
     `127.0.0.1:0=${ECHO}:9000`,
     "--forward",

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { pattern } from "../helpers/net.js";
+import { ANY_STATUS_PORTS } from "../helpers/attack.js";
 
 const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 let fx: MeshFixture;
@@ -36,12 +37,7 @@ beforeAll(async () => {
       "0",
       "--socks5-port",
       "off",
-      "--admin-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--readiness-port",
-      "0",
+      ...ANY_STATUS_PORTS,
       "--drain-timeout",
       "20",
       "--forward",

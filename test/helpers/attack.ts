@@ -27,6 +27,9 @@ import * as abi from "../../assembly/abi.js";
 
 export const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 
+/** Admin, metrics and readiness on free ports (each printed in the ready line). */
+export const ANY_STATUS_PORTS = ["--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0"];
+
 /** Output that means an error escaped its owner: Node's crash text, or our last-resort handler. */
 const UNOWNED = /Unhandled|last-resort|uncaught|Wasm trap/i;
 

@@ -4,6 +4,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
+import { ANY_STATUS_PORTS } from "./attack.js";
 
 export interface SpawnedProxy {
   child: ChildProcess;
@@ -28,12 +29,7 @@ export async function spawnNodeProxy(
   const argv = [
     "dist/host/cli.js",
     command,
-    "--admin-port",
-    "0",
-    "--metrics-port",
-    "0",
-    "--readiness-port",
-    "0",
+    ...ANY_STATUS_PORTS,
     ...(command === "proxy" ? ["--socks5-port", "off"] : []),
     ...args,
   ];
