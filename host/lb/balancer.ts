@@ -123,20 +123,7 @@ export class LoadBalancer {
     const k = t ? t.ports.indexOf(port) : -1;
     if (k < 0) return undefined;
     const s = this.sourceIds(source);
-    const i = this.ex.lb_pick(
-      t!.ptr,
-      k,
-      t!.policy,
-      s[0]!,
-      s[1]!,
-      s[2]!,
-      s[3]!,
-      s[4]!,
-      s[5]!,
-      randomU32(this.random),
-      this.outliers.pickTime(),
-    );
-    return i < 0 ? undefined : this.choice(t!, k, i);
+    return this.pickIn(t!, k, t!.policy, s);
   }
 
   /**
@@ -182,20 +169,7 @@ export class LoadBalancer {
     if (!t) return undefined;
     const k = Math.max(0, t.ports.indexOf(port));
     const s = this.idsOf({ network, clusterId: "", region: "", zone: "", subzone: "", node: "" });
-    const i = this.ex.lb_pick(
-      t.ptr,
-      k,
-      LB_MODE_ALL | LB_SAME_NETWORK,
-      s[0]!,
-      s[1]!,
-      s[2]!,
-      s[3]!,
-      s[4]!,
-      s[5]!,
-      randomU32(this.random),
-      this.outliers.pickTime(),
-    );
-    return i < 0 ? undefined : this.choice(t, k, i);
+    return this.pickIn(t, k, LB_MODE_ALL | LB_SAME_NETWORK, s);
   }
 
   /** A dial to `w` failed. */
@@ -219,6 +193,24 @@ export class LoadBalancer {
     this.state.off("updated", this.onUpdated);
     this.freeTables();
     this.outliers.close();
+  }
+
+  /** One Wasm pick over table `t` at port slot `k` under `policy`, from the source's locality ids `s`. */
+  private pickIn(t: Table, k: number, policy: number, s: Int32Array): LbChoice | undefined {
+    const i = this.ex.lb_pick(
+      t.ptr,
+      k,
+      policy,
+      s[0]!,
+      s[1]!,
+      s[2]!,
+      s[3]!,
+      s[4]!,
+      s[5]!,
+      randomU32(this.random),
+      this.outliers.pickTime(),
+    );
+    return i < 0 ? undefined : this.choice(t, k, i);
   }
 
   private choice(t: Table, k: number, i: number): LbChoice {
