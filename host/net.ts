@@ -7,6 +7,8 @@ export interface TcpDial {
   port: number;
   /** The dial fails with "connect timeout" after this long. */
   timeoutMs: number;
+  /** A connecting socket made elsewhere (e.g. inside a pod's network namespace); default: net.connect. */
+  socket?: net.Socket;
 }
 
 /**
@@ -16,7 +18,8 @@ export interface TcpDial {
  * takes it. The 'error' owner is attached before the socket is returned.
  */
 export function dialTcp(d: TcpDial, onConnect: (sock: net.Socket) => void, onError: (err: Error) => void): net.Socket {
-  const sock = net.connect({ host: d.host, port: d.port, noDelay: true, allowHalfOpen: true });
+  const sock = d.socket ?? net.connect({ host: d.host, port: d.port, noDelay: true, allowHalfOpen: true });
+  sock.setNoDelay(true);
   let connected = false;
   const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), d.timeoutMs);
   sock.once("close", () => clearTimeout(timer));

@@ -5,6 +5,7 @@
 // to end between the source and the destination node proxies, so the gateway never sees it.
 
 import { header } from "../h2/headers.js";
+import { dialTcp } from "../net.js";
 import net from "node:net";
 import type { Workload } from "../model/index.js";
 import type { ProxyInputs } from "./inputs.js";
@@ -72,29 +73,23 @@ export class Gateway extends HboneListener {
     if (!choice) return refuse(503, `no healthy local endpoint for ${authority}`);
     const w = choice.workload;
     const hop = { host: w.workloadIps[0], port: this.o.inputs.hbonePort };
-    const upstream = net.connect({ ...hop, noDelay: true, allowHalfOpen: true });
-    let connected = false;
-    const timer = setTimeout(() => upstream.destroy(new Error("connect timeout")), this.o.inputs.connectTimeoutMs);
-    upstream.once("close", () => clearTimeout(timer));
-    // The peer gave up before the endpoint answered: stop dialling.
-    const cancel = () => {
-      if (!connected) upstream.destroy();
-    };
+    // The peer gave up before the endpoint answered: stop dialling (a cancel: dialTcp reports nothing).
+    const cancel = () => upstream.destroy();
+    const upstream = dialTcp(
+      { ...hop, timeoutMs: this.o.inputs.connectTimeoutMs },
+      () => {
+        stream.off("close", cancel);
+        if (stream.destroyed) return upstream.destroy();
+        this.stats.routed++;
+        this.active.set(w.uid, this.activeTo(w) + 1);
+        respond(200);
+        void pipeTunnel(upstream, stream).then(() => this.active.set(w.uid, Math.max(0, this.activeTo(w) - 1)));
+      },
+      (err) => {
+        if (stream.destroyed) return;
+        refuse(503, `endpoint ${formatAuthority(hop.host, hop.port)} unreachable: ${err.message}`);
+      },
+    );
     stream.once("close", cancel);
-    upstream.once("connect", () => {
-      connected = true;
-      stream.off("close", cancel);
-      clearTimeout(timer);
-      if (stream.destroyed) return upstream.destroy();
-      this.stats.routed++;
-      this.active.set(w.uid, this.activeTo(w) + 1);
-      respond(200);
-      void pipeTunnel(upstream, stream).then(() => this.active.set(w.uid, Math.max(0, this.activeTo(w) - 1)));
-    });
-    upstream.once("error", (err) => {
-      clearTimeout(timer);
-      if (connected || stream.destroyed) return;
-      refuse(503, `endpoint ${formatAuthority(hop.host, hop.port)} unreachable: ${err.message}`);
-    });
   }
 }

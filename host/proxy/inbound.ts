@@ -4,6 +4,7 @@
 // 400: bad request; 503: unknown port or the application cannot be reached.
 
 import { header } from "../h2/headers.js";
+import { dialTcp } from "../net.js";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import type { Service, Workload } from "../model/index.js";
@@ -334,33 +335,27 @@ export class Inbound extends HboneListener {
     failed: (why: string) => void,
   ): void {
     // Half-open: the app may still answer after our FIN (END_STREAM from the peer).
-    let app: net.Socket;
+    let made: net.Socket | undefined;
     try {
-      app = this.o.dial ? this.o.dial(host, port) : net.connect({ host, port, noDelay: true, allowHalfOpen: true });
+      made = this.o.dial?.(host, port); // in a pod: from its namespace, marked
     } catch (err) {
       return failed(`application ${formatAuthority(host, port)}: ${(err as Error).message}`);
     }
-    app.setNoDelay(true);
-    let up = false;
-    const timer = setTimeout(() => app.destroy(new Error("connect timeout")), this.o.inputs.connectTimeoutMs);
-    app.once("close", () => clearTimeout(timer));
     // The peer gave up (reset, connection gone, policy) before the app answered: stop dialling.
-    const cancel = () => {
-      if (!up) app.destroy();
-    };
+    const cancel = () => app.destroy();
+    const app = dialTcp(
+      { host, port, timeoutMs: this.o.inputs.connectTimeoutMs, socket: made },
+      () => {
+        peer.off("close", cancel);
+        if (peer.destroyed) return app.destroy();
+        connected();
+        void pipeTunnel(app, peer);
+      },
+      (err) => {
+        if (peer.destroyed) return;
+        failed(`application ${formatAuthority(host, port)} unreachable: ${err.message}`);
+      },
+    );
     peer.once("close", cancel);
-    app.once("connect", () => {
-      up = true;
-      peer.off("close", cancel);
-      clearTimeout(timer);
-      if (peer.destroyed) return app.destroy();
-      connected();
-      void pipeTunnel(app, peer);
-    });
-    app.once("error", (err) => {
-      clearTimeout(timer);
-      if (up || peer.destroyed) return; // errors after connect are the pipe's
-      failed(`application ${formatAuthority(host, port)} unreachable: ${err.message}`);
-    });
   }
 }

@@ -2,6 +2,7 @@
 // a tunnel: resolve and load-balance from ProxyState, then HBONE through the pool to the
 // endpoint's node proxy (:15008), or plain TCP when the endpoint does not speak HBONE.
 
+import { dialTcp } from "../net.js";
 import { OutboundError } from "../errors.js";
 import net from "node:net";
 import os from "node:os";
@@ -464,12 +465,7 @@ export class Outbound {
 
   private dialTcp(target: HostPort): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
-      let sock: net.Socket;
-      try {
-        sock = this.o.dial
-          ? this.o.dial(target.host, target.port)
-          : net.connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
-      } catch (err) {
+      const fail = (err: unknown) =>
         reject(
           new OutboundError(
             "unreachable",
@@ -477,21 +473,13 @@ export class Outbound {
             { cause: err },
           ),
         );
-        return;
+      let made: net.Socket | undefined;
+      try {
+        made = this.o.dial?.(target.host, target.port); // in a pod: from its namespace, marked
+      } catch (err) {
+        return fail(err);
       }
-      const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), this.o.inputs.connectTimeoutMs);
-      sock.once("connect", () => {
-        clearTimeout(timer);
-        resolve(sock);
-      });
-      sock.once("error", (err) => {
-        clearTimeout(timer);
-        reject(
-          new OutboundError("unreachable", `TCP ${formatAuthority(target.host, target.port)}: ${err.message}`, {
-            cause: err,
-          }),
-        );
-      });
+      dialTcp({ ...target, timeoutMs: this.o.inputs.connectTimeoutMs, socket: made }, resolve, fail);
     });
   }
 }
