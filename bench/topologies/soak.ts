@@ -14,12 +14,13 @@
 // load stops: hbone_active_tunnels of each proxy must fall back to 0 (leaks). Results: bench/results/soak-latest.md.
 
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
 import { parseArgs } from "node:util";
 import { createPluginCa } from "../../host/identity/ca.js";
+import { errnoName, pendingSocketError } from "../../host/sys/index.js";
 import { repoRoot } from "../harness.js";
 import { freePort, nofileLimits, onExit, rssBytes, spawnNode, type Child } from "./procs.js";
 
@@ -33,6 +34,9 @@ const { values } = parseArgs({
     "app-reset-permille": { type: "string", default: "10" },
     "max-bytes": { type: "string", default: "262144" },
     out: { type: "string" },
+    // A directory: every proxy logs at info (access lines) into DIR/<proxy>.log, and each lost tunnel is listed with
+    // its client port, times and the last kill, to match against those lines.
+    trace: { type: "string" },
   },
 });
 const MINUTES = Number(values.minutes),
@@ -103,7 +107,12 @@ interface Proc {
 const crashes: { proc: string; t: number; exit: string; tail: string }[] = [];
 let startedAt = Date.now();
 
-const env = { HBONE_LOG_LEVEL: "warn" };
+const TRACE = values.trace;
+const env = { HBONE_LOG_LEVEL: TRACE ? "info" : "warn" };
+/** The last kill (for the trace of a lost tunnel). */
+let lastKill = { victim: "", t: 0 };
+const lossTrace: string[] = [];
+if (TRACE) mkdirSync(TRACE, { recursive: true });
 // Each tunnel holds several descriptors per proxy: raise the children's soft limit as far as the hard one allows.
 const limits = nofileLimits(65536);
 const NOFILE = limits.canRaise
@@ -138,6 +147,10 @@ function proc(name: string, script: string, args: () => string[]): Proc {
     async start() {
       const c = await spawnNode(name, script, args(), { env, nofile: NOFILE });
       p.child = c;
+      if (TRACE) {
+        const f = createWriteStream(join(TRACE, `${name.replace(/ /g, "-")}.log`), { flags: "a" });
+        c.proc.stdout?.pipe(f);
+      }
       // 'close', not 'exit': by then its output has been read to the end (the stack of a crash comes last).
       c.proc.once("close", (code, signal) => {
         if (p.killing || stopping) return;
@@ -228,6 +241,7 @@ function tunnel(port: number): Promise<void> {
     const size = 1 + Math.floor(Math.random() ** 2 * MAX_BYTES);
     const sent = createHash("sha256"),
       got = createHash("sha256");
+    const t0 = Date.now();
     let sentBytes = 0,
       gotBytes = 0,
       ended = false,
@@ -248,6 +262,17 @@ function tunnel(port: number): Promise<void> {
           stats.lost++;
           stats.bytesLost += size - gotBytes;
           if (lossExamples.length < 10) lossExamples.push(`sent ${sentBytes}/${size}, clean FIN after ${gotBytes}`);
+          if (TRACE)
+            lossTrace.push(
+              JSON.stringify({
+                port: sock.localPort,
+                size,
+                got: gotBytes,
+                start: new Date(t0).toISOString(),
+                end: new Date().toISOString(),
+                lastKill: { victim: lastKill.victim, msBeforeEnd: Date.now() - lastKill.t },
+              }),
+            );
         }
       } else if (how === "stuck") stats.stuck++;
       else {
@@ -265,7 +290,11 @@ function tunnel(port: number): Promise<void> {
     });
     sock.on("end", () => {
       ended = true;
-      finish("end");
+      // A reset that libuv reported as EOF (pendingSocketError says why) is a reset, not a clean end.
+      const errno = pendingSocketError(sock);
+      finish(
+        errno === 0 ? "end" : Object.assign(new Error("reset seen as EOF"), { code: `${errnoName(errno)} at EOF` }),
+      );
     });
     sock.on("close", () => {
       if (!ended) finish(new Error("closed without FIN"));
@@ -368,6 +397,7 @@ async function main(): Promise<void> {
     restarting = true;
     v.killing = true;
     v.child?.proc.kill("SIGKILL");
+    lastKill = { victim: v.name, t: Date.now() };
     console.log(`[${elapsed()} s] killed ${v.name}`);
     setTimeout(
       () => {
@@ -452,6 +482,7 @@ async function main(): Promise<void> {
     all.map((p) => [p.name, p.child?.proc.exitCode === null && p.child.proc.signalCode === null]),
   );
   for (const p of all) await p.child?.stop();
+  if (TRACE) writeFileSync(join(TRACE, "losses.jsonl"), lossTrace.map((l) => `${l}\n`).join(""));
 
   writeResults({
     samples,

@@ -2,14 +2,16 @@
 // mapping (HBONE tunnels over HTTP/2 CONNECT): FIN <-> END_STREAM (half-close both ways);
 // RST_STREAM NO_ERROR/CANCEL is EOF, other codes reset the app socket; a TCP error on the app
 // socket (a reset) is RST_STREAM(CONNECT_ERROR) (RFC 9113 §8.5), so the far side resets its
-// client too: a FIN there would pass a lost tail off as a complete answer. Bytes are counted by
+// client too: a FIN there would pass a lost tail off as a complete answer. A reset that libuv
+// reported as EOF (host/sys pendingSocketError says when) is a reset too. Bytes are counted by
 // the stream and socket themselves.
 
 import type { Duplex } from "node:stream";
-import type net from "node:net";
+import net from "node:net";
 import * as abi from "../../assembly/abi.js";
 import type { H2Stream } from "../h2/stream.js";
 import { H2Error } from "../errors.js";
+import { errnoName, pendingSocketError } from "../sys/index.js";
 
 /** Resolves when both directions are done (or torn down). */
 export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
@@ -32,8 +34,8 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       resolve();
       return;
     }
-    pump(app, stream); // app FIN -> stream.end() -> END_STREAM
-    pump(stream, app); // END_STREAM -> app.end() -> shutdown(WR)
+    pump(app, stream, resetBehindEof); // app FIN -> stream.end() -> END_STREAM
+    pump(stream, app, resetBehindEof); // END_STREAM -> app.end() -> shutdown(WR) (a plain socket: the same check)
 
     app.on("error", (e: Error) => {
       // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
@@ -53,7 +55,7 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       finish();
     });
     stream.on("error", () => {
-      if (gentle((stream as H2Stream).rstCode ?? abi.INTERNAL_ERROR)) {
+      if (gentle((stream as H2Stream).rstCode)) {
         if (!app.writableEnded) app.end();
       } else {
         resetSocket(app);
@@ -63,7 +65,8 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       streamDone = true;
       const s = stream as H2Stream;
       if (!s.readableEnded && !app.writableEnded && !app.destroyed) {
-        // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently.
+        // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently; closed with no code (the session went
+        // away under it) is a cut, never a FIN.
         if (gentle(s.rstCode)) app.end();
         else resetSocket(app);
       }
@@ -89,6 +92,8 @@ class Pump {
   constructor(
     private readonly from: Duplex,
     private readonly to: Duplex,
+    /** Asked at `from`'s end: an error means it was reset, not ended (`from` is destroyed with it). */
+    private readonly endCheck?: (from: Duplex) => Error | null,
   ) {}
 
   readonly onData = (chunk: Buffer): void => {
@@ -109,12 +114,14 @@ class Pump {
   };
 
   readonly onEnd = (): void => {
+    const reset = this.endCheck?.(this.from);
+    if (reset) return void this.from.destroy(reset);
     if (!this.to.writableEnded && !this.to.destroyed) this.to.end();
   };
 }
 
-function pump(from: Duplex, to: Duplex): void {
-  const p = new Pump(from, to);
+function pump(from: Duplex, to: Duplex, endCheck?: (from: Duplex) => Error | null): void {
+  const p = new Pump(from, to, endCheck);
   from.on("data", p.onData);
   if (from.readableEnded)
     process.nextTick(p.onEnd); // its 'end' has been and gone
@@ -125,9 +132,18 @@ function pump(from: Duplex, to: Duplex): void {
   else from.resume();
 }
 
-/** RST_STREAM NO_ERROR/CANCEL (or none: a plain close) ends the app's side with a FIN, not a reset. */
+/** RST_STREAM NO_ERROR/CANCEL ends the app's side with a FIN, not a reset; any other end (no code) is a reset. */
 function gentle(code: number | null | undefined): boolean {
-  return code === null || code === undefined || code === abi.NO_ERROR || code === abi.CANCEL;
+  return code === abi.NO_ERROR || code === abi.CANCEL;
+}
+
+/** An app socket whose EOF hid a reset (see pendingSocketError): the error to destroy it with, else null. */
+function resetBehindEof(from: Duplex): Error | null {
+  if (!(from instanceof net.Socket)) return null;
+  const errno = pendingSocketError(from);
+  if (errno === 0) return null;
+  const code = errnoName(errno);
+  return Object.assign(new Error(`read ${code} (the socket reported it as its end)`), { code, errno });
 }
 
 /** Sends a TCP RST where the socket supports it, else destroys it. */

@@ -16,6 +16,7 @@ export {
   setTransparent,
   fdOf,
   originalDestination,
+  pendingSocketError,
   localAddress,
   type ListenSocketOptions,
   type DialSocketOptions,

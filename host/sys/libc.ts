@@ -118,6 +118,7 @@ export const C = {
   SOL_IPV6: 41,
   SO_REUSEADDR: 2,
   SO_TYPE: 3,
+  SO_ERROR: 4,
   SO_REUSEPORT: 15,
   SO_MARK: 36,
   IP_TRANSPARENT: 19,

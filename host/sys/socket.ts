@@ -4,7 +4,7 @@
 
 import net from "node:net";
 import os from "node:os";
-import { C, check, closeQuietly, libc } from "./libc.js";
+import { C, check, closeQuietly, libc, nativeAvailable } from "./libc.js";
 import { SysError } from "./errors.js";
 import { inNetns } from "./netns.js";
 import {
@@ -202,6 +202,24 @@ export function fdOf(s: net.Socket | net.Server): number {
   const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
   if (typeof fd !== "number" || fd < 0) throw new SysError("fd of socket", "sockopt", os.constants.errno.EBADF);
   return fd;
+}
+
+const soErrorValue = Buffer.alloc(4),
+  soErrorLen = Buffer.alloc(4);
+
+/**
+ * The error a socket holds but has not reported (SO_ERROR), or 0; 0 too where native calls are unavailable or the
+ * socket has no fd. Why it is needed: when a peer's RST arrives together with its last bytes, libuv reads the bytes
+ * and, seeing POLLHUP after a short read, reports EOF without ever reading the ECONNRESET (its uv__stream_io
+ * shortcut). A reset then looks like a FIN, and a proxy passing it on as END_STREAM would present a cut stream as
+ * complete. Asked once when a socket ends: the kernel still holds the error then.
+ */
+export function pendingSocketError(s: net.Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0 || !nativeAvailable()) return 0;
+  soErrorLen.writeUInt32LE(4);
+  if (libc().getsockopt(fd, C.SOL_SOCKET, C.SO_ERROR, soErrorValue, soErrorLen) !== 0) return 0;
+  return soErrorValue.readInt32LE(0);
 }
 
 export interface OriginalDestination extends SockAddr {

@@ -4,7 +4,7 @@
 // (the inbound proxy's role: it half-closes and resets with any code) and node:http2 (nghttp2) for the cases
 // an independent stack can play. FIN <-> END_STREAM each way with the other direction still open; the peer's
 // RST_STREAM NO_ERROR / CANCEL read as EOF, other codes reset the app; the app's reset is
-// RST_STREAM(CONNECT_ERROR); every byte counted both ways; a side dead before the pipe starts; a plain TCP
+// RST_STREAM(CONNECT_ERROR), a reset Node reports as 'end' included; every byte counted both ways; a side dead before the pipe starts; a plain TCP
 // passthrough passing a reset on as a reset.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -210,6 +210,24 @@ describe("pipeTunnel: resets", () => {
       t.app.write("partial request");
       await new Promise((r) => setTimeout(r, 50));
       const closed = new Promise<void>((r) => t.remote.once("close", () => r()));
+      t.app.resetAndDestroy();
+      await within(closed);
+      expect(t.remote.rstCode).toBe(abi.CONNECT_ERROR);
+      expect(sawEnd).toBe(false);
+      await within(t.piped);
+    },
+  );
+
+  it.each(["ours", "node:http2"])(
+    "an app reset that arrives with its last bytes (Node reports it as 'end') is still RST_STREAM(CONNECT_ERROR) (%s)",
+    async (kind) => {
+      const t = kind === "ours" ? await tunnel() : await nodeTunnel();
+      let sawEnd = false;
+      const got = [] as Buffer[];
+      t.remote.on("end", () => (sawEnd = true));
+      t.remote.on("data", (c: Buffer) => got.push(c));
+      const closed = new Promise<void>((r) => t.remote.once("close", () => r()));
+      t.app.write("the last bytes, then a reset");
       t.app.resetAndDestroy();
       await within(closed);
       expect(t.remote.rstCode).toBe(abi.CONNECT_ERROR);
