@@ -22,14 +22,16 @@ function clientOf(socket: net.Socket): HostPort {
 
 /** SOCKS5 (RFC 1928) whose CONNECTs become tunnels; refusals map to the SOCKS reply the error names. */
 export function createSocksListener(open: TunnelOpener, track: Track): net.Server {
-  return createSocks5Server(async (dest, socket) => {
-    try {
-      const tunnel = await open(dest, clientOf(socket));
-      return { code: SOCKS_OK, start: () => void track(pipeTunnel(socket, tunnel)) };
-    } catch (err) {
-      log.limited.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err as Error });
-      return { code: socksReplyOf(err) };
-    }
+  return createSocks5Server((dest, socket) => {
+    const setup = tracked(socket, track);
+    return open(dest, clientOf(socket)).then(
+      (tunnel) => ({ code: SOCKS_OK, start: () => setup.pipe(tunnel) }),
+      (err: Error) => {
+        log.limited.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err });
+        setup.done();
+        return { code: socksReplyOf(err) };
+      },
+    );
   });
 }
 
@@ -42,16 +44,39 @@ export function createForwardListener(to: string, open: TunnelOpener, track: Tra
     socket.on("error", (e) => log.debug("forward client socket error", { error: e }));
     socket.setNoDelay(true);
     socket.pause();
+    const setup = tracked(socket, track);
     open(dest, clientOf(socket)).then(
       (tunnel) => {
         // With the client already gone, the pipe closes the tunnel at once.
-        void track(pipeTunnel(socket, tunnel));
+        setup.pipe(tunnel);
         socket.resume();
       },
       (err: Error) => {
         log.limited.info("forward refused", { to, error: err });
+        setup.done();
         resetSocket(socket); // a FIN would read as an empty answer: the client must see the failure
       },
     );
   });
+}
+
+/**
+ * A client connection counted as an open tunnel from the moment it is accepted, not from when its tunnel is up: a
+ * drain that began while a tunnel was being dialled must wait for it too. Counted until the pipe ends, the setup
+ * fails, or the client is gone before a pipe started.
+ */
+function tracked(socket: net.Socket, track: Track): { pipe(tunnel: Duplex): void; done(): void } {
+  let release!: () => void;
+  void track(new Promise<void>((r) => (release = r)));
+  let piping = false;
+  socket.once("close", () => {
+    if (!piping) release();
+  });
+  return {
+    pipe(tunnel) {
+      piping = true;
+      void pipeTunnel(socket, tunnel).finally(release);
+    },
+    done: () => release(),
+  };
 }
