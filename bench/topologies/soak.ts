@@ -551,7 +551,8 @@ function writeResults(r: {
     `| stuck (no end after ${TUNNEL_TIMEOUT_MS / 1000} s) | ${stats.stuck} |`,
     "",
     `Bytes sent ${stats.bytesSent}, echoed ${stats.bytesEchoed}; **bytes lost on clean tunnels: ${stats.bytesLost}**.`,
-    `Errors: ${[...stats.errors].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}.`,
+    `Errors: ${[...stats.errors].map(([k, v]) => `${k} ${v}`).join(", ") || "none"} ("at EOF": a reset that Node ` +
+      `reported to the client as an end, read back with SO_ERROR).`,
     lossExamples.length ? `Loss examples: ${lossExamples.join("; ")}.` : "",
     "",
     "| proxy | RSS MiB (last life, after warm-up) | open fds | active tunnels after the load | alive at the end |",
