@@ -30,7 +30,7 @@ import {
   rawRequest,
   blackhole,
   type HboneProcess,
-  ANY_STATUS_PORTS,
+  proxyArgs,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -77,21 +77,7 @@ beforeAll(async () => {
   // 9002: an app that never answers (dials stay pending); 9005: ztunnel's outbound capture port.
   writeFileSync(fx.configPath, config({ 9002: hole.port, 9005: 15001 }));
   // --trust-domain is the proxy's own: peers are checked against it, not the record's other.example.
-  echo = await spawnHbone("proxy", [
-    "--config",
-    fx.configPath,
-    "--workload",
-    "default/echo/echo",
-    "--ca-dir",
-    fx.caDir,
-    "--trust-domain",
-    "cluster.local",
-    "--inbound-port",
-    "0",
-    "--socks5-port",
-    "off",
-    ...ANY_STATUS_PORTS,
-  ]);
+  echo = await spawnHbone("proxy", proxyArgs(fx, "default/echo/echo", "--trust-domain", "cluster.local"));
   ready = echo.ready as typeof ready;
   inboundPort = Number(ready.inbound.split(":")[1]);
   client = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: inboundPort });

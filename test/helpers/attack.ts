@@ -30,6 +30,28 @@ export const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.u
 /** Admin, metrics and readiness on free ports (each printed in the ready line). */
 export const ANY_STATUS_PORTS = ["--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0"];
 
+/**
+ * The flags of an `hbone proxy` (or `gateway`) serving `workload` from a mesh fixture's config file and plug-in CA:
+ * inbound on a free port, SOCKS5 off (a gateway's default), admin, metrics and readiness on free ports; `more` follows (a repeated flag's last value
+ * wins, as parseArgs reads it).
+ */
+export function proxyArgs(fx: { configPath: string; caDir: string }, workload: string, ...more: string[]): string[] {
+  return [
+    "--config",
+    fx.configPath,
+    "--workload",
+    workload,
+    "--ca-dir",
+    fx.caDir,
+    "--inbound-port",
+    "0",
+    "--socks5-port",
+    "off",
+    ...ANY_STATUS_PORTS,
+    ...more,
+  ];
+}
+
 /** Output that means an error escaped its owner: Node's crash text, or our last-resort handler. */
 const UNOWNED = /Unhandled|last-resort|uncaught|Wasm trap/i;
 
@@ -365,24 +387,14 @@ export async function spawnProxy(o: {
   nofile?: number;
   env?: Record<string, string>;
 }): Promise<ProxyProcess> {
-  const args = [
-    "--config",
-    o.config,
-    "--workload",
-    o.workload,
-    "--ca-dir",
-    o.caDir,
-    "--inbound-port",
-    "0",
-    "--socks5-port",
-    "off",
+  const args = proxyArgs(
+    { configPath: o.config, caDir: o.caDir },
+    o.workload, // admin and readiness off
     "--admin-port",
     "off",
-    "--metrics-port",
-    "0",
     "--readiness-port",
     "off",
-  ];
+  );
   const startedAt = Date.now();
   const lines: { msg: string }[] = [];
   const p = await spawnHbone("proxy", args, [], {
