@@ -126,16 +126,7 @@ export async function tlsPeer(o: {
   expected: Identity;
   localAddress?: string;
 }): Promise<RawPeer> {
-  const tcp = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress });
-  tcp.on("error", () => {});
-  const { socket } = await connectHbone({
-    host: o.host,
-    port: o.port,
-    certificate: o.cert,
-    expected: [o.expected],
-    socket: tcp,
-  });
-  return RawPeer.over(socket);
+  return RawPeer.over(await mtls({ ...o, certificate: o.cert }));
 }
 
 /** A CONNECT request HEADERS frame, to send in one write with whatever follows it. */
@@ -421,16 +412,22 @@ export async function spawnProxy(o: {
   };
 }
 
-/** An HBONE client session to a proxy (mTLS, identity `expected` checked), from `localAddress` if given. */
-export async function hboneSession(o: {
+interface MtlsTarget {
   host: string;
   port: number;
   certificate: WorkloadCertificate;
   expected: Identity;
   localAddress?: string;
   timeoutMs?: number;
-  session?: SessionOptions;
-}): Promise<H2Session> {
+}
+
+/** An HBONE client session to a proxy (mTLS, identity `expected` checked), from `localAddress` if given. */
+export async function hboneSession(o: MtlsTarget & { session?: SessionOptions }): Promise<H2Session> {
+  return H2Session.client(await mtls(o), o.session);
+}
+
+/** HBONE's mTLS to a proxy, identity `expected` checked, from `localAddress` if given. */
+async function mtls(o: MtlsTarget): Promise<tls.TLSSocket> {
   const tcp = o.localAddress ? net.connect({ host: o.host, port: o.port, localAddress: o.localAddress }) : undefined;
   tcp?.on("error", () => {}); // the TLS layer reports it
   const { socket } = await connectHbone({
@@ -441,7 +438,7 @@ export async function hboneSession(o: {
     socket: tcp,
     timeoutMs: o.timeoutMs,
   });
-  return H2Session.client(socket, o.session);
+  return socket;
 }
 
 /** The bytes a real TLS 1.3 client sends first (its ClientHello), captured from node:tls against a plain socket. */

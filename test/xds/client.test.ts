@@ -12,7 +12,7 @@ import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsClient, type XdsClientOptions } from "../../host/xds/client.js";
 import { workloadToXds } from "./encode.js";
 import { Address } from "../../host/xds/gen/istio/workload/workload.js";
-import { TestControlPlane } from "../helpers/control-plane.js";
+import { TestControlPlane, policyMatch } from "../helpers/control-plane.js";
 import { TOKEN, connection, makeMesh, until, type MeshFixture } from "../helpers/control-plane-mesh.js";
 
 const WAIT = 10_000;
@@ -63,26 +63,7 @@ const POLICY: Policy = {
   scope: "Namespace",
   action: "Deny",
   dryRun: false,
-  rules: [
-    [
-      [
-        {
-          namespaces: [],
-          notNamespaces: [],
-          serviceAccounts: [],
-          notServiceAccounts: [],
-          principals: [{ kind: "exact", value: "cluster.local/ns/bad/sa/bad" }],
-          notPrincipals: [],
-          sourceIps: [],
-          notSourceIps: [],
-          destinationIps: [],
-          notDestinationIps: [],
-          destinationPorts: [],
-          notDestinationPorts: [],
-        },
-      ],
-    ],
-  ],
+  rules: [[[policyMatch({ principals: [{ kind: "exact", value: "cluster.local/ns/bad/sa/bad" }] })]]],
 };
 
 async function controlPlane(o: Partial<Parameters<typeof TestControlPlane.start>[0]> = {}): Promise<TestControlPlane> {
