@@ -47,8 +47,8 @@ afterAll(async () => {
   await fx?.close();
 });
 
-/** A raw HTTP/2 peer over mTLS to the spawned proxy's inbound. */
-async function rawPeer(): Promise<RawPeer> {
+/** An mTLS connection to the spawned proxy's inbound (destroyed after the file). */
+async function mtlsSocket(): Promise<tls.TLSSocket> {
   const { socket } = await connectHbone({
     host: inboundHost,
     port: inboundPort,
@@ -56,7 +56,12 @@ async function rawPeer(): Promise<RawPeer> {
     expected: [ECHO_ID],
   });
   sockets.push(socket);
-  return RawPeer.over(socket);
+  return socket;
+}
+
+/** A raw HTTP/2 peer over mTLS to the spawned proxy's inbound. */
+async function rawPeer(): Promise<RawPeer> {
+  return RawPeer.over(await mtlsSocket());
 }
 
 async function wasmMemory(): Promise<number> {
@@ -164,13 +169,7 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
   ] as const) {
     it(`send queue: a peer that never reads, sending ${n} ${what}, is cut off; RSS stays under +150 MiB`, async () => {
       const rss0 = rssBytes(proxy.pid);
-      const { socket } = await connectHbone({
-        host: inboundHost,
-        port: inboundPort,
-        certificate: cert,
-        expected: [ECHO_ID],
-      });
-      sockets.push(socket);
+      const socket = await mtlsSocket();
       socket.on("error", () => {});
       socket.pause(); // never reads
       const closed = once(socket, "close");

@@ -10,7 +10,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPluginCa } from "../../host/identity/ca.js";
 import * as abi from "../../assembly/abi.js";
-import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
+import { DENY_SLEEP_YAML, meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import {
@@ -150,19 +150,7 @@ describe("inbound under attack (spawned hbone proxy)", () => {
     const p = await peer();
     p.send(connectFrame(p, 1, "127.0.0.3:9002"));
     await new Promise((r) => setTimeout(r, 300));
-    writeFileSync(
-      fx.configPath,
-      config(
-        { 9002: hole.port, 9005: 15001 },
-        `policies:
-  - name: no-sleep
-    namespace: default
-    scope: Namespace
-    action: Deny
-    rules: [[[{principals: [cluster.local/ns/default/sa/sleep]}]]]
-`,
-      ),
-    );
+    writeFileSync(fx.configPath, config({ 9002: hole.port, 9005: 15001 }, DENY_SLEEP_YAML));
     const rst = await p.waitFor((f) => f.type === abi.FRAME_RST_STREAM && f.streamId === 1, 8000);
     expect(rst && Buffer.from(rst.payload).readUInt32BE(0)).toBe(abi.CONNECT_ERROR);
     p.close();

@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
-import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
+import { DENY_SLEEP_YAML, meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { hboneSession, id, issue } from "../helpers/attack.js";
 
@@ -63,17 +63,7 @@ describe("authorization end to end", () => {
     t.on("error", () => {});
     t.write("before");
     await new Promise((r) => t.once("data", r));
-    writeFileSync(
-      fx.configPath,
-      original +
-        `policies:
-  - name: no-sleep
-    namespace: default
-    scope: Namespace
-    action: Deny
-    rules: [[[{principals: [cluster.local/ns/default/sa/sleep]}]]]
-`,
-    );
+    writeFileSync(fx.configPath, original + DENY_SLEEP_YAML);
     const t0 = Date.now();
     await closed;
     expect(Date.now() - t0).toBeLessThan(3000);
