@@ -73,6 +73,10 @@ export const CAPABILITIES = {
 } as const;
 
 const fieldRef = (f: string): K8sSource => ({ fieldRef: f });
+const operator = (what: string): K8sSource => ({ operator: what });
+const value = (v: string): K8sSource => ({ value: v });
+/** Set the same way in the node proxy's and the gateway's manifests. */
+const both = (s: K8sSource): Pick<EnvVar, "node" | "gateway"> => ({ node: s, gateway: s });
 
 /** Every variable the proxy reads. */
 export const ENV: readonly EnvVar[] = [
@@ -80,15 +84,13 @@ export const ENV: readonly EnvVar[] = [
     name: "XDS_ADDRESS",
     flag: "--xds-address",
     doc: "istiod's Delta ADS endpoint, [https://]host:port",
-    node: { operator: "istiod address" },
-    gateway: { operator: "istiod address" },
+    ...both(operator("istiod address")),
   },
   {
     name: "CA_ADDRESS",
     flag: "--ca-address",
     doc: "istiod's CA (CreateCertificate), [https://]host:port",
-    node: { operator: "istiod address" },
-    gateway: { operator: "istiod address" },
+    ...both(operator("istiod address")),
   },
   { name: "LOCAL_XDS_PATH", flag: "--config", doc: "a mesh config file in ztunnel's local format instead of xDS" },
   {
@@ -101,16 +103,14 @@ export const ENV: readonly EnvVar[] = [
     aliases: ["ISTIO_META_CLUSTER_ID"],
     flag: "--cluster",
     doc: "this cluster's name (the chart sets ISTIO_META_CLUSTER_ID)",
-    node: { operator: "cluster name" },
-    gateway: { operator: "cluster name" },
+    ...both(operator("cluster name")),
   },
   {
     name: "NETWORK",
     aliases: ["ISTIO_META_NETWORK"],
     flag: "--network",
     doc: "this cluster's network",
-    node: { operator: "network name" },
-    gateway: { operator: "network name" },
+    ...both(operator("network name")),
   },
   {
     name: "TRUST_DOMAIN",
@@ -122,54 +122,47 @@ export const ENV: readonly EnvVar[] = [
     name: "PROXY_WORKLOAD_INFO",
     flag: "--workload",
     doc: "namespace/name/serviceAccount of the one workload served",
-    gateway: { value: "$(POD_NAMESPACE)/$(POD_NAME)/$(SERVICE_ACCOUNT)" },
+    gateway: value("$(POD_NAMESPACE)/$(POD_NAME)/$(SERVICE_ACCOUNT)"),
   },
   {
     name: "NODE_NAME",
     doc: "the node whose workloads are served",
-    node: fieldRef("spec.nodeName"),
-    gateway: fieldRef("spec.nodeName"),
+    ...both(fieldRef("spec.nodeName")),
   },
   {
     name: "POD_NAME",
     doc: "this proxy's pod (xDS node id)",
-    node: fieldRef("metadata.name"),
-    gateway: fieldRef("metadata.name"),
+    ...both(fieldRef("metadata.name")),
   },
   {
     name: "POD_NAMESPACE",
     doc: "this proxy's namespace (xDS node id)",
-    node: fieldRef("metadata.namespace"),
-    gateway: fieldRef("metadata.namespace"),
+    ...both(fieldRef("metadata.namespace")),
   },
   {
     name: "INSTANCE_IP",
     doc: "this proxy's pod IP (xDS node id)",
-    node: fieldRef("status.podIP"),
-    gateway: fieldRef("status.podIP"),
+    ...both(fieldRef("status.podIP")),
   },
   {
     name: "SERVICE_ACCOUNT",
     doc: "this proxy's service account",
-    node: fieldRef("spec.serviceAccountName"),
-    gateway: fieldRef("spec.serviceAccountName"),
+    ...both(fieldRef("spec.serviceAccountName")),
   },
-  { name: "INPOD_ENABLED", doc: "in-pod mode: pods handed over by istio-cni over ZDS", node: { value: "true" } },
+  { name: "INPOD_ENABLED", doc: "in-pod mode: pods handed over by istio-cni over ZDS", node: value("true") },
   { name: "INPOD_UDS", doc: "istio-cni's ZDS socket" },
   { name: "PACKET_MARK", doc: "mark on sockets the proxy opens (capture rules skip them)" },
   { name: "ENABLE_RESPONSE_BAGGAGE", doc: "our peer metadata as baggage on every HBONE 200 (default true)" },
   {
     name: "TERMINATION_GRACE_PERIOD_SECONDS",
     doc: "the pod's grace period: drain for one second less",
-    node: { value: "30" },
-    gateway: { value: "30" },
+    ...both(value("30")),
   },
   {
     name: "HBONE_LOG_LEVEL",
     aliases: ["RUST_LOG"],
     doc: "debug, info, warn or error (RUST_LOG only when it is a bare level)",
-    node: { operator: "log level" },
-    gateway: { operator: "log level" },
+    ...both(operator("log level")),
   },
   { name: "LOG_FORMAT", doc: "json (the only format: JSON lines)" },
   {

@@ -2,7 +2,7 @@
 // handles lb_new and lb_table_new returned; endpoint ids are the host's outlier slots; times are ms (f64).
 
 import { Ctx, ctxNew, ctxFree, ctxReserve, slotReset, reportFailure, reportSuccess, ejectedUntil } from "./outlier";
-import { Table, tableNew, tableFree, setKey, pick, pickPair, lastRank, secondIndex } from "./table";
+import { Table, tableNew, tableFree, setKey, pick, pickSecond, forgetPick, lastRank } from "./table";
 
 /** A load balancer's outlier state: eject after `failures` consecutive failures for base ms, doubling, capped. */
 export function lb_new(failures: i32, baseEjectionMs: f64, maxEjectionMs: f64): usize {
@@ -51,23 +51,21 @@ export function lb_table_free(t: usize): void {
 export function lb_pick(t: usize, port: i32, policy: i32, network: i32, cluster: i32, region: i32, zone: i32,
                         subzone: i32, node: i32, rand: u32, now: f64): i32 {
   const table = changetype<Table>(t);
-  if (<u32>port >= <u32>table.ports) return -1;
+  if (<u32>port >= <u32>table.ports) {
+    forgetPick();
+    return -1;
+  }
   setKey(port, policy, network, cluster, region, zone, subzone, node);
   return pick(table, rand, now);
-}
-/** Like lb_pick, and a second, distinct candidate drawn with `rand2` (lb_pick_second) for a two-choice pick. */
-export function lb_pick_pair(t: usize, port: i32, policy: i32, network: i32, cluster: i32, region: i32, zone: i32,
-                             subzone: i32, node: i32, rand: u32, rand2: u32, now: f64): i32 {
-  const table = changetype<Table>(t);
-  if (<u32>port >= <u32>table.ports) return -1;
-  setKey(port, policy, network, cluster, region, zone, subzone, node);
-  return pickPair(table, rand, rand2, now);
 }
 /** The rank of the last successful pick's candidates. */
 export function lb_pick_rank(): i32 {
   return lastRank;
 }
-/** The second candidate of the last lb_pick_pair, or -1 if it had only one. */
-export function lb_pick_second(): i32 {
-  return secondIndex;
+/**
+ * For a two-choice pick: a second, distinct candidate of the last lb_pick drawn with `rand2` (uniform u32), or -1
+ * if that pick had no other candidate (or found none). Call it right after the pick.
+ */
+export function lb_pick_second(rand2: u32): i32 {
+  return pickSecond(rand2);
 }

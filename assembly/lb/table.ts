@@ -70,6 +70,7 @@ export function tableNew(c: Ctx, count: i32, ports: i32): usize {
 }
 
 export function tableFree(t: Table): void {
+  if (lastSet >= t.ways && lastSet < t.ways + WAYS * offsetof<Candidates>()) lastSet = 0;
   for (let w = 0; w < WAYS; w++) {
     const e = wayOf(t, w);
     free(e.items, e.capacity * ITEM_BYTES);
@@ -87,9 +88,11 @@ const key: usize = memory.data(32, 8);
 /** Per-record rank codes of the candidate set being built (see fill). */
 const rankScratch = changetype<Region>(memory.data(offsetof<Region>()));
 
-/** The rank of the last pick's candidates, and the second candidate of the last pickPair (-1: none). */
+/** The rank of the last pick's candidates. */
 export let lastRank: i32 = -1;
-export let secondIndex: i32 = -1;
+/** The last pick's candidate set (0: the last pick found none) and the position it drew in it, for pickSecond. */
+let lastSet: usize = 0;
+let lastPosition: i32 = 0;
 
 export function setKey(port: i32, policy: i32, network: i32, cluster: i32, region: i32, zone: i32, subzone: i32,
                        node: i32): void {
@@ -252,27 +255,32 @@ function search(e: Candidates, r: f64): i32 {
 
 /** The key's pick: a record index drawn by capacity with `rand` (uniform u32), or -1 if there is no candidate. */
 export function pick(t: Table, rand: u32, now: f64): i32 {
+  lastSet = 0;
   const e = candidates(t, now);
   if (e.count == 0) return -1;
   lastRank = e.rank;
-  return recordAt(e, search(e, <f64>rand / 4294967296.0 * e.total));
+  const a = search(e, <f64>rand / 4294967296.0 * e.total);
+  lastSet = changetype<usize>(e);
+  lastPosition = a;
+  return recordAt(e, a);
+}
+
+/** No pick to draw a second candidate for (a pick that found none, or whose table is gone). */
+export function forgetPick(): void {
+  lastSet = 0;
 }
 
 /**
- * Two distinct candidates for a power-of-two-choices pick: the first as `pick`, the second (secondIndex, -1 if
- * there is only one candidate) drawn from the others, the first's weight cut out of the range.
+ * A second candidate of the last pick, for a power-of-two-choices pick: drawn with `rand2` from the same
+ * candidates without the first (its weight cut out of the range); -1 if there is no other.
  */
-export function pickPair(t: Table, rand: u32, rand2: u32, now: f64): i32 {
-  secondIndex = -1;
-  const e = candidates(t, now);
-  if (e.count == 0) return -1;
-  const a = search(e, <f64>rand / 4294967296.0 * e.total);
-  if (e.count > 1) {
-    const before = cumAt(e, a - 1), weight = cumAt(e, a) - before;
-    let r = <f64>rand2 / 4294967296.0 * (e.total - weight);
-    if (r >= before) r += weight;
-    secondIndex = recordAt(e, search(e, r));
-  }
-  lastRank = e.rank;
-  return recordAt(e, a);
+export function pickSecond(rand2: u32): i32 {
+  if (lastSet == 0) return -1;
+  const e = changetype<Candidates>(lastSet);
+  if (e.count <= 1) return -1;
+  const a = lastPosition;
+  const before = cumAt(e, a - 1), weight = cumAt(e, a) - before;
+  let r = <f64>rand2 / 4294967296.0 * (e.total - weight);
+  if (r >= before) r += weight;
+  return recordAt(e, search(e, r));
 }

@@ -31,7 +31,7 @@ import { ProxyState, ProxyStateUpdater, type StateDelta } from "../../host/state
 import { XdsClient } from "../../host/xds/client.js";
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from "../../host/xds/convert.js";
 import { encodeAddress, encodePolicy } from "../../test/xds/encode.js";
-import { TestControlPlane } from "../../test/helpers/control-plane.js";
+import { TestControlPlane, policyMatch } from "../../test/helpers/control-plane.js";
 import type { Figure, RunOptions, SuiteResult, Target } from "../harness.js";
 
 export interface XdsBenchOptions extends RunOptions {
@@ -106,20 +106,12 @@ function population(
       rules: [
         [
           [
-            {
+            policyMatch({
               namespaces: [{ kind: "exact", value: `ns-${(i + 1) % 200}` }],
-              notNamespaces: [],
-              serviceAccounts: [],
-              notServiceAccounts: [],
               principals: [{ kind: "prefix", value: "cluster.local/ns/" }],
-              notPrincipals: [],
               sourceIps: [{ address: "10.0.0.0", prefixLength: 8 }],
-              notSourceIps: [],
-              destinationIps: [],
-              notDestinationIps: [],
               destinationPorts: [8080],
-              notDestinationPorts: [],
-            },
+            }),
           ],
         ],
       ],

@@ -2,31 +2,10 @@
 // Decoding never throws: a datagram the proxy cannot use becomes a reason string for the Ack.
 
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import {
-  Ack,
-  AddWorkload,
-  DelWorkload,
-  KeepWorkload,
-  SnapshotSent,
-  Version,
-  WorkloadInfo,
-  WorkloadRequest,
-  WorkloadResponse,
-  ZdsHello,
-} from "./gen/istio/workload/zds/zds.js";
+import { Version, WorkloadRequest, WorkloadResponse, ZdsHello } from "./gen/istio/workload/zds/zds.js";
 
-export {
-  Ack,
-  AddWorkload,
-  DelWorkload,
-  KeepWorkload,
-  SnapshotSent,
-  Version,
-  WorkloadInfo,
-  WorkloadRequest,
-  WorkloadResponse,
-  ZdsHello,
-};
+// The generated messages are this module's API too (the test agent encodes requests with them).
+export * from "./gen/istio/workload/zds/zds.js";
 
 /** ztunnel reads every ZDS datagram into 1 KiB; larger ones are truncated, hence refused. */
 export const ZDS_MAX_MESSAGE = 1024;

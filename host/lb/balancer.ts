@@ -135,23 +135,9 @@ export class LoadBalancer {
     const t = this.tableOf(svc);
     const k = t ? t.ports.indexOf(port) : -1;
     if (k < 0) return undefined;
-    const s = this.localIds;
-    const a = this.ex.lb_pick_pair(
-      t!.ptr,
-      k,
-      t!.localPolicy,
-      s[0]!,
-      s[1]!,
-      s[2]!,
-      s[3]!,
-      s[4]!,
-      s[5]!,
-      randomU32(this.random),
-      randomU32(this.random),
-      this.outliers.pickTime(),
-    );
+    const a = this.draw(t!, k, t!.localPolicy, this.localIds);
     if (a < 0) return undefined;
-    const b = this.ex.lb_pick_second();
+    const b = this.ex.lb_pick_second(randomU32(this.random));
     const wa = t!.workloads[a]!;
     const wb = b < 0 ? undefined : t!.workloads[b]!;
     const lighter = wb && active(wb) * wa.capacity < active(wa) * wb.capacity;
@@ -197,7 +183,13 @@ export class LoadBalancer {
 
   /** One Wasm pick over table `t` at port slot `k` under `policy`, from the source's locality ids `s`. */
   private pickIn(t: Table, k: number, policy: number, s: Int32Array): LbChoice | undefined {
-    const i = this.ex.lb_pick(
+    const i = this.draw(t, k, policy, s);
+    return i < 0 ? undefined : this.choice(t, k, i);
+  }
+
+  /** The record index the Wasm pick draws, or -1. */
+  private draw(t: Table, k: number, policy: number, s: Int32Array): number {
+    return this.ex.lb_pick(
       t.ptr,
       k,
       policy,
@@ -210,7 +202,6 @@ export class LoadBalancer {
       randomU32(this.random),
       this.outliers.pickTime(),
     );
-    return i < 0 ? undefined : this.choice(t, k, i);
   }
 
   private choice(t: Table, k: number, i: number): LbChoice {

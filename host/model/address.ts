@@ -37,3 +37,33 @@ export function canonicalIp(ip: string): string | undefined {
   }
   return c;
 }
+
+/**
+ * The RFC 5952 text of 16 network-order IPv6 bytes: lower-case hex groups, the longest run (the first if tied) of
+ * two or more zero groups as "::". An IPv4-mapped address keeps its IPv6 form (callers choose how to spell it).
+ */
+export function ipv6Text(b: Uint8Array): string {
+  const g = new Array<number>(8);
+  for (let i = 0; i < 8; i++) g[i] = (b[2 * i]! << 8) | b[2 * i + 1]!;
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (from: number, to: number) =>
+    g
+      .slice(from, to)
+      .map((x) => x.toString(16))
+      .join(":");
+  return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLen, 8)}`;
+}

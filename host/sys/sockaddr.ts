@@ -4,6 +4,7 @@ import net from "node:net";
 import os from "node:os";
 import { C } from "./libc.js";
 import { SysError } from "./errors.js";
+import { ipv6Text } from "../model/address.js";
 
 export interface SockAddr {
   family: 4 | 6;
@@ -101,25 +102,5 @@ function formatIpv6(b: Buffer): string {
   if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) {
     return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   }
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i));
-  // Longest run of zero groups (length ≥ 2) becomes "::" (RFC 5952).
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  return ipv6Text(b);
 }

@@ -102,22 +102,9 @@ export interface LbExports {
     rand: U32,
     now: F64,
   ): I32;
-  lb_pick_pair(
-    t: Ptr,
-    port: I32,
-    policy: I32,
-    network: I32,
-    cluster: I32,
-    region: I32,
-    zone: I32,
-    subzone: I32,
-    node: I32,
-    rand: U32,
-    rand2: U32,
-    now: F64,
-  ): I32;
   lb_pick_rank(): I32;
-  lb_pick_second(): I32;
+  /** A second candidate of the last lb_pick (two choices), drawn with rand2; -1 if none. */
+  lb_pick_second(rand2: U32): I32;
 }
 
 /** Every export of the module. */

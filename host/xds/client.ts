@@ -363,58 +363,69 @@ export class XdsClient extends EventEmitter {
 
   /** Converts every resource first; changes nothing and returns the error message if any fails. */
   private applyAddresses(t: TypeState, resp: DeltaDiscoveryResponse): string | undefined {
-    const staged = this.convertAll(resp, decodeAddress);
-    if (typeof staged === "string") return staged;
     const delta: Required<Pick<StateDelta, "workloads" | "services" | "removeWorkloads" | "removeServices">> = {
       workloads: [],
       services: [],
       removeWorkloads: [],
       removeServices: [],
     };
-    // A name that now holds a different key (or kind) gives its old key up first.
-    const drop = (old: AddressResource | undefined, now?: AddressResource) => {
-      if (!old || (now && now.kind === old.kind && addressKey(now) === addressKey(old))) return;
-      if (old.kind === "workload") delta.removeWorkloads.push(old.workload.uid);
-      else delta.removeServices.push(addressKey(old));
-    };
-    for (const name of resp.removedResources) {
-      drop(this.addresses.get(name));
-      this.addresses.delete(name);
-      t.versions.delete(name);
-    }
-    for (let i = 0; i < staged.length; i++) {
-      const r = resp.resources[i]!;
-      const now = staged[i]!;
-      drop(this.addresses.get(r.name), now);
-      if (now.kind === "workload") delta.workloads.push(now.workload);
-      else delta.services.push(now.service);
-      this.addresses.set(r.name, now);
-      t.versions.set(r.name, r.version);
-    }
+    const failed = this.applyResources(t, resp, decodeAddress, this.addresses, {
+      // A name that now holds a different key (or kind) gives its old key up first.
+      drop: (old, now) => {
+        if (!old || (now && now.kind === old.kind && addressKey(now) === addressKey(old))) return;
+        if (old.kind === "workload") delta.removeWorkloads.push(old.workload.uid);
+        else delta.removeServices.push(addressKey(old));
+      },
+      add: (now) => {
+        if (now.kind === "workload") delta.workloads.push(now.workload);
+        else delta.services.push(now.service);
+      },
+    });
+    if (failed !== undefined) return failed;
     this.o.updater.update(delta);
     return undefined;
   }
 
   private applyPolicies(t: TypeState, resp: DeltaDiscoveryResponse): string | undefined {
-    const staged = this.convertAll(resp, decodeAuthorization);
-    if (typeof staged === "string") return staged;
     const delta: Required<Pick<StateDelta, "policies" | "removePolicies">> = { policies: [], removePolicies: [] };
-    const drop = (old: Policy | undefined, now?: Policy) => {
-      if (old && (!now || policyKey(now) !== policyKey(old))) delta.removePolicies.push(policyKey(old));
-    };
+    const failed = this.applyResources(t, resp, decodeAuthorization, this.policies, {
+      drop: (old, now) => {
+        if (old && (!now || policyKey(now) !== policyKey(old))) delta.removePolicies.push(policyKey(old));
+      },
+      add: (now) => delta.policies.push(now),
+    });
+    if (failed !== undefined) return failed;
+    this.o.updater.update(delta);
+    return undefined;
+  }
+
+  /**
+   * One response applied to `held` (resource name -> what it holds) and the type's versions: every resource is
+   * converted first (nothing changes, and the NACK message is returned, if any fails); then each removed name
+   * and each name that now holds something else gives its old value up (`drop`), and each new value is `add`ed.
+   */
+  private applyResources<T>(
+    t: TypeState,
+    resp: DeltaDiscoveryResponse,
+    decode: (b: Uint8Array) => T,
+    held: Map<string, T>,
+    o: { drop(old: T | undefined, now?: T): void; add(now: T): void },
+  ): string | undefined {
+    const staged = this.convertAll(resp, decode);
+    if (typeof staged === "string") return staged;
     for (const name of resp.removedResources) {
-      drop(this.policies.get(name));
-      this.policies.delete(name);
+      o.drop(held.get(name));
+      held.delete(name);
       t.versions.delete(name);
     }
     for (let i = 0; i < staged.length; i++) {
       const r = resp.resources[i]!;
-      drop(this.policies.get(r.name), staged[i]!);
-      delta.policies.push(staged[i]!);
-      this.policies.set(r.name, staged[i]!);
+      const now = staged[i]!;
+      o.drop(held.get(r.name), now);
+      o.add(now);
+      held.set(r.name, now);
       t.versions.set(r.name, r.version);
     }
-    this.o.updater.update(delta);
     return undefined;
   }
 

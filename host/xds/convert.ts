@@ -5,7 +5,7 @@
 //
 // The inverse (model -> xDS, for the control planes of tests and benchmarks) is test/xds/encode.ts.
 
-import { DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, newService, serviceKey } from "../model/index.js";
+import { DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, ipv6Text, newService, serviceKey } from "../model/index.js";
 import { XdsConvertError } from "../errors.js";
 import type {
   GatewayAddress,
@@ -74,30 +74,7 @@ function ipText(b: Uint8Array): string | undefined {
   let mapped = b[10] === 0xff && b[11] === 0xff;
   for (let i = 0; mapped && i < 10; i++) if (b[i] !== 0) mapped = false;
   if (mapped) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  const g = new Array<number>(8);
-  for (let i = 0; i < 8; i++) g[i] = (b[2 * i]! << 8) | b[2 * i + 1]!;
-  // RFC 5952: the longest run (first if tied) of two or more zero groups becomes "::".
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (from: number, to: number) =>
-    g
-      .slice(from, to)
-      .map((x) => x.toString(16))
-      .join(":");
-  return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLen, 8)}`;
+  return ipv6Text(b);
 }
 
 function networkAddress(a: XdsNetworkAddress, field: string): NetworkAddress {

@@ -4,10 +4,8 @@
 // hbone_wasm_memory_bytes gauge) and RSS stay under the bounds stated below.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import type tls from "node:tls";
 import * as abi from "../../assembly/abi.js";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
@@ -19,14 +17,13 @@ import { RawPeer } from "../helpers/raw-peer.js";
 import { frame, settingsPayload, u32 } from "../helpers/frames.js";
 import { drain, pattern } from "../helpers/net.js";
 import { rssBytes, cpuSeconds } from "../../bench/topologies/procs.js";
-import { ANY_STATUS_PORTS } from "../helpers/attack.js";
+import { CLI, proxyArgs, spawnHbone, type HboneProcess } from "../helpers/attack.js";
 
-const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 const MiB = 1 << 20;
 const ECHO_ID = new Identity("cluster.local", "default", "echo");
 
 let fx: MeshFixture;
-let child: ChildProcess;
+let proxy: HboneProcess;
 let ready: { inbound: string; metrics: number };
 let client: Mesh;
 let cert: WorkloadCertificate;
@@ -37,29 +34,8 @@ const sockets: tls.TLSSocket[] = [];
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` (npm test does)`);
   fx = await meshFixture();
-  child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "proxy",
-      "--config",
-      fx.configPath,
-      "--workload",
-      "default/echo/echo",
-      "--ca-dir",
-      fx.caDir,
-      "--inbound-port",
-      "0",
-      "--socks5-port",
-      "off",
-      ...ANY_STATUS_PORTS,
-    ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "error" } },
-  );
-  let out = "";
-  child.stdout!.on("data", (d) => (out += d));
-  while (!out.includes("hbone proxy ready")) await once(child.stdout!, "data");
-  ready = JSON.parse(/hbone proxy ready (\{.*\})/.exec(out)![1]);
+  proxy = await spawnHbone("proxy", proxyArgs(fx, "default/echo/echo"), [], { env: { HBONE_LOG_LEVEL: "error" } });
+  ready = proxy.ready as typeof ready;
   [inboundHost, inboundPort] = [ready.inbound.split(":")[0], Number(ready.inbound.split(":")[1])];
   client = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: inboundPort });
   cert = await (await CertificateAuthority.load(fx.caDir)).issue(new Identity("cluster.local", "default", "sleep"));
@@ -67,12 +43,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of sockets) s.destroy();
-  child?.kill("SIGKILL");
+  proxy?.proc.kill("SIGKILL");
   await fx?.close();
 });
 
-/** A raw HTTP/2 peer over mTLS to the spawned proxy's inbound. */
-async function rawPeer(): Promise<RawPeer> {
+/** An mTLS connection to the spawned proxy's inbound (destroyed after the file). */
+async function mtlsSocket(): Promise<tls.TLSSocket> {
   const { socket } = await connectHbone({
     host: inboundHost,
     port: inboundPort,
@@ -80,7 +56,12 @@ async function rawPeer(): Promise<RawPeer> {
     expected: [ECHO_ID],
   });
   sockets.push(socket);
-  return RawPeer.over(socket);
+  return socket;
+}
+
+/** A raw HTTP/2 peer over mTLS to the spawned proxy's inbound. */
+async function rawPeer(): Promise<RawPeer> {
+  return RawPeer.over(await mtlsSocket());
 }
 
 async function wasmMemory(): Promise<number> {
@@ -92,7 +73,7 @@ async function wasmMemory(): Promise<number> {
 
 /** The process is alive and a fresh legitimate tunnel moves bytes intact. */
 async function stillServes(): Promise<void> {
-  expect(child.exitCode).toBeNull();
+  expect(proxy.proc.exitCode).toBeNull();
   const data = pattern(200_000, 5);
   const t = await client.connect("echo.default.svc.cluster.local:9000");
   t.end(data);
@@ -110,7 +91,7 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
   it("Wasm heap: oversized and partial non-DATA frames on 50 connections; memory stays under +16 MiB", async () => {
     await stillServes();
     const before = await wasmMemory();
-    const rss0 = rssBytes(child.pid!);
+    const rss0 = rssBytes(proxy.pid);
     const big = frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, Buffer.alloc(MiB)).subarray(0, 9);
     const partial = frame(abi.FRAME_HEADERS, abi.FLAG_END_HEADERS, 1, Buffer.alloc(80 * 1024)).subarray(0, 9);
     const calm: RawPeer[] = [],
@@ -131,12 +112,12 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     for (const q of holding) q.close();
     console.log(
       `[attack h2] heap: wasm ${(before / MiB).toFixed(1)} -> ${(during / MiB).toFixed(1)} MiB; ` +
-        `rss ${(rss0 / MiB).toFixed(0)} -> ${(rssBytes(child.pid!) / MiB).toFixed(0)} MiB`,
+        `rss ${(rss0 / MiB).toFixed(0)} -> ${(rssBytes(proxy.pid) / MiB).toFixed(0)} MiB`,
     );
   });
 
   it("HPACK amplification: 20 blocks of 60,000 references to a 4 KiB entry are refused (ENHANCE_YOUR_CALM)", async () => {
-    const cpu0 = cpuSeconds(child.pid!);
+    const cpu0 = cpuSeconds(proxy.pid);
     const entry = Buffer.concat([Buffer.from([0x40, 1, 0x78, 0x7f, 0xa1, 0x1e]), Buffer.alloc(4000, 0x61)]); // x: 4000 x "a"
     for (let i = 0; i < 20; i++) {
       const p = await rawPeer();
@@ -145,7 +126,7 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
       expect((await p.goaway())?.errorCode).toBe(abi.ENHANCE_YOUR_CALM);
       p.close();
     }
-    const cpu = cpuSeconds(child.pid!) - cpu0;
+    const cpu = cpuSeconds(proxy.pid) - cpu0;
     // Each block would expand to 240 MiB of header list; decoding stops at 4 x 64 KiB. Includes 20 TLS handshakes.
     expect(cpu).toBeLessThan(3);
     console.log(
@@ -158,7 +139,7 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     const p = await rawPeer();
     for (let i = 0; i < 50; i++) p.headers(2 * i + 1, CONNECT_TO_ECHO());
     await p.waitFor(() => p.frames.filter((f) => f.type === abi.FRAME_HEADERS).length >= 50);
-    const cpu0 = cpuSeconds(child.pid!);
+    const cpu0 = cpuSeconds(proxy.pid);
     const entries: [number, number][] = Array.from({ length: 32 }, (_, i) => [
       abi.SETTINGS_INITIAL_WINDOW_SIZE,
       65535 + (i % 2),
@@ -169,7 +150,7 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     );
     expect(p.frames.some((f) => f.type === abi.FRAME_GOAWAY)).toBe(false);
     console.log(
-      `[attack h2] settings: 90 x 32 entries with 50 streams: ${((cpuSeconds(child.pid!) - cpu0) * 1000).toFixed(0)} ms CPU`,
+      `[attack h2] settings: 90 x 32 entries with 50 streams: ${((cpuSeconds(proxy.pid) - cpu0) * 1000).toFixed(0)} ms CPU`,
     );
     p.send(frame(abi.FRAME_SETTINGS, 0, 0, settingsPayload([...entries, [abi.SETTINGS_ENABLE_PUSH, 0]])));
     expect((await p.goaway())?.errorCode).toBe(abi.ENHANCE_YOUR_CALM);
@@ -187,14 +168,8 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
     ["GETs answered 400", [0x82, 0x87, 0x84, 0x01, 0x01, 0x78], 1_600_000],
   ] as const) {
     it(`send queue: a peer that never reads, sending ${n} ${what}, is cut off; RSS stays under +150 MiB`, async () => {
-      const rss0 = rssBytes(child.pid!);
-      const { socket } = await connectHbone({
-        host: inboundHost,
-        port: inboundPort,
-        certificate: cert,
-        expected: [ECHO_ID],
-      });
-      sockets.push(socket);
+      const rss0 = rssBytes(proxy.pid);
+      const socket = await mtlsSocket();
       socket.on("error", () => {});
       socket.pause(); // never reads
       const closed = once(socket, "close");
@@ -218,7 +193,7 @@ describe("hbone proxy under HTTP/2 engine attacks", () => {
       }
       // A paused socket does not see the close: look after a while.
       await new Promise((r) => setTimeout(r, 3000));
-      const grown = rssBytes(child.pid!) - rss0;
+      const grown = rssBytes(proxy.pid) - rss0;
       socket.resume();
       await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error("not closed")), 10_000))]);
       expect(grown).toBeLessThan(150 * MiB); // before the fix: +305 MiB for 3M requests, and growing

@@ -25,7 +25,7 @@ import {
   eventually,
   viaGateway,
   type HboneProcess,
-  ANY_STATUS_PORTS,
+  proxyArgs,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -98,19 +98,15 @@ services:
     );
   writeFileSync(fx.configPath, yaml);
   const echoProxy = await fx.proxy({ workload: "default/echo/echo", inboundPort: 0 });
-  gw = await spawnHbone("gateway", [
-    "--config",
-    fx.configPath,
-    "--workload",
-    "istio-system/eastwest/istio-eastwestgateway",
-    "--ca-dir",
-    fx.caDir,
-    "--inbound-port",
-    "0",
-    "--hbone-port",
-    String(echoProxy.addresses.inbound!.port),
-    ...ANY_STATUS_PORTS,
-  ]);
+  gw = await spawnHbone(
+    "gateway",
+    proxyArgs(
+      fx,
+      "istio-system/eastwest/istio-eastwestgateway",
+      "--hbone-port",
+      String(echoProxy.addresses.inbound!.port),
+    ),
+  );
   gwPort = Number(String(gw.ready.inbound).split(":")[1]);
   sleepCert = await issue(fx.caDir, "default", "sleep");
   await legit();

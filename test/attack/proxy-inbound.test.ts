@@ -10,7 +10,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPluginCa } from "../../host/identity/ca.js";
 import * as abi from "../../assembly/abi.js";
-import { meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
+import { DENY_SLEEP_YAML, meshFixture, meshYaml, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import {
@@ -30,7 +30,7 @@ import {
   rawRequest,
   blackhole,
   type HboneProcess,
-  ANY_STATUS_PORTS,
+  proxyArgs,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -77,21 +77,7 @@ beforeAll(async () => {
   // 9002: an app that never answers (dials stay pending); 9005: ztunnel's outbound capture port.
   writeFileSync(fx.configPath, config({ 9002: hole.port, 9005: 15001 }));
   // --trust-domain is the proxy's own: peers are checked against it, not the record's other.example.
-  echo = await spawnHbone("proxy", [
-    "--config",
-    fx.configPath,
-    "--workload",
-    "default/echo/echo",
-    "--ca-dir",
-    fx.caDir,
-    "--trust-domain",
-    "cluster.local",
-    "--inbound-port",
-    "0",
-    "--socks5-port",
-    "off",
-    ...ANY_STATUS_PORTS,
-  ]);
+  echo = await spawnHbone("proxy", proxyArgs(fx, "default/echo/echo", "--trust-domain", "cluster.local"));
   ready = echo.ready as typeof ready;
   inboundPort = Number(ready.inbound.split(":")[1]);
   client = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: inboundPort });
@@ -164,19 +150,7 @@ describe("inbound under attack (spawned hbone proxy)", () => {
     const p = await peer();
     p.send(connectFrame(p, 1, "127.0.0.3:9002"));
     await new Promise((r) => setTimeout(r, 300));
-    writeFileSync(
-      fx.configPath,
-      config(
-        { 9002: hole.port, 9005: 15001 },
-        `policies:
-  - name: no-sleep
-    namespace: default
-    scope: Namespace
-    action: Deny
-    rules: [[[{principals: [cluster.local/ns/default/sa/sleep]}]]]
-`,
-      ),
-    );
+    writeFileSync(fx.configPath, config({ 9002: hole.port, 9005: 15001 }, DENY_SLEEP_YAML));
     const rst = await p.waitFor((f) => f.type === abi.FRAME_RST_STREAM && f.streamId === 1, 8000);
     expect(rst && Buffer.from(rst.payload).readUInt32BE(0)).toBe(abi.CONNECT_ERROR);
     p.close();

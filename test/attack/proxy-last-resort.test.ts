@@ -13,7 +13,7 @@ import {
   roundTrip,
   eventually,
   type HboneProcess,
-  ANY_STATUS_PORTS,
+  proxyArgs,
 } from "../helpers/attack.js";
 
 const BUGS = 60;
@@ -36,23 +36,7 @@ let client: Mesh;
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` (npm test does)`);
   fx = await meshFixture();
-  proxy = await spawnHbone(
-    "proxy",
-    [
-      "--config",
-      fx.configPath,
-      "--workload",
-      "default/echo/echo",
-      "--ca-dir",
-      fx.caDir,
-      "--inbound-port",
-      "0",
-      "--socks5-port",
-      "off",
-      ...ANY_STATUS_PORTS,
-    ],
-    ["--import", BUGGY],
-  );
+  proxy = await spawnHbone("proxy", proxyArgs(fx, "default/echo/echo"), ["--import", BUGGY]);
   const inbound = Number(String(proxy.ready.inbound).split(":")[1]);
   client = await fx.proxy({ workload: "default/sleep/sleep", inboundPort: false, hbonePort: inbound });
 }, 60_000);

@@ -30,7 +30,7 @@ import {
   refusal,
   rstFrame,
   type HboneProcess,
-  ANY_STATUS_PORTS,
+  proxyArgs,
 } from "../helpers/attack.js";
 
 const ROUNDS = 20;
@@ -116,25 +116,21 @@ services:
     statusThenReset(200, abi.INTERNAL_ERROR),
   );
   fake503 = await fakeDestination("127.0.0.6", hbonePort, await issue(fx.caDir, "default", "evil"), refusal(503));
-  sleep = await spawnHbone("proxy", [
-    "--config",
-    fx.configPath,
-    "--workload",
-    "default/sleep/sleep",
-    "--ca-dir",
-    fx.caDir,
-    "--inbound-port",
-    "0",
-    "--hbone-port",
-    String(hbonePort),
-    "--socks5-port",
-    "0",
-    ...ANY_STATUS_PORTS,
-    "--forward",
-    `127.0.0.1:0=${ECHO}:9000`,
-    "--forward",
-    "127.0.0.1:0=127.0.0.5:80",
-  ]);
+  sleep = await spawnHbone(
+    "proxy",
+    proxyArgs(
+      fx,
+      "default/sleep/sleep",
+      "--hbone-port",
+      String(hbonePort),
+      "--socks5-port",
+      "0",
+      "--forward",
+      `127.0.0.1:0=${ECHO}:9000`,
+      "--forward",
+      "127.0.0.1:0=127.0.0.5:80",
+    ),
+  );
   ready = sleep.ready as typeof ready;
   await checkHealthy();
 }, 60_000);

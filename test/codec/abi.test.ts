@@ -64,9 +64,8 @@ const EXPORTS = {
   lb_table_records: 1,
   lb_table_free: 1,
   lb_pick: 11,
-  lb_pick_pair: 12,
   lb_pick_rank: 0,
-  lb_pick_second: 0,
+  lb_pick_second: 1,
 } satisfies Record<keyof WasmExports, number>;
 
 for (const variant of ["release", "debug"] as const) {

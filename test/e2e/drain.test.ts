@@ -2,19 +2,18 @@
 // drains (GOAWAY, refuses new tunnels, lets the one in flight finish, no byte lost), then exits 0.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
-import { pattern } from "../helpers/net.js";
-import { ANY_STATUS_PORTS } from "../helpers/attack.js";
+import { pattern, writeAroundMidway } from "../helpers/net.js";
+import { CLI, proxyArgs, spawnHbone, type HboneProcess } from "../helpers/attack.js";
 
-const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
+const ECHO = "echo.default.svc.cluster.local:9000";
 let fx: MeshFixture;
-let child: ChildProcess;
+let proxy: HboneProcess;
 let a: Mesh;
 let ready: { inbound: string; admin: number; readiness: number; forward: string[] };
 let stdout = "";
@@ -22,32 +21,13 @@ let stdout = "";
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` (npm test does)`);
   fx = await meshFixture();
-  child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "proxy",
-      "--config",
-      fx.configPath,
-      "--workload",
-      "default/echo/echo",
-      "--ca-dir",
-      fx.caDir,
-      "--inbound-port",
-      "0",
-      "--socks5-port",
-      "off",
-      ...ANY_STATUS_PORTS,
-      "--drain-timeout",
-      "20",
-      "--forward",
-      "127.0.0.1:0=echo.default.svc.cluster.local:9000",
-    ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } },
+  proxy = await spawnHbone(
+    "proxy",
+    proxyArgs(fx, "default/echo/echo", "--drain-timeout", "20", "--forward", `127.0.0.1:0=${ECHO}`),
+    [],
+    { env: { HBONE_LOG_LEVEL: "info" }, onLine: (l) => (stdout += l + "\n") },
   );
-  child.stdout!.on("data", (d) => (stdout += d));
-  while (!stdout.includes("hbone proxy ready")) await once(child.stdout!, "data");
-  ready = JSON.parse(/hbone proxy ready (\{.*\})/.exec(stdout)![1]);
+  ready = proxy.ready as typeof ready;
   a = await fx.proxy({
     workload: "default/sleep/sleep",
     inboundPort: false,
@@ -55,7 +35,7 @@ beforeAll(async () => {
   });
 }, 60_000);
 afterAll(async () => {
-  child?.kill("SIGKILL");
+  proxy?.proc.kill("SIGKILL");
   await fx?.close();
 });
 
@@ -80,7 +60,7 @@ describe("hbone proxy process", () => {
     expect(ready.forward[0]).toMatch(/^127\.0\.0\.1:[1-9]\d*$/);
     const lines = stdout.split("\n").filter((l) => l.startsWith("{"));
     expect(lines.map((l) => JSON.parse(l).msg)).toContain("proxy ready");
-    const t = await a.connect("echo.default.svc.cluster.local:9000");
+    const t = await a.connect(ECHO);
     t.end("hi");
     const chunks: Buffer[] = [];
     for await (const c of t) chunks.push(c as Buffer);
@@ -88,24 +68,23 @@ describe("hbone proxy process", () => {
   });
 
   it("drains on SIGTERM: the tunnel in flight finishes with no byte lost, new ones are refused, exit 0", async () => {
-    const t = await a.connect("echo.default.svc.cluster.local:9000");
+    const t = await a.connect(ECHO);
     const data = pattern(24 << 20, 77);
     const got: Buffer[] = [];
     t.on("data", (d: Buffer) => got.push(d));
     const ended = once(t, "end");
-    const exited = once(child, "exit");
-    const half = data.length / 2;
-    for (let off = 0; off < half; off += 1 << 20)
-      if (!t.write(data.subarray(off, off + (1 << 20)))) await once(t, "drain");
-    child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 200));
-    // Drain has begun: a new tunnel cannot start.
-    await expect(a.connect("echo.default.svc.cluster.local:9000")).rejects.toThrow();
-    for (let off = half; off < data.length; off += 1 << 20) {
-      if (!t.write(data.subarray(off, off + (1 << 20)))) await once(t, "drain");
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    t.end();
+    const exited = once(proxy.proc, "exit");
+    await writeAroundMidway(
+      t,
+      data,
+      async () => {
+        proxy.proc.kill("SIGTERM");
+        await new Promise((r) => setTimeout(r, 200));
+        // Drain has begun: a new tunnel cannot start.
+        await expect(a.connect(ECHO)).rejects.toThrow();
+      },
+      5,
+    );
     await ended;
     expect(Buffer.concat(got).equals(data)).toBe(true);
     const [code] = await exited;

@@ -8,10 +8,7 @@ import { createRequire } from "node:module";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { TCP_LABELS } from "../../host/metrics.js";
-import { CertificateAuthority } from "../../host/identity/ca.js";
-import { Identity } from "../../host/identity/identity.js";
-import { connectHbone } from "../../host/tls/contexts.js";
-import { H2Session } from "../../host/h2/session.js";
+import { hboneSession, id, issue } from "../helpers/attack.js";
 import { drain } from "../helpers/net.js";
 
 const require = createRequire(import.meta.url);
@@ -111,15 +108,12 @@ describe("istio_tcp_* metrics", () => {
   });
 
   it("labels a peer config does not know from its baggage, and answers with ours", async () => {
-    const ca = await CertificateAuthority.load(fx.caDir);
-    const cert = await ca.issue(new Identity("cluster.local", "far", "ghost"));
-    const { socket } = await connectHbone({
+    const s = await hboneSession({
       host: "127.0.0.3",
       port: b.addresses.inbound!.port,
-      certificate: cert,
-      expected: [new Identity("cluster.local", "default", "echo")],
+      certificate: await issue(fx.caDir, "far", "ghost"),
+      expected: id("default", "echo"),
     });
-    const s = H2Session.client(socket);
     try {
       const stream = await s.connect(`127.0.0.3:${fx.echoPort}`, [
         [
@@ -155,15 +149,12 @@ describe("istio_tcp_* metrics", () => {
   });
 
   it("survives hostile baggage: huge, thousands of members, non-ASCII", async () => {
-    const ca = await CertificateAuthority.load(fx.caDir);
-    const cert = await ca.issue(new Identity("cluster.local", "far", "hostile"));
-    const { socket } = await connectHbone({
+    const s = await hboneSession({
       host: "127.0.0.3",
       port: b.addresses.inbound!.port,
-      certificate: cert,
-      expected: [new Identity("cluster.local", "default", "echo")],
+      certificate: await issue(fx.caDir, "far", "hostile"),
+      expected: id("default", "echo"),
     });
-    const s = H2Session.client(socket);
     try {
       const members = Array.from({ length: 5000 }, (_, i) => `k${i}=v${i}`).join(",");
       const cases: [string, number][] = [

@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { newService, newWorkload } from "../../host/model/index.js";
 import { startProxy, type Mesh } from "../../host/app.js";
-import { CsrSigner, TestControlPlane } from "../helpers/control-plane.js";
+import { CsrSigner, TestControlPlane, policyMatch } from "../helpers/control-plane.js";
 import { TOKEN, makeMesh, type MeshFixture } from "../helpers/control-plane-mesh.js";
 import { setSink } from "../../host/log.js";
 
@@ -94,26 +94,7 @@ it("runs two proxies on xDS + istiod's CA", async () => {
     scope: "Namespace",
     action: "Deny",
     dryRun: false,
-    rules: [
-      [
-        [
-          {
-            namespaces: [],
-            notNamespaces: [],
-            serviceAccounts: [],
-            notServiceAccounts: [],
-            principals: [{ kind: "exact", value: "cluster.local/ns/default/sa/sleep" }],
-            notPrincipals: [],
-            sourceIps: [],
-            notSourceIps: [],
-            destinationIps: [],
-            notDestinationIps: [],
-            destinationPorts: [],
-            notDestinationPorts: [],
-          },
-        ],
-      ],
-    ],
+    rules: [[[policyMatch({ principals: [{ kind: "exact", value: "cluster.local/ns/default/sa/sleep" }] })]]],
   });
   await cp.waitFor(() => cp.streams.reduce((n, s) => n + s.acks().length, 0) >= acks + 2, 10_000, "both proxies' ACKs");
   const err = await sleep.connect("echo.default.svc.cluster.local:9000").then(

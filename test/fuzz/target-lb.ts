@@ -105,10 +105,12 @@ function runRaw(d: Bytes, codec: Codec): void {
           const tb = d.pick(tables),
             port = d.u8() % (tb.ports + 2);
           const pair = d.u8() & 1;
-          const args = [tb.t, port, policy(d), id(d), id(d), id(d), id(d), id(d), id(d), d.u32()] as const;
-          const now = d.pick(NOW);
-          const i = pair ? ex.lb_pick_pair(...args, d.u32(), now) : ex.lb_pick(...args, now);
-          if (i === -1) break;
+          const i = ex.lb_pick(tb.t, port, policy(d), id(d), id(d), id(d), id(d), id(d), id(d), d.u32(), d.pick(NOW));
+          if (i === -1) {
+            // A pick that found none leaves no candidates to draw a second from.
+            if (pair && ex.lb_pick_second(d.u32()) !== -1) throw new Mismatch("second candidate after an empty pick");
+            break;
+          }
           if (i < 0 || i >= tb.count || port >= tb.ports)
             throw new Mismatch(`pick ${i} of ${tb.count} (port ${port}/${tb.ports})`);
           codec.refresh();
@@ -117,7 +119,7 @@ function runRaw(d: Bytes, codec: Codec): void {
           if (codec.i32[rec + LB_CAPACITY] === 0) throw new Mismatch(`picked record ${i} has capacity 0`);
           if (codec.i32[rec + LB_TARGETS + port] === 0) throw new Mismatch(`picked record ${i} lacks port ${port}`);
           if (pair) {
-            const j = ex.lb_pick_second();
+            const j = ex.lb_pick_second(d.u32());
             if (j !== -1 && (j === i || j < 0 || j >= tb.count))
               throw new Mismatch(`second candidate ${j} (first ${i})`);
           }

@@ -30,6 +30,28 @@ export const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.u
 /** Admin, metrics and readiness on free ports (each printed in the ready line). */
 export const ANY_STATUS_PORTS = ["--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0"];
 
+/**
+ * The flags of an `hbone proxy` (or `gateway`) serving `workload` from a mesh fixture's config file and plug-in CA:
+ * inbound on a free port, SOCKS5 off (a gateway's default), admin, metrics and readiness on free ports; `more` follows (a repeated flag's last value
+ * wins, as parseArgs reads it).
+ */
+export function proxyArgs(fx: { configPath: string; caDir: string }, workload: string, ...more: string[]): string[] {
+  return [
+    "--config",
+    fx.configPath,
+    "--workload",
+    workload,
+    "--ca-dir",
+    fx.caDir,
+    "--inbound-port",
+    "0",
+    "--socks5-port",
+    "off",
+    ...ANY_STATUS_PORTS,
+    ...more,
+  ];
+}
+
 /** Output that means an error escaped its owner: Node's crash text, or our last-resort handler. */
 const UNOWNED = /Unhandled|last-resort|uncaught|Wasm trap/i;
 
@@ -104,16 +126,7 @@ export async function tlsPeer(o: {
   expected: Identity;
   localAddress?: string;
 }): Promise<RawPeer> {
-  const tcp = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress });
-  tcp.on("error", () => {});
-  const { socket } = await connectHbone({
-    host: o.host,
-    port: o.port,
-    certificate: o.cert,
-    expected: [o.expected],
-    socket: tcp,
-  });
-  return RawPeer.over(socket);
+  return RawPeer.over(await mtls({ ...o, certificate: o.cert }));
 }
 
 /** A CONNECT request HEADERS frame, to send in one write with whatever follows it. */
@@ -365,24 +378,14 @@ export async function spawnProxy(o: {
   nofile?: number;
   env?: Record<string, string>;
 }): Promise<ProxyProcess> {
-  const args = [
-    "--config",
-    o.config,
-    "--workload",
-    o.workload,
-    "--ca-dir",
-    o.caDir,
-    "--inbound-port",
-    "0",
-    "--socks5-port",
-    "off",
+  const args = proxyArgs(
+    { configPath: o.config, caDir: o.caDir },
+    o.workload, // admin and readiness off
     "--admin-port",
     "off",
-    "--metrics-port",
-    "0",
     "--readiness-port",
     "off",
-  ];
+  );
   const startedAt = Date.now();
   const lines: { msg: string }[] = [];
   const p = await spawnHbone("proxy", args, [], {
@@ -409,16 +412,22 @@ export async function spawnProxy(o: {
   };
 }
 
-/** An HBONE client session to a proxy (mTLS, identity `expected` checked), from `localAddress` if given. */
-export async function hboneSession(o: {
+interface MtlsTarget {
   host: string;
   port: number;
   certificate: WorkloadCertificate;
   expected: Identity;
   localAddress?: string;
   timeoutMs?: number;
-  session?: SessionOptions;
-}): Promise<H2Session> {
+}
+
+/** An HBONE client session to a proxy (mTLS, identity `expected` checked), from `localAddress` if given. */
+export async function hboneSession(o: MtlsTarget & { session?: SessionOptions }): Promise<H2Session> {
+  return H2Session.client(await mtls(o), o.session);
+}
+
+/** HBONE's mTLS to a proxy, identity `expected` checked, from `localAddress` if given. */
+async function mtls(o: MtlsTarget): Promise<tls.TLSSocket> {
   const tcp = o.localAddress ? net.connect({ host: o.host, port: o.port, localAddress: o.localAddress }) : undefined;
   tcp?.on("error", () => {}); // the TLS layer reports it
   const { socket } = await connectHbone({
@@ -429,7 +438,7 @@ export async function hboneSession(o: {
     socket: tcp,
     timeoutMs: o.timeoutMs,
   });
-  return H2Session.client(socket, o.session);
+  return socket;
 }
 
 /** The bytes a real TLS 1.3 client sends first (its ClientHello), captured from node:tls against a plain socket. */

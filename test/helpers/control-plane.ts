@@ -9,7 +9,7 @@ import { createPrivateKey, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Server, ServerCredentials, status, type Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
-import { policyKey, type Policy, type Service, type Workload } from "../../host/model/index.js";
+import { policyKey, type Policy, type PolicyMatch, type Service, type Workload } from "../../host/model/index.js";
 import type { WorkloadCertificate } from "../../host/identity/ca.js";
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, addressResourceName } from "../../host/xds/convert.js";
 import { encodeAddress, encodePolicy } from "../xds/encode.js";
@@ -26,6 +26,25 @@ import {
 } from "../../host/xds/gen/istio/v1/auth/ca.js";
 
 export { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL };
+
+/** A policy match with `m`'s fields and every other field empty (what a test's istiod pushes). */
+export function policyMatch(m: Partial<PolicyMatch>): PolicyMatch {
+  return {
+    namespaces: [],
+    notNamespaces: [],
+    serviceAccounts: [],
+    notServiceAccounts: [],
+    principals: [],
+    notPrincipals: [],
+    sourceIps: [],
+    notSourceIps: [],
+    destinationIps: [],
+    notDestinationIps: [],
+    destinationPorts: [],
+    notDestinationPorts: [],
+    ...m,
+  };
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // CSR signing

@@ -21,6 +21,15 @@ export interface MeshFixture {
   close(): Promise<void>;
 }
 
+/** A config file tail: a DENY of every connection from sleep (appended to meshYaml's). */
+export const DENY_SLEEP_YAML = `policies:
+  - name: no-sleep
+    namespace: default
+    scope: Namespace
+    action: Deny
+    rules: [[[{principals: [cluster.local/ns/default/sa/sleep]}]]]
+`;
+
 export function meshYaml(echoPort: number, halfPort: number, echoSa = "echo"): string {
   return `workloads:
   - uid: test//v1/Pod/default/sleep

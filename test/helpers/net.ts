@@ -58,3 +58,23 @@ export async function pump(w: NodeJS.WritableStream, data: Buffer, chunk = 256 *
   }
   if (end) w.end();
 }
+
+/**
+ * Writes `data` in 1 MiB writes honouring backpressure: the first half, then awaits `midway()` (a drain begins
+ * there), then the rest, pausing `paceMs` after each write; then ends.
+ */
+export async function writeAroundMidway(
+  w: NodeJS.WritableStream,
+  data: Buffer,
+  midway: () => Promise<void>,
+  paceMs = 0,
+): Promise<void> {
+  const half = data.length / 2;
+  await pump(w, data.subarray(0, half), 1 << 20, false);
+  await midway();
+  for (let off = half; off < data.length; off += 1 << 20) {
+    if (!w.write(data.subarray(off, off + (1 << 20)))) await once(w as unknown as NodeJS.EventEmitter, "drain");
+    if (paceMs) await new Promise((r) => setTimeout(r, paceMs));
+  }
+  w.end();
+}

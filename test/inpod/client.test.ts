@@ -10,7 +10,7 @@ import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNetns, netnsAvailable, type Netns } from "../helpers/netns.js";
 import { ZdsAgent } from "../helpers/zds-agent.js";
-import { InpodClient } from "../../host/inpod/client.js";
+import { InpodClient, type InpodClientOptions } from "../../host/inpod/client.js";
 import { PodListeners, outboundDestination, type PodListenerKind } from "../../host/inpod/pod-listeners.js";
 import { dialFrom, openNetns } from "../../host/sys/index.js";
 import type { WorkloadInfo } from "../../host/inpod/zds.js";
@@ -92,6 +92,22 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
   const logs: LogRecord[] = [];
   let restoreLog: () => void;
 
+  /** A client of the test agent whose pods get `hooks`' listeners; `o` replaces any of its options. */
+  const clientOf = (hooks: ReturnType<typeof proxyHooks>, o: Partial<InpodClientOptions> = {}) =>
+    new InpodClient({
+      path: agent.path,
+      onAdd: hooks.onAdd,
+      onDel: hooks.onDel,
+      backoffMs: { initial: 20, max: 200 },
+      ...o,
+    });
+  /** Starts `client` and waits for its connection to the agent. */
+  async function start(client: InpodClient): Promise<void> {
+    const count = agent.connections;
+    client.start();
+    await agent.nextConnection(count);
+  }
+
   beforeAll(() => {
     restoreLog = setSink((r) => logs.push(r));
     a = createNetns("poda");
@@ -111,12 +127,7 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
   it("snapshot → listeners in each pod → acks; bad adds refused, others unaffected; del closes; restart resyncs", async () => {
     const fdsBefore = fs.readdirSync("/proc/self/fd").length;
     const hooks = proxyHooks();
-    const client = new InpodClient({
-      path: agent.path,
-      onAdd: hooks.onAdd,
-      onDel: hooks.onDel,
-      backoffMs: { initial: 20, max: 200 },
-    });
+    const client = clientOf(hooks);
     client.start();
     await agent.nextConnection(0);
     expect(client.isReady).toBe(false);
@@ -228,12 +239,7 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     expect(listeningPorts(b)).toEqual([]);
     await agent.connectionEnded().catch(() => undefined);
     const hooks2 = proxyHooks();
-    const client2 = new InpodClient({
-      path: agent.path,
-      onAdd: hooks2.onAdd,
-      onDel: hooks2.onDel,
-      backoffMs: { initial: 20, max: 200 },
-    });
+    const client2 = clientOf(hooks2);
     client2.start();
     await agent.nextConnection(2);
     expect(await agent.sendSnapshot()).toEqual({ "uid-a": "", "uid-b": "", snapshot_sent: "" });
@@ -251,12 +257,7 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
   it("connects when the agent appears later (retry with backoff) and readiness waits for the snapshot", async () => {
     const late = `${agent.path}.late`;
     const hooks = proxyHooks();
-    const client = new InpodClient({
-      path: late,
-      onAdd: hooks.onAdd,
-      onDel: hooks.onDel,
-      backoffMs: { initial: 20, max: 100 },
-    });
+    const client = clientOf(hooks, { path: late, backoffMs: { initial: 20, max: 100 } });
     const connected = once(client, "connected");
     client.start();
     await new Promise((r) => setTimeout(r, 150)); // several refused attempts (ENOENT)
@@ -280,19 +281,14 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
   it("an onAdd that fails (the pod's proxy cannot start) is the ack's error; the agent's retry then succeeds", async () => {
     let fail = true;
     const hooks = proxyHooks();
-    const client = new InpodClient({
-      path: agent.path,
+    const client = clientOf(hooks, {
       onAdd: async (uid, info, fd) => {
         if (fail) throw new Error("certificate for sa-a not available yet");
         await hooks.onAdd(uid, info, fd);
       },
-      onDel: hooks.onDel,
-      backoffMs: { initial: 20, max: 200 },
     });
-    const count = agent.connections;
-    client.start();
     try {
-      await agent.nextConnection(count);
+      await start(client);
       expect(await agent.add("uid-a", infoA, a.path)).toBe('add "uid-a": certificate for sa-a not available yet');
       expect(client.pods()).toEqual([]);
       fail = false;
@@ -306,16 +302,9 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
 
   it("an agent that floods requests without waiting gets every ack, in order, and the client stays usable", async () => {
     const hooks = proxyHooks();
-    const client = new InpodClient({
-      path: agent.path,
-      onAdd: hooks.onAdd,
-      onDel: hooks.onDel,
-      backoffMs: { initial: 20, max: 200 },
-    });
-    const count = agent.connections;
-    client.start();
+    const client = clientOf(hooks);
     try {
-      await agent.nextConnection(count);
+      await start(client);
       // 100 requests sent back to back (within one socket send buffer) (keep of unknown pods: each refused), then a real add.
       const acks = await Promise.all(Array.from({ length: 100 }, (_, i) => agent.keep(`flood-${i}`)));
       expect(acks).toEqual(Array.from({ length: 100 }, (_, i) => `keep of an unknown workload "flood-${i}"`));
@@ -332,19 +321,14 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     const hooks = proxyHooks();
     let entered!: () => void;
     const inAdd = new Promise<void>((r) => (entered = r));
-    const client = new InpodClient({
-      path: agent.path,
+    const client = clientOf(hooks, {
       onAdd: async (uid, info, fd) => {
         entered();
         await new Promise((r) => setTimeout(r, 200));
         await hooks.onAdd(uid, info, fd);
       },
-      onDel: hooks.onDel,
-      backoffMs: { initial: 20, max: 200 },
     });
-    const count = agent.connections;
-    client.start();
-    await agent.nextConnection(count);
+    await start(client);
     const ack = agent.add("uid-a", infoA, a.path).catch((err: Error) => err.message);
     await inAdd;
     await client.close();

@@ -214,9 +214,11 @@ describe.each(VARIANTS)("%s", (variant) => {
       const i = ex.lb_pick(...args(0, policy));
       expect(i).toBeGreaterThanOrEqual(-1);
       expect(i).toBeLessThan(3);
-      expect(ex.lb_pick_pair(t, 0, policy, 0, 0, 0, 0, 0, 0, 1, 2, 0)).toBeLessThan(3);
+      expect(ex.lb_pick(t, 0, policy, 0, 0, 0, 0, 0, 0, 1, 0)).toBeLessThan(3);
+      expect(ex.lb_pick_second(2)).toBeLessThan(3);
     }
     ex.lb_table_free(t);
+    expect(ex.lb_pick_second(3)).toBe(-1); // the last pick's table is gone: nothing to draw from
     ex.lb_free(ctx);
     expect(codec.ex.heap_check()).toBeGreaterThanOrEqual(0);
   });

@@ -112,32 +112,24 @@ function view(r: Route) {
   };
 }
 
+/** The route to echo through its service (by VIP or hostname). */
+const ECHO_VIA_SERVICE = {
+  protocol: "HBONE",
+  target: "10.0.1.2:8080",
+  hop: "10.0.1.2:15008",
+  expected: [sa("default", "echo"), sa("default", "echo-canary")],
+  service: "echo.default.svc.cluster.local",
+  workload: "echo",
+} as const;
+
 describe("routes", () => {
   it.each([
     [
       "a service VIP: its endpoint, the service port mapped, the endpoint's identity and the service's SANs",
       "10.96.0.10:80",
-      {
-        protocol: "HBONE",
-        target: "10.0.1.2:8080",
-        hop: "10.0.1.2:15008",
-        expected: [sa("default", "echo"), sa("default", "echo-canary")],
-        service: "echo.default.svc.cluster.local",
-        workload: "echo",
-      },
+      ECHO_VIA_SERVICE,
     ],
-    [
-      "the service's hostname: the same route",
-      "echo.default.svc.cluster.local:80",
-      {
-        protocol: "HBONE",
-        target: "10.0.1.2:8080",
-        hop: "10.0.1.2:15008",
-        expected: [sa("default", "echo"), sa("default", "echo-canary")],
-        service: "echo.default.svc.cluster.local",
-        workload: "echo",
-      },
-    ],
+    ["the service's hostname: the same route", "echo.default.svc.cluster.local:80", ECHO_VIA_SERVICE],
     [
       "a workload IP: that workload, the port as given, its identity only",
       "10.0.1.2:9999",

@@ -5,19 +5,17 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import net from "node:net";
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
-import { pattern } from "../helpers/net.js";
+import { pattern, writeAroundMidway } from "../helpers/net.js";
+import { CLI, proxyArgs, spawnHbone, type HboneProcess } from "../helpers/attack.js";
 import { freePort } from "../../bench/topologies/procs.js";
 
-const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.url));
 const WORKERS = 2;
 let fx: MeshFixture;
-let child: ChildProcess;
+let proxy: HboneProcess;
 let stdout = "";
 let forward: { host: string; port: number };
 let tunnels = 0; // opened through the forward listener so far
@@ -65,23 +63,18 @@ beforeAll(async () => {
   fx = await meshFixture();
   // The workers serve echo: HBONE on a shared inbound port, and a forward listener whose tunnels come back to it.
   const hbone = await freePort("127.0.0.3");
-  child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "proxy",
+  // Status ports off: the workers would each bind their own.
+  proxy = await spawnHbone(
+    "proxy",
+    proxyArgs(
+      fx,
+      "default/echo/echo",
       "--workers",
       String(WORKERS),
-      "--config",
-      fx.configPath,
-      "--workload",
-      "default/echo/echo",
-      "--ca-dir",
-      fx.caDir,
       "--inbound-port",
       String(hbone),
-      "--socks5-port",
-      "off",
+      "--hbone-port",
+      String(hbone),
       "--admin-port",
       "off",
       "--metrics-port",
@@ -90,17 +83,13 @@ beforeAll(async () => {
       "off",
       "--drain-timeout",
       "20",
-      "--hbone-port",
-      String(hbone),
       "--forward",
       "127.0.0.1:0=echo.default.svc.cluster.local:9000",
-    ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HBONE_LOG_LEVEL: "info" } },
+    ),
+    [],
+    { env: { HBONE_LOG_LEVEL: "info" }, onLine: (l) => (stdout += l + "\n") },
   );
-  child.stdout!.on("data", (d) => (stdout += d));
-  await until("the ready line", () => stdout.includes("hbone proxy ready"), 30_000);
-
-  const ready = JSON.parse(/hbone proxy ready (\{.*\})/.exec(stdout)![1]) as {
+  const ready = proxy.ready as {
     forward: string[];
     workers: number;
     pids: number[];
@@ -113,7 +102,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  child?.kill("SIGKILL");
+  proxy?.proc.kill("SIGKILL");
   await fx?.close();
 });
 
@@ -159,17 +148,13 @@ describe("hbone proxy --workers 2", () => {
     const got: Buffer[] = [];
     s.on("data", (d: Buffer) => got.push(d));
     const closed = once(s, "close");
-    const exited = once(child, "exit");
-    const half = data.length / 2;
-    for (let off = 0; off < half; off += 1 << 20)
-      if (!s.write(data.subarray(off, off + (1 << 20)))) await once(s, "drain");
-    // Echoed bytes prove a worker accepted it and the tunnel is up (one still in the shared accept queue
-    // when the listeners close is refused, as by any listener that stops accepting).
-    child.kill("SIGTERM");
-    await until("every worker draining", () => workersThatLogged("draining").size === WORKERS);
-    for (let off = half; off < data.length; off += 1 << 20)
-      if (!s.write(data.subarray(off, off + (1 << 20)))) await once(s, "drain");
-    s.end();
+    const exited = once(proxy.proc, "exit");
+    await writeAroundMidway(s, data, async () => {
+      // Echoed bytes prove a worker accepted it and the tunnel is up (one still in the shared accept queue
+      // when the listeners close is refused, as by any listener that stops accepting).
+      proxy.proc.kill("SIGTERM");
+      await until("every worker draining", () => workersThatLogged("draining").size === WORKERS);
+    });
     await closed;
     expect(Buffer.concat(got).equals(data)).toBe(true);
     const [code] = await exited;

@@ -12,7 +12,7 @@ import { ProxyState, ProxyStateUpdater } from "../../host/state/index.js";
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, XdsClient, type XdsClientOptions } from "../../host/xds/client.js";
 import { workloadToXds } from "./encode.js";
 import { Address } from "../../host/xds/gen/istio/workload/workload.js";
-import { TestControlPlane } from "../helpers/control-plane.js";
+import { TestControlPlane, policyMatch } from "../helpers/control-plane.js";
 import { TOKEN, connection, makeMesh, until, type MeshFixture } from "../helpers/control-plane-mesh.js";
 
 const WAIT = 10_000;
@@ -63,27 +63,18 @@ const POLICY: Policy = {
   scope: "Namespace",
   action: "Deny",
   dryRun: false,
-  rules: [
-    [
-      [
-        {
-          namespaces: [],
-          notNamespaces: [],
-          serviceAccounts: [],
-          notServiceAccounts: [],
-          principals: [{ kind: "exact", value: "cluster.local/ns/bad/sa/bad" }],
-          notPrincipals: [],
-          sourceIps: [],
-          notSourceIps: [],
-          destinationIps: [],
-          notDestinationIps: [],
-          destinationPorts: [],
-          notDestinationPorts: [],
-        },
-      ],
-    ],
-  ],
+  rules: [[[policyMatch({ principals: [{ kind: "exact", value: "cluster.local/ns/bad/sa/bad" }] })]]],
 };
+
+/** A started client of `cp` once its first two streams ended, with the reasons they gave. */
+async function refusedTwice(cp: TestControlPlane, what: string): Promise<{ c: XdsClient; reasons: string[] }> {
+  const { c } = client(cp);
+  const reasons: string[] = [];
+  c.on("disconnected", (r) => reasons.push(r));
+  c.start();
+  await until(() => reasons.length >= 2, WAIT, what);
+  return { c, reasons };
+}
 
 async function controlPlane(o: Partial<Parameters<typeof TestControlPlane.start>[0]> = {}): Promise<TestControlPlane> {
   const cp = await TestControlPlane.start({ tls: mesh.istiodCert, token: TOKEN, ...o });
@@ -335,11 +326,7 @@ describe("XdsClient", () => {
     seed(cp);
     writeFileSync(mesh.tokenFile, "wrong-token\n");
     cleanups.push(() => writeFileSync(mesh.tokenFile, `${TOKEN}\n`));
-    const { c } = client(cp);
-    const reasons: string[] = [];
-    c.on("disconnected", (r) => reasons.push(r));
-    c.start();
-    await until(() => reasons.length >= 2, WAIT, "refused streams");
+    const { c, reasons } = await refusedTwice(cp, "refused streams");
     expect(reasons[0]).toMatch(/^UNAUTHENTICATED: bad or missing bearer token \(Bearer wrong-token\)/);
     expect(c.isReady).toBe(false);
     writeFileSync(mesh.tokenFile, `${TOKEN}\n`);
@@ -349,11 +336,7 @@ describe("XdsClient", () => {
   it("refuses an istiod whose certificate does not chain to the mesh root", async () => {
     const cp = await controlPlane({ tls: otherMesh.istiodCert });
     seed(cp);
-    const { c } = client(cp);
-    const reasons: string[] = [];
-    c.on("disconnected", (r) => reasons.push(r));
-    c.start();
-    await until(() => reasons.length >= 2, WAIT, "failed attempts");
+    const { c, reasons } = await refusedTwice(cp, "failed attempts");
     expect(reasons[0]).toMatch(/^UNAVAILABLE: .*unable to get local issuer certificate/);
     expect(cp.streams).toHaveLength(0);
     expect(c.isReady).toBe(false);
@@ -362,11 +345,7 @@ describe("XdsClient", () => {
   it("refuses an istiod whose identity is neither the expected name nor istiod's SPIFFE id", async () => {
     const cp = await controlPlane({ tls: await mesh.ca.issue(new Identity("cluster.local", "default", "impostor")) });
     seed(cp);
-    const { c } = client(cp);
-    const reasons: string[] = [];
-    c.on("disconnected", (r) => reasons.push(r));
-    c.start();
-    await until(() => reasons.length >= 2, WAIT, "failed attempts");
+    const { c, reasons } = await refusedTwice(cp, "failed attempts");
     expect(reasons[0]).toMatch(/^UNAVAILABLE: .*does not match certificate's altnames/);
     expect(cp.streams).toHaveLength(0);
     expect(c.isReady).toBe(false);

@@ -17,7 +17,7 @@ import {
 } from "../../host/xds/convert.js";
 import { encodeAddress, encodePolicy, ipToBytes, policyToXds, serviceToXds, workloadToXds } from "./encode.js";
 import { Address, TunnelProtocol, WorkloadType } from "../../host/xds/gen/istio/workload/workload.js";
-import { Authorization } from "../../host/xds/gen/istio/security/authorization.js";
+import { Authorization, type Match } from "../../host/xds/gen/istio/security/authorization.js";
 
 // Every field the local format has, so the round trip covers them all.
 const FULL = `
@@ -306,43 +306,12 @@ describe("what the model cannot hold", () => {
     ],
     [
       "a string match with no type",
-      () =>
-        policyFromXds({
-          ...policyToXds(pol()),
-          groups: [
-            {
-              rules: [
-                {
-                  matches: [
-                    { ...policyToXds(pol()).groups[0]!.rules[0]!.matches[0]!, principals: [{ matchType: undefined }] },
-                  ],
-                },
-              ],
-            },
-          ],
-        }),
+      () => policyFromXds(withFirstMatch({ principals: [{ matchType: undefined }] })),
       /groups\[0\]\.rules\[0\]\.matches\[0\]\.principals\[0\]: no match type/,
     ],
     [
       "a prefix length of 33 for IPv4",
-      () =>
-        policyFromXds({
-          ...policyToXds(pol()),
-          groups: [
-            {
-              rules: [
-                {
-                  matches: [
-                    {
-                      ...policyToXds(pol()).groups[0]!.rules[0]!.matches[0]!,
-                      sourceIps: [{ address: Uint8Array.from([10, 0, 0, 0]), length: 33 }],
-                    },
-                  ],
-                },
-              ],
-            },
-          ],
-        }),
+      () => policyFromXds(withFirstMatch({ sourceIps: [{ address: Uint8Array.from([10, 0, 0, 0]), length: 33 }] })),
       /sourceIps\[0\]\.length: 33 is not a prefix length for 10\.0\.0\.0/,
     ],
     [
@@ -368,6 +337,11 @@ describe("what the model cannot hold", () => {
   ];
   function pol() {
     return parseMeshConfig(FULL).policies[0]!;
+  }
+  /** pol() in xDS, its one match changed by `patch`. */
+  function withFirstMatch(patch: Partial<Match>): Authorization {
+    const x = policyToXds(pol());
+    return { ...x, groups: [{ rules: [{ matches: [{ ...x.groups[0]!.rules[0]!.matches[0]!, ...patch }] }] }] };
   }
   it.each(cases)("refuses %s", (_name, fn, re) => {
     let err: unknown;
