@@ -42,7 +42,7 @@ async function series(port: number, reporter: string): Promise<string[]> {
 
 /** Why the demo runs the loopback layout, or undefined for node mode. */
 function loopbackReason(): string | undefined {
-  if (process.env.HBONE_DEMO_LAYOUT === "loopback") return "HBONE_DEMO_LAYOUT=loopback";
+  if (process.env.HBONE_DEMO_LAYOUT === "loopback") return "HBONE_DEMO_LAYOUT=loopback asks for it";
   return nodeModeUnavailable();
 }
 
@@ -64,7 +64,8 @@ export async function runDemo(durationSec?: number): Promise<void> {
     const t0 = Date.now();
     const why = loopbackReason();
     const options = { dir, proxy: { outlier: { baseEjectionMs: 1000 } } };
-    if (why) console.log(`node mode unavailable (${why}): running the loopback layout (a proxy per workload)`);
+    if (why)
+      console.log(`node mode unavailable: ${why}; running the loopback layout (a proxy per workload on 127.0.x.y)`);
     mc = await (why ? TwoClusters.start(options) : NodeClusters.startNodes(options));
     const client = mc.client;
     console.log(`two clusters up in ${Date.now() - t0} ms: ${mc.describe()}`);
