@@ -179,6 +179,8 @@ export class NodeProxy {
   private closed = false;
 
   private constructor(private readonly o: ProxyOptions) {
+    // Every local workload's inbound listens for state updates (re-checking its tunnels): a node has many.
+    this.state.setMaxListeners(0);
     this.pool = new HbonePool(o.pool);
     this.innerPool = new HbonePool(o.pool);
   }

@@ -8,16 +8,13 @@
 
 import { afterAll, beforeAll, expect, it } from "vitest";
 import tls from "node:tls";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { newWorkload } from "../../host/model/index.js";
 import { startProxy, type NodeProxy } from "../../host/app.js";
-import { CertificateAuthority } from "../../host/identity/ca.js";
 import { Identity } from "../../host/identity/identity.js";
 import { ADDRESS_TYPE_URL, CsrSigner, TestControlPlane } from "../helpers/control-plane.js";
 import { TOKEN, makeMesh, type MeshFixture } from "../helpers/control-plane-mesh.js";
 import { setSink } from "../../host/log.js";
-import { waitFor } from "../helpers/node-proxy.js";
+import { istiodProxyOptions, waitFor } from "../helpers/node-proxy.js";
 
 const N = 10;
 const TTL_MS = 4_000;
@@ -90,22 +87,11 @@ it("renews each workload's impersonated certificate at half-life, serves the new
       );
     }
   });
-  const rootCertPath = join(mesh.dir, "root-cert.pem");
-  writeFileSync(rootCertPath, mesh.rootsPem);
   node = await startProxy({
-    xdsAddress: cp.address,
-    caAddress: cp.address,
-    tokenFile: mesh.tokenFile,
-    rootCertPath,
-    clusterId: "c1",
-    istiodIdentity: "spiffe://cluster.local/ns/istio-system/sa/istiod",
+    ...istiodProxyOptions(mesh, cp.address),
     nodeName: "n1",
     inboundPort: 0,
     certificateTtlMs: TTL_MS,
-    socks5Port: false,
-    adminPort: false,
-    metricsPort: false,
-    readinessPort: false,
   });
   const dump = () => node.configDump() as Dump;
   const notAfter = (i: number) => {
@@ -128,8 +114,7 @@ it("renews each workload's impersonated certificate at half-life, serves the new
   expect(signer.requests.every((r) => r.headers.get("authorization")[0] === `Bearer ${TOKEN}`)).toBe(true);
   expect(signer.requests.every((r) => r.validitySeconds === TTL_MS / 1000)).toBe(true);
 
-  const ca = await CertificateAuthority.load(mesh.caDir);
-  const client = await ca.issue(new Identity("cluster.local", "default", "client"));
+  const client = await mesh.ca.issue(new Identity("cluster.local", "default", "client"));
   const first = notAfter(0)!;
   expect(await servedNotAfter(0, port(0), client)).toBe(first);
 

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createPluginCa } from "../../host/identity/ca.js";
 import { ANY_STATUS_PORTS } from "./attack.js";
+import { ISTIOD, type MeshFixture } from "./control-plane-mesh.js";
 import { spawnInNetns, type Netns, type NetnsProcess } from "./netns.js";
 
 /** A scratch directory with a plug-in CA in `ca/` (trust domain cluster.local) and the given files written. */
@@ -21,6 +22,25 @@ export async function meshDir(
   await createPluginCa({ outDir: caDir, trustDomain: "cluster.local", cluster: "test" });
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return { dir, caDir, file: (name) => join(dir, name) };
+}
+
+/** Options of an in-process proxy on the test istiod at `address` (config and certificates from it, the mesh's token
+ *  and root, status listeners off). */
+export function istiodProxyOptions(mesh: MeshFixture, address: string) {
+  const rootCertPath = join(mesh.dir, "root-cert.pem");
+  writeFileSync(rootCertPath, mesh.rootsPem);
+  return {
+    xdsAddress: address,
+    caAddress: address,
+    tokenFile: mesh.tokenFile,
+    rootCertPath,
+    clusterId: "c1",
+    istiodIdentity: ISTIOD.toString(),
+    socks5Port: false,
+    adminPort: false,
+    metricsPort: false,
+    readinessPort: false,
+  } as const;
 }
 
 /** ECHO_APP inside `ns` on `port`, once it listens. */
