@@ -179,6 +179,8 @@ export class NodeProxy {
   private closed = false;
 
   private constructor(private readonly o: ProxyOptions) {
+    // Every local workload's inbound listens for state updates (re-checking its tunnels): a node has many.
+    this.state.setMaxListeners(0);
     this.pool = new HbonePool(o.pool);
     this.innerPool = new HbonePool(o.pool);
   }
@@ -477,6 +479,9 @@ export class NodeProxy {
         }
         await this.removeLocal(uid); // gone, or its identity or address changed: rebuilt below
       }
+      // Every new identity's certificate is asked for at once (WorkloadCertificates caps requests in flight at 8),
+      // not one workload after the other.
+      for (const [uid, w] of mine) if (!this.locals.has(uid)) this.prefetch(uid, w);
       for (const [uid, w] of mine) {
         if (this.locals.has(uid)) continue;
         try {
@@ -490,14 +495,20 @@ export class NodeProxy {
     return this.syncing;
   }
 
+  /** A workload appeared: its identity's certificate is fetched ahead (once per identity; idempotent per uid). */
+  private prefetch(uid: string, w: Workload): Identity {
+    const id = this.identityOf(w);
+    this.certs.add({ uid, trustDomain: id.trustDomain, namespace: w.namespace, serviceAccount: id.serviceAccount });
+    return id;
+  }
+
   private async addLocal(
     uid: string,
     w: Workload,
     inboundPort: number | false,
     netns?: PodNetns,
   ): Promise<WorkloadProxy> {
-    const id = this.identityOf(w);
-    this.certs.add({ uid, trustDomain: id.trustDomain, namespace: w.namespace, serviceAccount: id.serviceAccount });
+    const id = this.prefetch(uid, w);
     try {
       const cert = await this.certs.fetch(id);
       const wp = new WorkloadProxy(this.inputs, w, id, cert, () => this.certs.fetch(id), netns ?? this.redirectNetns);

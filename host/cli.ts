@@ -46,7 +46,7 @@ commands:
            routes CONNECT svc-host:port to a local endpoint and passes the inner mTLS through (SOCKS5 off)
   certs    write an Istio plug-in CA: --out DIR --trust-domain TD [--cluster NAME] [--root DIR]
   capture  rules (--netns NAME | --host) [--apply | --remove]: nftables redirection to the proxy (redirect mode)
-  start    the two-cluster demo on loopback (what npm start runs) [--duration N]
+  start    the two-cluster demo (node mode as root, else on loopback; what npm start runs) [--duration N]
   version  print the version
 `;
 

@@ -117,6 +117,7 @@ export const ENV: readonly EnvVar[] = [
     flag: "--trust-domain",
     doc: "the mesh trust domain (default: the workload's, else cluster.local)",
   },
+  { name: "HBONE_DEMO_LAYOUT", doc: "npm start: loopback forces the loopback layout (default: node mode when root)" },
   { name: "PROXY_MODE", doc: "shared (every workload of the node) or dedicated (one workload, PROXY_WORKLOAD_INFO)" },
   {
     name: "PROXY_WORKLOAD_INFO",

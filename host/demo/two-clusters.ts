@@ -33,7 +33,7 @@ export interface Tally {
   failed: number;
 }
 
-interface WorkloadSpec {
+export interface WorkloadSpec {
   name: string;
   namespace: string;
   sa: string;
@@ -43,7 +43,7 @@ interface WorkloadSpec {
   client?: boolean;
 }
 
-const WORKLOADS: WorkloadSpec[] = [
+export const WORKLOADS: readonly WorkloadSpec[] = [
   { name: "sleep", namespace: "default", sa: "sleep", ip: "2", client: true },
   { name: "echo-a", namespace: "default", sa: "echo", ip: "3", service: "echo" },
   { name: "echo-b", namespace: "default", sa: "echo", ip: "4", service: "echo" },
@@ -53,15 +53,25 @@ const WORKLOADS: WorkloadSpec[] = [
 
 export const APP_PORT = 9000;
 
+/** The services' VIPs (as the config below names them). */
+export const VIPS: Record<string, string> = {
+  "echo.default.svc.cluster.local": "10.96.0.10",
+  "hello.default.svc.cluster.local": "10.96.0.11",
+};
+
 export class TwoClusters {
   readonly clusters = ["cluster1", "cluster2"] as const;
   readonly proxies = new Map<string, Mesh>(); // "cluster1/echo-a" -> its node proxy
-  private readonly apps = new Map<string, net.Server>();
+  protected readonly apps = new Map<string, net.Server>();
   private distribution: Distribution = "default";
   private readonly octets: [number, number];
-  private readonly hbonePort: number;
+  protected readonly hbonePort: number;
 
-  private constructor(private readonly o: TwoClusterOptions) {
+  /** `prefix`: the first two octets of every workload IP (loopback here; the node-mode demo's pod range). */
+  protected constructor(
+    protected readonly o: TwoClusterOptions,
+    private readonly prefix = "127.0",
+  ) {
     this.octets = o.octets ?? [1, 2];
     this.hbonePort = o.hbonePort ?? 15008;
   }
@@ -78,7 +88,7 @@ export class TwoClusters {
   }
 
   ip(cluster: string, last: string): string {
-    return `127.0.${this.octets[cluster === "cluster1" ? 0 : 1]}.${last}`;
+    return `${this.prefix}.${this.octets[cluster === "cluster1" ? 0 : 1]}.${last}`;
   }
 
   network(cluster: string): string {
@@ -98,7 +108,21 @@ export class TwoClusters {
     return this.proxies.get("cluster1/sleep")!;
   }
 
-  private async init(): Promise<void> {
+  /** What runs where, in one line (the demo prints it). */
+  describe(): string {
+    return (
+      `cluster1/network1 on ${this.ip("cluster1", "x")}, cluster2/network2 on ${this.ip("cluster2", "x")}, one root CA, ` +
+      `an intermediate each; ${this.proxies.size} node proxies (one per workload) and 2 east-west gateways on :15008`
+    );
+  }
+
+  /** The workloads of cluster `c` (the client only in cluster1). */
+  protected workloads(c: string): WorkloadSpec[] {
+    return WORKLOADS.filter((w) => !w.client || c === "cluster1");
+  }
+
+  /** The CAs and both clusters' configs. */
+  protected async prepare(): Promise<void> {
     mkdirSync(this.o.dir, { recursive: true });
     // One root, an intermediate per cluster: clusters trust each other.
     await createPluginCa({ outDir: this.caDir("cluster1"), trustDomain: "cluster.local", cluster: "cluster1" });
@@ -109,26 +133,21 @@ export class TwoClusters {
       rootDir: this.caDir("cluster1"),
     });
     for (const c of this.clusters) writeFileSync(this.configPath(c), this.config(c));
+  }
+
+  protected async init(): Promise<void> {
+    await this.prepare();
     for (const c of this.clusters) {
-      for (const w of WORKLOADS) {
-        if (w.client && c !== "cluster1") continue;
-        if (w.service) await this.startApp(c, w);
+      for (const w of this.workloads(c)) {
+        if (w.service) {
+          const srv = appServer(c, w);
+          this.apps.set(`${c}/${w.name}`, srv);
+          srv.listen(APP_PORT, this.ip(c, w.ip));
+          await once(srv, "listening");
+        }
         await this.startProxy(c, w);
       }
     }
-  }
-
-  /** An app that first says who it is, then echoes. */
-  private async startApp(c: string, w: WorkloadSpec): Promise<void> {
-    const key = `${c}/${w.name}`;
-    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
-      s.on("error", () => {});
-      s.write(`${w.name}@${c}\n`);
-      s.pipe(s);
-    });
-    srv.listen(APP_PORT, this.ip(c, w.ip));
-    await once(srv, "listening");
-    this.apps.set(key, srv);
   }
 
   private async startProxy(c: string, w: WorkloadSpec): Promise<void> {
@@ -225,14 +244,14 @@ export class TwoClusters {
       "  - name: echo",
       "    namespace: default",
       "    hostname: echo.default.svc.cluster.local",
-      "    vips: [/10.96.0.10]",
+      `    vips: [${this.network(c)}/10.96.0.10]`,
       `    ports: { ${APP_PORT}: ${APP_PORT} }`,
       "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/echo]",
       '    labels: { istio.io/global: "true" }' + lb,
       "  - name: hello",
       "    namespace: default",
       "    hostname: hello.default.svc.cluster.local",
-      "    vips: [/10.96.0.11]",
+      `    vips: [${this.network(c)}/10.96.0.11]`,
       `    ports: { ${APP_PORT}: ${APP_PORT} }`,
       "    subjectAltNames: [spiffe://cluster.local/ns/default/sa/hello]",
     );
@@ -266,9 +285,20 @@ export class TwoClusters {
   }
 
   async close(): Promise<void> {
-    for (const m of [...this.proxies.values()].reverse()) await m.close();
+    for (const m of new Set([...this.proxies.values()].reverse())) await m.close();
     this.proxies.clear();
     for (const s of this.apps.values()) s.close();
     this.apps.clear();
   }
+}
+
+/** An app that first says who it is (`name@cluster`), then echoes (half-close aware). */
+export function appServer(c: string, w: WorkloadSpec): net.Server {
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on("error", () => {});
+    s.write(`${w.name}@${c}\n`);
+    s.pipe(s);
+  });
+  srv.on("error", () => {});
+  return srv;
 }

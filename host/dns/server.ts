@@ -15,7 +15,7 @@ import * as packet from "dns-packet";
 import type { ProxyState } from "../state/index.js";
 import { logger } from "../log.js";
 import { MeshNames, type ClientContext } from "./names.js";
-import { forward, systemUpstreams, type Upstream } from "./upstream.js";
+import { forward, systemUpstreams, LOCAL_SOCKETS, type Upstream, type UpstreamSockets } from "./upstream.js";
 import { listen } from "../net.js";
 
 const log = logger("dns");
@@ -40,6 +40,8 @@ export interface DnsProxyOptions extends ClientContext {
   listen?: { host: string; port: number } | { udpFd: number; tcpFd: number; family: 4 | 6 };
   /** Default: the nameservers of /etc/resolv.conf. */
   upstreams?: Upstream[];
+  /** Where the sockets toward upstreams are made (default: here; a pod's DNS proxy: inside the pod's namespace). */
+  upstreamSockets?: UpstreamSockets;
   clusterDomain?: string;
   ttlSeconds?: number;
   maxQueryBytes?: number;
@@ -94,7 +96,9 @@ export class DnsProxy {
   };
   private readonly names: MeshNames;
   private readonly upstreams: Upstream[];
-  private readonly o: Required<Omit<DnsProxyOptions, "listen" | "upstreams" | "network" | "clusterDomain">> &
+  private readonly o: Required<
+    Omit<DnsProxyOptions, "listen" | "upstreams" | "upstreamSockets" | "network" | "clusterDomain">
+  > &
     DnsProxyOptions;
   private udp?: dgram.Socket;
   private tcp?: net.Server;
@@ -282,7 +286,13 @@ export class DnsProxy {
     this.inflight++;
     this.stats.forwarded++;
     try {
-      const reply = await forward(this.upstreams, query, tcp, this.o.upstreamTimeoutMs);
+      const reply = await forward(
+        this.upstreams,
+        query,
+        tcp,
+        this.o.upstreamTimeoutMs,
+        this.o.upstreamSockets ?? LOCAL_SOCKETS,
+      );
       if (reply) return reply;
       this.stats.upstreamFailures++;
       return errorReply(query, RCODE.SERVFAIL, q);

@@ -1,7 +1,8 @@
 // Forwarding what is not the mesh's to the host's resolvers: the nameservers of /etc/resolv.conf (port 53), or
 // the ones configured. A query is relayed as it came (same id, same bytes) over UDP or TCP, to one upstream after
 // the other until one answers in time; a reply counts only if it comes from that upstream and carries the query's
-// id with the response bit set.
+// id with the response bit set. The sockets come from `UpstreamSockets`: a pod's DNS proxy makes them inside the
+// pod's network namespace, marked (as ztunnel forwards from the pod), so the pod's resolvers and routes apply.
 
 import dgram from "node:dgram";
 import net from "node:net";
@@ -31,6 +32,19 @@ export function systemUpstreams(path = "/etc/resolv.conf"): Upstream[] {
   }
 }
 
+/** Where the sockets toward upstreams are made. Both return a socket with no 'error' listener yet (the caller
+ *  attaches one at once); `udp` is bound (or binding), `tcp` is connecting to `u`. */
+export interface UpstreamSockets {
+  udp(u: Upstream): dgram.Socket;
+  tcp(u: Upstream): net.Socket;
+}
+
+/** Sockets made here, in this process's network namespace. */
+export const LOCAL_SOCKETS: UpstreamSockets = {
+  udp: (u) => dgram.createSocket(net.isIPv6(u.host.split("%")[0]!) ? "udp6" : "udp4"),
+  tcp: (u) => net.connect({ host: u.host, port: u.port }),
+};
+
 /** Largest DNS message over TCP (the 16-bit length prefix). */
 const MAX_TCP_MESSAGE = 65535;
 
@@ -39,15 +53,29 @@ function isReplyTo(query: Buffer, reply: Buffer): boolean {
 }
 
 /** One UDP exchange with `u`; resolves with the reply, or undefined on timeout or error. */
-export function exchangeUdp(u: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
+export function exchangeUdp(
+  u: Upstream,
+  query: Buffer,
+  timeoutMs: number,
+  sockets: UpstreamSockets = LOCAL_SOCKETS,
+): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
-    const sock = dgram.createSocket(net.isIPv6(u.host.split("%")[0]!) ? "udp6" : "udp4");
+    let sock: dgram.Socket;
+    try {
+      sock = sockets.udp(u);
+    } catch {
+      return resolve(undefined); // e.g. the pod's namespace is gone
+    }
     let done = false;
     const finish = (r: Buffer | undefined) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      sock.close();
+      try {
+        sock.close();
+      } catch {
+        // already closed
+      }
       resolve(r);
     };
     const timer = setTimeout(() => finish(undefined), timeoutMs);
@@ -61,9 +89,19 @@ export function exchangeUdp(u: Upstream, query: Buffer, timeoutMs: number): Prom
 }
 
 /** One TCP exchange (length-prefixed) with `u`. */
-export function exchangeTcp(u: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
+export function exchangeTcp(
+  u: Upstream,
+  query: Buffer,
+  timeoutMs: number,
+  sockets: UpstreamSockets = LOCAL_SOCKETS,
+): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
-    const sock = net.connect({ host: u.host, port: u.port });
+    let sock: net.Socket;
+    try {
+      sock = sockets.tcp(u);
+    } catch {
+      return resolve(undefined);
+    }
     let buf = Buffer.alloc(0);
     let done = false;
     const finish = (r: Buffer | undefined) => {
@@ -100,9 +138,10 @@ export async function forward(
   query: Buffer,
   tcp: boolean,
   timeoutMs: number,
+  sockets: UpstreamSockets = LOCAL_SOCKETS,
 ): Promise<Buffer | undefined> {
   for (const u of upstreams) {
-    const reply = await (tcp ? exchangeTcp(u, query, timeoutMs) : exchangeUdp(u, query, timeoutMs));
+    const reply = await (tcp ? exchangeTcp(u, query, timeoutMs, sockets) : exchangeUdp(u, query, timeoutMs, sockets));
     if (reply) return reply;
   }
   return undefined;

@@ -14,7 +14,9 @@ import { pipeTunnel } from "../proxy/pipe.js";
 import { PodListeners, type ListenerStatus } from "../inpod/pod-listeners.js";
 import { dialFrom, originalDestination, createListenSocketIn, createUdpSocketIn } from "../sys/socket.js";
 import { closeQuietly } from "../sys/libc.js";
-import { DnsProxy } from "../dns/server.js";
+import dgram from "node:dgram";
+import { DnsProxy, type DnsProxyOptions } from "../dns/server.js";
+import type { UpstreamSockets } from "../dns/upstream.js";
 import { logger } from "../log.js";
 
 const log = logger("node");
@@ -178,12 +180,34 @@ function halfOpen(sock: net.Socket): net.Socket {
   return sock;
 }
 
-/** The DNS proxy of one pod: UDP and TCP sockets made inside its namespace, answering for its namespace. */
+/** Sockets toward the DNS upstreams made inside the pod's namespace with the proxy's mark (ztunnel forwards from
+ *  the pod: its routes and resolvers apply, and the mark keeps the pod's DNS rule from sending them back to us). */
+export function podUpstreamSockets(netnsFd: number, mark: number): UpstreamSockets {
+  return {
+    udp: (u) => {
+      const v6 = net.isIPv6(u.host.split("%")[0]!);
+      const fd = createUdpSocketIn(netnsFd, { host: v6 ? "::" : "0.0.0.0", port: 0, mark });
+      const sock = dgram.createSocket(v6 ? "udp6" : "udp4");
+      try {
+        sock.bind({ fd });
+      } catch (err) {
+        closeQuietly(fd);
+        throw err;
+      }
+      return sock;
+    },
+    tcp: (u) => dialFrom(netnsFd, u.host.split("%")[0]!, u.port, { mark }),
+  };
+}
+
+/** The DNS proxy of one pod: UDP and TCP sockets made inside its namespace, answering for its namespace and
+ *  forwarding from it (`upstreams`: default the node's /etc/resolv.conf). */
 export async function startPodDns(
-  inputs: ProxyInputs,
+  inputs: Pick<ProxyInputs, "state" | "network">,
   netnsFd: number,
   ns: Pick<PodNetns, "mark" | "ports">,
   w: Pick<Workload, "namespace" | "network">,
+  upstreams?: DnsProxyOptions["upstreams"],
 ): Promise<DnsProxy> {
   const port = ns.ports?.dns ?? 15053;
   const tcp = createListenSocketIn(netnsFd, { host: "127.0.0.1", port, mark: ns.mark, reusePort: true });
@@ -199,5 +223,7 @@ export async function startPodDns(
     namespace: w.namespace,
     network: w.network || inputs.network,
     listen: { udpFd, tcpFd: tcp.fd, family: 4 },
+    upstreams,
+    upstreamSockets: podUpstreamSockets(netnsFd, ns.mark),
   });
 }

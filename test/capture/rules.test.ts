@@ -26,7 +26,7 @@ import {
   vethPair,
   type Netns,
   type NetnsProcess,
-} from "../helpers/netns-lite.js";
+} from "../helpers/netns.js";
 
 const CLI = join(import.meta.dirname, "..", "..", "dist", "host", "cli.js");
 

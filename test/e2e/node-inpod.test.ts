@@ -10,28 +10,12 @@
 // HBONE through the gateway, the inner mTLS end to end (the remote proxy sees A's identity).
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createPluginCa } from "../../host/identity/ca.js";
 import { captureRuleset } from "../../host/capture/rules.js";
-import {
-  createNetns,
-  requireNetns,
-  runInNetns,
-  spawnInNetns,
-  type Netns,
-  type NetnsProcess,
-} from "../helpers/netns-lite.js";
+import { createNetns, requireNetns, runInNetns, type Netns, type NetnsProcess } from "../helpers/netns.js";
 import { ZdsAgent } from "../helpers/zds-agent.js";
-import {
-  ECHO_APP,
-  ECHO_CLIENT,
-  ECHO_EXPECTED,
-  spawnNodeProxy,
-  waitFor,
-  type SpawnedProxy,
-} from "../helpers/node-proxy.js";
+import * as np from "../helpers/node-proxy.js";
 
 const OK = requireNetns();
 
@@ -80,19 +64,19 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
   let node: Netns;
   let agent: ZdsAgent;
   let app: NetnsProcess;
-  let proxy: SpawnedProxy;
+  let proxy: np.SpawnedProxy;
   let gwNs: Netns, remoteApp: NetnsProcess;
-  const cluster2: SpawnedProxy[] = [];
+  const cluster2: np.SpawnedProxy[] = [];
 
   const spawnProxy = () =>
-    spawnNodeProxy(["--config", configPath, "--ca-dir", caDir], {
+    np.spawnNodeProxy(["--config", configPath, "--ca-dir", caDir], {
       INPOD_ENABLED: "true",
       INPOD_UDS: agent.path,
       NODE_NAME: NODE,
       HBONE_LOG_LEVEL: "info",
     });
 
-  const fromPod = (pod: Netns, host: string, port: number) => runInNetns(pod, ECHO_CLIENT, [host, String(port)]);
+  const fromPod = (pod: Netns, host: string, port: number) => runInNetns(pod, np.ECHO_CLIENT, [host, String(port)]);
   const dump = async () =>
     (await (await fetch(`http://127.0.0.1:${proxy.admin}/config_dump`)).json()) as {
       workloads: {
@@ -102,11 +86,10 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
       }[];
     };
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "hbone-node-"));
-    caDir = join(dir, "ca");
-    await createPluginCa({ outDir: caDir, trustDomain: "cluster.local", cluster: "test" });
-    configPath = join(dir, "mesh.yaml");
-    writeFileSync(configPath, config());
+    const m = await np.meshDir("node", { "mesh.yaml": config(), "cluster2.yaml": CLUSTER2 });
+    dir = m.dir;
+    caDir = m.caDir;
+    configPath = m.file("mesh.yaml");
     // The node: a bridge in its own namespace; each pod a namespace with a veth onto it.
     node = createNetns();
     node.ip("link", "add", "br0", "type", "bridge");
@@ -131,19 +114,17 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     gwNs.ip("link", "set", "g0", "up");
     node.ip("link", "set", `gw-${process.pid % 1000}`, "master", "br0");
     node.ip("link", "set", `gw-${process.pid % 1000}`, "up");
-    writeFileSync(join(dir, "cluster2.yaml"), CLUSTER2);
-    remoteApp = spawnInNetns(gwNs, ECHO_APP, ["8080"]);
-    await remoteApp.line((l) => l === "LISTENING");
+    remoteApp = await np.startEchoApp(gwNs);
     const c2 = ["--config", join(dir, "cluster2.yaml"), "--ca-dir", caDir, "--cluster", "cluster2"];
     cluster2.push(
-      await spawnNodeProxy(
+      await np.spawnNodeProxy(
         [...c2, "--workload", "istio-system/eastwest/istio-eastwestgateway"],
         {},
         { netns: gwNs.name, command: "gateway" },
       ),
     );
     cluster2.push(
-      await spawnNodeProxy(
+      await np.spawnNodeProxy(
         [...c2, "--workload", "default/remote-echo/echo"],
         { HBONE_LOG_LEVEL: "info" },
         { netns: gwNs.name },
@@ -154,8 +135,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
       writeFileSync(join(dir, `rules-${name}.nft`), captureRuleset());
       ns[name]!.exec("nft", "-f", join(dir, `rules-${name}.nft`));
     }
-    app = spawnInNetns(ns.b!, ECHO_APP, ["8080"]);
-    await app.line((l) => l === "LISTENING");
+    app = await np.startEchoApp(ns.b!);
     agent = ZdsAgent.listen(join(dir, "ztunnel.sock"));
     for (const [uid, name, namespace, sa] of [
       ["a", "sleep-a", "default", "sleep-a"],
@@ -169,7 +149,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     const ready = `http://127.0.0.1:${proxy.readiness}/healthz/ready`;
     expect((await fetch(ready)).status).toBe(503); // no snapshot yet
     expect(await agent.sendSnapshot()).toEqual({ a: "", b: "", c: "", snapshot_sent: "" });
-    await waitFor("readiness", async () => (await fetch(ready)).status === 200);
+    await np.waitFor("readiness", async () => (await fetch(ready)).status === 200);
   }, 90_000);
 
   afterAll(async () => {
@@ -184,7 +164,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
   });
 
   it("an unmodified client in pod A reaches pod B's app through the VIP, byte-exact, over HBONE", async () => {
-    expect(await fromPod(ns.a!, VIP, 80)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.a!, VIP, 80)).toBe(np.ECHO_EXPECTED);
     const d = await dump();
     expect(d.workloads.map((w) => w.uid).sort()).toEqual(["a", "b", "c"]);
     const b = d.workloads.find((w) => w.uid === "b")!;
@@ -192,7 +172,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
     expect(b.certificate.notAfter).toBeTruthy();
     expect(b.listeners.map((l) => l.kind).sort()).toEqual(["dns", "hbone", "inbound-plaintext", "outbound"]);
     // Metrics and access logs name both workloads, on both sides.
-    await waitFor("metrics", async () => {
+    await np.waitFor("metrics", async () => {
       const m = await (await fetch(`http://127.0.0.1:${proxy.metrics}/metrics`)).text();
       return (
         /istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*source_workload="sleep-a"[^}]*destination_workload="echo-b"/.test(
@@ -203,7 +183,7 @@ describe.skipIf(!OK)("node proxy in in-pod mode (network namespaces, ZDS agent)"
         )
       );
     });
-    await waitFor("access lines", async () => {
+    await np.waitFor("access lines", async () => {
       const lines = proxy.accessLines();
       const named = (direction: string) =>
         lines.some(
@@ -232,8 +212,8 @@ console.log("RESULT " + out.join(" "));`;
   });
 
   it("a global service only in the other cluster is carried through its east-west gateway (double HBONE)", async () => {
-    expect(await fromPod(ns.a!, "10.96.0.30", 80)).toBe(ECHO_EXPECTED);
-    await waitFor("the remote proxy's inbound line", async () =>
+    expect(await fromPod(ns.a!, "10.96.0.30", 80)).toBe(np.ECHO_EXPECTED);
+    await np.waitFor("the remote proxy's inbound line", async () =>
       cluster2[1]!
         .accessLines()
         .some(
@@ -246,7 +226,7 @@ console.log("RESULT " + out.join(" "));`;
   });
 
   it("a client outside the mesh reaches pod B via 15006 while policy allows it", async () => {
-    expect(await fromPod(ns.outside!, IP.b, 8080)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.outside!, IP.b, 8080)).toBe(np.ECHO_EXPECTED);
     const m = await (await fetch(`http://127.0.0.1:${proxy.metrics}/metrics`)).text();
     expect(m).toMatch(
       /istio_tcp_connections_opened_total\{[^}]*destination_workload="echo-b"[^}]*connection_security_policy="unknown"/,
@@ -255,12 +235,12 @@ console.log("RESULT " + out.join(" "));`;
 
   it("a DENY on pod A's identity refuses A; pod C on the same node gets through; plaintext is refused by ALLOW", async () => {
     writeFileSync(configPath, config(POLICIES));
-    await waitFor("policy in force", async () => (await fromPod(ns.a!, VIP, 80)) !== ECHO_EXPECTED, 15_000);
+    await np.waitFor("policy in force", async () => (await fromPod(ns.a!, VIP, 80)) !== np.ECHO_EXPECTED, 15_000);
     expect(await fromPod(ns.a!, VIP, 80)).toMatch(/^ERR/);
-    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(np.ECHO_EXPECTED);
     expect(await fromPod(ns.outside!, IP.b, 8080)).toMatch(/^ERR/);
     writeFileSync(configPath, config());
-    await waitFor("policy lifted", async () => (await fromPod(ns.a!, VIP, 80)) === ECHO_EXPECTED, 15_000);
+    await np.waitFor("policy lifted", async () => (await fromPod(ns.a!, VIP, 80)) === np.ECHO_EXPECTED, 15_000);
   });
 
   it("hostile pod: its own capture ports as destinations, garbage and resets on 15001/15006/15008 — refused, still serving", async () => {
@@ -287,8 +267,8 @@ for (const t of targets) for (let i = 0; i < 40; i++) {
     expect(r).toMatch(/^answered=\d+$/);
     expect(Number(r.split("=")[1])).toBeLessThanOrEqual(40);
     expect(proxy.child.exitCode).toBeNull();
-    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
-    expect(await fromPod(ns.a!, VIP, 80)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(np.ECHO_EXPECTED);
+    expect(await fromPod(ns.a!, VIP, 80)).toBe(np.ECHO_EXPECTED);
   }, 40_000);
 
   it("an add whose namespace cannot be entered is acked with an error; the others still work", async () => {
@@ -298,7 +278,7 @@ for (const t of targets) for (let i = 0; i < 40; i++) {
       "/proc/self/ns/mnt",
     );
     expect(ack).toMatch(/namespace/);
-    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(np.ECHO_EXPECTED);
   });
 
   it("del closes that pod's listeners; a restarted proxy gets the snapshot again and serves the same pods", async () => {
@@ -311,11 +291,11 @@ for (const t of targets) for (let i = 0; i < 40; i++) {
     proxy = await spawnProxy();
     await agent.nextConnection(before);
     expect(await agent.sendSnapshot()).toEqual({ a: "", b: "", c: "", snapshot_sent: "" });
-    await waitFor(
+    await np.waitFor(
       "readiness after restart",
       async () => (await fetch(`http://127.0.0.1:${proxy.readiness}/healthz/ready`)).status === 200,
     );
-    expect(await fromPod(ns.a!, VIP, 80)).toBe(ECHO_EXPECTED);
-    expect(await fromPod(ns.c!, VIP, 80)).toBe(ECHO_EXPECTED);
+    expect(await fromPod(ns.a!, VIP, 80)).toBe(np.ECHO_EXPECTED);
+    expect(await fromPod(ns.c!, VIP, 80)).toBe(np.ECHO_EXPECTED);
   }, 60_000);
 });

@@ -4,14 +4,12 @@
 // workload removed by istiod is dropped with its certificate. A dedicated proxy elsewhere is the client.
 
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { newService, newWorkload } from "../../host/model/index.js";
 import { startProxy, type NodeProxy } from "../../host/app.js";
 import { ADDRESS_TYPE_URL, CsrSigner, TestControlPlane } from "../helpers/control-plane.js";
 import { TOKEN, makeMesh, type MeshFixture } from "../helpers/control-plane-mesh.js";
 import { setSink } from "../../host/log.js";
-import { waitFor } from "../helpers/node-proxy.js";
+import { istiodProxyOptions, waitFor } from "../helpers/node-proxy.js";
 
 let mesh: MeshFixture;
 let cp: TestControlPlane;
@@ -63,20 +61,7 @@ it("serves its node's workloads from xDS with impersonated certificates, drops o
       }),
     );
   });
-  const rootCertPath = join(mesh.dir, "root-cert.pem");
-  writeFileSync(rootCertPath, mesh.rootsPem);
-  const common = {
-    xdsAddress: cp.address,
-    caAddress: cp.address,
-    tokenFile: mesh.tokenFile,
-    rootCertPath,
-    clusterId: "c1",
-    istiodIdentity: "spiffe://cluster.local/ns/istio-system/sa/istiod",
-    socks5Port: false,
-    adminPort: false,
-    metricsPort: false,
-    readinessPort: false,
-  } as const;
+  const common = istiodProxyOptions(mesh, cp.address);
   const node = await startProxy({ ...common, nodeName: "n1", inboundPort: 0 });
   proxies.push(node);
   const dump = () =>

@@ -1,11 +1,13 @@
 // A resolver for DNS proxy tests, on loopback (UDP and TCP on one port): `records` answer A/AAAA, anything else is
 // NXDOMAIN; `delayMs` holds answers back, `silent` never answers. It counts what it was asked, and over which
-// transport, so tests can tell a forwarded query from one the proxy answered itself.
+// transport, so tests can tell a forwarded query from one the proxy answered itself. With `netnsFd` it listens on
+// 127.0.0.1 (`port`: any) inside that network namespace (sockets made there by host/sys), reachable only from it.
 
 import dgram from "node:dgram";
 import net from "node:net";
 import { once } from "node:events";
 import * as packet from "dns-packet";
+import { createListenSocketIn, createUdpSocketIn, localAddress } from "../../host/sys/socket.js";
 
 export class FakeUpstream {
   readonly asked: { name: string; type: string; tcp: boolean }[] = [];
@@ -21,16 +23,27 @@ export class FakeUpstream {
     readonly port: number,
   ) {}
 
-  static async start(): Promise<FakeUpstream> {
+  static async start(o: { netnsFd?: number; port?: number } = {}): Promise<FakeUpstream> {
     const tcp = net.createServer();
     tcp.on("error", () => undefined);
-    tcp.listen(0, "127.0.0.1");
-    await once(tcp, "listening");
-    const port = (tcp.address() as net.AddressInfo).port;
+    let port: number;
     const udp = dgram.createSocket("udp4");
     udp.on("error", () => undefined);
-    udp.bind(port, "127.0.0.1");
-    await once(udp, "listening");
+    const udpListening = once(udp, "listening"); // bind({ fd }) may emit it at once
+    if (o.netnsFd === undefined) {
+      tcp.listen(0, "127.0.0.1");
+      await once(tcp, "listening");
+      port = (tcp.address() as net.AddressInfo).port;
+      udp.bind(port, "127.0.0.1");
+    } else {
+      const t = createListenSocketIn(o.netnsFd, { host: "127.0.0.1", port: o.port ?? 0 });
+      port = localAddress(t.fd).port;
+      const u = createUdpSocketIn(o.netnsFd, { host: "127.0.0.1", port });
+      tcp.listen({ fd: t.fd });
+      await once(tcp, "listening");
+      udp.bind({ fd: u });
+    }
+    await udpListening;
     const f = new FakeUpstream(udp, tcp, port);
     udp.on("message", (m, r) => f.answer(m, false, (b) => udp.send(b, r.port, r.address)));
     tcp.on("connection", (s) => {

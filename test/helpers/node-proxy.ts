@@ -4,7 +4,51 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createPluginCa } from "../../host/identity/ca.js";
 import { ANY_STATUS_PORTS } from "./attack.js";
+import { ISTIOD, type MeshFixture } from "./control-plane-mesh.js";
+import { spawnInNetns, type Netns, type NetnsProcess } from "./netns.js";
+
+/** A scratch directory with a plug-in CA in `ca/` (trust domain cluster.local) and the given files written. */
+export async function meshDir(
+  prefix: string,
+  files: Record<string, string> = {},
+): Promise<{ dir: string; caDir: string; file(name: string): string }> {
+  const dir = mkdtempSync(join(tmpdir(), `hbone-${prefix}-`));
+  const caDir = join(dir, "ca");
+  await createPluginCa({ outDir: caDir, trustDomain: "cluster.local", cluster: "test" });
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return { dir, caDir, file: (name) => join(dir, name) };
+}
+
+/** Options of an in-process proxy on the test istiod at `address` (config and certificates from it, the mesh's token
+ *  and root, status listeners off). */
+export function istiodProxyOptions(mesh: MeshFixture, address: string) {
+  const rootCertPath = join(mesh.dir, "root-cert.pem");
+  writeFileSync(rootCertPath, mesh.rootsPem);
+  return {
+    xdsAddress: address,
+    caAddress: address,
+    tokenFile: mesh.tokenFile,
+    rootCertPath,
+    clusterId: "c1",
+    istiodIdentity: ISTIOD.toString(),
+    socks5Port: false,
+    adminPort: false,
+    metricsPort: false,
+    readinessPort: false,
+  } as const;
+}
+
+/** ECHO_APP inside `ns` on `port`, once it listens. */
+export async function startEchoApp(ns: Netns, port = 8080): Promise<NetnsProcess> {
+  const app = spawnInNetns(ns, ECHO_APP, [String(port)]);
+  await app.line((l) => l === "LISTENING");
+  return app;
+}
 
 export interface SpawnedProxy {
   child: ChildProcess;

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import net from "node:net";
 import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNetns, netnsAvailable, type Netns } from "../helpers/netns.js";
+import { createNetns, requireNetns, type Netns } from "../helpers/netns.js";
 import { ZdsAgent } from "../helpers/zds-agent.js";
 import { InpodClient, type InpodClientOptions } from "../../host/inpod/client.js";
 import { PodListeners, outboundDestination, type PodListenerKind } from "../../host/inpod/pod-listeners.js";
@@ -16,7 +16,7 @@ import { dialFrom, openNetns } from "../../host/sys/index.js";
 import type { WorkloadInfo } from "../../host/inpod/zds.js";
 import { setSink, type LogRecord } from "../../host/log.js";
 
-const NETNS = netnsAvailable();
+const NETNS = requireNetns();
 
 /** The proxy side under test: pod listeners whose handlers answer "<kind> <original destination>" and close. */
 function proxyHooks() {
@@ -63,7 +63,7 @@ async function probe(nsFd: number, port: number): Promise<{ line?: string; error
 
 function listeningPorts(ns: Netns): number[] {
   return ns
-    .exec("ss", ["-Hltn"])
+    .exec("ss", "-Hltn")
     .split("\n")
     .filter((l) => l.trim() !== "")
     .map((l) => {
@@ -120,8 +120,8 @@ describe.skipIf(!NETNS)("in-pod mode: ZDS over SOCK_SEQPACKET with netns fds", (
     restoreLog?.();
     agent?.close();
     for (const fd of [aFd, bFd]) if (fd !== undefined) fs.closeSync(fd);
-    a?.destroy();
-    b?.destroy();
+    a?.del();
+    b?.del();
   });
 
   it("snapshot → listeners in each pod → acks; bad adds refused, others unaffected; del closes; restart resyncs", async () => {

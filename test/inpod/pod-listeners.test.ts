@@ -5,12 +5,12 @@
 import fs from "node:fs";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNetns, netnsAvailable, type Netns } from "../helpers/netns.js";
+import { createNetns, requireNetns, type Netns } from "../helpers/netns.js";
 import { PodListeners, outboundDestination } from "../../host/inpod/pod-listeners.js";
 import { adoptServer, createListenSocketIn, dialFrom, getReusePort, openNetns } from "../../host/sys/index.js";
 import { setSink, type LogRecord } from "../../host/log.js";
 
-const NETNS = netnsAvailable();
+const NETNS = requireNetns();
 
 function reply(text: string) {
   return (sock: net.Socket) => void sock.end(`${text}\n`);
@@ -57,7 +57,7 @@ describe.skipIf(!NETNS)("per-pod listener set", () => {
   afterAll(() => {
     restore?.();
     if (nsFd !== undefined) fs.closeSync(nsFd);
-    ns?.destroy();
+    ns?.del();
   });
 
   it("opens 15001/15006/15008 marked and SO_REUSEPORT; 15001 sees captured destinations (IPv4 and IPv6)", async () => {

@@ -11,7 +11,7 @@ import { once } from "node:events";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNetns, execIn, netnsAvailable, type Netns } from "../helpers/netns.js";
+import { createNetns, execIn, requireNetns, type Netns } from "../helpers/netns.js";
 import {
   PROXY_MARK,
   adoptServer,
@@ -29,7 +29,7 @@ import {
   SysError,
 } from "../../host/sys/index.js";
 
-const NETNS = netnsAvailable();
+const NETNS = requireNetns();
 
 /** Is the calling thread in the namespace the process started in? */
 function currentIsHome(): boolean {
@@ -81,7 +81,7 @@ describe.skipIf(!NETNS)("native calls in network namespaces", () => {
   });
   afterAll(() => {
     if (nsFd !== undefined) fs.closeSync(nsFd);
-    ns?.destroy();
+    ns?.del();
   });
 
   it("opens a namespace by name, path and pid; tells it from our own", () => {
@@ -104,7 +104,7 @@ describe.skipIf(!NETNS)("native calls in network namespaces", () => {
     const port = (server.address() as net.AddressInfo).port;
     try {
       // The kernel's view, from an independent tool run in the namespace: the port listens there.
-      expect(ns.exec("ss", ["-Hltn", `sport = :${port}`])).toContain(`127.0.0.1:${port}`);
+      expect(ns.exec("ss", "-Hltn", `sport = :${port}`)).toContain(`127.0.0.1:${port}`);
       // Our FFI dial from inside the namespace…
       const accepted = serveOnce(server);
       expect(await roundTrip(dialFrom(nsFd, "127.0.0.1", port), "ffi")).toBe("echo:ffi");
@@ -211,7 +211,7 @@ describe.skipIf(!NETNS)("native calls in network namespaces", () => {
       server.close();
     } finally {
       fs.closeSync(fd2);
-      ns2.destroy();
+      ns2.del();
     }
   });
 
