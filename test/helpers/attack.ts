@@ -29,6 +29,8 @@ export const CLI = fileURLToPath(new URL("../../dist/host/cli.js", import.meta.u
 
 /** Admin, metrics and readiness on free ports (each printed in the ready line). */
 export const ANY_STATUS_PORTS = ["--admin-port", "0", "--metrics-port", "0", "--readiness-port", "0"];
+/** Admin, metrics and readiness off. */
+export const NO_STATUS_PORTS = ["--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off"];
 
 /**
  * The flags of an `hbone proxy` (or `gateway`) serving `workload` from a mesh fixture's config file and plug-in CA:

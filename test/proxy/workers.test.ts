@@ -10,7 +10,7 @@ import { once } from "node:events";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
 import type { Mesh } from "../../host/app.js";
 import { pattern, writeAroundMidway } from "../helpers/net.js";
-import { CLI, proxyArgs, spawnHbone, type HboneProcess } from "../helpers/attack.js";
+import { CLI, NO_STATUS_PORTS, proxyArgs, spawnHbone, type HboneProcess } from "../helpers/attack.js";
 import { freePort } from "../../bench/topologies/procs.js";
 
 const WORKERS = 2;
@@ -75,12 +75,7 @@ beforeAll(async () => {
       String(hbone),
       "--hbone-port",
       String(hbone),
-      "--admin-port",
-      "off",
-      "--metrics-port",
-      "off",
-      "--readiness-port",
-      "off",
+      ...NO_STATUS_PORTS,
       "--drain-timeout",
       "20",
       "--forward",
