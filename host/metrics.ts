@@ -261,6 +261,8 @@ export class Metrics {
   readonly open = new Set<ConnectionResult>();
   readonly limits: MetricsLimits;
   private readonly series = new Map<string, Series>();
+  /** Label sets handed out by shared() that have no series (yet): refused-side labels, mostly. */
+  private readonly interned = new Map<string, TcpLabels>();
   /** Label sets counted on an overflow series because the cap was reached; series removed by expiry. */
   readonly seriesStats = { overflowed: 0, expired: 0 };
   private lastSweep = 0;
@@ -416,7 +418,7 @@ export class Metrics {
 
   /** Counts a tunnel as opened now (outbound: before dialling). */
   opened(labels: TcpLabels): ConnectionResult {
-    const r = new ConnectionResult(this, labels);
+    const r = new ConnectionResult(this, this.shared(labels));
     r.accept();
     return r;
   }
@@ -427,7 +429,20 @@ export class Metrics {
    * peer cannot choose (config, its TLS identity) — so refused CONNECTs never create series from baggage.
    */
   checking(labels: TcpLabels, refused: TcpLabels = labels): ConnectionResult {
-    return new ConnectionResult(this, labels, refused);
+    return new ConnectionResult(this, this.shared(labels), refused === labels ? labels : this.shared(refused));
+  }
+
+  /**
+   * One object per label set: every tunnel of a peer keeps the same one (an idle tunnel would otherwise hold
+   * its own 27 strings twice). Bounded like the series; label objects are never changed once made.
+   */
+  private shared(labels: TcpLabels): TcpLabels {
+    const key = keyOf(labels);
+    const known = this.series.get(key)?.labels ?? this.interned.get(key);
+    if (known) return known;
+    if (this.interned.size >= this.limits.maxSeries) this.interned.clear();
+    this.interned.set(key, labels);
+    return labels;
   }
 
   async text(): Promise<string> {
