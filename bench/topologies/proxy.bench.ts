@@ -51,12 +51,14 @@ export const ZTUNNEL_COLUMN = "ztunnel (Istio, published)";
 
 const TUNABLE = "glibc.cpu.x86_rep_movsb_threshold=1000000000";
 
-/** Ratio columns of the on-request topologies: double against single HBONE, ours against node:http2's, 2 workers against 1. */
+/** Ratio columns of the on-request topologies: double against single HBONE, ours against node:http2's, 2 workers against 1,
+ *  this build against another (hbone-wasm-base). */
 const DOUBLE_PAIRS: [TopologyName, TopologyName][] = [
   ["hbone-double", "hbone-wasm"],
   ["node-http2-double", "node-http2"],
   ["hbone-double", "node-http2-double"],
   ["hbone-wasm-w2", "hbone-wasm"],
+  ["hbone-wasm", "hbone-wasm-base"],
 ];
 
 interface Params {
