@@ -263,6 +263,8 @@ export class Metrics {
   private readonly series = new Map<string, Series>();
   /** Label sets handed out by shared() that have no series (yet): refused-side labels, mostly. */
   private readonly interned = new Map<string, TcpLabels>();
+  /** The series key of each shared label object (seriesFor need not build it again). */
+  private readonly keys = new WeakMap<TcpLabels, string>();
   /** Label sets counted on an overflow series because the cap was reached; series removed by expiry. */
   readonly seriesStats = { overflowed: 0, expired: 0 };
   private lastSweep = 0;
@@ -384,7 +386,7 @@ export class Metrics {
 
   /** The numbers of one label set (created on first use; over the cap, its overflow series). */
   seriesFor(labels: TcpLabels): Series {
-    const key = keyOf(labels);
+    const key = this.keys.get(labels) ?? keyOf(labels);
     const s = this.series.get(key);
     if (s) return s;
     if (this.series.size >= this.limits.maxSeries) {
@@ -442,6 +444,7 @@ export class Metrics {
     if (known) return known;
     if (this.interned.size >= this.limits.maxSeries) this.interned.clear();
     this.interned.set(key, labels);
+    this.keys.set(labels, key);
     return labels;
   }
 
