@@ -37,7 +37,9 @@ function sig(n: number): string {
 function goalText(t: Target): string {
   const unit = t.unit ?? (t.goal >= 100 ? "MB/s" : "x");
   const op = t.lowerIsBetter ? "<=" : ">=";
-  return unit === "x" ? `${op} ${fmt(t.goal, 1)}x` : `${op} ${sig(t.goal)} ${unit}`;
+  // 0.95x and 1.05x stay themselves (one decimal would show them as 1.0x and 1.1x).
+  const digits = Math.abs(t.goal * 10 - Math.round(t.goal * 10)) < 1e-9 ? 1 : 2;
+  return unit === "x" ? `${op} ${fmt(t.goal, digits)}x` : `${op} ${sig(t.goal)} ${unit}`;
 }
 
 function valueText(t: Target): string {

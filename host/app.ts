@@ -12,8 +12,8 @@ import type { Duplex } from "node:stream";
 import { type MeshConfig, type Workload } from "./model/index.js";
 import { ProxyState, ProxyStateUpdater } from "./state/index.js";
 import { LocalConfigSource } from "./xds/local.js";
-import { XdsClient } from "./xds/client.js";
-import { IstioCaClient } from "./identity/istio-ca.js";
+import type { XdsClient } from "./xds/client.js";
+import type { IstioCaClient } from "./identity/istio-ca.js";
 import { Identity } from "./identity/identity.js";
 import { CertificateAuthority, type WorkloadCertificate } from "./identity/ca.js";
 import type { CertificateSource } from "./identity/manager.js";
@@ -30,7 +30,7 @@ import { PROXY_PORTS, parseHostPort, type HostPort } from "./proxy/authority.js"
 import { Metrics } from "./metrics.js";
 import { startStatusServers } from "./admin.js";
 import { WorkloadProxy, type PodNetns } from "./node/workload-proxy.js";
-import { InpodClient } from "./inpod/client.js";
+import type { InpodClient } from "./inpod/client.js";
 import { RedirectListeners } from "./node/redirect.js";
 import type { WorkloadInfo } from "./inpod/zds.js";
 import { DEFAULTS, PORTS } from "./runtime-config.js";
@@ -215,6 +215,8 @@ export class NodeProxy {
     const serverIdentities = o.istiodIdentity ? [o.istiodIdentity] : undefined;
     if (o.xdsAddress) {
       const self = o.workload ? parseWorkloadInfo(o.workload) : undefined;
+      // Loaded when used (gRPC, the generated xDS code): a proxy on a local config never holds them.
+      const { XdsClient } = await import("./xds/client.js");
       this.xds = new XdsClient({
         address: o.xdsAddress,
         rootsPem,
@@ -246,6 +248,7 @@ export class NodeProxy {
     let source: CertificateSource;
     if (o.caAddress) {
       // Shared mode asks for each workload's identity with the proxy's own token (ztunnel's impersonation).
+      const { IstioCaClient } = await import("./identity/istio-ca.js");
       this.istioCa = new IstioCaClient({
         address: o.caAddress,
         rootsPem: rootsPem!,
@@ -305,7 +308,7 @@ export class NodeProxy {
       );
     }
     if (this.mode === "dedicated") await this.startDedicated(inboundPort);
-    else if (o.inpod) this.startInpod(o.inpod);
+    else if (o.inpod) await this.startInpod(o.inpod);
     else {
       this.state.on(
         "updated",
@@ -532,7 +535,8 @@ export class NodeProxy {
   }
 
   /** In-pod mode: pods from the istio-cni agent; each add builds that pod's listeners inside its namespace. */
-  private startInpod(o: NonNullable<ProxyOptions["inpod"]>): void {
+  private async startInpod(o: NonNullable<ProxyOptions["inpod"]>): Promise<void> {
+    const { InpodClient } = await import("./inpod/client.js"); // with its protobuf code: in-pod mode only
     this.inpod = new InpodClient({
       path: o.uds,
       onAdd: async (uid, info, netnsFd) => {

@@ -261,6 +261,10 @@ export class Metrics {
   readonly open = new Set<ConnectionResult>();
   readonly limits: MetricsLimits;
   private readonly series = new Map<string, Series>();
+  /** Label sets handed out by shared() that have no series (yet): refused-side labels, mostly. */
+  private readonly interned = new Map<string, TcpLabels>();
+  /** The series key of each shared label object (seriesFor need not build it again). */
+  private readonly keys = new WeakMap<TcpLabels, string>();
   /** Label sets counted on an overflow series because the cap was reached; series removed by expiry. */
   readonly seriesStats = { overflowed: 0, expired: 0 };
   private lastSweep = 0;
@@ -382,7 +386,7 @@ export class Metrics {
 
   /** The numbers of one label set (created on first use; over the cap, its overflow series). */
   seriesFor(labels: TcpLabels): Series {
-    const key = keyOf(labels);
+    const key = this.keys.get(labels) ?? keyOf(labels);
     const s = this.series.get(key);
     if (s) return s;
     if (this.series.size >= this.limits.maxSeries) {
@@ -416,7 +420,7 @@ export class Metrics {
 
   /** Counts a tunnel as opened now (outbound: before dialling). */
   opened(labels: TcpLabels): ConnectionResult {
-    const r = new ConnectionResult(this, labels);
+    const r = new ConnectionResult(this, this.shared(labels));
     r.accept();
     return r;
   }
@@ -427,7 +431,21 @@ export class Metrics {
    * peer cannot choose (config, its TLS identity) — so refused CONNECTs never create series from baggage.
    */
   checking(labels: TcpLabels, refused: TcpLabels = labels): ConnectionResult {
-    return new ConnectionResult(this, labels, refused);
+    return new ConnectionResult(this, this.shared(labels), refused === labels ? labels : this.shared(refused));
+  }
+
+  /**
+   * One object per label set: every tunnel of a peer keeps the same one (an idle tunnel would otherwise hold
+   * its own 27 strings twice). Bounded like the series; label objects are never changed once made.
+   */
+  private shared(labels: TcpLabels): TcpLabels {
+    const key = keyOf(labels);
+    const known = this.series.get(key)?.labels ?? this.interned.get(key);
+    if (known) return known;
+    if (this.interned.size >= this.limits.maxSeries) this.interned.clear();
+    this.interned.set(key, labels);
+    this.keys.set(labels, key);
+    return labels;
   }
 
   async text(): Promise<string> {

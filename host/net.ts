@@ -20,18 +20,21 @@ export interface TcpDial {
 export function dialTcp(d: TcpDial, onConnect: (sock: net.Socket) => void, onError: (err: Error) => void): net.Socket {
   const sock = d.socket ?? net.connect({ host: d.host, port: d.port, noDelay: true, allowHalfOpen: true });
   sock.setNoDelay(true);
-  let connected = false;
-  const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), d.timeoutMs);
-  sock.once("close", () => clearTimeout(timer));
-  sock.once("connect", () => {
-    connected = true;
-    clearTimeout(timer);
-    onConnect(sock);
-  });
-  sock.once("error", (err) => {
-    clearTimeout(timer);
-    if (!connected) onError(err);
-  });
+  // Dropped once the dial is settled: an open connection keeps neither the callbacks (and what they hold) nor the timer.
+  let dial: { timer: NodeJS.Timeout; onConnect: typeof onConnect; onError: typeof onError } | null = {
+    timer: setTimeout(() => sock.destroy(new Error("connect timeout")), d.timeoutMs),
+    onConnect,
+    onError,
+  };
+  const settle = () => {
+    const x = dial;
+    dial = null;
+    if (x) clearTimeout(x.timer);
+    return x;
+  };
+  sock.on("close", settle); // 'close' comes once
+  sock.once("connect", () => settle()?.onConnect(sock));
+  sock.on("error", (err) => settle()?.onError(err)); // and stays the error owner
   return sock;
 }
 

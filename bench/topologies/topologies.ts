@@ -6,11 +6,13 @@
 //   hbone-wasm  client app -> `hbone proxy` (forward listeners) -> HBONE -> `hbone proxy` (inbound) -> server app
 //   hbone-double, node-http2-double   cross-network through an east-west gateway (topologies-double.ts)
 //   hbone-wasm-w2  hbone-wasm with `--workers 2` on both proxies (on request: 1 vs 2 workers)
+//   hbone-wasm-base  hbone-wasm from another build (env HBONE_BENCH_BASE: a checkout with dist/ built; on request):
+//                 a before/after comparison measured in one run, for a machine too busy for two runs to compare
 //
 // The server app listens on 127.0.0.3 (the server workload); TLS hops land on 127.0.0.3 too and
 // the client-side proxies listen on 127.0.0.1. Certificates come from one plug-in CA.
 
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
@@ -25,9 +27,12 @@ export const TOPOLOGIES = [
   "node-http2-double",
   "hbone-double",
   "hbone-wasm-w2",
+  "hbone-wasm-base",
 ] as const;
-/** What the proxies suite runs unless told (`--topologies`): hbone-wasm-w2 only on request. */
-export const DEFAULT_TOPOLOGIES: readonly TopologyName[] = TOPOLOGIES.filter((t) => t !== "hbone-wasm-w2");
+/** What the proxies suite runs unless told (`--topologies`): hbone-wasm-w2 and hbone-wasm-base only on request. */
+export const DEFAULT_TOPOLOGIES: readonly TopologyName[] = TOPOLOGIES.filter(
+  (t) => t !== "hbone-wasm-w2" && t !== "hbone-wasm-base",
+);
 /** The cross-network topologies: measured in the rr and throughput workloads only. */
 export const DOUBLE_TOPOLOGIES: readonly TopologyName[] = ["node-http2-double", "hbone-double"];
 export type TopologyName = (typeof TOPOLOGIES)[number];
@@ -117,6 +122,14 @@ export function meshConfig(): string {
 `;
 }
 
+/** The other build hbone-wasm-base runs (HBONE_BENCH_BASE). */
+function baseCheckout(): string {
+  const dir = process.env.HBONE_BENCH_BASE;
+  if (!dir || !existsSync(join(dir, "dist", "host", "cli.js")))
+    throw new Error("hbone-wasm-base: set HBONE_BENCH_BASE to a checkout with dist/ built (npm run build there)");
+  return dir;
+}
+
 export async function buildTopology(name: TopologyName, ctx: BuildContext): Promise<Topology> {
   const proxies: Proxy[] = [];
   try {
@@ -167,10 +180,11 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
       }
 
       case "hbone-wasm":
-      case "hbone-wasm-w2": {
+      case "hbone-wasm-w2":
+      case "hbone-wasm-base": {
         const config = join(ctx.dir, "mesh.yaml");
         writeFileSync(config, meshConfig());
-        const cli = join(repoRoot(), "dist", "host", "cli.js");
+        const cli = join(name === "hbone-wasm-base" ? baseCheckout() : repoRoot(), "dist", "host", "cli.js");
         const common = [
           "proxy",
           "--config",

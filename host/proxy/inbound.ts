@@ -26,6 +26,16 @@ import { logger } from "../log.js";
 
 const log = logger("inbound");
 
+/** A tunnel's byte counts, read from its stream (a closure over the stream alone). */
+function streamBytes(stream: H2Stream): () => TunnelBytes {
+  return () => ({ clientToServer: stream.pushed, serverToClient: stream.written });
+}
+
+/** The error owner of every tunnel stream (one function for all: an idle tunnel holds no closure for it). */
+function onTunnelStreamError(e: Error): void {
+  log.debug("tunnel stream ended with an error", { error: e });
+}
+
 /** What an in-process acceptor learns about a tunnel. */
 export interface TunnelInfo {
   /** The verified SPIFFE identity of the peer proxy (the source workload). */
@@ -176,7 +186,7 @@ export class Inbound extends HboneListener {
     // The stream is ours from here: a reset in the same write as the CONNECT, a bad WINDOW_UPDATE,
     // the connection closing or a policy closing it mid-dial all end it with an error (and an
     // in-process acceptor that forgets 'error' must not crash the process either).
-    stream.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
+    stream.on("error", onTunnelStreamError);
     const authority = header(headers, ":authority") ?? "";
     const self = this.workload.workloadIps[0] ?? "";
     const refuse = (status: number, why: string) => {
@@ -206,8 +216,8 @@ export class Inbound extends HboneListener {
       refuse(status, why);
     };
     const ok: HeaderList = !this.o.inputs.responseBaggage ? [] : workloadBaggage(this.workload);
-    result?.countFrom(() => ({ clientToServer: stream.pushed, serverToClient: stream.written }));
-    stream.once("close", () => result?.close());
+    const bytes = streamBytes(stream);
+    result?.countFrom(bytes);
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
     if (port === null) return fail(503, `workload has no port ${dst.port}`);
@@ -221,20 +231,14 @@ export class Inbound extends HboneListener {
       result?.close(true, "DENY");
       return refuse(401, "denied by policy");
     }
+    const record = this.onTunnelClose(stream, result, from, dst.appHost, port, authority, bytes);
     this.open.set(stream, conn);
-    stream.once("close", () => this.open.delete(stream));
-    const started = performance.now();
-    const logged = (): void =>
-      this.logComplete(result, from, formatAuthority(dst.appHost, port), authority, started, () => ({
-        clientToServer: stream.pushed,
-        serverToClient: stream.written,
-      }));
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
       result?.accept();
       respond(200, ok);
-      stream.once("close", logged);
+      record.accepted = true;
       acceptor(stream, { peer, port, headers });
       return;
     }
@@ -246,7 +250,7 @@ export class Inbound extends HboneListener {
         this.stats.accepted++;
         result?.accept();
         respond(200, ok);
-        stream.once("close", logged);
+        record.accepted = true;
       },
       (why) => fail(503, why),
     );
@@ -303,6 +307,29 @@ export class Inbound extends HboneListener {
       },
       (why) => refuse("CONNECT", why),
     );
+  }
+
+  /**
+   * One 'close' listener for a tunnel's whole record: its metrics, its open-tunnel entry and, once accepted, its
+   * access log. Made here, not in serveConnect, so what an idle tunnel keeps is this small scope alone.
+   */
+  private onTunnelClose(
+    stream: H2Stream,
+    result: ConnectionResult | undefined,
+    from: string,
+    appHost: string,
+    port: number,
+    authority: string,
+    bytes: () => TunnelBytes,
+  ): { accepted: boolean } {
+    const record = { accepted: false };
+    const started = performance.now();
+    stream.on("close", () => {
+      result?.close();
+      this.open.delete(stream);
+      if (record.accepted) this.logComplete(result, from, formatAuthority(appHost, port), authority, started, bytes);
+    });
+    return record;
   }
 
   private authorized(conn: RbacConnection): boolean {

@@ -13,7 +13,7 @@ import type { Service, Workload } from "../model/index.js";
 import { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { connectHbone } from "../tls/contexts.js";
-import { H2Session } from "../h2/session.js";
+import { H2Session, type H2Stream } from "../h2/session.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes } from "../metrics.js";
@@ -98,6 +98,25 @@ function ownStreamErrors(session: H2Session): H2Session {
       s.on("error", (e) => log.debug("tunnel stream ended with an error", { error: e }));
   });
   return session;
+}
+
+// What an open tunnel keeps is made outside the functions that opened it: a closure made there would hold their
+// whole scope (routes, labels, headers) for as long as the tunnel stays open.
+
+/** A tunnel's byte counts, read from its stream. */
+function streamBytes(s: H2Stream): () => TunnelBytes {
+  return () => ({ clientToServer: s.written, serverToClient: s.pushed });
+}
+
+/** A passthrough tunnel's byte counts, read from its socket. */
+function socketBytes(sock: net.Socket): () => TunnelBytes {
+  return () => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead });
+}
+
+/** The tunnel's record counts its bytes from `bytes` and closes with it ('close' comes once: no once() wrapper). */
+function closeWith(tunnel: Duplex, r: ConnectionResult, bytes: () => TunnelBytes): void {
+  r.countFrom(bytes);
+  tunnel.on("close", () => r.close());
 }
 
 export class Outbound {
@@ -272,7 +291,7 @@ export class Outbound {
     try {
       const { tunnel, result, bytes } = await this.openRouteCounted(route, client);
       const startMs = performance.now();
-      tunnel.once("close", () =>
+      tunnel.on("close", () =>
         logConnectionComplete({
           direction: "outbound",
           srcAddr,
@@ -310,13 +329,9 @@ export class Outbound {
         throw err;
       }
       const r = record(false);
-      r?.countFrom(() => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }));
-      sock.once("close", () => r?.close());
-      return {
-        tunnel: sock,
-        result: r,
-        bytes: () => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead }),
-      };
+      const bytes = socketBytes(sock);
+      if (r) closeWith(sock, r, bytes);
+      return { tunnel: sock, result: r, bytes };
     }
     const headers: [string, string][] = workloadBaggage(this.o.source);
     if (client) {
@@ -362,9 +377,9 @@ export class Outbound {
     }
     const r = record(true);
     const s = stream;
-    r?.countFrom(() => ({ clientToServer: s.written, serverToClient: s.pushed }));
-    stream.once("close", () => r?.close());
-    return { tunnel: stream, result: r, bytes: () => ({ clientToServer: s.written, serverToClient: s.pushed }) };
+    const bytes = streamBytes(s);
+    if (r) closeWith(stream, r, bytes);
+    return { tunnel: stream, result: r, bytes };
   }
 
   /** The peer identity each inner (double HBONE) session verified, for destination_principal. */

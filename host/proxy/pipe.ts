@@ -34,8 +34,8 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
       resolve();
       return;
     }
-    pump(app, stream, resetBehindEof); // app FIN -> stream.end() -> END_STREAM
-    pump(stream, app, resetBehindEof); // END_STREAM -> app.end() -> shutdown(WR) (a plain socket: the same check)
+    pump(app, stream); // app FIN -> stream.end() -> END_STREAM
+    pump(stream, app); // END_STREAM -> app.end() -> shutdown(WR)
 
     app.on("error", (e: Error) => {
       // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
@@ -82,24 +82,23 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
 }
 
 /**
- * One direction of a tunnel, by hand instead of `from.pipe(to)`: three listeners and one small object
- * instead of pipe()'s seven closures and their cleanup, the same semantics (write until `to` is full,
- * pause `from` until 'drain'; `from`'s end ends `to`). Teardown (errors, close) is pipeTunnel's.
+ * One direction of a tunnel, by hand instead of `from.pipe(to)`: the same semantics (write until `to` is full,
+ * pause `from` until 'drain'; `from`'s end ends `to`) with one small object per direction and no closures: the
+ * listeners are shared by every tunnel and find their pump on the emitter (`from[READS]`, `to[WRITES]`), so an
+ * idle tunnel holds two objects instead of pipe()'s fourteen closures. Teardown (errors, close) is pipeTunnel's.
  */
 class Pump {
-  private waiting = false;
+  waiting = false;
 
   constructor(
-    private readonly from: Duplex,
-    private readonly to: Duplex,
-    /** Asked at `from`'s end: an error means it was reset, not ended (`from` is destroyed with it). */
-    private readonly endCheck?: (from: Duplex) => Error | null,
+    readonly from: Duplex,
+    readonly to: Duplex,
   ) {}
 
-  readonly onData = (chunk: Buffer): void => {
+  data(chunk: Buffer): void {
     // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
     if (!this.to.write(chunk) && !this.to.destroyed && !this.waiting) this.hold();
-  };
+  }
 
   /** `to` is full already: wait for its 'drain' before reading `from`. */
   hold(): void {
@@ -107,26 +106,45 @@ class Pump {
     this.from.pause();
   }
 
-  readonly onDrain = (): void => {
+  drain(): void {
     if (!this.waiting) return;
     this.waiting = false;
     this.from.resume();
-  };
+  }
 
-  readonly onEnd = (): void => {
-    const reset = this.endCheck?.(this.from);
+  end(): void {
+    // A socket's end may hide a reset (see resetBehindEof): then `from` is destroyed with it, and the error
+    // handlers of pipeTunnel reset the other side.
+    const reset = resetBehindEof(this.from);
     if (reset) return void this.from.destroy(reset);
     if (!this.to.writableEnded && !this.to.destroyed) this.to.end();
-  };
+  }
 }
 
-function pump(from: Duplex, to: Duplex, endCheck?: (from: Duplex) => Error | null): void {
-  const p = new Pump(from, to, endCheck);
-  from.on("data", p.onData);
+/** The pump reading this stream, and the one writing to it (a tunnel's side is both). */
+const READS = Symbol("pump reading this stream");
+const WRITES = Symbol("pump writing to this stream");
+type Pumped = Duplex & { [READS]?: Pump; [WRITES]?: Pump };
+
+function onPumpData(this: Pumped, chunk: Buffer): void {
+  this[READS]?.data(chunk);
+}
+function onPumpEnd(this: Pumped): void {
+  this[READS]?.end();
+}
+function onPumpDrain(this: Pumped): void {
+  this[WRITES]?.drain();
+}
+
+function pump(from: Pumped, to: Pumped): void {
+  const p = new Pump(from, to);
+  from[READS] = p;
+  to[WRITES] = p;
+  from.on("data", onPumpData);
   if (from.readableEnded)
-    process.nextTick(p.onEnd); // its 'end' has been and gone
-  else from.once("end", p.onEnd);
-  to.on("drain", p.onDrain);
+    process.nextTick(() => p.end()); // its 'end' has been and gone
+  else from.on("end", onPumpEnd); // emitted once
+  to.on("drain", onPumpDrain);
   // A socket paused while its tunnel was dialled stays paused when a 'data' listener is added.
   if (to.writableNeedDrain) p.hold();
   else from.resume();
