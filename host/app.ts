@@ -624,6 +624,12 @@ export class NodeProxy {
     return n;
   }
 
+  private get inboundConnections(): number {
+    let n = this.gateway?.openConnections ?? 0;
+    for (const wp of this.locals.values()) n += wp.inbound.openConnections;
+    return n;
+  }
+
   private get activeOutbound(): number {
     let n = this.outboundTunnels;
     for (const wp of this.locals.values()) n += wp.activeOutbound;
@@ -714,6 +720,9 @@ export class NodeProxy {
     while (Date.now() < deadline && (this.inboundTunnels > 0 || this.activeOutbound > 0)) await sleep(20);
     const left = this.inboundTunnels + this.activeOutbound;
     if (left > 0) log.warn("drain timeout: closing tunnels still open", { tunnels: left });
+    // The tunnels are done, but their last bytes may still be on the way out of the HBONE connections, which
+    // close themselves now (GOAWAY sent, no stream left): exiting before they have would cut those tails.
+    else while (Date.now() < deadline && this.inboundConnections > 0) await sleep(20);
     await this.close();
   }
 

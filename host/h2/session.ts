@@ -1015,9 +1015,15 @@ export class H2Session extends EventEmitter {
     const sock = this.socket;
     if (sock.destroyed) return;
     this.flush();
-    sock.once("finish", () => sock.destroy());
+    // A lingering close: destroyed once our FIN is out and the peer's has come. Closing while the peer's last
+    // frames (a WINDOW_UPDATE, a PING) sit unread would make the kernel answer with RST and drop what we still
+    // had queued for the peer: the tail of a tunnel that finished during a drain.
+    sock.once("finish", () => {
+      if (sock.readableEnded) sock.destroy();
+      else sock.once("end", () => sock.destroy());
+    });
     sock.end();
-    // A peer that stops reading cannot keep the socket open.
+    // A peer that stops reading (or never closes) cannot keep the socket open.
     setTimeout(() => sock.destroy(), 1000).unref();
   }
 

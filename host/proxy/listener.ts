@@ -38,6 +38,7 @@ export function defaultListenerLimits(): ListenerLimits {
 export abstract class HboneListener {
   readonly server: ReturnType<typeof createHboneServer>;
   private readonly sessions = new Set<H2Session>();
+  private readonly sockets = new Set<tls.TLSSocket>();
   private readonly perPeer = new Map<string, number>();
   readonly limits: ListenerLimits;
   /** Established connections closed by a cap. */
@@ -85,6 +86,11 @@ export abstract class HboneListener {
     this.server.setCertificate(cert);
   }
 
+  /** HBONE connections not yet closed (a drain waits for them too: their last bytes may still be in flight). */
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
   get activeTunnels(): number {
     let n = 0;
     for (const s of this.sessions) n += s.activeStreams;
@@ -124,6 +130,8 @@ export abstract class HboneListener {
     }
     const session = H2Session.server(socket, this.sessionOptions);
     this.sessions.add(session);
+    this.sockets.add(socket);
+    socket.once("close", () => this.sockets.delete(socket));
     this.perPeer.set(who, mine + 1);
     session.on("close", () => {
       this.sessions.delete(session);
