@@ -10,7 +10,8 @@
 //   throughput  1 GiB over one tunnel and over 8 parallel tunnels: MB/s and proxy CPU s per GiB
 //
 // The cross-network topologies (hbone-double, node-http2-double: source proxy -> east-west gateway
-// -> destination proxy) run rr and throughput only, compared with their single-HBONE peers.
+// -> destination proxy; tls-pipe-double, their floor) run rr and throughput only, compared with their
+// single-HBONE peers and the floor.
 //
 // Each workload runs on every topology before the next workload starts, so ratios compare figures
 // taken minutes apart at most. Idle memory runs first, on proxies that have done nothing else yet.
@@ -57,6 +58,7 @@ const DOUBLE_PAIRS: [TopologyName, TopologyName][] = [
   ["hbone-double", "hbone-wasm"],
   ["node-http2-double", "node-http2"],
   ["hbone-double", "node-http2-double"],
+  ["hbone-double", "tls-pipe-double"], // each proxy against its floor (TLS in TLS, no HTTP/2)
   ["hbone-wasm-w2", "hbone-wasm"],
   ["hbone-wasm", "hbone-wasm-base"],
 ];

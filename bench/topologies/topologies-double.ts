@@ -4,29 +4,26 @@
 //
 //   hbone-double       client app -> `hbone proxy` (network1) -> `hbone gateway` (network2)
 //                      -> `hbone proxy` (network2, inbound) -> server app
-//   node-http2-double  the same nesting on node:http2 (bench/peers/node-http2-proxy.ts outbound-via,
+//   node-http2-double  the same nesting on node:http2 (peers/node-http2-proxy.ts outbound-via,
 //                      gateway, inbound)
+//   tls-pipe-double    the floor of both: TLS inside TLS with no HTTP/2 (peers/tls-pipe.ts relay-via), the
+//                      outer TLS ended by a terminator that copies the bytes on (what a gateway must do at
+//                      least), the inner one by a terminator in front of the server app
 //
 // The gateway listens on GATEWAY_IP; the destination proxy on the server's IP, the source proxy's
 // forward listeners on 127.0.0.1. Compared with hbone-wasm / node-http2 (single HBONE) in the same run.
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { freePort, spawnNode, type SpawnOptions } from "./procs.js";
+import { freePort } from "./procs.js";
 import { repoRoot } from "../harness.js";
+import { peer, startProxy } from "./peer-spawn.js";
 import type { AppPorts, BuildContext, Endpoint, Proxy } from "./topologies.js";
 
 export const GATEWAY_IP = "127.0.0.4";
 const SERVER_IP = "127.0.0.3";
 const CLIENT_IP = "127.0.0.2";
 const SERVICE = "server.default.svc.cluster.local";
-
-const peer = (file: string) => fileURLToPath(new URL(`./peers/${file}`, import.meta.url));
-
-function spawnOpts(ctx: BuildContext, role: Proxy["role"]): SpawnOptions {
-  return { ...ctx.spawn, nodeArgs: [...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])] };
-}
 
 const portsOf = (a: AppPorts) => [a.sink, a.rr, a.ping];
 
@@ -97,40 +94,42 @@ export function doubleMeshConfig(network: "network1" | "network2", app: AppPorts
   return lines.join("\n") + "\n";
 }
 
-/** Starts the three proxies of a double-HBONE topology; pushes them onto `proxies` (source first). */
+/** Starts the three proxies of a double-HBONE topology (or its floor); puts them in `proxies`, source first. */
 export async function buildDouble(
-  kind: "hbone" | "node-http2",
+  kind: "hbone" | "node-http2" | "tls-pipe",
   ctx: BuildContext,
   proxies: Proxy[],
 ): Promise<Endpoint[]> {
+  const start = (role: Proxy["role"], script: string, args: string[]) =>
+    startProxy(ctx, proxies, role, `${kind}-double ${role}`, script, args);
+  if (kind === "tls-pipe") {
+    const pipe = peer("tls-pipe.js");
+    const term = await start("inbound", pipe, ["terminator", ctx.caDir, SERVER_IP, ...portsOf(ctx.app).map(String)]);
+    const termPorts = term.ready.ports as number[];
+    const gw = await start("gateway", pipe, [
+      "terminator",
+      ctx.caDir,
+      GATEWAY_IP,
+      ...termPorts.map((p) => `${SERVER_IP}:${p}`),
+    ]);
+    const out = await start("outbound", pipe, [
+      "relay-via",
+      ctx.caDir,
+      ...(gw.ready.ports as number[]).map((p) => `${GATEWAY_IP}:${p}`),
+    ]);
+    return (out.ready.ports as number[]).map((port) => ({ host: "127.0.0.1", port }));
+  }
   if (kind === "node-http2") {
-    const inb = await spawnNode(
-      "node-http2-double inbound",
-      peer("node-http2-proxy.js"),
-      ["inbound", ctx.caDir, SERVER_IP],
-      spawnOpts(ctx, "inbound"),
-    );
-    proxies.push({ role: "inbound", child: inb });
-    const gw = await spawnNode(
-      "node-http2-double gateway",
-      peer("node-http2-proxy.js"),
-      ["gateway", ctx.caDir, GATEWAY_IP],
-      spawnOpts(ctx, "gateway"),
-    );
-    proxies.unshift({ role: "gateway", child: gw });
-    const out = await spawnNode(
-      "node-http2-double outbound",
-      peer("node-http2-proxy.js"),
-      [
-        "outbound-via",
-        ctx.caDir,
-        `${GATEWAY_IP}:${gw.ready.port as number}`,
-        `${SERVER_IP}:${inb.ready.port as number}`,
-        ...portsOf(ctx.app).map((p) => `${SERVER_IP}:${p}`),
-      ],
-      spawnOpts(ctx, "outbound"),
-    );
-    proxies.unshift({ role: "outbound", child: out });
+    const h2 = peer("node-http2-proxy.js");
+    const inb = await start("inbound", h2, ["inbound", ctx.caDir, SERVER_IP]);
+    const gw = await start("gateway", h2, ["gateway", ctx.caDir, GATEWAY_IP]);
+    const out = await start("outbound", h2, [
+      "outbound-via",
+      ctx.caDir,
+      `${GATEWAY_IP}:${gw.ready.port as number}`,
+      `${SERVER_IP}:${inb.ready.port as number}`,
+      ...portsOf(ctx.app).map((p) => `${SERVER_IP}:${p}`),
+    ]);
     return (out.ready.ports as number[]).map((port) => ({ host: "127.0.0.1", port }));
   }
   // Listen ports are chosen here: the configs name the gateway's port, and `--forward` refuses port 0.
@@ -142,13 +141,13 @@ export async function buildDouble(
     return f;
   };
   const cli = join(repoRoot(), "dist", "host", "cli.js");
-  const common = (network: string, cluster: string) => [
+  const common = (network: "network1" | "network2") => [
     "--config",
-    cfg(network as "network1" | "network2"),
+    cfg(network),
     "--ca-dir",
     ctx.caDir,
     "--cluster",
-    cluster,
+    network === "network1" ? "cluster1" : "cluster2",
     "--network",
     network,
     "--socks5-port",
@@ -162,52 +161,28 @@ export async function buildDouble(
     "--drain-timeout",
     "1",
   ];
-  const inb = await spawnNode(
-    "hbone-double inbound",
-    cli,
-    [
-      "proxy",
-      ...common("network2", "cluster2"),
-      "--workload",
-      "default/server/server",
-      "--inbound-port",
-      String(destPort),
-    ],
-    spawnOpts(ctx, "inbound"),
-  );
-  proxies.push({ role: "inbound", child: inb });
-  const gw = await spawnNode(
-    "hbone-double gateway",
-    cli,
-    [
-      "gateway",
-      ...common("network2", "cluster2"),
-      "--workload",
-      "istio-system/eastwest/istio-eastwestgateway",
-      "--inbound-port",
-      String(gwPort),
-      "--hbone-port",
-      String(destPort),
-    ],
-    spawnOpts(ctx, "gateway"),
-  );
-  proxies.unshift({ role: "gateway", child: gw });
+  const server = ["--workload", "default/server/server", "--inbound-port", String(destPort)];
+  await start("inbound", cli, ["proxy", ...common("network2"), ...server]);
+  await start("gateway", cli, [
+    "gateway",
+    ...common("network2"),
+    "--workload",
+    "istio-system/eastwest/istio-eastwestgateway",
+    "--inbound-port",
+    String(gwPort),
+    "--hbone-port",
+    String(destPort),
+  ]);
   const listen: number[] = [];
   for (let k = 0; k < 3; k++) listen.push(await freePort("127.0.0.1"));
-  const out = await spawnNode(
-    "hbone-double outbound",
-    cli,
-    [
-      "proxy",
-      ...common("network1", "cluster1"),
-      "--workload",
-      "default/client/client",
-      "--inbound-port",
-      "off",
-      ...portsOf(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVICE}:${p}`]),
-    ],
-    spawnOpts(ctx, "outbound"),
-  );
-  proxies.unshift({ role: "outbound", child: out });
+  await start("outbound", cli, [
+    "proxy",
+    ...common("network1"),
+    "--workload",
+    "default/client/client",
+    "--inbound-port",
+    "off",
+    ...portsOf(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVICE}:${p}`]),
+  ]);
   return listen.map((port) => ({ host: "127.0.0.1", port }));
 }

@@ -4,7 +4,8 @@
 //   tls-pipe    client app -> TLS relay -> TLS terminator -> server app (no HTTP/2): the ceiling
 //   node-http2  client app -> node:http2 outbound -> CONNECT over mTLS -> node:http2 inbound -> server app
 //   hbone-wasm  client app -> `hbone proxy` (forward listeners) -> HBONE -> `hbone proxy` (inbound) -> server app
-//   hbone-double, node-http2-double   cross-network through an east-west gateway (topologies-double.ts)
+//   hbone-double, node-http2-double   cross-network through an east-west gateway (topologies-double.ts),
+//               with tls-pipe-double their floor (TLS inside TLS, the gateway a TLS terminator, no HTTP/2)
 //   hbone-wasm-w2  hbone-wasm with `--workers 2` on both proxies (on request: 1 vs 2 workers)
 //   hbone-wasm-base  hbone-wasm from another build (env HBONE_BENCH_BASE: a checkout with dist/ built; on request):
 //                 a before/after comparison measured in one run, for a machine too busy for two runs to compare
@@ -14,16 +15,17 @@
 
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { freePort, spawnNode, type Child, type SpawnOptions } from "./procs.js";
+import { freePort, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "../harness.js";
 import { buildDouble } from "./topologies-double.js";
+import { peer, startProxy } from "./peer-spawn.js";
 
 export const TOPOLOGIES = [
   "direct",
   "tls-pipe",
   "node-http2",
   "hbone-wasm",
+  "tls-pipe-double",
   "node-http2-double",
   "hbone-double",
   "hbone-wasm-w2",
@@ -34,7 +36,7 @@ export const DEFAULT_TOPOLOGIES: readonly TopologyName[] = TOPOLOGIES.filter(
   (t) => t !== "hbone-wasm-w2" && t !== "hbone-wasm-base",
 );
 /** The cross-network topologies: measured in the rr and throughput workloads only. */
-export const DOUBLE_TOPOLOGIES: readonly TopologyName[] = ["node-http2-double", "hbone-double"];
+export const DOUBLE_TOPOLOGIES: readonly TopologyName[] = ["tls-pipe-double", "node-http2-double", "hbone-double"];
 export type TopologyName = (typeof TOPOLOGIES)[number];
 
 export const SERVER_IP = "127.0.0.3";
@@ -80,8 +82,6 @@ export interface BuildContext {
   proxyNodeArgs?: (role: Proxy["role"]) => string[];
 }
 
-const peer = (file: string) => fileURLToPath(new URL(`./peers/${file}`, import.meta.url));
-
 function hostPort(s: string): Endpoint {
   const i = s.lastIndexOf(":");
   return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
@@ -96,10 +96,6 @@ const appPortList = (a: AppPorts) => APP_MODES.map((m) => a[m]);
 
 async function stopAll(proxies: Proxy[]): Promise<void> {
   await Promise.all(proxies.map((p) => p.child.stop()));
-}
-
-function spawnOpts(ctx: BuildContext, role: Proxy["role"]): SpawnOptions {
-  return { ...ctx.spawn, nodeArgs: [...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])] };
 }
 
 export function meshConfig(): string {
@@ -138,44 +134,34 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
         return { name, entry: entries(appPortList(ctx.app), SERVER_IP), proxies, stop: async () => {} };
 
       case "tls-pipe": {
-        const term = await spawnNode(
-          "tls-pipe terminator",
-          peer("tls-pipe.js"),
-          ["terminator", ctx.caDir, SERVER_IP, ...appPortList(ctx.app).map(String)],
-          spawnOpts(ctx, "inbound"),
-        );
-        proxies.push({ role: "inbound", child: term });
+        const term = await startProxy(ctx, proxies, "inbound", "tls-pipe terminator", peer("tls-pipe.js"), [
+          "terminator",
+          ctx.caDir,
+          SERVER_IP,
+          ...appPortList(ctx.app).map(String),
+        ]);
         const termPorts = term.ready.ports as number[];
-        const relay = await spawnNode(
-          "tls-pipe relay",
-          peer("tls-pipe.js"),
-          ["relay", ctx.caDir, ...termPorts.map((p) => `${SERVER_IP}:${p}`)],
-          spawnOpts(ctx, "outbound"),
-        );
-        proxies.unshift({ role: "outbound", child: relay });
+        const relay = await startProxy(ctx, proxies, "outbound", "tls-pipe relay", peer("tls-pipe.js"), [
+          "relay",
+          ctx.caDir,
+          ...termPorts.map((p) => `${SERVER_IP}:${p}`),
+        ]);
         return { name, entry: entries(relay.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
       }
 
       case "node-http2": {
-        const inb = await spawnNode(
-          "node-http2 inbound",
-          peer("node-http2-proxy.js"),
-          ["inbound", ctx.caDir, SERVER_IP],
-          spawnOpts(ctx, "inbound"),
-        );
-        proxies.push({ role: "inbound", child: inb });
-        const out = await spawnNode(
-          "node-http2 outbound",
-          peer("node-http2-proxy.js"),
-          [
-            "outbound",
-            ctx.caDir,
-            `${SERVER_IP}:${inb.ready.port as number}`,
-            ...appPortList(ctx.app).map((p) => `${SERVER_IP}:${p}`),
-          ],
-          spawnOpts(ctx, "outbound"),
-        );
-        proxies.unshift({ role: "outbound", child: out });
+        const h2 = peer("node-http2-proxy.js");
+        const inb = await startProxy(ctx, proxies, "inbound", "node-http2 inbound", h2, [
+          "inbound",
+          ctx.caDir,
+          SERVER_IP,
+        ]);
+        const out = await startProxy(ctx, proxies, "outbound", "node-http2 outbound", h2, [
+          "outbound",
+          ctx.caDir,
+          `${SERVER_IP}:${inb.ready.port as number}`,
+          ...appPortList(ctx.app).map((p) => `${SERVER_IP}:${p}`),
+        ]);
         return { name, entry: entries(out.ready.ports as number[]), proxies, stop: () => stopAll(proxies) };
       }
 
@@ -203,40 +189,36 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
           "1",
           ...(name === "hbone-wasm-w2" ? ["--workers", "2"] : []),
         ];
-        const inb = await spawnNode(
-          "hbone inbound",
-          cli,
-          [...common, "--workload", "default/server/server", "--inbound-port", "0"],
-          spawnOpts(ctx, "inbound"),
-        );
-        proxies.push({ role: "inbound", child: inb, workers: inb.ready.pids as number[] | undefined });
+        const inb = await startProxy(ctx, proxies, "inbound", "hbone inbound", cli, [
+          ...common,
+          "--workload",
+          "default/server/server",
+          "--inbound-port",
+          "0",
+        ]);
         const hbonePort = hostPort(inb.ready.inbound as string).port;
         // `--forward` refuses listen port 0 (host/proxy/authority.ts validPort), so pick free ports here.
         const listen: number[] = [];
         for (let k = 0; k < APP_MODES.length; k++) listen.push(await freePort("127.0.0.1"));
-        const out = await spawnNode(
-          "hbone outbound",
-          cli,
-          [
-            ...common,
-            "--workload",
-            "default/client/client",
-            "--inbound-port",
-            "off",
-            "--hbone-port",
-            String(hbonePort),
-            ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`]),
-          ],
-          spawnOpts(ctx, "outbound"),
-        );
-        proxies.unshift({ role: "outbound", child: out, workers: out.ready.pids as number[] | undefined });
+        const out = await startProxy(ctx, proxies, "outbound", "hbone outbound", cli, [
+          ...common,
+          "--workload",
+          "default/client/client",
+          "--inbound-port",
+          "off",
+          "--hbone-port",
+          String(hbonePort),
+          ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`]),
+        ]);
         const fwd = (out.ready.forward as string[]).map((f) => hostPort(f).port);
         return { name, entry: entries(fwd), proxies, stop: () => stopAll(proxies) };
       }
 
+      case "tls-pipe-double":
       case "node-http2-double":
       case "hbone-double": {
-        const eps = await buildDouble(name === "hbone-double" ? "hbone" : "node-http2", ctx, proxies);
+        const kind = name === "hbone-double" ? "hbone" : name === "node-http2-double" ? "node-http2" : "tls-pipe";
+        const eps = await buildDouble(kind, ctx, proxies);
         return { name, entry: entries(eps.map((e) => e.port)), proxies, stop: () => stopAll(proxies) };
       }
     }

@@ -48,6 +48,21 @@ function join(sock: net.Socket, stream: http2.Http2Stream): void {
   });
 }
 
+/** A CONNECT stream's far end: dial host:port, answer 200 once connected (503 if not), then pipe both ways. */
+function dialAndJoin(stream: http2.ServerHttp2Stream, host: string, port: number): void {
+  const sock = net.connect({ host, port, noDelay: true, allowHalfOpen: true });
+  let connected = false;
+  sock.once("connect", () => {
+    connected = true;
+    if (stream.destroyed) return sock.destroy();
+    stream.respond({ ":status": 200 });
+    join(sock, stream);
+  });
+  sock.once("error", () => {
+    if (!connected && !stream.destroyed) stream.respond({ ":status": 503 }, { endStream: true });
+  });
+}
+
 async function listen(srv: net.Server, host: string): Promise<number> {
   srv.listen({ host, port: 0, backlog: 4096 });
   await once(srv, "listening");
@@ -208,17 +223,7 @@ async function inbound(caDir: string, host: string): Promise<number> {
       stream.respond({ ":status": 400 }, { endStream: true });
       return;
     }
-    const app = net.connect({ host: dst.host, port: dst.port, noDelay: true, allowHalfOpen: true });
-    let connected = false;
-    app.once("connect", () => {
-      connected = true;
-      if (stream.destroyed) return app.destroy();
-      stream.respond({ ":status": 200 });
-      join(app, stream);
-    });
-    app.once("error", () => {
-      if (!connected && !stream.destroyed) stream.respond({ ":status": 503 }, { endStream: true });
-    });
+    dialAndJoin(stream, dst.host, dst.port);
   });
   return listen(server, host);
 }
@@ -245,17 +250,7 @@ async function gateway(caDir: string, host: string): Promise<number> {
       stream.respond({ ":status": 400 }, { endStream: true });
       return;
     }
-    const up = net.connect({ host: dst.host, port: dst.port, noDelay: true, allowHalfOpen: true });
-    let connected = false;
-    up.once("connect", () => {
-      connected = true;
-      if (stream.destroyed) return up.destroy();
-      stream.respond({ ":status": 200 });
-      join(up, stream);
-    });
-    up.once("error", () => {
-      if (!connected && !stream.destroyed) stream.respond({ ":status": 503 }, { endStream: true });
-    });
+    dialAndJoin(stream, dst.host, dst.port); // the destination's HBONE port: the inner bytes pass untouched
   });
   return listen(server, host);
 }

@@ -5,7 +5,10 @@
 //   node tls-pipe.js relay CA_DIR TLS_HOST:TLS_PORT...   plain TCP listeners on 127.0.0.1 (one per
 //        destination, in that order), each connection piped into a TLS connection to TLS_HOST:TLS_PORT
 //   node tls-pipe.js terminator CA_DIR HOST APP_PORT...   TLS listeners on HOST (one per app port),
-//        each connection piped to HOST:APP_PORT
+//        each connection piped to HOST:APP_PORT (or to APP_HOST:APP_PORT where one is given)
+//   node tls-pipe.js relay-via CA_DIR GW_HOST:GW_PORT...   as relay, with a second TLS connection inside
+//        the first (TLS over TLS, both in Node's native TLS): the double-HBONE floor, where the first
+//        ends at a terminator that stands for the east-west gateway (topologies-double.ts)
 //
 // Prints "bench tls-pipe ready {ports: [...]}". Half-close is passed on both ways (TCP FIN <->
 // TLS close_notify + FIN), as the sink workload needs.
@@ -41,7 +44,7 @@ async function listen(srv: net.Server, host: string): Promise<number> {
   return (srv.address() as net.AddressInfo).port;
 }
 
-async function relay(): Promise<number[]> {
+async function relay(via: boolean): Promise<number[]> {
   const opts = await tlsOptions(caDir, "client");
   const server = spiffe("server");
   const ports: number[] = [];
@@ -50,12 +53,22 @@ async function relay(): Promise<number[]> {
     const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (app) => {
       // Our own TCP socket, so the TLS socket is half-open capable (it takes allowHalfOpen from it).
       const tcp = net.connect({ host, port: Number(port), allowHalfOpen: true, noDelay: true });
-      const t = tls.connect({ socket: tcp, ...opts, checkServerIdentity: () => undefined });
-      t.once("secureConnect", () => {
-        const why = checkPeer(t.getPeerCertificate(), server);
-        if (why) t.destroy(new Error(why));
-      });
-      join(app, t);
+      const tlsOver = (socket: net.Socket) => {
+        const t = tls.connect({ socket, ...opts, checkServerIdentity: () => undefined });
+        t.once("secureConnect", () => {
+          const why = checkPeer(t.getPeerCertificate(), server);
+          if (why) t.destroy(new Error(why));
+        });
+        return t;
+      };
+      const outer = tlsOver(tcp);
+      if (!via) return join(app, outer);
+      const inner = tlsOver(outer);
+      // Inner records that fill an outer record exactly (16 KiB with TLS 1.3's 22 bytes of framing): a
+      // 16 KiB inner record would take two outer ones, a full and a 22-byte one.
+      inner.setMaxSendFragment(16384 - 22);
+      outer.on("error", () => inner.destroy());
+      join(app, inner);
     });
     ports.push(await listen(srv, "127.0.0.1"));
   }
@@ -72,7 +85,8 @@ async function terminator(): Promise<number[]> {
       { ...opts, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true, noDelay: true },
       (t) => {
         if (checkPeer(t.getPeerCertificate(), client)) return t.destroy();
-        join(t, net.connect({ host, port: Number(p), noDelay: true, allowHalfOpen: true }));
+        const [to, port] = p.includes(":") ? p.split(":") : [host, p];
+        join(t, net.connect({ host: to, port: Number(port), noDelay: true, allowHalfOpen: true }));
       },
     );
     srv.on("tlsClientError", () => {});
@@ -81,7 +95,12 @@ async function terminator(): Promise<number[]> {
   return ports;
 }
 
-const ports = role === "relay" ? await relay() : role === "terminator" ? await terminator() : null;
-if (!ports) throw new Error("usage: tls-pipe.js relay|terminator CA_DIR …");
+const ports =
+  role === "relay" || role === "relay-via"
+    ? await relay(role === "relay-via")
+    : role === "terminator"
+      ? await terminator()
+      : null;
+if (!ports) throw new Error("usage: tls-pipe.js relay|relay-via|terminator CA_DIR …");
 console.log(`bench tls-pipe ready ${JSON.stringify({ ports })}`);
 process.on("SIGTERM", () => process.exit(0));

@@ -1,0 +1,28 @@
+// How a topology starts its proxy processes: a script (a peer from peers/, or the CLI) with the
+// topology's extra node flags, recorded in the topology's proxy list.
+
+import { fileURLToPath } from "node:url";
+import { spawnNode, type Child } from "./procs.js";
+import type { BuildContext, Proxy } from "./topologies.js";
+
+/** A compiled peer script of peers/ (bench/topologies/peers/FILE). */
+export const peer = (file: string) => fileURLToPath(new URL(`./peers/${file}`, import.meta.url));
+
+/**
+ * Starts `script args` as the topology's `role` proxy and puts it first in `proxies`: topologies start
+ * from the server side out, so the list ends up outbound first. A `--workers N` proxy reports its
+ * workers' pids in its ready line (CPU and RSS are summed over them).
+ */
+export async function startProxy(
+  ctx: BuildContext,
+  proxies: Proxy[],
+  role: Proxy["role"],
+  name: string,
+  script: string,
+  args: string[],
+): Promise<Child> {
+  const nodeArgs = [...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])];
+  const child = await spawnNode(name, script, args, { ...ctx.spawn, nodeArgs });
+  proxies.unshift({ role, child, workers: child.ready.pids as number[] | undefined });
+  return child;
+}
