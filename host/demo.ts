@@ -68,7 +68,8 @@ export async function runDemo(durationSec?: number): Promise<void> {
       console.log(`node mode unavailable: ${why}; running the loopback layout (a proxy per workload on 127.0.x.y)`);
     if (!why) {
       // Root with ip and nft may still be refused namespaces (a container without CAP_SYS_ADMIN): fall back then too.
-      mc = await NodeClusters.startNodes(options).catch((err: Error) => {
+      const announce = (tag: string) => console.log(`node mode: starting; its network namespaces are ${tag}-*`);
+      mc = await NodeClusters.startNodes(options, announce).catch((err: Error) => {
         console.log(`node mode failed: ${err.message.split("\n")[0]}; running the loopback layout instead`);
         return undefined;
       });

@@ -114,18 +114,18 @@ describe.skipIf(!OK)("npm start in node mode (network namespaces, nftables)", ()
   }, 240_000);
 
   it("SIGTERM while it is still setting up: every namespace it had made is removed", async () => {
-    const before = new Set(demoNamespaces());
+    // Other runs (other users of this machine) may come and go meanwhile: only this run's prefix is looked at.
     const c = startDemo(["--duration", "0"]);
     runs.push(c);
-    let made: string[] = [];
+    let tag = "";
     await waitFor(
-      "run C's first pods",
-      () => Promise.resolve((made = demoNamespaces().filter((n) => !before.has(n))).length >= 3),
+      "run C's prefix",
+      () => Promise.resolve(!!(tag = /namespaces are (hb-demo-[0-9a-f]{6})-\*/.exec(c.out())?.[1] ?? "")),
       60_000,
     );
+    await waitFor("run C's first pods", () => Promise.resolve(demoNamespaces(`${tag}-`).length >= 3), 60_000);
     c.child.kill("SIGTERM");
     expect(await c.exited).toBe(130);
-    const tag = made[0]!.slice(0, "hb-demo-xxxxxx".length);
     expect(demoNamespaces(`${tag}-`)).toEqual([]);
   }, 90_000);
 
@@ -155,7 +155,6 @@ describe.skipIf(!OK)("npm start in node mode (network namespaces, nftables)", ()
   }, 130_000);
 
   it("root without CAP_SYS_ADMIN (namespaces refused): one line naming the refusal, then the loopback layout, nothing left", () => {
-    const before = demoNamespaces();
     const r = spawnSync(
       "setpriv",
       ["--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", process.execPath, CLI, "start", "--duration", "0"],
@@ -163,11 +162,13 @@ describe.skipIf(!OK)("npm start in node mode (network namespaces, nftables)", ()
     );
     expect(r.status, r.stderr).toBe(0);
     const lines = r.stdout.split("\n");
-    expect(lines[0]).toMatch(
-      /^node mode failed: ip netns add hb-demo-[0-9a-f]{6}-wire: .*; running the loopback layout instead$/,
+    const tag = /^node mode: starting; its network namespaces are (hb-demo-[0-9a-f]{6})-\*$/.exec(lines[0]!)?.[1];
+    expect(tag, r.stdout).toBeDefined();
+    expect(lines[1]).toMatch(
+      new RegExp(`^node mode failed: ip netns add ${tag}-wire: .*; running the loopback layout instead$`),
     );
-    expect(lines[1]).toMatch(/^two clusters up in \d+ ms: cluster1\/network1 on 127\.0\.1\.x/);
+    expect(lines[2]).toMatch(/^two clusters up in \d+ ms: cluster1\/network1 on 127\.0\.1\.x/);
     expect(row(r.stdout, "echo (global), default")[3]).toBe(0);
-    expect(demoNamespaces()).toEqual(before);
+    expect(demoNamespaces(`${tag}-`)).toEqual([]);
   }, 130_000);
 });
