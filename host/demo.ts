@@ -66,7 +66,15 @@ export async function runDemo(durationSec?: number): Promise<void> {
     const options = { dir, proxy: { outlier: { baseEjectionMs: 1000 } } };
     if (why)
       console.log(`node mode unavailable: ${why}; running the loopback layout (a proxy per workload on 127.0.x.y)`);
-    mc = await (why ? TwoClusters.start(options) : NodeClusters.startNodes(options));
+    if (!why) {
+      // Root with ip and nft may still be refused namespaces (a container without CAP_SYS_ADMIN): fall back then too.
+      const announce = (tag: string) => console.log(`node mode: starting; its network namespaces are ${tag}-*`);
+      mc = await NodeClusters.startNodes(options, announce).catch((err: Error) => {
+        console.log(`node mode failed: ${err.message.split("\n")[0]}; running the loopback layout instead`);
+        return undefined;
+      });
+    }
+    mc ??= await TwoClusters.start({ ...options, dir: join(dir, "loopback") });
     const client = mc.client;
     console.log(`two clusters up in ${Date.now() - t0} ms: ${mc.describe()}`);
     if (mc instanceof NodeClusters) {

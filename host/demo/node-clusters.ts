@@ -79,8 +79,10 @@ export class NodeClusters extends TwoClusters {
     super(o, POD_PREFIX);
   }
 
-  static async startNodes(o: TwoClusterOptions): Promise<NodeClusters> {
+  /** `announce` hears the run's namespace prefix before anything is made. */
+  static async startNodes(o: TwoClusterOptions, announce?: (tag: string) => void): Promise<NodeClusters> {
     const t = new NodeClusters(o);
+    announce?.(t.tag);
     try {
       await t.init();
     } catch (err) {

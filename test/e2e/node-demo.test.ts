@@ -3,8 +3,8 @@
 // listeners), DNS inside a pod answering the service VIP, every tunnel answered, default spread across both
 // clusters, failover to cluster2 and back, 1 MiB byte-exact from cluster1 through cluster2's east-west gateway —
 // and what it leaves: a second run at the same time does not clash with the first (its own namespaces), SIGINT
-// while serving and SIGTERM while starting both remove every namespace the run made. Without root (as nobody) it
-// says in one line why and runs the loopback layout.
+// while serving and SIGTERM while starting both remove every namespace the run made. Without root (as nobody), or
+// as root refused namespaces (no CAP_SYS_ADMIN), it says in one line why and runs the loopback layout.
 
 import { afterAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -114,34 +114,61 @@ describe.skipIf(!OK)("npm start in node mode (network namespaces, nftables)", ()
   }, 240_000);
 
   it("SIGTERM while it is still setting up: every namespace it had made is removed", async () => {
-    const before = new Set(demoNamespaces());
+    // Other runs (other users of this machine) may come and go meanwhile: only this run's prefix is looked at.
     const c = startDemo(["--duration", "0"]);
     runs.push(c);
-    let made: string[] = [];
+    let tag = "";
     await waitFor(
-      "run C's first pods",
-      () => Promise.resolve((made = demoNamespaces().filter((n) => !before.has(n))).length >= 3),
+      "run C's prefix",
+      () => Promise.resolve(!!(tag = /namespaces are (hb-demo-[0-9a-f]{6})-\*/.exec(c.out())?.[1] ?? "")),
       60_000,
     );
+    await waitFor("run C's first pods", () => Promise.resolve(demoNamespaces(`${tag}-`).length >= 3), 60_000);
     c.child.kill("SIGTERM");
     expect(await c.exited).toBe(130);
-    const tag = made[0]!.slice(0, "hb-demo-xxxxxx".length);
     expect(demoNamespaces(`${tag}-`)).toEqual([]);
   }, 90_000);
 
   it("without root (as nobody) it says why in one line and runs the loopback layout", () => {
-    const r = spawnSync(
-      "setpriv",
-      ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI, "start", "--duration", "0"],
-      { encoding: "utf8", timeout: 120_000 },
-    );
+    // As nobody when nobody can run the CLI from this checkout; else (a private checkout) as root, asked for it.
+    const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI];
+    const nobody = spawnSync("setpriv", [...asNobody, "version"], { timeout: 30_000 }).status === 0;
+    if (!nobody) console.log("nobody cannot run the CLI from this checkout: checking the fallback as root instead");
+    const r = nobody
+      ? spawnSync("setpriv", [...asNobody, "start", "--duration", "0"], { encoding: "utf8", timeout: 120_000 })
+      : spawnSync(process.execPath, [CLI, "start", "--duration", "0"], {
+          encoding: "utf8",
+          timeout: 120_000,
+          env: { ...process.env, HBONE_DEMO_LAYOUT: "loopback" },
+        });
     expect(r.status, r.stderr).toBe(0);
     const lines = r.stdout.split("\n");
+    const why = nobody
+      ? "needs root (network namespaces and nftables need CAP_NET_ADMIN)"
+      : "HBONE_DEMO_LAYOUT=loopback asks for it";
     expect(lines[0]).toBe(
-      "node mode unavailable: needs root (network namespaces and nftables need CAP_NET_ADMIN); running the loopback layout (a proxy per workload on 127.0.x.y)",
+      `node mode unavailable: ${why}; running the loopback layout (a proxy per workload on 127.0.x.y)`,
     );
     expect(lines.filter((l) => l.includes("node mode unavailable"))).toHaveLength(1);
     expect(r.stdout).toMatch(/two clusters up in \d+ ms: cluster1\/network1 on 127\.0\.1\.x/);
     expect(row(r.stdout, "echo (global), default")[3]).toBe(0);
+  }, 130_000);
+
+  it("root without CAP_SYS_ADMIN (namespaces refused): one line naming the refusal, then the loopback layout, nothing left", () => {
+    const r = spawnSync(
+      "setpriv",
+      ["--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", process.execPath, CLI, "start", "--duration", "0"],
+      { encoding: "utf8", timeout: 120_000 },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.split("\n");
+    const tag = /^node mode: starting; its network namespaces are (hb-demo-[0-9a-f]{6})-\*$/.exec(lines[0]!)?.[1];
+    expect(tag, r.stdout).toBeDefined();
+    expect(lines[1]).toMatch(
+      new RegExp(`^node mode failed: ip netns add ${tag}-wire: .*; running the loopback layout instead$`),
+    );
+    expect(lines[2]).toMatch(/^two clusters up in \d+ ms: cluster1\/network1 on 127\.0\.1\.x/);
+    expect(row(r.stdout, "echo (global), default")[3]).toBe(0);
+    expect(demoNamespaces(`${tag}-`)).toEqual([]);
   }, 130_000);
 });
