@@ -4,6 +4,7 @@
 // outbound: node/workload-proxy.ts), in-pod when the istio-cni agent hands pods over ZDS (listeners inside each pod's
 // netns). `startProxy` returns the NodeProxy: what the CLI runs and a Node application embeds.
 
+import { initOrClose } from "./errors.js";
 import { listen } from "./net.js";
 import type net from "node:net";
 import { readFileSync } from "node:fs";
@@ -187,13 +188,7 @@ export class NodeProxy {
 
   static async start(o: ProxyOptions): Promise<NodeProxy> {
     const m = new NodeProxy(o);
-    try {
-      await m.init();
-    } catch (err) {
-      await m.close();
-      throw err;
-    }
-    return m;
+    return initOrClose(m, () => m.init());
   }
 
   /** "dedicated" (one workload) or "shared" (every workload of the node; in-pod when pods come over ZDS). */

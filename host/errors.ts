@@ -292,3 +292,14 @@ export class OutboundError extends HboneError {
     if (opts.status !== undefined) this.status = opts.status;
   }
 }
+
+/** Runs `init` (t's start-up); on failure closes what it had set up (listeners, children, namespaces), rethrows. */
+export async function initOrClose<T extends { close(): Promise<void> }>(t: T, init: () => Promise<void>): Promise<T> {
+  try {
+    await init();
+  } catch (err) {
+    await t.close();
+    throw err;
+  }
+  return t;
+}

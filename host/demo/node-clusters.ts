@@ -7,6 +7,7 @@
 // node proxy. Same config, services and story as the loopback layout (./two-clusters.ts); needs root,
 // iproute2 and nftables (`nodeModeUnavailable` says what is missing).
 
+import { initOrClose } from "../errors.js";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import dgram from "node:dgram";
@@ -83,13 +84,7 @@ export class NodeClusters extends TwoClusters {
   static async startNodes(o: TwoClusterOptions, announce?: (tag: string) => void): Promise<NodeClusters> {
     const t = new NodeClusters(o);
     announce?.(t.tag);
-    try {
-      await t.init();
-    } catch (err) {
-      await t.close();
-      throw err;
-    }
-    return t;
+    return initOrClose(t, () => t.init());
   }
 
   override describe(): string {

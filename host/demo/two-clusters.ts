@@ -6,6 +6,7 @@
 // Each cluster's config is what its istiod would send: local workloads with addresses,
 // remote ones address-less behind their network's gateway. Used by `npm start` and by tests.
 
+import { initOrClose } from "../errors.js";
 import net from "node:net";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -78,13 +79,7 @@ export class TwoClusters {
 
   static async start(o: TwoClusterOptions): Promise<TwoClusters> {
     const t = new TwoClusters(o);
-    try {
-      await t.init();
-    } catch (err) {
-      await t.close();
-      throw err;
-    }
-    return t;
+    return initOrClose(t, () => t.init());
   }
 
   ip(cluster: string, last: string): string {
