@@ -30,7 +30,8 @@ const CLI = fileURLToPath(new URL("../cli.js", import.meta.url));
 /** Bound on one demo tunnel (connect, answer, echo). */
 const ASK_TIMEOUT_MS = 10_000;
 
-function runs(cmd: string, args: string[]): boolean {
+/** True when `cmd args` runs and exits 0 (the demo's and the tests' check for ip, nft, openssl, …). */
+export function runs(cmd: string, args: string[]): boolean {
   try {
     execFileSync(cmd, args, { stdio: "ignore", timeout: 10_000 });
     return true;

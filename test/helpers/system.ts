@@ -9,9 +9,9 @@
 // HBONE_HIDE_SYSTEM=python3-h2,openssl (comma-separated `what` names) makes the helper treat those as missing,
 // to check this gating on a machine that has them.
 
-import { execFileSync } from "node:child_process";
 import { appendFileSync } from "node:fs";
 import { it } from "vitest";
+import { runs } from "../../host/demo/node-clusters.js";
 
 export interface SystemNeed {
   /** Short name, as in the skip line and HBONE_HIDE_SYSTEM: "python3-h2", "openssl", "root". */
@@ -24,16 +24,6 @@ export interface SystemNeed {
 
 /** Debian's python3: the python3 first on PATH may not see apt's python3-h2. */
 export const PYTHON = "/usr/bin/python3";
-
-/** True when `cmd args` runs and exits 0. */
-function runs(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: "ignore", timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export const PYTHON3_H2: SystemNeed = {
   what: "python3-h2",
