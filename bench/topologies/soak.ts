@@ -20,7 +20,7 @@ import { join } from "node:path";
 import net from "node:net";
 import { parseArgs } from "node:util";
 import { createPluginCa } from "../../host/identity/ca.js";
-import { errnoName, pendingSocketError } from "../../host/sys/index.js";
+import { hiddenReset } from "../../host/sys/index.js";
 import { repoRoot } from "../harness.js";
 import { freePort, nofileLimits, onExit, rssBytes, spawnNode, type Child } from "./procs.js";
 
@@ -290,11 +290,9 @@ function tunnel(port: number): Promise<void> {
     });
     sock.on("end", () => {
       ended = true;
-      // A reset that libuv reported as EOF (pendingSocketError says why) is a reset, not a clean end.
-      const errno = pendingSocketError(sock);
-      finish(
-        errno === 0 ? "end" : Object.assign(new Error("reset seen as EOF"), { code: `${errnoName(errno)} at EOF` }),
-      );
+      // A reset that libuv reported as EOF (host/sys hiddenReset says why) is a reset, not a clean end.
+      const reset = hiddenReset(sock);
+      finish(reset ? Object.assign(reset, { code: `${reset.code} at EOF` }) : "end");
     });
     sock.on("close", () => {
       if (!ended) finish(new Error("closed without FIN"));

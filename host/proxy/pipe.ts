@@ -11,7 +11,7 @@ import net from "node:net";
 import * as abi from "../../assembly/abi.js";
 import type { H2Stream } from "../h2/stream.js";
 import { H2Error } from "../errors.js";
-import { errnoName, pendingSocketError } from "../sys/index.js";
+import { hiddenReset } from "../sys/index.js";
 
 /** Resolves when both directions are done (or torn down). */
 export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
@@ -155,13 +155,9 @@ function gentle(code: number | null | undefined): boolean {
   return code === abi.NO_ERROR || code === abi.CANCEL;
 }
 
-/** An app socket whose EOF hid a reset (see pendingSocketError): the error to destroy it with, else null. */
+/** An app socket whose EOF hid a reset (see host/sys hiddenReset): the error to destroy it with, else null. */
 function resetBehindEof(from: Duplex): Error | null {
-  if (!(from instanceof net.Socket)) return null;
-  const errno = pendingSocketError(from);
-  if (errno === 0) return null;
-  const code = errnoName(errno);
-  return Object.assign(new Error(`read ${code} (the socket reported it as its end)`), { code, errno });
+  return from instanceof net.Socket ? hiddenReset(from) : null;
 }
 
 /** Sends a TCP RST where the socket supports it, else destroys it. */

@@ -17,6 +17,7 @@ export {
   fdOf,
   originalDestination,
   pendingSocketError,
+  hiddenReset,
   localAddress,
   type ListenSocketOptions,
   type DialSocketOptions,

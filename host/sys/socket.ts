@@ -5,7 +5,7 @@
 import net from "node:net";
 import os from "node:os";
 import { C, check, closeQuietly, libc, nativeAvailable } from "./libc.js";
-import { SysError } from "./errors.js";
+import { SysError, errnoName } from "./errors.js";
 import { inNetns } from "./netns.js";
 import {
   decodeInet,
@@ -220,6 +220,14 @@ export function pendingSocketError(s: net.Socket): number {
   soErrorLen.writeUInt32LE(4);
   if (libc().getsockopt(fd, C.SOL_SOCKET, C.SO_ERROR, soErrorValue, soErrorLen) !== 0) return 0;
   return soErrorValue.readInt32LE(0);
+}
+
+/** The reset a socket's end hid (pendingSocketError), as the error a read would have given; null for a real end. */
+export function hiddenReset(s: net.Socket): NodeJS.ErrnoException | null {
+  const errno = pendingSocketError(s);
+  if (errno === 0) return null;
+  const code = errnoName(errno);
+  return Object.assign(new Error(`read ${code} (the socket reported it as its end)`), { code, errno });
 }
 
 export interface OriginalDestination extends SockAddr {
