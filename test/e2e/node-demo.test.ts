@@ -9,6 +9,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { requireNetns } from "../helpers/netns.js";
+import { asNobody } from "../helpers/system.js";
 import { waitFor } from "../helpers/node-proxy.js";
 
 const OK = requireNetns();
@@ -131,11 +132,10 @@ describe.skipIf(!OK)("npm start in node mode (network namespaces, nftables)", ()
 
   it("without root (as nobody) it says why in one line and runs the loopback layout", () => {
     // As nobody when nobody can run the CLI from this checkout; else (a private checkout) as root, asked for it.
-    const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI];
-    const nobody = spawnSync("setpriv", [...asNobody, "version"], { timeout: 30_000 }).status === 0;
+    const nobody = asNobody(CLI);
     if (!nobody) console.log("nobody cannot run the CLI from this checkout: checking the fallback as root instead");
     const r = nobody
-      ? spawnSync("setpriv", [...asNobody, "start", "--duration", "0"], { encoding: "utf8", timeout: 120_000 })
+      ? spawnSync("setpriv", [...nobody, "start", "--duration", "0"], { encoding: "utf8", timeout: 120_000 })
       : spawnSync(process.execPath, [CLI, "start", "--duration", "0"], {
           encoding: "utf8",
           timeout: 120_000,

@@ -81,3 +81,12 @@ export function requireSystem(...needs: SystemNeed[]): boolean {
   }
   return missing.length === 0;
 }
+
+/**
+ * setpriv's arguments that run `node cli` as nobody, or null when nobody cannot run it from this checkout (a
+ * private clone, e.g. under a 0700 `mktemp -d` directory): the caller then drops the capability it tests instead.
+ */
+export function asNobody(cli: string): string[] | null {
+  const args = ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, cli];
+  return runs("setpriv", [...args, "version"]) ? args : null;
+}
