@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --min-semi-space-size=8
 // `hbone` command line: proxy (the node proxy), certs (a plug-in CA), start (the demo `npm start` runs).
 
 import { parseArgs } from "node:util";
@@ -12,6 +12,7 @@ import { logger, getLevel, setLevel } from "./log.js";
 import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
 import { resolveRuntime } from "./runtime-config.js";
 import { VERSION } from "./version.js";
+import { PROXY_NODE_FLAGS, startedWithProxyFlags } from "./node-flags.js";
 
 const log = logger("cli");
 
@@ -188,6 +189,11 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     gateway,
   };
   installLastResort();
+  if (!isWorker() && !startedWithProxyFlags())
+    log.info("node started without the proxy's flags: bulk tunnels may spend more CPU in GC", {
+      flags: PROXY_NODE_FLAGS.join(" "),
+      hint: "run the hbone bin, or node with these flags",
+    });
   const mesh = await startProxy(opts);
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.

@@ -19,6 +19,8 @@ import { header } from "./headers.js";
 
 export { H2Stream } from "./stream.js";
 
+/** Bytes the socket may buffer before stream writers wait for its 'drain' (see afterDrain). */
+const SEND_BUFFER = 256 * 1024;
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65535;
 
@@ -754,9 +756,14 @@ export class H2Session extends EventEmitter {
     for (const w of this.drainWaiters.splice(0)) w();
   }
 
-  /** Calls `cb` once the socket has room again (backpressure reaches the stream writer). */
+  /**
+   * Calls `cb` once the socket has room again (backpressure reaches the stream writer). Room is our own bound,
+   * not the socket's 16 KiB high-water mark: every DATA frame of a bulk stream is over that mark while the tick's
+   * writes are corked, and waiting for 'drain' each time made each 64 KiB write a pause and a resume of its
+   * reader. 'drain' still comes: the socket asked for it when its buffer passed the mark.
+   */
   private afterDrain(cb: () => void): void {
-    if (this.socket.writableNeedDrain) this.drainWaiters.push(cb);
+    if (this.socket.writableNeedDrain && this.socket.writableLength >= SEND_BUFFER) this.drainWaiters.push(cb);
     else cb();
   }
 

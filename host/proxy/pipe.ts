@@ -89,6 +89,7 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
  */
 class Pump {
   waiting = false;
+  corked = false;
 
   constructor(
     readonly from: Duplex,
@@ -96,8 +97,28 @@ class Pump {
   ) {}
 
   data(chunk: Buffer): void {
+    // Hold on what `to` still buffers once the write ran, not on write()'s answer: write() compares before the
+    // chunk is handed on, so a chunk as large as the high-water mark (a 64 KiB socket read, a 16 KiB TLS record)
+    // answers false even when the kernel or the session took it at once. pipe() pauses the reader on that
+    // false, and per chunk costs a pause, a resume (two epoll_ctl calls on a socket) and a turn of the event
+    // loop. What stays buffered is bounded as before: one chunk over the high-water mark.
+    const to = this.to;
+    // Bulk writes to a socket in one turn of the event loop go out as one writev: the records of one TLS read
+    // (four 16 KiB chunks of DATA) become one system call and one 64 KiB segment instead of four. A small chunk
+    // (a request, an answer) is written at once: nothing is likely to join it.
+    if (!this.corked && chunk.length >= COALESCE_FROM && to instanceof net.Socket) {
+      this.corked = true;
+      to.cork();
+      setImmediate(uncorkPump, this);
+    }
+    to.write(chunk);
     // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
-    if (!this.to.write(chunk) && !this.to.destroyed && !this.waiting) this.hold();
+    if (to.writableLength >= holdAt(to) && !to.destroyed && !this.waiting) this.hold();
+  }
+
+  uncork(): void {
+    this.corked = false;
+    this.to.uncork();
   }
 
   /** `to` is full already: wait for its 'drain' before reading `from`. */
@@ -119,6 +140,19 @@ class Pump {
     if (reset) return void this.from.destroy(reset);
     if (!this.to.writableEnded && !this.to.destroyed) this.to.end();
   }
+}
+
+function uncorkPump(p: Pump): void {
+  p.uncork();
+}
+
+/** Bytes a pump lets `to` buffer before it pauses its reader: the high-water mark, and room for one tick's
+ *  coalesced writes to a socket (its 16 KiB mark would pause after the first of them). */
+const COALESCE = 64 * 1024;
+/** Chunks from this size on start a coalesced write (a full TLS record is 16 KiB). */
+const COALESCE_FROM = 8 * 1024;
+function holdAt(to: Duplex): number {
+  return Math.max(to.writableHighWaterMark, COALESCE);
 }
 
 /** The pump reading this stream, and the one writing to it (a tunnel's side is both). */
