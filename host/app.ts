@@ -317,7 +317,7 @@ export class NodeProxy {
         this.keep(
           createSocksListener(
             (d, c) => this.connect(d, c),
-            (p) => this.track(p),
+            (d) => this.track(d),
           ),
         ),
         { host: "127.0.0.1", port: o.socks5Port ?? PORTS.socks5 },
@@ -328,7 +328,7 @@ export class NodeProxy {
       const srv = createForwardListener(
         f.to,
         (d, c) => this.connect(d, c),
-        (p) => this.track(p),
+        (d) => this.track(d),
       );
       this.addresses.forward.push(await listen(this.keep(srv), f.listen));
     }
@@ -631,13 +631,9 @@ export class NodeProxy {
     return n;
   }
 
-  private async track<T>(p: Promise<T>): Promise<T> {
-    this.outboundTunnels++;
-    try {
-      return await p;
-    } finally {
-      this.outboundTunnels--;
-    }
+  /** Counts an outbound tunnel of the SOCKS5 and forward listeners (+1 accepted, -1 done). */
+  private track(delta: 1 | -1): void {
+    this.outboundTunnels += delta;
   }
 
   /**

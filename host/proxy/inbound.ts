@@ -16,8 +16,8 @@ import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
 import { pipeTunnel } from "./pipe.js";
-import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes } from "../metrics.js";
-import { logConnectionComplete, logConnectionFailed, peersFromLabels } from "./access-log.js";
+import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
+import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, inboundSourceLabels } from "./peer-labels.js";
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
@@ -26,9 +26,40 @@ import { logger } from "../log.js";
 
 const log = logger("inbound");
 
-/** A tunnel's byte counts, read from its stream (a closure over the stream alone). */
-function streamBytes(stream: H2Stream): () => TunnelBytes {
-  return () => ({ clientToServer: stream.pushed, serverToClient: stream.written });
+const NO_HEADERS: HeaderList = [];
+
+/**
+ * An HBONE tunnel's record for as long as it is open: what authorized it (the policy recheck reads it as its
+ * RbacConnection), its metrics, its byte counts (read from its stream) and its access-log fields. One object and
+ * one shared 'close' listener per tunnel: a closure made in serveConnect would hold its whole scope.
+ */
+class InboundTunnel implements RbacConnection, ByteSource {
+  accepted = false;
+  readonly startMs = performance.now();
+
+  constructor(
+    readonly inbound: Inbound,
+    readonly stream: H2Stream,
+    readonly result: ConnectionResult | undefined,
+    readonly source: Identity,
+    readonly sourceIp: string,
+    readonly destinationIp: string,
+    readonly destinationPort: number,
+    readonly authority: string,
+  ) {}
+
+  tunnelBytes(): TunnelBytes {
+    return { clientToServer: this.stream.pushed, serverToClient: this.stream.written };
+  }
+}
+
+const RECORD = Symbol("inbound tunnel record");
+type Recorded = H2Stream & { [RECORD]?: InboundTunnel };
+
+/** The one 'close' listener of every HBONE tunnel: its metrics, its open-tunnel entry, its access log. */
+function onTunnelStreamClose(this: Recorded): void {
+  const t = this[RECORD];
+  if (t) t.inbound.tunnelClosed(t);
 }
 
 /** The error owner of every tunnel stream (one function for all: an idle tunnel holds no closure for it). */
@@ -216,8 +247,6 @@ export class Inbound extends HboneListener {
       refuse(status, why);
     };
     const ok: HeaderList = !this.o.inputs.responseBaggage ? [] : workloadBaggage(this.workload);
-    const bytes = streamBytes(stream);
-    result?.countFrom(bytes);
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
     if (port === null) return fail(503, `workload has no port ${dst.port}`);
@@ -226,22 +255,26 @@ export class Inbound extends HboneListener {
       return fail(400, `port ${port} is a proxy port`);
     }
     // L4 authorization on the target port, with the TLS identity and the connection's source address.
-    const conn: RbacConnection = { source: peer, sourceIp: from, destinationIp: dst.appHost, destinationPort: port };
-    if (!this.authorized(conn)) {
+    const t = new InboundTunnel(this, stream, result, peer, from, dst.appHost, port, sharedField(authority));
+    result?.countFrom(t);
+    if (!this.authorized(t)) {
       result?.close(true, "DENY");
       return refuse(401, "denied by policy");
     }
-    const record = this.onTunnelClose(stream, result, from, dst.appHost, port, authority, bytes);
-    this.open.set(stream, conn);
+    (stream as Recorded)[RECORD] = t;
+    stream.on("close", onTunnelStreamClose);
+    this.open.set(stream, t);
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
       result?.accept();
       respond(200, ok);
-      record.accepted = true;
+      t.accepted = true;
       acceptor(stream, { peer, port, headers });
       return;
     }
+    // The request headers are not needed once the CONNECT is served: an idle tunnel must not keep them.
+    stream.headers = NO_HEADERS;
     this.dialApp(
       dst.appHost,
       port,
@@ -250,7 +283,7 @@ export class Inbound extends HboneListener {
         this.stats.accepted++;
         result?.accept();
         respond(200, ok);
-        record.accepted = true;
+        t.accepted = true;
       },
       (why) => fail(503, why),
     );
@@ -270,7 +303,8 @@ export class Inbound extends HboneListener {
     const me = workloadLabels(this.workload, String(this.o.identity));
     const labels = tcpLabels("destination", srcLabels, me, this.serviceOf(dst.port), "-", false);
     const result = this.o.inputs.metrics?.checking(labels, labels);
-    result?.countFrom(() => ({ clientToServer: socket.bytesRead, serverToClient: socket.bytesWritten }));
+    const bytes = { tunnelBytes: () => ({ clientToServer: socket.bytesRead, serverToClient: socket.bytesWritten }) };
+    result?.countFrom(bytes);
     const refuse = (flag: string, why: string) => {
       this.stats.refused++;
       result?.close(true, flag);
@@ -298,38 +332,25 @@ export class Inbound extends HboneListener {
       () => {
         this.stats.accepted++;
         result?.accept();
-        socket.once("close", () =>
-          this.logComplete(result, srcAddr, dstAddr, undefined, started, () => ({
-            clientToServer: socket.bytesRead,
-            serverToClient: socket.bytesWritten,
-          })),
-        );
+        socket.once("close", () => this.logComplete(result, srcAddr, dstAddr, undefined, started, bytes.tunnelBytes()));
       },
       (why) => refuse("CONNECT", why),
     );
   }
 
-  /**
-   * One 'close' listener for a tunnel's whole record: its metrics, its open-tunnel entry and, once accepted, its
-   * access log. Made here, not in serveConnect, so what an idle tunnel keeps is this small scope alone.
-   */
-  private onTunnelClose(
-    stream: H2Stream,
-    result: ConnectionResult | undefined,
-    from: string,
-    appHost: string,
-    port: number,
-    authority: string,
-    bytes: () => TunnelBytes,
-  ): { accepted: boolean } {
-    const record = { accepted: false };
-    const started = performance.now();
-    stream.on("close", () => {
-      result?.close();
-      this.open.delete(stream);
-      if (record.accepted) this.logComplete(result, from, formatAuthority(appHost, port), authority, started, bytes);
-    });
-    return record;
+  /** @internal A tunnel's stream closed (onTunnelStreamClose). */
+  tunnelClosed(t: InboundTunnel): void {
+    t.result?.close();
+    this.open.delete(t.stream);
+    if (t.accepted)
+      this.logComplete(
+        t.result,
+        t.sourceIp,
+        formatAuthority(t.destinationIp, t.destinationPort),
+        t.authority,
+        t.startMs,
+        t.tunnelBytes(),
+      );
   }
 
   private authorized(conn: RbacConnection): boolean {
@@ -347,10 +368,10 @@ export class Inbound extends HboneListener {
     dstAddr: string,
     hboneAddr: string | undefined,
     startMs: number,
-    bytes: () => TunnelBytes,
+    bytes: TunnelBytes,
   ): void {
     const peers = result ? peersFromLabels(result.labels) : {};
-    logConnectionComplete({ direction: "inbound", srcAddr, dstAddr, hboneAddr, ...peers, bytes: bytes(), startMs });
+    logConnectionComplete({ direction: "inbound", srcAddr, dstAddr, hboneAddr, ...peers, bytes, startMs });
   }
 
   /** Dials the application; `connected` then pipes, `failed` says why it could not be reached. */

@@ -15,139 +15,183 @@ import { hiddenReset } from "../sys/index.js";
 
 /** Resolves when both directions are done (or torn down). */
 export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
-  return new Promise((resolve) => {
-    let appDone = false,
-      streamDone = false,
-      finished = false;
-    const finish = () => {
-      if (finished || !appDone || !streamDone) return;
-      finished = true;
-      resolve();
-    };
-    // A side that died before the pipe started (a client reset during setup, a stream reset in
-    // the same write as its 200) fires no more 'close': tear the other down now, or the tunnel
-    // would stay open (and counted) for ever.
-    if (app.destroyed || stream.destroyed) {
-      if (!stream.destroyed) stream.destroy();
-      else if (!app.destroyed && gentle((stream as H2Stream).rstCode)) app.end(() => app.destroy());
-      else if (!app.destroyed) resetSocket(app);
-      resolve();
-      return;
-    }
-    pump(app, stream); // app FIN -> stream.end() -> END_STREAM
-    pump(stream, app); // END_STREAM -> app.end() -> shutdown(WR)
-
-    app.on("error", (e: Error) => {
-      // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
-      if (stream.destroyed) return;
-      if ("rstCode" in stream)
-        stream.destroy(H2Error.stream(0, abi.CONNECT_ERROR, `application connection: ${e.message}`));
-      else resetSocket(stream); // plain TCP passthrough: pass the reset on as a reset
-    });
-    app.on("close", () => {
-      appDone = true;
-      if (!stream.writableEnded && !stream.destroyed) stream.end();
-      // Nobody is left to read what the peer still sends: stop it (CANCEL reads as EOF there).
-      if (!stream.readableEnded && !stream.destroyed) {
-        if (stream.writableFinished) stream.destroy();
-        else stream.once("finish", () => stream.destroy());
-      }
-      finish();
-    });
-    stream.on("error", () => {
-      if (gentle((stream as H2Stream).rstCode)) {
-        if (!app.writableEnded) app.end();
-      } else {
-        resetSocket(app);
-      }
-    });
-    stream.on("close", () => {
-      streamDone = true;
-      const s = stream as H2Stream;
-      if (!s.readableEnded && !app.writableEnded && !app.destroyed) {
-        // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently; closed with no code (the session went
-        // away under it) is a cut, never a FIN.
-        if (gentle(s.rstCode)) app.end();
-        else resetSocket(app);
-      }
-      // Our FIN may be out already (END_STREAM, then a reset): the stream's close unpiped and so paused the app,
-      // whose further bytes and FIN would never be read; a 'finish' listener added now would never run.
-      if (app.writableEnded && !app.destroyed) {
-        if (app.writableFinished) app.destroy();
-        else app.once("finish", () => app.destroy());
-      }
-      finish();
-    });
-  });
+  return new Promise((resolve) => startTunnel(app, stream, resolve));
 }
 
 /**
- * One direction of a tunnel, by hand instead of `from.pipe(to)`: the same semantics (write until `to` is full,
- * pause `from` until 'drain'; `from`'s end ends `to`) with one small object per direction and no closures: the
- * listeners are shared by every tunnel and find their pump on the emitter (`from[READS]`, `to[WRITES]`), so an
- * idle tunnel holds two objects instead of pipe()'s fourteen closures. Teardown (errors, close) is pipeTunnel's.
+ * pipeTunnel with a callback instead of a Promise: `done` runs once both directions are done (or torn down). A
+ * listener passes one `done` for all its tunnels, so an idle tunnel holds no Promise, closure or async frame.
  */
-class Pump {
-  waiting = false;
+export function startTunnel(app: Duplex, stream: H2Stream | Duplex, done: (() => void) | null): void {
+  // A side that died before the pipe started (a client reset during setup, a stream reset in
+  // the same write as its 200) fires no more 'close': tear the other down now, or the tunnel
+  // would stay open (and counted) for ever.
+  if (app.destroyed || stream.destroyed) {
+    if (!stream.destroyed) stream.destroy();
+    else if (!app.destroyed && gentle((stream as H2Stream).rstCode)) app.end(() => app.destroy());
+    else if (!app.destroyed) resetSocket(app);
+    done?.();
+    return;
+  }
+  const t = new Tunnel(app, stream, done);
+  (app as Side)[TUNNEL] = t;
+  (stream as Side)[TUNNEL] = t;
+  // Both directions by hand instead of `from.pipe(to)`: the same semantics (write until `to` is full, pause `from`
+  // until 'drain'; `from`'s end ends `to`): app FIN -> stream.end() -> END_STREAM, END_STREAM -> app.end() ->
+  // shutdown(WR).
+  for (const side of [app, stream]) {
+    side.on("data", onTunnelData);
+    if (side.readableEnded)
+      process.nextTick(endOf, side); // its 'end' has been and gone
+    else side.on("end", onTunnelEnd); // emitted once
+    side.on("drain", onTunnelDrain);
+    side.on("error", onTunnelError);
+    side.on("close", onTunnelClose);
+  }
+  // A socket paused while its tunnel was dialled stays paused when a 'data' listener is added.
+  if (stream.writableNeedDrain) t.hold(app);
+  else app.resume();
+  if (app.writableNeedDrain) t.hold(stream);
+  else stream.resume();
+}
+
+/**
+ * One tunnel's state. Its listeners are shared by every tunnel and find it on the emitter (`side[TUNNEL]`), so an
+ * idle tunnel holds this one object instead of pipe()'s fourteen closures, a Promise and its reactions.
+ */
+class Tunnel {
+  /** The app is paused until the stream drains (and the other way round). */
+  appHeld = false;
+  streamHeld = false;
+  appDone = false;
+  streamDone = false;
+  finished = false;
 
   constructor(
-    readonly from: Duplex,
-    readonly to: Duplex,
+    readonly app: Duplex,
+    readonly stream: Duplex,
+    readonly done: (() => void) | null,
   ) {}
 
-  data(chunk: Buffer): void {
-    // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
-    if (!this.to.write(chunk) && !this.to.destroyed && !this.waiting) this.hold();
+  /** The side `from` writes to. */
+  peerOf(from: Duplex): Duplex {
+    return from === this.app ? this.stream : this.app;
   }
 
-  /** `to` is full already: wait for its 'drain' before reading `from`. */
-  hold(): void {
-    this.waiting = true;
-    this.from.pause();
+  /** `from`'s peer is full already: wait for its 'drain' before reading `from`. */
+  hold(from: Duplex): void {
+    if (from === this.app) this.appHeld = true;
+    else this.streamHeld = true;
+    from.pause();
   }
 
-  drain(): void {
-    if (!this.waiting) return;
-    this.waiting = false;
-    this.from.resume();
+  finish(): void {
+    if (this.finished || !this.appDone || !this.streamDone) return;
+    this.finished = true;
+    this.done?.();
   }
 
-  end(): void {
-    // A socket's end may hide a reset (see resetBehindEof): then `from` is destroyed with it, and the error
-    // handlers of pipeTunnel reset the other side.
-    const reset = resetBehindEof(this.from);
-    if (reset) return void this.from.destroy(reset);
-    if (!this.to.writableEnded && !this.to.destroyed) this.to.end();
+  appError(e: Error): void {
+    const stream = this.stream;
+    // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
+    if (stream.destroyed) return;
+    if ("rstCode" in stream)
+      stream.destroy(H2Error.stream(0, abi.CONNECT_ERROR, `application connection: ${e.message}`));
+    else resetSocket(stream); // plain TCP passthrough: pass the reset on as a reset
+  }
+
+  appClosed(): void {
+    const stream = this.stream;
+    this.appDone = true;
+    if (!stream.writableEnded && !stream.destroyed) stream.end();
+    // Nobody is left to read what the peer still sends: stop it (CANCEL reads as EOF there).
+    if (!stream.readableEnded && !stream.destroyed) {
+      if (stream.writableFinished) stream.destroy();
+      else stream.once("finish", destroyThis);
+    }
+    this.finish();
+  }
+
+  streamError(): void {
+    if (gentle((this.stream as H2Stream).rstCode)) {
+      if (!this.app.writableEnded) this.app.end();
+    } else {
+      resetSocket(this.app);
+    }
+  }
+
+  streamClosed(): void {
+    const app = this.app;
+    this.streamDone = true;
+    const s = this.stream as H2Stream;
+    if (!s.readableEnded && !app.writableEnded && !app.destroyed) {
+      // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently; closed with no code (the session went
+      // away under it) is a cut, never a FIN.
+      if (gentle(s.rstCode)) app.end();
+      else resetSocket(app);
+    }
+    // Our FIN may be out already (END_STREAM, then a reset): the stream's close unpiped and so paused the app,
+    // whose further bytes and FIN would never be read; a 'finish' listener added now would never run.
+    if (app.writableEnded && !app.destroyed) {
+      if (app.writableFinished) app.destroy();
+      else app.once("finish", destroyThis);
+    }
+    this.finish();
   }
 }
 
-/** The pump reading this stream, and the one writing to it (a tunnel's side is both). */
-const READS = Symbol("pump reading this stream");
-const WRITES = Symbol("pump writing to this stream");
-type Pumped = Duplex & { [READS]?: Pump; [WRITES]?: Pump };
+/** The tunnel a side belongs to. */
+const TUNNEL = Symbol("tunnel");
+type Side = Duplex & { [TUNNEL]?: Tunnel };
 
-function onPumpData(this: Pumped, chunk: Buffer): void {
-  this[READS]?.data(chunk);
-}
-function onPumpEnd(this: Pumped): void {
-  this[READS]?.end();
-}
-function onPumpDrain(this: Pumped): void {
-  this[WRITES]?.drain();
+function onTunnelData(this: Side, chunk: Buffer): void {
+  const t = this[TUNNEL]!;
+  const to = t.peerOf(this);
+  // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
+  if (!to.write(chunk) && !to.destroyed && !(this === t.app ? t.appHeld : t.streamHeld)) t.hold(this);
 }
 
-function pump(from: Pumped, to: Pumped): void {
-  const p = new Pump(from, to);
-  from[READS] = p;
-  to[WRITES] = p;
-  from.on("data", onPumpData);
-  if (from.readableEnded)
-    process.nextTick(() => p.end()); // its 'end' has been and gone
-  else from.on("end", onPumpEnd); // emitted once
-  to.on("drain", onPumpDrain);
-  // A socket paused while its tunnel was dialled stays paused when a 'data' listener is added.
-  if (to.writableNeedDrain) p.hold();
-  else from.resume();
+function onTunnelEnd(this: Side): void {
+  endOf(this);
+}
+
+function endOf(from: Side): void {
+  // A socket's end may hide a reset (see resetBehindEof): then `from` is destroyed with it, and the error
+  // handlers reset the other side.
+  const reset = resetBehindEof(from);
+  if (reset) return void from.destroy(reset);
+  const to = from[TUNNEL]!.peerOf(from);
+  if (!to.writableEnded && !to.destroyed) to.end();
+}
+
+/** `this` has room again: resume the side that writes to it. */
+function onTunnelDrain(this: Side): void {
+  const t = this[TUNNEL]!;
+  if (this === t.stream) {
+    if (!t.appHeld) return;
+    t.appHeld = false;
+    t.app.resume();
+  } else {
+    if (!t.streamHeld) return;
+    t.streamHeld = false;
+    t.stream.resume();
+  }
+}
+
+function onTunnelError(this: Side, e: Error): void {
+  const t = this[TUNNEL]!;
+  if (this === t.app) t.appError(e);
+  else t.streamError();
+}
+
+function onTunnelClose(this: Side): void {
+  const t = this[TUNNEL]!;
+  if (this === t.app) t.appClosed();
+  else t.streamClosed();
+}
+
+function destroyThis(this: Duplex): void {
+  this.destroy();
 }
 
 /** RST_STREAM NO_ERROR/CANCEL ends the app's side with a FIN, not a reset; any other end (no code) is a reset. */
