@@ -44,6 +44,11 @@ import { serveTunnels, type ConnectionServer } from "./http/serve.js";
 
 const log = logger("proxy");
 
+/** The error owner of every tunnel connect() hands out (one function for all: an idle tunnel holds no closure). */
+function onTunnelError(e: Error): void {
+  log.debug("tunnel ended with an error", { error: e });
+}
+
 /** How long an in-pod add waits for the pod's workload to appear in the config (ztunnel: 5 s). */
 const POD_WORKLOAD_WAIT_MS = 5_000;
 
@@ -653,7 +658,7 @@ export class NodeProxy {
     if (!hp) throw new OutboundError("bad-destination", `destination "${String(dest)}" is not host:port`);
     const tunnel = await this.primary.outbound.open(hp, client);
     // A peer's reset must never crash the process, even if the caller forgets 'error'.
-    tunnel.on("error", (e) => log.debug("tunnel ended with an error", { error: e }));
+    tunnel.on("error", onTunnelError);
     return tunnel;
   }
 

@@ -79,8 +79,11 @@ function counter(track: Track): {
   release(socket: net.Socket): void;
 } {
   const done = () => track(-1);
-  // Listening for 'close' until the pipe starts is what says the socket is still counted ('close' comes once).
-  const closedEarly = () => track(-1);
+  // Listening for 'close' until the pipe starts is what says the socket is still counted.
+  const closedEarly = function (this: net.Socket): void {
+    this.off("close", closedEarly);
+    track(-1);
+  };
   const counted = (socket: net.Socket) => socket.rawListeners("close").includes(closedEarly);
   return {
     add(socket) {

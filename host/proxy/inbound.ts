@@ -15,7 +15,7 @@ import type { H2Stream, Respond } from "../h2/session.js";
 import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
-import { pipeTunnel } from "./pipe.js";
+import { startTunnel } from "./pipe.js";
 import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
 import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, inboundSourceLabels } from "./peer-labels.js";
@@ -153,8 +153,10 @@ export class Inbound extends HboneListener {
   private destination(authority: string): { appHost: string; port: number } | string {
     const ip = parseIpAuthority(authority);
     if (ip) {
-      if (!this.workload.workloadIps.includes(ip.host)) return `${ip.host} is not this workload's address`;
-      return { appHost: ip.host, port: ip.port };
+      // The workload's own copy of the address: an open tunnel keeps it, and every tunnel then shares one.
+      const appHost = this.workload.workloadIps.find((w) => w === ip.host);
+      if (appHost === undefined) return `${ip.host} is not this workload's address`;
+      return { appHost, port: ip.port };
     }
     const hp = parseHostPort(authority);
     if (!hp) return "authority is not ip:port or svc-host:port";
@@ -397,7 +399,7 @@ export class Inbound extends HboneListener {
         peer.off("close", cancel);
         if (peer.destroyed) return app.destroy();
         connected();
-        void pipeTunnel(app, peer);
+        startTunnel(app, peer, null);
       },
       (err) => {
         if (peer.destroyed) return;

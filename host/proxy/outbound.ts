@@ -23,6 +23,8 @@ import { logger } from "../log.js";
 
 const log = logger("outbound");
 
+const NO_HEADERS: [string, string][] = [];
+
 export { OutboundError, type OutboundErrorKind } from "../errors.js";
 
 export interface Route {
@@ -399,6 +401,8 @@ export class Outbound {
       const principal = String(this.innerPeer.get(stream.session) ?? route.expected[0] ?? "");
       if (peerBaggage) dst = baggageLabels(decodeBaggage(peerBaggage), principal);
     }
+    // The response headers are read: an idle tunnel must not keep them.
+    stream.headers = NO_HEADERS;
     return recordOf(stream, record(true));
   }
 
