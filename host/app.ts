@@ -26,6 +26,7 @@ import { Gateway } from "./proxy/gateway.js";
 import { LoadBalancer } from "./lb/index.js";
 import { OutboundError } from "./proxy/outbound.js";
 import { createSocksListener, createForwardListener } from "./proxy/forward.js";
+import { ownErrors } from "./proxy/pipe.js";
 import type { ProxyInputs } from "./proxy/inputs.js";
 import { PROXY_PORTS, parseHostPort, type HostPort } from "./proxy/authority.js";
 import { Metrics } from "./metrics.js";
@@ -43,11 +44,6 @@ import { meshAgent, meshHttpsAgent, meshDispatcher, type MeshDispatcherOptions }
 import { serveTunnels, type ConnectionServer } from "./http/serve.js";
 
 const log = logger("proxy");
-
-/** The error owner of every tunnel connect() hands out (one function for all: an idle tunnel holds no closure). */
-function onTunnelError(e: Error): void {
-  log.debug("tunnel ended with an error", { error: e });
-}
 
 /** How long an in-pod add waits for the pod's workload to appear in the config (ztunnel: 5 s). */
 const POD_WORKLOAD_WAIT_MS = 5_000;
@@ -658,7 +654,7 @@ export class NodeProxy {
     if (!hp) throw new OutboundError("bad-destination", `destination "${String(dest)}" is not host:port`);
     const tunnel = await this.primary.outbound.open(hp, client);
     // A peer's reset must never crash the process, even if the caller forgets 'error'.
-    tunnel.on("error", onTunnelError);
+    ownErrors(tunnel);
     return tunnel;
   }
 

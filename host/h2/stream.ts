@@ -23,6 +23,13 @@ const RESPONDED = 8;
 const DELIVERED = 16;
 const CREDIT_QUEUED = 32;
 
+/**
+ * Slots the proxy keeps a tunnel's state in (host/proxy: its pipe, its record), declared here so every stream
+ * holds them in-object instead of growing a property array when they are set.
+ */
+export const PIPE_SLOT = Symbol("tunnel pipe");
+export const RECORD_SLOT = Symbol("tunnel record");
+
 export class H2Stream extends Duplex {
   readonly id: number;
   readonly session: H2Session;
@@ -46,6 +53,8 @@ export class H2Stream extends Duplex {
   /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
   /** @internal server: the request's content-length, or -1 (DATA must add up to it, RFC 9113 §8.1.1) */ contentLength =
     -1;
+  /** @internal */ [PIPE_SLOT]: unknown = undefined;
+  /** @internal */ [RECORD_SLOT]: unknown = undefined;
   // The stream's yes/no state in one number (an idle tunnel keeps its stream: one field instead of six).
   private bits = 0;
 

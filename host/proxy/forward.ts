@@ -5,7 +5,7 @@
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { createSocks5Server, SOCKS_OK, socksReplyOf } from "./socks5.js";
-import { startTunnel, resetSocket } from "./pipe.js";
+import { startTunnel, resetSocket, ownErrors } from "./pipe.js";
 import { parseHostPort, type HostPort } from "./authority.js";
 import { logger } from "../log.js";
 
@@ -17,7 +17,10 @@ export type TunnelOpener = (dest: HostPort, client: HostPort) => Promise<Duplex>
 export type Track = (delta: 1 | -1) => void;
 
 function clientOf(socket: net.Socket): HostPort {
-  return { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+  const client = { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+  // Node caches the address object on the socket for its whole life; read again, it is fetched again.
+  (socket as { _peername?: unknown })._peername = undefined;
+  return client;
 }
 
 /** SOCKS5 (RFC 1928) whose CONNECTs become tunnels; refusals map to the SOCKS reply the error names. */
@@ -43,7 +46,7 @@ export function createForwardListener(to: string, open: TunnelOpener, track: Tra
   const counted = counter(track);
   return net.createServer({ allowHalfOpen: true }, (socket) => {
     // Owned from the first moment: a client may reset (TCP RST) while its tunnel is set up.
-    socket.on("error", onClientError);
+    ownErrors(socket);
     socket.setNoDelay(true);
     socket.pause();
     counted.add(socket);
@@ -60,11 +63,6 @@ export function createForwardListener(to: string, open: TunnelOpener, track: Tra
       },
     );
   });
-}
-
-/** The error owner of every forward client socket (one function for all: an idle tunnel holds no closure). */
-function onClientError(e: Error): void {
-  log.debug("forward client socket error", { error: e });
 }
 
 /**

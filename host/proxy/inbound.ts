@@ -12,10 +12,11 @@ import type { ProxyInputs, Dialer } from "./inputs.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import type { H2Stream, Respond } from "../h2/session.js";
+import { RECORD_SLOT } from "../h2/stream.js";
 import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
-import { startTunnel } from "./pipe.js";
+import { startTunnel, ownErrors } from "./pipe.js";
 import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
 import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, inboundSourceLabels } from "./peer-labels.js";
@@ -53,18 +54,12 @@ class InboundTunnel implements RbacConnection, ByteSource {
   }
 }
 
-const RECORD = Symbol("inbound tunnel record");
-type Recorded = H2Stream & { [RECORD]?: InboundTunnel };
+type Recorded = H2Stream & { [RECORD_SLOT]?: InboundTunnel };
 
 /** The one 'close' listener of every HBONE tunnel: its metrics, its open-tunnel entry, its access log. */
 function onTunnelStreamClose(this: Recorded): void {
-  const t = this[RECORD];
+  const t = this[RECORD_SLOT];
   if (t) t.inbound.tunnelClosed(t);
-}
-
-/** The error owner of every tunnel stream (one function for all: an idle tunnel holds no closure for it). */
-function onTunnelStreamError(e: Error): void {
-  log.debug("tunnel stream ended with an error", { error: e });
 }
 
 /** What an in-process acceptor learns about a tunnel. */
@@ -219,7 +214,7 @@ export class Inbound extends HboneListener {
     // The stream is ours from here: a reset in the same write as the CONNECT, a bad WINDOW_UPDATE,
     // the connection closing or a policy closing it mid-dial all end it with an error (and an
     // in-process acceptor that forgets 'error' must not crash the process either).
-    stream.on("error", onTunnelStreamError);
+    ownErrors(stream);
     const authority = header(headers, ":authority") ?? "";
     const self = this.workload.workloadIps[0] ?? "";
     const refuse = (status: number, why: string) => {
@@ -263,7 +258,7 @@ export class Inbound extends HboneListener {
       result?.close(true, "DENY");
       return refuse(401, "denied by policy");
     }
-    (stream as Recorded)[RECORD] = t;
+    (stream as Recorded)[RECORD_SLOT] = t;
     stream.on("close", onTunnelStreamClose);
     this.open.set(stream, t);
     const acceptor = this.acceptors.get(port);

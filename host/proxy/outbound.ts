@@ -14,6 +14,7 @@ import { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { connectHbone } from "../tls/contexts.js";
 import { H2Session, type H2Stream } from "../h2/session.js";
+import { RECORD_SLOT } from "../h2/stream.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
@@ -143,18 +144,16 @@ class OutboundTunnel implements ByteSource {
   }
 }
 
-const RECORD = Symbol("outbound tunnel record");
-
 /** The one 'close' listener of every outbound tunnel ('close' comes once: no once() wrapper). */
-function onOutboundClose(this: Duplex & { [RECORD]?: OutboundTunnel }): void {
-  this[RECORD]?.closed();
+function onOutboundClose(this: Duplex & { [RECORD_SLOT]?: OutboundTunnel }): void {
+  this[RECORD_SLOT]?.closed();
 }
 
 /** The tunnel's record counts its bytes from it and closes with it. */
 function recordOf(tunnel: H2Stream | net.Socket, r: ConnectionResult | undefined): OutboundTunnel {
   const rec = new OutboundTunnel(tunnel, r);
   r?.countFrom(rec);
-  (tunnel as Duplex & { [RECORD]?: OutboundTunnel })[RECORD] = rec;
+  (tunnel as Duplex & { [RECORD_SLOT]?: OutboundTunnel })[RECORD_SLOT] = rec;
   tunnel.on("close", onOutboundClose);
   return rec;
 }

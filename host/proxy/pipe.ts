@@ -9,9 +9,12 @@
 import type { Duplex } from "node:stream";
 import net from "node:net";
 import * as abi from "../../assembly/abi.js";
-import type { H2Stream } from "../h2/stream.js";
+import { PIPE_SLOT, type H2Stream } from "../h2/stream.js";
 import { H2Error } from "../errors.js";
 import { hiddenReset } from "../sys/index.js";
+import { logger } from "../log.js";
+
+const log = logger("proxy");
 
 /** Resolves when both directions are done (or torn down). */
 export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
@@ -21,6 +24,7 @@ export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void
 /**
  * pipeTunnel with a callback instead of a Promise: `done` runs once both directions are done (or torn down). A
  * listener passes one `done` for all its tunnels, so an idle tunnel holds no Promise, closure or async frame.
+ * The pipe owns both sides' errors from then on (and logs them at debug): the owner ownErrors gave a side is dropped.
  */
 export function startTunnel(app: Duplex, stream: H2Stream | Duplex, done: (() => void) | null): void {
   // A side that died before the pipe started (a client reset during setup, a stream reset in
@@ -34,8 +38,8 @@ export function startTunnel(app: Duplex, stream: H2Stream | Duplex, done: (() =>
     return;
   }
   const t = new Tunnel(app, stream, done);
-  (app as Side)[TUNNEL] = t;
-  (stream as Side)[TUNNEL] = t;
+  (app as Side)[PIPE_SLOT] = t;
+  (stream as Side)[PIPE_SLOT] = t;
   // Both directions by hand instead of `from.pipe(to)`: the same semantics (write until `to` is full, pause `from`
   // until 'drain'; `from`'s end ends `to`): app FIN -> stream.end() -> END_STREAM, END_STREAM -> app.end() ->
   // shutdown(WR).
@@ -53,10 +57,25 @@ export function startTunnel(app: Duplex, stream: H2Stream | Duplex, done: (() =>
   else app.resume();
   if (app.writableNeedDrain) t.hold(stream);
   else stream.resume();
+  // Ours now: one 'error' listener on an idle tunnel's side, not an array of two.
+  app.off("error", onUnpipedError);
+  stream.off("error", onUnpipedError);
 }
 
 /**
- * One tunnel's state. Its listeners are shared by every tunnel and find it on the emitter (`side[TUNNEL]`), so an
+ * Gives a tunnel's side (a client socket being tunnelled, a stream being set up or handed out) an error owner from
+ * the moment it exists, until a pipe takes it over: a reset must never crash the process. One function for all.
+ */
+export function ownErrors(side: Duplex): void {
+  side.on("error", onUnpipedError);
+}
+
+function onUnpipedError(e: Error): void {
+  log.debug("tunnel connection ended with an error", { error: e });
+}
+
+/**
+ * One tunnel's state. Its listeners are shared by every tunnel and find it on the emitter (`side[PIPE_SLOT]`), so an
  * idle tunnel holds this one object instead of pipe()'s fourteen closures, a Promise and its reactions.
  */
 class Tunnel {
@@ -141,11 +160,10 @@ class Tunnel {
 }
 
 /** The tunnel a side belongs to. */
-const TUNNEL = Symbol("tunnel");
-type Side = Duplex & { [TUNNEL]?: Tunnel };
+type Side = Duplex & { [PIPE_SLOT]?: Tunnel };
 
 function onTunnelData(this: Side, chunk: Buffer): void {
-  const t = this[TUNNEL]!;
+  const t = this[PIPE_SLOT]!;
   const to = t.peerOf(this);
   // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
   if (!to.write(chunk) && !to.destroyed && !(this === t.app ? t.appHeld : t.streamHeld)) t.hold(this);
@@ -160,13 +178,13 @@ function endOf(from: Side): void {
   // handlers reset the other side.
   const reset = resetBehindEof(from);
   if (reset) return void from.destroy(reset);
-  const to = from[TUNNEL]!.peerOf(from);
+  const to = from[PIPE_SLOT]!.peerOf(from);
   if (!to.writableEnded && !to.destroyed) to.end();
 }
 
 /** `this` has room again: resume the side that writes to it. */
 function onTunnelDrain(this: Side): void {
-  const t = this[TUNNEL]!;
+  const t = this[PIPE_SLOT]!;
   if (this === t.stream) {
     if (!t.appHeld) return;
     t.appHeld = false;
@@ -179,13 +197,14 @@ function onTunnelDrain(this: Side): void {
 }
 
 function onTunnelError(this: Side, e: Error): void {
-  const t = this[TUNNEL]!;
+  const t = this[PIPE_SLOT]!;
+  log.debug(this === t.app ? "tunnel application connection error" : "tunnel stream ended with an error", { error: e });
   if (this === t.app) t.appError(e);
   else t.streamError();
 }
 
 function onTunnelClose(this: Side): void {
-  const t = this[TUNNEL]!;
+  const t = this[PIPE_SLOT]!;
   if (this === t.app) t.appClosed();
   else t.streamClosed();
 }
