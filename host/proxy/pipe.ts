@@ -74,17 +74,20 @@ function onUnpipedError(e: Error): void {
   log.debug("tunnel connection ended with an error", { error: e });
 }
 
+// A Tunnel's state bits. HELD: that side is paused until the other one drains. DONE: that side closed.
+const APP_HELD = 1;
+const STREAM_HELD = 2;
+const APP_DONE = 4;
+const STREAM_DONE = 8;
+const FINISHED = 16;
+
 /**
  * One tunnel's state. Its listeners are shared by every tunnel and find it on the emitter (`side[PIPE_SLOT]`), so an
  * idle tunnel holds this one object instead of pipe()'s fourteen closures, a Promise and its reactions.
  */
 class Tunnel {
-  /** The app is paused until the stream drains (and the other way round). */
-  appHeld = false;
-  streamHeld = false;
-  appDone = false;
-  streamDone = false;
-  finished = false;
+  /** APP_HELD | STREAM_HELD | APP_DONE | STREAM_DONE | FINISHED (one field, not five: every idle tunnel has one). */
+  bits = 0;
 
   constructor(
     readonly app: Duplex,
@@ -99,14 +102,13 @@ class Tunnel {
 
   /** `from`'s peer is full already: wait for its 'drain' before reading `from`. */
   hold(from: Duplex): void {
-    if (from === this.app) this.appHeld = true;
-    else this.streamHeld = true;
+    this.bits |= from === this.app ? APP_HELD : STREAM_HELD;
     from.pause();
   }
 
   finish(): void {
-    if (this.finished || !this.appDone || !this.streamDone) return;
-    this.finished = true;
+    if ((this.bits & (FINISHED | APP_DONE | STREAM_DONE)) !== (APP_DONE | STREAM_DONE)) return;
+    this.bits |= FINISHED;
     this.done?.();
   }
 
@@ -121,7 +123,7 @@ class Tunnel {
 
   appClosed(): void {
     const stream = this.stream;
-    this.appDone = true;
+    this.bits |= APP_DONE;
     if (!stream.writableEnded && !stream.destroyed) stream.end();
     // Nobody is left to read what the peer still sends: stop it (CANCEL reads as EOF there).
     if (!stream.readableEnded && !stream.destroyed) {
@@ -141,7 +143,7 @@ class Tunnel {
 
   streamClosed(): void {
     const app = this.app;
-    this.streamDone = true;
+    this.bits |= STREAM_DONE;
     const s = this.stream as H2Stream;
     if (!s.readableEnded && !app.writableEnded && !app.destroyed) {
       // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently; closed with no code (the session went
@@ -166,7 +168,7 @@ function onTunnelData(this: Side, chunk: Buffer): void {
   const t = this[PIPE_SLOT]!;
   const to = t.peerOf(this);
   // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
-  if (!to.write(chunk) && !to.destroyed && !(this === t.app ? t.appHeld : t.streamHeld)) t.hold(this);
+  if (!to.write(chunk) && !to.destroyed && !(t.bits & (this === t.app ? APP_HELD : STREAM_HELD))) t.hold(this);
 }
 
 function onTunnelEnd(this: Side): void {
@@ -186,12 +188,12 @@ function endOf(from: Side): void {
 function onTunnelDrain(this: Side): void {
   const t = this[PIPE_SLOT]!;
   if (this === t.stream) {
-    if (!t.appHeld) return;
-    t.appHeld = false;
+    if (!(t.bits & APP_HELD)) return;
+    t.bits &= ~APP_HELD;
     t.app.resume();
   } else {
-    if (!t.streamHeld) return;
-    t.streamHeld = false;
+    if (!(t.bits & STREAM_HELD)) return;
+    t.bits &= ~STREAM_HELD;
     t.stream.resume();
   }
 }
