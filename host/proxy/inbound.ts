@@ -93,8 +93,8 @@ export interface OpenTunnel {
 
 export class Inbound extends HboneListener {
   private readonly acceptors = new Map<number, Acceptor>();
-  /** Open tunnels and what authorized them: re-checked when policies change (ztunnel's PolicyWatcher). */
-  private readonly open = new Map<Duplex, RbacConnection>();
+  /** Open plaintext (15006) connections and what authorized them; an HBONE tunnel's is its stream's record. */
+  private readonly plaintext = new Map<Duplex, RbacConnection>();
   private workload: Workload;
   /** Tunnels opened (200 sent) and refused, for tests and metrics. */
   readonly stats = { accepted: 0, refused: 0 };
@@ -108,10 +108,22 @@ export class Inbound extends HboneListener {
     o.inputs.state.on("updated", this.recheck);
   }
 
+  /**
+   * Open tunnels and what authorized them, re-checked when policies change (ztunnel's PolicyWatcher): an HBONE
+   * tunnel is its session's open stream with a record (set once it passed the policy), a plaintext one is listed.
+   */
+  private *openTunnels(): IterableIterator<[Duplex, RbacConnection]> {
+    for (const s of this.openStreams()) {
+      const t = (s as Recorded)[RECORD_SLOT];
+      if (t instanceof InboundTunnel) yield [s, t];
+    }
+    yield* this.plaintext;
+  }
+
   /** Closes open tunnels that the policies in force now deny. */
   private readonly recheck = (): void => {
     const policies = this.o.inputs.state.policiesFor(this.workload);
-    for (const [stream, conn] of this.open) {
+    for (const [stream, conn] of this.openTunnels()) {
       const d = authorize(policies, conn);
       if (d.allowed) continue;
       log.info("closing a tunnel the new policy denies", {
@@ -119,7 +131,7 @@ export class Inbound extends HboneListener {
         peer: String(conn.source),
         destination: `${conn.destinationIp}:${conn.destinationPort}`,
       });
-      this.open.delete(stream);
+      this.plaintext.delete(stream);
       const id = (stream as H2Stream).id;
       stream.destroy(id === undefined ? undefined : H2Error.stream(id, abi.CONNECT_ERROR, d.reason));
     }
@@ -199,7 +211,7 @@ export class Inbound extends HboneListener {
   /** Open tunnels now (config_dump). */
   tunnels(): OpenTunnel[] {
     const out: OpenTunnel[] = [];
-    for (const c of this.open.values()) {
+    for (const [, c] of this.openTunnels()) {
       out.push({
         peer: c.source ? String(c.source) : "",
         source: c.sourceIp,
@@ -260,7 +272,6 @@ export class Inbound extends HboneListener {
     }
     (stream as Recorded)[RECORD_SLOT] = t;
     stream.on("close", onTunnelStreamClose);
-    this.open.set(stream, t);
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
@@ -316,9 +327,9 @@ export class Inbound extends HboneListener {
     const conn: RbacConnection = { sourceIp: from, destinationIp: dst.address, destinationPort: dst.port };
     if (!this.authorized(conn)) return refuse("DENY", "denied by policy (plaintext, no peer identity)");
     const stream = socket;
-    this.open.set(stream, conn);
+    this.plaintext.set(stream, conn);
     stream.once("close", () => {
-      this.open.delete(stream);
+      this.plaintext.delete(stream);
       result?.close();
     });
     const started = performance.now();
@@ -338,7 +349,6 @@ export class Inbound extends HboneListener {
   /** @internal A tunnel's stream closed (onTunnelStreamClose). */
   tunnelClosed(t: InboundTunnel): void {
     t.result?.close();
-    this.open.delete(t.stream);
     if (t.accepted)
       this.logComplete(
         t.result,
