@@ -26,6 +26,7 @@ import { Gateway } from "./proxy/gateway.js";
 import { LoadBalancer } from "./lb/index.js";
 import { OutboundError } from "./proxy/outbound.js";
 import { createSocksListener, createForwardListener } from "./proxy/forward.js";
+import { ownErrors } from "./proxy/pipe.js";
 import type { ProxyInputs } from "./proxy/inputs.js";
 import { PROXY_PORTS, parseHostPort, type HostPort } from "./proxy/authority.js";
 import { Metrics } from "./metrics.js";
@@ -317,7 +318,7 @@ export class NodeProxy {
         this.keep(
           createSocksListener(
             (d, c) => this.connect(d, c),
-            (p) => this.track(p),
+            (d) => this.track(d),
           ),
         ),
         { host: "127.0.0.1", port: o.socks5Port ?? PORTS.socks5 },
@@ -328,7 +329,7 @@ export class NodeProxy {
       const srv = createForwardListener(
         f.to,
         (d, c) => this.connect(d, c),
-        (p) => this.track(p),
+        (d) => this.track(d),
       );
       this.addresses.forward.push(await listen(this.keep(srv), f.listen));
     }
@@ -631,13 +632,9 @@ export class NodeProxy {
     return n;
   }
 
-  private async track<T>(p: Promise<T>): Promise<T> {
-    this.outboundTunnels++;
-    try {
-      return await p;
-    } finally {
-      this.outboundTunnels--;
-    }
+  /** Counts an outbound tunnel of the SOCKS5 and forward listeners (+1 accepted, -1 done). */
+  private track(delta: 1 | -1): void {
+    this.outboundTunnels += delta;
   }
 
   /**
@@ -657,7 +654,7 @@ export class NodeProxy {
     if (!hp) throw new OutboundError("bad-destination", `destination "${String(dest)}" is not host:port`);
     const tunnel = await this.primary.outbound.open(hp, client);
     // A peer's reset must never crash the process, even if the caller forgets 'error'.
-    tunnel.on("error", (e) => log.debug("tunnel ended with an error", { error: e }));
+    ownErrors(tunnel);
     return tunnel;
   }
 

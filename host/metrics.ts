@@ -186,6 +186,11 @@ class Series {
   constructor(readonly labels: TcpLabels) {}
 }
 
+/** What a tunnel's bytes are read from: an object the tunnel keeps anyway (no closure per tunnel). */
+export interface ByteSource {
+  tunnelBytes(): TunnelBytes;
+}
+
 /**
  * One tunnel's record (ztunnel's ConnectionResult). Made by Metrics.opened it is counted as opened at once; made by
  * Metrics.checking it records nothing until accept() (then counted on its labels) or close() (then counted, opened
@@ -193,8 +198,10 @@ class Series {
  * and at close.
  */
 export class ConnectionResult {
-  private published: TunnelBytes = { clientToServer: 0, serverToClient: 0 };
-  private bytes: () => TunnelBytes = () => this.published;
+  // Plain numbers, not a TunnelBytes object: an idle tunnel keeps this record for its whole life.
+  private publishedIn = 0;
+  private publishedOut = 0;
+  private source: ByteSource | null = null;
   private series?: Series;
   closed = false;
 
@@ -215,21 +222,22 @@ export class ConnectionResult {
   }
 
   /** Where this tunnel's byte counts are read from (a stream's or socket's own counters). */
-  countFrom(bytes: () => TunnelBytes): void {
-    this.bytes = bytes;
+  countFrom(source: ByteSource): void {
+    this.source = source;
   }
 
   /** Adds the bytes moved since the last call (client→server is "received"). */
   publish(): void {
-    if (!this.series) return;
-    const now = this.bytes();
-    const received = now.clientToServer - this.published.clientToServer;
-    const sent = now.serverToClient - this.published.serverToClient;
+    if (!this.series || !this.source) return;
+    const now = this.source.tunnelBytes();
+    const received = now.clientToServer - this.publishedIn;
+    const sent = now.serverToClient - this.publishedOut;
     if (received === 0 && sent === 0) return;
     this.series.received += received;
     this.series.sent += sent;
     this.series.changed = Date.now();
-    this.published = { clientToServer: now.clientToServer, serverToClient: now.serverToClient };
+    this.publishedIn = now.clientToServer;
+    this.publishedOut = now.serverToClient;
   }
 
   /**

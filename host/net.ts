@@ -18,24 +18,44 @@ export interface TcpDial {
  * takes it. The 'error' owner is attached before the socket is returned.
  */
 export function dialTcp(d: TcpDial, onConnect: (sock: net.Socket) => void, onError: (err: Error) => void): net.Socket {
-  const sock = d.socket ?? net.connect({ host: d.host, port: d.port, noDelay: true, allowHalfOpen: true });
+  const sock: Dialling = d.socket ?? net.connect({ host: d.host, port: d.port, noDelay: true, allowHalfOpen: true });
   sock.setNoDelay(true);
-  // Dropped once the dial is settled: an open connection keeps neither the callbacks (and what they hold) nor the timer.
-  let dial: { timer: NodeJS.Timeout; onConnect: typeof onConnect; onError: typeof onError } | null = {
-    timer: setTimeout(() => sock.destroy(new Error("connect timeout")), d.timeoutMs),
-    onConnect,
-    onError,
-  };
-  const settle = () => {
-    const x = dial;
-    dial = null;
-    if (x) clearTimeout(x.timer);
-    return x;
-  };
-  sock.on("close", settle); // 'close' comes once
-  sock.once("connect", () => settle()?.onConnect(sock));
-  sock.on("error", (err) => settle()?.onError(err)); // and stays the error owner
+  // Dropped once the dial is settled: an open connection keeps neither the callbacks (and what they hold) nor the
+  // timer; the listeners are shared by every dial (an idle tunnel's socket holds no closure of its own).
+  sock[DIAL] = { timer: setTimeout(dialTimedOut, d.timeoutMs, sock), onConnect, onError };
+  sock.on("close", onDialClose); // 'close' comes once
+  sock.once("connect", onDialConnect);
+  sock.on("error", onDialError); // and stays the error owner
   return sock;
+}
+
+const DIAL = Symbol("dial in progress");
+interface Dial {
+  timer: NodeJS.Timeout;
+  onConnect: (sock: net.Socket) => void;
+  onError: (err: Error) => void;
+}
+type Dialling = net.Socket & { [DIAL]?: Dial | null };
+
+function settle(sock: Dialling): Dial | null {
+  const x = sock[DIAL] ?? null;
+  if (x) {
+    sock[DIAL] = null;
+    clearTimeout(x.timer);
+  }
+  return x;
+}
+function dialTimedOut(sock: net.Socket): void {
+  sock.destroy(new Error("connect timeout"));
+}
+function onDialClose(this: Dialling): void {
+  settle(this);
+}
+function onDialConnect(this: Dialling): void {
+  settle(this)?.onConnect(this);
+}
+function onDialError(this: Dialling, err: Error): void {
+  settle(this)?.onError(err);
 }
 
 /**

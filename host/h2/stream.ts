@@ -15,6 +15,21 @@ export interface PendingWrite {
 
 const EMPTY = new Uint8Array(0);
 
+// H2Stream's state bits.
+const LOCAL_ENDED = 1;
+const REMOTE_ENDED = 2;
+const STREAM_CLOSED = 4;
+const RESPONDED = 8;
+const DELIVERED = 16;
+const CREDIT_QUEUED = 32;
+
+/**
+ * Slots the proxy keeps a tunnel's state in (host/proxy: its pipe, its record), declared here so every stream
+ * holds them in-object instead of growing a property array when they are set.
+ */
+export const PIPE_SLOT = Symbol("tunnel pipe");
+export const RECORD_SLOT = Symbol("tunnel record");
+
 export class H2Stream extends Duplex {
   readonly id: number;
   readonly session: H2Session;
@@ -35,16 +50,49 @@ export class H2Stream extends Duplex {
   /** @internal bytes credited back to the peer (stream window) */ credited = 0;
   /** @internal bytes counted as consumed for the connection window */ connCounted = 0;
   /** @internal */ pending: PendingWrite[] = [];
-  /** @internal END_STREAM sent */ localEnded = false;
-  /** @internal END_STREAM received */ remoteEnded = false;
-  /** @internal removed from the session */ streamClosed = false;
-  /** @internal server: the response HEADERS went out */ responded = false;
-  /** @internal the application holds this stream (it may listen for 'error') */ delivered = false;
-  private creditQueued = false;
   /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
-  /** @internal a header block (trailers or response) is being received */ inTrailers = false;
   /** @internal server: the request's content-length, or -1 (DATA must add up to it, RFC 9113 §8.1.1) */ contentLength =
     -1;
+  /** @internal */ [PIPE_SLOT]: unknown = undefined;
+  /** @internal */ [RECORD_SLOT]: unknown = undefined;
+  // The stream's yes/no state in one number (an idle tunnel keeps its stream: one field instead of six).
+  private bits = 0;
+
+  /** @internal END_STREAM sent */
+  get localEnded(): boolean {
+    return (this.bits & LOCAL_ENDED) !== 0;
+  }
+  set localEnded(v: boolean) {
+    this.bits = v ? this.bits | LOCAL_ENDED : this.bits & ~LOCAL_ENDED;
+  }
+  /** @internal END_STREAM received */
+  get remoteEnded(): boolean {
+    return (this.bits & REMOTE_ENDED) !== 0;
+  }
+  set remoteEnded(v: boolean) {
+    this.bits = v ? this.bits | REMOTE_ENDED : this.bits & ~REMOTE_ENDED;
+  }
+  /** @internal removed from the session */
+  get streamClosed(): boolean {
+    return (this.bits & STREAM_CLOSED) !== 0;
+  }
+  set streamClosed(v: boolean) {
+    this.bits = v ? this.bits | STREAM_CLOSED : this.bits & ~STREAM_CLOSED;
+  }
+  /** @internal server: the response HEADERS went out */
+  get responded(): boolean {
+    return (this.bits & RESPONDED) !== 0;
+  }
+  set responded(v: boolean) {
+    this.bits = v ? this.bits | RESPONDED : this.bits & ~RESPONDED;
+  }
+  /** @internal the application holds this stream (it may listen for 'error') */
+  get delivered(): boolean {
+    return (this.bits & DELIVERED) !== 0;
+  }
+  set delivered(v: boolean) {
+    this.bits = v ? this.bits | DELIVERED : this.bits & ~DELIVERED;
+  }
 
   constructor(session: H2Session, id: number, sendWindow: number, recvWindow: number) {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
@@ -63,12 +111,15 @@ export class H2Stream extends Duplex {
   override _read(): void {
     // Readable.read() calls _read before it takes the bytes out of the buffer: credit the
     // peer once they are gone, or a reader that drains everything at once would stall.
-    if (this.creditQueued) return;
-    this.creditQueued = true;
-    process.nextTick(() => {
-      this.creditQueued = false;
-      this.session._credit(this);
-    });
+    if (this.bits & CREDIT_QUEUED) return;
+    this.bits |= CREDIT_QUEUED;
+    process.nextTick(creditLater, this);
+  }
+
+  /** @internal */
+  _creditNow(): void {
+    this.bits &= ~CREDIT_QUEUED;
+    this.session._credit(this);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -101,4 +152,9 @@ export class H2Stream extends Duplex {
     this.session._streamDestroyed(this, err);
     cb(err);
   }
+}
+
+/** A read's credit, granted once the bytes are out of the buffer (see _read). */
+function creditLater(s: H2Stream): void {
+  s._creditNow();
 }

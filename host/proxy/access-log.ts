@@ -199,3 +199,23 @@ export function logConnectionFailed(r: RefusalRecord): boolean {
   log.warn("connection failed", f);
   return true;
 }
+
+// What an open tunnel keeps for its access line is kept small: an address made as `${host}:${port}` is a rope of
+// three strings until something flattens it, and the fields every tunnel of a route shares (its hop, its
+// authority) are kept once.
+const shared = new Map<string, string>();
+
+/** One copy of `s` for every tunnel that logs it (a bounded cache). */
+export function sharedField(s: string): string {
+  const known = shared.get(s);
+  if (known !== undefined) return known;
+  if (shared.size >= 1024) shared.clear();
+  shared.set(flatField(s), s);
+  return s;
+}
+
+/** `s` flattened in place (ToNumber flattens a rope; the GC then drops its parts). */
+export function flatField(s: string): string {
+  void Number(s);
+  return s;
+}

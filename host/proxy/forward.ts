@@ -5,7 +5,7 @@
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { createSocks5Server, SOCKS_OK, socksReplyOf } from "./socks5.js";
-import { pipeTunnel, resetSocket } from "./pipe.js";
+import { startTunnel, resetSocket, ownErrors } from "./pipe.js";
 import { parseHostPort, type HostPort } from "./authority.js";
 import { logger } from "../log.js";
 
@@ -13,22 +13,26 @@ const log = logger("proxy");
 
 /** Opens a tunnel for a client at `client` (NodeProxy.connect). */
 export type TunnelOpener = (dest: HostPort, client: HostPort) => Promise<Duplex>;
-/** Runs a pipe while counting it as an open outbound tunnel (drain waits for them). */
-export type Track = (p: Promise<void>) => Promise<void>;
+/** Counts open outbound tunnels (drain waits for them): +1 when one is accepted, -1 when it is done. */
+export type Track = (delta: 1 | -1) => void;
 
 function clientOf(socket: net.Socket): HostPort {
-  return { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+  const client = { host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+  // Node caches the address object on the socket for its whole life; read again, it is fetched again.
+  (socket as { _peername?: unknown })._peername = undefined;
+  return client;
 }
 
 /** SOCKS5 (RFC 1928) whose CONNECTs become tunnels; refusals map to the SOCKS reply the error names. */
 export function createSocksListener(open: TunnelOpener, track: Track): net.Server {
+  const counted = counter(track);
   return createSocks5Server((dest, socket) => {
-    const setup = tracked(socket, track);
+    counted.add(socket);
     return open(dest, clientOf(socket)).then(
-      (tunnel) => ({ code: SOCKS_OK, start: () => setup.pipe(tunnel) }),
+      (tunnel) => ({ code: SOCKS_OK, start: () => counted.pipe(socket, tunnel) }),
       (err: Error) => {
         log.limited.info("outbound refused", { dest: `${dest.host}:${dest.port}`, error: err });
-        setup.done();
+        counted.release(socket);
         return { code: socksReplyOf(err) };
       },
     );
@@ -39,21 +43,22 @@ export function createSocksListener(open: TunnelOpener, track: Track): net.Serve
 export function createForwardListener(to: string, open: TunnelOpener, track: Track): net.Server {
   const dest = parseHostPort(to);
   if (!dest) throw new Error(`forward destination "${to}" is not host:port`);
+  const counted = counter(track);
   return net.createServer({ allowHalfOpen: true }, (socket) => {
     // Owned from the first moment: a client may reset (TCP RST) while its tunnel is set up.
-    socket.on("error", (e) => log.debug("forward client socket error", { error: e }));
+    ownErrors(socket);
     socket.setNoDelay(true);
     socket.pause();
-    const setup = tracked(socket, track);
+    counted.add(socket);
     open(dest, clientOf(socket)).then(
       (tunnel) => {
         // With the client already gone, the pipe closes the tunnel at once.
-        setup.pipe(tunnel);
+        counted.pipe(socket, tunnel);
         socket.resume();
       },
       (err: Error) => {
         log.limited.info("forward refused", { to, error: err });
-        setup.done();
+        counted.release(socket);
         resetSocket(socket); // a FIN would read as an empty answer: the client must see the failure
       },
     );
@@ -61,22 +66,37 @@ export function createForwardListener(to: string, open: TunnelOpener, track: Tra
 }
 
 /**
- * A client connection counted as an open tunnel from the moment it is accepted, not from when its tunnel is up: a
- * drain that began while a tunnel was being dialled must wait for it too. Counted until the pipe ends, the setup
- * fails, or the client is gone before a pipe started.
+ * A listener's client connections, each counted as an open tunnel from the moment it is accepted, not from when its
+ * tunnel is up: a drain that began while a tunnel was being dialled must wait for it too. Counted until the pipe
+ * ends, the setup fails, or the client is gone before a pipe started. Made once per listener: a tunnel holds none
+ * of it but the shared `done` its pipe calls.
  */
-function tracked(socket: net.Socket, track: Track): { pipe(tunnel: Duplex): void; done(): void } {
-  let release!: () => void;
-  void track(new Promise<void>((r) => (release = r)));
-  let piping = false;
-  socket.once("close", () => {
-    if (!piping) release();
-  });
+function counter(track: Track): {
+  add(socket: net.Socket): void;
+  pipe(socket: net.Socket, tunnel: Duplex): void;
+  release(socket: net.Socket): void;
+} {
+  const done = () => track(-1);
+  // Listening for 'close' until the pipe starts is what says the socket is still counted.
+  const closedEarly = function (this: net.Socket): void {
+    this.off("close", closedEarly);
+    track(-1);
+  };
+  const counted = (socket: net.Socket) => socket.rawListeners("close").includes(closedEarly);
   return {
-    pipe(tunnel) {
-      piping = true;
-      void pipeTunnel(socket, tunnel).finally(release);
+    add(socket) {
+      track(1);
+      socket.on("close", closedEarly);
     },
-    done: () => release(),
+    pipe(socket, tunnel) {
+      const mine = counted(socket);
+      socket.off("close", closedEarly);
+      startTunnel(socket, tunnel, mine ? done : null);
+    },
+    release(socket) {
+      if (!counted(socket)) return;
+      socket.off("close", closedEarly);
+      track(-1);
+    },
   };
 }

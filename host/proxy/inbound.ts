@@ -12,12 +12,13 @@ import type { ProxyInputs, Dialer } from "./inputs.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import type { H2Stream, Respond } from "../h2/session.js";
+import { RECORD_SLOT } from "../h2/stream.js";
 import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
-import { pipeTunnel } from "./pipe.js";
-import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes } from "../metrics.js";
-import { logConnectionComplete, logConnectionFailed, peersFromLabels } from "./access-log.js";
+import { startTunnel, ownErrors } from "./pipe.js";
+import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
+import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, inboundSourceLabels } from "./peer-labels.js";
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
@@ -26,14 +27,39 @@ import { logger } from "../log.js";
 
 const log = logger("inbound");
 
-/** A tunnel's byte counts, read from its stream (a closure over the stream alone). */
-function streamBytes(stream: H2Stream): () => TunnelBytes {
-  return () => ({ clientToServer: stream.pushed, serverToClient: stream.written });
+const NO_HEADERS: HeaderList = [];
+
+/**
+ * An HBONE tunnel's record for as long as it is open: what authorized it (the policy recheck reads it as its
+ * RbacConnection), its metrics, its byte counts (read from its stream) and its access-log fields. One object and
+ * one shared 'close' listener per tunnel: a closure made in serveConnect would hold its whole scope.
+ */
+class InboundTunnel implements RbacConnection, ByteSource {
+  accepted = false;
+  readonly startMs = performance.now();
+
+  constructor(
+    readonly inbound: Inbound,
+    readonly stream: H2Stream,
+    readonly result: ConnectionResult | undefined,
+    readonly source: Identity,
+    readonly sourceIp: string,
+    readonly destinationIp: string,
+    readonly destinationPort: number,
+    readonly authority: string,
+  ) {}
+
+  tunnelBytes(): TunnelBytes {
+    return { clientToServer: this.stream.pushed, serverToClient: this.stream.written };
+  }
 }
 
-/** The error owner of every tunnel stream (one function for all: an idle tunnel holds no closure for it). */
-function onTunnelStreamError(e: Error): void {
-  log.debug("tunnel stream ended with an error", { error: e });
+type Recorded = H2Stream & { [RECORD_SLOT]?: InboundTunnel };
+
+/** The one 'close' listener of every HBONE tunnel: its metrics, its open-tunnel entry, its access log. */
+function onTunnelStreamClose(this: Recorded): void {
+  const t = this[RECORD_SLOT];
+  if (t) t.inbound.tunnelClosed(t);
 }
 
 /** What an in-process acceptor learns about a tunnel. */
@@ -67,8 +93,8 @@ export interface OpenTunnel {
 
 export class Inbound extends HboneListener {
   private readonly acceptors = new Map<number, Acceptor>();
-  /** Open tunnels and what authorized them: re-checked when policies change (ztunnel's PolicyWatcher). */
-  private readonly open = new Map<Duplex, RbacConnection>();
+  /** Open plaintext (15006) connections and what authorized them; an HBONE tunnel's is its stream's record. */
+  private readonly plaintext = new Map<Duplex, RbacConnection>();
   private workload: Workload;
   /** Tunnels opened (200 sent) and refused, for tests and metrics. */
   readonly stats = { accepted: 0, refused: 0 };
@@ -82,10 +108,22 @@ export class Inbound extends HboneListener {
     o.inputs.state.on("updated", this.recheck);
   }
 
+  /**
+   * Open tunnels and what authorized them, re-checked when policies change (ztunnel's PolicyWatcher): an HBONE
+   * tunnel is its session's open stream with a record (set once it passed the policy), a plaintext one is listed.
+   */
+  private *openTunnels(): IterableIterator<[Duplex, RbacConnection]> {
+    for (const s of this.openStreams()) {
+      const t = (s as Recorded)[RECORD_SLOT];
+      if (t instanceof InboundTunnel) yield [s, t];
+    }
+    yield* this.plaintext;
+  }
+
   /** Closes open tunnels that the policies in force now deny. */
   private readonly recheck = (): void => {
     const policies = this.o.inputs.state.policiesFor(this.workload);
-    for (const [stream, conn] of this.open) {
+    for (const [stream, conn] of this.openTunnels()) {
       const d = authorize(policies, conn);
       if (d.allowed) continue;
       log.info("closing a tunnel the new policy denies", {
@@ -93,7 +131,7 @@ export class Inbound extends HboneListener {
         peer: String(conn.source),
         destination: `${conn.destinationIp}:${conn.destinationPort}`,
       });
-      this.open.delete(stream);
+      this.plaintext.delete(stream);
       const id = (stream as H2Stream).id;
       stream.destroy(id === undefined ? undefined : H2Error.stream(id, abi.CONNECT_ERROR, d.reason));
     }
@@ -122,8 +160,10 @@ export class Inbound extends HboneListener {
   private destination(authority: string): { appHost: string; port: number } | string {
     const ip = parseIpAuthority(authority);
     if (ip) {
-      if (!this.workload.workloadIps.includes(ip.host)) return `${ip.host} is not this workload's address`;
-      return { appHost: ip.host, port: ip.port };
+      // The workload's own copy of the address: an open tunnel keeps it, and every tunnel then shares one.
+      const appHost = this.workload.workloadIps.find((w) => w === ip.host);
+      if (appHost === undefined) return `${ip.host} is not this workload's address`;
+      return { appHost, port: ip.port };
     }
     const hp = parseHostPort(authority);
     if (!hp) return "authority is not ip:port or svc-host:port";
@@ -171,7 +211,7 @@ export class Inbound extends HboneListener {
   /** Open tunnels now (config_dump). */
   tunnels(): OpenTunnel[] {
     const out: OpenTunnel[] = [];
-    for (const c of this.open.values()) {
+    for (const [, c] of this.openTunnels()) {
       out.push({
         peer: c.source ? String(c.source) : "",
         source: c.sourceIp,
@@ -186,7 +226,7 @@ export class Inbound extends HboneListener {
     // The stream is ours from here: a reset in the same write as the CONNECT, a bad WINDOW_UPDATE,
     // the connection closing or a policy closing it mid-dial all end it with an error (and an
     // in-process acceptor that forgets 'error' must not crash the process either).
-    stream.on("error", onTunnelStreamError);
+    ownErrors(stream);
     const authority = header(headers, ":authority") ?? "";
     const self = this.workload.workloadIps[0] ?? "";
     const refuse = (status: number, why: string) => {
@@ -216,8 +256,6 @@ export class Inbound extends HboneListener {
       refuse(status, why);
     };
     const ok: HeaderList = !this.o.inputs.responseBaggage ? [] : workloadBaggage(this.workload);
-    const bytes = streamBytes(stream);
-    result?.countFrom(bytes);
     // A port with an in-process acceptor is served here whatever the config says.
     const port = this.acceptors.has(dst.port) ? dst.port : this.targetPort(dst.port);
     if (port === null) return fail(503, `workload has no port ${dst.port}`);
@@ -226,22 +264,25 @@ export class Inbound extends HboneListener {
       return fail(400, `port ${port} is a proxy port`);
     }
     // L4 authorization on the target port, with the TLS identity and the connection's source address.
-    const conn: RbacConnection = { source: peer, sourceIp: from, destinationIp: dst.appHost, destinationPort: port };
-    if (!this.authorized(conn)) {
+    const t = new InboundTunnel(this, stream, result, peer, from, dst.appHost, port, sharedField(authority));
+    result?.countFrom(t);
+    if (!this.authorized(t)) {
       result?.close(true, "DENY");
       return refuse(401, "denied by policy");
     }
-    const record = this.onTunnelClose(stream, result, from, dst.appHost, port, authority, bytes);
-    this.open.set(stream, conn);
+    (stream as Recorded)[RECORD_SLOT] = t;
+    stream.on("close", onTunnelStreamClose);
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;
       result?.accept();
       respond(200, ok);
-      record.accepted = true;
+      t.accepted = true;
       acceptor(stream, { peer, port, headers });
       return;
     }
+    // The request headers are not needed once the CONNECT is served: an idle tunnel must not keep them.
+    stream.headers = NO_HEADERS;
     this.dialApp(
       dst.appHost,
       port,
@@ -250,7 +291,7 @@ export class Inbound extends HboneListener {
         this.stats.accepted++;
         result?.accept();
         respond(200, ok);
-        record.accepted = true;
+        t.accepted = true;
       },
       (why) => fail(503, why),
     );
@@ -270,7 +311,8 @@ export class Inbound extends HboneListener {
     const me = workloadLabels(this.workload, String(this.o.identity));
     const labels = tcpLabels("destination", srcLabels, me, this.serviceOf(dst.port), "-", false);
     const result = this.o.inputs.metrics?.checking(labels, labels);
-    result?.countFrom(() => ({ clientToServer: socket.bytesRead, serverToClient: socket.bytesWritten }));
+    const bytes = { tunnelBytes: () => ({ clientToServer: socket.bytesRead, serverToClient: socket.bytesWritten }) };
+    result?.countFrom(bytes);
     const refuse = (flag: string, why: string) => {
       this.stats.refused++;
       result?.close(true, flag);
@@ -285,9 +327,9 @@ export class Inbound extends HboneListener {
     const conn: RbacConnection = { sourceIp: from, destinationIp: dst.address, destinationPort: dst.port };
     if (!this.authorized(conn)) return refuse("DENY", "denied by policy (plaintext, no peer identity)");
     const stream = socket;
-    this.open.set(stream, conn);
+    this.plaintext.set(stream, conn);
     stream.once("close", () => {
-      this.open.delete(stream);
+      this.plaintext.delete(stream);
       result?.close();
     });
     const started = performance.now();
@@ -298,38 +340,24 @@ export class Inbound extends HboneListener {
       () => {
         this.stats.accepted++;
         result?.accept();
-        socket.once("close", () =>
-          this.logComplete(result, srcAddr, dstAddr, undefined, started, () => ({
-            clientToServer: socket.bytesRead,
-            serverToClient: socket.bytesWritten,
-          })),
-        );
+        socket.once("close", () => this.logComplete(result, srcAddr, dstAddr, undefined, started, bytes.tunnelBytes()));
       },
       (why) => refuse("CONNECT", why),
     );
   }
 
-  /**
-   * One 'close' listener for a tunnel's whole record: its metrics, its open-tunnel entry and, once accepted, its
-   * access log. Made here, not in serveConnect, so what an idle tunnel keeps is this small scope alone.
-   */
-  private onTunnelClose(
-    stream: H2Stream,
-    result: ConnectionResult | undefined,
-    from: string,
-    appHost: string,
-    port: number,
-    authority: string,
-    bytes: () => TunnelBytes,
-  ): { accepted: boolean } {
-    const record = { accepted: false };
-    const started = performance.now();
-    stream.on("close", () => {
-      result?.close();
-      this.open.delete(stream);
-      if (record.accepted) this.logComplete(result, from, formatAuthority(appHost, port), authority, started, bytes);
-    });
-    return record;
+  /** @internal A tunnel's stream closed (onTunnelStreamClose). */
+  tunnelClosed(t: InboundTunnel): void {
+    t.result?.close();
+    if (t.accepted)
+      this.logComplete(
+        t.result,
+        t.sourceIp,
+        formatAuthority(t.destinationIp, t.destinationPort),
+        t.authority,
+        t.startMs,
+        t.tunnelBytes(),
+      );
   }
 
   private authorized(conn: RbacConnection): boolean {
@@ -347,10 +375,10 @@ export class Inbound extends HboneListener {
     dstAddr: string,
     hboneAddr: string | undefined,
     startMs: number,
-    bytes: () => TunnelBytes,
+    bytes: TunnelBytes,
   ): void {
     const peers = result ? peersFromLabels(result.labels) : {};
-    logConnectionComplete({ direction: "inbound", srcAddr, dstAddr, hboneAddr, ...peers, bytes: bytes(), startMs });
+    logConnectionComplete({ direction: "inbound", srcAddr, dstAddr, hboneAddr, ...peers, bytes, startMs });
   }
 
   /** Dials the application; `connected` then pipes, `failed` says why it could not be reached. */
@@ -376,7 +404,7 @@ export class Inbound extends HboneListener {
         peer.off("close", cancel);
         if (peer.destroyed) return app.destroy();
         connected();
-        void pipeTunnel(app, peer);
+        startTunnel(app, peer, null);
       },
       (err) => {
         if (peer.destroyed) return;

@@ -97,6 +97,11 @@ export abstract class HboneListener {
     return n;
   }
 
+  /** The streams open on every connection now (a subclass finds what it keeps per tunnel in their slots). */
+  protected *openStreams(): IterableIterator<H2Stream> {
+    for (const s of this.sessions) yield* s.streams.values();
+  }
+
   /** GOAWAY on every connection: tunnels in flight finish, new ones go elsewhere. */
   drain(): void {
     this.server.close();

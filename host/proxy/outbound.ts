@@ -14,14 +14,17 @@ import { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { connectHbone } from "../tls/contexts.js";
 import { H2Session, type H2Stream } from "../h2/session.js";
+import { RECORD_SLOT } from "../h2/stream.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { decodeBaggage } from "../baggage.js";
-import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes } from "../metrics.js";
-import { logConnectionComplete, logConnectionFailed, peersFromLabels } from "./access-log.js";
+import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
+import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField, flatField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
 
 const log = logger("outbound");
+
+const NO_HEADERS: [string, string][] = [];
 
 export { OutboundError, type OutboundErrorKind } from "../errors.js";
 
@@ -103,20 +106,56 @@ function ownStreamErrors(session: H2Session): H2Session {
 // What an open tunnel keeps is made outside the functions that opened it: a closure made there would hold their
 // whole scope (routes, labels, headers) for as long as the tunnel stays open.
 
-/** A tunnel's byte counts, read from its stream. */
-function streamBytes(s: H2Stream): () => TunnelBytes {
-  return () => ({ clientToServer: s.written, serverToClient: s.pushed });
+/**
+ * An open tunnel's record: its metrics, its byte counts (read from its stream or socket) and, at close, its access
+ * log line. One object and one shared 'close' listener per tunnel.
+ */
+class OutboundTunnel implements ByteSource {
+  /** The access log's fields, set once the tunnel is handed out. */
+  srcAddr = "";
+  dstAddr = "";
+  hboneAddr: string | undefined = undefined;
+  startMs = 0;
+
+  constructor(
+    readonly tunnel: H2Stream | net.Socket,
+    readonly result: ConnectionResult | undefined,
+  ) {}
+
+  tunnelBytes(): TunnelBytes {
+    const t = this.tunnel;
+    return "pushed" in t
+      ? { clientToServer: t.written, serverToClient: t.pushed }
+      : { clientToServer: t.bytesWritten, serverToClient: t.bytesRead };
+  }
+
+  closed(): void {
+    this.result?.close();
+    if (!this.startMs) return; // never handed out (openRoute logs only the tunnels it returned)
+    logConnectionComplete({
+      direction: "outbound",
+      srcAddr: this.srcAddr,
+      dstAddr: this.dstAddr,
+      hboneAddr: this.hboneAddr,
+      ...(this.result ? peersFromLabels(this.result.labels) : {}),
+      bytes: this.tunnelBytes(),
+      startMs: this.startMs,
+    });
+  }
 }
 
-/** A passthrough tunnel's byte counts, read from its socket. */
-function socketBytes(sock: net.Socket): () => TunnelBytes {
-  return () => ({ clientToServer: sock.bytesWritten, serverToClient: sock.bytesRead });
+/** The one 'close' listener of every outbound tunnel ('close' comes once: no once() wrapper). */
+function onOutboundClose(this: Duplex & { [RECORD_SLOT]?: OutboundTunnel }): void {
+  this[RECORD_SLOT]?.closed();
 }
 
-/** The tunnel's record counts its bytes from `bytes` and closes with it ('close' comes once: no once() wrapper). */
-function closeWith(tunnel: Duplex, r: ConnectionResult, bytes: () => TunnelBytes): void {
-  r.countFrom(bytes);
-  tunnel.on("close", () => r.close());
+/** The tunnel's record counts its bytes from it and closes with it. */
+function recordOf(tunnel: H2Stream | net.Socket, r: ConnectionResult | undefined): OutboundTunnel {
+  const rec = new OutboundTunnel(tunnel, r);
+  r?.countFrom(rec);
+  (tunnel as Duplex & { [RECORD_SLOT]?: OutboundTunnel })[RECORD_SLOT] = rec;
+  tunnel.on("close", onOutboundClose);
+  return rec;
 }
 
 export class Outbound {
@@ -280,8 +319,6 @@ export class Outbound {
   }
 
   private async openRoute(route: Route, client?: HostPort): Promise<Duplex> {
-    const srcAddr = client ? formatAuthority(client.host, client.port) : "";
-    const dstAddr = formatAuthority(route.hop.host, route.hop.port);
     const hboneAddr =
       route.protocol === "HBONE"
         ? route.via
@@ -289,30 +326,21 @@ export class Outbound {
           : formatAuthority(route.target.host, route.target.port)
         : undefined;
     try {
-      const { tunnel, result, bytes } = await this.openRouteCounted(route, client);
-      const startMs = performance.now();
-      tunnel.on("close", () =>
-        logConnectionComplete({
-          direction: "outbound",
-          srcAddr,
-          dstAddr,
-          hboneAddr,
-          ...(result ? peersFromLabels(result.labels) : {}),
-          bytes: bytes(),
-          startMs,
-        }),
-      );
-      return tunnel;
+      const rec = await this.openRouteCounted(route, client);
+      rec.srcAddr = client ? flatField(formatAuthority(client.host, client.port)) : "";
+      rec.dstAddr = sharedField(formatAuthority(route.hop.host, route.hop.port));
+      rec.hboneAddr = hboneAddr === undefined ? undefined : sharedField(hboneAddr);
+      rec.startMs = performance.now();
+      return rec.tunnel;
     } catch (err) {
+      const srcAddr = client ? formatAuthority(client.host, client.port) : "";
+      const dstAddr = formatAuthority(route.hop.host, route.hop.port);
       logConnectionFailed({ direction: "outbound", srcAddr, dstAddr: hboneAddr ?? dstAddr, error: err as Error });
       throw err;
     }
   }
 
-  private async openRouteCounted(
-    route: Route,
-    client?: HostPort,
-  ): Promise<{ tunnel: Duplex; result?: ConnectionResult; bytes: () => TunnelBytes }> {
+  private async openRouteCounted(route: Route, client?: HostPort): Promise<OutboundTunnel> {
     const svc = route.service
       ? { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name }
       : {};
@@ -328,10 +356,7 @@ export class Outbound {
         record(false)?.close(true, "CONNECT");
         throw err;
       }
-      const r = record(false);
-      const bytes = socketBytes(sock);
-      if (r) closeWith(sock, r, bytes);
-      return { tunnel: sock, result: r, bytes };
+      return recordOf(sock, record(false));
     }
     const headers: [string, string][] = workloadBaggage(this.o.source);
     if (client) {
@@ -375,11 +400,9 @@ export class Outbound {
       const principal = String(this.innerPeer.get(stream.session) ?? route.expected[0] ?? "");
       if (peerBaggage) dst = baggageLabels(decodeBaggage(peerBaggage), principal);
     }
-    const r = record(true);
-    const s = stream;
-    const bytes = streamBytes(s);
-    if (r) closeWith(stream, r, bytes);
-    return { tunnel: stream, result: r, bytes };
+    // The response headers are read: an idle tunnel must not keep them.
+    stream.headers = NO_HEADERS;
+    return recordOf(stream, record(true));
   }
 
   /** The peer identity each inner (double HBONE) session verified, for destination_principal. */

@@ -9,179 +9,243 @@
 import type { Duplex } from "node:stream";
 import net from "node:net";
 import * as abi from "../../assembly/abi.js";
-import type { H2Stream } from "../h2/stream.js";
+import { PIPE_SLOT, type H2Stream } from "../h2/stream.js";
 import { H2Error } from "../errors.js";
 import { hiddenReset } from "../sys/index.js";
+import { logger } from "../log.js";
+
+const log = logger("proxy");
 
 /** Resolves when both directions are done (or torn down). */
 export function pipeTunnel(app: Duplex, stream: H2Stream | Duplex): Promise<void> {
-  return new Promise((resolve) => {
-    let appDone = false,
-      streamDone = false,
-      finished = false;
-    const finish = () => {
-      if (finished || !appDone || !streamDone) return;
-      finished = true;
-      resolve();
-    };
-    // A side that died before the pipe started (a client reset during setup, a stream reset in
-    // the same write as its 200) fires no more 'close': tear the other down now, or the tunnel
-    // would stay open (and counted) for ever.
-    if (app.destroyed || stream.destroyed) {
-      if (!stream.destroyed) stream.destroy();
-      else if (!app.destroyed && gentle((stream as H2Stream).rstCode)) app.end(() => app.destroy());
-      else if (!app.destroyed) resetSocket(app);
-      resolve();
-      return;
-    }
-    pump(app, stream); // app FIN -> stream.end() -> END_STREAM
-    pump(stream, app); // END_STREAM -> app.end() -> shutdown(WR)
-
-    app.on("error", (e: Error) => {
-      // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
-      if (stream.destroyed) return;
-      if ("rstCode" in stream)
-        stream.destroy(H2Error.stream(0, abi.CONNECT_ERROR, `application connection: ${e.message}`));
-      else resetSocket(stream); // plain TCP passthrough: pass the reset on as a reset
-    });
-    app.on("close", () => {
-      appDone = true;
-      if (!stream.writableEnded && !stream.destroyed) stream.end();
-      // Nobody is left to read what the peer still sends: stop it (CANCEL reads as EOF there).
-      if (!stream.readableEnded && !stream.destroyed) {
-        if (stream.writableFinished) stream.destroy();
-        else stream.once("finish", () => stream.destroy());
-      }
-      finish();
-    });
-    stream.on("error", () => {
-      if (gentle((stream as H2Stream).rstCode)) {
-        if (!app.writableEnded) app.end();
-      } else {
-        resetSocket(app);
-      }
-    });
-    stream.on("close", () => {
-      streamDone = true;
-      const s = stream as H2Stream;
-      if (!s.readableEnded && !app.writableEnded && !app.destroyed) {
-        // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently; closed with no code (the session went
-        // away under it) is a cut, never a FIN.
-        if (gentle(s.rstCode)) app.end();
-        else resetSocket(app);
-      }
-      // Our FIN may be out already (END_STREAM, then a reset): the stream's close unpiped and so paused the app,
-      // whose further bytes and FIN would never be read; a 'finish' listener added now would never run.
-      if (app.writableEnded && !app.destroyed) {
-        if (app.writableFinished) app.destroy();
-        else app.once("finish", () => app.destroy());
-      }
-      finish();
-    });
-  });
+  return new Promise((resolve) => startTunnel(app, stream, resolve));
 }
 
 /**
- * One direction of a tunnel, by hand instead of `from.pipe(to)`: the same semantics (write until `to` is full,
- * pause `from` until 'drain'; `from`'s end ends `to`) with one small object per direction and no closures: the
- * listeners are shared by every tunnel and find their pump on the emitter (`from[READS]`, `to[WRITES]`), so an
- * idle tunnel holds two objects instead of pipe()'s fourteen closures. Teardown (errors, close) is pipeTunnel's.
+ * pipeTunnel with a callback instead of a Promise: `done` runs once both directions are done (or torn down). A
+ * listener passes one `done` for all its tunnels, so an idle tunnel holds no Promise, closure or async frame.
+ * The pipe owns both sides' errors from then on (and logs them at debug): the owner ownErrors gave a side is dropped.
  */
-class Pump {
-  waiting = false;
-  corked = false;
+export function startTunnel(app: Duplex, stream: H2Stream | Duplex, done: (() => void) | null): void {
+  // A side that died before the pipe started (a client reset during setup, a stream reset in
+  // the same write as its 200) fires no more 'close': tear the other down now, or the tunnel
+  // would stay open (and counted) for ever.
+  if (app.destroyed || stream.destroyed) {
+    if (!stream.destroyed) stream.destroy();
+    else if (!app.destroyed && gentle((stream as H2Stream).rstCode)) app.end(() => app.destroy());
+    else if (!app.destroyed) resetSocket(app);
+    done?.();
+    return;
+  }
+  const t = new Tunnel(app, stream, done);
+  (app as Side)[PIPE_SLOT] = t;
+  (stream as Side)[PIPE_SLOT] = t;
+  // Both directions by hand instead of `from.pipe(to)`: the same semantics (write until `to` is full, pause `from`
+  // until 'drain'; `from`'s end ends `to`): app FIN -> stream.end() -> END_STREAM, END_STREAM -> app.end() ->
+  // shutdown(WR).
+  for (const side of [app, stream]) {
+    side.on("data", onTunnelData);
+    if (side.readableEnded)
+      process.nextTick(endOf, side); // its 'end' has been and gone
+    else side.on("end", onTunnelEnd); // emitted once
+    side.on("drain", onTunnelDrain);
+    side.on("error", onTunnelError);
+    side.on("close", onTunnelClose);
+  }
+  // A socket paused while its tunnel was dialled stays paused when a 'data' listener is added.
+  if (stream.writableNeedDrain) t.hold(app);
+  else app.resume();
+  if (app.writableNeedDrain) t.hold(stream);
+  else stream.resume();
+  // Ours now: one 'error' listener on an idle tunnel's side, not an array of two.
+  app.off("error", onUnpipedError);
+  stream.off("error", onUnpipedError);
+}
+
+/**
+ * Gives a tunnel's side (a client socket being tunnelled, a stream being set up or handed out) an error owner from
+ * the moment it exists, until a pipe takes it over: a reset must never crash the process. One function for all.
+ */
+export function ownErrors(side: Duplex): void {
+  side.on("error", onUnpipedError);
+}
+
+function onUnpipedError(e: Error): void {
+  log.debug("tunnel connection ended with an error", { error: e });
+}
+
+// A Tunnel's state bits. HELD: that side is paused until the other one drains. DONE: that side closed.
+const APP_HELD = 1;
+const STREAM_HELD = 2;
+const APP_DONE = 4;
+const STREAM_DONE = 8;
+const FINISHED = 16;
+// CORKED: writes to that side wait for the end of this turn of the event loop (see onTunnelData).
+const APP_CORKED = 32;
+const STREAM_CORKED = 64;
+
+/**
+ * One tunnel's state. Its listeners are shared by every tunnel and find it on the emitter (`side[PIPE_SLOT]`), so an
+ * idle tunnel holds this one object instead of pipe()'s fourteen closures, a Promise and its reactions.
+ */
+class Tunnel {
+  /** APP_HELD | STREAM_HELD | APP_DONE | STREAM_DONE | FINISHED (one field, not five: every idle tunnel has one). */
+  bits = 0;
 
   constructor(
-    readonly from: Duplex,
-    readonly to: Duplex,
+    readonly app: Duplex,
+    readonly stream: Duplex,
+    readonly done: (() => void) | null,
   ) {}
 
-  data(chunk: Buffer): void {
-    // Hold on what `to` still buffers once the write ran, not on write()'s answer: write() compares before the
-    // chunk is handed on, so a chunk as large as the high-water mark (a 64 KiB socket read, a 16 KiB TLS record)
-    // answers false even when the kernel or the session took it at once. pipe() pauses the reader on that
-    // false, and per chunk costs a pause, a resume (two epoll_ctl calls on a socket) and a turn of the event
-    // loop. What stays buffered is bounded as before: one chunk over the high-water mark.
-    const to = this.to;
-    // Bulk writes to a socket in one turn of the event loop go out as one writev: the records of one TLS read
-    // (four 16 KiB chunks of DATA) become one system call and one 64 KiB segment instead of four. A small chunk
-    // (a request, an answer) is written at once: nothing is likely to join it.
-    if (!this.corked && chunk.length >= COALESCE_FROM && to instanceof net.Socket) {
-      this.corked = true;
-      to.cork();
-      setImmediate(uncorkPump, this);
+  /** The side `from` writes to. */
+  peerOf(from: Duplex): Duplex {
+    return from === this.app ? this.stream : this.app;
+  }
+
+  /** `from`'s peer is full already: wait for its 'drain' before reading `from`. */
+  hold(from: Duplex): void {
+    this.bits |= from === this.app ? APP_HELD : STREAM_HELD;
+    from.pause();
+  }
+
+  finish(): void {
+    if ((this.bits & (FINISHED | APP_DONE | STREAM_DONE)) !== (APP_DONE | STREAM_DONE)) return;
+    this.bits |= FINISHED;
+    this.done?.();
+  }
+
+  appError(e: Error): void {
+    const stream = this.stream;
+    // The app's connection broke (a reset): CONNECT_ERROR, never a FIN that would read as complete.
+    if (stream.destroyed) return;
+    if ("rstCode" in stream)
+      stream.destroy(H2Error.stream(0, abi.CONNECT_ERROR, `application connection: ${e.message}`));
+    else resetSocket(stream); // plain TCP passthrough: pass the reset on as a reset
+  }
+
+  appClosed(): void {
+    const stream = this.stream;
+    this.bits |= APP_DONE;
+    if (!stream.writableEnded && !stream.destroyed) stream.end();
+    // Nobody is left to read what the peer still sends: stop it (CANCEL reads as EOF there).
+    if (!stream.readableEnded && !stream.destroyed) {
+      if (stream.writableFinished) stream.destroy();
+      else stream.once("finish", destroyThis);
     }
-    to.write(chunk);
-    // A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
-    if (to.writableLength >= holdAt(to) && !to.destroyed && !this.waiting) this.hold();
+    this.finish();
   }
 
-  uncork(): void {
-    this.corked = false;
-    this.to.uncork();
+  streamError(): void {
+    if (gentle((this.stream as H2Stream).rstCode)) {
+      if (!this.app.writableEnded) this.app.end();
+    } else {
+      resetSocket(this.app);
+    }
   }
 
-  /** `to` is full already: wait for its 'drain' before reading `from`. */
-  hold(): void {
-    this.waiting = true;
-    this.from.pause();
-  }
-
-  drain(): void {
-    if (!this.waiting) return;
-    this.waiting = false;
-    this.from.resume();
-  }
-
-  end(): void {
-    // A socket's end may hide a reset (see resetBehindEof): then `from` is destroyed with it, and the error
-    // handlers of pipeTunnel reset the other side.
-    const reset = resetBehindEof(this.from);
-    if (reset) return void this.from.destroy(reset);
-    if (!this.to.writableEnded && !this.to.destroyed) this.to.end();
+  streamClosed(): void {
+    const app = this.app;
+    this.bits |= STREAM_DONE;
+    const s = this.stream as H2Stream;
+    if (!s.readableEnded && !app.writableEnded && !app.destroyed) {
+      // Reset by the peer: NO_ERROR/CANCEL end the app's stream gently; closed with no code (the session went
+      // away under it) is a cut, never a FIN.
+      if (gentle(s.rstCode)) app.end();
+      else resetSocket(app);
+    }
+    // Our FIN may be out already (END_STREAM, then a reset): the stream's close unpiped and so paused the app,
+    // whose further bytes and FIN would never be read; a 'finish' listener added now would never run.
+    if (app.writableEnded && !app.destroyed) {
+      if (app.writableFinished) app.destroy();
+      else app.once("finish", destroyThis);
+    }
+    this.finish();
   }
 }
 
-function uncorkPump(p: Pump): void {
-  p.uncork();
+/** The tunnel a side belongs to. */
+type Side = Duplex & { [PIPE_SLOT]?: Tunnel };
+
+function onTunnelData(this: Side, chunk: Buffer): void {
+  const t = this[PIPE_SLOT]!;
+  const to = t.peerOf(this);
+  // Bulk writes to a socket in one turn of the event loop go out as one writev: the records of one TLS read
+  // (four 16 KiB chunks of DATA) become one system call and one 64 KiB segment instead of four. A small chunk
+  // (a request, an answer) is written at once: nothing is likely to join it.
+  const corked = to === t.app ? APP_CORKED : STREAM_CORKED;
+  if (!(t.bits & corked) && chunk.length >= COALESCE_FROM && to instanceof net.Socket) {
+    t.bits |= corked;
+    to.cork();
+    setImmediate(uncorkSide, to);
+  }
+  to.write(chunk);
+  // Hold on what `to` still buffers once the write ran, not on write()'s answer: write() compares before the
+  // chunk is handed on, so a chunk as large as the high-water mark (a 64 KiB socket read, a 16 KiB TLS record)
+  // answers false even when the kernel or the session took it at once; pausing on that false cost a pause, a
+  // resume (two epoll_ctl calls on a socket) and a turn of the event loop per chunk. The bound stays one chunk
+  // over the mark. A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
+  if (to.writableLength >= holdAt(to) && !to.destroyed && !(t.bits & (this === t.app ? APP_HELD : STREAM_HELD)))
+    t.hold(this);
 }
 
-/** Bytes a pump lets `to` buffer before it pauses its reader: the high-water mark, and room for one tick's
- *  coalesced writes to a socket (its 16 KiB mark would pause after the first of them). */
-const COALESCE = 64 * 1024;
+function uncorkSide(side: Side): void {
+  const t = side[PIPE_SLOT]!;
+  t.bits &= ~(side === t.app ? APP_CORKED : STREAM_CORKED);
+  side.uncork();
+}
+
 /** Chunks from this size on start a coalesced write (a full TLS record is 16 KiB). */
 const COALESCE_FROM = 8 * 1024;
+/** Bytes a tunnel lets `to` buffer before it pauses the other side: the high-water mark, and room for one turn's
+ *  coalesced writes to a socket (its 16 KiB mark would pause after the first of them). */
+const COALESCE = 64 * 1024;
 function holdAt(to: Duplex): number {
   return Math.max(to.writableHighWaterMark, COALESCE);
 }
 
-/** The pump reading this stream, and the one writing to it (a tunnel's side is both). */
-const READS = Symbol("pump reading this stream");
-const WRITES = Symbol("pump writing to this stream");
-type Pumped = Duplex & { [READS]?: Pump; [WRITES]?: Pump };
-
-function onPumpData(this: Pumped, chunk: Buffer): void {
-  this[READS]?.data(chunk);
-}
-function onPumpEnd(this: Pumped): void {
-  this[READS]?.end();
-}
-function onPumpDrain(this: Pumped): void {
-  this[WRITES]?.drain();
+function onTunnelEnd(this: Side): void {
+  endOf(this);
 }
 
-function pump(from: Pumped, to: Pumped): void {
-  const p = new Pump(from, to);
-  from[READS] = p;
-  to[WRITES] = p;
-  from.on("data", onPumpData);
-  if (from.readableEnded)
-    process.nextTick(() => p.end()); // its 'end' has been and gone
-  else from.on("end", onPumpEnd); // emitted once
-  to.on("drain", onPumpDrain);
-  // A socket paused while its tunnel was dialled stays paused when a 'data' listener is added.
-  if (to.writableNeedDrain) p.hold();
-  else from.resume();
+function endOf(from: Side): void {
+  // A socket's end may hide a reset (see resetBehindEof): then `from` is destroyed with it, and the error
+  // handlers reset the other side.
+  const reset = resetBehindEof(from);
+  if (reset) return void from.destroy(reset);
+  const to = from[PIPE_SLOT]!.peerOf(from);
+  if (!to.writableEnded && !to.destroyed) to.end();
+}
+
+/** `this` has room again: resume the side that writes to it. */
+function onTunnelDrain(this: Side): void {
+  const t = this[PIPE_SLOT]!;
+  if (this === t.stream) {
+    if (!(t.bits & APP_HELD)) return;
+    t.bits &= ~APP_HELD;
+    t.app.resume();
+  } else {
+    if (!(t.bits & STREAM_HELD)) return;
+    t.bits &= ~STREAM_HELD;
+    t.stream.resume();
+  }
+}
+
+function onTunnelError(this: Side, e: Error): void {
+  const t = this[PIPE_SLOT]!;
+  log.debug(this === t.app ? "tunnel application connection error" : "tunnel stream ended with an error", { error: e });
+  if (this === t.app) t.appError(e);
+  else t.streamError();
+}
+
+function onTunnelClose(this: Side): void {
+  const t = this[PIPE_SLOT]!;
+  if (this === t.app) t.appClosed();
+  else t.streamClosed();
+}
+
+function destroyThis(this: Duplex): void {
+  this.destroy();
 }
 
 /** RST_STREAM NO_ERROR/CANCEL ends the app's side with a FIN, not a reset; any other end (no code) is a reset. */
