@@ -190,8 +190,8 @@ function onTunnelData(this: Side, chunk: Buffer): void {
 }
 
 function uncorkSide(side: Side): void {
-  const t = side[PIPE_SLOT]!;
-  t.bits &= ~(side === t.app ? APP_CORKED : STREAM_CORKED);
+  const t = side[PIPE_SLOT];
+  if (t) t.bits &= ~(side === t.app ? APP_CORKED : STREAM_CORKED);
   side.uncork();
 }
 
