@@ -1,16 +1,24 @@
-// Certificates for the mesh. Two libraries, each where it fits:
+// Certificates for the mesh:
 // - node-forge writes Istio's plug-in CA files (RSA root and per-cluster intermediate), like istio/tools/certs.
-// - @peculiar/x509 over WebCrypto issues workload leaves (ECDSA P-256 keys, as ztunnel's CSRs), signed by the
-//   CA key whatever it is (RSA or EC P-256), so CA directories made by openssl or Istio's Makefile load as well.
+// - workload leaves (ECDSA P-256 keys from node:crypto, as ztunnel's CSRs) are written with forge's ASN.1 codec
+//   (./der.ts) and signed by the CA key whatever it is (RSA or EC P-256), so CA directories made by openssl or
+//   Istio's Makefile load as well.
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
 import forge from "node-forge";
-import { X509Certificate, createPrivateKey, createPublicKey, randomBytes, type KeyObject } from "node:crypto";
+import {
+  X509Certificate,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair,
+  randomBytes,
+  type KeyObject,
+} from "node:crypto";
+import { promisify } from "node:util";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { checkTrustDomain, IdentityError, type Identity } from "./identity.js";
 import { CaError } from "../errors.js";
+import { certificateFields, leafCertificate, toPem, type CertificateFields } from "./der.js";
 
 export interface WorkloadCertificate {
   identity: Identity;
@@ -55,10 +63,10 @@ function forgeKeyPair(): Promise<forge.pki.rsa.KeyPair> {
 }
 
 /** A positive DER INTEGER of 16 bytes with no leading zero byte (OpenSSL rejects non-minimal encodings). */
-function serialHex(): string {
+function serial(): Buffer {
   const b = randomBytes(16);
   b[0] = (b[0] & 0x7f) | 0x40;
-  return b.toString("hex");
+  return b;
 }
 
 function forgeCert(
@@ -68,7 +76,7 @@ function forgeCert(
 ): forge.pki.Certificate {
   const cert = pki.createCertificate();
   cert.publicKey = publicKey;
-  cert.serialNumber = serialHex();
+  cert.serialNumber = serial().toString("hex");
   // Backdated a minute so a peer with a slightly slow clock accepts a fresh CA.
   cert.validity.notBefore = new Date(Date.now() - 60_000);
   cert.validity.notAfter = new Date(Date.now() + days * DAY_MS);
@@ -187,7 +195,7 @@ export async function createPluginCa(opts: {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Issuing workload certificates (@peculiar/x509 + WebCrypto)
+// Issuing workload certificates (node:crypto keys and signatures, ./der.ts structures)
 
 async function readCaFile(dir: string, name: string): Promise<string>;
 async function readCaFile(dir: string, name: string, optional: true): Promise<string | undefined>;
@@ -250,12 +258,7 @@ function pathToRoot(
   return path;
 }
 
-function toPem(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString("base64");
-  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END ${label}-----\n`;
-}
-
-const WEBCRYPTO = globalThis.crypto;
+const generateKeys = promisify(generateKeyPair);
 
 function wholeSeconds(d: Date): Date {
   return new Date(Math.floor(d.getTime() / 1000) * 1000);
@@ -266,19 +269,19 @@ export class CertificateAuthority {
   readonly rootsPem: string;
   /** The trust domain named by the CA certificate's spiffe://<td> URI SAN, if it has one; issue() keeps to it. */
   readonly trustDomain: string | undefined;
-  private readonly caCert: x509.X509Certificate;
-  private readonly signingKey: CryptoKey;
+  /** The CA certificate's subject (our issuer) and subjectKeyIdentifier (our authorityKeyIdentifier). */
+  private readonly caFields: CertificateFields;
+  private readonly signingKey: KeyObject;
   /** Intermediates from the CA certificate up to the root, as PEM. */
   private readonly chainPem: string;
 
-  private constructor(caCert: x509.X509Certificate, signingKey: CryptoKey, chainPem: string, rootsPem: string) {
-    this.caCert = caCert;
+  private constructor(caFields: CertificateFields, signingKey: KeyObject, chainPem: string, rootsPem: string) {
+    this.caFields = caFields;
     this.signingKey = signingKey;
     this.chainPem = chainPem;
     this.rootsPem = rootsPem;
-    const san = caCert.getExtension(x509.SubjectAlternativeNameExtension);
-    const td = san?.names.items.find((n) => n.type === "url" && /^spiffe:\/\/[^/]+\/?$/.test(n.value));
-    this.trustDomain = td?.value.slice("spiffe://".length).replace(/\/$/, "");
+    const td = this.caFields.uris.find((u) => /^spiffe:\/\/[^/]+\/?$/.test(u));
+    this.trustDomain = td?.slice("spiffe://".length).replace(/\/$/, "");
   }
 
   /** Loads ca-cert.pem, ca-key.pem, root-cert.pem and (optional) cert-chain.pem from an Istio plug-in CA dir. */
@@ -308,26 +311,25 @@ export class CertificateAuthority {
     if (!path)
       throw new CaError(`${join(dir, "ca-cert.pem")}: does not chain to root-cert.pem (through cert-chain.pem)`);
 
-    let algorithm: RsaHashedImportParams | EcKeyImportParams;
     const details = key.asymmetricKeyDetails;
-    if (key.asymmetricKeyType === "rsa") {
-      algorithm = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
-    } else if (key.asymmetricKeyType === "ec" && details?.namedCurve === "prime256v1") {
-      algorithm = { name: "ECDSA", namedCurve: "P-256" };
-    } else {
+    if (!(
+      key.asymmetricKeyType === "rsa" ||
+      (key.asymmetricKeyType === "ec" && details?.namedCurve === "prime256v1")
+    )) {
       const what = key.asymmetricKeyType === "ec" ? `EC ${details?.namedCurve}` : key.asymmetricKeyType;
       throw new CaError(`${join(dir, "ca-key.pem")}: unsupported key type ${what} (RSA or EC P-256)`);
     }
-    const signingKey = await WEBCRYPTO.subtle.importKey(
-      "pkcs8",
-      key.export({ type: "pkcs8", format: "der" }),
-      algorithm,
-      false,
-      ["sign"],
-    );
+    let fields: CertificateFields;
+    try {
+      fields = certificateFields(ca.raw);
+    } catch (err) {
+      throw new CaError(
+        `${join(dir, "ca-cert.pem")}: cannot read its subject and extensions (${(err as Error).message})`,
+      );
+    }
     return new CertificateAuthority(
-      new x509.X509Certificate(ca.raw),
-      signingKey,
+      fields,
+      key,
       path.map((c) => c.toString()).join(""),
       roots.map((c) => c.toString()).join(""),
     );
@@ -352,42 +354,26 @@ export class CertificateAuthority {
       );
     }
 
-    const keyAlgorithm =
+    const keys =
       opts.keyType === "rsa"
-        ? {
-            name: "RSASSA-PKCS1-v1_5",
-            modulusLength: RSA_BITS,
-            publicExponent: new Uint8Array([1, 0, 1]),
-            hash: "SHA-256",
-          }
-        : { name: "ECDSA", namedCurve: "P-256" };
-    const keys = (await WEBCRYPTO.subtle.generateKey(keyAlgorithm, true, ["sign", "verify"])) as CryptoKeyPair;
-
-    const ski = this.caCert.getExtension(x509.SubjectKeyIdentifierExtension);
-    const leaf = await x509.X509CertificateGenerator.create(
+        ? await generateKeys("rsa", { modulusLength: RSA_BITS })
+        : await generateKeys("ec", { namedCurve: "prime256v1" });
+    const leaf = leafCertificate(
       {
-        issuer: this.caCert.subjectName,
+        serial: serial(),
+        issuer: this.caFields.subject,
         notBefore,
         notAfter,
-        publicKey: keys.publicKey,
-        signingKey: this.signingKey,
-        extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          // Istio's workload key usages.
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-          ...(ski ? [new x509.AuthorityKeyIdentifierExtension(ski.keyId)] : []),
-          // The subject is empty, so the SAN is critical (RFC 5280 §4.2.1.6).
-          new x509.SubjectAlternativeNameExtension([{ type: "url", value: identity.toString() }], true),
-        ],
+        spki: spki(keys.publicKey),
+        authorityKeyId: this.caFields.subjectKeyId,
+        uri: identity.toString(),
       },
-      WEBCRYPTO,
+      this.signingKey,
     );
-    const pkcs8 = await WEBCRYPTO.subtle.exportKey("pkcs8", keys.privateKey);
     return {
       identity,
-      keyPem: toPem("PRIVATE KEY", pkcs8),
-      certChainPem: toPem("CERTIFICATE", leaf.rawData) + this.chainPem,
+      keyPem: keys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      certChainPem: toPem("CERTIFICATE", leaf) + this.chainPem,
       rootsPem: this.rootsPem,
       notBefore,
       notAfter,
