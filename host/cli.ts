@@ -4,10 +4,7 @@
 import { parseArgs } from "node:util";
 import { getCodec } from "./wasm/codec.js";
 import { startProxy, type ForwardListener, type ProxyOptions } from "./app.js";
-import { certsCommand } from "./identity/certs-command.js";
-import { captureCommand } from "./capture/rules.js";
 import { parseListenAddress } from "./proxy/authority.js";
-import { runDemo } from "./demo.js";
 import { logger, getLevel, setLevel } from "./log.js";
 import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
 import { resolveRuntime } from "./runtime-config.js";
@@ -231,7 +228,7 @@ async function start(args: string[]): Promise<number> {
   const duration = values.duration !== undefined ? Number(values.duration) : undefined;
   if (duration !== undefined && !(duration >= 0))
     throw new Error(`--duration: not a number of seconds: ${values.duration}`);
-  await runDemo(duration);
+  await (await import("./demo.js")).runDemo(duration);
   return 0;
 }
 
@@ -243,10 +240,11 @@ async function main(argv: string[]): Promise<number> {
       return proxy(rest[0] === "ztunnel" ? rest.slice(1) : rest);
     case "gateway":
       return proxy(rest, true);
+    // Loaded by the commands that run them: a proxy never holds the demo (protobuf, ZDS) or the capture code.
     case "certs":
-      return certsCommand(rest);
+      return (await import("./identity/certs-command.js")).certsCommand(rest);
     case "capture":
-      return captureCommand(rest);
+      return (await import("./capture/rules.js")).captureCommand(rest);
     case "start":
       return start(rest);
     case "version":

@@ -3,10 +3,12 @@
 // library costs an idle proxy more memory than everything it does for a leaf: a workload leaf (ECDSA P-256, as
 // ztunnel's) is one TBSCertificate and one signature, a CSR one CertificationRequestInfo and one signature.
 
-import forge from "node-forge";
+import type forge from "node-forge";
 import { sign, type KeyObject } from "node:crypto";
+import { createRequire } from "node:module";
 
-const { asn1 } = forge;
+// forge's ASN.1 module alone (with its util and OID table): its index loads every cipher, TLS and PKCS#12 too.
+const asn1 = createRequire(import.meta.url)("node-forge/lib/asn1") as typeof forge.asn1;
 const T = asn1.Type;
 const UNIVERSAL = asn1.Class.UNIVERSAL;
 const CONTEXT = asn1.Class.CONTEXT_SPECIFIC;
