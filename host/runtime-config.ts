@@ -46,6 +46,15 @@ export const PATHS = {
   tmp: "/tmp",
 } as const;
 
+/**
+ * Node flags the `hbone` command runs with (its bin's shebang, `npm start`, deploy/Containerfile, the demo's and
+ * the bench's spawns; test/node-flags.test.ts keeps them in step). V8 sizes its young generation when the process
+ * starts, so these cannot be set from inside. 1 MB semi-spaces instead of up to 16 MB: a tunnel's garbage is
+ * short-lived buffers and closures, collected while still in cache. Measured on a loopback proxy pair, 256 MB each
+ * way: ~10-15% less CPU per proxy and ~25 MB less RSS after the load; ~1 MB less when idle.
+ */
+export const NODE_FLAGS = ["--max-semi-space-size=1"] as const;
+
 export const DEFAULTS = {
   /** In-flight tunnels may finish for this long after SIGTERM (ztunnel: grace period minus 1 s). */
   drainTimeoutMs: 30_000,

@@ -20,8 +20,10 @@ export async function startProxy(
   name: string,
   script: string,
   args: string[],
+  /** The proxy's own node flags (hbone's NODE_FLAGS). */
+  flags: readonly string[] = [],
 ): Promise<Child> {
-  const nodeArgs = [...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])];
+  const nodeArgs = [...flags, ...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])];
   const child = await spawnNode(name, script, args, { ...ctx.spawn, nodeArgs });
   proxies.unshift({ role, child, workers: child.ready.pids as number[] | undefined });
   return child;
