@@ -1,18 +1,14 @@
-#!/usr/bin/env -S node --min-semi-space-size=8
+#!/usr/bin/env -S node --min-semi-space-size=8 --max-semi-space-size=8
 // `hbone` command line: proxy (the node proxy), certs (a plug-in CA), start (the demo `npm start` runs).
 
 import { parseArgs } from "node:util";
 import { getCodec } from "./wasm/codec.js";
 import { startProxy, type ForwardListener, type ProxyOptions } from "./app.js";
-import { certsCommand } from "./identity/certs-command.js";
-import { captureCommand } from "./capture/rules.js";
 import { parseListenAddress } from "./proxy/authority.js";
-import { runDemo } from "./demo.js";
 import { logger, getLevel, setLevel } from "./log.js";
 import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
-import { resolveRuntime } from "./runtime-config.js";
+import { NODE_FLAGS, resolveRuntime, startedWithNodeFlags } from "./runtime-config.js";
 import { VERSION } from "./version.js";
-import { PROXY_NODE_FLAGS, startedWithProxyFlags } from "./node-flags.js";
 
 const log = logger("cli");
 
@@ -189,9 +185,9 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     gateway,
   };
   installLastResort();
-  if (!isWorker() && !startedWithProxyFlags())
-    log.info("node started without the proxy's flags: bulk tunnels may spend more CPU in GC", {
-      flags: PROXY_NODE_FLAGS.join(" "),
+  if (!isWorker() && !startedWithNodeFlags())
+    log.info("node started without the hbone command's flags: bulk tunnels may spend more CPU in GC", {
+      flags: NODE_FLAGS.join(" "),
       hint: "run the hbone bin, or node with these flags",
     });
   const mesh = await startProxy(opts);
@@ -237,7 +233,7 @@ async function start(args: string[]): Promise<number> {
   const duration = values.duration !== undefined ? Number(values.duration) : undefined;
   if (duration !== undefined && !(duration >= 0))
     throw new Error(`--duration: not a number of seconds: ${values.duration}`);
-  await runDemo(duration);
+  await (await import("./demo.js")).runDemo(duration);
   return 0;
 }
 
@@ -249,10 +245,11 @@ async function main(argv: string[]): Promise<number> {
       return proxy(rest[0] === "ztunnel" ? rest.slice(1) : rest);
     case "gateway":
       return proxy(rest, true);
+    // Loaded by the commands that run them: a proxy never holds the demo (protobuf, ZDS) or the capture code.
     case "certs":
-      return certsCommand(rest);
+      return (await import("./identity/certs-command.js")).certsCommand(rest);
     case "capture":
-      return captureCommand(rest);
+      return (await import("./capture/rules.js")).captureCommand(rest);
     case "start":
       return start(rest);
     case "version":

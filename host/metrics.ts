@@ -6,7 +6,7 @@
 // length-bounded, series are capped (overflow: "unknown" labels), idle series expire, and an
 // inbound tunnel gets a series only once it passed its checks (Metrics.checking).
 
-import client from "prom-client";
+import { client, processMetrics } from "./prom.js";
 import { envInt } from "./env.js";
 import { getCodec } from "./wasm/codec.js";
 
@@ -281,7 +281,7 @@ export class Metrics {
     this.limits = { ...defaultMetricsLimits(), ...limits };
     const registers = [this.registry];
     const labelNames = TCP_LABELS as unknown as TcpLabel[];
-    client.collectDefaultMetrics({ register: this.registry });
+    processMetrics(this.registry);
     new client.Gauge({
       name: "istio_build",
       help: "Istio component build info",

@@ -35,7 +35,7 @@ export const ROOMS = [
   ["identity", 2, ["host/identity/"]],
   ["h2", 3, ["host/h2/"]],
   ["baggage", 3, ["host/baggage.ts"]],
-  ["metrics", 3, ["host/metrics.ts"]],
+  ["metrics", 3, ["host/metrics.ts", "host/prom.ts"]],
   ["tls", 3, ["host/tls/"]],
   ["state", 3, ["host/state/"]],
   ["lb", 4, ["host/lb/"]],

@@ -2,9 +2,6 @@
 // topology's extra node flags, recorded in the topology's proxy list.
 
 import { fileURLToPath } from "node:url";
-import { join } from "node:path";
-import { PROXY_NODE_FLAGS } from "../../host/node-flags.js";
-import { repoRoot } from "../harness.js";
 import { spawnNode, type Child } from "./procs.js";
 import type { BuildContext, Proxy } from "./topologies.js";
 
@@ -23,19 +20,13 @@ export async function startProxy(
   name: string,
   script: string,
   args: string[],
+  /** The proxy's own node flags (this build's hbone: NODE_FLAGS); [] for a peer or the base build, which run with
+   *  Node's defaults or HBONE_BENCH_PEER_NODE_FLAGS (space-separated: a peer measured under the same flags). */
+  flags: readonly string[] = [],
 ): Promise<Child> {
-  const nodeArgs = [...flagsFor(script), ...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])];
+  const own = flags.length > 0 ? flags : (process.env.HBONE_BENCH_PEER_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+  const nodeArgs = [...own, ...(ctx.spawn.nodeArgs ?? []), ...(ctx.proxyNodeArgs?.(role) ?? [])];
   const child = await spawnNode(name, script, args, { ...ctx.spawn, nodeArgs });
   proxies.unshift({ role, child, workers: child.ready.pids as number[] | undefined });
   return child;
-}
-
-/**
- * Node flags a proxy runs with: this build's CLI as the `hbone` bin runs it (host/node-flags.ts); a peer or another
- * build with Node's defaults, or with HBONE_BENCH_PEER_NODE_FLAGS (space-separated) to measure a peer under the
- * same flags.
- */
-function flagsFor(script: string): readonly string[] {
-  if (script === join(repoRoot(), "dist", "host", "cli.js")) return PROXY_NODE_FLAGS;
-  return (process.env.HBONE_BENCH_PEER_NODE_FLAGS ?? "").split(" ").filter(Boolean);
 }

@@ -16,7 +16,7 @@
 // Each workload runs on every topology before the next workload starts, so ratios compare figures
 // taken minutes apart at most. Idle memory runs first, on proxies that have done nothing else yet.
 
-import { PROXY_NODE_FLAGS } from "../../host/node-flags.js";
+import { NODE_FLAGS } from "../../host/runtime-config.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -588,7 +588,7 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     "proxies: real processes on loopback (client app, proxies, server app each their own process); TLS 1.3 " +
       "AES-GCM with mutual certificates from one Istio plug-in CA on every TLS hop; node-http2 and hbone-wasm " +
       "with 4 MiB stream / 16 MiB connection windows, 1 MiB frames, 100 streams per pooled connection",
-    `node flags: hbone proxies run with ${PROXY_NODE_FLAGS.join(" ")} as the hbone bin runs them (host/node-flags.ts); ` +
+    `node flags: hbone proxies run with ${NODE_FLAGS.join(" ")} as the hbone bin runs them (host/runtime-config.ts); ` +
       (process.env.HBONE_BENCH_PEER_NODE_FLAGS
         ? `the peers with ${process.env.HBONE_BENCH_PEER_NODE_FLAGS} (HBONE_BENCH_PEER_NODE_FLAGS)`
         : "the peers and hbone-wasm-base with Node's defaults"),

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { freePort } from "./procs.js";
 import { repoRoot } from "../harness.js";
 import { peer, startProxy } from "./peer-spawn.js";
+import { NODE_FLAGS } from "../../host/runtime-config.js";
 import type { AppPorts, BuildContext, Endpoint, Proxy } from "./topologies.js";
 
 export const GATEWAY_IP = "127.0.0.4";
@@ -101,7 +102,7 @@ export async function buildDouble(
   proxies: Proxy[],
 ): Promise<Endpoint[]> {
   const start = (role: Proxy["role"], script: string, args: string[]) =>
-    startProxy(ctx, proxies, role, `${kind}-double ${role}`, script, args);
+    startProxy(ctx, proxies, role, `${kind}-double ${role}`, script, args, kind === "hbone" ? NODE_FLAGS : []);
   if (kind === "tls-pipe") {
     const pipe = peer("tls-pipe.js");
     const term = await start("inbound", pipe, ["terminator", ctx.caDir, SERVER_IP, ...portsOf(ctx.app).map(String)]);

@@ -19,6 +19,7 @@ import { freePort, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "../harness.js";
 import { buildDouble } from "./topologies-double.js";
 import { peer, startProxy } from "./peer-spawn.js";
+import { NODE_FLAGS } from "../../host/runtime-config.js";
 
 export const TOPOLOGIES = [
   "direct",
@@ -189,27 +190,39 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
           "1",
           ...(name === "hbone-wasm-w2" ? ["--workers", "2"] : []),
         ];
-        const inb = await startProxy(ctx, proxies, "inbound", "hbone inbound", cli, [
-          ...common,
-          "--workload",
-          "default/server/server",
-          "--inbound-port",
-          "0",
-        ]);
+        // The base checkout runs as it was shipped; this build with the flags its bin and image run with.
+        const flags = name === "hbone-wasm-base" ? [] : NODE_FLAGS;
+        const inb = await startProxy(
+          ctx,
+          proxies,
+          "inbound",
+          "hbone inbound",
+          cli,
+          [...common, "--workload", "default/server/server", "--inbound-port", "0"],
+          flags,
+        );
         const hbonePort = hostPort(inb.ready.inbound as string).port;
         // `--forward` refuses listen port 0 (host/proxy/authority.ts validPort), so pick free ports here.
         const listen: number[] = [];
         for (let k = 0; k < APP_MODES.length; k++) listen.push(await freePort("127.0.0.1"));
-        const out = await startProxy(ctx, proxies, "outbound", "hbone outbound", cli, [
-          ...common,
-          "--workload",
-          "default/client/client",
-          "--inbound-port",
-          "off",
-          "--hbone-port",
-          String(hbonePort),
-          ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`]),
-        ]);
+        const out = await startProxy(
+          ctx,
+          proxies,
+          "outbound",
+          "hbone outbound",
+          cli,
+          [
+            ...common,
+            "--workload",
+            "default/client/client",
+            "--inbound-port",
+            "off",
+            "--hbone-port",
+            String(hbonePort),
+            ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`]),
+          ],
+          flags,
+        );
         const fwd = (out.ready.forward as string[]).map((f) => hostPort(f).port);
         return { name, entry: entries(fwd), proxies, stop: () => stopAll(proxies) };
       }

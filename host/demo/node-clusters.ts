@@ -23,7 +23,7 @@ import { openNetns } from "../sys/netns.js";
 import { adoptServer, createListenSocketIn, createUdpSocketIn, dialFrom } from "../sys/socket.js";
 import { APP_PORT, TwoClusters, VIPS, appServer, type TwoClusterOptions, type WorkloadSpec } from "./two-clusters.js";
 import { ZdsAgent } from "./zds-agent.js";
-import { PROXY_NODE_FLAGS } from "../node-flags.js";
+import { NODE_FLAGS } from "../runtime-config.js";
 
 /** The pod range: 10.244.<cluster octet>.<workload>, on one bridge. */
 const POD_PREFIX = "10.244";
@@ -189,7 +189,7 @@ export class NodeClusters extends TwoClusters {
     const child = spawn(
       "ip",
       [
-        ...["netns", "exec", gw.netns, process.execPath, ...PROXY_NODE_FLAGS, CLI, "gateway"],
+        ...["netns", "exec", gw.netns, process.execPath, ...NODE_FLAGS, CLI, "gateway"],
         ...["--config", this.configPath(c), "--ca-dir", this.caDir(c), "--workload", `${namespace}/${name}/${sa}`],
         ...["--cluster", c, "--network", this.network(c), "--inbound-port", String(this.hbonePort)],
         ...["--admin-port", "off", "--metrics-port", "off", "--readiness-port", "off"],

@@ -1,16 +1,25 @@
-// Certificates for the mesh. Two libraries, each where it fits:
-// - node-forge writes Istio's plug-in CA files (RSA root and per-cluster intermediate), like istio/tools/certs.
-// - @peculiar/x509 over WebCrypto issues workload leaves (ECDSA P-256 keys, as ztunnel's CSRs), signed by the
-//   CA key whatever it is (RSA or EC P-256), so CA directories made by openssl or Istio's Makefile load as well.
+// Certificates for the mesh:
+// - ./plugin-ca.ts writes Istio's plug-in CA files with node-forge (RSA root and per-cluster intermediate), like
+//   istio/tools/certs; loaded by the commands that write them, a proxy does not hold node-forge's pki code.
+// - workload leaves (ECDSA P-256 keys from node:crypto, as ztunnel's CSRs) are written with forge's ASN.1 codec
+//   (./der.ts) and signed by the CA key whatever it is (RSA or EC P-256), so CA directories made by openssl or
+//   Istio's Makefile load as well.
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
-import forge from "node-forge";
-import { X509Certificate, createPrivateKey, createPublicKey, randomBytes, type KeyObject } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import {
+  X509Certificate,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair,
+  randomBytes,
+  type KeyObject,
+} from "node:crypto";
+import { promisify } from "node:util";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { checkTrustDomain, IdentityError, type Identity } from "./identity.js";
+import { IdentityError, type Identity } from "./identity.js";
 import { CaError } from "../errors.js";
+import type * as PluginCa from "./plugin-ca.js";
+import { certificateFields, leafCertificate, toPem, type CertificateFields } from "./der.js";
 
 export interface WorkloadCertificate {
   identity: Identity;
@@ -24,174 +33,28 @@ export interface WorkloadCertificate {
   notAfter: Date;
 }
 
-const DAY_MS = 24 * 3600 * 1000;
-// Istio's tools/certs Makefile: root 10 years, intermediates 2 years. 2048-bit keys as istiod's self-signed CA
-// (CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE).
-const ROOT_DAYS = 3650;
-const INTERMEDIATE_DAYS = 730;
-const RSA_BITS = 2048;
+export const DAY_MS = 24 * 3600 * 1000;
+// 2048-bit RSA keys, as istiod's self-signed CA (CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE).
+export const RSA_BITS = 2048;
 
-// ---------------------------------------------------------------------------------------------------------
-// Plug-in CA files (node-forge)
-
-const { pki } = forge;
-
-interface ForgeRoot {
-  cert: forge.pki.Certificate;
-  key: forge.pki.rsa.PrivateKey;
-  /** root-cert.pem as written (a reused root keeps its file, bundles included). */
-  pem: string;
-}
-
-/** node-forge writes CRLF; PEM files from openssl (and Istio's tools) use LF. */
-function lf(pem: string): string {
-  return pem.replace(/\r\n/g, "\n");
-}
-
-function forgeKeyPair(): Promise<forge.pki.rsa.KeyPair> {
-  return new Promise((resolve, reject) =>
-    pki.rsa.generateKeyPair({ bits: RSA_BITS }, (err, keys) => (err ? reject(err) : resolve(keys))),
-  );
+/** Writes Istio's plug-in CA layout (./plugin-ca.ts, node-forge loaded on first use). */
+export async function createPluginCa(opts: Parameters<typeof PluginCa.createPluginCa>[0]): Promise<void> {
+  return (await import("./plugin-ca.js")).createPluginCa(opts);
 }
 
 /** A positive DER INTEGER of 16 bytes with no leading zero byte (OpenSSL rejects non-minimal encodings). */
-function serialHex(): string {
+export function serial(): Buffer {
   const b = randomBytes(16);
   b[0] = (b[0] & 0x7f) | 0x40;
-  return b.toString("hex");
-}
-
-function forgeCert(
-  publicKey: forge.pki.rsa.PublicKey,
-  subject: forge.pki.CertificateField[],
-  days: number,
-): forge.pki.Certificate {
-  const cert = pki.createCertificate();
-  cert.publicKey = publicKey;
-  cert.serialNumber = serialHex();
-  // Backdated a minute so a peer with a slightly slow clock accepts a fresh CA.
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + days * DAY_MS);
-  cert.setSubject(subject);
-  return cert;
-}
-
-async function newRoot(): Promise<ForgeRoot & { keyPem: string }> {
-  const keys = await forgeKeyPair();
-  const cert = forgeCert(
-    keys.publicKey,
-    [
-      { name: "organizationName", value: "Istio" },
-      { name: "commonName", value: "Root CA" },
-    ],
-    ROOT_DAYS,
-  );
-  cert.setIssuer(cert.subject.attributes);
-  cert.setExtensions([
-    { name: "basicConstraints", cA: true, critical: true },
-    { name: "keyUsage", keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    { name: "subjectKeyIdentifier" },
-  ]);
-  cert.sign(keys.privateKey, forge.md.sha256.create());
-  return {
-    cert,
-    key: keys.privateKey,
-    pem: lf(pki.certificateToPem(cert)),
-    keyPem: lf(pki.privateKeyToPem(keys.privateKey)),
-  };
-}
-
-/** Reads root-cert.pem + root-key.pem; the root signing the intermediate is the certificate matching the key. */
-async function loadRoot(rootDir: string): Promise<ForgeRoot> {
-  const pem = await readCaFile(rootDir, "root-cert.pem");
-  const keyObject = parseKey(rootDir, "root-key.pem", await readCaFile(rootDir, "root-key.pem"));
-  if (keyObject.asymmetricKeyType !== "rsa") {
-    throw new CaError(
-      `${join(rootDir, "root-key.pem")}: a reused root must have an RSA key (got ${keyObject.asymmetricKeyType})`,
-    );
-  }
-  const key = pki.privateKeyFromPem(
-    keyObject.export({ type: "pkcs1", format: "pem" }) as string,
-  ) as forge.pki.rsa.PrivateKey;
-  for (const block of forge.pem.decode(pem)) {
-    if (block.type !== "CERTIFICATE") continue;
-    let cert: forge.pki.Certificate;
-    try {
-      cert = pki.certificateFromAsn1(forge.asn1.fromDer(block.body));
-    } catch {
-      continue; // not RSA: node-forge cannot read it, and it cannot match an RSA key anyway
-    }
-    if ((cert.publicKey as forge.pki.rsa.PublicKey).n.equals(key.n)) return { cert, key, pem };
-  }
-  throw new CaError(`${join(rootDir, "root-cert.pem")}: no certificate matches root-key.pem`);
-}
-
-/** Writes Istio's plug-in CA layout with node-forge (RSA): root-cert.pem, ca-cert.pem + ca-key.pem (an intermediate
- *  for that cluster, signed by the root), cert-chain.pem (intermediate then root). With rootDir, reuses the root cert+key
- *  found there (root-cert.pem + root-key.pem) so clusters share trust; without, creates a root and also writes root-key.pem. */
-export async function createPluginCa(opts: {
-  outDir: string;
-  trustDomain: string;
-  cluster?: string;
-  rootDir?: string;
-}): Promise<void> {
-  checkTrustDomain(opts.trustDomain);
-  const files = new Map<string, string>();
-  let root: ForgeRoot;
-  if (opts.rootDir) {
-    root = await loadRoot(opts.rootDir);
-  } else {
-    const created = await newRoot();
-    root = created;
-    files.set("root-key.pem", created.keyPem);
-  }
-
-  const keys = await forgeKeyPair();
-  const subject: forge.pki.CertificateField[] = [
-    { name: "organizationName", value: "Istio" },
-    { name: "commonName", value: "Intermediate CA" },
-  ];
-  if (opts.cluster) subject.push({ name: "localityName", value: opts.cluster });
-  const cert = forgeCert(keys.publicKey, subject, INTERMEDIATE_DAYS);
-  cert.setIssuer(root.cert.subject.attributes);
-  const rootSki = root.cert.getExtension("subjectKeyIdentifier") as { subjectKeyIdentifier?: string } | undefined;
-  cert.setExtensions([
-    { name: "basicConstraints", cA: true, pathLenConstraint: 0, critical: true },
-    { name: "keyUsage", keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    { name: "subjectKeyIdentifier" },
-    // Must equal the root's own SKI, or chain building by key identifier fails.
-    ...(rootSki?.subjectKeyIdentifier
-      ? [{ name: "authorityKeyIdentifier", keyIdentifier: forge.util.hexToBytes(rootSki.subjectKeyIdentifier) }]
-      : []),
-    // The SPIFFE X.509-SVID form of a signing certificate: the trust domain it issues for.
-    { name: "subjectAltName", altNames: [{ type: 6, value: `spiffe://${opts.trustDomain}` }] },
-  ]);
-  cert.sign(root.key, forge.md.sha256.create());
-
-  const caCertPem = lf(pki.certificateToPem(cert));
-  files.set("root-cert.pem", root.pem);
-  files.set("ca-cert.pem", caCertPem);
-  files.set("ca-key.pem", lf(pki.privateKeyToPem(keys.privateKey)));
-  files.set("cert-chain.pem", caCertPem + lf(pki.certificateToPem(root.cert)));
-
-  await mkdir(opts.outDir, { recursive: true });
-  // Never replace a CA in use: refuse if any file exists with other content (before writing anything).
-  for (const [name, text] of files) {
-    const existing = await readFile(join(opts.outDir, name), "utf8").catch(() => undefined);
-    if (existing !== undefined && existing !== text)
-      throw new CaError(`${join(opts.outDir, name)} already exists`, "HBONE_CA_EXISTS");
-  }
-  for (const [name, text] of files) {
-    await writeFile(join(opts.outDir, name), text, { mode: name.endsWith("-key.pem") ? 0o600 : 0o644 });
-  }
+  return b;
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Issuing workload certificates (@peculiar/x509 + WebCrypto)
+// Issuing workload certificates (node:crypto keys and signatures, ./der.ts structures)
 
-async function readCaFile(dir: string, name: string): Promise<string>;
-async function readCaFile(dir: string, name: string, optional: true): Promise<string | undefined>;
-async function readCaFile(dir: string, name: string, optional = false): Promise<string | undefined> {
+export async function readCaFile(dir: string, name: string): Promise<string>;
+export async function readCaFile(dir: string, name: string, optional: true): Promise<string | undefined>;
+export async function readCaFile(dir: string, name: string, optional = false): Promise<string | undefined> {
   try {
     return await readFile(join(dir, name), "utf8");
   } catch (err) {
@@ -203,7 +66,7 @@ async function readCaFile(dir: string, name: string, optional = false): Promise<
   }
 }
 
-function parseKey(dir: string, name: string, pem: string): KeyObject {
+export function parseKey(dir: string, name: string, pem: string): KeyObject {
   try {
     return createPrivateKey(pem);
   } catch (err) {
@@ -250,12 +113,7 @@ function pathToRoot(
   return path;
 }
 
-function toPem(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString("base64");
-  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END ${label}-----\n`;
-}
-
-const WEBCRYPTO = globalThis.crypto;
+const generateKeys = promisify(generateKeyPair);
 
 function wholeSeconds(d: Date): Date {
   return new Date(Math.floor(d.getTime() / 1000) * 1000);
@@ -266,19 +124,19 @@ export class CertificateAuthority {
   readonly rootsPem: string;
   /** The trust domain named by the CA certificate's spiffe://<td> URI SAN, if it has one; issue() keeps to it. */
   readonly trustDomain: string | undefined;
-  private readonly caCert: x509.X509Certificate;
-  private readonly signingKey: CryptoKey;
+  /** The CA certificate's subject (our issuer) and subjectKeyIdentifier (our authorityKeyIdentifier). */
+  private readonly caFields: CertificateFields;
+  private readonly signingKey: KeyObject;
   /** Intermediates from the CA certificate up to the root, as PEM. */
   private readonly chainPem: string;
 
-  private constructor(caCert: x509.X509Certificate, signingKey: CryptoKey, chainPem: string, rootsPem: string) {
-    this.caCert = caCert;
+  private constructor(caFields: CertificateFields, signingKey: KeyObject, chainPem: string, rootsPem: string) {
+    this.caFields = caFields;
     this.signingKey = signingKey;
     this.chainPem = chainPem;
     this.rootsPem = rootsPem;
-    const san = caCert.getExtension(x509.SubjectAlternativeNameExtension);
-    const td = san?.names.items.find((n) => n.type === "url" && /^spiffe:\/\/[^/]+\/?$/.test(n.value));
-    this.trustDomain = td?.value.slice("spiffe://".length).replace(/\/$/, "");
+    const td = this.caFields.uris.find((u) => /^spiffe:\/\/[^/]+\/?$/.test(u));
+    this.trustDomain = td?.slice("spiffe://".length).replace(/\/$/, "");
   }
 
   /** Loads ca-cert.pem, ca-key.pem, root-cert.pem and (optional) cert-chain.pem from an Istio plug-in CA dir. */
@@ -308,26 +166,25 @@ export class CertificateAuthority {
     if (!path)
       throw new CaError(`${join(dir, "ca-cert.pem")}: does not chain to root-cert.pem (through cert-chain.pem)`);
 
-    let algorithm: RsaHashedImportParams | EcKeyImportParams;
     const details = key.asymmetricKeyDetails;
-    if (key.asymmetricKeyType === "rsa") {
-      algorithm = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
-    } else if (key.asymmetricKeyType === "ec" && details?.namedCurve === "prime256v1") {
-      algorithm = { name: "ECDSA", namedCurve: "P-256" };
-    } else {
+    if (!(
+      key.asymmetricKeyType === "rsa" ||
+      (key.asymmetricKeyType === "ec" && details?.namedCurve === "prime256v1")
+    )) {
       const what = key.asymmetricKeyType === "ec" ? `EC ${details?.namedCurve}` : key.asymmetricKeyType;
       throw new CaError(`${join(dir, "ca-key.pem")}: unsupported key type ${what} (RSA or EC P-256)`);
     }
-    const signingKey = await WEBCRYPTO.subtle.importKey(
-      "pkcs8",
-      key.export({ type: "pkcs8", format: "der" }),
-      algorithm,
-      false,
-      ["sign"],
-    );
+    let fields: CertificateFields;
+    try {
+      fields = certificateFields(ca.raw);
+    } catch (err) {
+      throw new CaError(
+        `${join(dir, "ca-cert.pem")}: cannot read its subject and extensions (${(err as Error).message})`,
+      );
+    }
     return new CertificateAuthority(
-      new x509.X509Certificate(ca.raw),
-      signingKey,
+      fields,
+      key,
       path.map((c) => c.toString()).join(""),
       roots.map((c) => c.toString()).join(""),
     );
@@ -352,42 +209,26 @@ export class CertificateAuthority {
       );
     }
 
-    const keyAlgorithm =
+    const keys =
       opts.keyType === "rsa"
-        ? {
-            name: "RSASSA-PKCS1-v1_5",
-            modulusLength: RSA_BITS,
-            publicExponent: new Uint8Array([1, 0, 1]),
-            hash: "SHA-256",
-          }
-        : { name: "ECDSA", namedCurve: "P-256" };
-    const keys = (await WEBCRYPTO.subtle.generateKey(keyAlgorithm, true, ["sign", "verify"])) as CryptoKeyPair;
-
-    const ski = this.caCert.getExtension(x509.SubjectKeyIdentifierExtension);
-    const leaf = await x509.X509CertificateGenerator.create(
+        ? await generateKeys("rsa", { modulusLength: RSA_BITS })
+        : await generateKeys("ec", { namedCurve: "prime256v1" });
+    const leaf = leafCertificate(
       {
-        issuer: this.caCert.subjectName,
+        serial: serial(),
+        issuer: this.caFields.subject,
         notBefore,
         notAfter,
-        publicKey: keys.publicKey,
-        signingKey: this.signingKey,
-        extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          // Istio's workload key usages.
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-          ...(ski ? [new x509.AuthorityKeyIdentifierExtension(ski.keyId)] : []),
-          // The subject is empty, so the SAN is critical (RFC 5280 §4.2.1.6).
-          new x509.SubjectAlternativeNameExtension([{ type: "url", value: identity.toString() }], true),
-        ],
+        spki: spki(keys.publicKey),
+        authorityKeyId: this.caFields.subjectKeyId,
+        uri: identity.toString(),
       },
-      WEBCRYPTO,
+      this.signingKey,
     );
-    const pkcs8 = await WEBCRYPTO.subtle.exportKey("pkcs8", keys.privateKey);
     return {
       identity,
-      keyPem: toPem("PRIVATE KEY", pkcs8),
-      certChainPem: toPem("CERTIFICATE", leaf.rawData) + this.chainPem,
+      keyPem: keys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      certChainPem: toPem("CERTIFICATE", leaf) + this.chainPem,
       rootsPem: this.rootsPem,
       notBefore,
       notAfter,

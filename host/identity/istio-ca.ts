@@ -6,9 +6,8 @@
 // SPIFFE identity as its URI SAN. Renewal (half-life, backoff 1 s .. 150 s, the old certificate serving meanwhile) is
 // SecretManager's (./manager.ts): an IstioCaClient is its CertificateSource.
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, generateKeyPair } from "node:crypto";
+import { promisify } from "node:util";
 import type { ServiceError } from "@grpc/grpc-js";
 import { controlPlaneChannel, controlPlaneMetadata, type ControlPlaneConnection } from "../tls/control-plane.js";
 import {
@@ -17,6 +16,7 @@ import {
   type IstioCertificateResponse,
 } from "../xds/gen/istio/v1/auth/ca.js";
 import type { WorkloadCertificate } from "./ca.js";
+import { certificateFields, certificationRequest, toPem } from "./der.js";
 import type { Identity } from "./identity.js";
 import type { CertificateSource } from "./manager.js";
 import { logger } from "../log.js";
@@ -41,13 +41,7 @@ export interface IstioCaClientOptions extends ControlPlaneConnection {
 export { IstioCaError } from "../errors.js";
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-const WEBCRYPTO = globalThis.crypto;
-const KEY_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
-
-function toPem(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString("base64");
-  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END ${label}-----\n`;
-}
+const generateKeys = promisify(generateKeyPair);
 
 function parseRoots(pem: string): X509Certificate[] {
   const blocks = pem.match(PEM_CERT) ?? [];
@@ -99,17 +93,10 @@ export class IstioCaClient implements CertificateSource {
 
   private async issueNow(identity: Identity): Promise<WorkloadCertificate> {
     const id = identity.toString();
-    const keys = (await WEBCRYPTO.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create(
-      {
-        keys,
-        signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-        extensions: [new x509.SubjectAlternativeNameExtension([{ type: "url", value: id }], true)],
-      },
-      WEBCRYPTO,
-    );
+    const keys = await generateKeys("ec", { namedCurve: "prime256v1" });
+    const spki = keys.publicKey.export({ type: "spki", format: "der" });
     const request: IstioCertificateRequest = {
-      csr: csr.toString("pem"),
+      csr: toPem("CERTIFICATE REQUEST", certificationRequest(id, spki, keys.privateKey)),
       validityDuration: this.ttlSeconds,
       metadata: this.o.impersonate ? { ImpersonatedIdentity: id } : undefined,
     };
@@ -131,13 +118,11 @@ export class IstioCaClient implements CertificateSource {
         },
       );
     });
-    const spki = Buffer.from(await WEBCRYPTO.subtle.exportKey("spki", keys.publicKey));
     const chain = this.checkChain(id, spki, resp.certChain);
-    const pkcs8 = await WEBCRYPTO.subtle.exportKey("pkcs8", keys.privateKey);
     const leaf = chain[0]!;
     const cert: WorkloadCertificate = {
       identity,
-      keyPem: toPem("PRIVATE KEY", pkcs8),
+      keyPem: keys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
       // Leaf and intermediates; the root is a trust anchor, not part of what we present.
       certChainPem: chain
         .filter((c) => !this.isRoot(c))
@@ -169,8 +154,12 @@ export class IstioCaClient implements CertificateSource {
     if (!leaf.publicKey.export({ type: "spki", format: "der" }).equals(spki))
       bad("the leaf does not hold our public key");
     if (leaf.ca) bad("the leaf is a CA certificate");
-    const sans = new x509.X509Certificate(leaf.raw).getExtension(x509.SubjectAlternativeNameExtension);
-    const uris = sans?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
+    let uris: string[] = [];
+    try {
+      uris = certificateFields(leaf.raw).uris;
+    } catch (e) {
+      bad(`the leaf's extensions do not parse (${(e as Error).message})`);
+    }
     if (uris.length !== 1 || uris[0] !== id) bad(`the leaf's URI SANs are [${uris.join(", ")}], not exactly [${id}]`);
     const now = Date.now();
     const notAfter = Date.parse(leaf.validTo);

@@ -15,7 +15,7 @@ import { PodListeners, type ListenerStatus } from "../inpod/pod-listeners.js";
 import { dialFrom, originalDestination, createListenSocketIn, createUdpSocketIn } from "../sys/socket.js";
 import { closeQuietly } from "../sys/libc.js";
 import dgram from "node:dgram";
-import { DnsProxy, type DnsProxyOptions } from "../dns/server.js";
+import type { DnsProxy, DnsProxyOptions } from "../dns/server.js";
 import type { UpstreamSockets } from "../dns/upstream.js";
 import { logger } from "../log.js";
 
@@ -209,6 +209,8 @@ export async function startPodDns(
   w: Pick<Workload, "namespace" | "network">,
   upstreams?: DnsProxyOptions["upstreams"],
 ): Promise<DnsProxy> {
+  // Loaded here, before any socket is made: only a pod's DNS proxy needs the DNS code.
+  const { DnsProxy } = await import("../dns/server.js");
   const port = ns.ports?.dns ?? 15053;
   const tcp = createListenSocketIn(netnsFd, { host: "127.0.0.1", port, mark: ns.mark, reusePort: true });
   let udpFd: number;

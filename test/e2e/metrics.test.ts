@@ -207,6 +207,18 @@ describe("istio_tcp_* metrics", () => {
     ]) {
       expect(families.map((x) => x.name)).toContain(name);
     }
+    // The process metrics are this process's (the proxy runs in the test process), computed at scrape time.
+    const value = (name: string) => Number(series(families, name, {})[0]?.value);
+    const rss = process.memoryUsage.rss();
+    expect(Math.abs(value("process_resident_memory_bytes") - rss)).toBeLessThan(rss / 4);
+    expect(Math.abs(value("process_start_time_seconds") - (Date.now() / 1000 - process.uptime()))).toBeLessThan(2);
+    const cpu = process.cpuUsage();
+    expect(value("process_cpu_seconds_total")).toBeGreaterThan(0);
+    expect(value("process_cpu_seconds_total")).toBeLessThanOrEqual((cpu.user + cpu.system) / 1e6);
+    expect(value("process_open_fds")).toBeGreaterThan(3);
+    expect(value("process_max_fds")).toBeGreaterThanOrEqual(value("process_open_fds"));
+    expect(value("nodejs_heap_size_used_bytes")).toBeGreaterThan(1e6);
+    expect(text).toContain("# TYPE nodejs_gc_duration_seconds histogram");
     const alt = await (await fetch(`http://127.0.0.1:${a.addresses.metrics!.port}/stats/prometheus`)).text();
     expect(alt.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened_total"))).toEqual(
       text.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened_total")),

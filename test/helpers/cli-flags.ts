@@ -66,6 +66,25 @@ function calledName(clause: ts.CaseClause): string | undefined {
   return name;
 }
 
+/** The module a case clause loads with `import("./x.js")` (commands loaded when they run), as a .ts path. */
+function importedIn(clause: ts.CaseClause, cliPath: string): string | undefined {
+  let spec: string | undefined;
+  const visit = (n: ts.Node): void => {
+    if (
+      !spec &&
+      ts.isCallExpression(n) &&
+      n.expression.kind === ts.SyntaxKind.ImportKeyword &&
+      n.arguments[0] &&
+      ts.isStringLiteral(n.arguments[0])
+    )
+      spec = n.arguments[0].text;
+    if (!spec) ts.forEachChild(n, visit);
+  };
+  clause.statements.forEach(visit);
+  const p = spec && join(dirname(cliPath), spec.replace(/\.js$/, ".ts"));
+  return p && existsSync(p) ? p : undefined;
+}
+
 /** Where an identifier of cli.ts comes from: cli.ts itself, or the .ts module it imports it from. */
 function moduleOf(cli: ts.SourceFile, cliPath: string, name: string): string {
   for (const st of cli.statements) {
@@ -94,7 +113,10 @@ export function cliFlags(cliPath = join(ROOT, "host/cli.ts")): CliFlags {
     if (ts.isCaseClause(n) && ts.isStringLiteral(n.expression)) {
       const cmd = n.expression.text;
       const fn = calledName(n);
-      if (fn && !cmd.startsWith("-")) {
+      const loaded = importedIn(n, cliPath);
+      if (loaded && !cmd.startsWith("-")) {
+        out.set(cmd, optionTables(parse(loaded)));
+      } else if (fn && !cmd.startsWith("-")) {
         const file = moduleOf(cli, cliPath, fn);
         const sf = file === cliPath ? cli : parse(file);
         // Imported commands: every table of their module (subcommands); local ones: that function's.

@@ -335,6 +335,21 @@ describe.skipIf(!HAVE_OPENSSL)("CertificateAuthority", () => {
     );
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/certificate has expired/);
+    // From 2050 on, X.509 times are GeneralizedTime (RFC 5280 §4.1.2.5): Node and openssl read the same instant.
+    const far = await ca.issue(ID, {
+      notBefore: new Date("2049-12-31T23:59:59Z"),
+      notAfter: new Date("2051-06-01T12:00:00Z"),
+    });
+    const farLeaf = pemCerts(far.certChainPem)[0];
+    expect([Date.parse(farLeaf.validFrom), Date.parse(farLeaf.validTo)]).toEqual([
+      far.notBefore.getTime(),
+      far.notAfter.getTime(),
+    ]);
+    const dates = spawnSync("openssl", ["x509", "-noout", "-startdate", "-enddate"], {
+      input: farLeaf.toString(),
+      encoding: "utf8",
+    });
+    expect(dates.stdout).toBe("notBefore=Dec 31 23:59:59 2049 GMT\nnotAfter=Jun  1 12:00:00 2051 GMT\n");
     await expect(ca.issue(ID, { notBefore: notAfter, notAfter: notBefore })).rejects.toThrow(/empty validity/);
     await expect(ca.issue(ID, { validityMs: 400, notBefore: new Date("2030-01-01T00:00:00.100Z") })).rejects.toThrow(
       /empty validity/,
