@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --min-semi-space-size=8 --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=8
 // `hbone` command line: proxy (the node proxy), certs (a plug-in CA), start (the demo `npm start` runs).
 
 import { parseArgs } from "node:util";
@@ -9,6 +9,7 @@ import { logger, getLevel, setLevel } from "./log.js";
 import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
 import { NODE_FLAGS, resolveRuntime, startedWithNodeFlags } from "./runtime-config.js";
 import { VERSION } from "./version.js";
+import { holdGcBallast } from "./gc-ballast.js";
 
 const log = logger("cli");
 
@@ -185,6 +186,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     gateway,
   };
   installLastResort();
+  holdGcBallast();
   if (!isWorker() && !startedWithNodeFlags())
     log.info("node started without the hbone command's flags: bulk tunnels may spend more CPU in GC", {
       flags: NODE_FLAGS.join(" "),

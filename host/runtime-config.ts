@@ -3,7 +3,6 @@
 // variable, the variable over the default). Names are ztunnel's where ztunnel has one, so a Kubernetes
 // manifest written for ztunnel configures this proxy too; deploy/ is checked against these tables.
 
-import v8 from "node:v8";
 import { isIP } from "node:net";
 import { RuntimeConfigError } from "./errors.js";
 
@@ -50,19 +49,16 @@ export const PATHS = {
 /**
  * Node flags the `hbone` command runs with (its bin's shebang, `npm start`, deploy/Containerfile, the demo's and
  * the bench's spawns; test/node-flags.test.ts keeps them in step). V8 sizes its young generation when the process
- * starts, so these cannot be set from inside. A young generation of fixed 8 MB semi-spaces:
- * - not less (V8 starts at 1 MB and grows only when allocation fills it): a bulk tunnel's scavenges come from its
- *   socket buffers' external memory instead, the young generation stays at 1 MB, and about half the processes fell
- *   into a full mark-compact after nearly every scavenge (25-48 per GiB instead of 1, --trace-gc), with ~15-40 %
- *   more CPU per byte and 5-30 ms pauses; `--max-semi-space-size=1` did the same in every bulk run;
- * - not more (V8 grows it to 16 MB under a burst of new tunnels): that growth is ~1.7 KB of RSS per idle tunnel.
+ * starts, so these cannot be set from inside. Semi-spaces of at most 8 MB instead of 16: under a burst of new
+ * tunnels V8 grows the young generation to 16 MB, which was ~1.7 KB of RSS per idle tunnel. (Measured with the GC
+ * ballast of host/gc-ballast.ts: 1 MB semi-spaces cost ~20 % more CPU per byte on bulk tunnels, 8 MB minimum
+ * semi-spaces ~5 MB of idle RSS for no gain.)
  */
-export const NODE_FLAGS = ["--min-semi-space-size=8", "--max-semi-space-size=8"] as const;
+export const NODE_FLAGS = ["--max-semi-space-size=8"] as const;
 
-/** False when this process started without NODE_FLAGS' young generation (e.g. plain `node dist/host/cli.js`). */
+/** False when this process started without NODE_FLAGS' young-generation cap (e.g. plain `node dist/host/cli.js`). */
 export function startedWithNodeFlags(): boolean {
-  const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
-  return young === undefined || young.space_size >= 8 * 1024 * 1024;
+  return NODE_FLAGS.every((f) => process.execArgv.includes(f));
 }
 
 export const DEFAULTS = {
