@@ -216,6 +216,10 @@ export const ENV: readonly EnvVar[] = [
   { name: "HBONE_LOG_RATE_LINES", doc: "lines per message per interval for lines a peer can trigger (default 10)" },
   { name: "HBONE_LOG_RATE_INTERVAL_MS", doc: "the interval of HBONE_LOG_RATE_LINES (default 10000)" },
   {
+    name: "HBONE_GC_BALLAST_MB",
+    doc: "MB the proxy holds in V8's old generation against bulk-GC churn (default 6, 0: none)",
+  },
+  {
     name: "HBONE_METRICS_MAX_SERIES",
     doc: "istio_tcp_* series; past it new label sets count on an unknown series (default 10000)",
   },
