@@ -30,3 +30,8 @@ export async function startProxy(
   proxies.unshift({ role, child, workers: child.ready.pids as number[] | undefined });
   return child;
 }
+
+/** A source `hbone proxy`'s own arguments: the bench's client workload, no inbound listener, HBONE to `hbonePort`. */
+export function sourceProxyArgs(hbonePort: number): string[] {
+  return ["--workload", "default/client/client", "--inbound-port", "off", "--hbone-port", String(hbonePort)];
+}

@@ -23,6 +23,8 @@ import { createPluginCa } from "../../host/identity/ca.js";
 import { hiddenReset } from "../../host/sys/index.js";
 import { repoRoot } from "../harness.js";
 import { freePort, nofileLimits, onExit, rssBytes, spawnNode, type Child } from "./procs.js";
+import { sourceProxyArgs } from "./peer-spawn.js";
+import { NODE_FLAGS } from "../../host/runtime-config.js";
 
 const { values } = parseArgs({
   options: {
@@ -145,7 +147,9 @@ function proc(name: string, script: string, args: () => string[]): Proc {
     restarts: 0,
     killing: false,
     async start() {
-      const c = await spawnNode(name, script, args(), { env, nofile: NOFILE });
+      // The proxies run as the hbone bin runs them (NODE_FLAGS); the apps with Node's defaults.
+      const nodeArgs = script.endsWith("cli.js") ? [...NODE_FLAGS] : [];
+      const c = await spawnNode(name, script, args(), { env, nofile: NOFILE, nodeArgs });
       p.child = c;
       if (TRACE) {
         const f = createWriteStream(join(TRACE, `${name.replace(/ /g, "-")}.log`), { flags: "a" });
@@ -351,12 +355,7 @@ async function main(): Promise<void> {
   const source = proc("proxy client", cli, () => [
     "proxy",
     ...common,
-    "--workload",
-    "default/client/client",
-    "--inbound-port",
-    "off",
-    "--hbone-port",
-    String(hbonePort),
+    ...sourceProxyArgs(hbonePort),
     "--forward",
     `127.0.0.1:${fwdPort}=${SVC}:${SVC_PORT}`,
   ]);

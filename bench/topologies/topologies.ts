@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { freePort, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "../harness.js";
 import { buildDouble } from "./topologies-double.js";
-import { peer, startProxy } from "./peer-spawn.js";
+import { peer, sourceProxyArgs, startProxy } from "./peer-spawn.js";
 import { NODE_FLAGS } from "../../host/runtime-config.js";
 
 export const TOPOLOGIES = [
@@ -213,12 +213,7 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
           cli,
           [
             ...common,
-            "--workload",
-            "default/client/client",
-            "--inbound-port",
-            "off",
-            "--hbone-port",
-            String(hbonePort),
+            ...sourceProxyArgs(hbonePort),
             ...appPortList(ctx.app).flatMap((p, k) => ["--forward", `127.0.0.1:${listen[k]}=${SERVER_IP}:${p}`]),
           ],
           flags,
