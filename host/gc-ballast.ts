@@ -11,8 +11,12 @@ import { envInt } from "./env.js";
 
 let ballast: number[] | null = null;
 
+/** A ballast is a few MB: more is a typo that would take the node's memory (refused at start, naming the variable). */
+const MAX_MB = 1024;
+
 /** Allocates the ballast once (the CLI's proxy does; an embedding application decides for itself). */
 export function holdGcBallast(mb = envInt("HBONE_GC_BALLAST_MB") ?? 6): number {
+  if (mb > MAX_MB) throw new Error(`HBONE_GC_BALLAST_MB: at most ${MAX_MB} (MB), got ${mb}`);
   if (ballast === null && mb > 0) ballast = new Array<number>(Math.round((mb * 1024 * 1024) / 8)).fill(0.5);
   return ballast === null ? 0 : mb;
 }
