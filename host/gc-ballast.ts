@@ -15,8 +15,7 @@ let ballast: number[] | null = null;
 const MAX_MB = 1024;
 
 /** Allocates the ballast once (the CLI's proxy does; an embedding application decides for itself). */
-export function holdGcBallast(mb = envInt("HBONE_GC_BALLAST_MB") ?? 6): number {
+export function holdGcBallast(mb = envInt("HBONE_GC_BALLAST_MB") ?? 6): void {
   if (mb > MAX_MB) throw new Error(`HBONE_GC_BALLAST_MB: at most ${MAX_MB} (MB), got ${mb}`);
   if (ballast === null && mb > 0) ballast = new Array<number>(Math.round((mb * 1024 * 1024) / 8)).fill(0.5);
-  return ballast === null ? 0 : mb;
 }

@@ -38,8 +38,8 @@ function toStdout(line: string): void {
   }
 }
 
-/** Writes the lines still waiting (before a process exits on its own terms, e.g. a last-resort handler). */
-export function flushLogs(): void {
+/** Writes the lines still waiting (each turn, and on exit: process.exit() runs the 'exit' listener). */
+function flushLogs(): void {
   scheduled = false;
   if (waiting.length === 0) return;
   const text = waiting.join("\n") + "\n";

@@ -58,40 +58,47 @@ export class H2Stream extends Duplex {
   // The stream's yes/no state in one number (an idle tunnel keeps its stream: one field instead of six).
   private bits = 0;
 
+  private hasBit(bit: number): boolean {
+    return (this.bits & bit) !== 0;
+  }
+  private setBit(bit: number, v: boolean): void {
+    this.bits = v ? this.bits | bit : this.bits & ~bit;
+  }
+
   /** @internal END_STREAM sent */
   get localEnded(): boolean {
-    return (this.bits & LOCAL_ENDED) !== 0;
+    return this.hasBit(LOCAL_ENDED);
   }
   set localEnded(v: boolean) {
-    this.bits = v ? this.bits | LOCAL_ENDED : this.bits & ~LOCAL_ENDED;
+    this.setBit(LOCAL_ENDED, v);
   }
   /** @internal END_STREAM received */
   get remoteEnded(): boolean {
-    return (this.bits & REMOTE_ENDED) !== 0;
+    return this.hasBit(REMOTE_ENDED);
   }
   set remoteEnded(v: boolean) {
-    this.bits = v ? this.bits | REMOTE_ENDED : this.bits & ~REMOTE_ENDED;
+    this.setBit(REMOTE_ENDED, v);
   }
   /** @internal removed from the session */
   get streamClosed(): boolean {
-    return (this.bits & STREAM_CLOSED) !== 0;
+    return this.hasBit(STREAM_CLOSED);
   }
   set streamClosed(v: boolean) {
-    this.bits = v ? this.bits | STREAM_CLOSED : this.bits & ~STREAM_CLOSED;
+    this.setBit(STREAM_CLOSED, v);
   }
   /** @internal server: the response HEADERS went out */
   get responded(): boolean {
-    return (this.bits & RESPONDED) !== 0;
+    return this.hasBit(RESPONDED);
   }
   set responded(v: boolean) {
-    this.bits = v ? this.bits | RESPONDED : this.bits & ~RESPONDED;
+    this.setBit(RESPONDED, v);
   }
   /** @internal the application holds this stream (it may listen for 'error') */
   get delivered(): boolean {
-    return (this.bits & DELIVERED) !== 0;
+    return this.hasBit(DELIVERED);
   }
   set delivered(v: boolean) {
-    this.bits = v ? this.bits | DELIVERED : this.bits & ~DELIVERED;
+    this.setBit(DELIVERED, v);
   }
 
   constructor(session: H2Session, id: number, sendWindow: number, recvWindow: number) {
@@ -111,14 +118,14 @@ export class H2Stream extends Duplex {
   override _read(): void {
     // Readable.read() calls _read before it takes the bytes out of the buffer: credit the
     // peer once they are gone, or a reader that drains everything at once would stall.
-    if (this.bits & CREDIT_QUEUED) return;
-    this.bits |= CREDIT_QUEUED;
+    if (this.hasBit(CREDIT_QUEUED)) return;
+    this.setBit(CREDIT_QUEUED, true);
     process.nextTick(creditLater, this);
   }
 
   /** @internal */
   _creditNow(): void {
-    this.bits &= ~CREDIT_QUEUED;
+    this.setBit(CREDIT_QUEUED, false);
     this.session._credit(this);
   }
 

@@ -80,9 +80,6 @@ const STREAM_HELD = 2;
 const APP_DONE = 4;
 const STREAM_DONE = 8;
 const FINISHED = 16;
-// CORKED: writes to that side wait for the end of this turn of the event loop (see onTunnelData).
-const APP_CORKED = 32;
-const STREAM_CORKED = 64;
 
 /**
  * One tunnel's state. Its listeners are shared by every tunnel and find it on the emitter (`side[PIPE_SLOT]`), so an
@@ -173,11 +170,10 @@ function onTunnelData(this: Side, chunk: Buffer): void {
   // Bulk writes to a socket in one turn of the event loop go out as one writev: the records of one TLS read
   // (four 16 KiB chunks of DATA) become one system call and one 64 KiB segment instead of four. A small chunk
   // (a request, an answer) is written at once: nothing is likely to join it.
-  const corked = to === t.app ? APP_CORKED : STREAM_CORKED;
-  if (!(t.bits & corked) && chunk.length >= COALESCE_FROM && to instanceof net.Socket) {
-    t.bits |= corked;
+  // Corked already (this turn's first bulk chunk did it): the chunk joins that writev.
+  if (to.writableCorked === 0 && chunk.length >= COALESCE_FROM && to instanceof net.Socket) {
     to.cork();
-    setImmediate(uncorkSide, to);
+    setImmediate(uncork, to);
   }
   to.write(chunk);
   // Hold on what `to` still buffers once the write ran, not on write()'s answer: write() compares before the
@@ -189,10 +185,8 @@ function onTunnelData(this: Side, chunk: Buffer): void {
     t.hold(this);
 }
 
-function uncorkSide(side: Side): void {
-  const t = side[PIPE_SLOT];
-  if (t) t.bits &= ~(side === t.app ? APP_CORKED : STREAM_CORKED);
-  side.uncork();
+function uncork(socket: net.Socket): void {
+  socket.uncork();
 }
 
 /** Chunks from this size on start a coalesced write (a full TLS record is 16 KiB). */
