@@ -142,9 +142,12 @@ async function main(): Promise<boolean> {
     console.log(`note: ${notes[0]}\n`);
   }
 
+  // --topologies=a,b and --workloads=x,y narrow the proxies suite (e.g. --topologies=hbone-wasm,hbone-double).
+  const topologies = arg("topologies")?.split(",").filter(Boolean) as ProxyBenchOptions["topologies"];
+  const workloads = arg("workloads")?.split(",").filter(Boolean) as ProxyBenchOptions["workloads"];
   const profile = arg("profile");
   if (profile !== undefined) {
-    await runProfile({ quick, workload: profile || "throughput" });
+    await runProfile({ quick, workload: profile || "throughput", topologies });
     return true;
   }
 
@@ -164,9 +167,6 @@ async function main(): Promise<boolean> {
     const r = await optionalSuite(file, fn);
     if (r) runners.push([name, r]);
   }
-  // --topologies=a,b and --workloads=x,y narrow the proxies suite (e.g. --topologies=hbone-wasm,hbone-double).
-  const topologies = arg("topologies")?.split(",").filter(Boolean) as ProxyBenchOptions["topologies"];
-  const workloads = arg("workloads")?.split(",").filter(Boolean) as ProxyBenchOptions["workloads"];
   // --hog=N: N busy-looping processes compete for the cores during the proxies suite.
   const hogArg = arg("hog");
   if (hogArg === "") throw new Error("--hog=N: how many busy-looping processes");

@@ -1,5 +1,5 @@
 // `node dist/bench/run.js --profile[=WORKLOAD] [--quick]`: runs one proxy workload (idle, rr, rate or
-// throughput; default throughput) on node-http2 and hbone-wasm with every proxy under
+// throughput; default throughput) on node-http2 and hbone-wasm (or --topologies=a,b) with every proxy under
 // `node --cpu-prof`, then prints each proxy's top self-time functions (source-mapped to host/*.ts
 // lines where the code is ours) and its split by kind (our JS, Wasm, node internals, GC, native).
 // Writes the summary to bench/results/profile-WORKLOAD.md; the .cpuprofile files stay in a
@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { repoRoot } from "../harness.js";
-import { runProxyBench, WORKLOADS, type Workload } from "./proxy.bench.js";
+import { runProxyBench, WORKLOADS, type ProxyBenchOptions, type Workload } from "./proxy.bench.js";
 
 interface CallFrame {
   functionName: string;
@@ -154,13 +154,18 @@ export function summarize(file: string, top = 25): Summary {
   };
 }
 
-export async function runProfile(o: { quick: boolean; workload: string }): Promise<void> {
+export async function runProfile(o: {
+  quick: boolean;
+  workload: string;
+  topologies?: ProxyBenchOptions["topologies"];
+}): Promise<void> {
   if (!WORKLOADS.includes(o.workload as Workload)) throw new Error(`--profile: one of ${WORKLOADS.join(", ")}`);
   const dir = mkdtempSync(join(tmpdir(), "hbone-bench-prof-"));
-  console.log(`profiling ${o.workload} on node-http2 and hbone-wasm; profiles in ${dir}`);
+  const topologies = o.topologies ?? ["node-http2", "hbone-wasm"];
+  console.log(`profiling ${o.workload} on ${topologies.join(", ")}; profiles in ${dir}`);
   const result = await runProxyBench({
     quick: o.quick,
-    topologies: ["node-http2", "hbone-wasm"],
+    topologies,
     workloads: [o.workload as Workload],
     proxyNodeArgs: (t, role) => ["--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${t}-${role}.cpuprofile`],
     stopGraceMs: 20_000,
