@@ -185,7 +185,9 @@ export class H2Session extends EventEmitter {
   private blockContinuations = 0;
   // Client: connect() calls waiting for a free stream slot.
   private waiting: (() => void)[] = [];
-  // Socket writes are corked for the rest of the tick: one writev per tick. (Measured: coalescing
+  // Socket writes are corked for the rest of the event loop's turn (uncorked at setImmediate): one
+  // TLS write per turn for every stream's frames, not one per tick and per socket read (with many
+  // short tunnels, frames of several of them share a TLS record and a syscall). (Measured: coalescing
   // small frames into our own buffer instead cost more in copies and GC on bulk tunnels than it
   // saved on small ones.)
   private corked = false;
@@ -380,7 +382,6 @@ export class H2Session extends EventEmitter {
     } catch (err) {
       this.fail(err);
     }
-    this.flush();
   }
 
   private readonly onFrame = (
@@ -738,12 +739,14 @@ export class H2Session extends EventEmitter {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => this.flush());
+      setImmediate(this.flushTurn);
     }
     return this.socket.write(buf);
   }
 
-  /** Uncorks: what this tick wrote goes to the socket now. */
+  private readonly flushTurn = () => this.flush();
+
+  /** Uncorks: what this turn wrote goes to the socket now. */
   private flush(): void {
     if (this.corked) {
       this.corked = false;
