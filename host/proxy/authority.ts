@@ -45,7 +45,7 @@ export function parseHostPort(a: string): HostPort | null {
   return port === null ? null : { host: m[1].replace(/\.$/, "").toLowerCase(), port };
 }
 
-/** `ip:port`, bracketing IPv6. */
+/** `ip:port`, bracketing IPv6 (an IPv6 literal is the only host with a colon: no regex per tunnel). */
 export function formatAuthority(host: string, port: number): string {
-  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

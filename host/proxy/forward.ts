@@ -44,11 +44,11 @@ export function createForwardListener(to: string, open: TunnelOpener, track: Tra
   const dest = parseHostPort(to);
   if (!dest) throw new Error(`forward destination "${to}" is not host:port`);
   const counted = counter(track);
-  return net.createServer({ allowHalfOpen: true }, (socket) => {
+  // pauseOnConnect: the client's bytes wait in the kernel until the tunnel is up (no read started, stopped and
+  // started again); noDelay set by the server at accept.
+  return net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
     // Owned from the first moment: a client may reset (TCP RST) while its tunnel is set up.
     ownErrors(socket);
-    socket.setNoDelay(true);
-    socket.pause();
     counted.add(socket);
     open(dest, clientOf(socket)).then(
       (tunnel) => {

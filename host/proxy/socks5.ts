@@ -106,10 +106,9 @@ export function createSocks5Server(
   handshakeTimeoutMs = SOCKS5_HANDSHAKE_TIMEOUT_MS,
 ): net.Server {
   // allowHalfOpen: a client's FIN must not close our side (half-close goes through the tunnel).
-  return net.createServer({ allowHalfOpen: true }, (socket) => {
+  return net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     // Owned from the first moment: a client may reset before it sends a byte.
     socket.on("error", (e) => log.debug("socks5 client socket error", { error: e }));
-    socket.setNoDelay(true);
     socket.setTimeout(handshakeTimeoutMs, () => {
       log.debug("socks5 handshake timed out", { peer: socket.remoteAddress });
       socket.destroy();
