@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=8 --initial-old-space-size=64
 // `hbone` command line: proxy (the node proxy), certs (a plug-in CA), start (the demo `npm start` runs).
 
 import { parseArgs } from "node:util";

@@ -52,9 +52,13 @@ export const PATHS = {
  * starts, so these cannot be set from inside. Semi-spaces of at most 8 MB instead of 16: under a burst of new
  * tunnels V8 grows the young generation to 16 MB, which was ~1.7 KB of RSS per idle tunnel. (Measured with the GC
  * ballast of host/gc-ballast.ts: 1 MB semi-spaces cost ~20 % more CPU per byte on bulk tunnels, 8 MB minimum
- * semi-spaces ~5 MB of idle RSS for no gain.)
+ * semi-spaces ~5 MB of idle RSS for no gain.) An initial old-generation limit of 64 MB: V8 starts marking when the
+ * old generation's room left is under the young generation's capacity, and once a proxy has idled (~10 s) the limit
+ * it recomputes is the live heap plus a few MB, so bulk tunnels after an idle spell ran a mark-compact after nearly
+ * every scavenge (40-57 per GiB, ~+40 % CPU per byte); the flag sets a floor to that limit (1-3 per GiB). It commits
+ * no memory: the heap only grows that far under load.
  */
-export const NODE_FLAGS = ["--max-semi-space-size=8"] as const;
+export const NODE_FLAGS = ["--max-semi-space-size=8", "--initial-old-space-size=64"] as const;
 
 /** False when this process started without NODE_FLAGS' young-generation cap (e.g. plain `node dist/host/cli.js`). */
 export function startedWithNodeFlags(): boolean {
