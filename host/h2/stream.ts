@@ -5,12 +5,13 @@ import { Duplex } from "node:stream";
 import type { HeaderList } from "./hpack.js";
 import type { H2Session } from "./session.js";
 
-/** A write waiting for flow-control credit. */
+/** A write waiting for flow-control credit; the stream's queue is a list of these (none: no array kept). */
 export interface PendingWrite {
   buf: Uint8Array;
   off: number;
   end: boolean;
   cb: (err?: Error | null) => void;
+  next: PendingWrite | null;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -49,7 +50,8 @@ export class H2Stream extends Duplex {
   written = 0;
   /** @internal bytes credited back to the peer (stream window) */ credited = 0;
   /** @internal bytes counted as consumed for the connection window */ connCounted = 0;
-  /** @internal */ pending: PendingWrite[] = [];
+  /** @internal the first queued write (Writable hands over one at a time), or null */ pending: PendingWrite | null =
+    null;
   /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
   /** @internal server: the request's content-length, or -1 (DATA must add up to it, RFC 9113 §8.1.1) */ contentLength =
     -1;
@@ -57,6 +59,11 @@ export class H2Stream extends Duplex {
   /** @internal */ [RECORD_SLOT]: unknown = undefined;
   // The stream's yes/no state in one number (an idle tunnel keeps its stream: one field instead of six).
   private bits = 0;
+  /**
+   * EventEmitter's listener count, made here: Node's stream constructors leave it out, so the first on() (the pipe's,
+   * long after V8 sized H2Stream's objects) would add it to a 40 B property array every tunnel keeps.
+   */
+  private _eventsCount = 0;
 
   private hasBit(bit: number): boolean {
     return (this.bits & bit) !== 0;

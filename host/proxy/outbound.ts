@@ -18,7 +18,7 @@ import { RECORD_SLOT } from "../h2/stream.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
-import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField, flatField } from "./access-log.js";
+import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
 
@@ -111,8 +111,10 @@ function ownStreamErrors(session: H2Session): H2Session {
  * log line. One object and one shared 'close' listener per tunnel.
  */
 class OutboundTunnel implements ByteSource {
-  /** The access log's fields, set once the tunnel is handed out. */
-  srcAddr = "";
+  /** The access log's fields, set once the tunnel is handed out. The client's address is formatted at close: a
+   *  number and a shared host string instead of a string of its own per tunnel. */
+  srcHost: string | undefined = undefined;
+  srcPort = 0;
   dstAddr = "";
   hboneAddr: string | undefined = undefined;
   startMs = 0;
@@ -134,7 +136,7 @@ class OutboundTunnel implements ByteSource {
     if (!this.startMs) return; // never handed out (openRoute logs only the tunnels it returned)
     logConnectionComplete({
       direction: "outbound",
-      srcAddr: this.srcAddr,
+      srcAddr: this.srcHost === undefined ? "" : formatAuthority(this.srcHost, this.srcPort),
       dstAddr: this.dstAddr,
       hboneAddr: this.hboneAddr,
       ...(this.result ? peersFromLabels(this.result.labels) : {}),
@@ -327,7 +329,10 @@ export class Outbound {
         : undefined;
     try {
       const rec = await this.openRouteCounted(route, client);
-      rec.srcAddr = client ? flatField(formatAuthority(client.host, client.port)) : "";
+      if (client) {
+        rec.srcHost = sharedField(client.host);
+        rec.srcPort = client.port;
+      }
       rec.dstAddr = sharedField(formatAuthority(route.hop.host, route.hop.port));
       rec.hboneAddr = hboneAddr === undefined ? undefined : sharedField(hboneAddr);
       rec.startMs = performance.now();

@@ -30,6 +30,22 @@ export function contextOptions(cert: WorkloadCertificate): tls.SecureContextOpti
   };
 }
 
+/**
+ * One client context per certificate: tls.connect given key/cert/ca options builds an SSL_CTX (key, chain and roots
+ * parsed again) for every connection, which each pooled HBONE connection would keep for its whole life (tens of KB
+ * of RSS per connection; an idle tunnel's share at 100 streams each). A renewed certificate is a new object: a new
+ * context.
+ */
+const clientContexts = new WeakMap<WorkloadCertificate, { pems: string[]; ctx: tls.SecureContext }>();
+function clientContext(cert: WorkloadCertificate): tls.SecureContext {
+  const pems = [cert.keyPem, cert.certChainPem, cert.rootsPem];
+  const known = clientContexts.get(cert);
+  if (known && known.pems.every((p, i) => p === pems[i])) return known.ctx;
+  const ctx = tls.createSecureContext(contextOptions(cert));
+  clientContexts.set(cert, { pems, ctx });
+  return ctx;
+}
+
 /** OpenSSL's short reason ("certificate has expired", "peer did not return a certificate") over its long message. */
 function reasonOf(err: Error): string {
   return (err as Error & { reason?: string }).reason || err.message;
@@ -124,7 +140,7 @@ export function connectHbone(opts: {
       host: opts.host,
       port: opts.port,
       socket: opts.socket,
-      ...contextOptions(opts.certificate),
+      secureContext: clientContext(opts.certificate),
       ALPNProtocols: ALPN,
       rejectUnauthorized: true,
       // Node's hostname check fails SPIFFE-only certificates; the identity is checked on secureConnect instead.
