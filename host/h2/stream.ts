@@ -31,6 +31,24 @@ const CREDIT_QUEUED = 32;
 export const PIPE_SLOT = Symbol("tunnel pipe");
 export const RECORD_SLOT = Symbol("tunnel record");
 
+/** A tunnel's record (host/proxy), told once when its stream is destroyed: no 'close' listener of its own. */
+export interface StreamRecord {
+  streamClosed(): void;
+}
+
+/**
+ * Keeps `rec` in the stream's RECORD_SLOT; the stream tells it when it is destroyed (before its 'close', which Node
+ * emits a tick later). A stream destroyed already tells it at its 'close', still to come.
+ */
+export function keepRecord(s: H2Stream, rec: StreamRecord): void {
+  s[RECORD_SLOT] = rec;
+  if (s.destroyed) s.once("close", closeRecord);
+}
+
+function closeRecord(this: H2Stream): void {
+  this[RECORD_SLOT]?.streamClosed();
+}
+
 export class H2Stream extends Duplex {
   readonly id: number;
   readonly session: H2Session;
@@ -56,7 +74,7 @@ export class H2Stream extends Duplex {
   /** @internal server: the request's content-length, or -1 (DATA must add up to it, RFC 9113 §8.1.1) */ contentLength =
     -1;
   /** @internal */ [PIPE_SLOT]: unknown = undefined;
-  /** @internal */ [RECORD_SLOT]: unknown = undefined;
+  /** @internal */ [RECORD_SLOT]: StreamRecord | undefined = undefined;
   // The stream's yes/no state in one number (an idle tunnel keeps its stream: one field instead of six).
   private bits = 0;
   /**
@@ -165,6 +183,7 @@ export class H2Stream extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.session._streamDestroyed(this, err);
     cb(err);
+    this[RECORD_SLOT]?.streamClosed();
   }
 }
 
