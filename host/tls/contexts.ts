@@ -46,6 +46,16 @@ function clientContext(cert: WorkloadCertificate): tls.SecureContext {
   return ctx;
 }
 
+/**
+ * Node keeps a TLS socket's ALPN list (its own copy, either side) in its options for the socket's life: a slice of
+ * Node's 8 KB buffer pool, which pins a whole pool slab per HBONE connection. Node reads it only to start the
+ * handshake (TLSSocket._init), which is over.
+ */
+function releaseAlpnList(socket: tls.TLSSocket): void {
+  const o = (socket as unknown as { _tlsOptions?: { ALPNProtocols?: unknown } })._tlsOptions;
+  if (o) o.ALPNProtocols = undefined;
+}
+
 /** OpenSSL's short reason ("certificate has expired", "peer did not return a certificate") over its long message. */
 function reasonOf(err: Error): string {
   return (err as Error & { reason?: string }).reason || err.message;
@@ -104,6 +114,7 @@ export function createHboneServer(
   });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     admission.settled(rawOf(socket));
+    releaseAlpnList(socket);
     // A client offering no ALPN at all gets through OpenSSL's ALPN check.
     if (socket.alpnProtocol !== "h2") return refuse(socket, "client did not negotiate ALPN h2", "alpn");
     const cert = socket.getPeerCertificate();
@@ -168,6 +179,7 @@ export function connectHbone(opts: {
       const reason = verifyServerIdentity(cert, opts.expected);
       if (reason !== null) return fail(new Error(reason));
       const peer = peerIdentities(cert).find((id) => opts.expected.some((e) => e.equals(id)))!;
+      releaseAlpnList(socket);
       done();
       resolve({ socket, peer });
     };
