@@ -58,6 +58,13 @@ function onDialError(this: Dialling, err: Error): void {
   settle(this)?.onError(err);
 }
 
+/** A connected socket's new owner (the pipe, which owns its errors from then on) drops the dial's listeners. */
+export function releaseDial(sock: net.Socket): void {
+  if ((sock as Dialling)[DIAL] !== null) return; // not dialled here, or still dialling
+  sock.off("close", onDialClose);
+  sock.off("error", onDialError);
+}
+
 /**
  * `server.listen` that settles once: resolves with the bound address, or rejects with the bind's error
  * (EADDRINUSE, EACCES …) instead of leaving it to the server's 'error' listeners.

@@ -778,14 +778,21 @@ export class H2Session extends EventEmitter {
       cb(code !== abi.NO_ERROR && code !== abi.CANCEL ? H2Error.stream(s.id, code, "stream was reset") : null);
       return;
     }
-    s.pending.push({ buf, off: 0, end, cb });
-    if (s.pending.length === 1) this.flushStream(s);
+    const w: PendingWrite = { buf, off: 0, end, cb, next: null };
+    if (s.pending === null) {
+      s.pending = w;
+      this.flushStream(s);
+      return;
+    }
+    let last = s.pending;
+    while (last.next !== null) last = last.next;
+    last.next = w;
   }
 
   /** Sends a stream's queued writes as far as both windows allow. */
   private flushStream(s: H2Stream): void {
-    while (s.pending.length > 0 && !s.streamClosed) {
-      const w: PendingWrite = s.pending[0];
+    while (s.pending !== null && !s.streamClosed) {
+      const w: PendingWrite = s.pending;
       let left = w.buf.length - w.off;
       while (left > 0) {
         const n = Math.min(left, s.sendWindow, this.sendWindow, this.peerMaxFrameSize);
@@ -806,7 +813,7 @@ export class H2Session extends EventEmitter {
         this.write(this.writer.dataHeader(s.id, 0, true), false);
         s.localEnded = true;
       }
-      s.pending.shift();
+      s.pending = w.next;
       this.afterDrain(() => w.cb());
       if (s.localEnded) this.maybeCloseStream(s);
     }
@@ -971,7 +978,7 @@ export class H2Session extends EventEmitter {
   }
 
   private maybeCloseStream(s: H2Stream): void {
-    if (s.localEnded && s.remoteEnded && s.pending.length === 0) this.closeStream(s);
+    if (s.localEnded && s.remoteEnded && s.pending === null) this.closeStream(s);
   }
 
   private closeStream(s: H2Stream): void {
@@ -982,12 +989,14 @@ export class H2Session extends EventEmitter {
     // Data the application never read still occupied the connection window.
     if (s.pushed > s.connCounted && !this.destroyed) this.consumeConnection(s.pushed - s.connCounted);
     s.connCounted = s.pushed;
-    for (const w of s.pending.splice(0)) {
+    let w = s.pending;
+    s.pending = null;
+    for (; w !== null; w = w.next) {
       const e =
         s.rstCode === abi.NO_ERROR || s.rstCode === abi.CANCEL
           ? null
           : H2Error.stream(s.id, s.rstCode ?? abi.CANCEL, "stream closed before the write was sent");
-      process.nextTick(() => w.cb(e));
+      process.nextTick(w.cb, e);
     }
     this.emit("streamClosed", s);
     this.wakeWaiters();

@@ -5,12 +5,13 @@ import { Duplex } from "node:stream";
 import type { HeaderList } from "./hpack.js";
 import type { H2Session } from "./session.js";
 
-/** A write waiting for flow-control credit. */
+/** A write waiting for flow-control credit; the stream's queue is a list of these (none: no array kept). */
 export interface PendingWrite {
   buf: Uint8Array;
   off: number;
   end: boolean;
   cb: (err?: Error | null) => void;
+  next: PendingWrite | null;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -29,6 +30,24 @@ const CREDIT_QUEUED = 32;
  */
 export const PIPE_SLOT = Symbol("tunnel pipe");
 export const RECORD_SLOT = Symbol("tunnel record");
+
+/** A tunnel's record (host/proxy), told once when its stream is destroyed: no 'close' listener of its own. */
+export interface StreamRecord {
+  streamClosed(): void;
+}
+
+/**
+ * Keeps `rec` in the stream's RECORD_SLOT; the stream tells it when it is destroyed (before its 'close', which Node
+ * emits a tick later). A stream destroyed already tells it at its 'close', still to come.
+ */
+export function keepRecord(s: H2Stream, rec: StreamRecord): void {
+  s[RECORD_SLOT] = rec;
+  if (s.destroyed) s.once("close", closeRecord);
+}
+
+function closeRecord(this: H2Stream): void {
+  this[RECORD_SLOT]?.streamClosed();
+}
 
 export class H2Stream extends Duplex {
   readonly id: number;
@@ -49,14 +68,20 @@ export class H2Stream extends Duplex {
   written = 0;
   /** @internal bytes credited back to the peer (stream window) */ credited = 0;
   /** @internal bytes counted as consumed for the connection window */ connCounted = 0;
-  /** @internal */ pending: PendingWrite[] = [];
+  /** @internal the first queued write (Writable hands over one at a time), or null */ pending: PendingWrite | null =
+    null;
   /** @internal client: waiting for the response */ onResponse: ((err?: Error) => void) | null = null;
   /** @internal server: the request's content-length, or -1 (DATA must add up to it, RFC 9113 §8.1.1) */ contentLength =
     -1;
   /** @internal */ [PIPE_SLOT]: unknown = undefined;
-  /** @internal */ [RECORD_SLOT]: unknown = undefined;
+  /** @internal */ [RECORD_SLOT]: StreamRecord | undefined = undefined;
   // The stream's yes/no state in one number (an idle tunnel keeps its stream: one field instead of six).
   private bits = 0;
+  /**
+   * EventEmitter's listener count, made here: Node's stream constructors leave it out, so the first on() (the pipe's,
+   * long after V8 sized H2Stream's objects) would add it to a 40 B property array every tunnel keeps.
+   */
+  private _eventsCount = 0;
 
   private hasBit(bit: number): boolean {
     return (this.bits & bit) !== 0;
@@ -158,6 +183,7 @@ export class H2Stream extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.session._streamDestroyed(this, err);
     cb(err);
+    this[RECORD_SLOT]?.streamClosed();
   }
 }
 

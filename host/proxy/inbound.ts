@@ -12,7 +12,7 @@ import type { ProxyInputs, Dialer } from "./inputs.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import type { H2Stream, Respond } from "../h2/session.js";
-import { RECORD_SLOT } from "../h2/stream.js";
+import { keepRecord, RECORD_SLOT, type StreamRecord } from "../h2/stream.js";
 import { HboneListener } from "./listener.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from "./authority.js";
@@ -34,7 +34,7 @@ const NO_HEADERS: HeaderList = [];
  * RbacConnection), its metrics, its byte counts (read from its stream) and its access-log fields. One object and
  * one shared 'close' listener per tunnel: a closure made in serveConnect would hold its whole scope.
  */
-class InboundTunnel implements RbacConnection, ByteSource {
+class InboundTunnel implements RbacConnection, ByteSource, StreamRecord {
   accepted = false;
   readonly startMs = performance.now();
 
@@ -52,14 +52,11 @@ class InboundTunnel implements RbacConnection, ByteSource {
   tunnelBytes(): TunnelBytes {
     return { clientToServer: this.stream.pushed, serverToClient: this.stream.written };
   }
-}
 
-type Recorded = H2Stream & { [RECORD_SLOT]?: InboundTunnel };
-
-/** The one 'close' listener of every HBONE tunnel: its metrics, its open-tunnel entry, its access log. */
-function onTunnelStreamClose(this: Recorded): void {
-  const t = this[RECORD_SLOT];
-  if (t) t.inbound.tunnelClosed(t);
+  /** Its stream closed: its metrics, its access log. */
+  streamClosed(): void {
+    this.inbound.tunnelClosed(this);
+  }
 }
 
 /** What an in-process acceptor learns about a tunnel. */
@@ -114,7 +111,7 @@ export class Inbound extends HboneListener {
    */
   private *openTunnels(): IterableIterator<[Duplex, RbacConnection]> {
     for (const s of this.openStreams()) {
-      const t = (s as Recorded)[RECORD_SLOT];
+      const t = s[RECORD_SLOT];
       if (t instanceof InboundTunnel) yield [s, t];
     }
     yield* this.plaintext;
@@ -270,8 +267,7 @@ export class Inbound extends HboneListener {
       result?.close(true, "DENY");
       return refuse(401, "denied by policy");
     }
-    (stream as Recorded)[RECORD_SLOT] = t;
-    stream.on("close", onTunnelStreamClose);
+    keepRecord(stream, t);
     const acceptor = this.acceptors.get(port);
     if (acceptor) {
       this.stats.accepted++;

@@ -14,11 +14,11 @@ import { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
 import { connectHbone } from "../tls/contexts.js";
 import { H2Session, type H2Stream } from "../h2/session.js";
-import { RECORD_SLOT } from "../h2/stream.js";
+import { keepRecord, RECORD_SLOT, type StreamRecord } from "../h2/stream.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
-import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField, flatField } from "./access-log.js";
+import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
 import { logger } from "../log.js";
 
@@ -110,9 +110,11 @@ function ownStreamErrors(session: H2Session): H2Session {
  * An open tunnel's record: its metrics, its byte counts (read from its stream or socket) and, at close, its access
  * log line. One object and one shared 'close' listener per tunnel.
  */
-class OutboundTunnel implements ByteSource {
-  /** The access log's fields, set once the tunnel is handed out. */
-  srcAddr = "";
+class OutboundTunnel implements ByteSource, StreamRecord {
+  /** The access log's fields, set once the tunnel is handed out. The client's address is formatted at close: a
+   *  number and a shared host string instead of a string of its own per tunnel. */
+  srcHost: string | undefined = undefined;
+  srcPort = 0;
   dstAddr = "";
   hboneAddr: string | undefined = undefined;
   startMs = 0;
@@ -129,12 +131,12 @@ class OutboundTunnel implements ByteSource {
       : { clientToServer: t.bytesWritten, serverToClient: t.bytesRead };
   }
 
-  closed(): void {
+  streamClosed(): void {
     this.result?.close();
     if (!this.startMs) return; // never handed out (openRoute logs only the tunnels it returned)
     logConnectionComplete({
       direction: "outbound",
-      srcAddr: this.srcAddr,
+      srcAddr: this.srcHost === undefined ? "" : formatAuthority(this.srcHost, this.srcPort),
       dstAddr: this.dstAddr,
       hboneAddr: this.hboneAddr,
       ...(this.result ? peersFromLabels(this.result.labels) : {}),
@@ -144,17 +146,20 @@ class OutboundTunnel implements ByteSource {
   }
 }
 
-/** The one 'close' listener of every outbound tunnel ('close' comes once: no once() wrapper). */
-function onOutboundClose(this: Duplex & { [RECORD_SLOT]?: OutboundTunnel }): void {
-  this[RECORD_SLOT]?.closed();
+/** The one 'close' listener of every plain TCP tunnel ('close' comes once: no once() wrapper). */
+function onOutboundClose(this: net.Socket & { [RECORD_SLOT]?: OutboundTunnel }): void {
+  this[RECORD_SLOT]?.streamClosed();
 }
 
-/** The tunnel's record counts its bytes from it and closes with it. */
+/** The tunnel's record counts its bytes from it and closes with it (an HBONE stream tells its record itself). */
 function recordOf(tunnel: H2Stream | net.Socket, r: ConnectionResult | undefined): OutboundTunnel {
   const rec = new OutboundTunnel(tunnel, r);
   r?.countFrom(rec);
-  (tunnel as Duplex & { [RECORD_SLOT]?: OutboundTunnel })[RECORD_SLOT] = rec;
-  tunnel.on("close", onOutboundClose);
+  if ("pushed" in tunnel) keepRecord(tunnel, rec);
+  else {
+    (tunnel as net.Socket & { [RECORD_SLOT]?: OutboundTunnel })[RECORD_SLOT] = rec;
+    tunnel.on("close", onOutboundClose);
+  }
   return rec;
 }
 
@@ -327,7 +332,10 @@ export class Outbound {
         : undefined;
     try {
       const rec = await this.openRouteCounted(route, client);
-      rec.srcAddr = client ? flatField(formatAuthority(client.host, client.port)) : "";
+      if (client) {
+        rec.srcHost = sharedField(client.host);
+        rec.srcPort = client.port;
+      }
       rec.dstAddr = sharedField(formatAuthority(route.hop.host, route.hop.port));
       rec.hboneAddr = hboneAddr === undefined ? undefined : sharedField(hboneAddr);
       rec.startMs = performance.now();

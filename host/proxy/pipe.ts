@@ -12,6 +12,7 @@ import * as abi from "../../assembly/abi.js";
 import { PIPE_SLOT, type H2Stream } from "../h2/stream.js";
 import { H2Error } from "../errors.js";
 import { hiddenReset } from "../sys/index.js";
+import { releaseDial } from "../net.js";
 import { logger } from "../log.js";
 
 const log = logger("proxy");
@@ -57,9 +58,11 @@ export function startTunnel(app: Duplex, stream: H2Stream | Duplex, done: (() =>
   else app.resume();
   if (app.writableNeedDrain) t.hold(stream);
   else stream.resume();
-  // Ours now: one 'error' listener on an idle tunnel's side, not an array of two.
+  // Ours now: one 'error' (and 'close') listener on an idle tunnel's side, not an array of two.
   app.off("error", onUnpipedError);
   stream.off("error", onUnpipedError);
+  if (app instanceof net.Socket) releaseDial(app);
+  if (stream instanceof net.Socket) releaseDial(stream);
 }
 
 /**

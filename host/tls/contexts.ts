@@ -30,6 +30,32 @@ export function contextOptions(cert: WorkloadCertificate): tls.SecureContextOpti
   };
 }
 
+/**
+ * One client context per certificate: tls.connect given key/cert/ca options builds an SSL_CTX (key, chain and roots
+ * parsed again) for every connection, which each pooled HBONE connection would keep for its whole life (tens of KB
+ * of RSS per connection; an idle tunnel's share at 100 streams each). A renewed certificate is a new object: a new
+ * context.
+ */
+const clientContexts = new WeakMap<WorkloadCertificate, { pems: string[]; ctx: tls.SecureContext }>();
+function clientContext(cert: WorkloadCertificate): tls.SecureContext {
+  const pems = [cert.keyPem, cert.certChainPem, cert.rootsPem];
+  const known = clientContexts.get(cert);
+  if (known && known.pems.every((p, i) => p === pems[i])) return known.ctx;
+  const ctx = tls.createSecureContext(contextOptions(cert));
+  clientContexts.set(cert, { pems, ctx });
+  return ctx;
+}
+
+/**
+ * Node keeps a TLS socket's ALPN list (its own copy, either side) in its options for the socket's life: a slice of
+ * Node's 8 KB buffer pool, which pins a whole pool slab per HBONE connection. Node reads it only to start the
+ * handshake (TLSSocket._init), which is over.
+ */
+function releaseAlpnList(socket: tls.TLSSocket): void {
+  const o = (socket as unknown as { _tlsOptions?: { ALPNProtocols?: unknown } })._tlsOptions;
+  if (o) o.ALPNProtocols = undefined;
+}
+
 /** OpenSSL's short reason ("certificate has expired", "peer did not return a certificate") over its long message. */
 function reasonOf(err: Error): string {
   return (err as Error & { reason?: string }).reason || err.message;
@@ -88,6 +114,7 @@ export function createHboneServer(
   });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     admission.settled(rawOf(socket));
+    releaseAlpnList(socket);
     // A client offering no ALPN at all gets through OpenSSL's ALPN check.
     if (socket.alpnProtocol !== "h2") return refuse(socket, "client did not negotiate ALPN h2", "alpn");
     const cert = socket.getPeerCertificate();
@@ -124,7 +151,7 @@ export function connectHbone(opts: {
       host: opts.host,
       port: opts.port,
       socket: opts.socket,
-      ...contextOptions(opts.certificate),
+      secureContext: clientContext(opts.certificate),
       ALPNProtocols: ALPN,
       rejectUnauthorized: true,
       // Node's hostname check fails SPIFFE-only certificates; the identity is checked on secureConnect instead.
@@ -152,6 +179,7 @@ export function connectHbone(opts: {
       const reason = verifyServerIdentity(cert, opts.expected);
       if (reason !== null) return fail(new Error(reason));
       const peer = peerIdentities(cert).find((id) => opts.expected.some((e) => e.equals(id)))!;
+      releaseAlpnList(socket);
       done();
       resolve({ socket, peer });
     };

@@ -8,6 +8,7 @@ import http2 from "node:http2";
 import { once } from "node:events";
 import * as abi from "../../assembly/abi.js";
 import { H2Session, type H2Stream } from "../../host/h2/session.js";
+import { keepRecord } from "../../host/h2/stream.js";
 import { H2Error } from "../../host/errors.js";
 import { listen, tcpPair, pattern, drain, pump } from "../helpers/net.js";
 
@@ -69,6 +70,35 @@ describe("H2Session with itself", () => {
     expect(stream.status).toBe(503);
     const got = await drain(stream);
     expect(got.bytes).toBe(0);
+  });
+});
+
+describe("a stream's record (RECORD_SLOT)", () => {
+  it("is told once when its stream is destroyed, before 'close'; kept after destroy, at its 'close'", async () => {
+    const { port } = await echoServer();
+    const c = await client(port);
+    const seen: string[] = [];
+    const record = (name: string) => ({ streamClosed: () => seen.push(`${name} told`) });
+    const a = await c.connect("10.0.0.7:8080");
+    keepRecord(a, record("a"));
+    a.on("close", () => seen.push("a close"));
+    a.destroy();
+    expect(seen).toEqual(["a told"]); // at destroy, synchronously
+    await once(a, "close");
+    // Kept on a stream destroyed already (its destroy ran before): told at its 'close', still to come.
+    const b = await c.connect("10.0.0.7:8080");
+    b.destroy();
+    keepRecord(b, record("b"));
+    expect(seen).toEqual(["a told", "a close"]);
+    await once(b, "close");
+    expect(seen).toEqual(["a told", "a close", "b told"]);
+    // A stream that ends both ways (no reset) is destroyed by Node once both sides are done: told then.
+    const d = await c.connect("10.0.0.7:8080");
+    keepRecord(d, record("d"));
+    d.resume();
+    d.end("x");
+    await once(d, "close");
+    expect(seen).toEqual(["a told", "a close", "b told", "d told"]);
   });
 });
 

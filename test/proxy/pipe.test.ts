@@ -16,6 +16,7 @@ import { H2Error } from "../../host/errors.js";
 import { H2Session } from "../../host/h2/session.js";
 import type { H2Stream } from "../../host/h2/stream.js";
 import { pipeTunnel } from "../../host/proxy/pipe.js";
+import { dialTcp } from "../../host/net.js";
 import { ourServer, type OurServer } from "../helpers/h2-server.js";
 import { drain, listen, pattern, pump, tcpPair } from "../helpers/net.js";
 
@@ -277,6 +278,34 @@ describe("pipeTunnel: a side dead before the pipe starts", () => {
     expect(t.stream.destroyed).toBe(true);
     expect(t.remote.rstCode).toBe(abi.CANCEL);
   });
+});
+
+it("a dialled app socket keeps one 'close' and one 'error' listener once piped (the dial's are dropped), bytes flow", async () => {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted.push(s);
+    s.on("error", () => {});
+    s.pipe(s);
+  });
+  const port = await listen(server);
+  closers.push(async () => {
+    for (const s of accepted) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  const t = await tunnel({ pipe: false });
+  const sock = await new Promise<net.Socket>((resolve, reject) =>
+    dialTcp({ host: "127.0.0.1", port, timeoutMs: 5000 }, resolve, reject),
+  );
+  expect([sock.listenerCount("close"), sock.listenerCount("error")]).toEqual([1, 1]); // the dial's
+  const piped = pipeTunnel(sock, t.stream);
+  expect([sock.listenerCount("close"), sock.listenerCount("error")]).toEqual([1, 1]); // the pipe's only
+  const echoed = new Promise<Buffer>((r) => t.remote.once("data", r));
+  t.remote.write("ping");
+  expect((await within(echoed)).toString()).toBe("ping");
+  t.remote.end();
+  await within(piped);
+  t.app.destroy(); // the pair tunnel() made for the app is not used here
+  t.appSide.destroy();
 });
 
 it("plain TCP passthrough: bytes and FIN both ways, and the app's reset passed on as a reset", async () => {
