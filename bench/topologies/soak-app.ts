@@ -42,5 +42,8 @@ server.on("error", (e) => {
 });
 server.listen({ host, port: Number(portArg), backlog: 4096 });
 await once(server, "listening");
+// On the listener too: an accepted socket inherits it, so a kill between the kernel's accept and the handler's
+// setsockopt (a connection no byte has reached yet) resets too instead of ending with a FIN.
+linger(server as unknown as net.Socket, abortive);
 console.log(`soak app ready ${JSON.stringify({ port: (server.address() as net.AddressInfo).port })}`);
 process.on("SIGTERM", () => process.exit(0));

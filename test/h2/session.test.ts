@@ -73,6 +73,52 @@ describe("H2Session with itself", () => {
   });
 });
 
+describe("writes per event-loop turn", () => {
+  it("sends the frames every stream wrote in one turn as one socket write, and all their bytes arrive", async () => {
+    const { port } = await echoServer();
+    const c = await client(port);
+    const streams = await Promise.all(Array.from({ length: 8 }, (_, i) => c.connect(`10.0.0.${i + 1}:80`, [])));
+    // Count what reaches the real socket's write path (one call per writev/write the socket makes).
+    const sock = (c as unknown as { socket: net.Socket }).socket;
+    let calls = 0;
+    const writev = sock._writev!.bind(sock);
+    const write = sock._write.bind(sock);
+    sock._writev = (chunks, cb) => {
+      calls++;
+      writev(chunks, cb);
+    };
+    sock._write = (chunk, enc, cb) => {
+      calls++;
+      write(chunk, enc, cb);
+    };
+    await new Promise((r) => setImmediate(r));
+    calls = 0;
+    // Three writes on each of 8 streams from three callbacks of one turn (as reads of several sockets in one poll
+    // would be), each callback its own tick.
+    await new Promise<void>((resolve) => {
+      for (let k = 0; k < 3; k++) {
+        setImmediate(() => {
+          for (const st of streams) st.write(Buffer.from(`chunk ${k} of ${st.id};`));
+          if (k === 2) setImmediate(resolve);
+        });
+      }
+    });
+    expect(calls).toBe(1);
+    const got = await Promise.all(
+      streams.map(async (st) => {
+        const want = [0, 1, 2].map((k) => `chunk ${k} of ${st.id};`).join("");
+        let text = "";
+        for await (const d of st) {
+          text += String(d);
+          if (text.length >= want.length) break;
+        }
+        return text === want;
+      }),
+    );
+    expect(got).toEqual(streams.map(() => true));
+  });
+});
+
 describe("a stream's record (RECORD_SLOT)", () => {
   it("is told once when its stream is destroyed, before 'close'; kept after destroy, at its 'close'", async () => {
     const { port } = await echoServer();
