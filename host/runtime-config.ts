@@ -217,7 +217,7 @@ export const ENV: readonly EnvVar[] = [
   { name: "HBONE_LOG_RATE_INTERVAL_MS", doc: "the interval of HBONE_LOG_RATE_LINES (default 10000)" },
   {
     name: "HBONE_GC_BALLAST_MB",
-    doc: "MB the proxy holds in V8's old generation against bulk-GC churn (default 6, 0: none)",
+    doc: "MB the proxy may hold in V8's old generation against bulk-GC churn, taken when bulk traffic churns (default 12, 0: none)",
   },
   {
     name: "HBONE_METRICS_MAX_SERIES",
