@@ -98,8 +98,6 @@ describe("the ballast is taken by bulk traffic, not by an idle proxy", () => {
   /** The source's mark-compacts when the destination took its first step. */
   let sourceAtFirstStep: number | undefined;
   let startedAt = 0;
-  /** The source's mark-compacts when the destination took its ballast. */
-  let sourceAtTaken: number | undefined;
 
   beforeAll(async () => {
     fx = await meshFixture();
