@@ -9,7 +9,7 @@ import { logger, getLevel, setLevel } from "./log.js";
 import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
 import { NODE_FLAGS, resolveRuntime, startedWithNodeFlags } from "./runtime-config.js";
 import { VERSION } from "./version.js";
-import { armGcBallast } from "./gc-ballast.js";
+import { armGcBallast, gcBallastMb } from "./gc-ballast.js";
 
 const log = logger("cli");
 
@@ -186,13 +186,14 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     gateway,
   };
   installLastResort();
-  armGcBallast();
+  const ballastMb = gcBallastMb(); // a bad HBONE_GC_BALLAST_MB stops the start here
   if (!isWorker() && !startedWithNodeFlags())
     log.info("node started without the hbone command's flags: bulk tunnels may spend more CPU in GC", {
       flags: NODE_FLAGS.join(" "),
       hint: "run the hbone bin, or node with these flags",
     });
   const mesh = await startProxy(opts);
+  armGcBallast(ballastMb); // from now on: start-up's own mark-compacts do not count
   const a = mesh.addresses;
   // One plain line for people and scripts (tests read it); details are in the JSON log.
   const ready = {

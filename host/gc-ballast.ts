@@ -1,18 +1,18 @@
 // A GC ballast for the proxy process: long-lived arrays in V8's old generation, taken in 6 MB steps when bulk
-// traffic shows V8's mark-compact churn (at most HBONE_GC_BALLAST_MB, default 12), then held for the process's life.
+// traffic shows V8's mark-compacts (at most HBONE_GC_BALLAST_MB, default 12), then held for the process's life.
 //
 // Why: a proxy's live heap is small (~8 MB once started). A bulk tunnel allocates a backing store per socket read,
-// and the ones still in flight at a scavenge move to the old generation, where V8 counts their bytes against the
-// old generation's limit until the next mark-compact: with a heap that small the limit is a few MB away, so V8
-// started a full mark-compact after nearly every scavenge (25-60 per GiB, --trace-gc; ~25 ms of marking each),
-// which cost ~30 % more CPU per byte and ~30 % of the throughput on a loopback pair. A larger live heap moves the
-// limit further out (V8 sets it at a multiple of what a mark-compact leaves live); then it is ~1 per GiB. The same
+// so its scavenges come from that external memory (one per ~32 MB of data), and with an old generation that small
+// V8 started a full mark-compact after nearly every one of them (25-60 per GiB, --trace-gc; each started by the old
+// generation's allocation limit, a few MB above the live heap, --trace-incremental-marking), which cost ~30 % more
+// CPU per byte and ~30 % of the throughput on a loopback pair. With a larger live heap it is ~1 per GiB. The same
 // trick as Go's GC ballast.
 //
-// When: an idle proxy has no use for it (6-12 MB of its RSS), so a GC observer waits for the churn — ARM_MARK_COMPACTS
-// mark-compacts within ARM_WINDOW_MS, which a bulk tunnel reaches in under a second — and takes a step; if the churn
-// goes on, another, up to the maximum, then stops observing. Nothing runs per chunk of data. V8's memory reducer (an
-// idle heap's own mark-compacts, flagged "all external memory") is not counted, nor a forced GC.
+// When: an idle proxy has no use for it (6-12 MB of its RSS), so a GC observer, armed once the proxy is up, takes
+// the first step when two mark-compacts run within FIRST_WINDOW_MS — a bulk tunnel's second, within its first
+// ~100 MB; an idle proxy runs one as start-up's garbage settles, then only V8's memory reducer's, which flag
+// themselves "all external memory" and are not counted (nor is a forced GC). If the churn goes on (three within
+// CHURN_WINDOW_MS), another step, up to the maximum; then it stops observing. Nothing runs per chunk of data.
 
 import { PerformanceObserver, constants } from "node:perf_hooks";
 import { envInt } from "./env.js";
@@ -24,9 +24,10 @@ const log = logger("gc");
 const MAX_MB = 1024;
 /** What one step takes: 6 MB was enough for most processes measured, 12 MB for all. */
 const STEP_MB = 6;
-/** Mark-compacts within the window that take a step: bulk churn (a bulk tunnel runs several a second). */
-const ARM_MARK_COMPACTS = 3;
-const ARM_WINDOW_MS = 3_000;
+/** Two mark-compacts within this window take the first step. */
+const FIRST_WINDOW_MS = 2_000;
+/** Three within this window take each further step: the churn went on. */
+const CHURN_WINDOW_MS = 3_000;
 const NOT_COUNTED =
   constants.NODE_PERFORMANCE_GC_FLAGS_FORCED | constants.NODE_PERFORMANCE_GC_FLAGS_ALL_EXTERNAL_MEMORY;
 
@@ -63,7 +64,7 @@ export function holdGcBallast(mb = gcBallastMb()): void {
   if (heldMb === 0 && mb > 0) take(mb);
 }
 
-/** Takes the ballast step by step while bulk traffic makes V8 churn mark-compacts (the CLI's proxy does). */
+/** Takes the ballast step by step while mark-compacts churn (the CLI's proxy calls it once it is up; see above). */
 export function armGcBallast(maxMb = gcBallastMb()): void {
   if (maxMb === 0 || heldMb >= maxMb || observer !== null) return;
   const recent: number[] = [];
@@ -71,12 +72,13 @@ export function armGcBallast(maxMb = gcBallastMb()): void {
     for (const e of list.getEntries()) {
       const { kind, flags } = (e as unknown as { detail: GcDetail }).detail;
       if (kind !== constants.NODE_PERFORMANCE_GC_MAJOR || flags & NOT_COUNTED) continue;
+      const [count, windowMs] = heldMb === 0 ? [2, FIRST_WINDOW_MS] : [3, CHURN_WINDOW_MS];
       recent.push(e.startTime);
-      while (recent[0] < e.startTime - ARM_WINDOW_MS) recent.shift();
-      if (recent.length < ARM_MARK_COMPACTS) continue;
+      while (recent[0] < e.startTime - windowMs) recent.shift();
+      if (recent.length < count) continue;
       recent.length = 0;
       take(Math.min(STEP_MB, maxMb - heldMb));
-      log.info("GC ballast taken: bulk traffic churned mark-compacts", { heldMb, maxMb });
+      log.info("GC ballast taken: mark-compacts churn under load", { heldMb, maxMb });
       if (heldMb >= maxMb) {
         observer?.disconnect();
         observer = null;

@@ -153,7 +153,7 @@ describe("the ballast is taken by bulk traffic, not by an idle proxy", () => {
     // The source (no ballast) churned: the regime the ballast is for, which the destination would show too.
     expect(source.markCompacts, seen).toBeGreaterThanOrEqual(8);
     expect(source.steps, "HBONE_GC_BALLAST_MB=0 took a ballast").toEqual([]);
-    // Taken early (3 within 3 s arm it), at most 12 MB in 6 MB steps, and then the churn is over.
+    // Taken early (two within 2 s take the first step), at most 12 MB in 6 MB steps, and then the churn is over.
     expect(dest.steps.length, seen).toBeGreaterThanOrEqual(1);
     expect(dest.steps.length, seen).toBeLessThanOrEqual(2);
     expect(dest.steps[0], seen).toBeLessThanOrEqual(5);
