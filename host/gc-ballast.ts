@@ -9,12 +9,15 @@
 // trick as Go's GC ballast.
 //
 // When: an idle proxy has no use for it (6-12 MB of its RSS), so a GC observer, armed once the proxy is up, takes
-// the first step when two mark-compacts run within FIRST_WINDOW_MS — a bulk tunnel's second, within its first
-// ~100 MB; an idle proxy runs one as start-up's garbage settles, then only V8's memory reducer's, which flag
-// themselves "all external memory" and are not counted (nor is a forced GC). If the churn goes on (three within
-// CHURN_WINDOW_MS), another step, up to the maximum; then it stops observing. Nothing runs per chunk of data.
+// the first step when two mark-compacts run within FIRST_WINDOW_MS and leave the old generation small (under
+// SMALL_OLD_MB besides the ballast) — a bulk tunnel's second, within its first ~100 MB. Not counted: an idle proxy's
+// one mark-compact as start-up's garbage settles is alone; V8's memory reducer's flag themselves "all external
+// memory"; a forced GC; and the mark-compacts of a heap that grows (thousands of tunnels opening), which a ballast
+// would not help and whose bytes per tunnel it would inflate. If the churn goes on (three within CHURN_WINDOW_MS),
+// another step, up to the maximum; then it stops observing. Nothing runs per chunk of data.
 
 import { PerformanceObserver, constants } from "node:perf_hooks";
+import v8 from "node:v8";
 import { envInt } from "./env.js";
 import { logger } from "./log.js";
 
@@ -28,6 +31,8 @@ const STEP_MB = 6;
 const FIRST_WINDOW_MS = 2_000;
 /** Three within this window take each further step: the churn went on. */
 const CHURN_WINDOW_MS = 3_000;
+/** Old generation (without the ballast) past which a mark-compact does not count: that heap does not churn. */
+const SMALL_OLD_MB = 16;
 const NOT_COUNTED =
   constants.NODE_PERFORMANCE_GC_FLAGS_FORCED | constants.NODE_PERFORMANCE_GC_FLAGS_ALL_EXTERNAL_MEMORY;
 
@@ -53,6 +58,14 @@ export function gcBallastHeldMb(): number {
   return heldMb;
 }
 
+/** MB the old generation holds now (old and large-object spaces; read just after a mark-compact: what it left). */
+function oldGenerationMb(): number {
+  let bytes = 0;
+  for (const sp of v8.getHeapSpaceStatistics())
+    if (sp.space_name === "old_space" || sp.space_name === "large_object_space") bytes += sp.space_used_size;
+  return bytes / (1024 * 1024);
+}
+
 /** Takes `mb` more of ballast now. */
 function take(mb: number): void {
   ballast.push(new Array<number>(Math.round((mb * 1024 * 1024) / 8)).fill(0.5));
@@ -72,6 +85,7 @@ export function armGcBallast(maxMb = gcBallastMb()): void {
     for (const e of list.getEntries()) {
       const { kind, flags } = (e as unknown as { detail: GcDetail }).detail;
       if (kind !== constants.NODE_PERFORMANCE_GC_MAJOR || flags & NOT_COUNTED) continue;
+      if (oldGenerationMb() - heldMb >= SMALL_OLD_MB) continue;
       const [count, windowMs] = heldMb === 0 ? [2, FIRST_WINDOW_MS] : [3, CHURN_WINDOW_MS];
       recent.push(e.startTime);
       while (recent[0] < e.startTime - windowMs) recent.shift();
