@@ -12,7 +12,7 @@ import type http from "node:http";
 import type { Duplex } from "node:stream";
 import { type MeshConfig, type Workload } from "./model/index.js";
 import { ProxyState, ProxyStateUpdater } from "./state/index.js";
-import { LocalConfigSource } from "./xds/local.js";
+import type { LocalConfigSource } from "./xds/local.js";
 import type { XdsClient } from "./xds/client.js";
 import type { IstioCaClient } from "./identity/istio-ca.js";
 import { Identity } from "./identity/identity.js";
@@ -230,6 +230,8 @@ export class NodeProxy {
       }).start();
       await this.xds.waitReady(o.xdsReadyTimeoutMs ?? DEFAULTS.xdsReadyTimeoutMs);
     } else if (typeof o.config === "string") {
+      // Loaded when used (the YAML parser, ~1 MB of heap): a proxy on xDS never holds it.
+      const { LocalConfigSource } = await import("./xds/local.js");
       this.source = new LocalConfigSource(o.config, this.updater);
       this.source.load();
       this.source.watch();
@@ -774,5 +776,3 @@ export type Mesh = NodeProxy;
 export function startProxy(o: ProxyOptions): Promise<NodeProxy> {
   return NodeProxy.start(o);
 }
-
-export { parseMeshConfig } from "./xds/local-format.js";

@@ -9,7 +9,6 @@ import { logger, getLevel, setLevel } from "./log.js";
 import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
 import { NODE_FLAGS, resolveRuntime, startedWithNodeFlags } from "./runtime-config.js";
 import { VERSION } from "./version.js";
-import { holdGcBallast } from "./gc-ballast.js";
 
 const log = logger("cli");
 
@@ -186,7 +185,6 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     gateway,
   };
   installLastResort();
-  holdGcBallast();
   if (!isWorker() && !startedWithNodeFlags())
     log.info("node started without the hbone command's flags: bulk tunnels may spend more CPU in GC", {
       flags: NODE_FLAGS.join(" "),

@@ -50,13 +50,15 @@ export const PATHS = {
  * Node flags the `hbone` command runs with (its bin's shebang, `npm start`, deploy/Containerfile, the demo's and
  * the bench's spawns; test/node-flags.test.ts keeps them in step). V8 sizes its young generation when the process
  * starts, so these cannot be set from inside. Semi-spaces of at most 8 MB instead of 16: under a burst of new
- * tunnels V8 grows the young generation to 16 MB, which was ~1.7 KB of RSS per idle tunnel. (Measured with the GC
- * ballast of host/gc-ballast.ts: 1 MB semi-spaces cost ~20 % more CPU per byte on bulk tunnels, 8 MB minimum
- * semi-spaces ~5 MB of idle RSS for no gain.) An initial old-generation limit of 64 MB: V8 starts marking when the
- * old generation's room left is under the young generation's capacity, and once a proxy has idled (~10 s) the limit
- * it recomputes is the live heap plus a few MB, so bulk tunnels after an idle spell ran a mark-compact after nearly
- * every scavenge (40-57 per GiB, ~+40 % CPU per byte); the flag sets a floor to that limit (1-3 per GiB). It commits
- * no memory: the heap only grows that far under load.
+ * tunnels V8 grows the young generation to 16 MB, which was ~1.7 KB of RSS per idle tunnel. (1 MB semi-spaces cost
+ * ~20 % more CPU per byte on bulk tunnels, 8 MB minimum
+ * semi-spaces ~5 MB of idle RSS for no gain. An idle proxy is the same with at most 2, 4 or 8 MB: start-up grows
+ * them to 4 MB, ~5 MB resident until V8's memory reducer ~8 s after start; at most 1 MB would save ~2 MB.) An
+ * initial old-generation limit of 64 MB: V8 starts marking when the old generation's room left is under the young
+ * generation's capacity, and once a proxy has idled (~10 s) the limit it recomputes is the live heap plus a few MB,
+ * so bulk tunnels after an idle spell ran a mark-compact after nearly every scavenge (40-57 per GiB, ~+40 % CPU per
+ * byte, with or without a 6-24 MB ballast in the old generation); the flag sets a floor to that limit (1-3 per
+ * GiB). It commits no memory: the heap only grows that far under load.
  */
 export const NODE_FLAGS = ["--max-semi-space-size=8", "--initial-old-space-size=64"] as const;
 
@@ -219,10 +221,6 @@ export const ENV: readonly EnvVar[] = [
   { name: "HBONE_MAX_ESTABLISHED_PER_PEER", doc: "established HBONE connections of one peer identity (default 256)" },
   { name: "HBONE_LOG_RATE_LINES", doc: "lines per message per interval for lines a peer can trigger (default 10)" },
   { name: "HBONE_LOG_RATE_INTERVAL_MS", doc: "the interval of HBONE_LOG_RATE_LINES (default 10000)" },
-  {
-    name: "HBONE_GC_BALLAST_MB",
-    doc: "MB the proxy holds in V8's old generation against bulk-GC churn (default 6, 0: none)",
-  },
   {
     name: "HBONE_METRICS_MAX_SERIES",
     doc: "istio_tcp_* series; past it new label sets count on an unknown series (default 10000)",

@@ -1,0 +1,92 @@
+// A proxy loads only what its configuration runs (README "Memory of an idle proxy"): spawned `hbone proxy`
+// processes report every CommonJS file they compile (a --require preload), so the YAML parser, ~1 MB of heap, must
+// show up in a proxy on a config file and never in one on xDS (here an istiod address nothing answers: the proxy
+// keeps dialling, past its start-up, until it is stopped).
+
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NODE_FLAGS } from "../host/runtime-config.js";
+import { meshFixture, type MeshFixture } from "./helpers/mesh.js";
+import { CLI, NO_STATUS_PORTS } from "./helpers/attack.js";
+
+const PRELOAD = `const M = require("node:module");
+const compile = M.prototype._compile;
+M.prototype._compile = function (content, filename) {
+  process.stderr.write("CJS " + filename + "\\n");
+  return compile.call(this, content, filename);
+};
+`;
+
+let fx: MeshFixture;
+let preload: string;
+
+beforeAll(async () => {
+  fx = await meshFixture();
+  preload = join(fx.dir, "cjs-report.cjs");
+  writeFileSync(preload, PRELOAD);
+  writeFileSync(join(fx.dir, "token"), "test-token\n");
+}, 30_000);
+afterAll(async () => {
+  await fx?.close();
+});
+
+/** Runs `hbone proxy args` until `until` matches its stdout (or `ms`), then stops it; its CommonJS files. */
+async function compiledFiles(args: string[], until: RegExp, ms: number): Promise<{ files: string[]; out: string }> {
+  const p = spawn(process.execPath, [...NODE_FLAGS, "--require", preload, CLI, "proxy", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  p.stdout.on("data", (d) => (out += String(d)));
+  p.stderr.on("data", (d) => (err += String(d)));
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    p.stdout.on("data", () => {
+      if (until.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  p.kill("SIGKILL");
+  await once(p, "exit");
+  return { files: [...err.matchAll(/^CJS (.*)$/gm)].map((m) => m[1]!), out };
+}
+
+const yamlFiles = (files: string[]) => files.filter((f) => f.includes("/node_modules/yaml/"));
+
+describe("modules a proxy loads", () => {
+  it("on a config file: the YAML parser (the preload sees it)", async () => {
+    const { files, out } = await compiledFiles(
+      [
+        ...["--config", fx.configPath, "--ca-dir", fx.caDir, "--workload", "default/sleep/sleep"],
+        ...["--inbound-port", "off", "--socks5-port", "off", ...NO_STATUS_PORTS],
+      ],
+      / ready \{/,
+      20_000,
+    );
+    expect(out).toMatch(/hbone proxy ready/);
+    expect(yamlFiles(files).length).toBeGreaterThan(10);
+  }, 30_000);
+
+  it("on xDS: never the YAML parser, while it starts and dials istiod", async () => {
+    const { files, out } = await compiledFiles(
+      [
+        ...["--workload", "default/sleep/sleep", "--xds-address", "https://127.0.0.1:1"],
+        ...["--ca-address", "https://127.0.0.1:1", "--xds-token-file", join(fx.dir, "token")],
+        ...["--root-cert", join(fx.caDir, "root-cert.pem"), "--socks5-port", "off", ...NO_STATUS_PORTS],
+      ],
+      /xDS stream ended; reconnecting[^]*xDS stream ended; reconnecting/,
+      15_000,
+    );
+    expect(out, "the proxy did not get as far as dialling istiod").toMatch(/xDS stream/);
+    expect(
+      files.some((f) => f.includes("/node_modules/@grpc/")),
+      "the preload saw no gRPC",
+    ).toBe(true);
+    expect(yamlFiles(files)).toEqual([]);
+  }, 30_000);
+});
