@@ -215,7 +215,7 @@ export function sharedField(s: string): string {
 }
 
 /** `s` flattened in place (ToNumber flattens a rope; the GC then drops its parts). */
-export function flatField(s: string): string {
+function flatField(s: string): string {
   void Number(s);
   return s;
 }

@@ -32,7 +32,8 @@ const NO_HEADERS: HeaderList = [];
 /**
  * An HBONE tunnel's record for as long as it is open: what authorized it (the policy recheck reads it as its
  * RbacConnection), its metrics, its byte counts (read from its stream) and its access-log fields. One object and
- * one shared 'close' listener per tunnel: a closure made in serveConnect would hold its whole scope.
+ * no listener of its own (its stream tells it at destroy, keepRecord): a closure made in serveConnect would hold its
+ * whole scope.
  */
 class InboundTunnel implements RbacConnection, ByteSource, StreamRecord {
   accepted = false;
@@ -342,7 +343,7 @@ export class Inbound extends HboneListener {
     );
   }
 
-  /** @internal A tunnel's stream closed (onTunnelStreamClose). */
+  /** @internal A tunnel's stream closed (InboundTunnel.streamClosed). */
   tunnelClosed(t: InboundTunnel): void {
     t.result?.close();
     if (t.accepted)

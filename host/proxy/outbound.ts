@@ -108,7 +108,8 @@ function ownStreamErrors(session: H2Session): H2Session {
 
 /**
  * An open tunnel's record: its metrics, its byte counts (read from its stream or socket) and, at close, its access
- * log line. One object and one shared 'close' listener per tunnel.
+ * log line. One object per tunnel: an HBONE stream tells it at destroy (keepRecord), a plain TCP socket through one
+ * shared 'close' listener.
  */
 class OutboundTunnel implements ByteSource, StreamRecord {
   /** The access log's fields, set once the tunnel is handed out. The client's address is formatted at close: a

@@ -103,10 +103,26 @@ class Tunnel {
     return from === this.app ? this.stream : this.app;
   }
 
+  private heldBit(from: Duplex): number {
+    return from === this.app ? APP_HELD : STREAM_HELD;
+  }
+
+  isHeld(from: Duplex): boolean {
+    return (this.bits & this.heldBit(from)) !== 0;
+  }
+
   /** `from`'s peer is full already: wait for its 'drain' before reading `from`. */
   hold(from: Duplex): void {
-    this.bits |= from === this.app ? APP_HELD : STREAM_HELD;
+    this.bits |= this.heldBit(from);
     from.pause();
+  }
+
+  /** `to` has room again: resume the side that writes to it, if it waits. */
+  drained(to: Duplex): void {
+    const from = this.peerOf(to);
+    if (!this.isHeld(from)) return;
+    this.bits &= ~this.heldBit(from);
+    from.resume();
   }
 
   finish(): void {
@@ -184,8 +200,7 @@ function onTunnelData(this: Side, chunk: Buffer): void {
   // answers false even when the kernel or the session took it at once; pausing on that false cost a pause, a
   // resume (two epoll_ctl calls on a socket) and a turn of the event loop per chunk. The bound stays one chunk
   // over the mark. A destroyed `to` has nobody left to read (pipe() would have unpiped on its 'close').
-  if (to.writableLength >= holdAt(to) && !to.destroyed && !(t.bits & (this === t.app ? APP_HELD : STREAM_HELD)))
-    t.hold(this);
+  if (to.writableLength >= holdAt(to) && !to.destroyed && !t.isHeld(this)) t.hold(this);
 }
 
 function uncork(socket: net.Socket): void {
@@ -216,16 +231,7 @@ function endOf(from: Side): void {
 
 /** `this` has room again: resume the side that writes to it. */
 function onTunnelDrain(this: Side): void {
-  const t = this[PIPE_SLOT]!;
-  if (this === t.stream) {
-    if (!(t.bits & APP_HELD)) return;
-    t.bits &= ~APP_HELD;
-    t.app.resume();
-  } else {
-    if (!(t.bits & STREAM_HELD)) return;
-    t.bits &= ~STREAM_HELD;
-    t.stream.resume();
-  }
+  this[PIPE_SLOT]!.drained(this);
 }
 
 function onTunnelError(this: Side, e: Error): void {
