@@ -99,11 +99,16 @@ interface Window {
   suppressed: number;
 }
 
-function errorFields(fields?: Fields): Fields | undefined {
-  if (!fields) return fields;
-  const out: Fields = {};
-  for (const [k, v] of Object.entries(fields)) out[k] = v instanceof Error ? v.message : v;
-  return out;
+/** The line's record: time, level, scope, msg, then the fields (an Error as its message), built as one object. */
+function record(level: Level, scope: string, msg: string, fields: Fields | undefined): LogRecord {
+  const r: LogRecord = { time: isoTime(), level, scope, msg };
+  if (fields)
+    for (const k in fields) {
+      if (!Object.hasOwn(fields, k)) continue;
+      const v = fields[k];
+      (r as Fields)[k] = v instanceof Error ? v.message : v;
+    }
+  return r;
 }
 
 type Emit = (level: Level, msg: string, fields?: Fields) => void;
@@ -123,7 +128,7 @@ export function isoTime(ms = Date.now()): string {
 function emitter(scope: string): Emit {
   return (level, msg, fields) => {
     if (ORDER[level] < ORDER[threshold]) return;
-    sink({ time: isoTime(), level, scope, msg, ...errorFields(fields) });
+    sink(record(level, scope, msg, fields));
   };
 }
 

@@ -90,6 +90,11 @@ function principal(v: string | undefined): string {
   return v && v.length <= URI && PRINCIPAL.test(v) ? v : "unknown";
 }
 
+// tcpLabels' answers for label objects that are shared (host/proxy/peer-labels makes one per workload record, peer
+// and service): the checks below run once per peer and service, not per tunnel. Entries go with the objects.
+const made = new WeakMap<PeerLabels, WeakMap<PeerLabels, WeakMap<ServiceLabels, Map<string, TcpLabels>>>>();
+
+/** The istio_tcp_* labels of a tunnel. The same inputs (the same objects) give the same object: never change it. */
 export function tcpLabels(
   reporter: "source" | "destination",
   src: PeerLabels,
@@ -97,6 +102,26 @@ export function tcpLabels(
   svc: ServiceLabels,
   responseFlags = "-",
   mtls = true,
+): TcpLabels {
+  let byDst = made.get(src);
+  if (!byDst) made.set(src, (byDst = new WeakMap()));
+  let bySvc = byDst.get(dst);
+  if (!bySvc) byDst.set(dst, (bySvc = new WeakMap()));
+  let byKind = bySvc.get(svc);
+  if (!byKind) bySvc.set(svc, (byKind = new Map()));
+  const kind = `${reporter}|${responseFlags}|${mtls}`;
+  let labels = byKind.get(kind);
+  if (!labels) byKind.set(kind, (labels = newTcpLabels(reporter, src, dst, svc, responseFlags, mtls)));
+  return labels;
+}
+
+function newTcpLabels(
+  reporter: "source" | "destination",
+  src: PeerLabels,
+  dst: PeerLabels,
+  svc: ServiceLabels,
+  responseFlags: string,
+  mtls: boolean,
 ): TcpLabels {
   return {
     reporter,
@@ -447,7 +472,7 @@ export class Metrics {
    * its own 27 strings twice). Bounded like the series; label objects are never changed once made.
    */
   private shared(labels: TcpLabels): TcpLabels {
-    const key = keyOf(labels);
+    const key = this.keys.get(labels) ?? keyOf(labels);
     const known = this.series.get(key)?.labels ?? this.interned.get(key);
     if (known) return known;
     if (this.interned.size >= this.limits.maxSeries) this.interned.clear();

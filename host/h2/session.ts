@@ -64,17 +64,17 @@ const CONNECTION_SPECIFIC = new Set(["connection", "keep-alive", "proxy-connecti
  */
 function malformed(list: HeaderList, request: boolean): string | null {
   let regular = false;
-  const seen = new Set<string>();
+  let seen = 0; // PSEUDO bits (a request's every header is checked: bits, not a Set per request)
   let contentLength: string | undefined;
   for (const [n, v] of list) {
     if (n.length === 0) return "empty header name";
     if (n !== n.toLowerCase()) return `upper-case header name ${n}`;
-    if (n[0] === ":") {
+    if (n.charCodeAt(0) === 58 /* ':' */) {
       if (regular) return `pseudo-header ${n} after regular headers`;
-      if (seen.has(n)) return `duplicate ${n}`;
-      seen.add(n);
-      const known = request ? [":method", ":scheme", ":authority", ":path", ":protocol"].includes(n) : n === ":status";
-      if (!known) return `unknown pseudo-header ${n}`;
+      const bit = PSEUDO.get(n) ?? 0;
+      if (bit & seen) return `duplicate ${n}`;
+      seen |= bit;
+      if (!(bit & (request ? REQUEST_PSEUDO : STATUS))) return `unknown pseudo-header ${n}`;
       if (v.length === 0) return `empty ${n}`;
     } else {
       regular = true;
@@ -88,18 +88,34 @@ function malformed(list: HeaderList, request: boolean): string | null {
     }
   }
   if (!request) return null;
-  if (!seen.has(":method")) return "missing :method";
+  if (!(seen & METHOD)) return "missing :method";
   const connect = list.some(([n, v]) => n === ":method" && v === "CONNECT");
   if (connect) {
     // Plain CONNECT (§8.5): :authority only (extended CONNECT, RFC 8441, is not enabled).
-    if (!seen.has(":authority")) return "CONNECT without :authority";
-    if (seen.has(":scheme") || seen.has(":path") || seen.has(":protocol"))
-      return "CONNECT with :scheme, :path or :protocol";
-  } else if (!seen.has(":scheme") || !seen.has(":path") || seen.has(":protocol")) {
+    if (!(seen & AUTHORITY)) return "CONNECT without :authority";
+    if (seen & (SCHEME | PATH | PROTOCOL)) return "CONNECT with :scheme, :path or :protocol";
+  } else if (!(seen & SCHEME) || !(seen & PATH) || seen & PROTOCOL) {
     return "request without :scheme or :path";
   }
   return null;
 }
+
+const METHOD = 1,
+  SCHEME = 2,
+  AUTHORITY = 4,
+  PATH = 8,
+  PROTOCOL = 16,
+  STATUS = 32;
+const REQUEST_PSEUDO = METHOD | SCHEME | AUTHORITY | PATH | PROTOCOL;
+/** The pseudo-headers HTTP/2 defines (§8.3), as bits; any other is unknown. */
+const PSEUDO = new Map([
+  [":method", METHOD],
+  [":scheme", SCHEME],
+  [":authority", AUTHORITY],
+  [":path", PATH],
+  [":protocol", PROTOCOL],
+  [":status", STATUS],
+]);
 
 /** Streams we reset, remembered so frames the peer sent before seeing the reset are ignored (§5.1). */
 const RECENT_RESETS = 1024;

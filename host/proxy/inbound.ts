@@ -7,7 +7,7 @@ import { header } from "../h2/headers.js";
 import { dialTcp } from "../net.js";
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import type { Service, Workload } from "../model/index.js";
+import type { MeshConfig, Service, Workload } from "../model/index.js";
 import type { ProxyInputs, Dialer } from "./inputs.js";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
@@ -19,11 +19,16 @@ import { PROXY_PORTS, parseIpAuthority, parseHostPort, formatAuthority } from ".
 import { startTunnel, ownErrors } from "./pipe.js";
 import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
 import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
-import { workloadLabels, workloadBaggage, inboundSourceLabels } from "./peer-labels.js";
+import { workloadLabels, workloadBaggage, inboundSourceLabels, serviceLabels } from "./peer-labels.js";
+
+const NO_SERVICE = serviceLabels(undefined);
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
 import * as abi from "../../assembly/abi.js";
 import { logger } from "../log.js";
+
+/** Inbound.serviceOf's answers, per config snapshot and workload record. */
+const servicesByConfig = new WeakMap<MeshConfig, WeakMap<Workload, Map<number, ServiceLabels>>>();
 
 const log = logger("inbound");
 
@@ -190,15 +195,31 @@ export class Inbound extends HboneListener {
     return null;
   }
 
-  /** The service a port of this workload belongs to, for destination_service labels. */
+  /** The service a port of this workload belongs to, for destination_service labels: one object per config
+   *  snapshot, workload record and port (the labels of every tunnel to it). */
   private serviceOf(port: number): ServiceLabels {
+    const cfg = this.o.inputs.state.config;
+    let byWorkload = servicesByConfig.get(cfg);
+    if (!byWorkload) servicesByConfig.set(cfg, (byWorkload = new WeakMap()));
+    let byPort = byWorkload.get(this.workload);
+    if (!byPort) byWorkload.set(this.workload, (byPort = new Map()));
+    let v = byPort.get(port);
+    if (v === undefined) {
+      v = this.findServiceOf(port);
+      // Only a service's ports are kept (the config bounds them), never each port a peer names.
+      if (v !== NO_SERVICE) byPort.set(port, v);
+    }
+    return v;
+  }
+
+  private findServiceOf(port: number): ServiceLabels {
     for (const [key, ports] of Object.entries(this.workload.services)) {
       if (ports[port] === undefined && !Object.values(ports).includes(port)) continue;
       const [ns, host] = key.split("/", 2);
       const svc = this.o.inputs.state.serviceByHost(host, ns);
       return { hostname: host, namespace: ns, name: svc?.name };
     }
-    return {};
+    return NO_SERVICE;
   }
 
   /** An accepted TCP connection for this workload's HBONE port (a pod's 15008 listener): TLS, HTTP/2, CONNECT. */

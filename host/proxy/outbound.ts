@@ -16,10 +16,9 @@ import { connectHbone } from "../tls/contexts.js";
 import { H2Session, type H2Stream } from "../h2/session.js";
 import { keepRecord, RECORD_SLOT, type StreamRecord } from "../h2/stream.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
-import { decodeBaggage } from "../baggage.js";
 import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
 import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
-import { workloadLabels, workloadBaggage, baggageLabels, workloadIdentity } from "./peer-labels.js";
+import { workloadLabels, workloadBaggage, peerBaggageLabels, workloadIdentity, serviceLabels } from "./peer-labels.js";
 import { logger } from "../log.js";
 
 const log = logger("outbound");
@@ -350,9 +349,7 @@ export class Outbound {
   }
 
   private async openRouteCounted(route: Route, client?: HostPort): Promise<OutboundTunnel> {
-    const svc = route.service
-      ? { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name }
-      : {};
+    const svc = serviceLabels(route.service);
     // Destination labels from config; the 200's baggage fills in a peer config does not know.
     let dst: PeerLabels = route.workload ? workloadLabels(route.workload, String(route.expected[0])) : {};
     const record = (mtls: boolean): ConnectionResult | undefined =>
@@ -407,7 +404,7 @@ export class Outbound {
     if (!route.workload || route.via) {
       const peerBaggage = stream.header("baggage");
       const principal = String(this.innerPeer.get(stream.session) ?? route.expected[0] ?? "");
-      if (peerBaggage) dst = baggageLabels(decodeBaggage(peerBaggage), principal);
+      if (peerBaggage) dst = peerBaggageLabels(peerBaggage, principal);
     }
     // The response headers are read: an idle tunnel must not keep them.
     stream.headers = NO_HEADERS;

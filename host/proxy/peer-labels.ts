@@ -1,12 +1,19 @@
 // Who is at each end of a tunnel, for metrics and baggage: from config when the peer is known
 // there, else from the baggage it sent, else "unknown" (as ztunnel labels them).
 
-import { serviceAccountOf, serviceKey, trustDomainOf, type MeshConfig, type Workload } from "../model/index.js";
+import {
+  serviceAccountOf,
+  serviceKey,
+  trustDomainOf,
+  type MeshConfig,
+  type Service,
+  type Workload,
+} from "../model/index.js";
 import type { ProxyState } from "../state/index.js";
 import { Identity } from "../identity/identity.js";
 import type { HeaderList } from "../h2/hpack.js";
 import { decodeBaggage, encodeBaggage, type BaggageMeta } from "../baggage.js";
-import type { PeerLabels } from "../metrics.js";
+import type { PeerLabels, ServiceLabels } from "../metrics.js";
 import { header } from "../h2/headers.js";
 
 const WORKLOAD_TYPES = new Set(["deployment", "cronjob", "pod", "job"]);
@@ -26,13 +33,24 @@ export function workloadMeta(w: Workload): BaggageMeta {
   };
 }
 
-/** Our baggage header value; a field the format cannot carry (a comma in a name) drops the header. */
+// Per-tunnel work done once per workload record or per peer (records are replaced, never changed, on a config
+// update, so a record's entries go with it). Objects handed out here are shared: never changed by callers.
+const baggageOf = new WeakMap<Workload, string | null>();
+const labelsOf = new WeakMap<Workload, PeerLabels>();
+
+/** Our baggage header value; a field the format cannot carry (a comma in a name) drops the header. A fresh list
+ *  each call (callers add their headers to it); the value is encoded once per workload record. */
 export function workloadBaggage(w: Workload): [string, string][] {
-  try {
-    return [["baggage", encodeBaggage(workloadMeta(w))]];
-  } catch {
-    return [];
+  let value = baggageOf.get(w);
+  if (value === undefined) {
+    try {
+      value = encodeBaggage(workloadMeta(w));
+    } catch {
+      value = null;
+    }
+    baggageOf.set(w, value);
   }
+  return value === null ? [] : [["baggage", value]];
 }
 
 /** The SPIFFE identity a workload's certificate carries (as istiod issues it). */
@@ -40,8 +58,16 @@ export function workloadIdentity(w: Workload): Identity {
   return new Identity(trustDomainOf(w), w.namespace, serviceAccountOf(w));
 }
 
-/** Labels of a workload known from config; `principal` is the SPIFFE id (TLS or xDS). */
+/** Labels of a workload known from config; `principal` is the SPIFFE id (TLS or xDS). One object per record. */
 export function workloadLabels(w: Workload, principal?: string): PeerLabels {
+  const known = labelsOf.get(w);
+  if (known !== undefined && known.principal === principal) return known;
+  const labels = newWorkloadLabels(w, principal);
+  labelsOf.set(w, labels);
+  return labels;
+}
+
+function newWorkloadLabels(w: Workload, principal: string | undefined): PeerLabels {
   return {
     workload: w.workloadName || w.name,
     canonicalService: w.canonicalName || w.workloadName || w.name,
@@ -70,6 +96,42 @@ export function baggageLabels(m: BaggageMeta, principal?: string): PeerLabels {
     region: m.region,
     zone: m.zone,
   };
+}
+
+const NO_SERVICE: ServiceLabels = Object.freeze({});
+const servicesOf = new WeakMap<Service, ServiceLabels>();
+
+/** A service's labels (one object per service record), or the shared empty ones. */
+export function serviceLabels(svc: Service | undefined): ServiceLabels {
+  if (svc === undefined) return NO_SERVICE;
+  let v = servicesOf.get(svc);
+  if (v === undefined) servicesOf.set(svc, (v = { hostname: svc.hostname, namespace: svc.namespace, name: svc.name }));
+  return v;
+}
+
+/** Labels from baggage (a peer config does not know), shared per peer: the same header from the same principal
+ *  gives the same object. Bounded: a peer sending ever-new baggage only refills the table. */
+export function peerBaggageLabels(baggage: string | readonly string[], principal?: string): PeerLabels {
+  const key = `${principal ?? ""}\n${typeof baggage === "string" ? baggage : baggage.join(",")}`;
+  return remember(fromBaggage, key, () => baggageLabels(decodeBaggage(baggage), principal));
+}
+
+/** Labels that carry only a principal (a refused tunnel's, a peer with no baggage), one object per principal. */
+export function principalLabels(principal: string): PeerLabels {
+  return remember(fromPrincipal, principal, () => ({ principal }));
+}
+
+const MAX_REMEMBERED = 1024;
+const fromBaggage = new Map<string, PeerLabels>();
+const fromPrincipal = new Map<string, PeerLabels>();
+
+function remember(table: Map<string, PeerLabels>, key: string, make: () => PeerLabels): PeerLabels {
+  let v = table.get(key);
+  if (v === undefined) {
+    if (table.size >= MAX_REMEMBERED) table.clear();
+    table.set(key, (v = make()));
+  }
+  return v;
 }
 
 /** Network-gateway addresses ("network/ip") named by a config's workloads, computed once per config snapshot. */
@@ -138,8 +200,6 @@ export function inboundSourceLabels(
     return { labels, trusted: labels };
   }
   const baggage = headers.filter(([n]) => n === "baggage").map(([, v]) => v);
-  return {
-    labels: baggage.length > 0 ? baggageLabels(decodeBaggage(baggage), principal) : { principal },
-    trusted: { principal },
-  };
+  const trusted = principalLabels(principal);
+  return { labels: baggage.length > 0 ? peerBaggageLabels(baggage, principal) : trusted, trusted };
 }
