@@ -121,11 +121,15 @@ export function principalLabels(principal: string): PeerLabels {
   return remember(fromPrincipal, principal, () => ({ principal }));
 }
 
+// At most 1024 entries of keys up to 512 characters (~1 MB at worst; ztunnel's baggage is ~200): a longer key (a
+// peer's oversized header) is answered afresh each time, never kept.
 const MAX_REMEMBERED = 1024;
+const MAX_KEY = 512;
 const fromBaggage = new Map<string, PeerLabels>();
 const fromPrincipal = new Map<string, PeerLabels>();
 
 function remember(table: Map<string, PeerLabels>, key: string, make: () => PeerLabels): PeerLabels {
+  if (key.length > MAX_KEY) return make();
   let v = table.get(key);
   if (v === undefined) {
     if (table.size >= MAX_REMEMBERED) table.clear();

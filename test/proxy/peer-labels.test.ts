@@ -59,6 +59,10 @@ describe("peer labels", () => {
     expect(again).not.toBe(a);
     expect(again).toEqual(a);
     expect(principalLabels(ECHO)).toBe(principalLabels(ECHO));
+    // An oversized header is decoded each time, never kept (keys are bounded too, not only their number).
+    const long = `${BAGGAGE},x=${"y".repeat(600)}`;
+    expect(peerBaggageLabels([long], ECHO)).not.toBe(peerBaggageLabels([long], ECHO));
+    expect(peerBaggageLabels([long], ECHO)).toEqual(a);
   });
 
   it("one labels object per service record; no service is one shared, frozen empty object", () => {
