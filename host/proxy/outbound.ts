@@ -18,7 +18,14 @@ import { keepRecord, RECORD_SLOT, type StreamRecord } from "../h2/stream.js";
 import { PROXY_PORTS, formatAuthority, type HostPort } from "./authority.js";
 import { tcpLabels, type PeerLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
 import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
-import { workloadLabels, workloadBaggage, peerBaggageLabels, workloadIdentity, serviceLabels } from "./peer-labels.js";
+import {
+  workloadLabels,
+  workloadBaggage,
+  peerBaggageLabels,
+  workloadIdentity,
+  serviceLabels,
+  sanIdentities,
+} from "./peer-labels.js";
 import { logger } from "../log.js";
 
 const log = logger("outbound");
@@ -246,10 +253,7 @@ export class Outbound {
       const gep = gsvc ? this.o.inputs.lb.pickGateway(gsvc, gw.hboneMtlsPort, w.network) : undefined;
       gwIp = gep?.workload.workloadIps[0];
       if (gep) gwExpected.push(workloadIdentity(gep.workload));
-      for (const san of gsvc?.subjectAltNames ?? []) {
-        const id = Identity.tryParse(san);
-        if (id) gwExpected.push(id);
-      }
+      gwExpected.push(...sanIdentities(gsvc));
     }
     if (!gwIp || gwExpected.length === 0) {
       throw new OutboundError("no-gateway", `no reachable gateway with a known identity for network ${w.network}`);
@@ -268,10 +272,7 @@ export class Outbound {
 
   private routeTo(w: Workload, port: number, service?: Service, ip = w.workloadIps[0]): Route {
     const expected = [workloadIdentity(w)];
-    for (const san of service?.subjectAltNames ?? []) {
-      const id = Identity.tryParse(san);
-      if (id && !expected.some((e) => e.equals(id))) expected.push(id);
-    }
+    for (const id of sanIdentities(service)) if (!expected.some((e) => e.equals(id))) expected.push(id);
     return {
       protocol: w.protocol === "HBONE" ? "HBONE" : "TCP",
       target: { host: ip, port },

@@ -53,9 +53,25 @@ export function workloadBaggage(w: Workload): [string, string][] {
   return value === null ? [] : [["baggage", value]];
 }
 
-/** The SPIFFE identity a workload's certificate carries (as istiod issues it). */
+const identityOf = new WeakMap<Workload, Identity>();
+const sansOf = new WeakMap<Service, readonly Identity[]>();
+
+/** A service's subjectAltNames that are SPIFFE identities (others are skipped), parsed once per service record. */
+export function sanIdentities(svc: Service | undefined): readonly Identity[] {
+  if (!svc || svc.subjectAltNames.length === 0) return [];
+  let ids = sansOf.get(svc);
+  if (ids === undefined) {
+    ids = svc.subjectAltNames.map((san) => Identity.tryParse(san)).filter((id) => id !== undefined);
+    sansOf.set(svc, ids);
+  }
+  return ids;
+}
+
+/** The SPIFFE identity a workload's certificate carries (as istiod issues it); one (immutable) object per record. */
 export function workloadIdentity(w: Workload): Identity {
-  return new Identity(trustDomainOf(w), w.namespace, serviceAccountOf(w));
+  let id = identityOf.get(w);
+  if (id === undefined) identityOf.set(w, (id = new Identity(trustDomainOf(w), w.namespace, serviceAccountOf(w))));
+  return id;
 }
 
 /** Labels of a workload known from config; `principal` is the SPIFFE id (TLS or xDS). One object per record. */

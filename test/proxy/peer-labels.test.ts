@@ -8,8 +8,10 @@ import { newService, newWorkload } from "../../host/model/index.js";
 import {
   peerBaggageLabels,
   principalLabels,
+  sanIdentities,
   serviceLabels,
   workloadBaggage,
+  workloadIdentity,
   workloadLabels,
   workloadMeta,
 } from "../../host/proxy/peer-labels.js";
@@ -71,6 +73,22 @@ describe("peer labels", () => {
     expect(serviceLabels(svc)).toEqual({ hostname: "echo.echo.svc.cluster.local", namespace: "echo", name: "echo" });
     expect(serviceLabels(undefined)).toBe(serviceLabels(undefined));
     expect(Object.isFrozen(serviceLabels(undefined))).toBe(true);
+  });
+
+  it("a record's identity and a service's SAN identities are made once; non-SPIFFE SANs are skipped", () => {
+    const w = sleep();
+    expect(String(workloadIdentity(w))).toBe("spiffe://cluster.local/ns/default/sa/default");
+    expect(workloadIdentity(w)).toBe(workloadIdentity(w));
+    const svc = newService({
+      name: "echo",
+      namespace: "echo",
+      hostname: "echo.echo.svc.cluster.local",
+      subjectAltNames: [ECHO, "not-a-spiffe-id", SLEEP],
+    });
+    const ids = sanIdentities(svc);
+    expect(ids.map(String)).toEqual([ECHO, SLEEP]);
+    expect(sanIdentities(svc)).toBe(ids);
+    expect(sanIdentities(undefined)).toEqual([]);
   });
 
   it("tcpLabels: the same objects give the same labels object, with the values a fresh computation gives", () => {
