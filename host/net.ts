@@ -73,7 +73,7 @@ export function releaseDial(sock: net.Socket): void {
  * map and descriptor array, in the old generation: three of each per socket (~1 KB that only a mark-compact frees,
  * and ~2 µs), which a burst of 10,000 connections left as ~10 MB of garbage in the old generation.
  */
-const SOCKET_SET = { emitClose: false, autoDestroy: true, decodeStrings: false } as const;
+export const SOCKET_SET = { emitClose: false, autoDestroy: true, decodeStrings: false } as const;
 
 interface ListenHandle {
   onconnection(err: number, client: AcceptedHandle | undefined): void;
@@ -93,12 +93,13 @@ type Listening = net.Server & {
 };
 
 /**
- * Makes `server`'s accepted sockets from options that hold SOCKET_SET (see there): Node's own accept (net.js
+ * Makes a bound server's accepted sockets from options that hold SOCKET_SET (see there): Node's own accept (net.js
  * onconnection, which the listening handle calls by name) builds them from a literal without. The same steps as
  * Node's for a connection it takes; an accept error, a connection over maxConnections and a keep-alive server (whose
  * socket state only Node's accept sets) go to Node's own.
  */
-function acceptWithSharedMaps(server: Listening): void {
+export function acceptWithSharedMaps(bound: net.Server): void {
+  const server = bound as Listening;
   const handle = server._handle;
   if (!handle || typeof handle.onconnection !== "function") return;
   const nodeAccept = handle.onconnection;
@@ -141,6 +142,6 @@ export async function listen(
     if ("fd" in at) server.listen({ fd: at.fd }, ok);
     else server.listen(at.port, at.host, ok);
   });
-  acceptWithSharedMaps(server as Listening);
+  acceptWithSharedMaps(server);
   return server.address() as net.AddressInfo;
 }

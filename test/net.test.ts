@@ -1,10 +1,11 @@
 // host/net.ts: dialTcp and listen with real loopback sockets. Node 20's V8 (11.3) gives an object copied with
 // `{ ...o }` a map outside the transition tree, so net.Socket's constructor, which copies its options and adds three
 // fields, made three maps and descriptor arrays per socket in the old generation (~1 KB of garbage per tunnel that
-// only a mark-compact frees) unless the options hold those fields already. The first test counts, in a child process
-// under V8's --log-maps, the map transitions made for those fields while sockets are accepted by a server bound with
-// listen() and dialled with dialTcp; the others check that a server bound with listen() still accepts as Node's
-// own accept does (half-open, paused, Nagle off, counted connections, maxConnections drops).
+// only a mark-compact frees) unless the options hold those fields already. The first tests count, in a child process
+// under V8's --log-maps, the map transitions made for those fields while sockets are accepted and dialled: by a
+// server bound with listen() and dialTcp, and by in-pod mode's FFI path (host/sys adoptServer, dialFrom). The others
+// check that a server bound with listen() still accepts as Node's own accept does (half-open, paused, Nagle off,
+// counted connections, maxConnections drops).
 
 import net from "node:net";
 import { once } from "node:events";
@@ -15,23 +16,40 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { listen } from "../host/net.js";
+import { nativeAvailable } from "../host/sys/index.js";
 
-const NET_JS = fileURLToPath(new URL("../dist/host/net.js", import.meta.url));
+const dist = (f: string) => JSON.stringify(fileURLToPath(new URL(`../dist/host/${f}`, import.meta.url)));
 const SOCKETS = 300;
 
-/** `n` sockets accepted by a listen()-bound server from `n` dialTcp dials, in a child under --log-maps. */
-function mapLog(n: number): string {
+/** How the child binds its server and dials: host/net.ts listen() and dialTcp, or the FFI path in-pod mode takes
+ *  (host/sys: a listening fd adopted with adoptServer, dials with dialFrom). */
+const BIND_AND_DIAL = {
+  net: `
+    import { dialTcp, listen } from ${dist("net.js")};
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, () => {});
+    const { port } = await listen(server, { host: "127.0.0.1", port: 0 });
+    const dial = () => new Promise((ok, fail) => dialTcp({ host: "127.0.0.1", port, timeoutMs: 5000 }, ok, fail));`,
+  ffi: `
+    import { adoptServer, createListenSocket, dialFrom } from ${dist("sys/index.js")};
+    const { fd } = createListenSocket({ host: "127.0.0.1", port: 0 });
+    const server = await adoptServer(net.createServer({ pauseOnConnect: false }, () => {}), fd);
+    const { port } = server.address();
+    const dial = () => new Promise((ok, fail) => {
+      const s = dialFrom(null, "127.0.0.1", port);
+      s.once("connect", () => ok(s)).once("error", fail);
+    });`,
+};
+
+/** `n` sockets accepted by a server from `n` dials in a child under --log-maps; V8's map log. */
+function mapLog(how: keyof typeof BIND_AND_DIAL, n: number): string {
   const dir = mkdtempSync(join(tmpdir(), "hbone-maps-"));
   try {
     const log = join(dir, "v8.log");
     const script = `
       import net from "node:net";
-      import { dialTcp, listen } from ${JSON.stringify(NET_JS)};
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, () => {});
-      const { port } = await listen(server, { host: "127.0.0.1", port: 0 });
+      ${BIND_AND_DIAL[how]}
       const open = [];
-      for (let i = 0; i < ${n}; i++)
-        open.push(await new Promise((ok, fail) => dialTcp({ host: "127.0.0.1", port, timeoutMs: 5000 }, ok, fail)));
+      for (let i = 0; i < ${n}; i++) open.push(await dial());
       while (server._connections < ${n}) await new Promise((r) => setTimeout(r, 5));
       for (const s of open) s.destroy();
       server.close();`;
@@ -48,14 +66,19 @@ function mapLog(n: number): string {
 }
 
 describe("sockets made without a map of their own", () => {
-  it(`accepting and dialling ${SOCKETS} sockets adds no map per socket for net.Socket's options`, () => {
-    const lines = mapLog(SOCKETS).split("\n");
-    const made = (field: string) => lines.filter((l) => l.startsWith("map,Transition,") && l.endsWith(`,${field}`));
-    // Each socket (accepted and dialled: 2 per connection) made one map per field before; now a handful in all.
-    for (const field of ["emitClose", "autoDestroy", "decodeStrings"]) expect(made(field).length).toBeLessThan(20);
-    // The log is V8's map log: the child made maps for other things (the check would pass on an empty log).
-    expect(lines.filter((l) => l.startsWith("map,Transition,")).length).toBeGreaterThan(100);
-  });
+  for (const how of ["net", "ffi"] as const) {
+    it.skipIf(how === "ffi" && !nativeAvailable())(
+      `accepting and dialling ${SOCKETS} sockets (${how}) adds no map per socket for net.Socket's options`,
+      () => {
+        const lines = mapLog(how, SOCKETS).split("\n");
+        const made = (field: string) => lines.filter((l) => l.startsWith("map,Transition,") && l.endsWith(`,${field}`));
+        // Each socket (accepted and dialled: 2 per connection) made one map per field before; now a handful in all.
+        for (const field of ["emitClose", "autoDestroy", "decodeStrings"]) expect(made(field).length).toBeLessThan(20);
+        // The log is V8's map log: the child made maps for other things (the check would pass on an empty log).
+        expect(lines.filter((l) => l.startsWith("map,Transition,")).length).toBeGreaterThan(100);
+      },
+    );
+  }
 });
 
 describe("listen(): accepted connections", () => {
