@@ -95,8 +95,9 @@ type Listening = net.Server & {
 /**
  * Makes a bound server's accepted sockets from options that hold SOCKET_SET (see there): Node's own accept (net.js
  * onconnection, which the listening handle calls by name) builds them from a literal without. The same steps as
- * Node's for a connection it takes; an accept error, a connection over maxConnections and a keep-alive server (whose
- * socket state only Node's accept sets) go to Node's own.
+ * Node's for a connection it takes (less the diagnostics_channel message, which nothing here subscribes to); an
+ * accept error, a connection over maxConnections and a keep-alive server (whose socket state only Node's accept
+ * sets) go to Node's own. Cluster workers too: their round-robin handle is called by the same name.
  */
 export function acceptWithSharedMaps(bound: net.Server): void {
   const server = bound as Listening;
