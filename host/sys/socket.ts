@@ -7,6 +7,7 @@ import os from "node:os";
 import { C, check, closeQuietly, libc, nativeAvailable } from "./libc.js";
 import { SysError, errnoName } from "./errors.js";
 import { inNetns } from "./netns.js";
+import { acceptWithSharedMaps, SOCKET_SET } from "../net.js";
 import {
   decodeInet,
   encodeInet,
@@ -117,6 +118,7 @@ export async function adoptServer(server: net.Server, fd: number): Promise<net.S
     server.once("listening", onListening);
     server.listen({ fd });
   });
+  acceptWithSharedMaps(server);
   return server;
 }
 
@@ -167,7 +169,7 @@ export function dialFrom(
   const fd = netnsFd === null ? make() : inNetns(netnsFd, make);
   let socket: net.Socket;
   try {
-    socket = new net.Socket({ fd, readable: true, writable: true });
+    socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: false, ...SOCKET_SET });
   } catch (err) {
     closeQuietly(fd);
     throw err;
