@@ -75,6 +75,8 @@ export function releaseDial(sock: net.Socket): void {
  */
 export const SOCKET_SET = { emitClose: false, autoDestroy: true, decodeStrings: false } as const;
 
+const NODE_20 = process.versions.node.split(".")[0] === "20";
+
 interface ListenHandle {
   onconnection(err: number, client: AcceptedHandle | undefined): void;
 }
@@ -100,6 +102,8 @@ type Listening = net.Server & {
  * sets) go to Node's own. Cluster workers too: their round-robin handle is called by the same name.
  */
 export function acceptWithSharedMaps(bound: net.Server): void {
+  // The steps are Node 20's (the Node this product runs on): any other Node keeps its own accept.
+  if (!NODE_20) return;
   const server = bound as Listening;
   const handle = server._handle;
   if (!handle || typeof handle.onconnection !== "function") return;
