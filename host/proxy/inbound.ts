@@ -20,13 +20,12 @@ import { startTunnel, ownErrors } from "./pipe.js";
 import { tcpLabels, type ServiceLabels, type ConnectionResult, type TunnelBytes, type ByteSource } from "../metrics.js";
 import { logConnectionComplete, logConnectionFailed, peersFromLabels, sharedField } from "./access-log.js";
 import { workloadLabels, workloadBaggage, inboundSourceLabels, serviceLabels } from "./peer-labels.js";
-
-const NO_SERVICE = serviceLabels(undefined);
 import { authorize, type RbacConnection } from "../state/policy.js";
 import { H2Error } from "../errors.js";
 import * as abi from "../../assembly/abi.js";
 import { logger } from "../log.js";
 
+const NO_SERVICE = serviceLabels(undefined);
 /** Inbound.serviceOf's answers, per config snapshot and workload record. */
 const servicesByConfig = new WeakMap<MeshConfig, WeakMap<Workload, Map<number, ServiceLabels>>>();
 
