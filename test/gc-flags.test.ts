@@ -10,7 +10,7 @@ import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_FLAGS } from "../host/runtime-config.js";
 import { meshFixture, type MeshFixture } from "./helpers/mesh.js";
-import { NO_STATUS_PORTS, spawnHbone, type HboneProcess } from "./helpers/attack.js";
+import { NO_STATUS_PORTS, forwardSourceArgs, spawnHbone, type HboneProcess } from "./helpers/attack.js";
 
 const OLD_SPACE_FLAG = "--initial-old-space-size=64";
 const BULK = 512 << 20;
@@ -57,17 +57,7 @@ describe("NODE_FLAGS and garbage collection of a bulk tunnel after an idle spell
     );
     source = await spawnHbone(
       "proxy",
-      [
-        ...common,
-        "--workload",
-        "default/sleep/sleep",
-        "--inbound-port",
-        "off",
-        "--hbone-port",
-        (dest.ready.inbound as string).split(":").at(-1)!,
-        "--forward",
-        "127.0.0.1:0=echo.default.svc.cluster.local:9001",
-      ],
+      [...common, ...forwardSourceArgs(dest, "127.0.0.1:0=echo.default.svc.cluster.local:9001")],
       [...NODE_FLAGS, "--trace-gc"],
       { onLine: counter("source") },
     );

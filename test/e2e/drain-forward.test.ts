@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import net from "node:net";
 import { once } from "node:events";
 import { meshFixture, type MeshFixture } from "../helpers/mesh.js";
-import { ANY_STATUS_PORTS, spawnHbone, type HboneProcess } from "../helpers/attack.js";
+import { ANY_STATUS_PORTS, forwardSourceArgs, spawnHbone, type HboneProcess } from "../helpers/attack.js";
 import { drain, pattern, pump } from "../helpers/net.js";
 
 let fx: MeshFixture;
@@ -18,19 +18,9 @@ beforeAll(async () => {
   fx = await meshFixture();
   const common = ["--config", fx.configPath, "--ca-dir", fx.caDir, "--socks5-port", "off", ...ANY_STATUS_PORTS];
   dest = await spawnHbone("proxy", [...common, "--workload", "default/echo/echo", "--inbound-port", "0"]);
-  const hbonePort = (dest.ready.inbound as string).split(":").at(-1)!;
   source = await spawnHbone("proxy", [
     ...common,
-    "--workload",
-    "default/sleep/sleep",
-    "--inbound-port",
-    "off",
-    "--hbone-port",
-    hbonePort,
-    "--drain-timeout",
-    "20",
-    "--forward",
-    "127.0.0.1:0=echo.default.svc.cluster.local:9000",
+    ...forwardSourceArgs(dest, "127.0.0.1:0=echo.default.svc.cluster.local:9000", "--drain-timeout", "20"),
   ]);
 }, 60_000);
 afterAll(async () => {

@@ -92,6 +92,25 @@ export async function spawnHbone(
   };
 }
 
+/**
+ * The arguments of a source proxy (the mesh fixture's sleep workload, no inbound) that dials `dest`'s HBONE port and
+ * forwards `forward` (listen=target): the two-process pair the CLI tests start, with `extra` flags before --forward.
+ */
+export function forwardSourceArgs(dest: HboneProcess, forward: string, ...extra: string[]): string[] {
+  const hbonePort = (dest.ready.inbound as string).split(":").at(-1)!;
+  return [
+    "--workload",
+    "default/sleep/sleep",
+    "--inbound-port",
+    "off",
+    "--hbone-port",
+    hbonePort,
+    ...extra,
+    "--forward",
+    forward,
+  ];
+}
+
 /** The process is still running and nothing escaped its error owner. */
 export function expectSurvived(p: HboneProcess): void {
   expect(p.alive(), `${p.name} exited:\n${p.tail()}`).toBe(true);
