@@ -206,7 +206,8 @@ export class H2Session extends EventEmitter {
   // short tunnels, frames of several of them share a TLS record and a syscall). (Measured: coalescing
   // small frames into our own buffer instead cost more in copies and GC on bulk tunnels than it
   // saved on small ones; coalescing only turns of up to 16 KiB into one write cost more CPU per
-  // short tunnel too.)
+  // short tunnel too, and so did a turn's frames copied into a pooled 128 KiB buffer written as
+  // one: +4 % CPU per GiB at the outbound, side by side.)
   private corked = false;
   private drainWaiters: (() => void)[] = [];
   // Keepalive and settings timers.
