@@ -5,8 +5,9 @@
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_FLAGS } from "../host/runtime-config.js";
 import { meshFixture, type MeshFixture } from "./helpers/mesh.js";
@@ -89,4 +90,65 @@ describe("modules a proxy loads", () => {
     ).toBe(true);
     expect(yamlFiles(files)).toEqual([]);
   }, 30_000);
+});
+
+/**
+ * PEM certificates among a proxy's heap strings once it is ready: a heap snapshot written on SIGUSR2
+ * (`--heapsnapshot-signal`) into its own directory. `preload`, when given, runs first.
+ */
+async function pemStringsAtReady(name: string, preload?: string): Promise<number> {
+  const cwd = join(fx.dir, name);
+  mkdirSync(cwd, { recursive: true });
+  const args = [
+    ...NODE_FLAGS,
+    "--heapsnapshot-signal=SIGUSR2",
+    ...(preload ? ["--require", preload] : []),
+    CLI,
+    "proxy",
+    ...["--config", fx.configPath, "--ca-dir", fx.caDir, "--workload", "default/sleep/sleep"],
+    ...["--inbound-port", "0", "--socks5-port", "off", ...NO_STATUS_PORTS],
+  ];
+  const p = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  p.stderr.resume();
+  let out = "";
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`proxy not ready: ${out}`)), 20_000);
+      p.stdout.on("data", (d) => {
+        out += String(d);
+        if (/ ready \{/.test(out)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    p.kill("SIGUSR2");
+    // The snapshot is written on the proxy's main thread: complete once it parses.
+    for (let i = 0; i < 200; i++) {
+      await sleep(100);
+      const file = readdirSync(cwd).find((f) => f.endsWith(".heapsnapshot"));
+      if (!file) continue;
+      let snapshot: { strings: string[] };
+      try {
+        snapshot = JSON.parse(readFileSync(join(cwd, file), "utf8")) as { strings: string[] };
+      } catch {
+        continue;
+      }
+      return snapshot.strings.filter((str) => str.startsWith("-----BEGIN CERTIFICATE-----")).length;
+    }
+    throw new Error("no heap snapshot written");
+  } finally {
+    p.kill("SIGKILL");
+    await once(p, "exit");
+  }
+}
+
+describe("what a proxy keeps in memory", () => {
+  it("never reads Node's bundled root certificates (an ESM import of node:tls would, ~0.2 MB)", async () => {
+    const readRoots = join(fx.dir, "read-roots.cjs");
+    writeFileSync(readRoots, 'require("node:tls").rootCertificates;\n');
+    // The control: the same proxy after something read them holds the ~140 of Node's list.
+    expect(await pemStringsAtReady("roots-read", readRoots)).toBeGreaterThan(100);
+    expect(await pemStringsAtReady("roots-kept-out")).toBeLessThan(20);
+  }, 60_000);
 });

@@ -6,7 +6,8 @@
 
 import http from "node:http";
 import https from "node:https";
-import tls from "node:tls";
+import type tls from "node:tls";
+import { nodeTls } from "../tls/node-tls.js";
 import { createRequire } from "node:module";
 import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
@@ -24,7 +25,7 @@ function portOf(p: unknown, dflt: number): number {
 
 /** TLS from the app to the app, inside the tunnel (the tunnel's own mTLS is the proxies'). */
 function tlsOver(tunnel: Duplex, o: tls.ConnectionOptions, cb: Callback): void {
-  const t = tls.connect({ ...o, socket: asSocket(tunnel) });
+  const t = nodeTls.connect({ ...o, socket: asSocket(tunnel) });
   let settled = false;
   // Stays on: a TLS socket re-emits its tunnel's errors (a reset after a refused handshake comes late).
   t.on("error", (err: Error) => {

@@ -3,7 +3,8 @@
 // The server admits connections through an Admission (handshake timeout, caps, shedding: admission.ts).
 
 import type net from "node:net";
-import tls from "node:tls";
+import type tls from "node:tls";
+import { nodeTls } from "./node-tls.js";
 import type { Duplex } from "node:stream";
 import type { Identity } from "../identity/identity.js";
 import type { WorkloadCertificate } from "../identity/ca.js";
@@ -41,7 +42,7 @@ function clientContext(cert: WorkloadCertificate): tls.SecureContext {
   const pems = [cert.keyPem, cert.certChainPem, cert.rootsPem];
   const known = clientContexts.get(cert);
   if (known && known.pems.every((p, i) => p === pems[i])) return known.ctx;
-  const ctx = tls.createSecureContext(contextOptions(cert));
+  const ctx = nodeTls.createSecureContext(contextOptions(cert));
   clientContexts.set(cert, { pems, ctx });
   return ctx;
 }
@@ -82,7 +83,7 @@ export function createHboneServer(
   onSecure: (socket: tls.TLSSocket, peer: Identity) => void,
 ): HboneServer {
   const limits = effectiveLimits({ ...defaultAdmissionLimits(), ...opts.limits });
-  const server = tls.createServer({
+  const server = nodeTls.createServer({
     ...contextOptions(opts.certificate),
     requestCert: true,
     // The chain is still verified against the roots, but judged in secureConnection: when Node rejects a client
@@ -147,7 +148,7 @@ export function connectHbone(opts: {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     // No `servername`: Node then sends no SNI, whatever the host is.
-    const socket = tls.connect({
+    const socket = nodeTls.connect({
       host: opts.host,
       port: opts.port,
       socket: opts.socket,

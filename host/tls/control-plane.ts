@@ -4,7 +4,7 @@
 // `clusterid` header.
 
 import { readFile } from "node:fs/promises";
-import tls from "node:tls";
+import { nodeTls } from "./node-tls.js";
 import { Metadata, credentials, type ChannelCredentials, type ChannelOptions } from "@grpc/grpc-js";
 import { Identity } from "../identity/identity.js";
 import { verifyServerIdentity } from "./verify.js";
@@ -52,9 +52,9 @@ export function controlPlaneChannel(c: ControlPlaneConnection, extra: ChannelOpt
   const creds = credentials.createSsl(Buffer.from(c.rootsPem), null, null, {
     // The chain is verified against rootsPem by OpenSSL before this runs; this checks the name.
     checkServerIdentity: (host, cert) => {
-      const err = tls.checkServerIdentity(host, cert);
+      const err = nodeTls.checkServerIdentity(host, cert);
       if (!err) return undefined;
-      if (alt && !tls.checkServerIdentity(alt, cert)) return undefined;
+      if (alt && !nodeTls.checkServerIdentity(alt, cert)) return undefined;
       if (ids.length > 0 && verifyServerIdentity(cert, ids) === null) return undefined;
       return err;
     },
