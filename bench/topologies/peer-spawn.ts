@@ -20,8 +20,8 @@ export async function startProxy(
   name: string,
   script: string,
   args: string[],
-  /** The proxy's own node flags (this build's hbone: NODE_FLAGS); [] for a peer or the base build, which run with
-   *  Node's defaults or HBONE_BENCH_PEER_NODE_FLAGS (space-separated: a peer measured under the same flags). */
+  /** The proxy's own node flags (an hbone build's NODE_FLAGS); [] for a peer, which runs with Node's defaults or
+   *  HBONE_BENCH_PEER_NODE_FLAGS (space-separated: a peer measured under the same flags). */
   flags: readonly string[] = [],
 ): Promise<Child> {
   const own = flags.length > 0 ? flags : (process.env.HBONE_BENCH_PEER_NODE_FLAGS ?? "").split(" ").filter(Boolean);

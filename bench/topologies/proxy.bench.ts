@@ -588,10 +588,11 @@ export async function runProxyBench(opts: ProxyBenchOptions): Promise<SuiteResul
     "proxies: real processes on loopback (client app, proxies, server app each their own process); TLS 1.3 " +
       "AES-GCM with mutual certificates from one Istio plug-in CA on every TLS hop; node-http2 and hbone-wasm " +
       "with 4 MiB stream / 16 MiB connection windows, 1 MiB frames, 100 streams per pooled connection",
-    `node flags: hbone proxies run with ${NODE_FLAGS.join(" ")} as the hbone bin runs them (host/runtime-config.ts); ` +
+    `node flags: hbone proxies run with ${NODE_FLAGS.join(" ")} as the hbone bin runs them (host/runtime-config.ts; ` +
+      "hbone-wasm-base with its own build's); " +
       (process.env.HBONE_BENCH_PEER_NODE_FLAGS
         ? `the peers with ${process.env.HBONE_BENCH_PEER_NODE_FLAGS} (HBONE_BENCH_PEER_NODE_FLAGS)`
-        : "the peers and hbone-wasm-base with Node's defaults"),
+        : "the peers with Node's defaults"),
     "proxy CPU: utime + stime of the proxy processes from /proc/PID/stat (both proxies summed for CPU per GiB; " +
       "each proxy for vCPU per 1000 req/s, whose per-proxy mean is compared with ztunnel's published figure)",
     `rr: ${P.rrConns} connections, one request in flight each, paced to ${P.rrRate} req/s in all, ${P.rrWarmupMs} ms ` +

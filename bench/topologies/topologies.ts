@@ -15,6 +15,7 @@
 
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { freePort, type Child, type SpawnOptions } from "./procs.js";
 import { repoRoot } from "../harness.js";
 import { buildDouble } from "./topologies-double.js";
@@ -127,6 +128,14 @@ function baseCheckout(): string {
   return dir;
 }
 
+/** The node flags the base build's own bin runs with (its runtime-config's NODE_FLAGS; none before it had them). */
+async function baseNodeFlags(): Promise<readonly string[]> {
+  const file = join(baseCheckout(), "dist", "host", "runtime-config.js");
+  if (!existsSync(file)) return [];
+  const mod = (await import(pathToFileURL(file).href)) as { NODE_FLAGS?: readonly string[] };
+  return mod.NODE_FLAGS ?? [];
+}
+
 export async function buildTopology(name: TopologyName, ctx: BuildContext): Promise<Topology> {
   const proxies: Proxy[] = [];
   try {
@@ -190,8 +199,8 @@ export async function buildTopology(name: TopologyName, ctx: BuildContext): Prom
           "1",
           ...(name === "hbone-wasm-w2" ? ["--workers", "2"] : []),
         ];
-        // The base checkout runs as it was shipped; this build with the flags its bin and image run with.
-        const flags = name === "hbone-wasm-base" ? [] : NODE_FLAGS;
+        // Each build with the flags its own bin and image run with.
+        const flags = name === "hbone-wasm-base" ? await baseNodeFlags() : NODE_FLAGS;
         const inb = await startProxy(
           ctx,
           proxies,
