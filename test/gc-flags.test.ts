@@ -3,7 +3,9 @@
 // the young generation's capacity, so V8 started a mark-compact after nearly every scavenge of a bulk tunnel (one
 // per ~32 MB of socket buffers). Two real proxy processes idle ~11 s, then carry 512 MiB: the source runs with the
 // hbone command's NODE_FLAGS, the destination with the same flags but that one (the regime it is for, on the same
-// bytes), both under --trace-gc, so each mark-compact V8 runs is a line we count.
+// bytes), both under --trace-gc, so each mark-compact V8 runs is a line we count. How deep the regime goes hangs on
+// the live heap's exact size: the control ran 26-30 mark-compacts on earlier trees, 17-19 with Node's root
+// certificates loaded (0.2 MB more), 4-7 since they are not (host/tls/node-tls.ts); the proxy with the flag ran 0.
 
 import net from "node:net";
 import { once } from "node:events";
@@ -68,7 +70,7 @@ describe("NODE_FLAGS and garbage collection of a bulk tunnel after an idle spell
     await fx?.close();
   });
 
-  it("idled, the proxy with NODE_FLAGS runs a few mark-compacts in 512 MiB; without the old-space floor, one per scavenge", async () => {
+  it("idled, the proxy with NODE_FLAGS runs at most 2 mark-compacts in 512 MiB; without the old-space floor, more", async () => {
     const forward = (source.ready.forward as string[])[0]!;
     expect(await send(forward, 64 << 10)).toBe(`got ${64 << 10} bytes`);
     await new Promise((r) => setTimeout(r, Math.max(1500, startedAt + IDLE_MS - Date.now())));
@@ -77,8 +79,8 @@ describe("NODE_FLAGS and garbage collection of a bulk tunnel after an idle spell
     await new Promise((r) => setTimeout(r, 300));
     const seen = `mark-compacts during the bulk tunnel: source ${markCompacts.source - before.source}, destination ${markCompacts.dest - before.dest}`;
     // The control churns on the same bytes: the regime exists here, so the check below can fail.
-    expect(markCompacts.dest - before.dest, seen).toBeGreaterThanOrEqual(8);
-    expect(markCompacts.source - before.source, seen).toBeLessThanOrEqual(3);
+    expect(markCompacts.dest - before.dest, seen).toBeGreaterThanOrEqual(4);
+    expect(markCompacts.source - before.source, seen).toBeLessThanOrEqual(2);
     expect(source.alive() && dest.alive()).toBe(true);
   }, 60_000);
 });
