@@ -79,7 +79,7 @@ describe("NODE_FLAGS and garbage collection of a bulk tunnel after an idle spell
     await new Promise((r) => setTimeout(r, 300));
     const seen = `mark-compacts during the bulk tunnel: source ${markCompacts.source - before.source}, destination ${markCompacts.dest - before.dest}`;
     // The control churns on the same bytes: the regime exists here, so the check below can fail.
-    expect(markCompacts.dest - before.dest, seen).toBeGreaterThanOrEqual(4);
+    expect(markCompacts.dest - before.dest, seen).toBeGreaterThanOrEqual(3);
     expect(markCompacts.source - before.source, seen).toBeLessThanOrEqual(2);
     expect(source.alive() && dest.alive()).toBe(true);
   }, 60_000);
