@@ -9,7 +9,16 @@ export { socks5Connect } from "./socks5-client.js";
 export { asSocket, type TunnelSocket } from "./http/socket.js";
 export type { MeshDispatcherOptions } from "./http/agent.js";
 // Every environment variable, port, path and default the proxy reads (deploy/ is checked against it).
-export { resolveRuntime, ENV, PORTS, PATHS, DEFAULTS, CAPABILITIES, type RuntimeConfig } from "./runtime-config.js";
+export {
+  resolveRuntime,
+  ENV,
+  PORTS,
+  PATHS,
+  DEFAULTS,
+  CAPABILITIES,
+  NODE_FLAGS,
+  type RuntimeConfig,
+} from "./runtime-config.js";
 
 // Live config and certificates from istiod.
 export { XdsClient, type XdsClientOptions } from "./xds/client.js";
