@@ -51,8 +51,9 @@ export const PATHS = {
  * the bench's spawns; test/node-flags.test.ts keeps them in step). V8 sizes its young generation when the process
  * starts, so these cannot be set from inside. Semi-spaces of at most 8 MB instead of 16: under a burst of new
  * tunnels V8 grows the young generation to 16 MB, which was ~1.7 KB of RSS per idle tunnel. (1 MB semi-spaces cost
- * ~20 % more CPU per byte on bulk tunnels, 8 MB minimum semi-spaces ~5 MB of idle RSS for no gain. An idle proxy is the same with at most 2, 4 or 8 MB: start-up grows
- * them to 4 MB, ~5 MB resident until V8's memory reducer ~8 s after start; at most 1 MB would save ~2 MB.) An
+ * ~20 % more CPU per byte on bulk tunnels, 8 MB minimum semi-spaces ~5 MB of idle RSS for no gain. An idle proxy
+ * is the same with at most 2, 4 or 8 MB: start-up grows them to 4 MB, ~5 MB resident until V8's memory reducer
+ * ~8 s after start; at most 1 MB would save ~2 MB.) An
  * initial old-generation limit of 64 MB: V8 starts marking when the old generation's room left is under the young
  * generation's capacity, and once a proxy has idled (~10 s) the limit it recomputes is the live heap plus a few MB,
  * so bulk tunnels after an idle spell ran a mark-compact after nearly every scavenge (40-57 per GiB, ~+40 % CPU per
