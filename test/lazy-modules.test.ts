@@ -114,6 +114,10 @@ async function pemStringsAtReady(name: string, preload?: string): Promise<number
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`proxy not ready: ${out}`)), 20_000);
+      p.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
       p.stdout.on("data", (d) => {
         out += String(d);
         if (/ ready \{/.test(out)) {
