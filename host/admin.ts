@@ -7,7 +7,6 @@ import http from "node:http";
 import type net from "node:net";
 import { getLevel, setLevel } from "./log.js";
 import { applyLoggingSpec, accessLogLevel } from "./proxy/access-log.js";
-import type { Metrics } from "./metrics.js";
 import { logger } from "./log.js";
 import { listen } from "./net.js";
 
@@ -75,6 +74,19 @@ async function serve(
   await route.handler(req, res, url);
 }
 
+/** An error a route throws that names its HTTP status (e.g. 503: a worker did not answer); otherwise 500. */
+export class RouteError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+function statusOf(err: unknown): number {
+  return err instanceof RouteError ? err.status : 500;
+}
+
 /** A small HTTP server with exact-path routes; `host` binds it (127.0.0.1 for admin). */
 export async function serveHttp(
   host: string,
@@ -86,7 +98,7 @@ export async function serveHttp(
     res.on("error", (e) => log.debug("admin response error", { error: e }));
     serve(req, res, routes, o).catch((err: unknown) => {
       log.warn("admin route failed", { path: req.url?.slice(0, 200), error: err as Error });
-      send(res, 500, `${err instanceof Error ? err.message : String(err)}\n`);
+      send(res, statusOf(err), `${err instanceof Error ? err.message : String(err)}\n`);
     });
   });
   // Node answers malformed requests (clientError) with a 400 itself; a socket error is the client's.
@@ -99,38 +111,56 @@ export async function serveHttp(
   return server;
 }
 
+/** Applies a ztunnel logging spec to this process (its global level and the access log's); throws on a bad one,
+ *  having changed nothing. */
+export function applyLogging(spec: string): void {
+  const bare = applyLoggingSpec(spec);
+  if (bare) setLevel(bare);
+}
+
 /**
  * GET /logging shows the levels; POST /logging?level=SPEC changes them at run time. SPEC is ztunnel's: a bare
  * level (`debug`), or a list with `access:LEVEL` for the access log (`access:off,info`); a bad spec changes nothing.
+ * `applied` hears every spec that took (a --workers primary passes it on to its workers).
  */
-export const loggingRoute: Route = {
-  methods: ["GET", "POST"],
-  handler: (req, res, url) => {
-    const spec = url.searchParams.get("level");
-    if (req.method === "POST" && spec) {
-      try {
-        const bare = applyLoggingSpec(spec);
-        if (bare) setLevel(bare);
-      } catch (err) {
-        jsonResponse(res, 400, { error: (err as Error).message });
-        return;
+export function loggingRoute(applied?: (spec: string) => void | Promise<void>): Route {
+  return {
+    methods: ["GET", "POST"],
+    handler: async (req, res, url) => {
+      const spec = url.searchParams.get("level");
+      if (req.method === "POST" && spec) {
+        try {
+          applyLogging(spec);
+        } catch (err) {
+          jsonResponse(res, 400, { error: (err as Error).message });
+          return;
+        }
+        await applied?.(spec);
       }
-    }
-    // The access level is shown when asked about (GET, or a spec naming it).
-    const showAccess = req.method !== "POST" || (spec ?? "").includes("access");
-    jsonResponse(res, 200, showAccess ? { level: getLevel(), access: accessLogLevel() } : { level: getLevel() });
-  },
-};
+      // The access level is shown when asked about (GET, or a spec naming it).
+      const showAccess = req.method !== "POST" || (spec ?? "").includes("access");
+      jsonResponse(res, 200, showAccess ? { level: getLevel(), access: accessLogLevel() } : { level: getLevel() });
+    },
+  };
+}
+
+/** What :15020 serves: Prometheus text (one proxy's registry, or a --workers primary's sum of its workers'). */
+export interface MetricsText {
+  readonly contentType: string;
+  text(): Promise<string>;
+}
 
 export interface StatusServersOptions {
   /** Where metrics and readiness listen (admin stays on 127.0.0.1). */
   statusAddress: string;
   ports: { admin: number | false; metrics: number | false; readiness: number | false };
-  metrics: Metrics;
-  ready: () => boolean;
+  metrics: MetricsText;
+  ready: () => boolean | Promise<boolean>;
   configDump: () => unknown;
   /** POST /quitquitquit: drain, then exit. */
   quit: () => void;
+  /** Hears each logging spec POST /logging applied here; a RouteError it throws is the response. */
+  loggingApplied?: (spec: string) => void | Promise<void>;
 }
 
 export interface StatusServers {
@@ -144,8 +174,9 @@ export interface StatusServers {
 export async function startStatusServers(o: StatusServersOptions): Promise<StatusServers> {
   const out: StatusServers = { servers: [] };
   const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
-    res.writeHead(200, { "content-type": o.metrics.registry.contentType });
-    res.end(await o.metrics.text());
+    const text = await o.metrics.text();
+    res.writeHead(200, { "content-type": o.metrics.contentType });
+    res.end(text);
   };
   try {
     if (o.ports.metrics !== false) {
@@ -158,8 +189,8 @@ export async function startStatusServers(o: StatusServersOptions): Promise<Statu
     }
     if (o.ports.readiness !== false) {
       const s = await serveHttp(o.statusAddress, o.ports.readiness, {
-        "/healthz/ready": (_req, res) => {
-          const ok = o.ready();
+        "/healthz/ready": async (_req, res) => {
+          const ok = await o.ready();
           res.writeHead(ok ? 200 : 503).end(ok ? "ready\n" : "not ready\n");
         },
       });
@@ -173,8 +204,8 @@ export async function startStatusServers(o: StatusServersOptions): Promise<Statu
         "127.0.0.1",
         o.ports.admin,
         {
-          "/config_dump": (_req, res) => jsonResponse(res, 200, o.configDump()),
-          "/logging": loggingRoute,
+          "/config_dump": async (_req, res) => jsonResponse(res, 200, await o.configDump()),
+          "/logging": loggingRoute(o.loggingApplied),
           "/quitquitquit": {
             methods: ["POST"],
             handler: (_req, res) => {

@@ -344,8 +344,7 @@ export class NodeProxy {
         readiness: o.readinessPort ?? PORTS.readiness,
       },
       metrics: this.metrics,
-      // In-pod mode: ready once the agent's first snapshot is in (ztunnel's readiness).
-      ready: () => this.ready && (!this.inpod || this.snapshotSeen),
+      ready: () => this.isReady(),
       configDump: () => this.configDump(),
       quit: () =>
         void this.drain().then(
@@ -591,6 +590,11 @@ export class NodeProxy {
 
   private quitHandlers: (() => void)[] = [];
   /** Called after /quitquitquit has drained (the CLI exits). */
+  /** What :15021 answers. In-pod mode: ready once the agent's first snapshot is in (ztunnel's readiness). */
+  isReady(): boolean {
+    return this.ready && (!this.inpod || this.snapshotSeen);
+  }
+
   onQuit(fn: () => void): void {
     this.quitHandlers.push(fn);
   }

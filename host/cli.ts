@@ -6,7 +6,7 @@ import { getCodec } from "./wasm/codec.js";
 import { startProxy, type ForwardListener, type ProxyOptions } from "./app.js";
 import { parseListenAddress } from "./proxy/authority.js";
 import { logger, getLevel, setLevel } from "./log.js";
-import { isWorker, runPrimary, workerReady, workerSetup, workerStats } from "./workers/index.js";
+import { isWorker, runPrimary, workerAnswers, workerReady, workerSetup, workerStats } from "./workers/index.js";
 import { NODE_FLAGS, resolveRuntime, startedWithNodeFlags } from "./runtime-config.js";
 import { VERSION } from "./version.js";
 
@@ -142,8 +142,12 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   }
   const role = gateway ? "gateway" : "proxy";
   if (rt.workers > 1 && !isWorker()) {
-    // The primary serves nothing itself: its workers do (host/workers).
-    return runPrimary(rt.workers, (ready, pids) =>
+    // The primary serves no tunnel itself, its workers do; it serves the status endpoints for them (host/workers).
+    const status = {
+      statusAddress: rt.statusAddress,
+      ports: { admin: rt.ports.admin, metrics: rt.ports.metrics, readiness: rt.ports.readiness },
+    };
+    return runPrimary(rt.workers, status, (ready, pids) =>
       console.log(`hbone ${role} ready ${JSON.stringify({ ...ready, workers: rt.workers, pids })}`),
     );
   }
@@ -174,9 +178,10 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     network: rt.network,
     inboundPort: rt.ports.inbound,
     socks5Port: rt.ports.socks5,
-    adminPort: rt.ports.admin,
-    metricsPort: rt.ports.metrics,
-    readinessPort: rt.ports.readiness,
+    // A worker's status endpoints are its primary's (host/workers).
+    adminPort: isWorker() ? false : rt.ports.admin,
+    metricsPort: isWorker() ? false : rt.ports.metrics,
+    readinessPort: isWorker() ? false : rt.ports.readiness,
     statusAddress: rt.statusAddress,
     hbonePort: rt.hbonePort,
     drainTimeoutMs: rt.drainTimeoutMs,
@@ -203,9 +208,14 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     readiness: a.readiness?.port,
     forward: a.forward.map((f) => `${f.address}:${f.port}`),
   };
-  if (isWorker())
+  if (isWorker()) {
+    workerAnswers({
+      metrics: () => mesh.metrics.json(),
+      ready: () => mesh.isReady(),
+      configDump: () => mesh.configDump(),
+    });
     workerReady(ready); // the primary prints one line for all workers
-  else console.log(`hbone ${role} ready ${JSON.stringify(ready)}`);
+  } else console.log(`hbone ${role} ready ${JSON.stringify(ready)}`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info("draining", { signal: sig });

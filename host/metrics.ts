@@ -6,7 +6,7 @@
 // length-bounded, series are capped (overflow: "unknown" labels), idle series expire, and an
 // inbound tunnel gets a series only once it passed its checks (Metrics.checking).
 
-import { client, processMetrics } from "./prom.js";
+import { client, processMetrics, type MetricsJson } from "./prom.js";
 import { envInt } from "./env.js";
 import { getCodec } from "./wasm/codec.js";
 
@@ -312,6 +312,7 @@ export class Metrics {
       help: "Istio component build info",
       labelNames: ["component", "tag"],
       registers,
+      aggregator: "first", // an info series: the same in every --workers worker
     }).set({ component: "ztunnel", tag: info.version }, 1);
     const all = this.series,
       open = this.open;
@@ -481,10 +482,24 @@ export class Metrics {
     return labels;
   }
 
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
   async text(): Promise<string> {
+    this.settle();
+    return this.registry.metrics();
+  }
+
+  /** The same figures as prom-client's JSON, which a --workers primary sums over its workers (host/workers). */
+  async json(): Promise<MetricsJson> {
+    this.settle();
+    return this.registry.getMetricsAsJSON();
+  }
+
+  private settle(): void {
     // Bytes first, so a series whose last tunnel just moved data is not taken for idle.
     for (const r of this.open) r.publish();
     this.expire();
-    return this.registry.metrics();
   }
 }

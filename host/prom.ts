@@ -17,6 +17,16 @@ export const client = {
   Histogram: require("prom-client/lib/histogram") as typeof Prom.Histogram,
 };
 
+/** A registry's figures as prom-client's getMetricsAsJSON() gives them. */
+export type MetricsJson = Prom.MetricObjectWithValues<Prom.MetricValue<string>>[];
+
+/** Prometheus text of the sum of several registries' getMetricsAsJSON() (prom-client's AggregatorRegistry rules:
+ *  each metric combined by its `aggregator`, a sum unless named). Loaded only by a --workers primary. */
+export function aggregateMetrics(registries: MetricsJson[]): Promise<string> {
+  const { aggregate } = require("prom-client/lib/cluster") as typeof Prom.AggregatorRegistry;
+  return aggregate(registries).metrics();
+}
+
 const GC_KINDS: Record<number, string> = {
   [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
   [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
@@ -44,11 +54,14 @@ function maxFds(): number | undefined {
  */
 export function processMetrics(registry: Prom.Registry): void {
   const registers = [registry];
-  const gauge = (name: string, help: string, value: () => number | undefined) =>
+  // How a --workers primary combines a gauge over its processes (host/workers): a sum unless named, as in
+  // prom-client's own collectors.
+  const gauge = (name: string, help: string, value: () => number | undefined, aggregator?: Prom.Aggregator) =>
     new client.Gauge({
       name,
       help,
       registers,
+      ...(aggregator && { aggregator }),
       collect() {
         const v = value();
         if (v !== undefined) this.set(v);
@@ -73,7 +86,7 @@ export function processMetrics(registry: Prom.Registry): void {
     return (c.user + c.system) / 1e6;
   });
   const start = Math.round(Date.now() / 1000 - process.uptime());
-  gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", () => start);
+  gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", () => start, "min");
   gauge("process_resident_memory_bytes", "Resident memory size in bytes.", () => process.memoryUsage.rss());
   gauge("process_open_fds", "Number of open file descriptors.", () => {
     try {
@@ -83,7 +96,7 @@ export function processMetrics(registry: Prom.Registry): void {
     }
   });
   const limit = maxFds();
-  gauge("process_max_fds", "Maximum number of open file descriptors.", () => limit);
+  gauge("process_max_fds", "Maximum number of open file descriptors.", () => limit, "min");
   gauge(
     "nodejs_heap_size_total_bytes",
     "Process heap size from Node.js in bytes.",
@@ -102,6 +115,7 @@ export function processMetrics(registry: Prom.Registry): void {
     name: "nodejs_eventloop_lag_seconds",
     help: "Lag of event loop in seconds.",
     registers,
+    aggregator: "average",
     collect() {
       const t0 = process.hrtime.bigint();
       return new Promise<void>((resolve) =>
@@ -114,16 +128,17 @@ export function processMetrics(registry: Prom.Registry): void {
   });
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
-  const lagStats: [string, string, () => number][] = [
-    ["min", "The minimum recorded event loop delay.", () => delay.min],
-    ["max", "The maximum recorded event loop delay.", () => delay.max],
-    ["mean", "The mean of the recorded event loop delays.", () => delay.mean],
-    ["stddev", "The standard deviation of the recorded event loop delays.", () => delay.stddev],
-    ["p50", "The 50th percentile of the recorded event loop delays.", () => delay.percentile(50)],
-    ["p90", "The 90th percentile of the recorded event loop delays.", () => delay.percentile(90)],
-    ["p99", "The 99th percentile of the recorded event loop delays.", () => delay.percentile(99)],
+  const lagStats: [string, string, () => number, Prom.Aggregator][] = [
+    ["min", "The minimum recorded event loop delay.", () => delay.min, "min"],
+    ["max", "The maximum recorded event loop delay.", () => delay.max, "max"],
+    ["mean", "The mean of the recorded event loop delays.", () => delay.mean, "average"],
+    ["stddev", "The standard deviation of the recorded event loop delays.", () => delay.stddev, "average"],
+    ["p50", "The 50th percentile of the recorded event loop delays.", () => delay.percentile(50), "average"],
+    ["p90", "The 90th percentile of the recorded event loop delays.", () => delay.percentile(90), "average"],
+    ["p99", "The 99th percentile of the recorded event loop delays.", () => delay.percentile(99), "average"],
   ];
-  for (const [stat, help, ns] of lagStats) gauge(`nodejs_eventloop_lag_${stat}_seconds`, help, () => ns() / 1e9);
+  for (const [stat, help, ns, how] of lagStats)
+    gauge(`nodejs_eventloop_lag_${stat}_seconds`, help, () => ns() / 1e9, how);
 
   const gc = new client.Histogram({
     name: "nodejs_gc_duration_seconds",
@@ -145,5 +160,6 @@ export function processMetrics(registry: Prom.Registry): void {
     help: "Node.js version info.",
     labelNames: ["version", "major", "minor", "patch"],
     registers,
+    aggregator: "first",
   }).set({ version: process.version, major, minor, patch }, 1);
 }
