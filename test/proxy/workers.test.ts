@@ -246,8 +246,8 @@ describe("hbone proxy --workers 2", () => {
   });
 
   it("drains every worker on SIGTERM (the tunnel in flight finishes, no byte lost, exit 0); the tunnels were spread over both", async () => {
-    // Into a worker's inbound (a tunnel through the forward listener is not used here: see the report of
-    // issue 15 on a drain that cuts forward-listener tunnels short under load, in one process as in workers).
+    // Into a worker's inbound from an in-process client proxy, which the drain does not stop (a forward tunnel's
+    // client side would be a worker draining too; test/e2e/drain-forward covers those).
     const s = await sleep.connect("echo.default.svc.cluster.local:9000");
     s.on("error", () => {});
     const data = pattern(8 << 20, 7);
