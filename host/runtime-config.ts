@@ -398,6 +398,15 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
       `${flags.workers !== undefined ? "--workers" : "HBONE_WORKERS"}: not a number of workers from 1 to 64: ${rawWorkers}`,
     );
   }
+  const inpod = bool(env, "INPOD_ENABLED", false);
+  // istio-cni sends a pod added after start-up to its newest ZDS connection only: with a connection per worker, each
+  // later pod would be served by one worker and missing from the others' state.
+  if (workers > 1 && inpod) {
+    throw new RuntimeConfigError(
+      `${flags.workers !== undefined ? "--workers" : "HBONE_WORKERS"}: in-pod mode (INPOD_ENABLED) runs one process: ` +
+        `istio-cni sends new pods to one connection only`,
+    );
+  }
 
   return {
     configPath: s("config", "LOCAL_XDS_PATH"),
@@ -416,7 +425,7 @@ export function resolveRuntime(flags: RuntimeFlags, env: Env, o: { gateway?: boo
     podNamespace: read(env, "POD_NAMESPACE")?.value,
     instanceIp: read(env, "INSTANCE_IP")?.value,
     serviceAccount: read(env, "SERVICE_ACCOUNT")?.value,
-    inpod: bool(env, "INPOD_ENABLED", false),
+    inpod,
     inpodUds: read(env, "INPOD_UDS")?.value ?? PATHS.zdsSocket,
     redirect: flags.capture === undefined ? undefined : flags.capture === "host" ? {} : { netns: flags.capture },
     packetMark,

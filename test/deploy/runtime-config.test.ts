@@ -91,6 +91,7 @@ describe("resolveRuntime", () => {
     [{}, { LOG_FORMAT: "plain" }, /LOG_FORMAT/],
     [{ workers: "0" }, {}, /--workers: not a number of workers from 1 to 64: 0/],
     [{}, { HBONE_WORKERS: "many" }, /HBONE_WORKERS: not a number of workers/],
+    [{ workers: "2" }, { INPOD_ENABLED: "true" }, /--workers: in-pod mode \(INPOD_ENABLED\) runs one process/],
   ] as const)("refuses %j %j", (flags, env, re) => {
     expect(() => resolveRuntime(flags, env)).toThrow(RuntimeConfigError);
     expect(() => resolveRuntime(flags, env)).toThrow(re);
