@@ -144,10 +144,10 @@ export function loggingRoute(applied?: (spec: string) => void | Promise<void>): 
   };
 }
 
-/** What :15020 serves: Prometheus text (one proxy's registry, or a --workers primary's sum of its workers'). */
+/** What :15020 serves: Prometheus text (one proxy's, or a --workers primary's sum of its workers'), in pieces. */
 export interface MetricsText {
   readonly contentType: string;
-  text(): Promise<string>;
+  chunks(): Promise<string[]>;
 }
 
 export interface StatusServersOptions {
@@ -174,9 +174,10 @@ export interface StatusServers {
 export async function startStatusServers(o: StatusServersOptions): Promise<StatusServers> {
   const out: StatusServers = { servers: [] };
   const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
-    const text = await o.metrics.text();
+    const chunks = await o.metrics.chunks();
     res.writeHead(200, { "content-type": o.metrics.contentType });
-    res.end(text);
+    for (const c of chunks) res.write(c);
+    res.end();
   };
   try {
     if (o.ports.metrics !== false) {

@@ -210,7 +210,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
   };
   if (isWorker()) {
     workerAnswers({
-      metrics: () => mesh.metrics.json(),
+      metrics: () => mesh.metrics.snapshot(),
       ready: () => mesh.isReady(),
       configDump: () => mesh.configDump(),
     });
@@ -220,11 +220,7 @@ async function proxy(args: string[], gateway = false): Promise<number> {
     const stop = (sig: string) => {
       log.info("draining", { signal: sig });
       // A worker says how much of the work it did (its metrics are its own).
-      if (isWorker())
-        void workerStats(mesh.metrics.registry).then(
-          (st) => log.info("worker stopping", { ...st }),
-          () => {},
-        );
+      if (isWorker()) log.info("worker stopping", { ...workerStats(mesh.metrics) });
       mesh.drain().then(resolve, (err: Error) => {
         log.error("drain failed", { error: err });
         resolve();

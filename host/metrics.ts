@@ -7,6 +7,7 @@
 // inbound tunnel gets a series only once it passed its checks (Metrics.checking).
 
 import { client, processMetrics, type MetricsJson } from "./prom.js";
+import { keyOf, numbersOf, tcpText, TCP_LABELS, type TcpLabel, type TcpLabels, type TcpNumbers } from "./tcp-series.js";
 import { envInt } from "./env.js";
 import { getCodec } from "./wasm/codec.js";
 
@@ -16,39 +17,7 @@ export interface TunnelBytes {
   serverToClient: number;
 }
 
-/** ztunnel's label set, in its order. */
-export const TCP_LABELS = [
-  "reporter",
-  "source_workload",
-  "source_canonical_service",
-  "source_canonical_revision",
-  "source_workload_namespace",
-  "source_principal",
-  "source_app",
-  "source_version",
-  "source_cluster",
-  "destination_service",
-  "destination_service_namespace",
-  "destination_service_name",
-  "destination_workload",
-  "destination_canonical_service",
-  "destination_canonical_revision",
-  "destination_workload_namespace",
-  "destination_principal",
-  "destination_app",
-  "destination_version",
-  "destination_cluster",
-  "request_protocol",
-  "response_flags",
-  "connection_security_policy",
-  "source_region",
-  "source_zone",
-  "destination_region",
-  "destination_zone",
-] as const;
-
-export type TcpLabel = (typeof TCP_LABELS)[number];
-export type TcpLabels = Record<TcpLabel, string>;
+export { TCP_LABELS, type TcpLabel, type TcpLabels } from "./tcp-series.js";
 
 /** One side of a tunnel's identity, as labels know it. Missing fields become "unknown". */
 export interface PeerLabels {
@@ -192,14 +161,8 @@ function overflowLabels(labels: TcpLabels): TcpLabels {
   return out;
 }
 
-function keyOf(labels: TcpLabels): string {
-  let key = "";
-  for (const l of TCP_LABELS) key += labels[l] + "\u0000";
-  return key;
-}
-
-/** One label set's numbers, kept as plain numbers and handed to prom-client only at scrape time. */
-class Series {
+/** One label set's numbers, kept as plain numbers and written out only at scrape time (host/tcp-series). */
+class Series implements TcpNumbers {
   opened = 0;
   closed = 0;
   failed = 0;
@@ -288,6 +251,13 @@ export class ConnectionResult {
   }
 }
 
+/** A process's metrics as a --workers primary gathers them: prom-client's families as JSON, and the istio_tcp_*
+ *  series' numbers. */
+export interface MetricsSnapshot {
+  registry: MetricsJson;
+  tcp: TcpNumbers[];
+}
+
 export class Metrics {
   readonly registry = new client.Registry();
   /** Tunnels whose bytes are not fully published yet. */
@@ -305,7 +275,6 @@ export class Metrics {
   constructor(sources: MetricsSources, info: { version: string }, limits?: Partial<MetricsLimits>) {
     this.limits = { ...defaultMetricsLimits(), ...limits };
     const registers = [this.registry];
-    const labelNames = TCP_LABELS as unknown as TcpLabel[];
     processMetrics(this.registry);
     new client.Gauge({
       name: "istio_build",
@@ -314,51 +283,7 @@ export class Metrics {
       registers,
       aggregator: "first", // an info series: the same in every --workers worker
     }).set({ component: "ztunnel", tag: info.version }, 1);
-    const all = this.series,
-      open = this.open;
-    // Each istio_tcp_* family is rebuilt from the plain numbers when scraped.
-    const counter = (name: string, help: string, value: (s: Series) => number) =>
-      new client.Counter({
-        name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          for (const r of open) r.publish();
-          this.reset();
-          for (const s of all.values()) {
-            const v = value(s);
-            if (v > 0) this.inc(s.labels, v);
-          }
-        },
-      });
-    counter("istio_tcp_connections_opened_total", "The total number of TCP connections opened", (s) => s.opened);
-    counter("istio_tcp_connections_closed_total", "The total number of TCP connections closed", (s) => s.closed);
-    counter(
-      "istio_tcp_connections_failed_total",
-      "The total number of TCP connections that failed to establish",
-      (s) => s.failed,
-    );
-    counter(
-      "istio_tcp_received_bytes_total",
-      "The size of total bytes received during request in case of a TCP connection",
-      (s) => s.received,
-    );
-    counter(
-      "istio_tcp_sent_bytes_total",
-      "The size of total bytes sent during response in case of a TCP connection",
-      (s) => s.sent,
-    );
-    new client.Gauge({
-      name: "istio_tcp_sockets_open",
-      help: "The current number of open TCP sockets",
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const s of all.values()) if (s.opened > 0) this.set(s.labels, s.open);
-      },
-    });
+    const all = this.series;
     const stats = this.seriesStats;
     new client.Gauge({
       name: "hbone_metrics_series",
@@ -486,15 +411,28 @@ export class Metrics {
     return this.registry.contentType;
   }
 
-  async text(): Promise<string> {
+  /** The Prometheus text of :15020, in pieces (host/admin writes them one by one). */
+  async chunks(): Promise<string[]> {
     this.settle();
-    return this.registry.metrics();
+    return [(await this.registry.metrics()) + "\n", ...(await tcpText(this.series.values()))];
   }
 
-  /** The same figures as prom-client's JSON, which a --workers primary sums over its workers (host/workers). */
-  async json(): Promise<MetricsJson> {
+  /** The same figures for a --workers primary to sum over its workers (host/workers). */
+  async snapshot(): Promise<MetricsSnapshot> {
     this.settle();
-    return this.registry.getMetricsAsJSON();
+    const tcp = [...this.series.values()].map((s) => ({ labels: s.labels, ...numbersOf(s) }));
+    return { registry: await this.registry.getMetricsAsJSON(), tcp };
+  }
+
+  /** Tunnels counted so far, over every series still kept. */
+  totals(): { opened: number; closed: number } {
+    let opened = 0,
+      closed = 0;
+    for (const s of this.series.values()) {
+      opened += s.opened;
+      closed += s.closed;
+    }
+    return { opened, closed };
   }
 
   private settle(): void {

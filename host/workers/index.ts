@@ -13,10 +13,11 @@
 // never the primary.
 
 import cluster, { type Worker } from "node:cluster";
-import type { Registry } from "prom-client";
 import { logger, setSink, type LogRecord } from "../log.js";
 import { applyLogging, RouteError, startStatusServers, type StatusServersOptions } from "../admin.js";
-import { aggregateMetrics, client, processMetrics, type MetricsJson } from "../prom.js";
+import { aggregateMetrics, client, processMetrics } from "../prom.js";
+import { sumTcp, tcpText } from "../tcp-series.js";
+import type { MetricsSnapshot } from "../metrics.js";
 
 const log = logger("workers");
 const READY = "hbone-worker-ready";
@@ -97,17 +98,10 @@ export interface WorkerStats {
   tunnelsClosed: number;
 }
 
-/** Worker side: sums this worker's istio_tcp_connections_{opened,closed}_total. */
-export async function workerStats(registry: Registry): Promise<WorkerStats> {
-  const sum = async (name: string) => {
-    const m = registry.getSingleMetric(name);
-    if (!m) return 0;
-    return (await m.get()).values.reduce((a, v) => a + v.value, 0);
-  };
-  return {
-    tunnelsOpened: await sum("istio_tcp_connections_opened_total"),
-    tunnelsClosed: await sum("istio_tcp_connections_closed_total"),
-  };
+/** Worker side: this worker's istio_tcp_connections_{opened,closed}_total, summed over its series. */
+export function workerStats(metrics: { totals(): { opened: number; closed: number } }): WorkerStats {
+  const t = metrics.totals();
+  return { tunnelsOpened: t.opened, tunnelsClosed: t.closed };
 }
 
 /** Where a primary serves the status endpoints for its workers (the same flags a single proxy takes). */
@@ -192,8 +186,11 @@ export async function runPrimary(
     ...status,
     metrics: {
       contentType: own.contentType,
-      text: async () =>
-        aggregateMetrics([await own.getMetricsAsJSON(), ...((await askAll("metrics")) as MetricsJson[])]),
+      chunks: async () => {
+        const workers = (await askAll("metrics")) as MetricsSnapshot[];
+        const rest = await aggregateMetrics([await own.getMetricsAsJSON(), ...workers.map((w) => w.registry)]);
+        return [rest + "\n", ...(await tcpText(sumTcp(workers.map((w) => w.tcp))))];
+      },
     },
     ready: async () =>
       !stopping &&
