@@ -589,12 +589,12 @@ export class NodeProxy {
   }
 
   private quitHandlers: (() => void)[] = [];
-  /** Called after /quitquitquit has drained (the CLI exits). */
   /** What :15021 answers. In-pod mode: ready once the agent's first snapshot is in (ztunnel's readiness). */
   isReady(): boolean {
     return this.ready && (!this.inpod || this.snapshotSeen);
   }
 
+  /** Called after /quitquitquit has drained (the CLI exits). */
   onQuit(fn: () => void): void {
     this.quitHandlers.push(fn);
   }

@@ -1,7 +1,8 @@
 // Prometheus metrics (:15020 /metrics and /stats/prometheus): Istio's istio_tcp_* series with
 // ztunnel's labels (same names, order and "unknown" defaults), process metrics and build info.
 // The per-byte path never calls prom-client: streams and sockets already count their bytes in
-// plain numbers, and the counters catch up from them at scrape time (collect()) and at close.
+// plain numbers, which the series take up at scrape time and at close; the istio_tcp_* text is
+// written from the series' numbers (host/tcp-series.ts), prom-client serves the rest.
 // Cardinality is bounded because peers choose some labels (baggage): values are validated and
 // length-bounded, series are capped (overflow: "unknown" labels), idle series expire, and an
 // inbound tunnel gets a series only once it passed its checks (Metrics.checking).
