@@ -161,7 +161,20 @@ export interface StatusServersOptions {
   quit: () => void;
   /** Hears each logging spec POST /logging applied here; a RouteError it throws is the response. */
   loggingApplied?: (spec: string) => void | Promise<void>;
+  /** Bounds on :15020's responses (default METRICS_LIMITS). */
+  metricsLimits?: MetricsLimits;
 }
+
+/**
+ * Scrapes answered at once (more get a 503 at once), and how long one may stall before it is dropped. At the series
+ * cap a response is ~40 MB, held until the client reads it: clients that ask and never read must not add up to the
+ * proxy's memory. Prometheus asks once per interval and reads at once.
+ */
+export interface MetricsLimits {
+  inFlight: number;
+  stallMs: number;
+}
+export const METRICS_LIMITS: MetricsLimits = { inFlight: 4, stallMs: 30_000 };
 
 export interface StatusServers {
   servers: http.Server[];
@@ -173,8 +186,16 @@ export interface StatusServers {
 /** The proxy's HTTP endpoints: :15020 metrics, :15021 readiness, :15000 admin (config_dump, logging, quit). */
 export async function startStatusServers(o: StatusServersOptions): Promise<StatusServers> {
   const out: StatusServers = { servers: [] };
+  const limits = o.metricsLimits ?? METRICS_LIMITS;
+  let inFlight = 0;
   const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
+    if (inFlight >= limits.inFlight) return send(res, 503, "too many scrapes in flight\n", { "retry-after": "1" });
+    inFlight++;
+    res.once("close", () => inFlight--); // answered, or its connection gone
+    // No socket activity for stallMs (a client that stopped reading): drop it and what it holds.
+    res.setTimeout(limits.stallMs, () => res.destroy());
     const chunks = await o.metrics.chunks();
+    if (res.destroyed) return;
     res.writeHead(200, { "content-type": o.metrics.contentType });
     for (const c of chunks) res.write(c);
     res.end();
