@@ -161,8 +161,8 @@ export interface StatusServersOptions {
   quit: () => void;
   /** Hears each logging spec POST /logging applied here; a RouteError it throws is the response. */
   loggingApplied?: (spec: string) => void | Promise<void>;
-  /** Bounds on :15020's responses (default METRICS_LIMITS). */
-  metricsLimits?: MetricsLimits;
+  /** Bounds on :15020's responses (default SCRAPE_LIMITS). */
+  scrapeLimits?: ScrapeLimits;
 }
 
 /**
@@ -170,11 +170,11 @@ export interface StatusServersOptions {
  * cap a response is ~40 MB, held until the client reads it: clients that ask and never read must not add up to the
  * proxy's memory. Prometheus asks once per interval and reads at once.
  */
-export interface MetricsLimits {
+export interface ScrapeLimits {
   inFlight: number;
   stallMs: number;
 }
-export const METRICS_LIMITS: MetricsLimits = { inFlight: 4, stallMs: 30_000 };
+export const SCRAPE_LIMITS: ScrapeLimits = { inFlight: 4, stallMs: 30_000 };
 
 export interface StatusServers {
   servers: http.Server[];
@@ -186,7 +186,7 @@ export interface StatusServers {
 /** The proxy's HTTP endpoints: :15020 metrics, :15021 readiness, :15000 admin (config_dump, logging, quit). */
 export async function startStatusServers(o: StatusServersOptions): Promise<StatusServers> {
   const out: StatusServers = { servers: [] };
-  const limits = o.metricsLimits ?? METRICS_LIMITS;
+  const limits = o.scrapeLimits ?? SCRAPE_LIMITS;
   let inFlight = 0;
   const metricsRoute = async (_req: unknown, res: http.ServerResponse) => {
     if (inFlight >= limits.inFlight) return send(res, 503, "too many scrapes in flight\n", { "retry-after": "1" });

@@ -21,7 +21,7 @@ beforeAll(async () => {
     ready: () => true,
     configDump: () => ({}),
     quit: () => {},
-    metricsLimits: { inFlight: 2, stallMs: 600 },
+    scrapeLimits: { inFlight: 2, stallMs: 600 },
   });
   port = status.metrics!.port;
 });

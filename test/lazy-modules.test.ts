@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_FLAGS } from "../host/runtime-config.js";
 import { meshFixture, type MeshFixture } from "./helpers/mesh.js";
-import { CLI, NO_STATUS_PORTS } from "./helpers/attack.js";
+import { CLI, NO_STATUS_PORTS, spawnHbone } from "./helpers/attack.js";
 
 const PRELOAD = `const M = require("node:module");
 const compile = M.prototype._compile;
@@ -94,47 +94,36 @@ describe("modules a proxy loads", () => {
 
 /**
  * PEM certificates among a proxy's heap strings once it is ready: a heap snapshot written on SIGUSR2
- * (`--heapsnapshot-signal`) into its own directory. `preload`, when given, runs first.
+ * (`--heapsnapshot-signal`) into a directory of its own (`--diagnostic-dir`). `preload`, when given, runs first.
  */
 async function pemStringsAtReady(name: string, preload?: string): Promise<number> {
-  const cwd = join(fx.dir, name);
-  mkdirSync(cwd, { recursive: true });
-  const args = [
+  const dir = join(fx.dir, name);
+  mkdirSync(dir, { recursive: true });
+  const nodeArgs = [
     ...NODE_FLAGS,
     "--heapsnapshot-signal=SIGUSR2",
+    `--diagnostic-dir=${dir}`,
     ...(preload ? ["--require", preload] : []),
-    CLI,
-    "proxy",
-    ...["--config", fx.configPath, "--ca-dir", fx.caDir, "--workload", "default/sleep/sleep"],
-    ...["--inbound-port", "0", "--socks5-port", "off", ...NO_STATUS_PORTS],
   ];
-  const p = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
-  p.stderr.resume();
-  let out = "";
+  const p = await spawnHbone(
+    "proxy",
+    [
+      ...["--config", fx.configPath, "--ca-dir", fx.caDir, "--workload", "default/sleep/sleep"],
+      ...["--inbound-port", "0", "--socks5-port", "off", ...NO_STATUS_PORTS],
+    ],
+    nodeArgs,
+    { readyTimeoutMs: 20_000 },
+  );
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`proxy not ready: ${out}`)), 20_000);
-      p.once("error", (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      p.stdout.on("data", (d) => {
-        out += String(d);
-        if (/ ready \{/.test(out)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
-    p.kill("SIGUSR2");
+    p.proc.kill("SIGUSR2");
     // The snapshot is written on the proxy's main thread: complete once it parses.
     for (let i = 0; i < 200; i++) {
       await sleep(100);
-      const file = readdirSync(cwd).find((f) => f.endsWith(".heapsnapshot"));
+      const file = readdirSync(dir).find((f) => f.endsWith(".heapsnapshot"));
       if (!file) continue;
       let snapshot: { strings: string[] };
       try {
-        snapshot = JSON.parse(readFileSync(join(cwd, file), "utf8")) as { strings: string[] };
+        snapshot = JSON.parse(readFileSync(join(dir, file), "utf8")) as { strings: string[] };
       } catch {
         continue;
       }
@@ -142,8 +131,7 @@ async function pemStringsAtReady(name: string, preload?: string): Promise<number
     }
     throw new Error("no heap snapshot written");
   } finally {
-    p.kill("SIGKILL");
-    await once(p, "exit");
+    await p.stop(0);
   }
 }
 

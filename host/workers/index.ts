@@ -174,11 +174,13 @@ export async function runPrimary(
     for (const w of workers) if (!w.isDead()) w.process.kill(sig);
   };
   const live = () => workers.filter((w) => w.isConnected());
-  /** Every live worker's answer; the first failure fails the request with a 503 naming it. */
-  const askAll = (what: Question, arg?: string) =>
-    Promise.all(live().map((w) => questions.ask(w, what, arg))).catch((err: Error) => {
+  /** A question whose failure (no answer, an exit, the worker's error) is the request's 503, naming the worker. */
+  const asked = <T>(answer: Promise<T>) =>
+    answer.catch((err: Error) => {
       throw new RouteError(err.message, 503);
     });
+  /** Every live worker's answer; the first failure fails the request. */
+  const askAll = (what: Question, arg?: string) => asked(Promise.all(live().map((w) => questions.ask(w, what, arg))));
   // The primary's own process (its memory and CPU are the set's too) in the sums.
   const own = new client.Registry();
   processMetrics(own);
@@ -199,9 +201,7 @@ export async function runPrimary(
     configDump: async () => {
       const w = live()[0];
       if (!w) throw new RouteError("no worker is running", 503);
-      return questions.ask(w, "config_dump").catch((err: Error) => {
-        throw new RouteError(err.message, 503);
-      });
+      return asked(questions.ask(w, "config_dump"));
     },
     loggingApplied: async (spec) => void (await askAll("logging", spec)),
     quit: () => stopAll("SIGTERM"),
